@@ -1,0 +1,3 @@
+//! The admin HTTP API (hyper): health, readiness and metrics.
+//!
+//! Knows nothing of SIP.

@@ -1,0 +1,4 @@
+//! List entries: the operator-facing file format, loading a lists directory, and publishing
+//! compiled rule snapshots for the hot path.
+//!
+//! Knows nothing of SIP or sockets.

@@ -1,0 +1,3 @@
+//! The `scamguard` binary: a thin CLI over the library.
+
+fn main() {}
