@@ -1,0 +1,92 @@
+//! The `[sip]` config section: addresses, caps and timers of the SIP layer.
+//!
+//! Knows nothing of screening policy (whether to Record-Route is the hook's decision).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::msg::Limits;
+use super::Transport;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP and TCP listen address (both on the same port).
+    pub listen: SocketAddr,
+    /// Host written in our Via and Record-Route; default: the listen IP (must be set when
+    /// listening on an unspecified address such as 0.0.0.0).
+    pub advertise: Option<String>,
+    /// Where initial requests go (the core or PBX behind us). Also the fallback for in-dialog
+    /// targets that are not IP literals (no DNS on the hot path).
+    pub next_hop: Option<SocketAddr>,
+    /// Transport towards `next_hop`.
+    pub next_hop_transport: Transport,
+    pub max_message_size: usize,
+    pub max_headers: usize,
+    pub max_line_length: usize,
+    /// Server plus client transactions in flight; over it new requests get 503.
+    pub max_transactions: usize,
+    /// Calls tracked for events and media anchoring.
+    pub max_calls: usize,
+    pub max_tcp_connections: usize,
+    pub tcp_idle_secs: u64,
+    /// UDP receive tasks (0: one per CPU).
+    pub udp_workers: usize,
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// Timer C: how long a proxied INVITE may ring.
+    pub timer_c_secs: u64,
+    /// How long a call entry lives at most (the dialog of a long call simply stops being tracked).
+    pub max_call_secs: u64,
+    pub retry_after_secs: u32,
+    /// Period of the timer task.
+    pub tick_ms: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "0.0.0.0:5060".parse().expect("literal address"),
+            advertise: None,
+            next_hop: None,
+            next_hop_transport: Transport::Udp,
+            max_message_size: 65535,
+            max_headers: 128,
+            max_line_length: 8192,
+            max_transactions: 200_000,
+            max_calls: 200_000,
+            max_tcp_connections: 1024,
+            tcp_idle_secs: 300,
+            udp_workers: 0,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            timer_c_secs: 180,
+            max_call_secs: 4 * 3600,
+            retry_after_secs: 5,
+            tick_ms: 20,
+        }
+    }
+}
+
+impl SipConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_size: self.max_message_size,
+            max_headers: self.max_headers,
+            max_line: self.max_line_length,
+        }
+    }
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms.max(1))
+    }
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms.max(1))
+    }
+    pub fn t4(&self) -> Duration {
+        Duration::from_millis(self.t4_ms)
+    }
+}

@@ -1,0 +1,1431 @@
+//! The sans-IO, transaction-stateful proxy (RFC 3261 sections 16 and 17): bytes and a source
+//! in, messages to send out; timers advanced by [`Proxy::poll`]. No sockets, no clocks of its
+//! own, so every behaviour is unit-testable.
+//!
+//! Knows nothing of why calls are blocked or warned: the [`Hook`] decides. Transaction and call
+//! tables are dashmaps (no global lock on the hot path), each capped, every entry freed by a
+//! timer.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use super::config::SipConfig;
+use super::edit::Splice;
+use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection};
+use super::msg::{split_commas, Hdr, Limits, Message, Problem, Via};
+use super::stats::SipStats;
+use super::uri::{quote_display, NameAddr, Scheme, Uri};
+use super::Transport;
+
+/// Identifies one TCP connection of the transport layer.
+pub type ConnId = u64;
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// The TCP connection to use when known (responses go back on the request's connection).
+    pub conn: Option<ConnId>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub to: Peer,
+    pub data: Bytes,
+}
+
+/// Prefix of every branch we generate: the magic cookie plus our mark.
+const BRANCH_PREFIX: &str = "z9hG4bKsg";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SState {
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+}
+
+struct ServerTx {
+    invite: bool,
+    state: SState,
+    upstream: Peer,
+    /// The last response sent upstream (resent on a retransmitted request and by Timer G).
+    last: Option<Bytes>,
+    timer_g: Option<(Instant, Duration)>,
+    deadline: Instant,
+    client: Option<String>,
+    /// The received request, to build responses we originate later (408, 487).
+    request: Bytes,
+    tag: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CKind {
+    Invite,
+    NonInvite,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CState {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    No,
+    Pending,
+    Sent,
+}
+
+struct ClientTx {
+    kind: CKind,
+    state: CState,
+    server: Option<String>,
+    dest: Peer,
+    /// The forwarded request bytes (retransmissions, ACK and CANCEL are built from it).
+    request: Bytes,
+    retrans: Option<(Instant, Duration)>,
+    deadline: Instant,
+    cancel: Cancel,
+    call_id: String,
+    /// The initial INVITE of a call (events are reported for it).
+    initial: bool,
+    anchor: bool,
+    /// Direction of the request; responses flow the other way.
+    dir: SdpDirection,
+}
+
+struct Call {
+    anchor: bool,
+    caller_tag: String,
+    expires: Instant,
+}
+
+/// Per-request forwarding options.
+#[derive(Default)]
+struct Fwd<'a> {
+    display: Option<&'a str>,
+    headers: &'a [String],
+    record_route: bool,
+    body: Option<Vec<u8>>,
+}
+
+/// The proxy core. Share it as `Arc<Proxy>`; every method takes `&self`.
+pub struct Proxy {
+    cfg: SipConfig,
+    limits: Limits,
+    host: String,
+    port: u16,
+    ip: Option<IpAddr>,
+    hook: Arc<dyn Hook>,
+    stats: Arc<SipStats>,
+    servers: DashMap<String, ServerTx>,
+    clients: DashMap<String, ClientTx>,
+    calls: DashMap<String, Call>,
+    keys: RandomState,
+}
+
+fn off(buf: &[u8], s: &str) -> usize {
+    s.as_ptr() as usize - buf.as_ptr() as usize
+}
+
+fn ip_of(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+impl Proxy {
+    /// `local` is the bound address; the advertised host defaults to its IP.
+    pub fn new(
+        cfg: SipConfig,
+        local: SocketAddr,
+        hook: Arc<dyn Hook>,
+        stats: Arc<SipStats>,
+    ) -> Result<Proxy, String> {
+        let host =
+            match &cfg.advertise {
+                Some(h) => h.clone(),
+                None if local.ip().is_unspecified() => return Err(format!(
+                    "sip: listening on {local}; set `advertise` to the address peers reach us at"
+                )),
+                None => match local.ip() {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                },
+            };
+        let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        Ok(Proxy {
+            limits: cfg.limits(),
+            cfg,
+            host,
+            port: local.port(),
+            ip,
+            hook,
+            stats,
+            servers: DashMap::new(),
+            clients: DashMap::new(),
+            calls: DashMap::new(),
+            keys: RandomState::new(),
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<SipStats> {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &SipConfig {
+        &self.cfg
+    }
+
+    /// Transactions and calls currently held (for tests and diagnostics).
+    pub fn table_sizes(&self) -> (usize, usize, usize) {
+        (self.servers.len(), self.clients.len(), self.calls.len())
+    }
+
+    /// Handle one received message (a datagram, or one framed stream message).
+    pub fn handle(&self, data: Bytes, from: Peer, now: Instant) -> Vec<Output> {
+        self.stats.received(from.transport);
+        let mut out = Vec::new();
+        let msg = match Message::parse(data, &self.limits, from.transport == Transport::Udp) {
+            Ok(m) => m,
+            Err(p) => {
+                self.stats.malformed(p);
+                self.stats.malformed_dropped.inc();
+                return out;
+            }
+        };
+        if let Some(p) = msg.problem {
+            self.stats.malformed(p);
+            if msg.is_request() && !msg.method_is("ACK") && can_answer(&msg) {
+                let (code, phrase) = if p == Problem::BadVersion {
+                    (505, "Version Not Supported")
+                } else {
+                    (400, "Bad Request")
+                };
+                self.stats.malformed_answered.inc();
+                self.respond(&msg, from, code, phrase, &[], &mut out);
+            } else {
+                self.stats.malformed_dropped.inc();
+            }
+            return out;
+        }
+        if msg.is_request() {
+            self.on_request(&msg, from, now, &mut out);
+        } else {
+            self.on_response(&msg, now, &mut out);
+        }
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    fn tag_for(&self, seed: &str) -> String {
+        format!("sg{:012x}", self.keys.hash_one(seed) & 0xffff_ffff_ffff)
+    }
+
+    /// Answer `msg` statelessly (no transaction).
+    fn respond(
+        &self,
+        msg: &Message,
+        to: Peer,
+        code: u16,
+        phrase: &str,
+        extra: &[String],
+        out: &mut Vec<Output>,
+    ) {
+        let seed = format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range());
+        let tag = self.tag_for(&seed);
+        self.stats.response_sent(code);
+        out.push(Output {
+            to,
+            data: build_response(msg, code, phrase, extra, Some(&tag)),
+        });
+    }
+
+    fn is_ours_host(&self, host: &str, port: Option<u16>, sips: bool) -> bool {
+        let default = if sips { 5061 } else { 5060 };
+        if port.unwrap_or(default) != self.port {
+            return false;
+        }
+        host.eq_ignore_ascii_case(&self.host) || (self.ip.is_some() && ip_of(host) == self.ip)
+    }
+
+    fn via_is_ours(&self, v: &Via<'_>) -> bool {
+        v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+            && self.is_ours_host(v.host, v.port, false)
+    }
+
+    fn uri_is_ours(&self, u: &Uri<'_>) -> bool {
+        u.is_sip() && self.is_ours_host(u.host, u.port, u.scheme == Scheme::Sips)
+    }
+
+    /// RFC 3261 16.11-style branch: a hash of the request's identity and the Via below ours.
+    fn branch(&self, msg: &Message, below: Option<&Via<'_>>) -> String {
+        let from_tag = msg
+            .from()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let to_tag = msg
+            .to()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let ident = (
+            msg.method(),
+            msg.request_uri_str().unwrap_or(""),
+            from_tag.as_str(),
+            to_tag.as_str(),
+            msg.call_id().unwrap_or(""),
+            msg.cseq().map(|c| c.0).unwrap_or(0),
+            below.map(|v| (v.host, v.port, v.branch)),
+        );
+        let a = self.keys.hash_one(&ident);
+        let b = self.keys.hash_one((&ident, 0x5a5a_u32));
+        format!("{BRANCH_PREFIX}{a:016x}{b:016x}")
+    }
+
+    /// The request has passed through us before with the same identity (RFC 3261 16.3 item 4).
+    fn is_loop(&self, msg: &Message) -> bool {
+        let vias: Vec<Via<'_>> = msg
+            .values_str(Hdr::Via)
+            .filter_map(|s| Via::parse(s).ok())
+            .collect();
+        vias.iter().enumerate().any(|(i, v)| {
+            self.via_is_ours(v) && v.branch == Some(self.branch(msg, vias.get(i + 1)).as_str())
+        })
+    }
+
+    fn server_key(msg: &Message, method: &[u8]) -> Option<String> {
+        let method = if method == b"ACK" {
+            b"INVITE".as_slice()
+        } else {
+            method
+        };
+        let method = std::str::from_utf8(method).ok()?;
+        let via = msg.top_via()?;
+        match via.branch {
+            Some(b) if b.len() > 7 && b.starts_with("z9hG4bK") => Some(format!(
+                "{b}|{}:{}|{method}",
+                via.host.to_ascii_lowercase(),
+                via.port.unwrap_or(0)
+            )),
+            _ => {
+                let ft = msg
+                    .from()
+                    .and_then(|f| f.tag().map(str::to_owned))
+                    .unwrap_or_default();
+                let vr = msg.top_via_range()?;
+                Some(format!(
+                    "2543|{}|{}|{ft}|{}|{method}",
+                    msg.call_id()?,
+                    msg.cseq()?.0,
+                    msg.str(vr)?
+                ))
+            }
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        usize::try_from(self.stats.transactions.get()).unwrap_or(0)
+    }
+
+    fn add_server(&self, key: String, tx: ServerTx) -> bool {
+        match self.servers.entry(key) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(tx);
+                self.stats.transactions.inc();
+                true
+            }
+        }
+    }
+
+    fn remove_server(&self, key: &str) {
+        if self.servers.remove(key).is_some() {
+            self.stats.transactions.dec();
+        }
+    }
+
+    fn add_client(&self, key: String, tx: ClientTx) {
+        if self.clients.insert(key, tx).is_none() {
+            self.stats.transactions.inc();
+        }
+    }
+
+    fn remove_client(&self, key: &str) -> Option<ClientTx> {
+        let c = self.clients.remove(key).map(|(_, c)| c);
+        if c.is_some() {
+            self.stats.transactions.dec();
+        }
+        c
+    }
+
+    fn event(&self, call_id: &str, ev: CallEvent, end: bool) {
+        let known = if end {
+            let gone = self.calls.remove(call_id).is_some();
+            if gone {
+                self.stats.calls.dec();
+            }
+            gone
+        } else {
+            self.calls.contains_key(call_id)
+        };
+        if known {
+            self.hook.call_event(call_id, ev);
+        }
+    }
+
+    fn on_request(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        let method = msg.method();
+        if method == b"ACK" {
+            return self.on_ack(msg, from, now, out);
+        }
+        let Some(key) = Self::server_key(msg, method) else {
+            return;
+        };
+        // A retransmission: answer from the transaction, never ask the hook again.
+        if let Some(tx) = self.servers.get(&key) {
+            if tx.state != SState::Accepted {
+                if let Some(last) = &tx.last {
+                    out.push(Output {
+                        to: tx.upstream,
+                        data: last.clone(),
+                    });
+                }
+            }
+            return;
+        }
+        if method == b"CANCEL" {
+            return self.on_cancel(msg, from, now, out);
+        }
+        let mf = msg.max_forwards();
+        let ruri = msg.request_uri();
+        let to_us = ruri
+            .as_ref()
+            .is_some_and(|u| u.is_sip() && u.user.is_none());
+        if method == b"OPTIONS" && (mf == Some(0) || to_us) {
+            let allow =
+                ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK".to_string()];
+            return self.respond(msg, from, 200, "OK", &allow, out);
+        }
+        if mf == Some(0) {
+            return self.respond(msg, from, 483, "Too Many Hops", &[], out);
+        }
+        if self.is_loop(msg) {
+            return self.respond(msg, from, 482, "Loop Detected", &[], out);
+        }
+        if let Some(pr) = msg.value(Hdr::ProxyRequire) {
+            let h = [format!("Unsupported: {pr}")];
+            return self.respond(msg, from, 420, "Bad Extension", &h, out);
+        }
+        let invite = method == b"INVITE";
+        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
+        let initial = invite && to_tag.is_none();
+        let call_id = msg.call_id().unwrap_or("").to_string();
+        if self.in_flight() >= self.cfg.max_transactions
+            || (initial && self.calls.len() >= self.cfg.max_calls)
+        {
+            self.stats.overload.inc();
+            let h = [format!("Retry-After: {}", self.cfg.retry_after_secs)];
+            return self.respond(msg, from, 503, "Service Unavailable", &h, out);
+        }
+        let tag = self.tag_for(&key);
+        let mut tx = ServerTx {
+            invite,
+            state: SState::Proceeding,
+            upstream: from,
+            last: None,
+            timer_g: None,
+            deadline: now + self.server_lifetime(invite),
+            client: None,
+            request: msg.buf.clone(),
+            tag,
+        };
+        if invite {
+            let trying = build_response(msg, 100, "Trying", &[], None);
+            self.stats.response_sent(100);
+            tx.last = Some(trying.clone());
+            out.push(Output {
+                to: from,
+                data: trying,
+            });
+        }
+        if !self.add_server(key.clone(), tx) {
+            out.clear(); // another worker took this transaction first
+            return;
+        }
+
+        // Decide.
+        let mut fwd = Fwd::default();
+        let decision;
+        let (anchor, dir) = if initial {
+            self.stats.hook_calls.inc();
+            decision = self
+                .hook
+                .new_call(&NewCall::new(msg, from.addr, from.transport));
+            match &decision {
+                Decision::Reject {
+                    code,
+                    phrase,
+                    headers,
+                } => {
+                    let code = if (300..700).contains(code) {
+                        *code
+                    } else {
+                        500
+                    };
+                    self.final_upstream(&key, msg, code, phrase, headers, now, out);
+                    return;
+                }
+                Decision::Forward {
+                    display_name,
+                    headers,
+                    record_route,
+                    anchor_media,
+                } => {
+                    fwd.display = display_name.as_deref();
+                    fwd.headers = headers;
+                    fwd.record_route = *record_route || *anchor_media;
+                    (*anchor_media, SdpDirection::FromCaller)
+                }
+            }
+        } else {
+            match self.calls.get(&call_id) {
+                Some(c) => {
+                    let ft = msg
+                        .from()
+                        .and_then(|f| f.tag().map(str::to_owned))
+                        .unwrap_or_default();
+                    let dir = if ft == c.caller_tag {
+                        SdpDirection::FromCaller
+                    } else {
+                        SdpDirection::FromCallee
+                    };
+                    (c.anchor, dir)
+                }
+                None => (false, SdpDirection::FromCaller),
+            }
+        };
+        if anchor && msg.body_is_sdp() {
+            fwd.body = self.hook.rewrite_sdp(&call_id, dir, msg.body_bytes());
+        }
+        let Some(dest) = self.route(msg, to_tag.is_none()) else {
+            self.final_upstream(&key, msg, 502, "Bad Gateway", &[], now, out);
+            return;
+        };
+        let below = msg.top_via();
+        let branch = self.branch(msg, below.as_ref());
+        let data = self.forward_bytes(msg, from, dest.transport, &branch, &fwd);
+        let kind = if invite {
+            CKind::Invite
+        } else {
+            CKind::NonInvite
+        };
+        let ckey = format!("{branch}|{}", String::from_utf8_lossy(method));
+        let t1 = self.cfg.t1();
+        self.add_client(
+            ckey.clone(),
+            ClientTx {
+                kind,
+                state: CState::Calling,
+                server: Some(key.clone()),
+                dest,
+                request: data.clone(),
+                retrans: (dest.transport == Transport::Udp).then(|| (now + t1, t1)),
+                deadline: now + t1 * 64,
+                cancel: Cancel::No,
+                call_id: call_id.clone(),
+                initial,
+                anchor,
+                dir,
+            },
+        );
+        if let Some(mut s) = self.servers.get_mut(&key) {
+            s.client = Some(ckey);
+        }
+        if initial && (fwd.record_route || anchor) && !call_id.is_empty() {
+            let ft = msg
+                .from()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default();
+            let expires = now + Duration::from_secs(self.cfg.max_call_secs);
+            if self
+                .calls
+                .insert(
+                    call_id.clone(),
+                    Call {
+                        anchor,
+                        caller_tag: ft,
+                        expires,
+                    },
+                )
+                .is_none()
+            {
+                self.stats.calls.inc();
+            }
+        } else if initial && !call_id.is_empty() {
+            // Tracked until the INVITE transaction ends, for answered/failed/cancelled events.
+            let expires = now + Duration::from_secs(self.cfg.timer_c_secs) + t1 * 128;
+            let c = Call {
+                anchor: false,
+                caller_tag: String::new(),
+                expires,
+            };
+            if self.calls.insert(call_id.clone(), c).is_none() {
+                self.stats.calls.inc();
+            }
+        }
+        if method == b"BYE" {
+            self.event(&call_id, CallEvent::Ended, true);
+        }
+        out.push(Output { to: dest, data });
+    }
+
+    fn server_lifetime(&self, invite: bool) -> Duration {
+        let t1 = self.cfg.t1();
+        if invite {
+            Duration::from_secs(self.cfg.timer_c_secs) + t1 * 130
+        } else {
+            t1 * 130
+        }
+    }
+
+    /// Send a final response we originate on the server transaction `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn final_upstream(
+        &self,
+        key: &str,
+        req: &Message,
+        code: u16,
+        phrase: &str,
+        extra: &[String],
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(mut s) = self.servers.get_mut(key) else {
+            return;
+        };
+        let data = build_response(req, code, phrase, extra, Some(&s.tag));
+        self.stats.response_sent(code);
+        self.complete_server(&mut s, data.clone(), code, now);
+        out.push(Output {
+            to: s.upstream,
+            data,
+        });
+    }
+
+    fn complete_server(&self, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) {
+        let t1 = self.cfg.t1();
+        let udp = s.upstream.transport == Transport::Udp;
+        if code < 200 {
+            s.last = Some(data);
+            return;
+        }
+        if s.invite && code < 300 {
+            s.state = SState::Accepted;
+            s.last = None;
+            s.deadline = now + t1 * 64;
+        } else {
+            s.state = SState::Completed;
+            s.last = Some(data);
+            if s.invite && udp {
+                s.timer_g = Some((now + t1, t1));
+            }
+            s.deadline = if s.invite || udp { now + t1 * 64 } else { now };
+        }
+    }
+
+    fn on_ack(&self, msg: &Message, _from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if let Some(key) = Self::server_key(msg, b"ACK") {
+            if let Some(mut s) = self.servers.get_mut(&key) {
+                match s.state {
+                    SState::Completed => {
+                        s.state = SState::Confirmed;
+                        s.timer_g = None;
+                        let udp = s.upstream.transport == Transport::Udp;
+                        s.deadline = if udp { now + self.cfg.t4() } else { now };
+                        return;
+                    }
+                    SState::Confirmed | SState::Proceeding => return,
+                    SState::Accepted => {}
+                }
+            }
+        }
+        // ACK for a 2xx: end to end, statelessly.
+        if msg.max_forwards() == Some(0) || self.is_loop(msg) {
+            return;
+        }
+        let mut fwd = Fwd::default();
+        if let Some(c) = msg.call_id().and_then(|id| self.calls.get(id)) {
+            if c.anchor && msg.body_is_sdp() {
+                let ft = msg
+                    .from()
+                    .and_then(|f| f.tag().map(str::to_owned))
+                    .unwrap_or_default();
+                let dir = if ft == c.caller_tag {
+                    SdpDirection::FromCaller
+                } else {
+                    SdpDirection::FromCallee
+                };
+                let id = msg.call_id().unwrap_or("").to_string();
+                drop(c);
+                fwd.body = self.hook.rewrite_sdp(&id, dir, msg.body_bytes());
+            }
+        }
+        let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+        let Some(dest) = self.route(msg, !has_tag) else {
+            return;
+        };
+        let below = msg.top_via();
+        let branch = self.branch(msg, below.as_ref());
+        let data = self.forward_bytes(msg, _from, dest.transport, &branch, &fwd);
+        out.push(Output { to: dest, data });
+    }
+
+    fn on_cancel(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        let ikey = Self::server_key(msg, b"INVITE");
+        let found = ikey.as_ref().and_then(|k| {
+            self.servers
+                .get(k)
+                .filter(|s| s.invite)
+                .map(|s| (s.state, s.client.clone(), s.request.clone()))
+        });
+        let Some((state, client, _req)) = found else {
+            // No transaction to cancel: forward statelessly (RFC 3261 16.10).
+            if msg.max_forwards() == Some(0) {
+                return self.respond(msg, from, 483, "Too Many Hops", &[], out);
+            }
+            let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+            if let Some(dest) = self.route(msg, !has_tag) {
+                let below = msg.top_via();
+                let branch = self.branch(msg, below.as_ref());
+                let data = self.forward_bytes(msg, from, dest.transport, &branch, &Fwd::default());
+                out.push(Output { to: dest, data });
+            }
+            return;
+        };
+        self.respond(msg, from, 200, "OK", &[], out);
+        if state != SState::Proceeding {
+            return;
+        }
+        let call_id = msg.call_id().unwrap_or("").to_string();
+        match client {
+            Some(ck) => {
+                let mut send = None;
+                if let Some(mut c) = self.clients.get_mut(&ck) {
+                    if c.cancel == Cancel::No {
+                        if c.state == CState::Proceeding {
+                            c.cancel = Cancel::Sent;
+                            send = Some((c.request.clone(), c.dest));
+                        } else {
+                            c.cancel = Cancel::Pending;
+                        }
+                        self.event(&call_id, CallEvent::Cancelled, false);
+                    }
+                }
+                if let Some((req, dest)) = send {
+                    self.send_cancel(&req, dest, now, out);
+                }
+            }
+            None => {
+                if let (Some(k), Ok(inv)) = (ikey, Message::parse(_req, &self.limits, true)) {
+                    self.final_upstream(&k, &inv, 487, "Request Terminated", &[], now, out);
+                }
+            }
+        }
+    }
+
+    fn send_cancel(&self, fwd_invite: &Bytes, dest: Peer, now: Instant, out: &mut Vec<Output>) {
+        let Ok(inv) = Message::parse(fwd_invite.clone(), &self.limits, true) else {
+            return;
+        };
+        let Some(branch) = inv.top_via().and_then(|v| v.branch.map(str::to_owned)) else {
+            return;
+        };
+        let data = build_in_tx_request(&inv, "CANCEL", None);
+        let t1 = self.cfg.t1();
+        self.add_client(
+            format!("{branch}|CANCEL"),
+            ClientTx {
+                kind: CKind::Cancel,
+                state: CState::Calling,
+                server: None,
+                dest,
+                request: data.clone(),
+                retrans: (dest.transport == Transport::Udp).then(|| (now + t1, t1)),
+                deadline: now + t1 * 64,
+                cancel: Cancel::No,
+                call_id: String::new(),
+                initial: false,
+                anchor: false,
+                dir: SdpDirection::FromCaller,
+            },
+        );
+        out.push(Output { to: dest, data });
+    }
+
+    fn on_response(&self, msg: &Message, now: Instant, out: &mut Vec<Output>) {
+        let (Some(via), Some(code), Some((_, cmethod))) = (msg.top_via(), msg.status(), msg.cseq())
+        else {
+            return;
+        };
+        if !self.via_is_ours(&via) {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        let ckey = format!("{}|{cmethod}", via.branch.unwrap_or(""));
+        enum Next {
+            Relay {
+                server: Option<String>,
+                anchor: bool,
+                dir: SdpDirection,
+                call: String,
+                initial: bool,
+                first_final: bool,
+            },
+            Stateless,
+            Done,
+        }
+        let mut ack = None;
+        let mut cancel = None;
+        let next = match self.clients.get_mut(&ckey) {
+            None => Next::Stateless,
+            Some(mut c) => {
+                let t1 = self.cfg.t1();
+                let relay = |c: &ClientTx, first_final: bool| Next::Relay {
+                    server: c.server.clone(),
+                    anchor: c.anchor,
+                    dir: match c.dir {
+                        SdpDirection::FromCaller => SdpDirection::FromCallee,
+                        SdpDirection::FromCallee => SdpDirection::FromCaller,
+                    },
+                    call: c.call_id.clone(),
+                    initial: c.initial,
+                    first_final,
+                };
+                match c.kind {
+                    CKind::Cancel => {
+                        if code >= 200 && c.state != CState::Completed {
+                            c.state = CState::Completed;
+                            c.retrans = None;
+                            c.deadline = now + self.cfg.t4();
+                        }
+                        Next::Done
+                    }
+                    CKind::Invite if code < 200 => {
+                        if c.state == CState::Calling {
+                            c.state = CState::Proceeding;
+                            c.retrans = None;
+                        }
+                        if c.state == CState::Proceeding {
+                            c.deadline = now + Duration::from_secs(self.cfg.timer_c_secs);
+                            if c.cancel == Cancel::Pending {
+                                c.cancel = Cancel::Sent;
+                                cancel = Some((c.request.clone(), c.dest));
+                            }
+                        }
+                        if code == 100 || c.state != CState::Proceeding {
+                            Next::Done
+                        } else {
+                            relay(&c, false)
+                        }
+                    }
+                    CKind::Invite if code < 300 => {
+                        let first = c.state != CState::Accepted;
+                        c.state = CState::Accepted;
+                        c.retrans = None;
+                        c.deadline = now + t1 * 64;
+                        relay(&c, first)
+                    }
+                    CKind::Invite => {
+                        ack = Some((c.request.clone(), c.dest));
+                        if c.state == CState::Completed || c.state == CState::Accepted {
+                            Next::Done
+                        } else {
+                            c.state = CState::Completed;
+                            c.retrans = None;
+                            let udp = c.dest.transport == Transport::Udp;
+                            c.deadline = if udp {
+                                now + Duration::from_secs(32)
+                            } else {
+                                now
+                            };
+                            relay(&c, true)
+                        }
+                    }
+                    CKind::NonInvite => {
+                        if c.state == CState::Completed {
+                            Next::Done
+                        } else if code < 200 {
+                            c.state = CState::Proceeding;
+                            if code == 100 {
+                                Next::Done
+                            } else {
+                                relay(&c, false)
+                            }
+                        } else {
+                            c.state = CState::Completed;
+                            c.retrans = None;
+                            let udp = c.dest.transport == Transport::Udp;
+                            c.deadline = if udp { now + self.cfg.t4() } else { now };
+                            relay(&c, true)
+                        }
+                    }
+                }
+            }
+        };
+        if let Some((req, dest)) = ack {
+            if let Ok(inv) = Message::parse(req, &self.limits, true) {
+                let to_line = msg.header(Hdr::To).map(|h| msg.bytes(h.line.clone()));
+                out.push(Output {
+                    to: dest,
+                    data: build_in_tx_request(&inv, "ACK", to_line),
+                });
+            }
+        }
+        if let Some((req, dest)) = cancel {
+            self.send_cancel(&req, dest, now, out);
+        }
+        match next {
+            Next::Done => {}
+            Next::Stateless => {
+                // Not ours to track (2xx retransmission, stateless request): route by the next Via.
+                let Some(dest) = msg
+                    .values_str(Hdr::Via)
+                    .nth(1)
+                    .and_then(|s| Via::parse(s).ok())
+                    .and_then(|v| via_target(&v))
+                else {
+                    self.stats.stray_responses.inc();
+                    return;
+                };
+                let data = self.relay_bytes(msg, None);
+                out.push(Output { to: dest, data });
+            }
+            Next::Relay {
+                server,
+                anchor,
+                dir,
+                call,
+                initial,
+                first_final,
+            } => {
+                let body = if anchor && msg.body_is_sdp() {
+                    self.hook.rewrite_sdp(&call, dir, msg.body_bytes())
+                } else {
+                    None
+                };
+                let data = self.relay_bytes(msg, body);
+                let upstream = match server.as_ref().and_then(|k| self.servers.get_mut(k)) {
+                    Some(mut s) => {
+                        self.complete_server(&mut s, data.clone(), code, now);
+                        Some(s.upstream)
+                    }
+                    None => msg
+                        .values_str(Hdr::Via)
+                        .nth(1)
+                        .and_then(|s| Via::parse(s).ok())
+                        .and_then(|v| via_target(&v)),
+                };
+                if let Some(to) = upstream {
+                    out.push(Output { to, data });
+                }
+                if initial && first_final {
+                    match code {
+                        200..=299 => self.event(&call, CallEvent::Answered, false),
+                        607 => self.event(&call, CallEvent::Unwanted, true),
+                        487 => {
+                            let gone = self.calls.remove(&call).is_some();
+                            if gone {
+                                self.stats.calls.dec();
+                            }
+                        }
+                        c if c >= 300 => self.event(&call, CallEvent::Failed(c), true),
+                        _ => {}
+                    }
+                    if (200..300).contains(&code) {
+                        // Calls forwarded without staying in the dialog need no entry after the answer.
+                        let drop_it = self
+                            .calls
+                            .get(&call)
+                            .is_some_and(|c| c.caller_tag.is_empty() && !c.anchor);
+                        if drop_it && self.calls.remove(&call).is_some() {
+                            self.stats.calls.dec();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a request goes: the configured next hop for initial requests, else the first Route
+    /// not ours, else the Request-URI. Only IP literals are used (no DNS); names fall back to the
+    /// next hop.
+    fn route(&self, msg: &Message, initial: bool) -> Option<Peer> {
+        let hop = self.cfg.next_hop.map(|addr| Peer {
+            transport: self.cfg.next_hop_transport,
+            addr,
+            conn: None,
+        });
+        if initial && hop.is_some() {
+            return hop;
+        }
+        let mut routes = msg
+            .values_str(Hdr::Route)
+            .filter_map(|v| NameAddr::parse(v).ok());
+        let mut first = routes.next();
+        if first.as_ref().is_some_and(|r| self.uri_is_ours(&r.uri)) {
+            first = routes.next();
+        }
+        let target = match &first {
+            Some(r) => uri_target(&r.uri),
+            None => msg.request_uri().and_then(|u| {
+                if self.uri_is_ours(&u) {
+                    None
+                } else {
+                    uri_target(&u)
+                }
+            }),
+        };
+        target.or(hop)
+    }
+
+    /// The received request with our edits spliced in.
+    fn forward_bytes(
+        &self,
+        msg: &Message,
+        from: Peer,
+        out_t: Transport,
+        branch: &str,
+        fwd: &Fwd<'_>,
+    ) -> Bytes {
+        let b: &[u8] = &msg.buf;
+        let mut sp = Splice::new();
+        sp.insert(
+            msg.head_start,
+            format!(
+                "Via: SIP/2.0/{} {}:{};branch={branch}\r\n",
+                out_t.as_str(),
+                self.host,
+                self.port
+            ),
+        );
+        if fwd.record_route {
+            let t = if out_t == Transport::Tcp {
+                ";transport=tcp"
+            } else {
+                ""
+            };
+            sp.insert(
+                msg.head_start,
+                format!("Record-Route: <sip:{}:{}{t};lr>\r\n", self.host, self.port),
+            );
+        }
+        // RFC 3581 / 18.2.1 on the received top Via.
+        if let Some(r) = msg.top_via_range() {
+            if let Some(v) = msg.str(r.clone()).and_then(|s| Via::parse(s).ok()) {
+                let mut add = String::new();
+                if v.received.is_none() && ip_of(v.host) != Some(from.addr.ip()) {
+                    let _ = write!(add, ";received={}", from.addr.ip());
+                }
+                sp.insert(r.end, add);
+                if v.rport == Some(None) {
+                    if let Some(pos) = find_flag(msg.str(r.clone()).unwrap_or(""), "rport") {
+                        sp.insert(r.start + pos, format!("={}", from.addr.port()));
+                    }
+                }
+            }
+        }
+        match msg.header(Hdr::MaxForwards) {
+            Some(h) => {
+                let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
+                sp.replace(h.value.clone(), mf.to_string());
+            }
+            None => sp.insert(msg.head_end, "Max-Forwards: 70\r\n"),
+        }
+        // Loose routing: pop a top Route that names us.
+        if let Some((hi, vr)) = first_value(msg, Hdr::Route) {
+            let ours = msg
+                .str(vr.clone())
+                .and_then(|s| NameAddr::parse(s).ok())
+                .is_some_and(|n| self.uri_is_ours(&n.uri));
+            if ours {
+                remove_value(&mut sp, msg, hi, vr);
+            }
+        }
+        if let Some(name) = fwd.display {
+            let q = quote_display(name);
+            let ranges = msg
+                .values(Hdr::From)
+                .take(1)
+                .chain(msg.values(Hdr::PAssertedIdentity));
+            for r in ranges {
+                rewrite_display(&mut sp, msg, r, &q);
+            }
+        }
+        for h in fwd.headers {
+            let h = h.trim_end_matches(['\r', '\n']);
+            if !h.is_empty() && !h.contains(['\r', '\n']) {
+                sp.insert(msg.head_end, format!("{h}\r\n"));
+            }
+        }
+        let body_len = match &fwd.body {
+            Some(nb) => {
+                sp.replace(msg.body.clone(), nb.clone());
+                nb.len()
+            }
+            None => msg.body.len(),
+        };
+        fix_content_length(&mut sp, msg, body_len, fwd.body.is_some());
+        sp.apply(b, msg.body.end)
+    }
+
+    /// A response with our Via popped (and an SDP replacement).
+    fn relay_bytes(&self, msg: &Message, body: Option<Vec<u8>>) -> Bytes {
+        let mut sp = Splice::new();
+        if let Some((hi, vr)) = first_value(msg, Hdr::Via) {
+            remove_value(&mut sp, msg, hi, vr);
+        }
+        let len = match &body {
+            Some(nb) => {
+                sp.replace(msg.body.clone(), nb.clone());
+                nb.len()
+            }
+            None => msg.body.len(),
+        };
+        fix_content_length(&mut sp, msg, len, body.is_some());
+        sp.apply(&msg.buf, msg.body.end)
+    }
+
+    /// Advance timers: retransmissions, timeouts, and freeing of finished entries.
+    pub fn poll(&self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let t2 = self.cfg.t2();
+        let mut dead = Vec::new();
+        for mut s in self.servers.iter_mut() {
+            if let (SState::Completed, Some((at, iv))) = (s.state, s.timer_g) {
+                if now >= at {
+                    if let Some(last) = s.last.clone() {
+                        out.push(Output {
+                            to: s.upstream,
+                            data: last,
+                        });
+                    }
+                    let iv = (iv * 2).min(t2);
+                    s.timer_g = Some((now + iv, iv));
+                }
+            }
+            if now >= s.deadline {
+                dead.push(s.key().clone());
+            }
+        }
+        for k in dead.drain(..) {
+            self.remove_server(&k);
+        }
+        let mut timed_out = Vec::new();
+        for mut c in self.clients.iter_mut() {
+            if let Some((at, iv)) = c.retrans {
+                if now >= at {
+                    out.push(Output {
+                        to: c.dest,
+                        data: c.request.clone(),
+                    });
+                    let iv = if c.kind == CKind::Invite {
+                        iv * 2
+                    } else {
+                        (iv * 2).min(t2)
+                    };
+                    c.retrans = Some((now + iv, iv));
+                }
+            }
+            if now >= c.deadline {
+                if matches!(c.state, CState::Calling | CState::Proceeding)
+                    && c.kind != CKind::Cancel
+                {
+                    timed_out.push(c.key().clone());
+                } else {
+                    dead.push(c.key().clone());
+                }
+            }
+        }
+        for k in dead {
+            self.remove_client(&k);
+        }
+        for k in timed_out {
+            let Some(c) = self.remove_client(&k) else {
+                continue;
+            };
+            self.stats.timeouts.inc();
+            if c.kind == CKind::Invite && c.state == CState::Proceeding && c.cancel == Cancel::No {
+                // Timer C: give up on the branch.
+                self.send_cancel(&c.request, c.dest, now, &mut out);
+            }
+            let Some(sk) = c.server else { continue };
+            let req = self
+                .servers
+                .get(&sk)
+                .filter(|s| s.state == SState::Proceeding)
+                .map(|s| s.request.clone());
+            if let Some(req) = req {
+                if let Ok(m) = Message::parse(req, &self.limits, true) {
+                    if c.cancel == Cancel::No {
+                        self.final_upstream(&sk, &m, 408, "Request Timeout", &[], now, &mut out);
+                    } else {
+                        self.final_upstream(&sk, &m, 487, "Request Terminated", &[], now, &mut out);
+                    }
+                }
+            }
+            if c.initial {
+                if c.cancel == Cancel::No {
+                    self.event(&c.call_id, CallEvent::TimedOut, true);
+                } else if self.calls.remove(&c.call_id).is_some() {
+                    self.stats.calls.dec();
+                }
+            }
+        }
+        let before = self.calls.len();
+        self.calls.retain(|_, c| now < c.expires);
+        let gone = before.saturating_sub(self.calls.len());
+        for _ in 0..gone {
+            self.stats.calls.dec();
+        }
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+}
+
+fn can_answer(msg: &Message) -> bool {
+    [Hdr::Via, Hdr::From, Hdr::To, Hdr::CallId, Hdr::CSeq]
+        .iter()
+        .all(|k| msg.header(*k).is_some())
+}
+
+/// Position just after a flag parameter `;name` (no value) inside a Via value.
+fn find_flag(v: &str, name: &str) -> Option<usize> {
+    let lower = v.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find(name) {
+        let st = from + p;
+        let en = st + name.len();
+        let before = lower[..st].trim_end_matches(|c: char| c.is_ascii_whitespace());
+        let after = lower[en..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+        if before.ends_with(';')
+            && (after.is_empty() || after.starts_with(';') || after.starts_with(','))
+        {
+            return Some(en);
+        }
+        from = en;
+    }
+    None
+}
+
+fn first_value(msg: &Message, kind: Hdr) -> Option<(usize, Range<usize>)> {
+    let hi = msg.headers.iter().position(|h| h.kind == kind)?;
+    let v = split_commas(&msg.buf, msg.headers[hi].value.clone()).next()?;
+    Some((hi, v))
+}
+
+/// Remove one value of a (possibly comma-joined) header; the whole line when it is the only one.
+fn remove_value(sp: &mut Splice, msg: &Message, hi: usize, vr: Range<usize>) {
+    let h = &msg.headers[hi];
+    let vals: Vec<Range<usize>> = split_commas(&msg.buf, h.value.clone()).collect();
+    let Some(i) = vals.iter().position(|v| *v == vr) else {
+        return;
+    };
+    if vals.len() == 1 {
+        sp.delete(h.line.clone());
+    } else if i + 1 < vals.len() {
+        sp.delete(vals[i].start..vals[i + 1].start);
+    } else {
+        sp.delete(vals[i - 1].end..vals[i].end);
+    }
+}
+
+fn rewrite_display(sp: &mut Splice, msg: &Message, r: Range<usize>, quoted: &str) {
+    let b: &[u8] = &msg.buf;
+    let Some(na) = msg.str(r.clone()).and_then(|s| NameAddr::parse(s).ok()) else {
+        return;
+    };
+    match (na.display_raw, na.bracketed) {
+        (Some(d), _) => {
+            let o = off(b, d);
+            // Keep the separation from `<` that an unquoted token display may have relied on.
+            sp.replace(o..o + d.len(), quoted);
+        }
+        (None, true) => {
+            if let Some(lt) = b[r.clone()].iter().position(|&c| c == b'<') {
+                sp.insert(r.start + lt, format!("{quoted} "));
+            }
+        }
+        (None, false) => {
+            let o = off(b, na.uri.raw);
+            sp.insert(o, format!("{quoted} <"));
+            sp.insert(o + na.uri.raw.len(), ">");
+        }
+    }
+}
+
+/// Make Content-Length right for a body of `len` bytes.
+fn fix_content_length(sp: &mut Splice, msg: &Message, len: usize, changed: bool) {
+    match msg.header(Hdr::ContentLength) {
+        Some(h) if changed => sp.replace(h.value.clone(), len.to_string()),
+        Some(_) => {}
+        None => sp.insert(msg.head_end, format!("Content-Length: {len}\r\n")),
+    }
+    if msg.body.start == msg.head_end {
+        // A datagram without the blank line: supply it.
+        sp.insert(msg.head_end, "\r\n");
+    }
+}
+
+fn uri_target(u: &Uri<'_>) -> Option<Peer> {
+    if !u.is_sip() {
+        return None;
+    }
+    let ip = ip_of(u.host)?;
+    let port = u
+        .port
+        .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
+    let tcp = u
+        .param("transport")
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+        || u.scheme == Scheme::Sips;
+    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+        conn: None,
+    })
+}
+
+fn via_target(v: &Via<'_>) -> Option<Peer> {
+    let ip = ip_of(v.received.unwrap_or(v.host)).or_else(|| ip_of(v.host))?;
+    let port = v.rport.flatten().or(v.port).unwrap_or(5060);
+    let transport = if v.transport.eq_ignore_ascii_case("TCP") {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+        conn: None,
+    })
+}
+
+fn put_line(out: &mut BytesMut, line: &[u8]) {
+    out.put_slice(line);
+    if !line.ends_with(b"\n") {
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// A response built from a request: all Via in order, From, To (+ tag), Call-ID, CSeq.
+pub(crate) fn build_response(
+    req: &Message,
+    code: u16,
+    phrase: &str,
+    extra: &[String],
+    to_tag: Option<&str>,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(512);
+    let _ = write!(Adapter(&mut out), "SIP/2.0 {code} {phrase}\r\n");
+    let b: &[u8] = &req.buf;
+    let mut seen = [false; 4];
+    for h in &req.headers {
+        // Singletons are copied once, even from a request that repeats them (RFC 4475 multi01).
+        let slot = match h.kind {
+            Hdr::From => Some(0),
+            Hdr::To => Some(1),
+            Hdr::CallId => Some(2),
+            Hdr::CSeq => Some(3),
+            _ => None,
+        };
+        if let Some(i) = slot {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+        }
+        match h.kind {
+            Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => {
+                put_line(&mut out, &b[h.line.clone()])
+            }
+            Hdr::To => {
+                let has_tag = req.to().is_some_and(|t| t.tag().is_some());
+                match to_tag {
+                    Some(tag) if !has_tag && code > 100 => {
+                        out.put_slice(&b[h.line.start..h.value.end]);
+                        let _ = write!(Adapter(&mut out), ";tag={tag}");
+                        put_line(&mut out, &b[h.value.end..h.line.end]);
+                    }
+                    _ => put_line(&mut out, &b[h.line.clone()]),
+                }
+            }
+            _ => {}
+        }
+    }
+    for e in extra {
+        let e = e.trim_end_matches(['\r', '\n']);
+        if !e.is_empty() && !e.contains(['\r', '\n']) {
+            out.put_slice(e.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+    }
+    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    out.freeze()
+}
+
+/// ACK (for a non-2xx) or CANCEL for a request we forwarded (RFC 3261 17.1.1.3, 9.1).
+fn build_in_tx_request(fwd: &Message, method: &str, to_line: Option<&[u8]>) -> Bytes {
+    let b: &[u8] = &fwd.buf;
+    let mut out = BytesMut::with_capacity(512);
+    let _ = write!(
+        Adapter(&mut out),
+        "{method} {} SIP/2.0\r\n",
+        fwd.request_uri_str().unwrap_or("")
+    );
+    if let Some(h) = fwd.header(Hdr::Via) {
+        put_line(&mut out, &b[h.line.clone()]);
+    }
+    for h in &fwd.headers {
+        match h.kind {
+            Hdr::Route | Hdr::From | Hdr::CallId => put_line(&mut out, &b[h.line.clone()]),
+            Hdr::To => put_line(&mut out, to_line.unwrap_or(&b[h.line.clone()])),
+            _ => {}
+        }
+    }
+    let num = fwd.cseq().map(|c| c.0).unwrap_or(0);
+    let _ = write!(
+        Adapter(&mut out),
+        "CSeq: {num} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    out.freeze()
+}
+
+struct Adapter<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Adapter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The one interface through which the SIP layer learns what to do with a call: the [`Hook`]
+//! trait and the facts ([`NewCall`]) and answers ([`Decision`]) that cross it.
+//!
+//! Knows nothing of why a call is blocked, warned or passed; that lives behind the trait.
+
+use std::net::SocketAddr;
+
+use super::msg::{Hdr, Message};
+use super::uri::{NameAddr, Uri};
+use super::Transport;
+
+/// What the application decides for a new call. Called once per initial INVITE transaction.
+pub trait Hook: Send + Sync + 'static {
+    /// A new initial INVITE (no To tag); called once per server transaction, never for its
+    /// retransmissions. Must not block: it runs on the receive path.
+    fn new_call(&self, call: &NewCall<'_>) -> Decision;
+    /// Later facts about a call that was forwarded.
+    fn call_event(&self, call_id: &str, event: CallEvent);
+    /// For dialogs forwarded with `anchor_media`: every SDP body (offer or answer, either
+    /// direction, re-INVITE/UPDATE/ACK/PRACK included). Return a replacement body or `None`.
+    fn rewrite_sdp(&self, call_id: &str, dir: SdpDirection, body: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// What to do with a new call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer the INVITE with this final response (code 300..=699); `headers` are whole
+    /// header lines without line breaks, e.g. `Reason: SIP;cause=603;text="..."`.
+    Reject {
+        code: u16,
+        phrase: String,
+        headers: Vec<String>,
+    },
+    /// Forward the INVITE to the next hop.
+    Forward {
+        /// Rewrite the display name of From and every P-Asserted-Identity to this text.
+        display_name: Option<String>,
+        /// Header lines (without line breaks) appended to the forwarded INVITE.
+        headers: Vec<String>,
+        /// Stay in the dialog (Record-Route), needed to see BYE and re-INVITEs.
+        record_route: bool,
+        /// Pass every SDP body of the dialog through [`Hook::rewrite_sdp`]; implies
+        /// `record_route`.
+        anchor_media: bool,
+    },
+}
+
+impl Decision {
+    /// Forward untouched, not staying in the dialog.
+    pub fn pass() -> Decision {
+        Decision::Forward {
+            display_name: None,
+            headers: Vec::new(),
+            record_route: false,
+            anchor_media: false,
+        }
+    }
+}
+
+/// Facts about a forwarded call after the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    /// The callee answered (first 2xx to the INVITE).
+    Answered,
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// The call failed with this final status (not 607, not after a CANCEL).
+    Failed(u16),
+    /// The callee answered `607 Unwanted` (RFC 8197).
+    Unwanted,
+    /// A BYE ended the dialog.
+    Ended,
+    /// No final response arrived in time (Timer B/C); the caller got `408`.
+    TimedOut,
+}
+
+/// Which side an SDP body came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpDirection {
+    /// From the calling side (the offer in the initial INVITE, the caller's re-INVITEs...).
+    FromCaller,
+    /// From the called side (answers in 18x/2xx, the callee's re-INVITEs...).
+    FromCallee,
+}
+
+/// The facts of a new initial INVITE, borrowed from the received message.
+pub struct NewCall<'a> {
+    msg: &'a Message,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub call_id: &'a str,
+    pub request_uri: Option<Uri<'a>>,
+    pub from: Option<NameAddr<'a>>,
+    pub to: Option<NameAddr<'a>>,
+    /// Every P-Asserted-Identity value, in order (values that do not parse are skipped).
+    pub asserted: Vec<NameAddr<'a>>,
+    pub privacy: Option<&'a str>,
+    pub identity: Option<&'a str>,
+}
+
+impl<'a> NewCall<'a> {
+    pub(crate) fn new(msg: &'a Message, source: SocketAddr, transport: Transport) -> NewCall<'a> {
+        NewCall {
+            msg,
+            source,
+            transport,
+            call_id: msg.call_id().unwrap_or(""),
+            request_uri: msg.request_uri(),
+            from: msg.from(),
+            to: msg.to(),
+            asserted: msg
+                .values_str(Hdr::PAssertedIdentity)
+                .filter_map(|v| NameAddr::parse(v).ok())
+                .collect(),
+            privacy: msg.header_by_name("Privacy"),
+            identity: msg.header_by_name("Identity"),
+        }
+    }
+
+    /// The first value of any header by name (case-insensitive; compact forms understood).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.msg.header_by_name(name)
+    }
+
+    /// The SDP offer, if the INVITE carries one.
+    pub fn body(&self) -> &'a [u8] {
+        self.msg.body_bytes()
+    }
+}

@@ -1,0 +1,200 @@
+//! Counters of the SIP layer (messages, malformed input by kind, responses we sent by code,
+//! transactions in flight, overload), rendered through [`crate::metrics::Collect`].
+//!
+//! Knows nothing of calls' verdicts.
+
+use crate::metrics::{Collect, Counter, Exposition, Gauge};
+
+use super::msg::Problem;
+use super::Transport;
+
+#[derive(Debug)]
+pub struct SipStats {
+    pub rx_udp: Counter,
+    pub rx_tcp: Counter,
+    pub tx_udp: Counter,
+    pub tx_tcp: Counter,
+    malformed: [Counter; Problem::ALL.len()],
+    /// Malformed requests answered with 400/505 and those dropped for lack of headers.
+    pub malformed_answered: Counter,
+    pub malformed_dropped: Counter,
+    /// Responses we originated, by status code (index `code - 100`).
+    responses: Vec<Counter>,
+    pub transactions: Gauge,
+    pub calls: Gauge,
+    pub overload: Counter,
+    pub hook_calls: Counter,
+    pub stray_responses: Counter,
+    pub timeouts: Counter,
+    pub tcp_connections: Gauge,
+    pub tcp_refused: Counter,
+    pub send_errors: Counter,
+}
+
+impl Default for SipStats {
+    fn default() -> Self {
+        SipStats {
+            rx_udp: Counter::default(),
+            rx_tcp: Counter::default(),
+            tx_udp: Counter::default(),
+            tx_tcp: Counter::default(),
+            malformed: Default::default(),
+            malformed_answered: Counter::default(),
+            malformed_dropped: Counter::default(),
+            responses: (100..700).map(|_| Counter::default()).collect(),
+            transactions: Gauge::default(),
+            calls: Gauge::default(),
+            overload: Counter::default(),
+            hook_calls: Counter::default(),
+            stray_responses: Counter::default(),
+            timeouts: Counter::default(),
+            tcp_connections: Gauge::default(),
+            tcp_refused: Counter::default(),
+            send_errors: Counter::default(),
+        }
+    }
+}
+
+impl SipStats {
+    pub fn malformed(&self, p: Problem) {
+        self.malformed[p.index()].inc();
+    }
+    pub fn malformed_count(&self, p: Problem) -> u64 {
+        self.malformed[p.index()].get()
+    }
+    pub fn response_sent(&self, code: u16) {
+        if let Some(c) = self.responses.get(usize::from(code).wrapping_sub(100)) {
+            c.inc();
+        }
+    }
+    pub fn responses_sent(&self, code: u16) -> u64 {
+        self.responses
+            .get(usize::from(code).wrapping_sub(100))
+            .map_or(0, Counter::get)
+    }
+    pub fn received(&self, t: Transport) {
+        match t {
+            Transport::Udp => self.rx_udp.inc(),
+            Transport::Tcp => self.rx_tcp.inc(),
+        }
+    }
+    pub fn sent(&self, t: Transport) {
+        match t {
+            Transport::Udp => self.tx_udp.inc(),
+            Transport::Tcp => self.tx_tcp.inc(),
+        }
+    }
+}
+
+impl Collect for SipStats {
+    fn collect(&self, out: &mut Exposition) {
+        let m = "sip_messages_total";
+        let h = "SIP messages by direction and transport";
+        out.counter(
+            m,
+            h,
+            &[("dir", "in"), ("transport", "udp")],
+            self.rx_udp.get(),
+        );
+        out.counter(
+            m,
+            h,
+            &[("dir", "in"), ("transport", "tcp")],
+            self.rx_tcp.get(),
+        );
+        out.counter(
+            m,
+            h,
+            &[("dir", "out"), ("transport", "udp")],
+            self.tx_udp.get(),
+        );
+        out.counter(
+            m,
+            h,
+            &[("dir", "out"), ("transport", "tcp")],
+            self.tx_tcp.get(),
+        );
+        for p in Problem::ALL {
+            out.counter(
+                "sip_malformed_total",
+                "Malformed SIP messages by kind",
+                &[("kind", p.as_str())],
+                self.malformed_count(p),
+            );
+        }
+        let h = "Malformed requests by outcome";
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "answered")],
+            self.malformed_answered.get(),
+        );
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "dropped")],
+            self.malformed_dropped.get(),
+        );
+        for (i, c) in self.responses.iter().enumerate() {
+            let v = c.get();
+            if v > 0 {
+                let code = (i + 100).to_string();
+                out.counter(
+                    "sip_responses_sent_total",
+                    "Responses originated by the proxy, by code",
+                    &[("code", &code)],
+                    v,
+                );
+            }
+        }
+        out.gauge(
+            "sip_transactions",
+            "SIP transactions in flight",
+            &[],
+            self.transactions.get(),
+        );
+        out.gauge("sip_calls", "Calls tracked", &[], self.calls.get());
+        out.counter(
+            "sip_overload_total",
+            "Requests refused with 503 or dropped over a table cap",
+            &[],
+            self.overload.get(),
+        );
+        out.counter(
+            "sip_hook_calls_total",
+            "New calls handed to the decision hook",
+            &[],
+            self.hook_calls.get(),
+        );
+        out.counter(
+            "sip_stray_responses_total",
+            "Responses dropped: not ours, no route back",
+            &[],
+            self.stray_responses.get(),
+        );
+        out.counter(
+            "sip_timeouts_total",
+            "Client transactions that timed out",
+            &[],
+            self.timeouts.get(),
+        );
+        out.gauge(
+            "sip_tcp_connections",
+            "Open SIP TCP connections",
+            &[],
+            self.tcp_connections.get(),
+        );
+        out.counter(
+            "sip_tcp_refused_total",
+            "TCP connections refused over the cap",
+            &[],
+            self.tcp_refused.get(),
+        );
+        out.counter(
+            "sip_send_errors_total",
+            "Messages that could not be sent",
+            &[],
+            self.send_errors.get(),
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Sockets around the sans-IO [`Proxy`]: UDP receive tasks (one per core by default, sharing one
+//! socket), a TCP listener with capped, idle-timed connections framed by Content-Length, outbound
+//! TCP connections to peers, and the timer task that drives [`Proxy::poll`].
+//!
+//! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::core::{ConnId, Output, Peer, Proxy};
+use super::framing::Framer;
+use super::Transport;
+
+struct Net {
+    udp: Arc<UdpSocket>,
+    proxy: Arc<Proxy>,
+    conns: DashMap<ConnId, mpsc::Sender<Bytes>>,
+    by_addr: DashMap<SocketAddr, ConnId>,
+    next_id: AtomicU64,
+    slots: Arc<Semaphore>,
+}
+
+/// Resolves when `rx` says stop (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serve SIP on `udp` and `tcp` (normally bound to the same address) until `shutdown` turns
+/// true. Transactions still in flight are abandoned at shutdown.
+pub async fn run(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let cfg = proxy.config().clone();
+    let net = Arc::new(Net {
+        udp: Arc::new(udp),
+        proxy,
+        conns: DashMap::new(),
+        by_addr: DashMap::new(),
+        next_id: AtomicU64::new(1),
+        slots: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+    });
+    let mut tasks = JoinSet::new();
+    let workers = if cfg.udp_workers > 0 {
+        cfg.udp_workers
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
+    for _ in 0..workers {
+        tasks.spawn(udp_worker(net.clone(), shutdown.clone()));
+    }
+    tasks.spawn(timer_task(
+        net.clone(),
+        Duration::from_millis(cfg.tick_ms.max(1)),
+        shutdown.clone(),
+    ));
+    let idle = Duration::from_secs(cfg.tcp_idle_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            acc = tcp.accept() => {
+                let Ok((stream, peer)) = acc else { continue };
+                match net.slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tasks.spawn(serve_conn(net.clone(), stream, peer, permit, idle, shutdown.clone()));
+                    }
+                    Err(_) => net.proxy.stats().tcp_refused.inc(),
+                }
+            }
+        }
+    }
+    tasks.shutdown().await;
+    Ok(())
+}
+
+async fn udp_worker(net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            r = net.udp.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+        };
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: src,
+            conn: None,
+        };
+        let outs = net
+            .proxy
+            .handle(Bytes::copy_from_slice(&buf[..n]), peer, Instant::now());
+        dispatch(&net, outs).await;
+    }
+}
+
+async fn timer_task(net: Arc<Net>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut iv = tokio::time::interval(tick);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            _ = iv.tick() => {
+                let outs = net.proxy.poll(Instant::now());
+                dispatch(&net, outs).await;
+            }
+        }
+    }
+}
+
+/// Boxed so the outbound-connection path (which dispatches what it reads) can be spawned.
+fn dispatch(net: &Arc<Net>, outs: Vec<Output>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    Box::pin(dispatch_inner(net, outs))
+}
+
+async fn dispatch_inner(net: &Arc<Net>, outs: Vec<Output>) {
+    for o in outs {
+        match o.to.transport {
+            Transport::Udp => {
+                if net.udp.send_to(&o.data, o.to.addr).await.is_err() {
+                    net.proxy.stats().send_errors.inc();
+                }
+            }
+            Transport::Tcp => {
+                let id =
+                    o.to.conn
+                        .filter(|id| net.conns.contains_key(id))
+                        .or_else(|| net.by_addr.get(&o.to.addr).map(|r| *r));
+                let tx = id.and_then(|id| net.conns.get(&id).map(|s| s.clone()));
+                match tx {
+                    Some(tx) => {
+                        if tx.try_send(o.data).is_err() {
+                            net.proxy.stats().send_errors.inc();
+                        }
+                    }
+                    None => {
+                        tokio::spawn(connect_and_send(net.clone(), o.to.addr, o.data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn connect_and_send(net: Arc<Net>, addr: SocketAddr, data: Bytes) {
+    let Ok(permit) = net.slots.clone().try_acquire_owned() else {
+        net.proxy.stats().tcp_refused.inc();
+        return;
+    };
+    let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
+    {
+        Ok(Ok(s)) => s,
+        _ => {
+            net.proxy.stats().send_errors.inc();
+            return;
+        }
+    };
+    let idle = Duration::from_secs(net.proxy.config().tcp_idle_secs.max(1));
+    let (tx, rx) = mpsc::channel(256);
+    let _ = tx.try_send(data);
+    // The connection stays open for responses and further requests; it ends by idleness.
+    let (_never, shutdown) = watch::channel(false);
+    serve_registered(net, stream, addr, permit, idle, shutdown, tx, rx).await;
+    drop(_never);
+}
+
+async fn serve_conn(
+    net: Arc<Net>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    idle: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(256);
+    serve_registered(net, stream, peer, permit, idle, shutdown, tx, rx).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_registered(
+    net: Arc<Net>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    tx: mpsc::Sender<Bytes>,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    let id = net.next_id.fetch_add(1, Ordering::Relaxed);
+    net.conns.insert(id, tx);
+    net.by_addr.insert(peer, id);
+    let stats = net.proxy.stats().clone();
+    stats.tcp_connections.inc();
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let max = net.proxy.config().max_message_size;
+    let mut framer = Framer::new(max);
+    let mut buf = vec![0u8; 16384];
+    'conn: loop {
+        let n = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            r = tokio::time::timeout(idle, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            },
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(m)) => {
+                    let p = Peer {
+                        transport: Transport::Tcp,
+                        addr: peer,
+                        conn: Some(id),
+                    };
+                    let outs = net.proxy.handle(m, p, Instant::now());
+                    dispatch(&net, outs).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    stats.malformed(super::msg::Problem::TooLarge);
+                    break 'conn;
+                }
+            }
+        }
+    }
+    net.conns.remove(&id);
+    net.by_addr.remove_if(&peer, |_, v| *v == id);
+    stats.tcp_connections.dec();
+    writer.abort();
+}
