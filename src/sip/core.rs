@@ -159,17 +159,18 @@ impl Proxy {
         hook: Arc<dyn Hook>,
         stats: Arc<SipStats>,
     ) -> Result<Proxy, String> {
-        let host =
-            match &cfg.advertise {
-                Some(h) => h.clone(),
-                None if local.ip().is_unspecified() => return Err(format!(
+        let host = match &cfg.advertise {
+            Some(h) => h.clone(),
+            None if local.ip().is_unspecified() => {
+                return Err(format!(
                     "sip: listening on {local}; set `advertise` to the address peers reach us at"
-                )),
-                None => match local.ip() {
-                    IpAddr::V4(v4) => v4.to_string(),
-                    IpAddr::V6(v6) => format!("[{v6}]"),
-                },
-            };
+                ))
+            }
+            None => match local.ip() {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            },
+        };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
         Ok(Proxy {
             limits: cfg.limits(),
@@ -1045,12 +1046,12 @@ impl Proxy {
                 if v.received.is_none() && ip_of(v.host) != Some(from.addr.ip()) {
                     let _ = write!(add, ";received={}", from.addr.ip());
                 }
-                sp.insert(r.end, add);
                 if v.rport == Some(None) {
                     if let Some(pos) = find_flag(msg.str(r.clone()).unwrap_or(""), "rport") {
                         sp.insert(r.start + pos, format!("={}", from.addr.port()));
                     }
                 }
+                sp.insert(r.end, add);
             }
         }
         match msg.header(Hdr::MaxForwards) {

@@ -210,3 +210,300 @@ fn rfc4475_table() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+fn invite(call: &str, branch: &str) -> String {
+    format!(
+        "INVITE sip:+15550001111@callee.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP client.example.com:5080;branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\n\
+To: <sip:+15550001111@callee.example.com>\r\n\
+Call-ID: {call}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5080>\r\n\
+P-Asserted-Identity: <sip:+15552223333@client.example.com>, \"Old\" <tel:+15552223333>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n"
+    )
+}
+
+fn feed(p: &Proxy, s: &str, from: &str, now: Instant) -> Vec<Output> {
+    p.handle(Bytes::copy_from_slice(s.as_bytes()), udp(from), now)
+}
+
+fn codes(outs: &[Output]) -> Vec<u16> {
+    outs.iter().filter_map(|o| parse(o).status()).collect()
+}
+
+fn to(outs: &[Output], addr: &str) -> Vec<Output> {
+    let a: SocketAddr = addr.parse().unwrap();
+    outs.iter().filter(|o| o.to.addr == a).cloned().collect()
+}
+
+/// A response from the downstream to what we forwarded.
+fn answer(fwd: &Output, code: u16, extra: &[String]) -> Bytes {
+    super::core::build_response(&parse(fwd), code, "X", extra, Some("callee1"))
+}
+
+#[test]
+fn reject_retransmits_and_absorbs_ack() {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(Decision::Reject {
+        code: 603,
+        phrase: "Network Blocked".into(),
+        headers: vec!["Reason: SIP;cause=603;text=\"v=analytics1\"".into()],
+    });
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let outs = feed(&p, &invite("c-rej", "z9hG4bKr1"), UAC, t0);
+    assert_eq!(codes(&outs), vec![100, 603]);
+    let resp = parse(&outs[1]);
+    let text = String::from_utf8_lossy(&outs[1].data).to_string();
+    assert!(text.starts_with("SIP/2.0 603 Network Blocked\r\nVia: SIP/2.0/UDP client.example.com:5080;branch=z9hG4bKr1;rport\r\n"), "{text}");
+    assert!(text.contains("\r\nReason: SIP;cause=603;text=\"v=analytics1\"\r\n"));
+    assert!(resp.to().unwrap().tag().is_some());
+    assert_eq!(resp.call_id(), Some("c-rej"));
+    // Retransmitted INVITE: answered from the transaction, hook not asked again.
+    let again = feed(&p, &invite("c-rej", "z9hG4bKr1"), UAC, t0);
+    assert_eq!(codes(&again), vec![603]);
+    assert_eq!(hook.calls.lock().unwrap().len(), 1);
+    // Timer G.
+    let g = p.poll(t0 + Duration::from_millis(600));
+    assert_eq!(codes(&g), vec![603]);
+    // ACK absorbed, then freed by Timer I.
+    let tag = resp.to().unwrap().tag().unwrap().to_string();
+    let ack = invite("c-rej", "z9hG4bKr1")
+        .replacen("INVITE sip", "ACK sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(
+            "To: <sip:+15550001111@callee.example.com>",
+            &format!("To: <sip:+15550001111@callee.example.com>;tag={tag}"),
+        );
+    assert!(feed(&p, &ack, UAC, t0).is_empty());
+    assert!(p.poll(t0 + Duration::from_secs(2)).is_empty());
+    assert_eq!(p.poll(t0 + Duration::from_secs(10)).len(), 0);
+    assert_eq!(p.table_sizes(), (0, 0, 0));
+    assert_eq!(p.stats().responses_sent(603), 1);
+}
+
+#[test]
+fn forward_relays_and_reports() {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+        display_name: Some("SCAM? \"Bank\"".into()),
+        headers: vec!["X-Verdict: warn".into()],
+        record_route: true,
+        anchor_media: false,
+    });
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let inv = invite("c-fwd", "z9hG4bKf1");
+    let outs = feed(&p, &inv, UAC, t0);
+    assert_eq!(codes(&to(&outs, UAC)), vec![100]);
+    let fwd = to(&outs, HOP);
+    assert_eq!(fwd.len(), 1);
+    let text = String::from_utf8_lossy(&fwd[0].data).to_string();
+    let branch = parse(&fwd[0])
+        .top_via()
+        .unwrap()
+        .branch
+        .unwrap()
+        .to_string();
+    assert!(branch.starts_with("z9hG4bKsg"));
+    // Exactly our edits, the rest byte-identical.
+    let want = inv
+        .replacen(
+            "SIP/2.0\r\n",
+            &format!("SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nRecord-Route: <sip:127.0.0.1:5060;lr>\r\n"),
+            1,
+        )
+        .replace("branch=z9hG4bKf1;rport", "branch=z9hG4bKf1;rport=5080;received=127.0.0.1")
+        .replace("Max-Forwards: 70", "Max-Forwards: 69")
+        .replace("From: \"Alice\"", "From: \"SCAM? \\\"Bank\\\"\"")
+        .replace(
+            "P-Asserted-Identity: <sip:+15552223333@client.example.com>, \"Old\" <tel:",
+            "P-Asserted-Identity: \"SCAM? \\\"Bank\\\"\" <sip:+15552223333@client.example.com>, \"SCAM? \\\"Bank\\\"\" <tel:",
+        )
+        .replace("Content-Length: 4\r\n", "Content-Length: 4\r\nX-Verdict: warn\r\n");
+    assert_eq!(text, want);
+    // 100 absorbed; 180 and 200 relayed with our Via popped.
+    assert!(p.handle(answer(&fwd[0], 100, &[]), udp(HOP), t0).is_empty());
+    let r180 = p.handle(answer(&fwd[0], 180, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&r180, UAC)), vec![180]);
+    let relayed = String::from_utf8_lossy(&r180[0].data).to_string();
+    assert!(relayed.contains("Via: SIP/2.0/UDP client.example.com:5080;branch=z9hG4bKf1;rport=5080;received=127.0.0.1\r\n"));
+    assert!(!relayed.contains("z9hG4bKsg"));
+    // A retransmitted INVITE now gets the 180 again.
+    assert_eq!(codes(&feed(&p, &inv, UAC, t0)), vec![180]);
+    let r200 = p.handle(answer(&fwd[0], 200, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&r200, UAC)), vec![200]);
+    assert_eq!(
+        hook.events.lock().unwrap().as_slice(),
+        &[("c-fwd".to_string(), CallEvent::Answered)]
+    );
+    // 2xx retransmission after the client transaction is gone: stateless by Via.
+    p.poll(t0 + Duration::from_secs(40));
+    let again = p.handle(
+        answer(&fwd[0], 200, &[]),
+        udp(HOP),
+        t0 + Duration::from_secs(40),
+    );
+    assert_eq!(codes(&to(&again, UAC)), vec![200]);
+}
+
+#[test]
+fn cancel_before_answer() {
+    let hook = Arc::new(TestHook::default());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let inv = invite("c-can", "z9hG4bKc1");
+    let fwd = to(&feed(&p, &inv, UAC, t0), HOP).remove(0);
+    let cancel = inv
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        .replace(
+            "Content-Length: 4\r\n\r\nv=0\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    // No provisional yet: 200 to the CANCEL, downstream CANCEL waits for one.
+    let outs = feed(&p, &cancel, UAC, t0);
+    assert_eq!(codes(&outs), vec![200]);
+    let outs = p.handle(answer(&fwd, 180, &[]), udp(HOP), t0);
+    let down = to(&outs, HOP);
+    assert_eq!(down.len(), 1);
+    let c = parse(&down[0]);
+    assert!(c.method_is("CANCEL"));
+    assert_eq!(
+        c.top_via().unwrap().branch,
+        parse(&fwd).top_via().unwrap().branch
+    );
+    assert_eq!(c.cseq().unwrap(), (1, "CANCEL"));
+    // 487: ACKed by us downstream, relayed upstream; the caller's ACK is absorbed.
+    let outs = p.handle(answer(&fwd, 487, &[]), udp(HOP), t0);
+    let acks: Vec<Message> = to(&outs, HOP).iter().map(parse).collect();
+    assert_eq!(acks.len(), 1);
+    assert!(acks[0].method_is("ACK"));
+    assert_eq!(acks[0].to().unwrap().tag(), Some("callee1"));
+    assert_eq!(codes(&to(&outs, UAC)), vec![487]);
+    let ack = inv
+        .replacen("INVITE sip", "ACK sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(
+            "Content-Length: 4\r\n\r\nv=0\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    assert!(feed(&p, &ack, UAC, t0).is_empty());
+    assert_eq!(
+        hook.events.lock().unwrap().as_slice(),
+        &[("c-can".to_string(), CallEvent::Cancelled)]
+    );
+    p.poll(t0 + Duration::from_secs(400));
+    assert_eq!(p.table_sizes(), (0, 0, 0));
+}
+
+#[test]
+fn hop_limits_loops_and_overload() {
+    let hook = Arc::new(TestHook::default());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let mf0 = invite("c-mf", "z9hG4bKm1").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(codes(&feed(&p, &mf0, UAC, t0)), vec![483]);
+    // Our own forwarded request coming back unchanged is a loop.
+    let fwd = to(&feed(&p, &invite("c-loop", "z9hG4bKl1"), UAC, t0), HOP).remove(0);
+    let back = p.handle(fwd.data.clone(), udp(HOP), t0);
+    assert_eq!(codes(&back), vec![482]);
+    // Over the transaction cap: 503 with Retry-After.
+    let cfg = SipConfig {
+        next_hop: Some(HOP.parse().unwrap()),
+        max_transactions: 2,
+        ..SipConfig::default()
+    };
+    let small = Proxy::new(
+        cfg,
+        ME.parse().unwrap(),
+        hook,
+        Arc::new(SipStats::default()),
+    )
+    .unwrap();
+    feed(&small, &invite("o1", "z9hG4bKo1"), UAC, t0);
+    let outs = feed(&small, &invite("o2", "z9hG4bKo2"), UAC, t0);
+    assert_eq!(codes(&outs), vec![503]);
+    assert!(String::from_utf8_lossy(&outs[0].data).contains("\r\nRetry-After: 5\r\n"));
+    assert_eq!(small.stats().overload.get(), 1);
+}
+
+#[test]
+fn timeout_answers_408_and_frees() {
+    let hook = Arc::new(TestHook::default());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    feed(&p, &invite("c-to", "z9hG4bKt1"), UAC, t0);
+    let a = p.poll(t0 + Duration::from_millis(500));
+    assert_eq!(to(&a, HOP).len(), 1, "Timer A retransmission");
+    let b = p.poll(t0 + Duration::from_secs(33));
+    assert_eq!(codes(&to(&b, UAC)), vec![408]);
+    assert_eq!(
+        hook.events.lock().unwrap().as_slice(),
+        &[("c-to".to_string(), CallEvent::TimedOut)]
+    );
+    p.poll(t0 + Duration::from_secs(400));
+    assert_eq!(p.table_sizes(), (0, 0, 0));
+    assert_eq!(p.stats().transactions.get(), 0);
+}
+
+#[test]
+fn anchored_dialog_rewrites_sdp_and_routes_bye() {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+        display_name: None,
+        headers: vec![],
+        record_route: true,
+        anchor_media: true,
+    });
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let fwd = to(&feed(&p, &invite("c-med", "z9hG4bKa1"), UAC, t0), HOP).remove(0);
+    let fm = parse(&fwd);
+    assert_eq!(fm.body_bytes(), b"v=0\na=x-FromCaller\r\n");
+    assert_eq!(fm.value(super::msg::Hdr::ContentLength), Some("20"));
+    let ok = {
+        let r = answer(&fwd, 200, &["Content-Type: application/sdp".into()]);
+        let s = String::from_utf8_lossy(&r).replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Length: 4\r\n\r\nv=1\n",
+        );
+        Bytes::from(s)
+    };
+    let up = p.handle(ok, udp(HOP), t0);
+    assert_eq!(parse(&up[0]).body_bytes(), b"v=1\na=x-FromCallee\r\n");
+    // BYE from the callee: Route names us first, then the caller's contact is the target.
+    let bye = "BYE sip:alice@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKb1\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:+15550001111@callee.example.com>;tag=callee1\r\nTo: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\nCall-ID: c-med\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n";
+    let outs = feed(&p, bye, HOP, t0);
+    let down = to(&outs, UAC);
+    assert_eq!(down.len(), 1);
+    let text = String::from_utf8_lossy(&down[0].data).to_string();
+    assert!(!text.contains("Route:"), "our Route popped: {text}");
+    let evs = hook.events.lock().unwrap().clone();
+    assert_eq!(
+        evs,
+        vec![
+            ("c-med".to_string(), CallEvent::Answered),
+            ("c-med".to_string(), CallEvent::Ended)
+        ]
+    );
+}
+
+#[test]
+fn malformed_counts_and_options() {
+    let p = proxy(Arc::new(TestHook::default()));
+    let t0 = Instant::now();
+    assert!(feed(&p, "garbage\r\n\r\n", UAC, t0).is_empty());
+    let opt = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKo\r\nFrom: <sip:probe@x>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(codes(&feed(&p, opt, UAC, t0)), vec![200]);
+    let bad = opt.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+    assert_eq!(codes(&feed(&p, &bad, UAC, t0)), vec![400]);
+    assert_eq!(p.stats().malformed_answered.get(), 1);
+    assert_eq!(p.stats().malformed_dropped.get(), 1);
+}
