@@ -16,10 +16,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
+/// (Call-ID, From user, first P-Asserted-Identity URI) of each decided call.
+type Seen = (String, Option<String>, Option<String>);
+
 #[derive(Default)]
 struct TestHook {
     decision: Mutex<Option<Decision>>,
-    calls: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    calls: Mutex<Vec<Seen>>,
     events: Mutex<Vec<(String, CallEvent)>>,
 }
 

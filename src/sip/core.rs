@@ -297,8 +297,8 @@ impl Proxy {
             msg.cseq().map(|c| c.0).unwrap_or(0),
             below.map(|v| (v.host, v.port, v.branch)),
         );
-        let a = self.keys.hash_one(&ident);
         let b = self.keys.hash_one((&ident, 0x5a5a_u32));
+        let a = self.keys.hash_one(ident);
         format!("{BRANCH_PREFIX}{a:016x}{b:016x}")
     }
 

@@ -782,6 +782,10 @@ fn parse_start_line(
     Ok(StartLine::Request { method, uri })
 }
 
+/// A Via value that does not follow the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaError;
+
 /// A parsed Via value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via<'a> {
@@ -796,7 +800,7 @@ pub struct Via<'a> {
 
 impl<'a> Via<'a> {
     /// Parse `SIP / 2.0 / UDP host[:port] *(; param[=value])` with LWS allowed around separators.
-    pub fn parse(s: &'a str) -> Result<Via<'a>, ()> {
+    pub fn parse(s: &'a str) -> Result<Via<'a>, ViaError> {
         let b = s.as_bytes();
         let mut i = 0;
         let skip = |i: &mut usize| {
@@ -804,39 +808,39 @@ impl<'a> Via<'a> {
                 *i += 1;
             }
         };
-        let token = |i: &mut usize| -> Result<&'a str, ()> {
+        let token = |i: &mut usize| -> Result<&'a str, ViaError> {
             let st = *i;
             while *i < b.len() && is_token(b[*i]) {
                 *i += 1;
             }
             if *i == st {
-                return Err(());
+                return Err(ViaError);
             }
             Ok(&s[st..*i])
         };
         skip(&mut i);
         let proto = token(&mut i)?;
         if !proto.eq_ignore_ascii_case("SIP") {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         if b.get(i) != Some(&b'/') {
-            return Err(());
+            return Err(ViaError);
         }
         i += 1;
         skip(&mut i);
         if token(&mut i)? != "2.0" {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         if b.get(i) != Some(&b'/') {
-            return Err(());
+            return Err(ViaError);
         }
         i += 1;
         skip(&mut i);
         let transport = token(&mut i)?;
         if i >= b.len() || !is_lws(b[i]) {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         // sent-by
@@ -846,7 +850,7 @@ impl<'a> Via<'a> {
                 i += 1;
             }
             if i >= b.len() {
-                return Err(());
+                return Err(ViaError);
             }
             i += 1;
         } else {
@@ -856,7 +860,7 @@ impl<'a> Via<'a> {
         }
         let host = &s[hs..i];
         if host.is_empty() || !super::uri::valid_host(host) {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         let mut port = None;
@@ -867,7 +871,7 @@ impl<'a> Via<'a> {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            port = Some(parse_uint(&b[ps..i], 65535).ok_or(())? as u16);
+            port = Some(parse_uint(&b[ps..i], 65535).ok_or(ViaError)? as u16);
         }
         let mut via = Via {
             transport,
@@ -883,7 +887,7 @@ impl<'a> Via<'a> {
                 break;
             }
             if b[i] != b';' {
-                return Err(());
+                return Err(ViaError);
             }
             i += 1;
             skip(&mut i);
@@ -905,7 +909,7 @@ impl<'a> Via<'a> {
                         i += if b[i] == b'\\' { 2 } else { 1 };
                     }
                     if i >= b.len() {
-                        return Err(());
+                        return Err(ViaError);
                     }
                     i += 1;
                 } else {
@@ -916,12 +920,12 @@ impl<'a> Via<'a> {
                 value = Some(&s[vs..i.min(b.len())]);
             }
             if name.eq_ignore_ascii_case("branch") {
-                via.branch = Some(value.ok_or(())?);
+                via.branch = Some(value.ok_or(ViaError)?);
             } else if name.eq_ignore_ascii_case("received") {
                 via.received = value;
             } else if name.eq_ignore_ascii_case("rport") {
                 via.rport = Some(match value {
-                    Some(v) => Some(parse_uint(v.as_bytes(), 65535).ok_or(())? as u16),
+                    Some(v) => Some(parse_uint(v.as_bytes(), 65535).ok_or(ViaError)? as u16),
                     None => None,
                 });
             }
@@ -1025,7 +1029,14 @@ mod tests {
                 ),
                 Some(Problem::BadTo),
             ),
-            (&BASE.replace("Max", "Max"), None),
+            (
+                &BASE.replace(
+                    "To: <sip:bob@example.com>",
+                    "t: <tel:+1-555-0100;phone-context=x>",
+                ),
+                None,
+            ),
+            (&BASE.replace("\r\n", "\n"), None),
             (
                 &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nMax-Forwards: 256\r\n"),
                 Some(Problem::BadMaxForwards),
