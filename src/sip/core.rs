@@ -112,7 +112,13 @@ struct ClientTx {
 
 struct Call {
     anchor: bool,
+    /// Stay tracked after the answer (Record-Route was added).
+    dialog: bool,
     caller_tag: String,
+    /// Where the caller's INVITE came from and where it went: the fallback targets of in-dialog
+    /// requests whose Route/Request-URI is not an IP literal.
+    upstream: Peer,
+    downstream: Peer,
     expires: Instant,
 }
 
@@ -204,12 +210,20 @@ impl Proxy {
     pub fn handle(&self, data: Bytes, from: Peer, now: Instant) -> Vec<Output> {
         self.stats.received(from.transport);
         let mut out = Vec::new();
+        self.handle_into(data, from, now, &mut out);
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
         let msg = match Message::parse(data, &self.limits, from.transport == Transport::Udp) {
             Ok(m) => m,
             Err(p) => {
                 self.stats.malformed(p);
                 self.stats.malformed_dropped.inc();
-                return out;
+                return;
             }
         };
         if let Some(p) = msg.problem {
@@ -221,21 +235,17 @@ impl Proxy {
                     (400, "Bad Request")
                 };
                 self.stats.malformed_answered.inc();
-                self.respond(&msg, from, code, phrase, &[], &mut out);
+                self.respond(&msg, from, code, phrase, &[], out);
             } else {
                 self.stats.malformed_dropped.inc();
             }
-            return out;
+            return;
         }
         if msg.is_request() {
-            self.on_request(&msg, from, now, &mut out);
+            self.on_request(&msg, from, now, out);
         } else {
-            self.on_response(&msg, now, &mut out);
+            self.on_response(&msg, now, out);
         }
-        for o in &out {
-            self.stats.sent(o.to.transport);
-        }
-        out
     }
 
     fn tag_for(&self, seed: &str) -> String {
@@ -561,33 +571,25 @@ impl Proxy {
         if let Some(mut s) = self.servers.get_mut(&key) {
             s.client = Some(ckey);
         }
-        if initial && (fwd.record_route || anchor) && !call_id.is_empty() {
+        if initial && !call_id.is_empty() {
             let ft = msg
                 .from()
                 .and_then(|f| f.tag().map(str::to_owned))
                 .unwrap_or_default();
-            let expires = now + Duration::from_secs(self.cfg.max_call_secs);
-            if self
-                .calls
-                .insert(
-                    call_id.clone(),
-                    Call {
-                        anchor,
-                        caller_tag: ft,
-                        expires,
-                    },
-                )
-                .is_none()
-            {
-                self.stats.calls.inc();
-            }
-        } else if initial && !call_id.is_empty() {
-            // Tracked until the INVITE transaction ends, for answered/failed/cancelled events.
-            let expires = now + Duration::from_secs(self.cfg.timer_c_secs) + t1 * 128;
+            let dialog = fwd.record_route || anchor;
+            // Without Record-Route the entry only lives until the INVITE transaction ends.
+            let life = if dialog {
+                Duration::from_secs(self.cfg.max_call_secs)
+            } else {
+                Duration::from_secs(self.cfg.timer_c_secs) + t1 * 128
+            };
             let c = Call {
-                anchor: false,
-                caller_tag: String::new(),
-                expires,
+                anchor,
+                dialog,
+                caller_tag: ft,
+                upstream: from,
+                downstream: dest,
+                expires: now + life,
             };
             if self.calls.insert(call_id.clone(), c).is_none() {
                 self.stats.calls.inc();
@@ -963,10 +965,7 @@ impl Proxy {
                     }
                     if (200..300).contains(&code) {
                         // Calls forwarded without staying in the dialog need no entry after the answer.
-                        let drop_it = self
-                            .calls
-                            .get(&call)
-                            .is_some_and(|c| c.caller_tag.is_empty() && !c.anchor);
+                        let drop_it = self.calls.get(&call).is_some_and(|c| !c.dialog);
                         if drop_it && self.calls.remove(&call).is_some() {
                             self.stats.calls.dec();
                         }
@@ -1005,7 +1004,25 @@ impl Proxy {
                 }
             }),
         };
-        target.or(hop)
+        if target.is_some() || initial {
+            return target.or(hop);
+        }
+        // A name we will not resolve on the hot path: send it back the way the call came.
+        let call = msg.call_id().and_then(|id| self.calls.get(id));
+        match call {
+            Some(c) => {
+                let ft = msg
+                    .from()
+                    .and_then(|f| f.tag().map(str::to_owned))
+                    .unwrap_or_default();
+                Some(if ft == c.caller_tag {
+                    c.downstream
+                } else {
+                    c.upstream
+                })
+            }
+            None => hop,
+        }
     }
 
     /// The received request with our edits spliced in.

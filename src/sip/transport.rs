@@ -29,6 +29,7 @@ struct Net {
     by_addr: DashMap<SocketAddr, ConnId>,
     next_id: AtomicU64,
     slots: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -59,6 +60,7 @@ pub async fn run(
         by_addr: DashMap::new(),
         next_id: AtomicU64::new(1),
         slots: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+        shutdown: shutdown.clone(),
     });
     let mut tasks = JoinSet::new();
     let workers = if cfg.udp_workers > 0 {
@@ -180,9 +182,8 @@ async fn connect_and_send(net: Arc<Net>, addr: SocketAddr, data: Bytes) {
     let (tx, rx) = mpsc::channel(256);
     let _ = tx.try_send(data);
     // The connection stays open for responses and further requests; it ends by idleness.
-    let (_never, shutdown) = watch::channel(false);
+    let shutdown = net.shutdown.clone();
     serve_registered(net, stream, addr, permit, idle, shutdown, tx, rx).await;
-    drop(_never);
 }
 
 async fn serve_conn(
