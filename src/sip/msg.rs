@@ -906,6 +906,9 @@ impl<'a> Via<'a> {
                 } else if b.get(i) == Some(&b'"') {
                     i += 1;
                     while i < b.len() && b[i] != b'"' {
+                        if b[i] == b'\\' && !b.get(i + 1).is_some_and(u8::is_ascii) {
+                            return Err(ViaError);
+                        }
                         i += if b[i] == b'\\' { 2 } else { 1 };
                     }
                     if i >= b.len() {
