@@ -531,3 +531,23 @@ fn in_dialog_names_fall_back_to_the_call_path() {
     // Max-Forwards was absent: 70 inserted, minus nothing (we add it as the value to send).
     assert_eq!(parse(&to(&outs, HOP)[0]).max_forwards(), Some(70));
 }
+
+/// Cross-check with rsip where rsip is correct: for the RFC 4475 messages both accept, Call-ID
+/// and the CSeq number agree.
+#[test]
+fn agrees_with_rsip_where_rsip_parses() {
+    use rsip::prelude::*;
+    let mut compared = 0;
+    for f in std::fs::read_dir(corpus_dir()).unwrap() {
+        let data = std::fs::read(f.unwrap().path()).unwrap();
+        let ours = Message::parse(Bytes::from(data.clone()), &Limits::default(), true).ok();
+        let Some(ours) = ours.filter(|m| m.problem.is_none()) else { continue };
+        let Ok(theirs) = rsip::SipMessage::try_from(data.as_slice()) else { continue };
+        let (Ok(cid), Ok(cseq)) = (theirs.call_id_header(), theirs.cseq_header()) else { continue };
+        let Ok(cseq) = cseq.typed() else { continue };
+        assert_eq!(ours.call_id().map(str::trim), Some(cid.value().trim()));
+        assert_eq!(ours.cseq().map(|c| c.0), Some(cseq.seq));
+        compared += 1;
+    }
+    assert!(compared >= 10, "compared {compared}");
+}
