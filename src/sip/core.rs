@@ -290,19 +290,13 @@ impl Proxy {
 
     /// RFC 3261 16.11-style branch: a hash of the request's identity and the Via below ours.
     fn branch(&self, msg: &Message, below: Option<&Via<'_>>) -> String {
-        let from_tag = msg
-            .from()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .unwrap_or_default();
-        let to_tag = msg
-            .to()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .unwrap_or_default();
+        let from_tag = msg.from_tag().unwrap_or("");
+        let to_tag = msg.to_tag().unwrap_or("");
         let ident = (
             msg.method(),
             msg.request_uri_str().unwrap_or(""),
-            from_tag.as_str(),
-            to_tag.as_str(),
+            from_tag,
+            to_tag,
             msg.call_id().unwrap_or(""),
             msg.cseq().map(|c| c.0).unwrap_or(0),
             below.map(|v| (v.host, v.port, v.branch)),
@@ -338,10 +332,7 @@ impl Proxy {
                 via.port.unwrap_or(0)
             )),
             _ => {
-                let ft = msg
-                    .from()
-                    .and_then(|f| f.tag().map(str::to_owned))
-                    .unwrap_or_default();
+                let ft = msg.from_tag().unwrap_or("");
                 let vr = msg.top_via_range()?;
                 Some(format!(
                     "2543|{}|{}|{ft}|{}|{method}",
@@ -447,7 +438,7 @@ impl Proxy {
             return self.respond(msg, from, 420, "Bad Extension", &h, out);
         }
         let invite = method == b"INVITE";
-        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = msg.to_tag();
         let initial = invite && to_tag.is_none();
         let call_id = msg.call_id().unwrap_or("").to_string();
         if self.in_flight() >= self.cfg.max_transactions
@@ -520,10 +511,7 @@ impl Proxy {
         } else {
             match self.calls.get(&call_id) {
                 Some(c) => {
-                    let ft = msg
-                        .from()
-                        .and_then(|f| f.tag().map(str::to_owned))
-                        .unwrap_or_default();
+                    let ft = msg.from_tag().unwrap_or("");
                     let dir = if ft == c.caller_tag {
                         SdpDirection::FromCaller
                     } else {
@@ -572,10 +560,7 @@ impl Proxy {
             s.client = Some(ckey);
         }
         if initial && !call_id.is_empty() {
-            let ft = msg
-                .from()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .unwrap_or_default();
+            let ft = msg.from_tag().unwrap_or("").to_owned();
             let dialog = fwd.record_route || anchor;
             // Without Record-Route the entry only lives until the INVITE transaction ends.
             let life = if dialog {
@@ -678,10 +663,7 @@ impl Proxy {
         let mut fwd = Fwd::default();
         if let Some(c) = msg.call_id().and_then(|id| self.calls.get(id)) {
             if c.anchor && msg.body_is_sdp() {
-                let ft = msg
-                    .from()
-                    .and_then(|f| f.tag().map(str::to_owned))
-                    .unwrap_or_default();
+                let ft = msg.from_tag().unwrap_or("");
                 let dir = if ft == c.caller_tag {
                     SdpDirection::FromCaller
                 } else {
@@ -692,7 +674,7 @@ impl Proxy {
                 fwd.body = self.hook.rewrite_sdp(&id, dir, msg.body_bytes());
             }
         }
-        let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+        let has_tag = msg.to_tag().is_some();
         let Some(dest) = self.route(msg, !has_tag) else {
             return;
         };
@@ -715,7 +697,7 @@ impl Proxy {
             if msg.max_forwards() == Some(0) {
                 return self.respond(msg, from, 483, "Too Many Hops", &[], out);
             }
-            let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+            let has_tag = msg.to_tag().is_some();
             if let Some(dest) = self.route(msg, !has_tag) {
                 let below = msg.top_via();
                 let branch = self.branch(msg, below.as_ref());
@@ -1011,10 +993,7 @@ impl Proxy {
         let call = msg.call_id().and_then(|id| self.calls.get(id));
         match call {
             Some(c) => {
-                let ft = msg
-                    .from()
-                    .and_then(|f| f.tag().map(str::to_owned))
-                    .unwrap_or_default();
+                let ft = msg.from_tag().unwrap_or("");
                 Some(if ft == c.caller_tag {
                     c.downstream
                 } else {

@@ -541,9 +541,15 @@ fn agrees_with_rsip_where_rsip_parses() {
     for f in std::fs::read_dir(corpus_dir()).unwrap() {
         let data = std::fs::read(f.unwrap().path()).unwrap();
         let ours = Message::parse(Bytes::from(data.clone()), &Limits::default(), true).ok();
-        let Some(ours) = ours.filter(|m| m.problem.is_none()) else { continue };
-        let Ok(theirs) = rsip::SipMessage::try_from(data.as_slice()) else { continue };
-        let (Ok(cid), Ok(cseq)) = (theirs.call_id_header(), theirs.cseq_header()) else { continue };
+        let Some(ours) = ours.filter(|m| m.problem.is_none()) else {
+            continue;
+        };
+        let Ok(theirs) = rsip::SipMessage::try_from(data.as_slice()) else {
+            continue;
+        };
+        let (Ok(cid), Ok(cseq)) = (theirs.call_id_header(), theirs.cseq_header()) else {
+            continue;
+        };
         let Ok(cseq) = cseq.typed() else { continue };
         assert_eq!(ours.call_id().map(str::trim), Some(cid.value().trim()));
         assert_eq!(ours.cseq().map(|c| c.0), Some(cseq.seq));

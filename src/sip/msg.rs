@@ -252,6 +252,9 @@ pub struct Message {
     pub body: Range<usize>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
+    /// Tag parameters of From and To, found while checking (looked up on every request).
+    from_tag: Option<Range<usize>>,
+    to_tag: Option<Range<usize>>,
 }
 
 #[inline]
@@ -448,6 +451,8 @@ impl Message {
             head_end,
             body: body_start..body_start,
             problem,
+            from_tag: None,
+            to_tag: None,
         };
         msg.frame_body(datagram);
         msg.check();
@@ -486,6 +491,25 @@ impl Message {
         }
         let p = self.find_problem();
         self.problem = p;
+        if p.is_none() {
+            let base = self.buf.as_ptr() as usize;
+            let span = |t: &str| {
+                let o = t.as_ptr() as usize - base;
+                o..o + t.len()
+            };
+            self.from_tag = self.from().and_then(|f| f.tag().map(span));
+            self.to_tag = self.to().and_then(|f| f.tag().map(span));
+        }
+    }
+
+    /// The From tag (only for messages without a problem).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.str(self.from_tag.clone()?)
+    }
+
+    /// The To tag (only for messages without a problem).
+    pub fn to_tag(&self) -> Option<&str> {
+        self.str(self.to_tag.clone()?)
     }
 
     fn find_problem(&self) -> Option<Problem> {
