@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
+use scamguard::sip::Transport;
 use scamguard::sip::{
     run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SipConfig, SipStats,
 };
@@ -61,6 +63,14 @@ struct Server {
 }
 
 async fn start(hook: Arc<TestHook>, next_hop: SocketAddr) -> Server {
+    start_with(hook, next_hop, Transport::Udp).await
+}
+
+async fn start_with(
+    hook: Arc<TestHook>,
+    next_hop: SocketAddr,
+    next_hop_transport: Transport,
+) -> Server {
     // UDP and TCP on the same port; retry if the TCP side of a free UDP port is taken.
     let (udp, tcp) = loop {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -72,6 +82,7 @@ async fn start(hook: Arc<TestHook>, next_hop: SocketAddr) -> Server {
     let cfg = SipConfig {
         listen: addr,
         next_hop: Some(next_hop),
+        next_hop_transport,
         udp_workers: 2,
         ..SipConfig::default()
     };
@@ -307,18 +318,10 @@ async fn forward_dialog_end_to_end_with_record_route() {
     );
 }
 
-async fn tcp_read_msg(s: &mut TcpStream, pending: &mut Vec<u8>) -> Message {
-    let mut framer = scamguard::sip::framing::Framer::new(65535);
-    framer.push(pending);
-    pending.clear();
+/// The next message on a stream; `framer` keeps partial bytes between calls.
+async fn tcp_read_msg(s: &mut TcpStream, framer: &mut Framer) -> Message {
     loop {
         if let Some(m) = framer.next_message().unwrap() {
-            // Keep what follows for the next call.
-            let mut rest = Vec::new();
-            while let Ok(Some(x)) = framer.next_message() {
-                rest.extend_from_slice(&x);
-            }
-            *pending = rest;
             return Message::parse(m, &Limits::default(), false).unwrap();
         }
         let mut buf = [0u8; 4096];
@@ -338,7 +341,7 @@ async fn cancel_before_answer_over_tcp() {
     let srv = start(hook.clone(), down.local_addr().unwrap()).await;
     let mut uac = TcpStream::connect(srv.addr).await.unwrap();
     let me = uac.local_addr().unwrap();
-    let mut pending = Vec::new();
+    let mut pending = Framer::new(65535);
     let inv = invite("can-1", "z9hG4bKcan1", me, "callee.example.com", "TCP");
     uac.write_all(inv.as_bytes()).await.unwrap();
     assert_eq!(
@@ -421,4 +424,55 @@ async fn hop_limit_loop_malformed_and_options() {
     };
     assert_eq!(m.status(), Some(482));
     assert!(srv.proxy.stats().malformed_answered.get() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_over_tcp_shares_one_connection() {
+    let down = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = Arc::new(TestHook::default());
+    let srv = start_with(hook, down.local_addr().unwrap(), Transport::Tcp).await;
+    let uac = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = uac.local_addr().unwrap();
+    for i in 0..3 {
+        let inv = invite(
+            &format!("tcp-{i}"),
+            &format!("z9hG4bKtcp{i}"),
+            me,
+            "callee.example.com",
+            "UDP",
+        );
+        uac.send_to(inv.as_bytes(), srv.addr).await.unwrap();
+    }
+    let (mut conn, _) = timeout(Duration::from_secs(10), down.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pending = Framer::new(65535);
+    let mut invites = Vec::new();
+    for _ in 0..3 {
+        let fwd = tcp_read_msg(&mut conn, &mut pending).await;
+        assert!(fwd.method_is("INVITE"));
+        assert_eq!(fwd.top_via().unwrap().transport, "TCP");
+        invites.push(fwd);
+    }
+    for fwd in &invites {
+        conn.write_all(respond(fwd, 486, "").as_bytes())
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        let ack = tcp_read_msg(&mut conn, &mut pending).await;
+        assert!(
+            ack.method_is("ACK"),
+            "the 486 is ACKed on the same connection"
+        );
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let (m, _) = recv_skip_100(&uac).await;
+        assert_eq!(m.status(), Some(486));
+        got.push(m.call_id().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, vec!["tcp-0", "tcp-1", "tcp-2"]);
 }
