@@ -623,7 +623,9 @@ impl Proxy {
         let t1 = self.cfg.t1();
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
+            // Ringing keeps the transaction (and its client side, by Timer C) alive.
             s.last = Some(data);
+            s.deadline = s.deadline.max(now + self.server_lifetime(s.invite));
             return;
         }
         if s.invite && code < 300 {
