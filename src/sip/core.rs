@@ -218,6 +218,9 @@ impl Proxy {
     }
 
     fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if data.iter().all(|c| c.is_ascii_whitespace()) {
+            return; // a keep-alive, not a message
+        }
         let msg = match Message::parse(data, &self.limits, from.transport == Transport::Udp) {
             Ok(m) => m,
             Err(p) => {

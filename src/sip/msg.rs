@@ -363,6 +363,12 @@ impl Message {
         if buf.len() > limits.max_size {
             return Err(Problem::TooLarge);
         }
+        // RFC 3261 7.5: line breaks before the start line are ignored.
+        let lead = buf
+            .iter()
+            .take_while(|&&c| c == b'\r' || c == b'\n')
+            .count();
+        let buf = if lead > 0 { buf.slice(lead..) } else { buf };
         let b: &[u8] = &buf;
         // Start line.
         let lf = find_lf(b, 0).ok_or(Problem::NotSip)?;
@@ -1110,6 +1116,13 @@ mod tests {
         assert!(msg.body.is_empty());
         let framed = Message::parse(Bytes::from(no_cl), &Limits::default(), false).unwrap();
         assert!(framed.body.is_empty());
+    }
+
+    #[test]
+    fn leading_line_breaks_are_ignored() {
+        let m = parse(&format!("\r\n\r\n{BASE}"));
+        assert_eq!(m.problem, None);
+        assert!(m.method_is("INVITE"));
     }
 
     #[test]
