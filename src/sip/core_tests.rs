@@ -557,3 +557,48 @@ fn agrees_with_rsip_where_rsip_parses() {
     }
     assert!(compared >= 10, "compared {compared}");
 }
+
+#[test]
+fn display_name_rewrite_table() {
+    // (From as received, From as forwarded)
+    let rows = [
+        (
+            "From: \"Alice\" <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: Alice Smith <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: sip:a@x;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "f: tel:+15551234567 ; tag = t1",
+            "f: \"W\\\\a\\\"rn\" <tel:+15551234567> ; tag = t1",
+        ),
+    ];
+    for (i, (from, want)) in rows.iter().enumerate() {
+        let hook = Arc::new(TestHook::default());
+        *hook.decision.lock().unwrap() = Some(Decision::Forward {
+            display_name: Some("W\\a\"rn".into()),
+            headers: vec![],
+            record_route: false,
+            anchor_media: false,
+        });
+        let p = proxy(hook);
+        let inv = invite(&format!("dn-{i}"), &format!("z9hG4bKdn{i}")).replace(
+            "From: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1",
+            from,
+        );
+        let fwd = to(&feed(&p, &inv, UAC, Instant::now()), HOP).remove(0);
+        let text = String::from_utf8_lossy(&fwd.data).to_string();
+        assert!(text.contains(&format!("\r\n{want}\r\n")), "row {i}: {text}");
+        assert_eq!(parse(&fwd).from_tag(), Some("t1"), "row {i}");
+    }
+}
