@@ -67,7 +67,7 @@ impl Default for SipConfig {
             timer_c_secs: 180,
             max_call_secs: 4 * 3600,
             retry_after_secs: 5,
-            tick_ms: 20,
+            tick_ms: 50,
         }
     }
 }

@@ -144,6 +144,8 @@ pub struct Proxy {
     clients: DashMap<String, ClientTx>,
     calls: DashMap<String, Call>,
     keys: RandomState,
+    /// When the call table was last swept (once a second is plenty for hour-long lifetimes).
+    swept: std::sync::Mutex<Option<Instant>>,
 }
 
 fn off(buf: &[u8], s: &str) -> usize {
@@ -190,6 +192,7 @@ impl Proxy {
             clients: DashMap::new(),
             calls: DashMap::new(),
             keys: RandomState::new(),
+            swept: std::sync::Mutex::new(None),
         })
     }
 
@@ -1202,11 +1205,26 @@ impl Proxy {
                 }
             }
         }
-        let before = self.calls.len();
-        self.calls.retain(|_, c| now < c.expires);
-        let gone = before.saturating_sub(self.calls.len());
-        for _ in 0..gone {
-            self.stats.calls.dec();
+        let sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.map_or(true, |t| {
+                now.saturating_duration_since(t) >= Duration::from_secs(1)
+            });
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if sweep {
+            let mut gone = 0;
+            self.calls.retain(|_, c| {
+                let keep = now < c.expires;
+                gone += usize::from(!keep);
+                keep
+            });
+            for _ in 0..gone {
+                self.stats.calls.dec();
+            }
         }
         for o in &out {
             self.stats.sent(o.to.transport);
