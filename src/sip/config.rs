@@ -67,7 +67,7 @@ impl Default for SipConfig {
             timer_c_secs: 180,
             max_call_secs: 4 * 3600,
             retry_after_secs: 5,
-            tick_ms: 20,
+            tick_ms: 50,
         }
     }
 }
@@ -88,5 +88,59 @@ impl SipConfig {
     }
     pub fn t4(&self) -> Duration {
         Duration::from_millis(self.t4_ms)
+    }
+}
+
+impl SipConfig {
+    /// Check settings that serde cannot; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.ip().is_unspecified() && self.advertise.is_none() {
+            return Err(format!(
+                "sip.advertise: required when sip.listen is {} (the host peers reach us at)",
+                self.listen
+            ));
+        }
+        if self.max_message_size < 1024 || self.max_message_size > 65535 {
+            return Err(format!(
+                "sip.max_message_size: expected 1024..=65535, got {}",
+                self.max_message_size
+            ));
+        }
+        if self.max_headers == 0 || self.max_line_length < 256 {
+            return Err("sip.max_headers must be > 0 and sip.max_line_length >= 256".into());
+        }
+        if self.t1_ms == 0 || self.t2_ms < self.t1_ms {
+            return Err(format!(
+                "sip.t1_ms/t2_ms: expected 0 < t1 <= t2, got {}/{}",
+                self.t1_ms, self.t2_ms
+            ));
+        }
+        if self.tick_ms == 0 || self.tick_ms > self.t1_ms {
+            return Err(format!(
+                "sip.tick_ms: expected 1..=t1_ms, got {}",
+                self.tick_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_toml_and_rejects_unknown_fields() {
+        let c: SipConfig = toml::from_str(
+            "listen = \"0.0.0.0:5060\"\nadvertise = \"sbc.example.net\"\nnext_hop = \"10.0.0.5:5060\"\nnext_hop_transport = \"tcp\"\nt1_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(c.next_hop_transport, Transport::Tcp);
+        assert_eq!(c.t1(), Duration::from_millis(250));
+        assert_eq!(c.max_headers, 128);
+        assert!(c.validate().is_ok());
+        assert!(toml::from_str::<SipConfig>("listne = \"1.2.3.4:5\"").is_err());
+        let bad = SipConfig::default();
+        assert!(bad.validate().unwrap_err().starts_with("sip.advertise"));
     }
 }

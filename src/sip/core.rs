@@ -112,7 +112,13 @@ struct ClientTx {
 
 struct Call {
     anchor: bool,
+    /// Stay tracked after the answer (Record-Route was added).
+    dialog: bool,
     caller_tag: String,
+    /// Where the caller's INVITE came from and where it went: the fallback targets of in-dialog
+    /// requests whose Route/Request-URI is not an IP literal.
+    upstream: Peer,
+    downstream: Peer,
     expires: Instant,
 }
 
@@ -138,6 +144,8 @@ pub struct Proxy {
     clients: DashMap<String, ClientTx>,
     calls: DashMap<String, Call>,
     keys: RandomState,
+    /// When the call table was last swept (once a second is plenty for hour-long lifetimes).
+    swept: std::sync::Mutex<Option<Instant>>,
 }
 
 fn off(buf: &[u8], s: &str) -> usize {
@@ -184,6 +192,7 @@ impl Proxy {
             clients: DashMap::new(),
             calls: DashMap::new(),
             keys: RandomState::new(),
+            swept: std::sync::Mutex::new(None),
         })
     }
 
@@ -204,12 +213,23 @@ impl Proxy {
     pub fn handle(&self, data: Bytes, from: Peer, now: Instant) -> Vec<Output> {
         self.stats.received(from.transport);
         let mut out = Vec::new();
+        self.handle_into(data, from, now, &mut out);
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if data.iter().all(|c| c.is_ascii_whitespace()) {
+            return; // a keep-alive, not a message
+        }
         let msg = match Message::parse(data, &self.limits, from.transport == Transport::Udp) {
             Ok(m) => m,
             Err(p) => {
                 self.stats.malformed(p);
                 self.stats.malformed_dropped.inc();
-                return out;
+                return;
             }
         };
         if let Some(p) = msg.problem {
@@ -221,21 +241,17 @@ impl Proxy {
                     (400, "Bad Request")
                 };
                 self.stats.malformed_answered.inc();
-                self.respond(&msg, from, code, phrase, &[], &mut out);
+                self.respond(&msg, from, code, phrase, &[], out);
             } else {
                 self.stats.malformed_dropped.inc();
             }
-            return out;
+            return;
         }
         if msg.is_request() {
-            self.on_request(&msg, from, now, &mut out);
+            self.on_request(&msg, from, now, out);
         } else {
-            self.on_response(&msg, now, &mut out);
+            self.on_response(&msg, now, out);
         }
-        for o in &out {
-            self.stats.sent(o.to.transport);
-        }
-        out
     }
 
     fn tag_for(&self, seed: &str) -> String {
@@ -280,25 +296,19 @@ impl Proxy {
 
     /// RFC 3261 16.11-style branch: a hash of the request's identity and the Via below ours.
     fn branch(&self, msg: &Message, below: Option<&Via<'_>>) -> String {
-        let from_tag = msg
-            .from()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .unwrap_or_default();
-        let to_tag = msg
-            .to()
-            .and_then(|f| f.tag().map(str::to_owned))
-            .unwrap_or_default();
+        let from_tag = msg.from_tag().unwrap_or("");
+        let to_tag = msg.to_tag().unwrap_or("");
         let ident = (
             msg.method(),
             msg.request_uri_str().unwrap_or(""),
-            from_tag.as_str(),
-            to_tag.as_str(),
+            from_tag,
+            to_tag,
             msg.call_id().unwrap_or(""),
             msg.cseq().map(|c| c.0).unwrap_or(0),
             below.map(|v| (v.host, v.port, v.branch)),
         );
-        let a = self.keys.hash_one(&ident);
         let b = self.keys.hash_one((&ident, 0x5a5a_u32));
+        let a = self.keys.hash_one(ident);
         format!("{BRANCH_PREFIX}{a:016x}{b:016x}")
     }
 
@@ -328,10 +338,7 @@ impl Proxy {
                 via.port.unwrap_or(0)
             )),
             _ => {
-                let ft = msg
-                    .from()
-                    .and_then(|f| f.tag().map(str::to_owned))
-                    .unwrap_or_default();
+                let ft = msg.from_tag().unwrap_or("");
                 let vr = msg.top_via_range()?;
                 Some(format!(
                     "2543|{}|{}|{ft}|{}|{method}",
@@ -437,7 +444,7 @@ impl Proxy {
             return self.respond(msg, from, 420, "Bad Extension", &h, out);
         }
         let invite = method == b"INVITE";
-        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = msg.to_tag();
         let initial = invite && to_tag.is_none();
         let call_id = msg.call_id().unwrap_or("").to_string();
         if self.in_flight() >= self.cfg.max_transactions
@@ -510,10 +517,7 @@ impl Proxy {
         } else {
             match self.calls.get(&call_id) {
                 Some(c) => {
-                    let ft = msg
-                        .from()
-                        .and_then(|f| f.tag().map(str::to_owned))
-                        .unwrap_or_default();
+                    let ft = msg.from_tag().unwrap_or("");
                     let dir = if ft == c.caller_tag {
                         SdpDirection::FromCaller
                     } else {
@@ -561,33 +565,22 @@ impl Proxy {
         if let Some(mut s) = self.servers.get_mut(&key) {
             s.client = Some(ckey);
         }
-        if initial && (fwd.record_route || anchor) && !call_id.is_empty() {
-            let ft = msg
-                .from()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .unwrap_or_default();
-            let expires = now + Duration::from_secs(self.cfg.max_call_secs);
-            if self
-                .calls
-                .insert(
-                    call_id.clone(),
-                    Call {
-                        anchor,
-                        caller_tag: ft,
-                        expires,
-                    },
-                )
-                .is_none()
-            {
-                self.stats.calls.inc();
-            }
-        } else if initial && !call_id.is_empty() {
-            // Tracked until the INVITE transaction ends, for answered/failed/cancelled events.
-            let expires = now + Duration::from_secs(self.cfg.timer_c_secs) + t1 * 128;
+        if initial && !call_id.is_empty() {
+            let ft = msg.from_tag().unwrap_or("").to_owned();
+            let dialog = fwd.record_route || anchor;
+            // Without Record-Route the entry only lives until the INVITE transaction ends.
+            let life = if dialog {
+                Duration::from_secs(self.cfg.max_call_secs)
+            } else {
+                Duration::from_secs(self.cfg.timer_c_secs) + t1 * 128
+            };
             let c = Call {
-                anchor: false,
-                caller_tag: String::new(),
-                expires,
+                anchor,
+                dialog,
+                caller_tag: ft,
+                upstream: from,
+                downstream: dest,
+                expires: now + life,
             };
             if self.calls.insert(call_id.clone(), c).is_none() {
                 self.stats.calls.inc();
@@ -636,7 +629,9 @@ impl Proxy {
         let t1 = self.cfg.t1();
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
+            // Ringing keeps the transaction (and its client side, by Timer C) alive.
             s.last = Some(data);
+            s.deadline = s.deadline.max(now + self.server_lifetime(s.invite));
             return;
         }
         if s.invite && code < 300 {
@@ -676,10 +671,7 @@ impl Proxy {
         let mut fwd = Fwd::default();
         if let Some(c) = msg.call_id().and_then(|id| self.calls.get(id)) {
             if c.anchor && msg.body_is_sdp() {
-                let ft = msg
-                    .from()
-                    .and_then(|f| f.tag().map(str::to_owned))
-                    .unwrap_or_default();
+                let ft = msg.from_tag().unwrap_or("");
                 let dir = if ft == c.caller_tag {
                     SdpDirection::FromCaller
                 } else {
@@ -690,7 +682,7 @@ impl Proxy {
                 fwd.body = self.hook.rewrite_sdp(&id, dir, msg.body_bytes());
             }
         }
-        let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+        let has_tag = msg.to_tag().is_some();
         let Some(dest) = self.route(msg, !has_tag) else {
             return;
         };
@@ -713,7 +705,7 @@ impl Proxy {
             if msg.max_forwards() == Some(0) {
                 return self.respond(msg, from, 483, "Too Many Hops", &[], out);
             }
-            let has_tag = msg.to().is_some_and(|t| t.tag().is_some());
+            let has_tag = msg.to_tag().is_some();
             if let Some(dest) = self.route(msg, !has_tag) {
                 let below = msg.top_via();
                 let branch = self.branch(msg, below.as_ref());
@@ -963,10 +955,7 @@ impl Proxy {
                     }
                     if (200..300).contains(&code) {
                         // Calls forwarded without staying in the dialog need no entry after the answer.
-                        let drop_it = self
-                            .calls
-                            .get(&call)
-                            .is_some_and(|c| c.caller_tag.is_empty() && !c.anchor);
+                        let drop_it = self.calls.get(&call).is_some_and(|c| !c.dialog);
                         if drop_it && self.calls.remove(&call).is_some() {
                             self.stats.calls.dec();
                         }
@@ -1005,7 +994,22 @@ impl Proxy {
                 }
             }),
         };
-        target.or(hop)
+        if target.is_some() || initial {
+            return target.or(hop);
+        }
+        // A name we will not resolve on the hot path: send it back the way the call came.
+        let call = msg.call_id().and_then(|id| self.calls.get(id));
+        match call {
+            Some(c) => {
+                let ft = msg.from_tag().unwrap_or("");
+                Some(if ft == c.caller_tag {
+                    c.downstream
+                } else {
+                    c.upstream
+                })
+            }
+            None => hop,
+        }
     }
 
     /// The received request with our edits spliced in.
@@ -1201,11 +1205,26 @@ impl Proxy {
                 }
             }
         }
-        let before = self.calls.len();
-        self.calls.retain(|_, c| now < c.expires);
-        let gone = before.saturating_sub(self.calls.len());
-        for _ in 0..gone {
-            self.stats.calls.dec();
+        let sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.map_or(true, |t| {
+                now.saturating_duration_since(t) >= Duration::from_secs(1)
+            });
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if sweep {
+            let mut gone = 0;
+            self.calls.retain(|_, c| {
+                let keep = now < c.expires;
+                gone += usize::from(!keep);
+                keep
+            });
+            for _ in 0..gone {
+                self.stats.calls.dec();
+            }
         }
         for o in &out {
             self.stats.sent(o.to.transport);

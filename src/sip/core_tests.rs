@@ -507,3 +507,98 @@ fn malformed_counts_and_options() {
     assert_eq!(p.stats().malformed_answered.get(), 1);
     assert_eq!(p.stats().malformed_dropped.get(), 1);
 }
+
+#[test]
+fn in_dialog_names_fall_back_to_the_call_path() {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+        display_name: None,
+        headers: vec![],
+        record_route: true,
+        anchor_media: false,
+    });
+    let p = proxy(hook);
+    let t0 = Instant::now();
+    let fwd = to(&feed(&p, &invite("c-fb", "z9hG4bKfb1"), UAC, t0), HOP).remove(0);
+    p.handle(answer(&fwd, 200, &[]), udp(HOP), t0);
+    // The caller's Contact is a name: a BYE from the callee goes back to where the INVITE came from.
+    let from_callee = "BYE sip:alice@client.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfb2\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:+15550001111@callee.example.com>;tag=callee1\r\nTo: <sip:+15552223333@client.example.com>;tag=a1\r\nCall-ID: c-fb\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(to(&feed(&p, from_callee, HOP, t0), UAC).len(), 1);
+    // And one from the caller with a named target goes towards the callee side.
+    let from_caller = "INFO sip:bob@callee.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfb3\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:+15552223333@client.example.com>;tag=a1\r\nTo: <sip:+15550001111@callee.example.com>;tag=callee1\r\nCall-ID: c-fb\r\nCSeq: 2 INFO\r\nContent-Length: 0\r\n\r\n";
+    let outs = feed(&p, from_caller, UAC, t0);
+    assert_eq!(to(&outs, HOP).len(), 1);
+    // Max-Forwards was absent: 70 inserted, minus nothing (we add it as the value to send).
+    assert_eq!(parse(&to(&outs, HOP)[0]).max_forwards(), Some(70));
+}
+
+/// Cross-check with rsip where rsip is correct: for the RFC 4475 messages both accept, Call-ID
+/// and the CSeq number agree.
+#[test]
+fn agrees_with_rsip_where_rsip_parses() {
+    use rsip::prelude::*;
+    let mut compared = 0;
+    for f in std::fs::read_dir(corpus_dir()).unwrap() {
+        let data = std::fs::read(f.unwrap().path()).unwrap();
+        let ours = Message::parse(Bytes::from(data.clone()), &Limits::default(), true).ok();
+        let Some(ours) = ours.filter(|m| m.problem.is_none()) else {
+            continue;
+        };
+        let Ok(theirs) = rsip::SipMessage::try_from(data.as_slice()) else {
+            continue;
+        };
+        let (Ok(cid), Ok(cseq)) = (theirs.call_id_header(), theirs.cseq_header()) else {
+            continue;
+        };
+        let Ok(cseq) = cseq.typed() else { continue };
+        assert_eq!(ours.call_id().map(str::trim), Some(cid.value().trim()));
+        assert_eq!(ours.cseq().map(|c| c.0), Some(cseq.seq));
+        compared += 1;
+    }
+    assert!(compared >= 10, "compared {compared}");
+}
+
+#[test]
+fn display_name_rewrite_table() {
+    // (From as received, From as forwarded)
+    let rows = [
+        (
+            "From: \"Alice\" <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: Alice Smith <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: <sip:a@x>;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "From: sip:a@x;tag=t1",
+            "From: \"W\\\\a\\\"rn\" <sip:a@x>;tag=t1",
+        ),
+        (
+            "f: tel:+15551234567 ; tag = t1",
+            "f: \"W\\\\a\\\"rn\" <tel:+15551234567> ; tag = t1",
+        ),
+    ];
+    for (i, (from, want)) in rows.iter().enumerate() {
+        let hook = Arc::new(TestHook::default());
+        *hook.decision.lock().unwrap() = Some(Decision::Forward {
+            display_name: Some("W\\a\"rn".into()),
+            headers: vec![],
+            record_route: false,
+            anchor_media: false,
+        });
+        let p = proxy(hook);
+        let inv = invite(&format!("dn-{i}"), &format!("z9hG4bKdn{i}")).replace(
+            "From: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1",
+            from,
+        );
+        let fwd = to(&feed(&p, &inv, UAC, Instant::now()), HOP).remove(0);
+        let text = String::from_utf8_lossy(&fwd.data).to_string();
+        assert!(text.contains(&format!("\r\n{want}\r\n")), "row {i}: {text}");
+        assert_eq!(parse(&fwd).from_tag(), Some("t1"), "row {i}");
+    }
+}

@@ -18,6 +18,7 @@ pub trait Hook: Send + Sync + 'static {
     fn call_event(&self, call_id: &str, event: CallEvent);
     /// For dialogs forwarded with `anchor_media`: every SDP body (offer or answer, either
     /// direction, re-INVITE/UPDATE/ACK/PRACK included). Return a replacement body or `None`.
+    /// Retransmitted 18x/2xx responses are passed again, so the rewrite must be idempotent.
     fn rewrite_sdp(&self, call_id: &str, dir: SdpDirection, body: &[u8]) -> Option<Vec<u8>>;
 }
 

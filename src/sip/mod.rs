@@ -13,6 +13,29 @@
 //! | `hook` | the [`Hook`] trait the application implements |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
 //! | `config`, `stats` | the `[sip]` section and the counters |
+//!
+//! Wiring (what the composition root does):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use scamguard::sip::{self, Decision, Hook, NewCall, CallEvent, SdpDirection};
+//! # struct App;
+//! # impl Hook for App {
+//! #     fn new_call(&self, _: &NewCall<'_>) -> Decision { Decision::pass() }
+//! #     fn call_event(&self, _: &str, _: CallEvent) {}
+//! #     fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: &[u8]) -> Option<Vec<u8>> { None }
+//! # }
+//! # async fn wire(cfg: sip::SipConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! cfg.validate()?;
+//! let udp = tokio::net::UdpSocket::bind(cfg.listen).await?;
+//! let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
+//! let stats = Arc::new(sip::SipStats::default()); // also register it with the metrics endpoint
+//! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats)?);
+//! let (stop, stopped) = tokio::sync::watch::channel(false);
+//! tokio::spawn(sip::run(udp, tcp, proxy, stopped));
+//! // ... later: stop.send(true) ends every task.
+//! # drop(stop); Ok(()) }
+//! ```
 
 pub mod config;
 pub mod core;

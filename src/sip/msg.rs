@@ -252,6 +252,9 @@ pub struct Message {
     pub body: Range<usize>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
+    /// Tag parameters of From and To, found while checking (looked up on every request).
+    from_tag: Option<Range<usize>>,
+    to_tag: Option<Range<usize>>,
 }
 
 #[inline]
@@ -360,6 +363,12 @@ impl Message {
         if buf.len() > limits.max_size {
             return Err(Problem::TooLarge);
         }
+        // RFC 3261 7.5: line breaks before the start line are ignored.
+        let lead = buf
+            .iter()
+            .take_while(|&&c| c == b'\r' || c == b'\n')
+            .count();
+        let buf = if lead > 0 { buf.slice(lead..) } else { buf };
         let b: &[u8] = &buf;
         // Start line.
         let lf = find_lf(b, 0).ok_or(Problem::NotSip)?;
@@ -448,6 +457,8 @@ impl Message {
             head_end,
             body: body_start..body_start,
             problem,
+            from_tag: None,
+            to_tag: None,
         };
         msg.frame_body(datagram);
         msg.check();
@@ -486,6 +497,25 @@ impl Message {
         }
         let p = self.find_problem();
         self.problem = p;
+        if p.is_none() {
+            let base = self.buf.as_ptr() as usize;
+            let span = |t: &str| {
+                let o = t.as_ptr() as usize - base;
+                o..o + t.len()
+            };
+            self.from_tag = self.from().and_then(|f| f.tag().map(span));
+            self.to_tag = self.to().and_then(|f| f.tag().map(span));
+        }
+    }
+
+    /// The From tag (only for messages without a problem).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.str(self.from_tag.clone()?)
+    }
+
+    /// The To tag (only for messages without a problem).
+    pub fn to_tag(&self) -> Option<&str> {
+        self.str(self.to_tag.clone()?)
     }
 
     fn find_problem(&self) -> Option<Problem> {
@@ -782,6 +812,10 @@ fn parse_start_line(
     Ok(StartLine::Request { method, uri })
 }
 
+/// A Via value that does not follow the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaError;
+
 /// A parsed Via value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via<'a> {
@@ -796,7 +830,7 @@ pub struct Via<'a> {
 
 impl<'a> Via<'a> {
     /// Parse `SIP / 2.0 / UDP host[:port] *(; param[=value])` with LWS allowed around separators.
-    pub fn parse(s: &'a str) -> Result<Via<'a>, ()> {
+    pub fn parse(s: &'a str) -> Result<Via<'a>, ViaError> {
         let b = s.as_bytes();
         let mut i = 0;
         let skip = |i: &mut usize| {
@@ -804,39 +838,39 @@ impl<'a> Via<'a> {
                 *i += 1;
             }
         };
-        let token = |i: &mut usize| -> Result<&'a str, ()> {
+        let token = |i: &mut usize| -> Result<&'a str, ViaError> {
             let st = *i;
             while *i < b.len() && is_token(b[*i]) {
                 *i += 1;
             }
             if *i == st {
-                return Err(());
+                return Err(ViaError);
             }
             Ok(&s[st..*i])
         };
         skip(&mut i);
         let proto = token(&mut i)?;
         if !proto.eq_ignore_ascii_case("SIP") {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         if b.get(i) != Some(&b'/') {
-            return Err(());
+            return Err(ViaError);
         }
         i += 1;
         skip(&mut i);
         if token(&mut i)? != "2.0" {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         if b.get(i) != Some(&b'/') {
-            return Err(());
+            return Err(ViaError);
         }
         i += 1;
         skip(&mut i);
         let transport = token(&mut i)?;
         if i >= b.len() || !is_lws(b[i]) {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         // sent-by
@@ -846,7 +880,7 @@ impl<'a> Via<'a> {
                 i += 1;
             }
             if i >= b.len() {
-                return Err(());
+                return Err(ViaError);
             }
             i += 1;
         } else {
@@ -856,7 +890,7 @@ impl<'a> Via<'a> {
         }
         let host = &s[hs..i];
         if host.is_empty() || !super::uri::valid_host(host) {
-            return Err(());
+            return Err(ViaError);
         }
         skip(&mut i);
         let mut port = None;
@@ -867,7 +901,7 @@ impl<'a> Via<'a> {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            port = Some(parse_uint(&b[ps..i], 65535).ok_or(())? as u16);
+            port = Some(parse_uint(&b[ps..i], 65535).ok_or(ViaError)? as u16);
         }
         let mut via = Via {
             transport,
@@ -883,7 +917,7 @@ impl<'a> Via<'a> {
                 break;
             }
             if b[i] != b';' {
-                return Err(());
+                return Err(ViaError);
             }
             i += 1;
             skip(&mut i);
@@ -902,10 +936,13 @@ impl<'a> Via<'a> {
                 } else if b.get(i) == Some(&b'"') {
                     i += 1;
                     while i < b.len() && b[i] != b'"' {
+                        if b[i] == b'\\' && !b.get(i + 1).is_some_and(u8::is_ascii) {
+                            return Err(ViaError);
+                        }
                         i += if b[i] == b'\\' { 2 } else { 1 };
                     }
                     if i >= b.len() {
-                        return Err(());
+                        return Err(ViaError);
                     }
                     i += 1;
                 } else {
@@ -916,12 +953,12 @@ impl<'a> Via<'a> {
                 value = Some(&s[vs..i.min(b.len())]);
             }
             if name.eq_ignore_ascii_case("branch") {
-                via.branch = Some(value.ok_or(())?);
+                via.branch = Some(value.ok_or(ViaError)?);
             } else if name.eq_ignore_ascii_case("received") {
                 via.received = value;
             } else if name.eq_ignore_ascii_case("rport") {
                 via.rport = Some(match value {
-                    Some(v) => Some(parse_uint(v.as_bytes(), 65535).ok_or(())? as u16),
+                    Some(v) => Some(parse_uint(v.as_bytes(), 65535).ok_or(ViaError)? as u16),
                     None => None,
                 });
             }
@@ -1025,7 +1062,14 @@ mod tests {
                 ),
                 Some(Problem::BadTo),
             ),
-            (&BASE.replace("Max", "Max"), None),
+            (
+                &BASE.replace(
+                    "To: <sip:bob@example.com>",
+                    "t: <tel:+1-555-0100;phone-context=x>",
+                ),
+                None,
+            ),
+            (&BASE.replace("\r\n", "\n"), None),
             (
                 &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nMax-Forwards: 256\r\n"),
                 Some(Problem::BadMaxForwards),
@@ -1072,6 +1116,13 @@ mod tests {
         assert!(msg.body.is_empty());
         let framed = Message::parse(Bytes::from(no_cl), &Limits::default(), false).unwrap();
         assert!(framed.body.is_empty());
+    }
+
+    #[test]
+    fn leading_line_breaks_are_ignored() {
+        let m = parse(&format!("\r\n\r\n{BASE}"));
+        assert_eq!(m.problem, None);
+        assert!(m.method_is("INVITE"));
     }
 
     #[test]

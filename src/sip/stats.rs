@@ -198,3 +198,22 @@ impl Collect for SipStats {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters() {
+        let s = SipStats::default();
+        s.received(Transport::Udp);
+        s.malformed(Problem::BadCSeq);
+        s.response_sent(603);
+        s.response_sent(42); // out of range: ignored, not a panic
+        let text = crate::metrics::render(&[&s]);
+        assert!(text.contains("sip_messages_total{dir=\"in\",transport=\"udp\"} 1\n"));
+        assert!(text.contains("sip_malformed_total{kind=\"bad_cseq\"} 1\n"));
+        assert!(text.contains("sip_responses_sent_total{code=\"603\"} 1\n"));
+        assert!(!text.contains("code=\"42\""));
+    }
+}

@@ -29,6 +29,7 @@ struct Net {
     by_addr: DashMap<SocketAddr, ConnId>,
     next_id: AtomicU64,
     slots: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -59,6 +60,7 @@ pub async fn run(
         by_addr: DashMap::new(),
         next_id: AtomicU64::new(1),
         slots: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+        shutdown: shutdown.clone(),
     });
     let mut tasks = JoinSet::new();
     let workers = if cfg.udp_workers > 0 {
@@ -155,7 +157,7 @@ async fn dispatch_inner(net: &Arc<Net>, outs: Vec<Output>) {
                         }
                     }
                     None => {
-                        tokio::spawn(connect_and_send(net.clone(), o.to.addr, o.data));
+                        open_outbound(net, o.to.addr, o.data);
                     }
                 }
             }
@@ -163,26 +165,34 @@ async fn dispatch_inner(net: &Arc<Net>, outs: Vec<Output>) {
     }
 }
 
-async fn connect_and_send(net: Arc<Net>, addr: SocketAddr, data: Bytes) {
+/// Register a connection id for `addr` at once (so a burst of messages shares one connection),
+/// then connect in the background and serve it.
+fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
     let Ok(permit) = net.slots.clone().try_acquire_owned() else {
         net.proxy.stats().tcp_refused.inc();
         return;
     };
-    let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
-    {
-        Ok(Ok(s)) => s,
-        _ => {
-            net.proxy.stats().send_errors.inc();
-            return;
-        }
-    };
-    let idle = Duration::from_secs(net.proxy.config().tcp_idle_secs.max(1));
+    let id = net.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(256);
-    let _ = tx.try_send(data);
-    // The connection stays open for responses and further requests; it ends by idleness.
-    let (_never, shutdown) = watch::channel(false);
-    serve_registered(net, stream, addr, permit, idle, shutdown, tx, rx).await;
-    drop(_never);
+    let _ = tx.try_send(first);
+    net.conns.insert(id, tx);
+    net.by_addr.insert(addr, id);
+    let net = net.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let idle = Duration::from_secs(net.proxy.config().tcp_idle_secs.max(1));
+                // Stays open for responses and further requests; it ends by idleness.
+                let shutdown = net.shutdown.clone();
+                serve_registered(net, stream, addr, id, permit, idle, shutdown, rx).await;
+            }
+            _ => {
+                net.proxy.stats().send_errors.inc();
+                net.conns.remove(&id);
+                net.by_addr.remove_if(&addr, |_, v| *v == id);
+            }
+        }
+    });
 }
 
 async fn serve_conn(
@@ -193,8 +203,11 @@ async fn serve_conn(
     idle: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
+    let id = net.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(256);
-    serve_registered(net, stream, peer, permit, idle, shutdown, tx, rx).await;
+    net.conns.insert(id, tx);
+    net.by_addr.insert(peer, id);
+    serve_registered(net, stream, peer, id, permit, idle, shutdown, rx).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,15 +215,12 @@ async fn serve_registered(
     net: Arc<Net>,
     stream: TcpStream,
     peer: SocketAddr,
+    id: ConnId,
     _permit: OwnedSemaphorePermit,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
-    tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
 ) {
-    let id = net.next_id.fetch_add(1, Ordering::Relaxed);
-    net.conns.insert(id, tx);
-    net.by_addr.insert(peer, id);
     let stats = net.proxy.stats().clone();
     stats.tcp_connections.inc();
     let _ = stream.set_nodelay(true);

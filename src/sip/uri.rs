@@ -291,7 +291,11 @@ impl<'a> NameAddr<'a> {
                     None => return Err(UriError),
                     Some(b'\\') => {
                         // quoted-pair: any char but CR/LF
-                        if matches!(b.get(i + 1), None | Some(b'\r') | Some(b'\n')) {
+                        // quoted-pair = "\" %x00-09 / %x0B-0C / %x0E-7F
+                        if !b
+                            .get(i + 1)
+                            .is_some_and(|c| c.is_ascii() && *c != b'\r' && *c != b'\n')
+                        {
                             return Err(UriError);
                         }
                         i += 2;
@@ -444,7 +448,8 @@ fn header_params(s: &str, at: usize) -> Result<&str, UriError> {
                 loop {
                     match b.get(i) {
                         None => return Err(UriError),
-                        Some(b'\\') => i += 2,
+                        Some(b'\\') if b.get(i + 1).is_some_and(u8::is_ascii) => i += 2,
+                        Some(b'\\') => return Err(UriError),
                         Some(b'"') => {
                             i += 1;
                             break;
