@@ -1,11 +1,38 @@
 //! The composition root: the only module that knows every other one.
 //!
-//! PLACEHOLDER: the lead wires the SIP proxy, media, admin API and lists here. Until then
-//! [`run`] refuses to start rather than pretend to run.
+//! [`start`] loads the lists, builds the screening hook, binds the SIP sockets (UDP and TCP on one
+//! port) and starts every server task; it returns an [`Agent`] handle with the bound addresses,
+//! which is what the integration tests use on `127.0.0.1:0`. [`run`] is the binary's entry point:
+//! a multi-threaded runtime, [`start`], then wait for Ctrl-C or SIGTERM (stop) and SIGHUP (reload
+//! the lists).
+//!
+//! `app` translates between the wire and the decisions: `sip` never sees a list and `screening`
+//! never sees a header.
+
+mod caller;
+mod decision_log;
+mod disposition;
+mod screener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use self::caller::{parties, Parties};
+pub use self::decision_log::{DecisionLog, Record};
+pub use self::disposition::{BlockResponse, DispositionConfig};
+pub use self::screener::{CallStats, Screener};
 
 use crate::config::Config;
+use crate::lists::ListSet;
+use crate::metrics::Collect;
+use crate::screening::Policy;
+use crate::sip::{Proxy, SipStats};
 
-/// Why the agent could not run.
+/// Why the agent could not start or run.
 #[derive(Debug)]
 pub struct AppError(pub String);
 
@@ -17,10 +44,196 @@ impl std::fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
-/// Run the agent until shutdown. Not wired yet: always returns an error.
+/// A running agent.
+pub struct Agent {
+    /// Where SIP is served (UDP and TCP).
+    pub sip_addr: SocketAddr,
+    pub lists: Arc<ListSet>,
+    pub screener: Arc<Screener>,
+    pub proxy: Arc<Proxy>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    log_writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Bind UDP and TCP on the same address. With port 0 the UDP port is chosen first and TCP
+/// follows it; if that TCP port is taken, try again with another.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let local = udp.local_addr()?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port pair")))
+}
+
+impl Agent {
+    /// Every collector, for `/metrics`.
+    pub fn collectors(&self) -> Vec<&dyn Collect> {
+        vec![
+            &*self.screener.stats,
+            &*self.screener.log.stats,
+            &self.lists.stats,
+            &**self.proxy.stats(),
+        ]
+    }
+
+    /// Re-read the list files; the errors of refused files are returned and logged.
+    pub fn reload(&self) -> Vec<crate::lists::ListError> {
+        let errors = self.lists.reload();
+        for e in &errors {
+            tracing::error!("list refused, previous version kept: {e}");
+        }
+        errors
+    }
+
+    /// Stop every task and wait for them; queued decision-log lines are written.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        // The proxy holds the hook, which holds the log sender; the writer ends with them.
+        let Agent {
+            screener,
+            proxy,
+            log_writer,
+            ..
+        } = self;
+        drop(proxy);
+        drop(screener);
+        if let Some(h) = log_writer {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+/// Load, bind and start everything; returns once the agent answers SIP.
+pub async fn start(config: Config) -> Result<Agent, AppError> {
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(AppError(problems.join("; ")));
+    }
+    let policy = Policy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
+    let (lists, errors) = ListSet::open(config.lists.clone());
+    for e in &errors {
+        tracing::error!("list refused: {e}");
+    }
+    let lists = Arc::new(lists);
+    let (log, log_writer) = DecisionLog::start(&config.log.decisions)
+        .map_err(|e| AppError(format!("decision log: {e}")))?;
+    let screener = Arc::new(Screener {
+        lists: lists.clone(),
+        policy,
+        disposition: config.disposition.clone(),
+        log,
+        stats: Arc::new(CallStats::default()),
+    });
+
+    let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
+        AppError(format!(
+            "cannot listen for SIP on {}: {e}",
+            config.sip.listen
+        ))
+    })?;
+    let sip_addr = udp
+        .local_addr()
+        .map_err(|e| AppError(format!("SIP socket: {e}")))?;
+    let proxy = Arc::new(
+        Proxy::new(
+            config.sip.clone(),
+            sip_addr,
+            screener.clone(),
+            Arc::new(SipStats::default()),
+        )
+        .map_err(AppError)?,
+    );
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let p = proxy.clone();
+    tasks.spawn(async move {
+        if let Err(e) = crate::sip::run(udp, tcp, p, rx).await {
+            tracing::error!("SIP server stopped: {e}");
+        }
+    });
+    let snapshot = lists.snapshot();
+    tracing::info!(
+        "scamguard ready: SIP on udp+tcp {sip_addr}, next hop {}, {} lists with {} entries",
+        config
+            .sip
+            .next_hop
+            .map_or_else(|| "none".to_string(), |a| a.to_string()),
+        snapshot.lists.len(),
+        snapshot.index.stats().entries()
+    );
+    Ok(Agent {
+        sip_addr,
+        lists,
+        screener,
+        proxy,
+        shutdown,
+        tasks,
+        log_writer: Some(log_writer),
+    })
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Diagnostics go to stderr so that stdout can carry the decision log.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run the agent until Ctrl-C or SIGTERM; SIGHUP reloads the lists.
 pub fn run(config: Config) -> Result<(), AppError> {
-    let _ = config;
-    Err(AppError(
-        "not wired yet: the proxy is assembled in app::run by the lead".into(),
-    ))
+    init_tracing(&config.log.level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("scamguard")
+        .build()
+        .map_err(|e| AppError(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let agent = start(config).await?;
+        wait_for_signals(&agent).await?;
+        tracing::info!("scamguard stopping");
+        agent.stop().await;
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(agent: &Agent) -> Result<(), AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k| signal(k).map_err(|e| AppError(format!("cannot install signal handler: {e}")));
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let mut hup = sig(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                let lists = agent.lists.clone();
+                let errors = tokio::task::spawn_blocking(move || lists.reload()).await.unwrap_or_default();
+                tracing::info!("SIGHUP: lists reloaded, {} file(s) refused", errors.len());
+                for e in errors {
+                    tracing::error!("list refused, previous version kept: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_agent: &Agent) -> Result<(), AppError> {
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| AppError(format!("cannot wait for Ctrl-C: {e}")))
 }

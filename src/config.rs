@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::app::DispositionConfig;
 use crate::lists::ListsConfig;
 use crate::screening::ScreeningConfig;
+use crate::sip::SipConfig;
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,8 +28,8 @@ pub struct Config {
     pub screening: ScreeningConfig,
     pub lists: ListsConfig,
     pub log: LogConfig,
-    /// Placeholder until the SIP section is wired: any table is accepted and kept as is.
-    pub sip: toml::Table,
+    pub sip: SipConfig,
+    pub disposition: DispositionConfig,
     /// Placeholder until the media section is wired.
     pub media: toml::Table,
     /// Placeholder until the admin API section is wired.
@@ -141,27 +143,35 @@ impl Config {
         let mut p = self.screening.validate();
         p.extend(self.lists.validate());
         p.extend(self.log.validate());
+        p.extend(self.disposition.validate());
+        if self.sip.next_hop.is_none() {
+            p.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".to_string());
+        }
         p
     }
 
-    /// Apply command-line overrides. The SIP and API sections are still untyped placeholders, so
-    /// their overrides are stored as `listen`/`next_hop` keys for the wired sections to read.
-    pub fn apply(&mut self, o: &Overrides) {
+    /// Apply command-line overrides; a malformed address is an error naming the flag.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), String> {
+        let addr = |flag: &str, v: &str| {
+            v.parse::<std::net::SocketAddr>().map_err(|_| {
+                format!("--{flag} {v:?} is not an address; expected IP:PORT such as 127.0.0.1:5060")
+            })
+        };
         if let Some(l) = &o.listen {
-            self.sip
-                .insert("listen".into(), toml::Value::String(l.clone()));
+            self.sip.listen = addr("listen", l)?;
         }
         if let Some(n) = &o.next_hop {
-            self.sip
-                .insert("next_hop".into(), toml::Value::String(n.clone()));
+            self.sip.next_hop = Some(addr("next-hop", n)?);
         }
         if let Some(a) = &o.api {
+            addr("api", a)?;
             self.api
                 .insert("listen".into(), toml::Value::String(a.clone()));
         }
         if let Some(d) = &o.lists {
             self.lists.dir = d.clone();
         }
+        Ok(())
     }
 }
 
@@ -198,21 +208,36 @@ mod tests {
     #[test]
     fn empty_config_is_all_defaults_and_overrides_apply() {
         let mut c = Config::parse("c.toml", "").unwrap();
-        assert!(c.validate().is_empty());
+        // Only the next hop has no sane default.
+        assert_eq!(c.validate().len(), 1);
         assert_eq!(c.log.decisions, LogTarget::Stdout);
         c.apply(&Overrides {
             listen: Some("127.0.0.1:5060".into()),
+            next_hop: Some("127.0.0.1:5070".into()),
             lists: Some("x".into()),
             ..Default::default()
-        });
+        })
+        .unwrap();
+        assert!(c.validate().is_empty());
         assert_eq!(c.lists.dir, PathBuf::from("x"));
-        assert_eq!(
-            c.sip.get("listen").and_then(|v| v.as_str()),
-            Some("127.0.0.1:5060")
+        assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+        let e = c
+            .apply(&Overrides {
+                next_hop: Some("core:5060".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.starts_with("--next-hop \"core:5060\" is not an address"),
+            "{e}"
         );
         let c = Config::parse("c.toml", "[log]\ndecisions = { file = \"d.jsonl\" }\n").unwrap();
         assert_eq!(c.log.decisions, LogTarget::File("d.jsonl".into()));
-        let c = Config::parse("c.toml", "[screening]\ndefault_country = \"FR\"\n").unwrap();
+        let c = Config::parse(
+            "c.toml",
+            "[screening]\ndefault_country = \"FR\"\n[sip]\nnext_hop = \"127.0.0.1:5070\"\n",
+        )
+        .unwrap();
         assert_eq!(c.validate().len(), 1);
     }
 }

@@ -83,16 +83,16 @@ fn main() -> ExitCode {
             api,
             lists,
         } => {
-            let mut c = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            c.apply(&Overrides {
+            let overrides = Overrides {
                 listen,
                 next_hop,
                 api,
                 lists,
-            });
+            };
+            let c = match load(&config, &overrides) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
             match scamguard::app::run(c) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -120,10 +120,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Load and validate a config; problems are printed and become the exit code.
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    let c = Config::load(path).map_err(|e| {
+/// Load a config, apply the command line over it and validate the result; problems are printed
+/// and become the exit code.
+fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Config, ExitCode> {
+    let mut c = Config::load(path).map_err(|e| {
         eprintln!("{e}");
+        ExitCode::FAILURE
+    })?;
+    c.apply(overrides).map_err(|e| {
+        eprintln!("scamguard: {e}");
         ExitCode::FAILURE
     })?;
     let problems = c.validate();
@@ -148,14 +153,14 @@ fn check(
     anonymous: bool,
     lists: Option<PathBuf>,
 ) -> ExitCode {
-    let mut c = match load(path) {
+    let overrides = Overrides {
+        lists,
+        ..Default::default()
+    };
+    let c = match load(path, &overrides) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    c.apply(&Overrides {
-        lists,
-        ..Default::default()
-    });
     let policy = match Policy::from_config(&c.screening) {
         Ok(p) => p,
         Err(problems) => {
@@ -186,10 +191,13 @@ fn validate(path: &std::path::Path, lists_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    c.apply(&Overrides {
+    if let Err(e) = c.apply(&Overrides {
         lists: lists_dir,
         ..Default::default()
-    });
+    }) {
+        eprintln!("scamguard: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut problems: Vec<String> = c
         .validate()
         .into_iter()

@@ -1,0 +1,181 @@
+//! The decision log: one JSON line per screened call, written by a thread of its own so that a
+//! slow disk or a blocked stdout never stalls the SIP receive path.
+//!
+//! The hot path hands a finished record to a bounded queue and moves on; when the queue is full
+//! the record is dropped and counted (`scamguard_decision_log_dropped_total`) rather than letting
+//! memory grow. Knows nothing of SIP or how decisions are made.
+
+use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::LogTarget;
+use crate::metrics::{Collect, Counter, Exposition};
+use crate::screening::{Action, Reason};
+
+/// One screened call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    pub action: Action,
+    pub reasons: Vec<Reason>,
+    /// Time spent deciding, in microseconds.
+    pub decision_us: u64,
+    /// Where the call came from.
+    pub source: String,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let t = time::OffsetDateTime::from(*t);
+    let text = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    s.serialize_str(&text)
+}
+
+#[derive(Default)]
+pub struct LogStats {
+    pub written: Counter,
+    pub dropped: Counter,
+    pub write_errors: Counter,
+}
+
+impl Collect for LogStats {
+    fn collect(&self, out: &mut Exposition) {
+        out.counter(
+            "scamguard_decision_log_written_total",
+            "Decision log lines written.",
+            &[],
+            self.written.get(),
+        );
+        out.counter(
+            "scamguard_decision_log_dropped_total",
+            "Decision log lines dropped because the writer fell behind.",
+            &[],
+            self.dropped.get(),
+        );
+        out.counter(
+            "scamguard_decision_log_write_errors_total",
+            "Decision log write failures.",
+            &[],
+            self.write_errors.get(),
+        );
+    }
+}
+
+/// The sending side, cheap to share.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: SyncSender<Record>,
+    pub stats: Arc<LogStats>,
+}
+
+/// Records queued at most before new ones are dropped.
+const QUEUE: usize = 65_536;
+
+impl DecisionLog {
+    /// Open the target and start the writer thread. The thread ends when every `DecisionLog`
+    /// clone is dropped, after writing what was queued.
+    pub fn start(
+        target: &LogTarget,
+    ) -> std::io::Result<(DecisionLog, std::thread::JoinHandle<()>)> {
+        let out: Box<dyn Write + Send> = match target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?,
+            ),
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        let stats = Arc::new(LogStats::default());
+        let s = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || writer(rx, out, &s))?;
+        Ok((DecisionLog { tx, stats }, handle))
+    }
+
+    pub fn write(&self, r: Record) {
+        match self.tx.try_send(r) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.inc()
+            }
+        }
+    }
+}
+
+fn writer(rx: Receiver<Record>, out: Box<dyn Write + Send>, stats: &LogStats) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Drain what is queued, then flush once: one syscall per burst, not per line.
+        while let Some(r) = next {
+            let ok = serde_json::to_writer(&mut out, &r).is_ok() && out.write_all(b"\n").is_ok();
+            if ok {
+                stats.written.inc();
+            } else {
+                stats.write_errors.inc();
+            }
+            next = rx.try_recv().ok();
+        }
+        if out.flush().is_err() {
+            stats.write_errors.inc();
+        }
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_one_json_line_per_record_to_a_file() {
+        let path = std::env::temp_dir().join(format!("sg-declog-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (log, handle) = DecisionLog::start(&LogTarget::File(path.clone())).unwrap();
+        for i in 0..3 {
+            log.write(Record {
+                time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_500_000),
+                call_id: format!("c{i}"),
+                caller: "+12025550143".into(),
+                callee: "+12025550100".into(),
+                action: Action::Block,
+                reasons: vec![Reason {
+                    list: "example".into(),
+                    entry: "+12025550143".into(),
+                    category: "example".into(),
+                    reason: "r".into(),
+                }],
+                decision_us: 7,
+                source: "127.0.0.1:5080".into(),
+            });
+        }
+        let stats = log.stats.clone();
+        drop(log);
+        handle.join().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            r#"{"time":"1970-01-01T00:00:01.5Z","call_id":"c0","caller":"+12025550143","callee":"+12025550100","action":"block","reasons":[{"list":"example","entry":"+12025550143","category":"example","reason":"r"}],"decision_us":7,"source":"127.0.0.1:5080"}"#
+        );
+        assert_eq!(stats.written.get(), 3);
+        assert_eq!(stats.dropped.get(), 0);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1,0 +1,356 @@
+//! How a verdict becomes an answer on the wire: the `[disposition]` config section and the pure
+//! mapping from a [`Verdict`] to a SIP [`Decision`] (603+ or 608 for blocks, 433 for refused
+//! anonymous callers, a tagged display name and a verdict header for warnings).
+//!
+//! Knows nothing of sockets or of how the verdict was reached.
+
+use serde::Deserialize;
+
+use crate::screening::{Action, Refusal, Verdict};
+use crate::sip::Decision;
+
+/// Which response refuses a blocked call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum BlockResponse {
+    /// `603 Network Blocked` with the ATIS-1000099 `Reason` header ("603+"): the form US
+    /// carriers must send since the FCC's order in force on 2026-03-25.
+    #[default]
+    #[serde(rename = "603")]
+    NetworkBlocked,
+    /// `608 Rejected` with `Call-Info: <jCard URL>;purpose=jwscard` (RFC 8688).
+    #[serde(rename = "608")]
+    Rejected,
+}
+
+/// The `[disposition]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispositionConfig {
+    /// `"603"` (603+ with a redress Reason) or `"608"` (Call-Info jwscard).
+    pub block_response: BlockResponse,
+    /// Where a wrongly blocked caller asks for redress; goes in the 603 Reason text.
+    pub redress_url: String,
+    /// The signed jCard (RFC 8688) naming who to contact; goes in the 608 Call-Info.
+    pub jwscard_url: String,
+    /// The caller name shown for a warned call; `{name}` is the original display name, or the
+    /// caller's number when there is none. Keep it short: legacy displays show 15 characters.
+    pub warn_display: String,
+    /// Header carrying the verdict on every forwarded INVITE.
+    pub verdict_header: String,
+    /// `Alert-Info` value added to warned calls (a distinct ring), e.g.
+    /// `<urn:alert:service:normal>`; empty for none.
+    pub warn_alert_info: String,
+    /// Stay in the dialog of passed calls too (Record-Route), so that call ends are seen for
+    /// concurrency limits and short-call detection. Warned calls always stay.
+    pub record_route_all: bool,
+    /// IP addresses of trusted peers (our core, partner SBCs): only from them is a
+    /// P-Asserted-Identity (and `verstat`) believed.
+    pub trusted_peers: Vec<std::net::IpAddr>,
+}
+
+impl Default for DispositionConfig {
+    fn default() -> Self {
+        DispositionConfig {
+            block_response: BlockResponse::NetworkBlocked,
+            redress_url: "https://scamguard.invalid/redress".into(),
+            jwscard_url: "https://scamguard.invalid/redress.jws".into(),
+            warn_display: "SCAM? {name}".into(),
+            verdict_header: "X-Scamguard-Verdict".into(),
+            warn_alert_info: String::new(),
+            record_route_all: true,
+            trusted_peers: Vec::new(),
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn quoted_ok(s: &str) -> bool {
+    !s.contains(['"', '\r', '\n'])
+}
+
+impl DispositionConfig {
+    /// Every problem, each "what is wrong, what was expected".
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (key, url) in [
+            ("redress_url", &self.redress_url),
+            ("jwscard_url", &self.jwscard_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || !quoted_ok(url) {
+                p.push(format!(
+                    "disposition.{key} {url:?} is not a URL; expected https://..."
+                ));
+            }
+        }
+        if !is_token(&self.verdict_header) {
+            p.push(format!(
+                "disposition.verdict_header {:?} is not a header name; expected a token like X-Scamguard-Verdict",
+                self.verdict_header
+            ));
+        }
+        if self.warn_display.contains(['\r', '\n']) || self.warn_display.chars().count() > 64 {
+            p.push(
+                "disposition.warn_display must be one line of at most 64 characters".to_string(),
+            );
+        }
+        if self.warn_alert_info.contains(['\r', '\n']) {
+            p.push("disposition.warn_alert_info must be one line".to_string());
+        }
+        p
+    }
+}
+
+/// What the mapping needs beyond the verdict.
+pub struct CallView<'a> {
+    /// The display name the caller presented, if any.
+    pub display_name: Option<&'a str>,
+    /// Whether the call's media will be anchored for an announcement.
+    pub announce: bool,
+}
+
+/// A `generic-param` value: a token as is, anything else as an escaped quoted string.
+fn param_value(s: &str) -> String {
+    if is_token(s) {
+        return s.to_string();
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                q.push('\\');
+                q.push(c);
+            }
+            '\r' | '\n' => q.push(' '),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// The verdict header's value: `pass`, or `warn;category=...;reason=...` (likewise `block` for
+/// log-only reporting).
+pub fn verdict_value(v: &Verdict) -> String {
+    match v.reasons.first() {
+        Some(r) if v.action != Action::Pass => format!(
+            "{};category={};reason={}",
+            v.action.as_str(),
+            param_value(&r.category),
+            param_value(&r.reason)
+        ),
+        _ => v.action.as_str().to_string(),
+    }
+}
+
+impl DispositionConfig {
+    /// Turn a verdict into what the SIP layer does.
+    pub fn decide(&self, v: &Verdict, call: &CallView) -> Decision {
+        match v.action {
+            Action::Block => match v.refusal {
+                Refusal::AnonymityDisallowed => Decision::Reject {
+                    code: 433,
+                    phrase: "Anonymity Disallowed".into(),
+                    headers: Vec::new(),
+                },
+                Refusal::Blocked => match self.block_response {
+                    BlockResponse::NetworkBlocked => Decision::Reject {
+                        code: 603,
+                        phrase: "Network Blocked".into(),
+                        headers: vec![format!(
+                            "Reason: SIP;cause=603;text=\"v=analytics1;url={}\"",
+                            self.redress_url
+                        )],
+                    },
+                    BlockResponse::Rejected => Decision::Reject {
+                        code: 608,
+                        phrase: "Rejected".into(),
+                        headers: vec![format!("Call-Info: <{}>;purpose=jwscard", self.jwscard_url)],
+                    },
+                },
+            },
+            Action::Warn => {
+                let name = call
+                    .display_name
+                    .filter(|d| !d.trim().is_empty())
+                    .unwrap_or(&v.caller);
+                let mut headers = vec![format!("{}: {}", self.verdict_header, verdict_value(v))];
+                if !self.warn_alert_info.is_empty() {
+                    headers.push(format!("Alert-Info: {}", self.warn_alert_info));
+                }
+                Decision::Forward {
+                    display_name: Some(self.warn_display.replace("{name}", name)),
+                    headers,
+                    record_route: true,
+                    anchor_media: call.announce,
+                }
+            }
+            Action::Pass => Decision::Forward {
+                display_name: None,
+                headers: vec![format!("{}: pass", self.verdict_header)],
+                record_route: self.record_route_all,
+                anchor_media: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screening::Reason;
+
+    fn verdict(action: Action, refusal: Refusal, reason: &str) -> Verdict {
+        Verdict {
+            action,
+            caller: "+12025550143".into(),
+            reasons: vec![Reason {
+                list: "example".into(),
+                entry: "+12025550143".into(),
+                category: "tech-support".into(),
+                reason: reason.into(),
+            }],
+            refusal,
+        }
+    }
+
+    fn reject(d: Decision) -> (u16, String, Vec<String>) {
+        match d {
+            Decision::Reject {
+                code,
+                phrase,
+                headers,
+            } => (code, phrase, headers),
+            other => panic!("expected a reject, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blocks_answer_603_plus_or_608_or_433() {
+        let view = CallView {
+            display_name: None,
+            announce: false,
+        };
+        let mut c = DispositionConfig {
+            redress_url: "https://carrier.example/redress".into(),
+            ..Default::default()
+        };
+        let v = verdict(Action::Block, Refusal::Blocked, "listed");
+        assert_eq!(
+            reject(c.decide(&v, &view)),
+            (
+                603,
+                "Network Blocked".into(),
+                vec![
+                    "Reason: SIP;cause=603;text=\"v=analytics1;url=https://carrier.example/redress\""
+                        .into()
+                ]
+            )
+        );
+        c.block_response = BlockResponse::Rejected;
+        c.jwscard_url = "https://carrier.example/r.jws".into();
+        assert_eq!(
+            reject(c.decide(&v, &view)),
+            (
+                608,
+                "Rejected".into(),
+                vec!["Call-Info: <https://carrier.example/r.jws>;purpose=jwscard".into()]
+            )
+        );
+        let anon = verdict(Action::Block, Refusal::AnonymityDisallowed, "anonymous");
+        assert_eq!(reject(c.decide(&anon, &view)).0, 433);
+    }
+
+    #[test]
+    fn warn_tags_the_name_and_quotes_the_reason() {
+        let c = DispositionConfig::default();
+        let cases: &[(Option<&str>, &str, &str, &str)] = &[
+            (
+                Some("Microsoft"),
+                "brand \"impersonation\"",
+                "SCAM? Microsoft",
+                "X-Scamguard-Verdict: warn;category=tech-support;reason=\"brand \\\"impersonation\\\"\"",
+            ),
+            (
+                None,
+                "listed",
+                "SCAM? +12025550143",
+                "X-Scamguard-Verdict: warn;category=tech-support;reason=listed",
+            ),
+            (
+                Some("  "),
+                "a;b",
+                "SCAM? +12025550143",
+                "X-Scamguard-Verdict: warn;category=tech-support;reason=\"a;b\"",
+            ),
+        ];
+        for (display, reason, want_name, want_header) in cases {
+            let v = verdict(Action::Warn, Refusal::Blocked, reason);
+            let d = c.decide(
+                &v,
+                &CallView {
+                    display_name: *display,
+                    announce: true,
+                },
+            );
+            assert_eq!(
+                d,
+                Decision::Forward {
+                    display_name: Some(want_name.to_string()),
+                    headers: vec![want_header.to_string()],
+                    record_route: true,
+                    anchor_media: true,
+                },
+                "{display:?} {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn pass_carries_the_verdict_header_only() {
+        let c = DispositionConfig {
+            record_route_all: false,
+            ..Default::default()
+        };
+        let v = Verdict {
+            action: Action::Pass,
+            caller: "+14155550123".into(),
+            reasons: vec![],
+            refusal: Refusal::Blocked,
+        };
+        let d = c.decide(
+            &v,
+            &CallView {
+                display_name: Some("Bob"),
+                announce: true,
+            },
+        );
+        assert_eq!(
+            d,
+            Decision::Forward {
+                display_name: None,
+                headers: vec!["X-Scamguard-Verdict: pass".into()],
+                record_route: false,
+                anchor_media: false,
+            }
+        );
+    }
+
+    #[test]
+    fn config_problems_are_named() {
+        let c = DispositionConfig {
+            redress_url: "ftp://x".into(),
+            verdict_header: "X Bad".into(),
+            ..Default::default()
+        };
+        let p = c.validate();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("disposition.redress_url"));
+        assert!(p[1].starts_with("disposition.verdict_header"));
+    }
+}
