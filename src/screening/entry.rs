@@ -111,13 +111,19 @@ impl DigitPattern {
 
     /// `n` with the positions this pattern leaves free set to 0, for hashing by mask.
     pub fn masked(mask: u16, n: Number) -> u64 {
+        // From the last digit backwards: division by the constant 10 is a multiply, where
+        // picking digit i directly would divide by a variable power of ten.
         let len = n.len();
-        let mut v = 0u64;
-        for i in 0..len {
-            let d = if mask & (1 << i) != 0 { n.digit(i) } else { 0 };
-            v = v * 10 + u64::from(d);
+        let mut rest = n.value();
+        let mut out = 0u64;
+        for i in (0..len).rev() {
+            let d = rest % 10;
+            rest /= 10;
+            if mask & (1 << i) != 0 {
+                out += d * POW10[len - 1 - i];
+            }
         }
-        v
+        out
     }
 
     pub fn matches(&self, n: Number) -> bool {
@@ -143,9 +149,16 @@ pub enum Pattern {
 pub struct RegexPattern {
     source: String,
     regex: regex::Regex,
+    required_prefix: Option<Number>,
 }
 
 impl RegexPattern {
+    /// Digits every match must start with, when the expression is anchored as `^\+digits...`
+    /// with no alternation; lets the index skip the regex for other numbers without running it.
+    pub fn required_prefix(&self) -> Option<Number> {
+        self.required_prefix
+    }
+
     /// The expression between the slashes.
     pub fn source(&self) -> &str {
         &self.source
@@ -183,6 +196,23 @@ const MATCH_ALL_PROBES: &[&str] = &[
     "+4915123456789",
     "+999999999999999",
 ];
+
+/// The literal digits an anchored expression `^\+12...` requires at the start, conservatively:
+/// none when there is alternation, flags or anything but plain digits after `^\+`, and the last
+/// digit is dropped when a quantifier follows it.
+fn literal_prefix(source: &str) -> Option<Number> {
+    if source.contains('|') {
+        return None;
+    }
+    let rest = source.strip_prefix("^\\+")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let next = rest.as_bytes().get(digits).copied();
+    let keep = match next {
+        Some(b'?' | b'*' | b'{' | b'+') => digits.saturating_sub(1),
+        _ => digits,
+    };
+    Number::from_digits(&rest.as_bytes()[..keep])
+}
 
 /// Cap on a compiled regex so a hostile or careless list cannot eat memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -298,6 +328,7 @@ impl Pattern {
         Ok(Pattern::Regex(std::sync::Arc::new(RegexPattern {
             source: source.to_string(),
             regex,
+            required_prefix: literal_prefix(source),
         })))
     }
 
@@ -506,6 +537,31 @@ mod tests {
         assert!(s("+120255501XX") > s("+1202555014*"));
         assert!(s("+12025550*") > s("+1202*"));
         assert!(s("+1*") > s(r"/^\+1202/"));
+    }
+
+    #[test]
+    fn regex_literal_prefixes() {
+        // (regex, required prefix)
+        let cases = [
+            (r"/^\+2126\d{8}$/", Some("+2126")),
+            (r"/^\+1900\d+/", Some("+1900")),
+            (r"/^\+12?3/", Some("+1")),
+            (r"/^\+1{2}/", None),
+            (r"/^\+1|^\+44/", None),
+            (r"/\+2126/", None),
+            (r"/^\+(1|44)900/", None),
+            (r"/^\+[12]00/", None),
+        ];
+        for (re, want) in cases {
+            let Pattern::Regex(r) = Pattern::parse(re).unwrap() else {
+                panic!("{re} is a regex");
+            };
+            assert_eq!(
+                r.required_prefix().map(|n| n.to_string()).as_deref(),
+                want,
+                "{re}"
+            );
+        }
     }
 
     #[test]

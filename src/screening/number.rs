@@ -60,6 +60,18 @@ impl Number {
         })
     }
 
+    /// From an integer value and its digit count; `None` unless the value has exactly `len`
+    /// digits (so no leading zero) and `len` is 1 to 15.
+    pub fn from_value(value: u64, len: usize) -> Option<Number> {
+        if len == 0 || len > MAX_DIGITS || value >= POW10[len] || value < POW10[len - 1] {
+            return None;
+        }
+        Some(Number {
+            value,
+            len: len as u8,
+        })
+    }
+
     /// Parse the strict E.164 form `+` then digits, nothing else.
     pub fn parse_e164(s: &str) -> Option<Number> {
         s.strip_prefix('+')
@@ -305,6 +317,11 @@ mod tests {
         assert_eq!(n.digit(0), 4);
         assert_eq!(n.digit(9), 3);
         assert_eq!(n.digit(10), 0);
+        assert_eq!(Number::from_value(4420790123, 10), Some(n));
+        assert_eq!(Number::from_value(4420790123, 11), None);
+        assert_eq!(Number::from_value(4420790123, 9), None);
+        assert_eq!(Number::from_value(0, 1), None);
+        assert_eq!(Number::from_value(7, 0), None);
         let max = Number::parse_e164("+999999999999999").unwrap();
         assert_eq!(max.to_string(), "+999999999999999");
     }

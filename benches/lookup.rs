@@ -1,0 +1,168 @@
+//! Rule index benches: lookup hit, miss and prefix hit over 1,000,000 exact entries plus
+//! 10,000 prefixes, X-patterns and a regex; normalise+screen of one caller; index build.
+//! Set `SCAMGUARD_BENCH_10M=1` to also build and probe a 10,000,000-entry index (slow to
+//! build, about 200 MB). Prints the index's bytes per exact entry.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use scamguard::screening::{
+    screen, Entry, EntryAction, Facts, IndexBuilder, Number, Pattern, Policy, RuleIndex,
+};
+
+/// Deterministic NANP-shaped numbers (+1 NXX NXX XXXX).
+fn numbers(count: usize, seed: u64) -> Vec<Number> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..count)
+        .map(|_| {
+            let v = 10_000_000_000u64
+                + rng.u64(2..10) * 1_000_000_000
+                + rng.u64(0..100) * 10_000_000
+                + rng.u64(2..10) * 1_000_000
+                + rng.u64(0..1_000_000);
+            Number::from_digits(v.to_string().as_bytes()).expect("11 digits")
+        })
+        .collect()
+}
+
+fn entry(pattern: Pattern, i: usize) -> Entry {
+    // Few distinct metadata values, as in real lists.
+    let (action, category) = match i % 4 {
+        0 => (EntryAction::Warn, "robocall"),
+        1 => (EntryAction::Allow, "partner"),
+        _ => (EntryAction::Block, "scam"),
+    };
+    Entry {
+        pattern,
+        action,
+        category: category.into(),
+        reason: format!("{category} reported by feed"),
+        source: "bench".into(),
+        expires: None,
+    }
+}
+
+fn build(exact: &[Number]) -> RuleIndex {
+    build_with(exact, true)
+}
+
+fn build_with(exact: &[Number], regex: bool) -> RuleIndex {
+    let mut b = IndexBuilder::new();
+    for (i, n) in exact.iter().enumerate() {
+        b.add(
+            if i % 2 == 0 { "feed-a" } else { "feed-b" },
+            &entry(Pattern::Exact(*n), i),
+        );
+    }
+    for i in 0..10_000usize {
+        let p = Pattern::parse(&format!("+44{}*", 100_000 + i)).expect("prefix");
+        b.add("prefixes", &entry(p, i));
+    }
+    for i in 0..100usize {
+        let p = Pattern::parse(&format!("+4420790{:02}XXX", i)).expect("x-pattern");
+        b.add("patterns", &entry(p, i));
+    }
+    if regex {
+        b.add(
+            "patterns",
+            &entry(Pattern::parse(r"/^\+2126\d{8}$/").expect("regex"), 2),
+        );
+    }
+    b.build()
+}
+
+fn report(name: &str, idx: &RuleIndex) {
+    let s = idx.stats();
+    eprintln!(
+        "{name}: {} exact, {} prefixes, {} x-patterns, {} regexes, {} metas; exact table {:.1} bytes/entry, other {} KiB",
+        s.exact,
+        s.prefixes,
+        s.digit_patterns,
+        s.regexes,
+        s.metas,
+        s.bytes_per_exact(),
+        s.other_bytes / 1024
+    );
+}
+
+fn lookups(c: &mut Criterion, name: &str, exact: &[Number], idx: &RuleIndex) {
+    let misses = numbers(4096, 99);
+    let hits: Vec<Number> = exact.iter().step_by(exact.len() / 4096).copied().collect();
+    let prefix_hits: Vec<Number> = (0..4096u64)
+        .map(|i| {
+            let v = (44_100_000 + i % 10_000) * 10_000 + (i * 37) % 10_000;
+            Number::from_digits(v.to_string().as_bytes()).expect("12 digits")
+        })
+        .collect();
+    let mut i = 0usize;
+    c.bench_function(&format!("{name}/lookup_hit"), |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(idx.lookup(black_box(hits[i % hits.len()]), 0))
+        })
+    });
+    c.bench_function(&format!("{name}/lookup_miss"), |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(idx.lookup(black_box(misses[i]), 0))
+        })
+    });
+    c.bench_function(&format!("{name}/lookup_prefix_hit"), |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(idx.lookup(black_box(prefix_hits[i]), 0))
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let exact = numbers(1_000_000, 7);
+    let idx = build(&exact);
+    report("1M", &idx);
+    // Sanity: the probes used below really hit and miss.
+    assert!(idx.lookup(exact[0], 0).is_some());
+    assert!(idx
+        .lookup(Number::parse_e164("+441000001234567").expect("n"), 0)
+        .is_some());
+    lookups(c, "1M", &exact, &idx);
+
+    // What the regex stage costs a miss.
+    let no_regex = build_with(&exact, false);
+    let misses = numbers(4096, 99);
+    let mut i = 0usize;
+    c.bench_function("1M/lookup_miss_without_regex", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(no_regex.lookup(black_box(misses[i]), 0))
+        })
+    });
+    drop(no_regex);
+
+    let policy = Policy::default();
+    let caller = exact[12345].to_string();
+    let display = format!("({}) {}-{}", &caller[2..5], &caller[5..8], &caller[8..]);
+    c.bench_function("1M/normalise_and_screen", |b| {
+        b.iter(|| {
+            let facts = Facts::new(&policy, black_box(&display), "2025550100", None, false);
+            black_box(screen(&facts, &idx, &policy, 0))
+        })
+    });
+
+    let mut g = c.benchmark_group("build");
+    g.sample_size(10);
+    g.bench_function("1M_exact_10k_prefix", |b| {
+        b.iter(|| black_box(build(&exact)))
+    });
+    g.finish();
+
+    if std::env::var_os("SCAMGUARD_BENCH_10M").is_some() {
+        let exact = numbers(10_000_000, 8);
+        let idx = build(&exact);
+        report("10M", &idx);
+        lookups(c, "10M", &exact, &idx);
+    }
+}
+
+criterion_group!(lookup, benches);
+criterion_main!(lookup);
