@@ -253,7 +253,7 @@ async fn announced_call(codec: Codec, offer_fmts: &str, answer_fmts: &str, port_
         assert_eq!(rtp::marker(&p), i == 0);
         let ts = rtp::timestamp(&p);
         let step = ts.wrapping_sub(prev_ts);
-        assert!(step >= 160 && step < 8000 * 10, "timestamp step {step}");
+        assert!((160..8000 * 10).contains(&step), "timestamp step {step}");
         if i > 0 {
             assert_eq!(step, 160, "caller's own spacing kept");
         }

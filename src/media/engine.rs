@@ -532,16 +532,16 @@ impl Task {
                 },
                 _ = &mut tick, if st.play.is_some() => self.play_due(&mut st, &b, &mut tick),
                 r = a.rtp.recv_from(&mut ba) => if let Ok((n, src)) = r {
-                    self.from_caller(&mut st, &mut ba[..n], src, false, &b);
+                    self.on_caller(&mut st, &mut ba[..n], src, false, &b);
                 },
                 r = b.rtp.recv_from(&mut bb) => if let Ok((n, src)) = r {
-                    self.from_callee(&mut st, &bb[..n], src, false, &a);
+                    self.on_callee(&mut st, &bb[..n], src, false, &a);
                 },
                 r = a.rtcp.recv_from(&mut bc) => if let Ok((n, src)) = r {
-                    self.from_caller(&mut st, &mut bc[..n], src, true, &b);
+                    self.on_caller(&mut st, &mut bc[..n], src, true, &b);
                 },
                 r = b.rtcp.recv_from(&mut bd) => if let Ok((n, src)) = r {
-                    self.from_callee(&mut st, &bd[..n], src, true, &a);
+                    self.on_callee(&mut st, &bd[..n], src, true, &a);
                 },
                 _ = idle.tick() => {
                     let limit = if st.answered { self.idle } else { self.setup };
@@ -649,7 +649,7 @@ impl Task {
         }
     }
 
-    fn from_caller(&self, st: &mut State, pkt: &mut [u8], src: SocketAddr, rtcp: bool, b: &Leg) {
+    fn on_caller(&self, st: &mut State, pkt: &mut [u8], src: SocketAddr, rtcp: bool, b: &Leg) {
         if !st.caller.accept(src, rtcp) {
             self.stats.dropped_unrelated.inc();
             return;
@@ -715,7 +715,7 @@ impl Task {
         );
     }
 
-    fn from_callee(&self, st: &mut State, pkt: &[u8], src: SocketAddr, rtcp: bool, a: &Leg) {
+    fn on_callee(&self, st: &mut State, pkt: &[u8], src: SocketAddr, rtcp: bool, a: &Leg) {
         if !st.callee.accept(src, rtcp) {
             self.stats.dropped_unrelated.inc();
             return;

@@ -116,7 +116,7 @@ impl MediaConfig {
         if max < first + 1 {
             0
         } else {
-            (max - first + 1) / 2
+            (max - first).div_ceil(2)
         }
     }
 
