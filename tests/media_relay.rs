@@ -107,9 +107,25 @@ fn target(body: &[u8]) -> (SocketAddr, u16) {
     )
 }
 
-async fn announced_call(codec: Codec, offer_fmts: &str, answer_fmts: &str, port_min: u16) {
+/// `callee` picks the prompt; with `shipped` the real spoken prompts in `prompts/` are used.
+async fn announced_call(
+    codec: Codec,
+    offer_fmts: &str,
+    answer_fmts: &str,
+    port_min: u16,
+    shipped: Option<&str>,
+) {
     let tag = format!("relay-{port_min}");
-    let engine = MediaEngine::new(config(&tag, port_min)).unwrap();
+    let mut cfg = config(&tag, port_min);
+    let (callee_no, prompt_name) = match shipped {
+        None => ("+4930123456", "de"),
+        Some(name) => {
+            cfg.prompts_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/prompts").into();
+            cfg.prompts = MediaConfig::default().prompts;
+            ("+12025550123", name)
+        }
+    };
+    let engine = MediaEngine::new(cfg).unwrap();
     let (caller, callee, stranger) = (Party::new().await, Party::new().await, Party::new().await);
     let cid = "call-1@test";
 
@@ -153,9 +169,9 @@ async fn announced_call(codec: Codec, offer_fmts: &str, answer_fmts: &str, port_
         assert_eq!(rtp::seq(&got), 100 + i);
     }
 
-    engine.connected(cid, "+4930123456", None).unwrap();
-    let prompt = engine.prompts().select("+4930123456", None);
-    assert_eq!(prompt.name, "de");
+    engine.connected(cid, callee_no, None).unwrap();
+    let prompt = engine.prompts().select(callee_no, None);
+    assert_eq!(prompt.name, prompt_name);
     let frames = prompt.frames(codec);
     let start = Instant::now();
     for i in 0..3u16 {
@@ -333,12 +349,18 @@ async fn announced_call(codec: Codec, offer_fmts: &str, answer_fmts: &str, port_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announced_call_pcma() {
-    announced_call(Codec::Pcma, "0 8 101", "8 101", 21000).await;
+    announced_call(Codec::Pcma, "0 8 101", "8 101", 21000, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announced_call_pcmu() {
-    announced_call(Codec::Pcmu, "18 0 8 101", "0 101", 21100).await;
+    announced_call(Codec::Pcmu, "18 0 8 101", "0 101", 21100, None).await;
+}
+
+/// The shipped English prompt (about 10 s), end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_call_shipped_english_prompt() {
+    announced_call(Codec::Pcmu, "0 101", "0 101", 21600, Some("en")).await;
 }
 
 #[tokio::test]

@@ -498,6 +498,13 @@ struct Task {
     setup: Duration,
 }
 
+enum Ev {
+    Ctl(Ctl),
+    Tick,
+    Idle,
+    Pkt(u8, std::io::Result<(usize, SocketAddr)>),
+}
+
 struct State {
     caller: Peer,
     callee: Peer,
@@ -523,30 +530,41 @@ impl Task {
         let mut idle = tokio::time::interval(period);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut ba, mut bb, mut bc, mut bd) = ([0u8; 2048], [0u8; 2048], [0u8; 2048], [0u8; 2048]);
+        // Unbiased select: a socket that is always readable (a flood) cannot starve the other
+        // leg, the prompt clock or the idle timer. Control messages are drained before every
+        // packet so an SDP change is in effect for media that follows it.
         let idled = loop {
-            tokio::select! {
-                biased;
+            let ev = tokio::select! {
                 c = ctl.recv() => match c {
                     None => break false,
-                    Some(c) => self.control(&mut st, c, &mut tick),
+                    Some(c) => Ev::Ctl(c),
                 },
-                _ = &mut tick, if st.play.is_some() => self.play_due(&mut st, &b, &mut tick),
-                r = a.rtp.recv_from(&mut ba) => if let Ok((n, src)) = r {
-                    self.on_caller(&mut st, &mut ba[..n], src, false, &b);
-                },
-                r = b.rtp.recv_from(&mut bb) => if let Ok((n, src)) = r {
-                    self.on_callee(&mut st, &bb[..n], src, false, &a);
-                },
-                r = a.rtcp.recv_from(&mut bc) => if let Ok((n, src)) = r {
-                    self.on_caller(&mut st, &mut bc[..n], src, true, &b);
-                },
-                r = b.rtcp.recv_from(&mut bd) => if let Ok((n, src)) = r {
-                    self.on_callee(&mut st, &bd[..n], src, true, &a);
-                },
-                _ = idle.tick() => {
+                _ = &mut tick, if st.play.is_some() => Ev::Tick,
+                _ = idle.tick() => Ev::Idle,
+                r = a.rtp.recv_from(&mut ba) => Ev::Pkt(0, r),
+                r = b.rtp.recv_from(&mut bb) => Ev::Pkt(1, r),
+                r = a.rtcp.recv_from(&mut bc) => Ev::Pkt(2, r),
+                r = b.rtcp.recv_from(&mut bd) => Ev::Pkt(3, r),
+            };
+            match ev {
+                Ev::Ctl(c) => self.control(&mut st, c, &mut tick),
+                Ev::Tick => self.play_due(&mut st, &b, &mut tick),
+                Ev::Idle => {
                     let limit = if st.answered { self.idle } else { self.setup };
                     if st.last_activity.elapsed() >= limit {
                         break true;
+                    }
+                }
+                Ev::Pkt(_, Err(_)) => {}
+                Ev::Pkt(which, Ok((n, src))) => {
+                    while let Ok(c) = ctl.try_recv() {
+                        self.control(&mut st, c, &mut tick);
+                    }
+                    match which {
+                        0 => self.on_caller(&mut st, &mut ba[..n], src, false, &b),
+                        1 => self.on_callee(&mut st, &bb[..n], src, false, &a),
+                        2 => self.on_caller(&mut st, &mut bc[..n], src, true, &b),
+                        _ => self.on_callee(&mut st, &bd[..n], src, true, &a),
                     }
                 }
             }
