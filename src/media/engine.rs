@@ -177,7 +177,11 @@ impl MediaEngine {
             .get_mut(call_id)
             .ok_or(MediaError::UnknownCall)?;
         let out = self.inner.apply(&mut h, from, &parsed, true);
-        self.inner.maybe_play(&mut h)?;
+        // A late answer without G.711 must still be rewritten (the offer already points at
+        // us); the skip is counted and logged, and `connected` reported it if it came first.
+        if let Err(e) = self.inner.maybe_play(&mut h) {
+            tracing::info!(call_id, "no announcement: {e}");
+        }
         Ok(out)
     }
 

@@ -353,4 +353,49 @@ mod tests {
         }
         assert!(MediaConfig::default().validate().unwrap().is_empty());
     }
+
+    #[test]
+    fn a_bad_prompt_file_is_named_with_what_was_expected() {
+        let dir = std::env::temp_dir().join(format!("scamguard-badprompt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("en.wav"), b"ID3 this is an mp3").unwrap();
+        let cfg = MediaConfig {
+            enabled: true,
+            advertise_ip: Some("192.0.2.1".parse().unwrap()),
+            prompts_dir: dir.to_string_lossy().into_owned(),
+            prompts: BTreeMap::new(),
+            ..MediaConfig::default()
+        };
+        let want = format!(
+            "prompt {}: not a RIFF/WAVE file",
+            dir.join("en.wav").display()
+        );
+        assert_eq!(cfg.validate().unwrap_err().to_string(), want);
+        // a broken optional variant is an error too, not silently skipped
+        std::fs::write(dir.join("en.wav"), wav::encode_pcm16(&[0; 160])).unwrap();
+        std::fs::write(dir.join("en-tech-support.wav"), wav::encode_pcm16(&[])).unwrap();
+        let want = format!(
+            "prompt {}: no samples",
+            dir.join("en-tech-support.wav").display()
+        );
+        assert_eq!(cfg.validate().unwrap_err().to_string(), want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stats_render_as_prometheus() {
+        let s = MediaStats::default();
+        s.rtp_relayed.add(5);
+        s.dropped_unrelated.inc();
+        s.sessions_active.set(2);
+        let text = crate::metrics::render(&[&s]);
+        for line in [
+            "scamguard_media_sessions 2\n",
+            "scamguard_media_packets_relayed_total{kind=\"rtp\"} 5\n",
+            "scamguard_media_packets_dropped_total{reason=\"unrelated_source\"} 1\n",
+            "scamguard_media_prompts_total{outcome=\"played\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+    }
 }
