@@ -71,6 +71,9 @@ struct Shared {
     epoch: Instant,
     delay: Hist,
     prompt_gap: Hist,
+    /// |inter-arrival - 20 ms| of the parties' own streams: on the direct path this is the
+    /// machine's own timer and scheduling jitter, the floor the prompt's jitter is compared to.
+    stream_gap: Hist,
     prompt_pkts: AtomicU64,
     stop: AtomicBool,
 }
@@ -117,6 +120,7 @@ struct Call {
 async fn receiver(sock: Arc<UdpSocket>, sh: Arc<Shared>) {
     let mut buf = [0u8; 2048];
     let mut last_prompt: Option<Instant> = None;
+    let mut last_stream: Option<Instant> = None;
     while !sh.stop.load(Ordering::Relaxed) {
         let r = tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await;
         let Ok(Ok((n, _))) = r else { continue };
@@ -127,6 +131,12 @@ async fn receiver(sock: Arc<UdpSocket>, sh: Arc<Shared>) {
             let sent = u64::from_be_bytes(body[8..16].try_into().unwrap_or([0; 8]));
             let at = now.duration_since(sh.epoch).as_nanos() as u64;
             sh.delay.add(Duration::from_nanos(at.saturating_sub(sent)));
+            if let Some(l) = last_stream {
+                let gap = now.duration_since(l).as_secs_f64() * 1000.0;
+                sh.stream_gap
+                    .add(Duration::from_secs_f64((gap - 20.0).abs() / 1000.0));
+            }
+            last_stream = Some(now);
         } else if rtp::is_rtp_like(p) {
             sh.prompt_pkts.fetch_add(1, Ordering::Relaxed);
             if let Some(l) = last_prompt {
@@ -177,6 +187,7 @@ struct Row {
     n: usize,
     prompt_p99: f64,
     prompt_max: f64,
+    floor_p99: f64,
     relay_p50: f64,
     relay_p99: f64,
     direct_p50: f64,
@@ -196,6 +207,7 @@ fn run_step(
         epoch: Instant::now(),
         delay: Hist::new(),
         prompt_gap: Hist::new(),
+        stream_gap: Hist::new(),
         prompt_pkts: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
@@ -290,6 +302,7 @@ fn run_step(
         epoch: Instant::now(),
         delay: Hist::new(),
         prompt_gap: Hist::new(),
+        stream_gap: Hist::new(),
         prompt_pkts: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
@@ -314,6 +327,7 @@ fn run_step(
     let send = harness.spawn(sender(direct, sh2.clone()));
     std::thread::sleep(Duration::from_millis(300));
     sh2.delay.reset();
+    sh2.stream_gap.reset();
     std::thread::sleep(BASELINE);
     sh2.stop.store(true, Ordering::Relaxed);
     harness.block_on(async {
@@ -327,6 +341,7 @@ fn run_step(
         n,
         prompt_p99,
         prompt_max,
+        floor_p99: sh2.stream_gap.pct(0.99),
         relay_p50,
         relay_p99,
         direct_p50: sh2.delay.pct(0.50),
@@ -372,12 +387,18 @@ fn main() {
     .unwrap();
 
     println!("media engine load: N announced calls, each party sending 20 ms RTP (2 x 50 pkt/s per call)");
-    println!("delays in ms (50 us buckets); prompt jitter = |inter-arrival - 20 ms| at the callee");
     println!(
-        "{:>5} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>11} {:>9}",
+        "delays in ms (50 us buckets); prompt jitter = |inter-arrival - 20 ms| at the callee;"
+    );
+    println!(
+        "floor = the same jitter of the parties' own 20 ms streams sent directly (machine noise)"
+    );
+    println!(
+        "{:>5} {:>11} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>11} {:>9}",
         "calls",
         "prompt p99",
         "prompt max",
+        "floor p99",
         "relay p50",
         "relay p99",
         "direct p50",
@@ -387,7 +408,13 @@ fn main() {
         "CPU %/call",
         "us/pkt"
     );
-    let mut best = None;
+    println!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let mut best: Option<Row> = None;
     let steps: &[usize] = if quick { &STEPS[..1] } else { STEPS };
     for &n in steps {
         if started.elapsed() + Duration::from_secs(12) > BUDGET {
@@ -397,13 +424,16 @@ fn main() {
         let r = run_step(n, &engine, &engine_rt, &harness);
         let added = r.relay_p99 - r.direct_p99;
         println!(
-            "{:>5} {:>11.2} {:>11.2} {:>9.2} {:>9.2} {:>10.2} {:>10.2} {:>9.2} {:>7.2} {:>11.3} {:>9.2}",
-            r.n, r.prompt_p99, r.prompt_max, r.relay_p50, r.relay_p99, r.direct_p50,
+            "{:>5} {:>11.2} {:>11.2} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>10.2} {:>9.2} {:>7.2} {:>11.3} {:>9.2}",
+            r.n, r.prompt_p99, r.prompt_max, r.floor_p99, r.relay_p50, r.relay_p99, r.direct_p50,
             r.direct_p99, added, r.loss * 100.0, r.cpu_per_call_pct, r.us_per_packet
         );
-        if added <= 5.0 && r.prompt_p99 <= 5.0 && r.loss < 0.01 {
+        // Added by the engine: relay delay over the direct path, prompt jitter over the floor.
+        // Every step runs (within the time budget) so the table shows the trend on a noisy
+        // machine; only heavy loss stops the ramp.
+        if added <= 5.0 && r.prompt_p99 - r.floor_p99 <= 5.0 && r.loss < 0.01 {
             best = Some(r);
-        } else {
+        } else if r.loss > 0.05 {
             break;
         }
     }
