@@ -531,3 +531,76 @@ async fn caller_mixed_into_prompt_when_not_held() {
     );
     engine.release("m", Release::Bye).unwrap().wait().await;
 }
+
+/// A stranger flooding the caller-facing port is dropped, cannot starve the other leg, and does
+/// not keep an abandoned session alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_stranger_starves_nothing_and_keeps_nothing_alive() {
+    let mut cfg = config("flood", 21700);
+    cfg.setup_timeout_secs = 1;
+    let engine = MediaEngine::new(cfg).unwrap();
+    let (caller, callee) = (Party::new().await, Party::new().await);
+    let (cp, cr) = caller.ports();
+    let (ep, er) = callee.ports();
+    let o = engine
+        .offer("f", Side::Caller, &sdp(cp, cr, "0", ""))
+        .unwrap();
+    let a = engine
+        .answer("f", Side::Callee, &sdp(ep, er, "0", ""))
+        .unwrap();
+    let (leg_a, leg_b) = (target(&a).0, target(&o).0);
+    // both parties latch
+    caller
+        .rtp
+        .send_to(&pkt(0, 1, 1, 1, 1), leg_a)
+        .await
+        .unwrap();
+    recv(&callee.rtp).await;
+    callee
+        .rtp
+        .send_to(&pkt(0, 1, 1, 2, 2), leg_b)
+        .await
+        .unwrap();
+    recv(&caller.rtp).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = pkt(0, 9, 9, 9, 0x99);
+            let mut sent = 0u64;
+            // ~20k packets/s for at most 4 s, far more than one call's 50/s
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 80_000 {
+                for _ in 0..20 {
+                    let _ = s.send_to(&p, leg_a);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The callee is still heard while the flood goes on.
+    let hello = pkt(0, 2, 2, 2, 0x21);
+    callee.rtp.send_to(&hello, leg_b).await.unwrap();
+    assert_eq!(recv(&caller.rtp).await.0, hello);
+    // Nobody real speaks any more: the session must end despite the flood.
+    let end = Instant::now() + Duration::from_secs(3);
+    while engine.sessions() > 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let still_flooding = !flood.is_finished();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert_eq!(engine.sessions(), 0, "flood kept the session alive");
+    assert!(
+        still_flooding,
+        "flood ended before the session did; test proves nothing"
+    );
+    let dropped = engine.stats().dropped_unrelated.get();
+    eprintln!("flood: {sent} packets sent, {dropped} dropped as unrelated");
+    assert!(dropped > 0);
+    assert_eq!(engine.stats().released_idle.get(), 1);
+}

@@ -15,6 +15,20 @@
 //! | [`prompts`] | prompt set: load, pre-encode, select per callee |
 //! | [`engine`] | sessions, ports, the relay/playback task |
 //! | [`rtp`] | RTP header fields |
+//!
+//! # How a caller of this module drives it
+//!
+//! | dialog event | call |
+//! | --- | --- |
+//! | initial INVITE with SDP | [`MediaEngine::offer`]`(id, Side::Caller, body)`: forward the returned body; on `Err` forward the original and play nothing |
+//! | 183/200 with SDP from the callee | [`MediaEngine::answer`]`(id, Side::Callee, body)` |
+//! | late offer (INVITE without SDP) | `offer(id, Side::Callee, body)` for the 200, `answer(id, Side::Caller, body)` for the ACK |
+//! | 2xx to the initial INVITE | [`MediaEngine::connected`]`(id, callee_number, category)`: the prompt starts once the codec is known |
+//! | re-INVITE / UPDATE | `offer(id, sender_side, body)`, then `answer(id, responder_side, body)`: ports stay the same |
+//! | BYE, CANCEL, failure | [`MediaEngine::release`]; forgotten sessions are freed by the setup/idle timers anyway |
+//!
+//! Limits: one callee per call id (parallel forks answering with different SDP overwrite each
+//! other's address); only the first `m=audio` stream is anchored; RTCP passes unchanged.
 
 pub mod engine;
 pub mod g711;
