@@ -373,6 +373,15 @@ async fn no_g711_offer_is_refused_without_allocating() {
         "neither PCMU nor PCMA negotiated; announcement needs G.711"
     );
     assert_eq!((engine.sessions(), engine.ports_in_use()), (0, 0));
+    // SRTP cannot be announced into (and restamping would break its authentication).
+    let srtp = String::from_utf8(sdp(4000, 4001, "0 8", ""))
+        .unwrap()
+        .replace("RTP/AVP", "RTP/SAVP");
+    assert_eq!(
+        engine.offer("z", Side::Caller, srtp.as_bytes()),
+        Err(MediaError::NotPlainRtp("RTP/SAVP".into()))
+    );
+    assert_eq!((engine.sessions(), engine.ports_in_use()), (0, 0));
     // Bad SDP is an error value too.
     let r = engine.offer("y", Side::Caller, b"v=0\r\nm=audio x RTP/AVP 0\r\n");
     assert!(matches!(r, Err(MediaError::Sdp(_))), "{r:?}");

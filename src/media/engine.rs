@@ -140,8 +140,8 @@ impl MediaEngine {
 
     /// An SDP offer of the call (initial INVITE, re-INVITE, UPDATE; either party).
     ///
-    /// The first offer opens the session (two port pairs) and must list PCMU or PCMA, else
-    /// [`MediaError::NoG711`] and nothing is allocated. Returns the body to forward: pointing
+    /// The first offer opens the session (two port pairs) and must be plain RTP listing PCMU or
+    /// PCMA, else [`MediaError::NotPlainRtp`] / [`MediaError::NoG711`] and nothing is allocated. Returns the body to forward: pointing
     /// the other party at the leg that faces it. Later offers keep the same ports, so hold and
     /// resume work.
     pub fn offer(&self, call_id: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
@@ -149,6 +149,9 @@ impl MediaEngine {
         let inner = &self.inner;
         if let Some(mut h) = inner.sessions.get_mut(call_id) {
             return Ok(inner.apply(&mut h, from, &parsed, false));
+        }
+        if !parsed.audio.plain_rtp() {
+            return Err(MediaError::NotPlainRtp(parsed.audio.proto.clone()));
         }
         if parsed.audio.first_g711().is_none() {
             return Err(MediaError::NoG711);

@@ -174,6 +174,8 @@ pub enum MediaError {
     Sdp(SdpError),
     /// Neither PCMU nor PCMA was offered (or answered), so no prompt can be played.
     NoG711,
+    /// The audio is encrypted (SRTP/DTLS) or not RTP: it cannot be announced into.
+    NotPlainRtp(String),
     /// No session for this call id (never offered, released or idled out).
     UnknownCall,
     /// `max_sessions` reached.
@@ -194,6 +196,10 @@ impl fmt::Display for MediaError {
             MediaError::NoG711 => write!(
                 f,
                 "neither PCMU nor PCMA negotiated; announcement needs G.711"
+            ),
+            MediaError::NotPlainRtp(p) => write!(
+                f,
+                "audio is {p} or keyed for SRTP; announcement needs plain RTP/AVP"
             ),
             MediaError::UnknownCall => write!(f, "no media session for this call"),
             MediaError::Full(n) => write!(f, "media session limit of {n} reached"),

@@ -68,6 +68,10 @@ pub struct AudioInfo {
     pub rtcp: Option<(u16, Option<IpAddr>)>,
     pub rtcp_mux: bool,
     pub direction: Direction,
+    /// Transport protocol of the audio `m=` line (`RTP/AVP`, `RTP/SAVP`, ...).
+    pub proto: String,
+    /// SRTP keying is present (`a=crypto` in the audio section, or `a=fingerprint` for DTLS).
+    pub keyed: bool,
 }
 
 impl AudioInfo {
@@ -88,6 +92,14 @@ impl AudioInfo {
             None if self.rtcp_mux => Some(rtp),
             None => Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?)),
         }
+    }
+
+    /// Plain RTP that we may read and restamp. Encrypted media (SRTP via SDES or DTLS, including
+    /// "best effort" `a=crypto` on `RTP/AVP`) cannot carry our prompt and would fail
+    /// authentication after restamping, so it is not anchored.
+    pub fn plain_rtp(&self) -> bool {
+        let p = self.proto.as_str();
+        (p.eq_ignore_ascii_case("RTP/AVP") || p.eq_ignore_ascii_case("RTP/AVPF")) && !self.keyed
     }
 
     /// The payload type this SDP uses for `codec`, if it lists it (static number or rtpmap name).
@@ -228,6 +240,8 @@ impl<'a> Sdp<'a> {
             rtcp: None,
             rtcp_mux: false,
             direction: Direction::SendRecv,
+            proto: String::new(),
+            keyed: false,
         };
         let mut media_dir = None;
         // Section we are in: None = session, Some(true) = our audio, Some(false) = other media.
@@ -267,9 +281,10 @@ impl<'a> Sdp<'a> {
                         .unwrap_or("")
                         .parse()
                         .map_err(|_| bad.clone())?;
-                    let _proto = it.next().ok_or(bad.clone())?;
+                    let proto = it.next().ok_or(bad.clone())?;
                     if media == "audio" && audio_m.is_none() {
                         audio_m = Some(i);
+                        audio.proto = proto.to_string();
                         audio_c_insert = i + 1;
                         audio.port = port;
                         for f in it {
@@ -346,6 +361,7 @@ impl<'a> Sdp<'a> {
                             audio.rtcp = Some((port, addr));
                         }
                         ("rtcp-mux", None) => audio.rtcp_mux = true,
+                        ("crypto" | "fingerprint", Some(_)) => audio.keyed = true,
                         _ => {
                             if let Some(d) = direction(name) {
                                 media_dir = Some(d);
@@ -353,6 +369,7 @@ impl<'a> Sdp<'a> {
                         }
                     }
                 }
+                (b'a', None) if v.starts_with("fingerprint:") => audio.keyed = true,
                 (b'a', None) => {
                     if let Some(d) = direction(v) {
                         session_dir = Some(d);
@@ -614,6 +631,26 @@ mod tests {
             );
             let s = Sdp::parse(body.as_bytes()).unwrap();
             assert_eq!(s.audio.first_g711(), *want, "{m}");
+        }
+    }
+
+    #[test]
+    fn encrypted_media_is_recognised() {
+        let cases = [
+            ("", "RTP/AVP", "", true),
+            ("", "RTP/AVPF", "", true),
+            ("", "RTP/SAVP", "", false),
+            ("", "UDP/TLS/RTP/SAVPF", "", false),
+            ("", "RTP/AVP", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n", false),
+            ("a=fingerprint:sha-256 AB:CD\r\n", "RTP/AVP", "", false),
+        ];
+        for (sess, proto, media, plain) in cases {
+            let body = format!("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n{sess}m=audio 1 {proto} 0\r\n{media}");
+            assert_eq!(
+                Sdp::parse(body.as_bytes()).unwrap().audio.plain_rtp(),
+                plain,
+                "{body}"
+            );
         }
     }
 
