@@ -613,3 +613,39 @@ async fn a_flooding_stranger_starves_nothing_and_keeps_nothing_alive() {
     assert!(dropped > 0);
     assert_eq!(engine.stats().released_idle.get(), 1);
 }
+
+/// A callee behind NAT advertises an address it cannot be reached at; its first RTP packet
+/// after answer starts the prompt and tells the engine where to send it.
+#[tokio::test]
+async fn prompt_follows_a_natted_callee() {
+    let engine = MediaEngine::new(config("nat", 21800)).unwrap();
+    let (caller, callee, private) = (Party::new().await, Party::new().await, Party::new().await);
+    let (cp, cr) = caller.ports();
+    // the SDP names `private` (the address inside the NAT); media really comes from `callee`
+    let (pp, pr) = private.ports();
+    let o = engine
+        .offer("n", Side::Caller, &sdp(cp, cr, "8", ""))
+        .unwrap();
+    engine
+        .answer("n", Side::Callee, &sdp(pp, pr, "8", ""))
+        .unwrap();
+    let leg_b = target(&o).0;
+    engine.connected("n", "1", None).unwrap();
+    callee
+        .rtp
+        .send_to(&pkt(8, 1, 1, 7, 0), leg_b)
+        .await
+        .unwrap();
+    let frames = engine.prompts().select("1", None).frames(Codec::Pcma).len();
+    for i in 0..frames {
+        let (p, from) = recv(&callee.rtp).await;
+        assert_eq!(from, leg_b);
+        assert_eq!(rtp::marker(&p), i == 0, "frame {i}");
+    }
+    let mut b = [0u8; 64];
+    assert!(
+        private.rtp.try_recv_from(&mut b).is_err(),
+        "nothing went to the unreachable SDP address"
+    );
+    engine.release("n", Release::Bye).unwrap().wait().await;
+}

@@ -301,6 +301,7 @@ impl Inner {
             hold_caller: this.cfg.hold_caller_during_prompt,
             idle: Duration::from_secs(this.cfg.idle_timeout_secs),
             setup: Duration::from_secs(this.cfg.setup_timeout_secs),
+            start_wait: Duration::from_millis(this.cfg.prompt_start_wait_ms),
         };
         let join = rt.spawn(task.run(a, b, rx));
         Ok(Handle {
@@ -503,6 +504,7 @@ struct Task {
     hold_caller: bool,
     idle: Duration,
     setup: Duration,
+    start_wait: Duration,
 }
 
 enum Ev {
@@ -519,6 +521,8 @@ struct State {
     last_activity: Instant,
     play: Option<Playing>,
     out: Option<OutStream>,
+    /// The callee spoke first: play the waiting prompt now.
+    start_now: bool,
 }
 
 impl Task {
@@ -530,6 +534,7 @@ impl Task {
             last_activity: Instant::now(),
             play: None,
             out: None,
+            start_now: false,
         };
         let mut tick: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
         let period = (self.idle.min(self.setup) / 4)
@@ -573,6 +578,10 @@ impl Task {
                         2 => self.on_caller(&mut st, &mut bc[..n], src, true, &b),
                         _ => self.on_callee(&mut st, &bd[..n], src, true, &a),
                     }
+                    if st.start_now {
+                        st.start_now = false;
+                        tick.as_mut().reset(Instant::now());
+                    }
                 }
             }
         };
@@ -612,15 +621,23 @@ impl Task {
                     last_sent: now,
                     shift: None,
                 });
+                // Start when the callee's media is known to flow (its first RTP proves the path
+                // is open and, behind NAT, gives the address to send to); wait at most
+                // `prompt_start_wait` for that.
+                let start = if st.callee.rtp.is_some() {
+                    now
+                } else {
+                    now + self.start_wait
+                };
                 st.play = Some(Playing {
                     prompt,
                     codec,
                     pt,
                     idx: 0,
-                    start: now,
+                    start,
                     mix: None,
                 });
-                tick.as_mut().reset(now);
+                tick.as_mut().reset(start);
             }
         }
     }
@@ -745,8 +762,17 @@ impl Task {
             self.stats.dropped_unrelated.inc();
             return;
         }
-        st.last_activity = Instant::now();
+        let now = Instant::now();
+        st.last_activity = now;
         let is_rtcp = rtcp || rtp::is_rtcp(pkt);
+        if !is_rtcp {
+            if let Some(p) = st.play.as_mut() {
+                if p.idx == 0 && p.start > now {
+                    p.start = now;
+                    st.start_now = true;
+                }
+            }
+        }
         if !is_rtcp && !rtp::is_rtp_like(pkt) {
             self.stats.dropped_other.inc();
             return;

@@ -72,6 +72,10 @@ pub struct MediaConfig {
     pub setup_timeout_secs: u64,
     /// Drop the caller's audio to the callee while the prompt plays (else mix it in).
     pub hold_caller_during_prompt: bool,
+    /// After answer, the prompt starts with the callee's first RTP packet, or after this long
+    /// if none comes (its phone may need a moment to open the audio path; behind NAT its first
+    /// packet is what tells us where to send).
+    pub prompt_start_wait_ms: u64,
     /// Folder holding `<lang>.wav` and optional `<lang>-<category>.wav`.
     pub prompts_dir: String,
     /// Language used when the callee's country code has no entry.
@@ -104,6 +108,7 @@ impl Default for MediaConfig {
             idle_timeout_secs: 60,
             setup_timeout_secs: 200,
             hold_caller_during_prompt: true,
+            prompt_start_wait_ms: 500,
             prompts_dir: "prompts".into(),
             default_prompt: "en".into(),
             prompts,
@@ -157,6 +162,12 @@ impl MediaConfig {
                 self.port_min,
                 self.port_max,
                 self.pairs()
+            ));
+        }
+        if self.prompt_start_wait_ms > 10_000 {
+            return bad(format!(
+                "media.prompt_start_wait_ms {}: expected at most 10000",
+                self.prompt_start_wait_ms
             ));
         }
         if self.idle_timeout_secs == 0 || self.setup_timeout_secs == 0 {
