@@ -111,6 +111,7 @@ enum Ctl {
 
 impl MediaEngine {
     /// Build the engine: checks the config and loads every prompt (the only file I/O).
+    /// A disabled config gives [`MediaError::Disabled`]: the app then builds no engine.
     pub fn new(cfg: MediaConfig) -> Result<MediaEngine, MediaError> {
         if !cfg.enabled {
             return Err(MediaError::Disabled);
@@ -141,9 +142,11 @@ impl MediaEngine {
     /// An SDP offer of the call (initial INVITE, re-INVITE, UPDATE; either party).
     ///
     /// The first offer opens the session (two port pairs) and must be plain RTP listing PCMU or
-    /// PCMA, else [`MediaError::NotPlainRtp`] / [`MediaError::NoG711`] and nothing is allocated. Returns the body to forward: pointing
-    /// the other party at the leg that faces it. Later offers keep the same ports, so hold and
-    /// resume work.
+    /// PCMA, else [`MediaError::NotPlainRtp`] / [`MediaError::NoG711`] and nothing is
+    /// allocated. Returns the body to forward, pointing the other party at the leg that faces
+    /// it. Later offers keep the same ports, so hold and resume work.
+    ///
+    /// Must be called inside a tokio runtime (the session's task is spawned on it).
     pub fn offer(&self, call_id: &str, from: Side, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
         let parsed = Sdp::parse(sdp)?;
         let inner = &self.inner;
