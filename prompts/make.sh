@@ -9,8 +9,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 say() { # name voice text
     espeak-ng -v "$2" -s 172 -g 4 -w "$tmp/$1.raw.wav" "$3"
-    # rate first (sox filters before decimating), then a fixed level so every prompt sounds alike
-    sox "$tmp/$1.raw.wav" -r 8000 -c 1 -e u-law -b 8 "$1.wav" silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse norm -3
+    # -R: repeatable dither, so the committed files only change when a text changes.
+    # Rate first (sox filters before decimating), then a fixed level so every prompt sounds alike.
+    sox -R "$tmp/$1.raw.wav" -r 8000 -c 1 -e u-law -b 8 "$1.wav" silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse norm -3
 }
 
 say en en-us "Caution: this call is suspected to be a scam. Microsoft and Amazon never call you unsolicited. Never give remote access or payment details."
