@@ -28,6 +28,7 @@ pub use self::screener::{CallStats, Screener};
 
 use crate::config::Config;
 use crate::lists::ListSet;
+use crate::media::MediaEngine;
 use crate::metrics::Collect;
 use crate::screening::Policy;
 use crate::sip::{Proxy, SipStats};
@@ -51,6 +52,8 @@ pub struct Agent {
     pub lists: Arc<ListSet>,
     pub screener: Arc<Screener>,
     pub proxy: Arc<Proxy>,
+    media: Option<Arc<MediaEngine>>,
+    media_stats: Option<Arc<crate::media::MediaStats>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     log_writer: Option<std::thread::JoinHandle<()>>,
@@ -75,12 +78,16 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
 impl Agent {
     /// Every collector, for `/metrics`.
     pub fn collectors(&self) -> Vec<&dyn Collect> {
-        vec![
+        let mut c: Vec<&dyn Collect> = vec![
             &*self.screener.stats,
             &*self.screener.log.stats,
             &self.lists.stats,
             &**self.proxy.stats(),
-        ]
+        ];
+        if let Some(m) = &self.media_stats {
+            c.push(&**m);
+        }
+        c
     }
 
     /// Re-read the list files; the errors of refused files are returned and logged.
@@ -97,6 +104,9 @@ impl Agent {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         // The proxy holds the hook, which holds the log sender; the writer ends with them.
+        if let Some(m) = &self.media {
+            m.shutdown().await;
+        }
         let Agent {
             screener,
             proxy,
@@ -113,7 +123,10 @@ impl Agent {
 
 /// Load, bind and start everything; returns once the agent answers SIP.
 pub async fn start(config: Config) -> Result<Agent, AppError> {
-    let problems = config.validate();
+    let mut problems = config.validate();
+    if config.sip.next_hop.is_none() {
+        problems.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
+    }
     if !problems.is_empty() {
         return Err(AppError(problems.join("; ")));
     }
@@ -125,12 +138,22 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let lists = Arc::new(lists);
     let (log, log_writer) = DecisionLog::start(&config.log.decisions)
         .map_err(|e| AppError(format!("decision log: {e}")))?;
+    let media = if config.media.enabled {
+        let engine =
+            MediaEngine::new(config.media.clone()).map_err(|e| AppError(format!("media: {e}")))?;
+        Some(Arc::new(engine))
+    } else {
+        None
+    };
     let screener = Arc::new(Screener {
         lists: lists.clone(),
         policy,
         disposition: config.disposition.clone(),
         log,
         stats: Arc::new(CallStats::default()),
+        media: media.clone(),
+        announced: Default::default(),
+        announce_cap: 2 * config.media.max_sessions,
     });
 
     let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
@@ -174,6 +197,8 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         lists,
         screener,
         proxy,
+        media_stats: media.as_ref().map(|m| m.stats()),
+        media,
         shutdown,
         tasks,
         log_writer: Some(log_writer),

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::app::DispositionConfig;
 use crate::lists::ListsConfig;
+use crate::media::MediaConfig;
 use crate::screening::ScreeningConfig;
 use crate::sip::SipConfig;
 
@@ -30,8 +31,7 @@ pub struct Config {
     pub log: LogConfig,
     pub sip: SipConfig,
     pub disposition: DispositionConfig,
-    /// Placeholder until the media section is wired.
-    pub media: toml::Table,
+    pub media: MediaConfig,
     /// Placeholder until the admin API section is wired.
     pub api: toml::Table,
 }
@@ -144,8 +144,11 @@ impl Config {
         p.extend(self.lists.validate());
         p.extend(self.log.validate());
         p.extend(self.disposition.validate());
-        if self.sip.next_hop.is_none() {
-            p.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".to_string());
+        if let Err(e) = self.sip.validate() {
+            p.push(e);
+        }
+        if let Err(e) = self.media.validate() {
+            p.push(e.to_string());
         }
         p
     }
@@ -208,8 +211,7 @@ mod tests {
     #[test]
     fn empty_config_is_all_defaults_and_overrides_apply() {
         let mut c = Config::parse("c.toml", "").unwrap();
-        // Only the next hop has no sane default.
-        assert_eq!(c.validate().len(), 1);
+        assert!(c.validate().is_empty());
         assert_eq!(c.log.decisions, LogTarget::Stdout);
         c.apply(&Overrides {
             listen: Some("127.0.0.1:5060".into()),
@@ -233,11 +235,7 @@ mod tests {
         );
         let c = Config::parse("c.toml", "[log]\ndecisions = { file = \"d.jsonl\" }\n").unwrap();
         assert_eq!(c.log.decisions, LogTarget::File("d.jsonl".into()));
-        let c = Config::parse(
-            "c.toml",
-            "[screening]\ndefault_country = \"FR\"\n[sip]\nnext_hop = \"127.0.0.1:5070\"\n",
-        )
-        .unwrap();
+        let c = Config::parse("c.toml", "[screening]\ndefault_country = \"FR\"\n").unwrap();
         assert_eq!(c.validate().len(), 1);
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SipConfig, SipStats,
+    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
 };
 use scamguard::sip::{Peer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +32,7 @@ impl Hook for PassHook {
         }
     }
     fn call_event(&self, _: &str, _: CallEvent) {}
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, body: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, body: &[u8]) -> Option<Vec<u8>> {
         Some(body.to_vec())
     }
 }

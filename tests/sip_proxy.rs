@@ -11,7 +11,7 @@ use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
 use scamguard::sip::Transport;
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SipConfig, SipStats,
+    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -51,7 +51,7 @@ impl Hook for TestHook {
             .unwrap()
             .push((call_id.to_string(), event));
     }
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> {
         None
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SipConfig, SipStats,
+    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::Command;
@@ -39,7 +39,7 @@ impl Hook for Count {
             _ => 0,
         };
     }
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> {
         None
     }
 }

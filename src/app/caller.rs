@@ -125,7 +125,16 @@ mod tests {
     #[test]
     fn identities_are_read_in_order() {
         // (headers, trusted, caller, display, anonymous, asserted, verstat)
-        let cases: &[(&str, bool, &str, Option<&str>, bool, bool, Option<&str>)] = &[
+        type Case<'a> = (
+            &'a str,
+            bool,
+            &'a str,
+            Option<&'a str>,
+            bool,
+            bool,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             ("From: \"Bob\" <sip:+1-202-555-0143@x>;tag=1\r\n", false, "+1-202-555-0143", Some("Bob"), false, false, None),
             ("From: <tel:+12025550143;verstat=TN-Validation-Passed>;tag=1\r\n", false, "+12025550143", None, false, false, None),
             ("From: <sip:%2B12025550143@x;user=phone>;tag=1\r\n", false, "+12025550143", None, false, false, None),

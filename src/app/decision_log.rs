@@ -30,6 +30,9 @@ pub struct Record {
     pub decision_us: u64,
     /// Where the call came from.
     pub source: String,
+    /// Anything else the operator should know (e.g. why a warned call got no announcement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -162,6 +165,7 @@ mod tests {
                 }],
                 decision_us: 7,
                 source: "127.0.0.1:5080".into(),
+                note: None,
             });
         }
         let stats = log.stats.clone();

@@ -14,9 +14,10 @@ use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
 use crate::lists::ListSet;
+use crate::media::{MediaEngine, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::{screen, Action, Facts, Policy, Verdict};
-use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection};
+use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 
 /// Calls by action, hits by list, and what happened to forwarded calls.
 #[derive(Default)]
@@ -83,6 +84,45 @@ pub struct Screener {
     pub disposition: DispositionConfig,
     pub log: DecisionLog,
     pub stats: Arc<CallStats>,
+    /// Present when announcements are enabled.
+    pub media: Option<Arc<MediaEngine>>,
+    /// Warned calls whose callee will hear the prompt: what picks the prompt on answer.
+    /// Entries leave on the call's end; the cap (twice the media sessions) plus a sweep of calls
+    /// the engine has already freed keeps it bounded when an end is never seen.
+    pub announced: DashMap<String, Announcement>,
+    pub announce_cap: usize,
+}
+
+/// What the prompt of an announced call depends on.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// The callee, E.164 when it normalised: its country code picks the language.
+    pub callee: String,
+    /// The warning's category: a prompt may exist for it (`en-tech-support.wav`).
+    pub category: Option<String>,
+}
+
+/// Whether the call's offer lets us play a prompt: plain RTP with PCMU or PCMA.
+fn announceable(body: &[u8]) -> Result<(), &'static str> {
+    if body.is_empty() {
+        return Err("announcement skipped: the INVITE carries no SDP offer");
+    }
+    let sdp = crate::media::sdp::Sdp::parse(body)
+        .map_err(|_| "announcement skipped: the SDP offer does not parse")?;
+    if !sdp.audio.plain_rtp() {
+        return Err("announcement skipped: the media is encrypted (SRTP/DTLS)");
+    }
+    if sdp.audio.first_g711().is_none() {
+        return Err("announcement skipped: neither PCMU nor PCMA is offered");
+    }
+    Ok(())
+}
+
+fn side(dir: SdpDirection) -> Side {
+    match dir {
+        SdpDirection::FromCaller => Side::Caller,
+        SdpDirection::FromCallee => Side::Callee,
+    }
 }
 
 fn unix_now() -> i64 {
@@ -109,6 +149,42 @@ impl Screener {
         self.disposition.trusted_peers.contains(&ip)
     }
 
+    /// Decide whether a warned call gets the spoken warning; `Err` says why not, for the log.
+    fn plan_announcement(
+        &self,
+        call: &NewCall<'_>,
+        v: &Verdict,
+        callee: &str,
+    ) -> Result<bool, &'static str> {
+        let Some(media) = &self.media else {
+            return Ok(false);
+        };
+        if v.action != Action::Warn {
+            return Ok(false);
+        }
+        announceable(call.body())?;
+        let cap = self.announce_cap;
+        if self.announced.len() >= cap {
+            self.announced.retain(|id, _| media.ports(id).is_some());
+            if self.announced.len() >= cap {
+                return Err("announcement skipped: too many announced calls in progress");
+            }
+        }
+        let category = v
+            .reasons
+            .iter()
+            .find(|r| r.category != "allow")
+            .map(|r| r.category.clone());
+        self.announced.insert(
+            call.call_id.to_string(),
+            Announcement {
+                callee: callee.to_string(),
+                category,
+            },
+        );
+        Ok(true)
+    }
+
     fn count(&self, v: &Verdict) {
         match v.action {
             Action::Pass => self.stats.pass.inc(),
@@ -130,20 +206,24 @@ impl Hook for Screener {
         let started = Instant::now();
         let p = parties(call, self.trusted(call.source.ip()));
         let v = self.verdict(&p.caller, &p.callee, p.display_name.as_deref(), p.anonymous);
-        let decision = self.disposition.decide(
-            &v,
-            &CallView {
-                display_name: p.display_name.as_deref(),
-                announce: false,
-            },
-        );
-        let decision_us = started.elapsed().as_micros() as u64;
-        self.count(&v);
         let callee = self
             .policy
             .plan
             .normalise(&p.callee)
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
+        let (announce, note) = match self.plan_announcement(call, &v, &callee) {
+            Ok(a) => (a, None),
+            Err(why) => (false, Some(why)),
+        };
+        let decision = self.disposition.decide(
+            &v,
+            &CallView {
+                display_name: p.display_name.as_deref(),
+                announce,
+            },
+        );
+        let decision_us = started.elapsed().as_micros() as u64;
+        self.count(&v);
         self.log.write(Record {
             time: SystemTime::now(),
             call_id: call.call_id.to_string(),
@@ -153,22 +233,80 @@ impl Hook for Screener {
             reasons: v.reasons,
             decision_us,
             source: call.source.to_string(),
+            note,
         });
         decision
     }
 
-    fn call_event(&self, _call_id: &str, event: CallEvent) {
-        match event {
-            CallEvent::Answered => self.stats.answered.inc(),
-            CallEvent::Cancelled => self.stats.cancelled.inc(),
-            CallEvent::Failed(_) => self.stats.failed.inc(),
-            CallEvent::Unwanted => self.stats.unwanted.inc(),
-            CallEvent::Ended => self.stats.ended.inc(),
-            CallEvent::TimedOut => self.stats.timed_out.inc(),
+    fn call_event(&self, call_id: &str, event: CallEvent) {
+        let release = match event {
+            CallEvent::Answered => {
+                self.stats.answered.inc();
+                None
+            }
+            CallEvent::Cancelled => {
+                self.stats.cancelled.inc();
+                Some(Release::Cancel)
+            }
+            CallEvent::Failed(_) => {
+                self.stats.failed.inc();
+                Some(Release::Failed)
+            }
+            CallEvent::Unwanted => {
+                self.stats.unwanted.inc();
+                Some(Release::Failed)
+            }
+            CallEvent::Ended => {
+                self.stats.ended.inc();
+                Some(Release::Bye)
+            }
+            CallEvent::TimedOut => {
+                self.stats.timed_out.inc();
+                Some(Release::Failed)
+            }
+        };
+        let Some(media) = &self.media else {
+            return;
+        };
+        match release {
+            None => {
+                if let Some(a) = self.announced.get(call_id) {
+                    if let Err(e) = media.connected(call_id, &a.callee, a.category.as_deref()) {
+                        tracing::info!(call_id, "no announcement after answer: {e}");
+                    }
+                }
+            }
+            Some(why) => {
+                if self.announced.remove(call_id).is_some() {
+                    // The ports are freed by the session's task; nobody needs to wait for it.
+                    drop(media.release(call_id, why));
+                }
+            }
         }
     }
 
-    fn rewrite_sdp(&self, _call_id: &str, _dir: SdpDirection, _body: &[u8]) -> Option<Vec<u8>> {
-        None
+    fn rewrite_sdp(
+        &self,
+        call_id: &str,
+        dir: SdpDirection,
+        kind: SdpKind,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let media = self.media.as_ref()?;
+        if !self.announced.contains_key(call_id) {
+            return None;
+        }
+        let r = match kind {
+            SdpKind::Offer => media.offer(call_id, side(dir), body),
+            SdpKind::Answer => media.answer(call_id, side(dir), body),
+        };
+        match r {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // The body goes on untouched: the call still connects, end to end.
+                tracing::info!(call_id, "SDP not anchored: {e}");
+                None
+            }
+        }
     }
 }

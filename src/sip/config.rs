@@ -49,7 +49,8 @@ pub struct SipConfig {
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
-            listen: "0.0.0.0:5060".parse().expect("literal address"),
+            // Loopback until the operator says otherwise: an open SIP port is an invitation to scanners.
+            listen: "127.0.0.1:5060".parse().expect("literal address"),
             advertise: None,
             next_hop: None,
             next_hop_transport: Transport::Udp,
@@ -140,7 +141,11 @@ mod tests {
         assert_eq!(c.max_headers, 128);
         assert!(c.validate().is_ok());
         assert!(toml::from_str::<SipConfig>("listne = \"1.2.3.4:5\"").is_err());
-        let bad = SipConfig::default();
+        assert!(SipConfig::default().validate().is_ok());
+        let bad = SipConfig {
+            listen: "0.0.0.0:5060".parse().unwrap(),
+            ..SipConfig::default()
+        };
         assert!(bad.validate().unwrap_err().starts_with("sip.advertise"));
     }
 }

@@ -20,7 +20,7 @@ use dashmap::DashMap;
 
 use super::config::SipConfig;
 use super::edit::Splice;
-use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection};
+use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{split_commas, Hdr, Limits, Message, Problem, Via};
 use super::stats::SipStats;
 use super::uri::{quote_display, NameAddr, Scheme, Uri};
@@ -529,7 +529,12 @@ impl Proxy {
             }
         };
         if anchor && msg.body_is_sdp() {
-            fwd.body = self.hook.rewrite_sdp(&call_id, dir, msg.body_bytes());
+            let kind = if msg.method_is("ACK") {
+                SdpKind::Answer
+            } else {
+                SdpKind::Offer
+            };
+            fwd.body = self.hook.rewrite_sdp(&call_id, dir, kind, msg.body_bytes());
         }
         let Some(dest) = self.route(msg, to_tag.is_none()) else {
             self.final_upstream(&key, msg, 502, "Bad Gateway", &[], now, out);
@@ -679,7 +684,9 @@ impl Proxy {
                 };
                 let id = msg.call_id().unwrap_or("").to_string();
                 drop(c);
-                fwd.body = self.hook.rewrite_sdp(&id, dir, msg.body_bytes());
+                fwd.body = self
+                    .hook
+                    .rewrite_sdp(&id, dir, SdpKind::Answer, msg.body_bytes());
             }
         }
         let has_tag = msg.to_tag().is_some();
@@ -921,7 +928,8 @@ impl Proxy {
                 first_final,
             } => {
                 let body = if anchor && msg.body_is_sdp() {
-                    self.hook.rewrite_sdp(&call, dir, msg.body_bytes())
+                    self.hook
+                        .rewrite_sdp(&call, dir, SdpKind::Answer, msg.body_bytes())
                 } else {
                     None
                 };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::core::{Output, Peer, Proxy};
-use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection};
+use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Limits, Message};
 use super::{SipConfig, SipStats, Transport};
 
@@ -34,7 +34,13 @@ impl Hook for TestHook {
             .unwrap()
             .push((call_id.to_string(), event));
     }
-    fn rewrite_sdp(&self, _call_id: &str, dir: SdpDirection, body: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(
+        &self,
+        _call_id: &str,
+        dir: SdpDirection,
+        _kind: SdpKind,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
         let mut b = body.to_vec();
         b.extend_from_slice(format!("a=x-{dir:?}\r\n").as_bytes());
         Some(b)

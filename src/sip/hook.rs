@@ -19,7 +19,13 @@ pub trait Hook: Send + Sync + 'static {
     /// For dialogs forwarded with `anchor_media`: every SDP body (offer or answer, either
     /// direction, re-INVITE/UPDATE/ACK/PRACK included). Return a replacement body or `None`.
     /// Retransmitted 18x/2xx responses are passed again, so the rewrite must be idempotent.
-    fn rewrite_sdp(&self, call_id: &str, dir: SdpDirection, body: &[u8]) -> Option<Vec<u8>>;
+    fn rewrite_sdp(
+        &self,
+        call_id: &str,
+        dir: SdpDirection,
+        kind: SdpKind,
+        body: &[u8],
+    ) -> Option<Vec<u8>>;
 }
 
 /// What to do with a new call.
@@ -73,6 +79,16 @@ pub enum CallEvent {
     Ended,
     /// No final response arrived in time (Timer B/C); the caller got `408`.
     TimedOut,
+}
+
+/// Whether an SDP body offers or answers (RFC 3264), judged by the message carrying it: a request
+/// other than ACK carries an offer; a response or an ACK carries an answer. (A late offer, an
+/// INVITE without SDP whose 2xx carries the offer, is therefore reported as an answer; the
+/// application can tell by never having seen an offer.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    Offer,
+    Answer,
 }
 
 /// Which side an SDP body came from.

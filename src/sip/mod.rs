@@ -18,12 +18,12 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use scamguard::sip::{self, Decision, Hook, NewCall, CallEvent, SdpDirection};
+//! # use scamguard::sip::{self, Decision, Hook, NewCall, CallEvent, SdpDirection, SdpKind};
 //! # struct App;
 //! # impl Hook for App {
 //! #     fn new_call(&self, _: &NewCall<'_>) -> Decision { Decision::pass() }
 //! #     fn call_event(&self, _: &str, _: CallEvent) {}
-//! #     fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: &[u8]) -> Option<Vec<u8>> { None }
+//! #     fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> { None }
 //! # }
 //! # async fn wire(cfg: sip::SipConfig) -> Result<(), Box<dyn std::error::Error>> {
 //! cfg.validate()?;
@@ -49,7 +49,7 @@ pub mod uri;
 
 pub use self::config::SipConfig;
 pub use self::core::{ConnId, Output, Peer, Proxy};
-pub use self::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection};
+pub use self::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 pub use self::stats::SipStats;
 pub use self::transport::run;
 
