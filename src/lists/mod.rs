@@ -2,3 +2,5 @@
 //! compiled rule snapshots for the hot path.
 //!
 //! Knows nothing of SIP or sockets.
+
+pub mod store;
