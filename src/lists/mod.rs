@@ -3,4 +3,5 @@
 //!
 //! Knows nothing of SIP or sockets.
 
+pub mod import;
 pub mod store;
