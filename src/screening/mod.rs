@@ -6,8 +6,12 @@
 //! decision can be reproduced by `scamguard check` and unit-tested as a table.
 
 pub mod entry;
+pub mod index;
+pub mod number;
 
-pub use entry::{Entry, EntryAction, Pattern, PatternError};
+pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};
+pub use index::{EntryMeta, IndexBuilder, IndexStats, Match, RuleIndex, Rules};
+pub use number::{Number, NumberPlan};
 
 use serde::Serialize;
 
