@@ -4,4 +4,5 @@
 //! Knows nothing of SIP or sockets.
 
 pub mod import;
+pub mod overlay;
 pub mod store;

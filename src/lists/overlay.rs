@@ -1,0 +1,511 @@
+//! Store entries as rules for the hot path: compiled per-list indexes plus a small overlay of
+//! live edits, so an API write is enforced on the next call without recompiling millions of
+//! entries.
+//!
+//! The effective store rules are `(base - edited keys) ∪ overlay puts`, where a key is
+//! `(list, pattern)`. One compiled [`RuleIndex`] per store list makes "the best match once an
+//! edited entry is removed" cheap to answer: within one list a pattern appears once, so when the
+//! list's winner is an edited entry, only that list's few non-exact entries can take its place,
+//! and those are scanned linearly (rare: only until the next fold). The overlay is immutable and
+//! swapped whole on each edit (copy-on-write, bounded by the fold threshold), so the hot path
+//! takes no lock: it loads two `Arc`s. A background fold rebuilds the base from the store and
+//! drops the overlay edits it now contains.
+//!
+//! Knows nothing of HTTP, files of lists, or what a verdict does with a match; SQLite is reached
+//! only through [`Store`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::{Collect, Counter, Exposition, Gauge};
+use crate::screening::{Entry, EntryMeta, IndexBuilder, Match, Number, Pattern, RuleIndex, Rules};
+
+use super::store::{Change, Store, StoreError, StoredEntry};
+
+/// A compiled store list: its index and its non-exact entries for the fallback scan.
+struct ListBase {
+    name: Arc<str>,
+    index: RuleIndex,
+    others: Vec<(Pattern, Arc<EntryMeta>)>,
+}
+
+#[derive(Default)]
+struct Base {
+    lists: Vec<ListBase>,
+}
+
+type Key = (Arc<str>, Pattern);
+
+#[derive(Default, Clone)]
+struct Overlay {
+    /// Every edited key (put or removal) with the sequence number of its latest edit.
+    edits: HashMap<Key, u64>,
+    /// Puts of exact numbers, by number value, for one probe per call.
+    exact: HashMap<u64, Vec<(Pattern, Arc<EntryMeta>)>>,
+    /// Puts of prefixes, digit patterns and regexes: scanned (the overlay is small).
+    others: Vec<(Key, Arc<EntryMeta>)>,
+}
+
+impl Overlay {
+    fn unindex(&mut self, key: &Key) {
+        match &key.1 {
+            Pattern::Exact(n) => {
+                if let Some(v) = self.exact.get_mut(&n.value()) {
+                    v.retain(|(_, m)| m.list != key.0);
+                    if v.is_empty() {
+                        self.exact.remove(&n.value());
+                    }
+                }
+            }
+            _ => self.others.retain(|(k, _)| k != key),
+        }
+    }
+
+    fn set(&mut self, key: Key, put: Option<Arc<EntryMeta>>, seq: u64) {
+        self.unindex(&key);
+        if let Some(m) = &put {
+            match &key.1 {
+                Pattern::Exact(n) => self
+                    .exact
+                    .entry(n.value())
+                    .or_default()
+                    .push((key.1.clone(), m.clone())),
+                _ => self.others.push((key.clone(), m.clone())),
+            }
+        }
+        self.edits.insert(key, seq);
+    }
+
+    fn prune(&mut self, upto: u64) {
+        let old: Vec<Key> = self
+            .edits
+            .iter()
+            .filter(|(_, s)| **s <= upto)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            self.unindex(&k);
+            self.edits.remove(&k);
+        }
+    }
+
+    fn edited(&self, list: &Arc<str>, p: &Pattern) -> bool {
+        !self.edits.is_empty() && self.edits.contains_key(&(list.clone(), p.clone()))
+    }
+}
+
+/// Counters of the store rules.
+#[derive(Debug, Default)]
+pub struct StoreRulesStats {
+    pub folds: Counter,
+    pub fallback_scans: Counter,
+    pub overlay_edits: Gauge,
+    pub base_entries: Gauge,
+}
+
+impl Collect for StoreRulesStats {
+    fn collect(&self, out: &mut Exposition) {
+        out.counter(
+            "scamguard_store_folds_total",
+            "Rebuilds of the compiled store rules from the store",
+            &[],
+            self.folds.get(),
+        );
+        out.counter(
+            "scamguard_store_fallback_scans_total",
+            "Lookups whose winner was edited since the last fold and needed a scan",
+            &[],
+            self.fallback_scans.get(),
+        );
+        out.gauge(
+            "scamguard_store_overlay_edits",
+            "Live store edits not yet folded into the compiled rules",
+            &[],
+            self.overlay_edits.get(),
+        );
+        out.gauge(
+            "scamguard_store_rule_entries",
+            "Store entries in the compiled rules",
+            &[],
+            self.base_entries.get(),
+        );
+    }
+}
+
+/// Compiled store entries plus live edits; implements [`Rules`] for the store's part.
+pub struct StoreRules {
+    base: ArcSwap<Base>,
+    overlay: ArcSwap<Overlay>,
+    /// Serialises overlay edits and prunes (the hot path never takes it).
+    edit_lock: Mutex<()>,
+    /// Serialises folds so two never race to swap the base.
+    fold_lock: Mutex<()>,
+    seq: AtomicU64,
+    pub stats: StoreRulesStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Canonical text of a pattern (`x` -> `X`, trimmed), the store's key; or why it is refused.
+pub fn canonical_pattern(text: &str) -> Result<String, String> {
+    Pattern::parse(text).map(|p| p.to_string()).map_err(|e| e.0)
+}
+
+/// A store entry as a screening entry.
+pub fn to_entry(e: &StoredEntry) -> Result<Entry, String> {
+    Ok(Entry {
+        pattern: Pattern::parse(&e.pattern).map_err(|e| e.0)?,
+        action: e.action,
+        category: e.category.clone(),
+        reason: e.reason.clone(),
+        source: e.source.clone(),
+        expires: e.expires,
+    })
+}
+
+fn meta_of(e: &StoredEntry, list: &Arc<str>) -> EntryMeta {
+    EntryMeta {
+        list: list.clone(),
+        action: e.action,
+        category: e.category.as_str().into(),
+        reason: e.reason.as_str().into(),
+        source: e.source.as_str().into(),
+        expires: e.expires,
+    }
+}
+
+impl Default for StoreRules {
+    fn default() -> Self {
+        StoreRules {
+            base: ArcSwap::from_pointee(Base::default()),
+            overlay: ArcSwap::from_pointee(Overlay::default()),
+            edit_lock: Mutex::new(()),
+            fold_lock: Mutex::new(()),
+            seq: AtomicU64::new(0),
+            stats: StoreRulesStats::default(),
+        }
+    }
+}
+
+impl StoreRules {
+    /// Compile every store entry (the start-up load).
+    pub fn load(store: &Store) -> Result<StoreRules, StoreError> {
+        let r = StoreRules::default();
+        r.fold(store)?;
+        Ok(r)
+    }
+
+    /// Live edits not yet folded.
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.load().edits.len()
+    }
+
+    /// Make committed store changes visible to the next lookup. Call after the store write has
+    /// returned, under the same write lock, so the overlay order is the commit order.
+    pub fn apply(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let _g = lock(&self.edit_lock);
+        let mut ov = Overlay::clone(&self.overlay.load());
+        for c in changes {
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            let (e, put) = match c {
+                Change::Added(e) | Change::Updated { after: e, .. } => (e, true),
+                Change::Removed(e) => (e, false),
+            };
+            // Patterns in the store were checked on the way in; one that no longer parses
+            // (a newer build refusing it) simply cannot match.
+            let Ok(p) = Pattern::parse(&e.pattern) else {
+                continue;
+            };
+            let list: Arc<str> = e.list.as_str().into();
+            let meta = put.then(|| Arc::new(meta_of(e, &list)));
+            ov.set((list, p), meta, seq);
+        }
+        self.stats.overlay_edits.set(ov.edits.len() as i64);
+        self.overlay.store(Arc::new(ov));
+    }
+
+    /// Rebuild the compiled base from the store and drop the edits it now holds. Runs off the
+    /// hot path (seconds for millions of entries); lookups go on meanwhile.
+    pub fn fold(&self, store: &Store) -> Result<(), StoreError> {
+        let _f = lock(&self.fold_lock);
+        // Edits numbered up to here were committed before the read below starts, so the read
+        // contains them and they can be dropped once the new base is in place.
+        let upto = self.seq.load(Ordering::SeqCst);
+        let mut builders: Vec<(Arc<str>, IndexBuilder, Vec<(Pattern, Arc<EntryMeta>)>)> =
+            Vec::new();
+        let mut total = 0i64;
+        let mut bad = 0u64;
+        store.for_each(None, |e| {
+            if builders.last().map(|b| &*b.0 != e.list).unwrap_or(true) {
+                builders.push((e.list.as_str().into(), IndexBuilder::new(), Vec::new()));
+            }
+            let Some((list, b, others)) = builders.last_mut() else {
+                return false;
+            };
+            match to_entry(&e) {
+                Ok(entry) => {
+                    if !matches!(entry.pattern, Pattern::Exact(_)) {
+                        others.push((entry.pattern.clone(), Arc::new(meta_of(&e, list))));
+                    }
+                    b.add(list, &entry);
+                    total += 1;
+                }
+                Err(_) => bad += 1,
+            }
+            true
+        })?;
+        if bad > 0 {
+            tracing::warn!(
+                bad,
+                "store entries whose pattern no longer parses were skipped"
+            );
+        }
+        let lists = builders
+            .into_iter()
+            .map(|(name, b, others)| ListBase {
+                name,
+                index: b.build(),
+                others,
+            })
+            .collect();
+        self.base.store(Arc::new(Base { lists }));
+        {
+            let _g = lock(&self.edit_lock);
+            let mut ov = Overlay::clone(&self.overlay.load());
+            ov.prune(upto);
+            self.stats.overlay_edits.set(ov.edits.len() as i64);
+            self.overlay.store(Arc::new(ov));
+        }
+        self.stats.folds.inc();
+        self.stats.base_entries.set(total);
+        Ok(())
+    }
+}
+
+impl Rules for StoreRules {
+    fn lookup(&self, n: Number, now: i64) -> Option<Match> {
+        let base = self.base.load();
+        let ov = self.overlay.load();
+        let mut best: Option<Match> = None;
+        for l in &base.lists {
+            let Some(m) = l.index.lookup(n, now) else {
+                continue;
+            };
+            if !ov.edited(&l.name, &m.pattern) {
+                best = Match::best(best, Some(m));
+                continue;
+            }
+            // The list's winner was edited: the next best of this list is among its
+            // non-exact entries (a list holds each pattern once).
+            self.stats.fallback_scans.inc();
+            for (p, meta) in &l.others {
+                if meta.is_live(now) && p.matches(n) && !ov.edited(&l.name, p) {
+                    best = Match::best(best, Some(make_match(p, meta)));
+                }
+            }
+        }
+        if let Some(v) = ov.exact.get(&n.value()) {
+            for (p, meta) in v {
+                if meta.is_live(now) {
+                    best = Match::best(best, Some(make_match(p, meta)));
+                }
+            }
+        }
+        for ((_, p), meta) in &ov.others {
+            if meta.is_live(now) && p.matches(n) {
+                best = Match::best(best, Some(make_match(p, meta)));
+            }
+        }
+        best
+    }
+}
+
+fn make_match(p: &Pattern, meta: &Arc<EntryMeta>) -> Match {
+    Match {
+        specificity: p.specificity(),
+        action: meta.action,
+        pattern: p.clone(),
+        meta: meta.clone(),
+    }
+}
+
+/// File (and feed) rules and store rules together, with the index's precedence across both.
+pub struct Layered<'a, F: Rules + ?Sized> {
+    pub files: &'a F,
+    pub store: &'a StoreRules,
+}
+
+impl<F: Rules + ?Sized> Rules for Layered<'_, F> {
+    fn lookup(&self, n: Number, now: i64) -> Option<Match> {
+        Match::best(self.files.lookup(n, now), self.store.lookup(n, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lists::store::StoreConfig;
+    use crate::screening::EntryAction;
+
+    fn num(s: &str) -> Number {
+        Number::parse_e164(s).unwrap()
+    }
+
+    fn e(p: &str, a: EntryAction) -> StoredEntry {
+        StoredEntry {
+            list: String::new(),
+            pattern: p.into(),
+            action: a,
+            category: "scam".into(),
+            reason: format!("{p} {a}"),
+            source: "test".into(),
+            expires: None,
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    fn verdict(r: &StoreRules, n: &str, now: i64) -> Option<(String, String, EntryAction)> {
+        r.lookup(num(n), now)
+            .map(|m| (m.meta.list.to_string(), m.pattern.to_string(), m.action))
+    }
+
+    #[test]
+    fn overlay_edits_apply_at_once_and_survive_folds() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            data_dir: d.path().into(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let w = |list: &str, items: &[StoredEntry], r: &StoreRules| {
+            r.apply(&store.upsert("t", list, items, 1).unwrap())
+        };
+        let r = StoreRules::load(&store).unwrap();
+        assert_eq!(verdict(&r, "+12025550143", 5), None);
+        w(
+            "a",
+            &[
+                e("+12025550143", EntryAction::Block),
+                e("+1202*", EntryAction::Warn),
+            ],
+            &r,
+        );
+        let want = |l: &str, p: &str, a| Some((l.to_string(), p.to_string(), a));
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("a", "+12025550143", EntryAction::Block)
+        );
+        r.fold(&store).unwrap();
+        assert_eq!(r.overlay_len(), 0);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("a", "+12025550143", EntryAction::Block)
+        );
+        // Remove the exact entry: the prefix of the same list takes over before any fold.
+        r.apply(&[Change::Removed(
+            store.remove("t", "a", "+12025550143", 2).unwrap().unwrap(),
+        )]);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("a", "+1202*", EntryAction::Warn)
+        );
+        assert!(r.stats.fallback_scans.get() > 0);
+        // An allow in another list at equal specificity beats it.
+        w("b", &[e("+1202*", EntryAction::Allow)], &r);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("b", "+1202*", EntryAction::Allow)
+        );
+        // Replace the prefix in list a by a block: still the allow wins (allow > block).
+        w("a", &[e("+1202*", EntryAction::Block)], &r);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("b", "+1202*", EntryAction::Allow)
+        );
+        r.apply(&[Change::Removed(
+            store.remove("t", "b", "+1202*", 3).unwrap().unwrap(),
+        )]);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("a", "+1202*", EntryAction::Block)
+        );
+        r.fold(&store).unwrap();
+        assert_eq!(r.overlay_len(), 0);
+        assert_eq!(
+            verdict(&r, "+12025550143", 5),
+            want("a", "+1202*", EntryAction::Block)
+        );
+        // Expiry stops a match at once, in the overlay and in the base.
+        let mut x = e("+4420794600XX", EntryAction::Block);
+        x.expires = Some(100);
+        w("c", &[x], &r);
+        assert!(verdict(&r, "+442079460018", 99).is_some());
+        assert_eq!(verdict(&r, "+442079460018", 100), None);
+        r.fold(&store).unwrap();
+        assert!(verdict(&r, "+442079460018", 99).is_some());
+        assert_eq!(verdict(&r, "+442079460018", 100), None);
+    }
+
+    #[test]
+    fn layered_uses_index_precedence() {
+        let mut b = IndexBuilder::new();
+        b.add(
+            "file",
+            &Entry {
+                pattern: Pattern::parse("+1900*").unwrap(),
+                action: EntryAction::Block,
+                category: "premium".into(),
+                reason: String::new(),
+                source: String::new(),
+                expires: None,
+            },
+        );
+        let files = b.build();
+        let store = StoreRules::default();
+        let meta = |a| {
+            Arc::new(EntryMeta {
+                list: "ops".into(),
+                action: a,
+                category: "x".into(),
+                reason: "".into(),
+                source: "".into(),
+                expires: None,
+            })
+        };
+        {
+            let mut ov = Overlay::default();
+            ov.set(
+                ("ops".into(), Pattern::parse("+19005550000").unwrap()),
+                Some(meta(EntryAction::Allow)),
+                1,
+            );
+            store.overlay.store(Arc::new(ov));
+        }
+        let l = Layered {
+            files: &files,
+            store: &store,
+        };
+        let got = |n: &str| {
+            l.lookup(num(n), 0)
+                .map(|m| (m.meta.list.to_string(), m.action))
+        };
+        assert_eq!(
+            got("+19005550000"),
+            Some(("ops".into(), EntryAction::Allow))
+        );
+        assert_eq!(
+            got("+19005550001"),
+            Some(("file".into(), EntryAction::Block))
+        );
+        assert_eq!(got("+18005550001"), None);
+    }
+}
