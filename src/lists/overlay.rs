@@ -34,7 +34,7 @@ struct ListBase {
 
 #[derive(Default)]
 struct Base {
-    lists: Vec<ListBase>,
+    lists: Vec<Arc<ListBase>>,
 }
 
 type Key = (Arc<str>, Pattern);
@@ -84,6 +84,19 @@ impl Overlay {
             .edits
             .iter()
             .filter(|(_, s)| **s <= upto)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            self.unindex(&k);
+            self.edits.remove(&k);
+        }
+    }
+
+    fn prune_list(&mut self, list: &Arc<str>, upto: u64) {
+        let old: Vec<Key> = self
+            .edits
+            .iter()
+            .filter(|(k, s)| **s <= upto && k.0 == *list)
             .map(|(k, _)| k.clone())
             .collect();
         for k in old {
@@ -270,10 +283,12 @@ impl StoreRules {
         }
         let lists = builders
             .into_iter()
-            .map(|(name, b, others)| ListBase {
-                name,
-                index: b.build(),
-                others,
+            .map(|(name, b, others)| {
+                Arc::new(ListBase {
+                    name,
+                    index: b.build(),
+                    others,
+                })
             })
             .collect();
         self.base.store(Arc::new(Base { lists }));
@@ -286,6 +301,58 @@ impl StoreRules {
         }
         self.stats.folds.inc();
         self.stats.base_entries.set(total);
+        Ok(())
+    }
+}
+
+impl StoreRules {
+    /// Rebuild one list's compiled rules (after an import), leaving the others as they are.
+    pub fn fold_list(&self, store: &Store, list: &str) -> Result<(), StoreError> {
+        let _f = lock(&self.fold_lock);
+        let upto = self.seq.load(Ordering::SeqCst);
+        let name: Arc<str> = list.into();
+        let mut b = IndexBuilder::new();
+        let mut others = Vec::new();
+        let mut count = 0i64;
+        store.for_each(Some(list), |e| {
+            if let Ok(entry) = to_entry(&e) {
+                if !matches!(entry.pattern, Pattern::Exact(_)) {
+                    others.push((entry.pattern.clone(), Arc::new(meta_of(&e, &name))));
+                }
+                b.add(list, &entry);
+                count += 1;
+            }
+            true
+        })?;
+        let old = self.base.load();
+        let mut lists: Vec<Arc<ListBase>> = Vec::with_capacity(old.lists.len() + 1);
+        let mut previous = 0i64;
+        for l in &old.lists {
+            if &*l.name == list {
+                previous = l.index.stats().entries() as i64;
+            } else {
+                lists.push(l.clone());
+            }
+        }
+        if count > 0 {
+            lists.push(Arc::new(ListBase {
+                name: name.clone(),
+                index: b.build(),
+                others,
+            }));
+        }
+        self.base.store(Arc::new(Base { lists }));
+        {
+            let _g = lock(&self.edit_lock);
+            let mut ov = Overlay::clone(&self.overlay.load());
+            ov.prune_list(&name, upto);
+            self.stats.overlay_edits.set(ov.edits.len() as i64);
+            self.overlay.store(Arc::new(ov));
+        }
+        self.stats
+            .base_entries
+            .set(self.stats.base_entries.get() - previous + count);
+        self.stats.folds.inc();
         Ok(())
     }
 }
@@ -346,6 +413,194 @@ pub struct Layered<'a, F: Rules + ?Sized> {
 impl<F: Rules + ?Sized> Rules for Layered<'_, F> {
     fn lookup(&self, n: Number, now: i64) -> Option<Match> {
         Match::best(self.files.lookup(n, now), self.store.lookup(n, now))
+    }
+}
+
+/// What the admin side needs from the file (and feed) lists: the list loader implements it.
+pub trait FileLists: Send + Sync {
+    /// Re-read every list file now. Returns the errors as `file:line: ...`; a file with errors
+    /// keeps its previous version.
+    fn reload(&self) -> Vec<String>;
+    /// Each file or feed list with its entry count and last load error.
+    fn status(&self) -> Vec<ListStatus>;
+    /// Have the lists been loaded once?
+    fn ready(&self) -> bool;
+}
+
+/// One list as `GET /v1/lists` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListStatus {
+    pub name: String,
+    /// `file`, `store` or `feed`.
+    pub source: String,
+    pub entries: u64,
+    pub error: Option<String>,
+}
+
+/// Why a write through [`Live`] was refused.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Entries that do not validate, one message per bad entry (`entry 3: ...`).
+    Rejected(Vec<String>),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Rejected(v) => write!(f, "{} invalid entries: {}", v.len(), v.join("; ")),
+            WriteError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e)
+    }
+}
+
+/// Check and canonicalise one entry for the store: the pattern parses (and is stored in its
+/// canonical text), the category is one word (defaulting to `operator`).
+pub fn validate_entry(e: &mut StoredEntry) -> Result<(), String> {
+    e.pattern = canonical_pattern(&e.pattern)?;
+    if e.category.trim().is_empty() {
+        e.category = "operator".into();
+    }
+    crate::screening::entry::check_category(&e.category)?;
+    Ok(())
+}
+
+/// The operator's side of the lists: store writes made live at once, imports, reloads and
+/// status. Writes are serialised so the overlay sees them in commit order.
+pub struct Live {
+    pub store: Arc<Store>,
+    pub rules: Arc<StoreRules>,
+    files: Option<Arc<dyn FileLists>>,
+    write_lock: Mutex<()>,
+    /// Overlay edits past which a maintenance pass folds them into the compiled rules.
+    pub fold_threshold: usize,
+}
+
+impl Live {
+    pub fn new(store: Arc<Store>, rules: Arc<StoreRules>, files: Option<Arc<dyn FileLists>>) -> Live {
+        Live {
+            store,
+            rules,
+            files,
+            write_lock: Mutex::new(()),
+            fold_threshold: 10_000,
+        }
+    }
+
+    /// Add or replace entries of `list`, durable and enforced when this returns.
+    pub fn add(
+        &self,
+        who: &str,
+        list: &str,
+        mut entries: Vec<StoredEntry>,
+        now: i64,
+    ) -> Result<Vec<Change>, WriteError> {
+        let bad: Vec<String> = entries
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, e)| validate_entry(e).err().map(|m| format!("entry {}: {m}", i + 1)))
+            .collect();
+        if !bad.is_empty() {
+            return Err(WriteError::Rejected(bad));
+        }
+        let _w = lock(&self.write_lock);
+        let changes = self.store.upsert(who, list, &entries, now)?;
+        self.rules.apply(&changes);
+        Ok(changes)
+    }
+
+    /// Remove one entry; `None` when it was not there.
+    pub fn remove(
+        &self,
+        who: &str,
+        list: &str,
+        pattern: &str,
+        now: i64,
+    ) -> Result<Option<StoredEntry>, WriteError> {
+        let key = canonical_pattern(pattern).unwrap_or_else(|_| pattern.trim().to_string());
+        let _w = lock(&self.write_lock);
+        let gone = self.store.remove(who, list, &key, now)?;
+        if let Some(e) = &gone {
+            self.rules.apply(&[Change::Removed(e.clone())]);
+        }
+        Ok(gone)
+    }
+
+    /// Import already-validated entries as one transaction, then recompile that list so the
+    /// import is enforced when this returns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn import(
+        &self,
+        who: &str,
+        list: &str,
+        entries: Vec<StoredEntry>,
+        replace: bool,
+        now: i64,
+        detail: &str,
+    ) -> Result<super::store::ImportSummary, WriteError> {
+        let _w = lock(&self.write_lock);
+        let sum = self
+            .store
+            .import(who, list, entries, replace, now, detail, |_| {})?;
+        drop(_w);
+        self.rules.fold_list(&self.store, list)?;
+        Ok(sum)
+    }
+
+    /// Delete expired entries (audited) and fold the overlay when it has grown. Run
+    /// periodically off the hot path.
+    pub fn maintain(&self, now: i64) -> Result<usize, StoreError> {
+        let gone = {
+            let _w = lock(&self.write_lock);
+            let gone = self.store.sweep_expired(now)?;
+            let changes: Vec<Change> = gone.into_iter().map(Change::Removed).collect();
+            self.rules.apply(&changes);
+            changes.len()
+        };
+        if self.rules.overlay_len() >= self.fold_threshold {
+            self.rules.fold(&self.store)?;
+        }
+        Ok(gone)
+    }
+
+    /// Fold whatever the overlay holds (a quiet-time pass so it never lingers).
+    pub fn fold(&self) -> Result<(), StoreError> {
+        if self.rules.overlay_len() > 0 {
+            self.rules.fold(&self.store)?;
+        }
+        Ok(())
+    }
+
+    /// File and feed lists (with their load errors) followed by store lists.
+    pub fn lists(&self) -> Result<Vec<ListStatus>, StoreError> {
+        let mut v = self.files.as_ref().map(|f| f.status()).unwrap_or_default();
+        for (name, entries) in self.store.lists()? {
+            v.push(ListStatus {
+                name,
+                source: "store".into(),
+                entries,
+                error: None,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Re-read the list files; their errors as `file:line: ...`.
+    pub fn reload(&self) -> Vec<String> {
+        self.files.as_ref().map(|f| f.reload()).unwrap_or_default()
+    }
+
+    /// Lists loaded (files once, and the store's rules compiled).
+    pub fn ready(&self) -> bool {
+        self.files.as_ref().map(|f| f.ready()).unwrap_or(true)
     }
 }
 
