@@ -102,7 +102,9 @@ impl Tokens {
                 )));
             };
             let role = Role::parse(role).ok_or_else(|| {
-                at(format!("role {role:?} unknown; expected read, write or admin"))
+                at(format!(
+                    "role {role:?} unknown; expected read, write or admin"
+                ))
             })?;
             if secret.len() < MIN_TOKEN_LEN {
                 return Err(at(format!(
@@ -114,7 +116,9 @@ impl Tokens {
                 return Err(at(format!("name {name:?} appears twice")));
             }
             if tokens.iter().any(|t| t.secret == secret.as_bytes()) {
-                return Err(at(format!("token of {name:?} is also used by another name")));
+                return Err(at(format!(
+                    "token of {name:?} is also used by another name"
+                )));
             }
             tokens.push(Token {
                 name: name.to_string(),
@@ -135,7 +139,9 @@ impl Tokens {
             .and_then(|h| {
                 let h = h.trim_ascii();
                 let (scheme, rest) = h.split_at(h.len().min(7));
-                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest.trim_ascii())
+                scheme
+                    .eq_ignore_ascii_case(b"bearer ")
+                    .then_some(rest.trim_ascii())
             })
             .ok_or(Denied::Unauthenticated)?;
         // Compare against every token without stopping early, so the time taken does not tell
@@ -177,14 +183,30 @@ mod tests {
         let cases: &[(Option<&[u8]>, Role, Result<&str, Denied>)] = &[
             (None, Role::Read, Err(Denied::Unauthenticated)),
             (h("Bearer nope"), Role::Read, Err(Denied::Unauthenticated)),
-            (h("Basic cccccccccccccccccccc"), Role::Read, Err(Denied::Unauthenticated)),
+            (
+                h("Basic cccccccccccccccccccc"),
+                Role::Read,
+                Err(Denied::Unauthenticated),
+            ),
             (h("Bearer cccccccccccccccccccc"), Role::Read, Ok("carol")),
             (h("bearer  cccccccccccccccccccc "), Role::Read, Ok("carol")),
-            (h("Bearer cccccccccccccccccccc"), Role::Write, Err(Denied::Forbidden)),
+            (
+                h("Bearer cccccccccccccccccccc"),
+                Role::Write,
+                Err(Denied::Forbidden),
+            ),
             (h("Bearer bbbbbbbbbbbbbbbbbbbb"), Role::Write, Ok("bob")),
-            (h("Bearer bbbbbbbbbbbbbbbbbbbb"), Role::Admin, Err(Denied::Forbidden)),
+            (
+                h("Bearer bbbbbbbbbbbbbbbbbbbb"),
+                Role::Admin,
+                Err(Denied::Forbidden),
+            ),
             (h("Bearer aaaaaaaaaaaaaaaaaaaa"), Role::Admin, Ok("alice")),
-            (h("Bearer aaaaaaaaaaaaaaaaaaa"), Role::Read, Err(Denied::Unauthenticated)),
+            (
+                h("Bearer aaaaaaaaaaaaaaaaaaa"),
+                Role::Read,
+                Err(Denied::Unauthenticated),
+            ),
         ];
         for (hdr, need, want) in cases {
             let got = t.authorize(*hdr, *need).map(|c| c.name);
@@ -196,7 +218,10 @@ mod tests {
     fn bad_files_name_the_line() {
         for (text, want) in [
             ("x admin short", "t:1: token of \"x\" is 5 characters"),
-            ("\nx root aaaaaaaaaaaaaaaaaaaa", "t:2: role \"root\" unknown"),
+            (
+                "\nx root aaaaaaaaaaaaaaaaaaaa",
+                "t:2: role \"root\" unknown",
+            ),
             ("x admin", "t:1: expected `name role token`"),
             (
                 "x read aaaaaaaaaaaaaaaaaaaa\nx read bbbbbbbbbbbbbbbbbbbb",

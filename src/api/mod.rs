@@ -88,7 +88,10 @@ impl ApiConfig {
     /// Refuse settings that would expose the API unsafely.
     pub fn validate(&self) -> Result<SocketAddr, String> {
         let addr: SocketAddr = self.listen.parse().map_err(|e| {
-            format!("api.listen {:?}: {e}; expected ip:port such as 127.0.0.1:8080", self.listen)
+            format!(
+                "api.listen {:?}: {e}; expected ip:port such as 127.0.0.1:8080",
+                self.listen
+            )
         })?;
         if !addr.ip().is_loopback() {
             return Err(format!(
@@ -97,7 +100,9 @@ impl ApiConfig {
             ));
         }
         if self.max_body_bytes == 0 || self.max_import_bytes == 0 || self.max_connections == 0 {
-            return Err("api.max_body_bytes, max_import_bytes and max_connections must be > 0".into());
+            return Err(
+                "api.max_body_bytes, max_import_bytes and max_connections must be > 0".into(),
+            );
         }
         Ok(addr)
     }
@@ -121,14 +126,24 @@ pub struct ApiStats {
 impl Collect for ApiStats {
     fn collect(&self, out: &mut Exposition) {
         let h = "Admin API requests by outcome";
-        out.counter("scamguard_api_requests_total", h, &[("outcome", "all")], self.requests.get());
+        out.counter(
+            "scamguard_api_requests_total",
+            h,
+            &[("outcome", "all")],
+            self.requests.get(),
+        );
         for (k, c) in [
             ("client_error", &self.client_errors),
             ("server_error", &self.server_errors),
             ("unauthenticated", &self.unauthenticated),
             ("forbidden", &self.forbidden),
         ] {
-            out.counter("scamguard_api_requests_total", h, &[("outcome", k)], c.get());
+            out.counter(
+                "scamguard_api_requests_total",
+                h,
+                &[("outcome", k)],
+                c.get(),
+            );
         }
     }
 }
@@ -170,7 +185,7 @@ impl State {
     }
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Serve until `shutdown` completes; connections in progress finish their current request.
 pub async fn run(
@@ -280,7 +295,7 @@ impl From<WriteError> for Fail {
 }
 
 fn json_resp(code: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
+    let mut r = Response::new(full(Bytes::from(v.to_string())));
     *r.status_mut() = code;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -304,14 +319,23 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         .collect::<Option<Vec<String>>>()
     {
         Some(s) => s,
-        None => return fail_resp(Fail::new(StatusCode::BAD_REQUEST, "bad percent-encoding in path")),
+        None => {
+            return fail_resp(Fail::new(
+                StatusCode::BAD_REQUEST,
+                "bad percent-encoding in path",
+            ))
+        }
     };
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let r: Reply = match (&method, segs.as_slice()) {
         (&Method::GET, ["health"]) => Ok(json_resp(StatusCode::OK, &json!({"status": "ok"}))),
         (&Method::GET, ["ready"]) => {
             let ready = st.live.ready();
-            let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let code = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             Ok(json_resp(code, &json!({"ready": ready})))
         }
         (&Method::GET, ["metrics"]) => Ok(metrics(st)),
@@ -360,7 +384,10 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         )),
-        _ => Err(Fail::new(StatusCode::NOT_FOUND, format!("no endpoint {path}"))),
+        _ => Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {path}"),
+        )),
     };
     r.unwrap_or_else(fail_resp)
 }
@@ -368,10 +395,9 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
 fn auth(st: &State, req: &Request<Incoming>, need: Role) -> Result<Caller, Fail> {
     let h = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     st.tokens.authorize(h, need).map_err(|d| match d {
-        Denied::Unauthenticated => Fail::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or unknown bearer token",
-        ),
+        Denied::Unauthenticated => {
+            Fail::new(StatusCode::UNAUTHORIZED, "missing or unknown bearer token")
+        }
         Denied::Forbidden => Fail::new(
             StatusCode::FORBIDDEN,
             format!("this token may not do this; role {} needed", need.as_str()),
@@ -386,7 +412,7 @@ fn metrics(st: &State) -> Response<Body> {
     for c in &st.collectors {
         c.collect(&mut e);
     }
-    let mut r = Response::new(Full::new(Bytes::from(e.finish())).boxed());
+    let mut r = Response::new(full(Bytes::from(e.finish())));
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -400,7 +426,10 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Fail> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "api: blocking task failed");
-        Err(Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        Err(Fail::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        ))
     })
 }
 
@@ -524,15 +553,10 @@ pub fn parse_expires(v: &Value) -> Result<Option<i64>, String> {
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t.unix_timestamp());
+    match crate::lists::file::parse_expiry(s)? {
+        Some(t) => Ok(t),
+        None => Err("empty time; expected YYYY-MM-DD or an RFC 3339 date-time".into()),
     }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .map(|d| d.midnight().assume_utc().unix_timestamp())
-        .map_err(|_| format!("expires {s:?}: expected unix seconds, YYYY-MM-DD or an RFC 3339 date-time"))
 }
 
 fn entry_in(v: Value, list: &str) -> Result<StoredEntry, String> {
@@ -559,15 +583,17 @@ fn entry_in(v: Value, list: &str) -> Result<StoredEntry, String> {
 async fn add(st: &Arc<State>, who: Caller, list: String, req: Request<Incoming>) -> Reply {
     list_name(&list)?;
     let body = read_body(req, st.cfg.max_body_bytes).await?;
-    let parsed: OneOrMany = serde_json::from_slice(&body).map_err(|e| {
-        Fail::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}"))
-    })?;
+    let parsed: OneOrMany = serde_json::from_slice(&body)
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
     let (items, many) = match parsed {
         OneOrMany::Many(v) => (v, true),
         OneOrMany::One(v) => (vec![v], false),
     };
     if items.is_empty() {
-        return Err(Fail::new(StatusCode::BAD_REQUEST, "empty array: nothing to add"));
+        return Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            "empty array: nothing to add",
+        ));
     }
     let mut good = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
@@ -608,7 +634,10 @@ async fn remove(st: &Arc<State>, who: Caller, list: &str, pattern: &str) -> Repl
     let gone = blocking(move || Ok(live.remove(&who.name, &list, &pattern, now())?)).await?;
     match gone {
         Some(e) => Ok(json_resp(StatusCode::OK, &json!({ "removed": e }))),
-        None => Err(Fail::new(StatusCode::NOT_FOUND, "no such entry in this list")),
+        None => Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            "no such entry in this list",
+        )),
     }
 }
 
@@ -666,24 +695,28 @@ async fn import_list(
             .to_string(),
         reason: qget(q, "reason").unwrap_or("").to_string(),
         source: qget(q, "source")
-            .unwrap_or(if format == "ftc" { "FTC DNC reported calls" } else { "import" })
+            .unwrap_or(if format == "ftc" {
+                "FTC DNC reported calls"
+            } else {
+                "import"
+            })
             .to_string(),
         expires,
     };
     let body = read_body(req, st.cfg.max_import_bytes).await?;
     let live = st.live.clone();
     let (sum, skipped) = blocking(move || {
-        let text = std::str::from_utf8(&body).map_err(|e| {
-            Fail::new(StatusCode::BAD_REQUEST, format!("body is not UTF-8: {e}"))
-        })?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("body is not UTF-8: {e}")))?;
         let file = format!("import.{format}");
-        let (entries, skipped) = parse_import(text, &format, &file, &defaults).map_err(|d| {
-            Fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the import has bad lines; nothing was written".into(),
-                d,
-            )
-        })?;
+        let (entries, skipped) =
+            import::parse_format(text, &format, &file, &defaults).map_err(|d| {
+                Fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the import has bad lines; nothing was written".into(),
+                    d,
+                )
+            })?;
         let detail = format!("format={format}");
         let sum = live.import(&who.name, &list, entries, replace, now(), &detail)?;
         Ok((sum, skipped))
@@ -693,43 +726,6 @@ async fn import_list(
         StatusCode::CREATED,
         &json!({"list": sum.list, "written": sum.written, "replaced": sum.replaced, "skipped": skipped}),
     ))
-}
-
-/// Parse an import body in one of the formats into validated store entries, or the per-line
-/// errors (`file:line: ...`). Shared by the API and the CLI.
-pub fn parse_import(
-    text: &str,
-    format: &str,
-    file: &str,
-    d: &ImportDefaults,
-) -> Result<(Vec<StoredEntry>, u64), Vec<String>> {
-    let check = |p: &str| crate::lists::overlay::canonical_pattern(p).map(|_| ());
-    let (mut entries, skipped) = match format {
-        "plain" => (
-            import::parse_plain(text, d, &check).map_err(|e| e.lines(file))?,
-            0,
-        ),
-        "ftc" => import::parse_ftc(text, d).map_err(|e| e.lines(file))?,
-        "csv" => (crate::lists::cli::parse_csv(text, file)?, 0),
-        other => return Err(vec![format!("format {other:?}: expected csv, ftc or plain")]),
-    };
-    let mut bad = Vec::new();
-    for (i, e) in entries.iter_mut().enumerate() {
-        if e.category.is_empty() {
-            e.category = d.category.clone();
-        }
-        if let Err(m) = crate::lists::overlay::validate_entry(e) {
-            bad.push(format!("{file}: entry {}: {m}", i + 1));
-            if bad.len() >= import::MAX_LINE_ERRORS {
-                break;
-            }
-        }
-    }
-    if bad.is_empty() {
-        Ok((entries, skipped))
-    } else {
-        Err(bad)
-    }
 }
 
 fn export(st: &Arc<State>, list: &str, q: &[(String, String)]) -> Reply {
@@ -743,7 +739,7 @@ fn export(st: &Arc<State>, list: &str, q: &[(String, String)]) -> Reply {
             ))
         }
     }
-    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
     let (live, list) = (st.live.clone(), list.to_string());
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -761,23 +757,30 @@ fn export(st: &Arc<State>, list: &str, q: &[(String, String)]) -> Reply {
         if let Err(e) = res {
             tracing::error!(error = %e, "api: export failed part-way");
             // Aborting makes the client see a broken body rather than a short, valid-looking CSV.
-            tx.abort(());
+            tx.abort(std::io::Error::other("export failed"));
             return;
         }
         if !buf.is_empty() {
             let _ = rt.block_on(tx.send_data(Bytes::from(buf)));
         }
     });
-    let mut r = Response::new(body.map_err(|_: ()| unreachable_err()).boxed());
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    let mut r = Response::new(body.boxed());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
     Ok(r)
 }
 
 fn check(st: &State, q: &[(String, String)]) -> Reply {
-    let caller = qget(q, "caller").filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-        Fail::new(StatusCode::BAD_REQUEST, "caller is required: /v1/check?caller=+12025550143")
-    })?;
+    let caller = qget(q, "caller")
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            Fail::new(
+                StatusCode::BAD_REQUEST,
+                "caller is required: /v1/check?caller=+12025550143",
+            )
+        })?;
     let v = st
         .checker
         .check(caller, qget(q, "callee"), qget(q, "display"));
@@ -787,15 +790,12 @@ fn check(st: &State, q: &[(String, String)]) -> Reply {
 async fn audit(st: &Arc<State>, q: &[(String, String)]) -> Reply {
     let since = match qget(q, "since") {
         None => 0,
-        Some(s) => s
-            .parse::<i64>()
-            .or_else(|_| parse_time(s))
-            .map_err(|_| {
-                Fail::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("since {s:?}: expected unix seconds or an RFC 3339 date-time"),
-                )
-            })?,
+        Some(s) => s.parse::<i64>().or_else(|_| parse_time(s)).map_err(|_| {
+            Fail::new(
+                StatusCode::BAD_REQUEST,
+                format!("since {s:?}: expected unix seconds or an RFC 3339 date-time"),
+            )
+        })?,
     };
     let limit = limit(st, q, 100)?;
     let live = st.live.clone();
@@ -807,7 +807,10 @@ async fn reload(st: &Arc<State>) -> Reply {
     let live = st.live.clone();
     let errors = blocking(move || Ok(live.reload())).await?;
     if errors.is_empty() {
-        Ok(json_resp(StatusCode::OK, &json!({"status": "reloaded", "errors": []})))
+        Ok(json_resp(
+            StatusCode::OK,
+            &json!({"status": "reloaded", "errors": []}),
+        ))
     } else {
         Err(Fail(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -817,12 +820,8 @@ async fn reload(st: &Arc<State>) -> Reply {
     }
 }
 
-fn unreachable_err() -> Infallible {
-    // Only reached through `tx.abort`, which ends the body with an error hyper reports by
-    // closing the connection; the mapping itself is never called with a value.
-    loop {
-        std::thread::park();
-    }
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 fn qget<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -890,8 +889,8 @@ mod tests {
         for (v, want) in [
             (json!(null), Ok(None)),
             (json!(1800000000), Ok(Some(1800000000))),
-            (json!("2027-01-31"), Ok(Some(1801267200))),
-            (json!("2027-01-31T18:00:00Z"), Ok(Some(1801332000))),
+            (json!("2027-01-31"), Ok(Some(1801353600))),
+            (json!("2027-01-31T18:00:00Z"), Ok(Some(1801418400))),
             (json!(""), Ok(None)),
         ] {
             assert_eq!(parse_expires(&v), want, "{v}");
@@ -903,7 +902,13 @@ mod tests {
 
     #[test]
     fn refuses_exposed_listener() {
-        let c = |l: &str| ApiConfig { listen: l.into(), ..ApiConfig::default() }.validate();
+        let c = |l: &str| {
+            ApiConfig {
+                listen: l.into(),
+                ..ApiConfig::default()
+            }
+            .validate()
+        };
         assert!(c("127.0.0.1:0").is_ok());
         assert!(c("[::1]:8080").is_ok());
         assert!(c("0.0.0.0:8080").unwrap_err().contains("not a loopback"));

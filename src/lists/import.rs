@@ -303,6 +303,44 @@ fn valid_day(s: &str) -> bool {
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
+/// Parse an import body in one of the formats into validated store entries, or the per-line
+/// errors (`file:line: ...`). Shared by the API and the CLI.
+pub fn parse_format(
+    text: &str,
+    format: &str,
+    file: &str,
+    d: &ImportDefaults,
+) -> Result<(Vec<StoredEntry>, u64), Vec<String>> {
+    let check = |p: &str| crate::lists::overlay::canonical_pattern(p).map(|_| ());
+    let (mut entries, skipped) = match format {
+        "plain" => (parse_plain(text, d, &check).map_err(|e| e.lines(file))?, 0),
+        "ftc" => parse_ftc(text, d).map_err(|e| e.lines(file))?,
+        "csv" => (crate::lists::cli::parse_csv(text, file)?, 0),
+        other => {
+            return Err(vec![format!(
+                "format {other:?}: expected csv, ftc or plain"
+            )])
+        }
+    };
+    let mut bad = Vec::new();
+    for (i, e) in entries.iter_mut().enumerate() {
+        if e.category.is_empty() {
+            e.category = d.category.clone();
+        }
+        if let Err(m) = crate::lists::overlay::validate_entry(e) {
+            bad.push(format!("{file}: entry {}: {m}", i + 1));
+            if bad.len() >= MAX_LINE_ERRORS {
+                break;
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok((entries, skipped))
+    } else {
+        Err(bad)
+    }
+}
+
 /// RFC 4180 records: quoted fields may hold commas, doubled quotes and line breaks. Yields the
 /// 1-based line where each record starts.
 pub struct CsvRecords<'a> {

@@ -485,7 +485,11 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(store: Arc<Store>, rules: Arc<StoreRules>, files: Option<Arc<dyn FileLists>>) -> Live {
+    pub fn new(
+        store: Arc<Store>,
+        rules: Arc<StoreRules>,
+        files: Option<Arc<dyn FileLists>>,
+    ) -> Live {
         Live {
             store,
             rules,
@@ -506,7 +510,11 @@ impl Live {
         let bad: Vec<String> = entries
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, e)| validate_entry(e).err().map(|m| format!("entry {}: {m}", i + 1)))
+            .filter_map(|(i, e)| {
+                validate_entry(e)
+                    .err()
+                    .map(|m| format!("entry {}: {m}", i + 1))
+            })
             .collect();
         if !bad.is_empty() {
             return Err(WriteError::Rejected(bad));

@@ -196,6 +196,11 @@ impl Pattern {
             return Pattern::parse_regex(&t[1..t.len() - 1]);
         }
         let Some(body) = t.strip_prefix('+') else {
+            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(PatternError(format!(
+                    "number {t:?} has no leading +; expected E.164 with its country code, like +12025550143"
+                )));
+            }
             return Err(PatternError(format!(
                 "pattern {t:?} is not a number pattern; expected +digits, +digits*, +digits with X, or /regex/"
             )));
