@@ -164,6 +164,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Canonical text of a pattern (`x` -> `X`, trimmed), the store's key; or why it is refused.
 pub fn canonical_pattern(text: &str) -> Result<String, String> {
     Pattern::parse(text).map(|p| p.to_string()).map_err(|e| e.0)
@@ -573,10 +580,62 @@ impl Live {
             self.rules.apply(&changes);
             changes.len()
         };
-        if self.rules.overlay_len() >= self.fold_threshold {
+        if self.store.changed_elsewhere()? || self.rules.overlay_len() >= self.fold_threshold {
             self.rules.fold(&self.store)?;
         }
         Ok(gone)
+    }
+
+    /// The maintenance loop: every second, fold when the overlay has grown or another process
+    /// wrote to the store; every `sweep_every`, delete expired entries; every minute, fold
+    /// what the overlay holds. Runs the work on blocking threads until `shutdown` completes.
+    pub async fn run_maintenance(
+        self: Arc<Self>,
+        sweep_every: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = std::time::Instant::now();
+        let mut last_fold = std::time::Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            let sweep = last_sweep.elapsed() >= sweep_every;
+            let fold_all = last_fold.elapsed() >= std::time::Duration::from_secs(60);
+            let me = self.clone();
+            let res = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                if sweep {
+                    let n = me.maintain(unix_now())?;
+                    if n > 0 {
+                        tracing::info!(removed = n, "expired store entries removed");
+                    }
+                } else if me.store.changed_elsewhere()?
+                    || me.rules.overlay_len() >= me.fold_threshold
+                {
+                    me.rules.fold(&me.store)?;
+                }
+                if fold_all {
+                    me.fold()?;
+                }
+                Ok(())
+            })
+            .await;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "store maintenance failed"),
+                Err(e) => tracing::error!(error = %e, "store maintenance task failed"),
+            }
+            if sweep {
+                last_sweep = std::time::Instant::now();
+            }
+            if fold_all {
+                last_fold = std::time::Instant::now();
+            }
+        }
     }
 
     /// Fold whatever the overlay holds (a quiet-time pass so it never lingers).

@@ -185,6 +185,9 @@ pub struct Store {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     total: AtomicI64,
+    /// `PRAGMA data_version` of the writer when last looked at: it moves only when another
+    /// connection (a CLI in another process) commits.
+    seen_version: AtomicI64,
     max_entries: u64,
     max_audit: u64,
 }
@@ -260,10 +263,14 @@ impl Store {
                 path.display()
             )));
         }
-        writer.execute_batch(SCHEMA).map_err(corrupt)?;
-        writer
-            .pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(corrupt)?;
+        // Only a new file is written to here: opening an existing store must not look like a
+        // change to other processes watching it.
+        if version < SCHEMA_VERSION {
+            writer.execute_batch(SCHEMA).map_err(corrupt)?;
+            writer
+                .pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(corrupt)?;
+        }
         let total: i64 = writer
             .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
             .map_err(corrupt)?;
@@ -273,7 +280,11 @@ impl Store {
         )
         .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
         configure(&reader).map_err(corrupt)?;
+        let seen: i64 = writer
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
         Ok(Store {
+            seen_version: AtomicI64::new(seen),
             path,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
@@ -285,6 +296,19 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Has another connection (another process) committed since the last call? Then the
+    /// entry count is re-read and the caller should recompile its rules.
+    pub fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        let conn = lock(&self.writer);
+        let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.seen_version.swap(v, Ordering::Relaxed) == v {
+            return Ok(false);
+        }
+        let total: i64 = conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+        self.total.store(total, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Entries over all lists.
@@ -754,6 +778,22 @@ mod tests {
             .is_none());
         assert_eq!(s.total(), 0);
         assert_eq!(s.audit(30, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sees_commits_of_other_processes() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Store::open(&cfg(d.path())).unwrap();
+        let b = Store::open(&cfg(d.path())).unwrap();
+        assert!(!a.changed_elsewhere().unwrap());
+        a.upsert("op", "x", &[entry("+15550001", EntryAction::Block)], 1)
+            .unwrap();
+        assert!(!a.changed_elsewhere().unwrap(), "own writes are not news");
+        b.upsert("op", "x", &[entry("+15550002", EntryAction::Block)], 1)
+            .unwrap();
+        assert!(a.changed_elsewhere().unwrap());
+        assert_eq!(a.total(), 2);
+        assert!(!a.changed_elsewhere().unwrap());
     }
 
     #[test]
