@@ -480,3 +480,29 @@ async fn bad_requests_get_json_errors() {
     assert_eq!(a.req("GET", "/health", None, b"").await.status, 200);
     a.stop().await;
 }
+
+#[test]
+fn openapi_documents_every_endpoint() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml")).unwrap();
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/mod.rs")).unwrap();
+    // Every path in the module's endpoint table is documented.
+    let mut n = 0;
+    for line in src.lines().filter(|l| l.starts_with("//! | `")) {
+        let path = line
+            .split('`')
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
+        let path = path.split('?').next().unwrap();
+        assert!(
+            doc.contains(&format!("  {path}:")),
+            "{path} missing from docs/openapi.yaml"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 12);
+}
