@@ -180,7 +180,8 @@ mod tests {
     fn authorize_by_role() {
         let t = Tokens::parse(FILE, "tokens").unwrap();
         let h = |s: &'static str| Some(s.as_bytes());
-        let cases: &[(Option<&[u8]>, Role, Result<&str, Denied>)] = &[
+        type Case<'a> = (Option<&'a [u8]>, Role, Result<&'a str, Denied>);
+        let cases: &[Case] = &[
             (None, Role::Read, Err(Denied::Unauthenticated)),
             (h("Bearer nope"), Role::Read, Err(Denied::Unauthenticated)),
             (

@@ -39,6 +39,9 @@ struct Base {
 
 type Key = (Arc<str>, Pattern);
 
+/// A list being compiled: its name, its builder, its non-exact entries.
+type Staged = (Arc<str>, IndexBuilder, Vec<(Pattern, Arc<EntryMeta>)>);
+
 #[derive(Default, Clone)]
 struct Overlay {
     /// Every edited key (put or removal) with the sequence number of its latest edit.
@@ -259,12 +262,11 @@ impl StoreRules {
         // Edits numbered up to here were committed before the read below starts, so the read
         // contains them and they can be dropped once the new base is in place.
         let upto = self.seq.load(Ordering::SeqCst);
-        let mut builders: Vec<(Arc<str>, IndexBuilder, Vec<(Pattern, Arc<EntryMeta>)>)> =
-            Vec::new();
+        let mut builders: Vec<Staged> = Vec::new();
         let mut total = 0i64;
         let mut bad = 0u64;
         store.for_each(None, |e| {
-            if builders.last().map(|b| &*b.0 != e.list).unwrap_or(true) {
+            if builders.last().map(|b| *b.0 != e.list).unwrap_or(true) {
                 builders.push((e.list.as_str().into(), IndexBuilder::new(), Vec::new()));
             }
             let Some((list, b, others)) = builders.last_mut() else {

@@ -433,6 +433,7 @@ impl Store {
     /// With `replace`, the list's previous entries are deleted in the same transaction. One
     /// audit record summarises the import (a per-entry record would double a million-row write).
     /// `progress` is called every 10,000 entries with the count so far.
+    #[allow(clippy::too_many_arguments)]
     pub fn import<I>(
         &self,
         who: &str,
