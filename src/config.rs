@@ -25,6 +25,7 @@ use crate::screening::ScreeningConfig;
 pub struct Config {
     pub screening: ScreeningConfig,
     pub lists: ListsConfig,
+    pub store: crate::lists::store::StoreConfig,
     pub log: LogConfig,
     /// Placeholder until the SIP section is wired: any table is accepted and kept as is.
     pub sip: toml::Table,
@@ -140,6 +141,7 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut p = self.screening.validate();
         p.extend(self.lists.validate());
+        p.extend(self.store.validate());
         p.extend(self.log.validate());
         p
     }

@@ -63,6 +63,13 @@ enum Command {
         #[arg(long)]
         lists: Option<PathBuf>,
     },
+    /// Work on the store's lists directly: add, remove, import, export, stats.
+    Lists {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: lists::cli::ListsCmd,
+    },
     /// Check the config and every list file; print each problem as file:line: message.
     Validate {
         #[arg(long)]
@@ -117,6 +124,23 @@ fn main() -> ExitCode {
             lists,
         ),
         Command::Validate { config, lists } => validate(&config, lists),
+        Command::Lists { config, cmd } => {
+            let Some(config) = config else {
+                eprintln!("scamguard lists: --config FILE is required");
+                return ExitCode::FAILURE;
+            };
+            let c = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match lists::cli::run(&cmd, &c.store, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("scamguard lists: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -45,6 +45,26 @@ impl Default for StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// Every problem with this section.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            p.push("store.data_dir is empty; expected a directory for scamguard.db".to_string());
+        }
+        for (k, v) in [
+            ("sweep_interval_secs", self.sweep_interval_secs),
+            ("max_entries", self.max_entries),
+            ("max_audit_records", self.max_audit_records),
+        ] {
+            if v == 0 {
+                p.push(format!("store.{k} is 0; expected a positive number"));
+            }
+        }
+        p
+    }
+}
+
 /// The database file name inside `data_dir`.
 pub const DB_FILE: &str = "scamguard.db";
 
