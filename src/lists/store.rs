@@ -570,16 +570,16 @@ impl Store {
         let conn = lock(&self.reader);
         let mut st = conn.prepare_cached(
             "SELECT list, pattern, action, category, reason, source, expires, created, updated
-             FROM entries WHERE list = ?1 AND pattern > ?2 AND substr(pattern, 1, length(?3)) = ?3
+             FROM entries WHERE list = ?1 AND pattern > ?2 AND pattern >= ?3 AND pattern < ?5
+             AND substr(pattern, 1, length(?3)) = ?3
              ORDER BY pattern LIMIT ?4",
         )?;
+        let prefix = q.prefix.unwrap_or("");
+        // Every text starting with `prefix` sorts below `prefix` followed by the highest char:
+        // the range keeps the scan on the primary key inside the prefix.
+        let upper = format!("{prefix}\u{10ffff}");
         let rows = st.query_map(
-            params![
-                list,
-                q.cursor.unwrap_or(""),
-                q.prefix.unwrap_or(""),
-                q.limit as i64
-            ],
+            params![list, q.cursor.unwrap_or(""), prefix, q.limit as i64, upper],
             row_to_entry,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
