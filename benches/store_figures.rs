@@ -74,6 +74,13 @@ fn main() {
         1e6 / import_1m.as_secs_f64()
     );
 
+    let t = Instant::now();
+    drop(Store::open(&cfg).unwrap());
+    println!(
+        "open with quick_check, 1,000,000 entries: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+
     let base = rss_mib();
     let t = Instant::now();
     let rules = Arc::new(StoreRules::load(&store).unwrap());
@@ -177,6 +184,12 @@ fn main() {
         );
         drop(live);
         drop(rules);
+        let t = Instant::now();
+        drop(Store::open(&cfg).unwrap());
+        println!(
+            "open with quick_check, 10,000,000 entries: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         let base = rss_mib();
         let t = Instant::now();
         let rules = StoreRules::load(&store).unwrap();

@@ -506,3 +506,50 @@ fn openapi_documents_every_endpoint() {
     }
     assert_eq!(n, 12);
 }
+
+#[tokio::test]
+async fn file_watch_reloads_and_shows_errors() {
+    let dir = tempdir();
+    let f = lists_dir(dir.path()).join("watched.csv");
+    std::fs::create_dir_all(lists_dir(dir.path())).unwrap();
+    std::fs::write(
+        &f,
+        "pattern,action,category,reason\n+12025550143,block,scam,r\n",
+    )
+    .unwrap();
+    let a = Agent::start(dir.path()).await;
+    let _watch = scamguard::lists::watch::watch_lists(a.files.clone()).unwrap();
+    assert_eq!(a.check("+12025550143").await, "block");
+    // A good edit is picked up without any API call.
+    std::fs::write(
+        &f,
+        "pattern,action,category,reason\n+12025550143,warn,scam,r\n",
+    )
+    .unwrap();
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = a.check("+12025550143").await;
+        if got == "warn" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, "warn");
+    // A broken edit is refused whole: the error shows, the previous version stays.
+    std::fs::write(
+        &f,
+        "pattern,action,category,reason\n+12025550143,block,scam,r\nbroken line\n",
+    )
+    .unwrap();
+    let mut err = serde_json::Value::Null;
+    for _ in 0..100 {
+        err = a.get("/v1/lists", READER).await.json()["lists"][0]["error"].clone();
+        if !err.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(err.as_str().unwrap().contains("watched.csv:3:"), "{err}");
+    assert_eq!(a.check("+12025550143").await, "warn");
+    a.stop().await;
+}
