@@ -26,7 +26,11 @@ pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
 pub use self::screener::{CallStats, Screener};
 
+use crate::api;
 use crate::config::Config;
+use crate::lists::overlay::{FileLists, Live, StoreRules};
+use crate::lists::store::Store;
+use crate::lists::watch::{watch_lists, ListFiles, WatchHandle};
 use crate::lists::ListSet;
 use crate::media::MediaEngine;
 use crate::metrics::Collect;
@@ -49,11 +53,15 @@ impl std::error::Error for AppError {}
 pub struct Agent {
     /// Where SIP is served (UDP and TCP).
     pub sip_addr: SocketAddr,
+    /// Where the admin API is served.
+    pub api_addr: SocketAddr,
     pub lists: Arc<ListSet>,
+    pub files: Arc<ListFiles>,
+    pub live: Arc<Live>,
+    _watcher: Option<WatchHandle>,
     pub screener: Arc<Screener>,
     pub proxy: Arc<Proxy>,
     media: Option<Arc<MediaEngine>>,
-    media_stats: Option<Arc<crate::media::MediaStats>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     log_writer: Option<std::thread::JoinHandle<()>>,
@@ -76,27 +84,9 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
 }
 
 impl Agent {
-    /// Every collector, for `/metrics`.
-    pub fn collectors(&self) -> Vec<&dyn Collect> {
-        let mut c: Vec<&dyn Collect> = vec![
-            &*self.screener.stats,
-            &*self.screener.log.stats,
-            &self.lists.stats,
-            &**self.proxy.stats(),
-        ];
-        if let Some(m) = &self.media_stats {
-            c.push(&**m);
-        }
-        c
-    }
-
     /// Re-read the list files; the errors of refused files are returned and logged.
     pub fn reload(&self) -> Vec<crate::lists::ListError> {
-        let errors = self.lists.reload();
-        for e in &errors {
-            tracing::error!("list refused, previous version kept: {e}");
-        }
-        errors
+        self.files.reload_now()
     }
 
     /// Stop every task and wait for them; queued decision-log lines are written.
@@ -131,11 +121,33 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         return Err(AppError(problems.join("; ")));
     }
     let policy = Policy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
-    let (lists, errors) = ListSet::open(config.lists.clone());
-    for e in &errors {
-        tracing::error!("list refused: {e}");
-    }
-    let lists = Arc::new(lists);
+    // A store that cannot be opened or checked must never act as an empty blocklist.
+    let store = Arc::new(Store::open(&config.store).map_err(|e| {
+        AppError(format!(
+            "store {}: {e}; refusing to start",
+            config.store.data_dir.display()
+        ))
+    })?);
+    let store_rules = Arc::new(
+        StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}; refusing to start")))?,
+    );
+    let lists = Arc::new(ListSet::new(config.lists.clone()));
+    let files = Arc::new(ListFiles::new(lists.clone()));
+    files.reload_now();
+    let watcher = match watch_lists(files.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "lists directory not watched ({e}); reload with SIGHUP or POST /v1/reload"
+            );
+            None
+        }
+    };
+    let live = Arc::new(Live::new(
+        store.clone(),
+        store_rules.clone(),
+        Some(files.clone() as Arc<dyn FileLists>),
+    ));
     let (log, log_writer) = DecisionLog::start(&config.log.decisions)
         .map_err(|e| AppError(format!("decision log: {e}")))?;
     let media = if config.media.enabled {
@@ -147,6 +159,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     };
     let screener = Arc::new(Screener {
         lists: lists.clone(),
+        store: store_rules.clone(),
         policy,
         disposition: config.disposition.clone(),
         log,
@@ -176,6 +189,49 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     );
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+
+    let mut collectors: Vec<Arc<dyn Collect>> = vec![
+        screener.stats.clone(),
+        screener.log.stats.clone(),
+        files.clone(),
+        proxy.stats().clone(),
+        store_rules.clone(),
+    ];
+    if let Some(m) = &media {
+        collectors.push(m.stats());
+    }
+    let api_state = Arc::new(
+        api::State::new(
+            config.api.clone(),
+            live.clone(),
+            screener.clone(),
+            collectors,
+        )
+        .map_err(|e| AppError(format!("api: {e}")))?,
+    );
+    let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
+        AppError(format!(
+            "cannot listen for the API on {}: {e}",
+            config.api.listen
+        ))
+    })?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|e| AppError(format!("API socket: {e}")))?;
+    let mut stop = rx.clone();
+    tasks.spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = api::run(api_listener, api_state, stopped).await {
+            tracing::error!("API server stopped: {e}");
+        }
+    });
+    let mut stop = rx.clone();
+    let sweep = std::time::Duration::from_secs(config.store.sweep_interval_secs.max(1));
+    tasks.spawn(live.clone().run_maintenance(sweep, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
     let p = proxy.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(udp, tcp, p, rx).await {
@@ -184,7 +240,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     });
     let snapshot = lists.snapshot();
     tracing::info!(
-        "scamguard ready: SIP on udp+tcp {sip_addr}, next hop {}, {} lists with {} entries",
+        "scamguard ready: SIP on udp+tcp {sip_addr}, API on http://{api_addr}, next hop {}, {} file lists with {} entries",
         config
             .sip
             .next_hop
@@ -194,10 +250,13 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     );
     Ok(Agent {
         sip_addr,
+        api_addr,
         lists,
+        files,
+        live,
+        _watcher: watcher,
         screener,
         proxy,
-        media_stats: media.as_ref().map(|m| m.stats()),
         media,
         shutdown,
         tasks,
@@ -245,12 +304,9 @@ async fn wait_for_signals(agent: &Agent) -> Result<(), AppError> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
-                let lists = agent.lists.clone();
-                let errors = tokio::task::spawn_blocking(move || lists.reload()).await.unwrap_or_default();
+                let files = agent.files.clone();
+                let errors = tokio::task::spawn_blocking(move || files.reload_now()).await.unwrap_or_default();
                 tracing::info!("SIGHUP: lists reloaded, {} file(s) refused", errors.len());
-                for e in errors {
-                    tracing::error!("list refused, previous version kept: {e}");
-                }
             }
         }
     }

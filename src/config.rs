@@ -28,12 +28,12 @@ use crate::sip::SipConfig;
 pub struct Config {
     pub screening: ScreeningConfig,
     pub lists: ListsConfig,
+    pub store: crate::lists::store::StoreConfig,
     pub log: LogConfig,
     pub sip: SipConfig,
     pub disposition: DispositionConfig,
     pub media: MediaConfig,
-    /// Placeholder until the admin API section is wired.
-    pub api: toml::Table,
+    pub api: crate::api::ApiConfig,
 }
 
 /// Where the decision log goes.
@@ -109,6 +109,7 @@ pub struct Overrides {
     pub next_hop: Option<String>,
     pub api: Option<String>,
     pub lists: Option<PathBuf>,
+    pub data: Option<PathBuf>,
 }
 
 impl Config {
@@ -142,6 +143,10 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut p = self.screening.validate();
         p.extend(self.lists.validate());
+        p.extend(self.store.validate());
+        if let Err(e) = self.api.validate() {
+            p.push(e);
+        }
         p.extend(self.log.validate());
         p.extend(self.disposition.validate());
         if let Err(e) = self.sip.validate() {
@@ -168,8 +173,10 @@ impl Config {
         }
         if let Some(a) = &o.api {
             addr("api", a)?;
-            self.api
-                .insert("listen".into(), toml::Value::String(a.clone()));
+            self.api.listen = a.clone();
+        }
+        if let Some(d) = &o.data {
+            self.store.data_dir = d.clone();
         }
         if let Some(d) = &o.lists {
             self.lists.dir = d.clone();

@@ -42,6 +42,9 @@ enum Command {
         /// Lists directory, replacing lists.dir.
         #[arg(long)]
         lists: Option<PathBuf>,
+        /// Data directory of the durable store, replacing store.data_dir.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Print the verdict for one caller as one JSON line.
     Check {
@@ -63,6 +66,13 @@ enum Command {
         #[arg(long)]
         lists: Option<PathBuf>,
     },
+    /// Work on the store's lists directly: add, remove, import, export, stats.
+    Lists {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: lists::cli::ListsCmd,
+    },
     /// Check the config and every list file; print each problem as file:line: message.
     Validate {
         #[arg(long)]
@@ -82,12 +92,14 @@ fn main() -> ExitCode {
             next_hop,
             api,
             lists,
+            data,
         } => {
             let overrides = Overrides {
                 listen,
                 next_hop,
                 api,
                 lists,
+                data,
             };
             let c = match load(&config, &overrides) {
                 Ok(c) => c,
@@ -117,6 +129,23 @@ fn main() -> ExitCode {
             lists,
         ),
         Command::Validate { config, lists } => validate(&config, lists),
+        Command::Lists { config, cmd } => {
+            let Some(config) = config else {
+                eprintln!("scamguard lists: --config FILE is required");
+                return ExitCode::FAILURE;
+            };
+            let c = match load(&config, &Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match lists::cli::run(&cmd, &c.store, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("scamguard lists: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -43,6 +43,8 @@ fn start_agent(listen: u16, next_hop: u16, log: &Path) -> Running {
         .args(["--listen", &format!("127.0.0.1:{listen}")])
         .args(["--next-hop", &format!("127.0.0.1:{next_hop}")])
         .args(["--api", "127.0.0.1:0", "--lists", "blocklists"])
+        .arg("--data")
+        .arg(log.with_file_name("data"))
         .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
         .stderr(Stdio::from(
             std::fs::File::create(log.with_extension("err")).unwrap(),

@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
+use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::ListSet;
 use crate::media::{MediaEngine, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
@@ -79,7 +80,10 @@ impl Collect for CallStats {
 }
 
 pub struct Screener {
+    /// File lists (and, later, feeds): a snapshot swapped whole on reload.
     pub lists: Arc<ListSet>,
+    /// Store lists: compiled per list plus the overlay of live edits.
+    pub store: Arc<StoreRules>,
     pub policy: Policy,
     pub disposition: DispositionConfig,
     pub log: DecisionLog,
@@ -141,8 +145,12 @@ impl Screener {
         anonymous: bool,
     ) -> Verdict {
         let facts = Facts::new(&self.policy, caller, callee, display, anonymous);
-        let rules = self.lists.current();
-        screen(&facts, &**rules, &self.policy, unix_now())
+        let files = self.lists.current();
+        let rules = Layered {
+            files: &**files,
+            store: &self.store,
+        };
+        screen(&facts, &rules, &self.policy, unix_now())
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -308,5 +316,17 @@ impl Hook for Screener {
                 None
             }
         }
+    }
+}
+
+impl crate::api::Checker for Screener {
+    fn check(
+        &self,
+        caller: &str,
+        callee: Option<&str>,
+        display: Option<&str>,
+    ) -> serde_json::Value {
+        let v = self.verdict(caller, callee.unwrap_or(""), display, false);
+        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
     }
 }

@@ -7,7 +7,12 @@
 //!
 //! Knows nothing of SIP or sockets.
 
+pub mod cli;
 pub mod file;
+pub mod import;
+pub mod overlay;
+pub mod store;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,204 @@
+//! Shared harness for the admin API tests: a real agent-side stack (SQLite store in a temp dir,
+//! list files, compiled rules, the hyper server on 127.0.0.1:0) and a tiny HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use scamguard::api::{self, ApiConfig, RulesChecker, State};
+use scamguard::lists::overlay::{Live, StoreRules};
+use scamguard::lists::store::{Store, StoreConfig};
+use scamguard::lists::watch::ListFiles;
+use scamguard::lists::{ListSet, ListsConfig};
+use scamguard::screening::{Policy, ScreeningConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const ADMIN: &str = "admin-token-aaaaaaaaaaaa";
+pub const WRITER: &str = "writer-token-bbbbbbbbbbbb";
+pub const READER: &str = "reader-token-cccccccccccc";
+
+pub struct Agent {
+    pub addr: std::net::SocketAddr,
+    pub live: Arc<Live>,
+    pub files: Arc<ListFiles>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Agent {
+    /// Start on `dir` (holding `data/`, `lists/` and `tokens`), as the agent would at boot.
+    pub async fn start(dir: &Path) -> Agent {
+        let lists_dir = dir.join("lists");
+        std::fs::create_dir_all(&lists_dir).unwrap();
+        let tokens = dir.join("tokens");
+        std::fs::write(
+            &tokens,
+            format!("# test tokens\nops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
+        )
+        .unwrap();
+        let store = Arc::new(
+            Store::open(&StoreConfig {
+                data_dir: dir.join("data"),
+                ..StoreConfig::default()
+            })
+            .unwrap(),
+        );
+        let rules = Arc::new(StoreRules::load(&store).unwrap());
+        let set = Arc::new(ListSet::new(ListsConfig {
+            dir: lists_dir,
+            ..ListsConfig::default()
+        }));
+        let files = Arc::new(ListFiles::new(set.clone()));
+        files.reload_now();
+        let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
+        let checker = Arc::new(RulesChecker {
+            files: set,
+            store: rules,
+            policy: Policy::from_config(&ScreeningConfig::default()).unwrap(),
+        });
+        let state = State::new(
+            ApiConfig {
+                listen: "127.0.0.1:0".into(),
+                tokens_file: Some(tokens),
+                max_body_bytes: 64 * 1024,
+                max_import_bytes: 64 << 20,
+                ..ApiConfig::default()
+            },
+            live.clone(),
+            checker,
+            vec![files.clone()],
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(api::run(listener, Arc::new(state), async {
+            let _ = rx.await;
+        }));
+        Agent {
+            addr,
+            live,
+            files,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn req(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Resp {
+        request(self.addr, method, path, token, body).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.req("GET", path, Some(token), b"").await
+    }
+
+    /// The verdict action for a caller through `GET /v1/check`.
+    pub async fn check(&self, caller: &str) -> String {
+        let r = self
+            .get(&format!("/v1/check?caller={}", enc(caller)), READER)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["action"].as_str().unwrap().to_string()
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    // A server may answer (413) before reading a large body; a failed write is then expected.
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Resp {
+        status,
+        headers: headers.to_string(),
+        text: body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn lists_dir(dir: &Path) -> PathBuf {
+    dir.join("lists")
+}
