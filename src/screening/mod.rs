@@ -6,6 +6,7 @@
 //! decision can be reproduced by `scamguard check` and unit-tested as a table.
 
 pub mod entry;
+pub mod signals;
 
 pub use entry::{Entry, EntryAction, Pattern, PatternError};
 
