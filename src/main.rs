@@ -1,3 +1,236 @@
 //! The `scamguard` binary: a thin CLI over the library.
+//!
+//! `run` starts the agent, `check` prints the verdict for one caller with the same decision
+//! function the proxy uses, `validate` checks a config and every list file. Every failure is a
+//! message and a non-zero exit status, never a panic.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scamguard::config::{Config, Overrides};
+use scamguard::lists::{self, ListSet};
+use scamguard::screening::{screen, Facts, Policy};
+
+#[derive(Parser)]
+#[command(
+    name = "scamguard",
+    version,
+    about = "Scam-call screening agent for SIP networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// SIP listen address (host:port), replacing the config's.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Where screened calls are forwarded (host:port), replacing the config's.
+        #[arg(long)]
+        next_hop: Option<String>,
+        /// Admin API listen address (host:port), replacing the config's.
+        #[arg(long)]
+        api: Option<String>,
+        /// Lists directory, replacing lists.dir.
+        #[arg(long)]
+        lists: Option<PathBuf>,
+    },
+    /// Print the verdict for one caller as one JSON line.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// The caller number as the network would carry it.
+        #[arg(long)]
+        caller: String,
+        /// The number called.
+        #[arg(long, default_value = "")]
+        callee: String,
+        /// The caller's display name.
+        #[arg(long)]
+        display: Option<String>,
+        /// Treat the caller as having withheld their identity.
+        #[arg(long)]
+        anonymous: bool,
+        /// Lists directory, replacing lists.dir.
+        #[arg(long)]
+        lists: Option<PathBuf>,
+    },
+    /// Check the config and every list file; print each problem as file:line: message.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+        /// Lists directory, replacing lists.dir.
+        #[arg(long)]
+        lists: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            listen,
+            next_hop,
+            api,
+            lists,
+        } => {
+            let mut c = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            c.apply(&Overrides {
+                listen,
+                next_hop,
+                api,
+                lists,
+            });
+            match scamguard::app::run(c) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("scamguard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check {
+            config,
+            caller,
+            callee,
+            display,
+            anonymous,
+            lists,
+        } => check(
+            &config,
+            &caller,
+            &callee,
+            display.as_deref(),
+            anonymous,
+            lists,
+        ),
+        Command::Validate { config, lists } => validate(&config, lists),
+    }
+}
+
+/// Load and validate a config; problems are printed and become the exit code.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    let c = Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })?;
+    let problems = c.validate();
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("{}: {p}", path.display());
+        }
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(c)
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn check(
+    path: &std::path::Path,
+    caller: &str,
+    callee: &str,
+    display: Option<&str>,
+    anonymous: bool,
+    lists: Option<PathBuf>,
+) -> ExitCode {
+    let mut c = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    c.apply(&Overrides {
+        lists,
+        ..Default::default()
+    });
+    let policy = match Policy::from_config(&c.screening) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{}: {p}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let (set, errors) = ListSet::open(c.lists.clone());
+    // The proxy runs with the files that load and reports the rest; check does the same, so
+    // its answer is the one a call would get.
+    for e in &errors {
+        eprintln!("{e} (file not loaded)");
+    }
+    let snapshot = set.snapshot();
+    let facts = Facts::new(&policy, caller, callee, display, anonymous);
+    let verdict = screen(&facts, &*snapshot, &policy, now());
+    println!("{}", verdict.to_json());
+    ExitCode::SUCCESS
+}
+
+fn validate(path: &std::path::Path, lists_dir: Option<PathBuf>) -> ExitCode {
+    let mut c = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    c.apply(&Overrides {
+        lists: lists_dir,
+        ..Default::default()
+    });
+    let mut problems: Vec<String> = c
+        .validate()
+        .into_iter()
+        .map(|p| format!("{}: {p}", path.display()))
+        .collect();
+    let mut summary = Vec::new();
+    let mut total = 0usize;
+    match lists::list_files(&c.lists.dir) {
+        Err(e) => problems.push(e.to_string()),
+        Ok(files) => {
+            for f in files {
+                match lists::load_file(&f, c.lists.max_file_bytes) {
+                    Ok(l) => {
+                        total += l.entries;
+                        summary.push(format!("{} {}", l.name, l.entries));
+                    }
+                    Err(errs) => problems.extend(errs.iter().map(|e| e.to_string())),
+                }
+            }
+        }
+    }
+    if total > c.lists.max_entries {
+        problems.push(format!(
+            "{}: {total} entries in all lists; expected at most lists.max_entries = {}",
+            c.lists.dir.display(),
+            c.lists.max_entries
+        ));
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            println!("{p}");
+        }
+        eprintln!("scamguard: {} problem(s)", problems.len());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "OK: {} valid; {} lists in {} with {total} entries ({})",
+        path.display(),
+        summary.len(),
+        c.lists.dir.display(),
+        summary.join(", ")
+    );
+    ExitCode::SUCCESS
+}

@@ -6,9 +6,17 @@
 //! decision can be reproduced by `scamguard check` and unit-tested as a table.
 
 pub mod entry;
+pub mod index;
+pub mod number;
+pub mod policy;
 pub mod signals;
+pub mod verdict;
 
-pub use entry::{Entry, EntryAction, Pattern, PatternError};
+pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};
+pub use index::{EntryMeta, IndexBuilder, IndexStats, Match, RuleIndex, Rules};
+pub use number::{Number, NumberPlan};
+pub use policy::{AnonymousPolicy, Policy, ScreeningConfig};
+pub use verdict::{screen, screen_with, Facts, Finding, Refusal, Verdict};
 
 use serde::Serialize;
 
@@ -38,4 +46,29 @@ pub struct Reason {
     pub entry: String,
     pub category: String,
     pub reason: String,
+}
+
+/// One list as it is in force: its name, how many entries it contributes, where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListInfo {
+    pub name: String,
+    pub entries: usize,
+    /// Where the list was loaded from (a file path, a feed URL, the store).
+    pub source: String,
+}
+
+/// The rules in force at one moment: the compiled index and what went into it. Published whole
+/// (behind an `Arc`) and never changed after publication.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub index: RuleIndex,
+    pub lists: Vec<ListInfo>,
+    /// Increases with every publication, so logs can say which rules decided a call.
+    pub version: u64,
+}
+
+impl Rules for Snapshot {
+    fn lookup(&self, number: Number, now: i64) -> Option<Match> {
+        self.index.lookup(number, now)
+    }
 }

@@ -1,0 +1,907 @@
+//! The compiled, immutable rule index: every list entry, arranged so one caller lookup is a few
+//! hash probes.
+//!
+//! Built off the hot path by [`IndexBuilder`] from entries tagged with their list name, then
+//! shared read-only (`Arc`) and replaced whole on reload. Layout, chosen for 10 million exact
+//! numbers:
+//! - exact numbers: an open-addressing table of `u64` keys with a parallel `u32` slot array
+//!   (12 bytes per bucket, load factor at most 0.7, so about 20 bytes per entry at worst);
+//! - entry metadata (list, action, category, reason, source, expiry) is interned: millions of
+//!   entries share a handful of [`EntryMeta`] values, and a slot is an index into them;
+//! - prefixes: one hash map per prefix length, probed from the longest length present;
+//! - digit patterns: grouped by (length, fixed positions), one hash probe per group of the
+//!   caller's length;
+//! - regexes: one `RegexSet`, run last and only when nothing more specific can win.
+//!
+//! Precedence: the most specific matching entry wins (see [`Specificity`]); at equal specificity
+//! allow beats block beats warn. Expired entries (`expires <= now`) never match.
+//!
+//! Knows nothing of files, feeds, the overlay of live edits, or what a verdict does with a match.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use super::entry::{DigitPattern, Entry, EntryAction, Pattern, RegexPattern, Specificity};
+use super::number::{Number, MAX_DIGITS};
+
+/// What every entry sharing it has in common; interned so that millions of entries cost one
+/// `u32` each for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryMeta {
+    pub list: Arc<str>,
+    pub action: EntryAction,
+    pub category: Arc<str>,
+    pub reason: Arc<str>,
+    pub source: Arc<str>,
+    /// Unix seconds at which the entry stops matching.
+    pub expires: Option<i64>,
+}
+
+impl EntryMeta {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires.map_or(true, |e| now < e)
+    }
+}
+
+/// One matching entry, owned (cheap `Arc` clones) so that a match from this index and one from a
+/// live overlay can be compared with [`Match::beats`] and the winner kept.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub specificity: Specificity,
+    pub action: EntryAction,
+    /// The entry's pattern as the operator wrote it (prints back to the same text).
+    pub pattern: Pattern,
+    pub meta: Arc<EntryMeta>,
+}
+
+impl Match {
+    /// Does `self` take precedence over `other`? More specific first; at equal specificity
+    /// allow, then block, then warn. A full tie keeps `other` (the earlier one found).
+    pub fn beats(&self, other: &Match) -> bool {
+        (self.specificity, self.action.rank()) > (other.specificity, other.action.rank())
+    }
+
+    /// The winner of two optional matches.
+    pub fn best(a: Option<Match>, b: Option<Match>) -> Option<Match> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.beats(&a) { b } else { a }),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+
+    /// Rebuild the entry this match came from.
+    pub fn to_entry(&self) -> Entry {
+        meta_entry(self.pattern.clone(), &self.meta)
+    }
+}
+
+fn meta_entry(pattern: Pattern, m: &EntryMeta) -> Entry {
+    Entry {
+        pattern,
+        action: m.action,
+        category: m.category.to_string(),
+        reason: m.reason.to_string(),
+        source: m.source.to_string(),
+        expires: m.expires,
+    }
+}
+
+/// Anything that can answer "which entry wins for this number": the compiled index alone, or
+/// the index combined with a live overlay. [`crate::screening::screen`] takes one of these.
+pub trait Rules {
+    fn lookup(&self, number: Number, now: i64) -> Option<Match>;
+}
+
+/// Multiply-shift hashing for `u64` keys: the keys are phone numbers, not attacker-chosen hash
+/// inputs in any way that matters for these build-time maps, and SipHash would dominate lookups.
+#[derive(Default)]
+struct U64Hasher(u64);
+
+impl Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.0 = mix(k);
+    }
+}
+
+type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
+
+#[inline]
+fn mix(k: u64) -> u64 {
+    let k = (k ^ (k >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    k ^ (k >> 29)
+}
+
+/// A slot: either one meta id, or (high bit set) a group of entries sharing the pattern.
+const GROUP_BIT: u32 = 1 << 31;
+/// Marks an empty bucket of the exact table; no E.164 number has the value 0.
+const EMPTY: u64 = 0;
+
+/// The compiled, immutable index.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    metas: Vec<Arc<EntryMeta>>,
+    /// Meta ids of entries sharing one pattern, strongest action first.
+    groups: Vec<Box<[u32]>>,
+    exact_keys: Box<[u64]>,
+    exact_slots: Box<[u32]>,
+    exact_len: usize,
+    exact_shift: u32,
+    /// `prefixes[len]` holds prefixes of `len` digits.
+    prefixes: Vec<FastMap<u32>>,
+    /// Bit `len` set when `prefixes[len]` is not empty.
+    prefix_lengths: u16,
+    prefix_count: usize,
+    digit_groups: Vec<DigitGroup>,
+    digit_count: usize,
+    regex_set: Option<regex::RegexSet>,
+    regexes: Vec<(Arc<RegexPattern>, u32)>,
+}
+
+#[derive(Debug)]
+struct DigitGroup {
+    len: u8,
+    mask: u16,
+    map: FastMap<u32>,
+}
+
+/// Sizes and memory of an index, for the bench, the admin API and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexStats {
+    pub exact: usize,
+    pub prefixes: usize,
+    pub digit_patterns: usize,
+    pub regexes: usize,
+    /// Distinct interned metadata records.
+    pub metas: usize,
+    /// Bytes held by the exact table (keys and slots), the part that scales.
+    pub exact_bytes: usize,
+    /// Approximate bytes held by everything else.
+    pub other_bytes: usize,
+}
+
+impl IndexStats {
+    pub fn entries(&self) -> usize {
+        self.exact + self.prefixes + self.digit_patterns + self.regexes
+    }
+    /// Bytes of the exact table per exact entry (0 when there are none).
+    pub fn bytes_per_exact(&self) -> f64 {
+        if self.exact == 0 {
+            0.0
+        } else {
+            self.exact_bytes as f64 / self.exact as f64
+        }
+    }
+}
+
+impl RuleIndex {
+    /// An index with no entries.
+    pub fn empty() -> RuleIndex {
+        IndexBuilder::new().build()
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        let map_bytes = |n: usize| n * (8 + 4 + 8);
+        let other = self.metas.len() * (std::mem::size_of::<EntryMeta>() + 64)
+            + self.groups.iter().map(|g| g.len() * 4 + 16).sum::<usize>()
+            + self
+                .prefixes
+                .iter()
+                .map(|m| map_bytes(m.capacity()))
+                .sum::<usize>()
+            + self
+                .digit_groups
+                .iter()
+                .map(|g| map_bytes(g.map.capacity()))
+                .sum::<usize>()
+            + self.regexes.len() * 256;
+        IndexStats {
+            exact: self.exact_len,
+            prefixes: self.prefix_count,
+            digit_patterns: self.digit_count,
+            regexes: self.regexes.len(),
+            metas: self.metas.len(),
+            exact_bytes: self.exact_keys.len() * 8 + self.exact_slots.len() * 4,
+            other_bytes: other,
+        }
+    }
+
+    /// Entry count by list name.
+    pub fn count_by_list(&self) -> HashMap<Arc<str>, usize> {
+        let mut out: HashMap<Arc<str>, usize> = HashMap::new();
+        self.for_each(|_, meta| *out.entry(meta.list.clone()).or_default() += 1);
+        out
+    }
+
+    /// Visit every entry (pattern, metadata); an entry listed twice is visited twice.
+    pub fn for_each(&self, mut f: impl FnMut(Pattern, &Arc<EntryMeta>)) {
+        let mut each_slot = |slot: u32, pat: &dyn Fn() -> Pattern| {
+            if slot & GROUP_BIT != 0 {
+                if let Some(g) = self.groups.get((slot & !GROUP_BIT) as usize) {
+                    for &m in g.iter() {
+                        f(pat(), &self.metas[m as usize]);
+                    }
+                }
+            } else {
+                f(pat(), &self.metas[slot as usize]);
+            }
+        };
+        for (i, &k) in self.exact_keys.iter().enumerate() {
+            if k != EMPTY {
+                if let Some(n) = number_from_value(k) {
+                    each_slot(self.exact_slots[i], &|| Pattern::Exact(n));
+                }
+            }
+        }
+        for (len, map) in self.prefixes.iter().enumerate() {
+            for (&v, &slot) in map {
+                if let Some(n) = number_with_len(v, len) {
+                    each_slot(slot, &|| Pattern::Prefix(n));
+                }
+            }
+        }
+        for g in &self.digit_groups {
+            for (&v, &slot) in &g.map {
+                let d = DigitPattern::from_parts(g.len, g.mask, v);
+                each_slot(slot, &|| Pattern::Digits(d));
+            }
+        }
+        for (r, slot) in &self.regexes {
+            each_slot(*slot, &|| Pattern::Regex(r.clone()));
+        }
+    }
+
+    /// Every entry of one list, to carry a list over a reload that failed for its file.
+    pub fn entries_of(&self, list: &str) -> Vec<(Pattern, Arc<EntryMeta>)> {
+        let mut out = Vec::new();
+        self.for_each(|p, m| {
+            if &*m.list == list {
+                out.push((p, m.clone()));
+            }
+        });
+        out
+    }
+
+    /// The first live meta of a slot (groups are ordered strongest action first).
+    #[inline]
+    fn live(&self, slot: u32, now: i64) -> Option<&Arc<EntryMeta>> {
+        if slot & GROUP_BIT == 0 {
+            let m = self.metas.get(slot as usize)?;
+            return m.is_live(now).then_some(m);
+        }
+        let g = self.groups.get((slot & !GROUP_BIT) as usize)?;
+        g.iter()
+            .filter_map(|&id| self.metas.get(id as usize))
+            .find(|m| m.is_live(now))
+    }
+
+    #[inline]
+    fn exact_slot(&self, key: u64) -> Option<u32> {
+        if self.exact_keys.is_empty() {
+            return None;
+        }
+        let mask = self.exact_keys.len() - 1;
+        let mut i = (mix(key) >> self.exact_shift) as usize & mask;
+        loop {
+            let k = self.exact_keys[i];
+            if k == key {
+                return Some(self.exact_slots[i]);
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The winning entry for a number at `now`, if any entry matches.
+    pub fn lookup(&self, n: Number, now: i64) -> Option<Match> {
+        if let Some(slot) = self.exact_slot(n.value()) {
+            if let Some(m) = self.live(slot, now) {
+                return Some(Match {
+                    specificity: Specificity::exact(n.len()),
+                    action: m.action,
+                    pattern: Pattern::Exact(n),
+                    meta: m.clone(),
+                });
+            }
+        }
+        let mut best: Option<Match> = None;
+        for g in &self.digit_groups {
+            if usize::from(g.len) != n.len() {
+                continue;
+            }
+            let key = DigitPattern::masked(g.mask, n);
+            if let Some(&slot) = g.map.get(&key) {
+                if let Some(m) = self.live(slot, now) {
+                    let d = DigitPattern::from_parts(g.len, g.mask, key);
+                    let cand = Match {
+                        specificity: Specificity::digits(d.fixed()),
+                        action: m.action,
+                        pattern: Pattern::Digits(d),
+                        meta: m.clone(),
+                    };
+                    best = Match::best(best, Some(cand));
+                }
+            }
+        }
+        if best.is_some() {
+            // Any digit pattern beats any prefix or regex.
+            return best;
+        }
+        let mut lengths = self.prefix_lengths;
+        while lengths != 0 {
+            let len = 15 - lengths.leading_zeros() as usize;
+            lengths &= !(1 << len);
+            if len > n.len() {
+                continue;
+            }
+            if let Some(&slot) = self.prefixes[len].get(&n.leading(len)) {
+                if let Some(m) = self.live(slot, now) {
+                    let p = number_with_len(n.leading(len), len)?;
+                    return Some(Match {
+                        specificity: Specificity::prefix(len),
+                        action: m.action,
+                        pattern: Pattern::Prefix(p),
+                        meta: m.clone(),
+                    });
+                }
+            }
+        }
+        self.lookup_regex(n, now)
+    }
+
+    fn lookup_regex(&self, n: Number, now: i64) -> Option<Match> {
+        let set = self.regex_set.as_ref()?;
+        let (buf, len) = n.to_buf();
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
+        // `is_match` does not allocate; the full set match only runs when something matched.
+        if !set.is_match(text) {
+            return None;
+        }
+        let mut best: Option<Match> = None;
+        for i in set.matches(text).iter() {
+            let (r, slot) = &self.regexes[i];
+            if let Some(m) = self.live(*slot, now) {
+                let cand = Match {
+                    specificity: Specificity::REGEX,
+                    action: m.action,
+                    pattern: Pattern::Regex(r.clone()),
+                    meta: m.clone(),
+                };
+                best = Match::best(best, Some(cand));
+            }
+        }
+        best
+    }
+}
+
+impl Rules for RuleIndex {
+    fn lookup(&self, number: Number, now: i64) -> Option<Match> {
+        RuleIndex::lookup(self, number, now)
+    }
+}
+
+fn number_from_value(v: u64) -> Option<Number> {
+    let len = (1..=MAX_DIGITS).find(|&l| v < super::number::POW10[l])?;
+    number_with_len(v, len)
+}
+
+fn number_with_len(v: u64, len: usize) -> Option<Number> {
+    let mut buf = [0u8; MAX_DIGITS];
+    let mut x = v;
+    for i in (0..len.min(MAX_DIGITS)).rev() {
+        buf[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+    }
+    Number::from_digits(&buf[..len.min(MAX_DIGITS)])
+}
+
+/// Collects entries and compiles a [`RuleIndex`]. One builder per list file lets a loader stage
+/// a file and [`IndexBuilder::merge`] it only when the whole file parsed.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    interned: HashMap<Arc<EntryMeta>, u32>,
+    strings: std::collections::HashSet<Arc<str>>,
+    metas: Vec<Arc<EntryMeta>>,
+    exact: Vec<(u64, u32)>,
+    prefixes: Vec<(Number, u32)>,
+    digits: Vec<(DigitPattern, u32)>,
+    regexes: Vec<(Arc<RegexPattern>, u32)>,
+}
+
+impl IndexBuilder {
+    pub fn new() -> IndexBuilder {
+        IndexBuilder::default()
+    }
+
+    /// Entries added so far.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.prefixes.len() + self.digits.len() + self.regexes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn intern_str(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        a
+    }
+
+    fn intern_meta(&mut self, meta: EntryMeta) -> u32 {
+        if let Some(&id) = self.interned.get(&meta) {
+            return id;
+        }
+        let id = self.metas.len() as u32;
+        let meta = Arc::new(meta);
+        self.metas.push(meta.clone());
+        self.interned.insert(meta, id);
+        id
+    }
+
+    /// Add an entry of list `list`.
+    pub fn add(&mut self, list: &str, entry: &Entry) {
+        let meta = EntryMeta {
+            list: self.intern_str(list),
+            action: entry.action,
+            category: self.intern_str(&entry.category),
+            reason: self.intern_str(&entry.reason),
+            source: self.intern_str(&entry.source),
+            expires: entry.expires,
+        };
+        self.add_with_meta(&entry.pattern, &meta);
+    }
+
+    /// Add a pattern with metadata taken from another index (carrying a list over a reload).
+    pub fn add_with_meta(&mut self, pattern: &Pattern, meta: &EntryMeta) {
+        let meta = EntryMeta {
+            list: self.intern_str(&meta.list),
+            category: self.intern_str(&meta.category),
+            reason: self.intern_str(&meta.reason),
+            source: self.intern_str(&meta.source),
+            ..meta.clone()
+        };
+        let id = self.intern_meta(meta);
+        match pattern {
+            Pattern::Exact(n) => self.exact.push((n.value(), id)),
+            Pattern::Prefix(p) => self.prefixes.push((*p, id)),
+            Pattern::Digits(d) => self.digits.push((*d, id)),
+            Pattern::Regex(r) => self.regexes.push((r.clone(), id)),
+        }
+    }
+
+    /// Move every entry of `other` into this builder.
+    pub fn merge(&mut self, other: IndexBuilder) {
+        let map: Vec<u32> = other
+            .metas
+            .iter()
+            .map(|m| {
+                let m = EntryMeta {
+                    list: self.intern_str(&m.list),
+                    category: self.intern_str(&m.category),
+                    reason: self.intern_str(&m.reason),
+                    source: self.intern_str(&m.source),
+                    ..(**m).clone()
+                };
+                self.intern_meta(m)
+            })
+            .collect();
+        let remap = |id: u32| map[id as usize];
+        self.exact.reserve(other.exact.len());
+        self.exact
+            .extend(other.exact.into_iter().map(|(k, id)| (k, remap(id))));
+        self.prefixes
+            .extend(other.prefixes.into_iter().map(|(k, id)| (k, remap(id))));
+        self.digits
+            .extend(other.digits.into_iter().map(|(k, id)| (k, remap(id))));
+        self.regexes
+            .extend(other.regexes.into_iter().map(|(k, id)| (k, remap(id))));
+    }
+
+    /// Compile. Entries sharing a pattern become a group ordered strongest action first, so the
+    /// lookup takes the first live one.
+    pub fn build(self) -> RuleIndex {
+        let IndexBuilder {
+            metas,
+            mut exact,
+            prefixes,
+            digits,
+            regexes,
+            ..
+        } = self;
+        let mut groups: Vec<Box<[u32]>> = Vec::new();
+        // Sorted by id within a rank so that `dedup` sees repeated ids side by side.
+        let rank = |id: &u32| (std::cmp::Reverse(metas[*id as usize].action.rank()), *id);
+        let make_slot = |mut ids: Vec<u32>, groups: &mut Vec<Box<[u32]>>| -> u32 {
+            ids.sort_by_key(rank);
+            ids.dedup();
+            if ids.len() == 1 {
+                ids[0]
+            } else {
+                groups.push(ids.into_boxed_slice());
+                (groups.len() as u32 - 1) | GROUP_BIT
+            }
+        };
+
+        // Exact numbers: sort to find duplicates, then fill the open-addressing table.
+        exact.sort_unstable();
+        let distinct =
+            exact.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!exact.is_empty());
+        let buckets = if distinct == 0 {
+            0
+        } else {
+            (distinct * 10 / 7 + 1).next_power_of_two()
+        };
+        let mut keys = vec![EMPTY; buckets].into_boxed_slice();
+        let mut slots = vec![0u32; buckets].into_boxed_slice();
+        let shift = 64 - buckets.max(2).trailing_zeros();
+        let mut i = 0;
+        while i < exact.len() {
+            let key = exact[i].0;
+            let mut j = i + 1;
+            while j < exact.len() && exact[j].0 == key {
+                j += 1;
+            }
+            let slot = if j - i == 1 {
+                exact[i].1
+            } else {
+                make_slot(exact[i..j].iter().map(|e| e.1).collect(), &mut groups)
+            };
+            let mask = buckets - 1;
+            let mut b = (mix(key) >> shift) as usize & mask;
+            while keys[b] != EMPTY {
+                b = (b + 1) & mask;
+            }
+            keys[b] = key;
+            slots[b] = slot;
+            i = j;
+        }
+        drop(exact);
+
+        let mut by_prefix: HashMap<Number, Vec<u32>> = HashMap::new();
+        for (p, id) in prefixes {
+            by_prefix.entry(p).or_default().push(id);
+        }
+        let mut prefix_maps: Vec<FastMap<u32>> =
+            (0..=MAX_DIGITS).map(|_| FastMap::default()).collect();
+        let mut prefix_lengths = 0u16;
+        let prefix_count = by_prefix.len();
+        for (p, ids) in by_prefix {
+            prefix_lengths |= 1 << p.len();
+            prefix_maps[p.len()].insert(p.value(), make_slot(ids, &mut groups));
+        }
+
+        let mut by_digits: HashMap<DigitPattern, Vec<u32>> = HashMap::new();
+        for (d, id) in digits {
+            by_digits.entry(d).or_default().push(id);
+        }
+        let digit_count = by_digits.len();
+        let mut digit_groups: Vec<DigitGroup> = Vec::new();
+        for (d, ids) in by_digits {
+            let slot = make_slot(ids, &mut groups);
+            let pos = digit_groups
+                .iter()
+                .position(|g| usize::from(g.len) == d.len() && g.mask == d.mask());
+            let g = match pos {
+                Some(p) => &mut digit_groups[p],
+                None => {
+                    digit_groups.push(DigitGroup {
+                        len: d.len() as u8,
+                        mask: d.mask(),
+                        map: FastMap::default(),
+                    });
+                    let last = digit_groups.len() - 1;
+                    &mut digit_groups[last]
+                }
+            };
+            g.map.insert(d.value(), slot);
+        }
+        digit_groups.sort_by_key(|g| (g.len, std::cmp::Reverse(g.mask.count_ones()), g.mask));
+
+        let mut by_regex: Vec<(Arc<RegexPattern>, Vec<u32>)> = Vec::new();
+        for (r, id) in regexes {
+            match by_regex.iter_mut().find(|(x, _)| x.source() == r.source()) {
+                Some((_, ids)) => ids.push(id),
+                None => by_regex.push((r, vec![id])),
+            }
+        }
+        let regexes: Vec<(Arc<RegexPattern>, u32)> = by_regex
+            .into_iter()
+            .map(|(r, ids)| (r, make_slot(ids, &mut groups)))
+            .collect();
+        // Each expression compiled on its own at parse time, so the set compiles too; if the
+        // combined automaton is refused for size, regex entries are dropped rather than panic.
+        let regex_set = if regexes.is_empty() {
+            None
+        } else {
+            regex::RegexSetBuilder::new(regexes.iter().map(|(r, _)| r.source()))
+                .size_limit(64 << 20)
+                .build()
+                .ok()
+        };
+        let regexes = if regex_set.is_some() {
+            regexes
+        } else {
+            Vec::new()
+        };
+
+        RuleIndex {
+            metas,
+            groups,
+            exact_keys: keys,
+            exact_slots: slots,
+            exact_len: distinct,
+            exact_shift: shift,
+            prefixes: prefix_maps,
+            prefix_lengths,
+            prefix_count,
+            digit_groups,
+            digit_count,
+            regex_set,
+            regexes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(p: &str, action: &str, expires: Option<i64>) -> Entry {
+        Entry {
+            pattern: Pattern::parse(p).unwrap(),
+            action: EntryAction::parse(action).unwrap(),
+            category: "test".into(),
+            reason: format!("{action} {p}"),
+            source: "unit".into(),
+            expires,
+        }
+    }
+
+    fn index(entries: &[(&str, &str, Option<i64>)]) -> RuleIndex {
+        let mut b = IndexBuilder::new();
+        for (p, a, e) in entries {
+            b.add("t", &entry(p, a, *e));
+        }
+        b.build()
+    }
+
+    fn win(idx: &RuleIndex, n: &str, now: i64) -> Option<String> {
+        idx.lookup(Number::parse_e164(n).unwrap(), now)
+            .map(|m| format!("{} {}", m.action, m.pattern))
+    }
+
+    #[test]
+    fn precedence_table() {
+        // (entries, number, winner as "action pattern")
+        let cases: &[(&[(&str, &str, Option<i64>)], &str, Option<&str>)] = &[
+            (
+                &[("+12025550143", "block", None)],
+                "+12025550143",
+                Some("block +12025550143"),
+            ),
+            (&[("+12025550143", "block", None)], "+12025550144", None),
+            // exact beats an X-pattern
+            (
+                &[
+                    ("+120255501XX", "allow", None),
+                    ("+12025550143", "warn", None),
+                ],
+                "+12025550143",
+                Some("warn +12025550143"),
+            ),
+            // an X-pattern beats a longer prefix
+            (
+                &[
+                    ("+1202555014*", "allow", None),
+                    ("+120255501XX", "warn", None),
+                ],
+                "+12025550143",
+                Some("warn +120255501XX"),
+            ),
+            // more fixed digits beat fewer
+            (
+                &[
+                    ("+12025550XXX", "allow", None),
+                    ("+120255501XX", "warn", None),
+                ],
+                "+12025550143",
+                Some("warn +120255501XX"),
+            ),
+            // longer prefix beats shorter
+            (
+                &[("+1*", "allow", None), ("+1202*", "warn", None)],
+                "+12025550143",
+                Some("warn +1202*"),
+            ),
+            // shorter prefix beats a regex
+            (
+                &[(r"/^\+1202555/", "allow", None), ("+1*", "warn", None)],
+                "+12025550143",
+                Some("warn +1*"),
+            ),
+            (
+                &[(r"/^\+1202555/", "block", None)],
+                "+12025550143",
+                Some(r"block /^\+1202555/"),
+            ),
+            // equal specificity: allow beats block beats warn
+            (
+                &[
+                    ("+12025550143", "block", None),
+                    ("+12025550143", "allow", None),
+                ],
+                "+12025550143",
+                Some("allow +12025550143"),
+            ),
+            (
+                &[
+                    ("+12025550143", "warn", None),
+                    ("+12025550143", "block", None),
+                ],
+                "+12025550143",
+                Some("block +12025550143"),
+            ),
+            (
+                &[("+1900*", "warn", None), ("+1900*", "block", None)],
+                "+19005550100",
+                Some("block +1900*"),
+            ),
+            (
+                &[(r"/^\+1900/", "warn", None), (r"/^\+19/", "block", None)],
+                "+19005550100",
+                Some(r"block /^\+19/"),
+            ),
+            // expired entries do not match, and fall through to the next
+            (
+                &[("+12025550143", "block", Some(100))],
+                "+12025550143",
+                None,
+            ),
+            (
+                &[
+                    ("+12025550143", "allow", Some(100)),
+                    ("+12025550143", "warn", None),
+                ],
+                "+12025550143",
+                Some("warn +12025550143"),
+            ),
+            (
+                &[
+                    ("+12025550143", "block", Some(100)),
+                    ("+1202*", "warn", None),
+                ],
+                "+12025550143",
+                Some("warn +1202*"),
+            ),
+            (
+                &[("+12025550143", "block", Some(1001))],
+                "+12025550143",
+                Some("block +12025550143"),
+            ),
+            // a prefix as long as the number matches it
+            (&[("+1900*", "warn", None)], "+1900", Some("warn +1900*")),
+            (&[("+19005*", "warn", None)], "+1900", None),
+        ];
+        for (entries, n, want) in cases {
+            let idx = index(entries);
+            assert_eq!(win(&idx, n, 1000).as_deref(), *want, "{entries:?} {n}");
+        }
+    }
+
+    #[test]
+    fn many_exact_entries_all_found() {
+        let mut b = IndexBuilder::new();
+        let base = 12_025_550_000u64;
+        for i in 0..5000u64 {
+            let n = Number::from_digits((base + i * 7).to_string().as_bytes()).unwrap();
+            b.add(
+                "big",
+                &Entry {
+                    pattern: Pattern::Exact(n),
+                    action: EntryAction::Block,
+                    category: "scam".into(),
+                    reason: "r".into(),
+                    source: "s".into(),
+                    expires: None,
+                },
+            );
+        }
+        let idx = b.build();
+        for i in 0..5000u64 {
+            let hit = Number::from_digits((base + i * 7).to_string().as_bytes()).unwrap();
+            assert!(idx.lookup(hit, 0).is_some(), "{hit}");
+            let miss = Number::from_digits((base + i * 7 + 1).to_string().as_bytes()).unwrap();
+            assert!(idx.lookup(miss, 0).is_none(), "{miss}");
+        }
+        let s = idx.stats();
+        assert_eq!(s.exact, 5000);
+        assert_eq!(s.metas, 1);
+        assert!(s.bytes_per_exact() <= 40.0, "{}", s.bytes_per_exact());
+    }
+
+    #[test]
+    fn merge_and_entries_of_round_trip() {
+        let mut a = IndexBuilder::new();
+        a.add("a", &entry("+12025550143", "block", None));
+        a.add("a", &entry("+1900*", "warn", Some(5)));
+        let mut b = IndexBuilder::new();
+        b.add("b", &entry("+4420790XXXXX", "warn", None));
+        b.add("b", &entry(r"/^\+2126\d{8}$/", "block", None));
+        b.add("b", &entry("+12025550143", "allow", None));
+        a.merge(b);
+        let idx = a.build();
+        assert_eq!(idx.stats().entries(), 4);
+        let mut got: Vec<String> = idx
+            .entries_of("b")
+            .into_iter()
+            .map(|(p, m)| format!("{} {p}", m.action))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                r"block /^\+2126\d{8}$/",
+                "warn +4420790XXXXX",
+                "allow +12025550143",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .tap_sort()
+        );
+        let counts = idx.count_by_list();
+        assert_eq!(counts.get("a").copied(), Some(2));
+        assert_eq!(counts.get("b").copied(), Some(3));
+        // carrying a list over into a new index keeps it intact
+        let mut c = IndexBuilder::new();
+        for (p, m) in idx.entries_of("a") {
+            c.add_with_meta(&p, &m);
+        }
+        let idx2 = c.build();
+        assert_eq!(
+            win(&idx2, "+12025550143", 0).as_deref(),
+            Some("block +12025550143")
+        );
+        assert_eq!(
+            win(&idx2, "+19005550100", 0).as_deref(),
+            Some("warn +1900*")
+        );
+        assert_eq!(win(&idx2, "+19005550100", 5), None);
+    }
+
+    trait TapSort {
+        fn tap_sort(self) -> Self;
+    }
+    impl TapSort for Vec<String> {
+        fn tap_sort(mut self) -> Self {
+            self.sort();
+            self
+        }
+    }
+
+    #[test]
+    fn match_best_prefers_specific_then_action() {
+        let idx = index(&[("+1202*", "block", None)]);
+        let overlay = index(&[("+12025550143", "warn", None)]);
+        let n = Number::parse_e164("+12025550143").unwrap();
+        let w = Match::best(idx.lookup(n, 0), overlay.lookup(n, 0)).unwrap();
+        assert_eq!(w.pattern.to_string(), "+12025550143");
+        assert_eq!(w.to_entry().action, EntryAction::Warn);
+        assert!(Match::best(None, None).is_none());
+    }
+}

@@ -1,0 +1,231 @@
+//! The built `scamguard` binary, run as an operator would: `check` prints the verdict JSON and
+//! `validate` reports list problems as `file:line: message` with a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scamguard"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "scamguard-cli-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config and a lists directory of our own, independent of the shipped lists.
+fn setup(tag: &str, config_extra: &str) -> (TempDir, String) {
+    let dir = TempDir::new(tag);
+    let lists = dir.path().join("lists");
+    std::fs::create_dir_all(&lists).unwrap();
+    std::fs::write(
+        lists.join("scams.csv"),
+        "# test list\n\
+         pattern,action,category,reason,source,expires\n\
+         +12025550143,block,scam,\"Fake bank, reported\",test,\n\
+         +120255501XX,warn,robocall,Robocall range,test,\n\
+         +12025550150,allow,partner,Our partner,test,\n\
+         +12025550160,block,scam,Expired entry,test,2001-01-01\n",
+    )
+    .unwrap();
+    let config = dir.path().join("scamguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[screening]\ndefault_country = \"US\"\n{config_extra}\n[lists]\ndir = \"{}\"\n",
+            lists.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    (dir, config)
+}
+
+#[test]
+fn check_prints_verdicts() {
+    let (_dir, config) = setup("check", "anonymous = \"reject\"");
+    // (caller, extra args, expected stdout line)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "+1 (202) 555-0143",
+            &[],
+            r#"{"action":"block","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"Fake bank, reported"}]}"#,
+        ),
+        (
+            "2025550177",
+            &[],
+            r#"{"action":"warn","caller":"+12025550177","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"Robocall range"}]}"#,
+        ),
+        (
+            "+12025550150",
+            &[],
+            r#"{"action":"pass","caller":"+12025550150","reasons":[{"list":"scams","entry":"+12025550150","category":"partner","reason":"Our partner"}]}"#,
+        ),
+        (
+            "+14155550100",
+            &["--display", "Alice"],
+            r#"{"action":"pass","caller":"+14155550100","reasons":[]}"#,
+        ),
+        // an expired exact entry falls through to the X-pattern
+        (
+            "+12025550160",
+            &[],
+            r#"{"action":"warn","caller":"+12025550160","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"Robocall range"}]}"#,
+        ),
+        (
+            "+12025550143",
+            &["--callee", "911"],
+            r#"{"action":"pass","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"Fake bank, reported"},{"list":"policy","entry":"911","category":"emergency","reason":"calls to emergency numbers are never blocked or warned"}]}"#,
+        ),
+        (
+            "anonymous",
+            &["--anonymous"],
+            r#"{"action":"block","caller":"anonymous","reasons":[{"list":"policy","entry":"anonymous","category":"anonymous","reason":"anonymous callers are refused (433)"}]}"#,
+        ),
+    ];
+    for (caller, extra, want) in cases {
+        let mut args = vec!["check", "--config", &config, "--caller", caller];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{caller}: {}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{want}\n"), "{caller}");
+    }
+}
+
+#[test]
+fn check_with_shipped_config_and_lists() {
+    let o = run(&[
+        "check",
+        "--config",
+        "config/scamguard.toml",
+        "--caller",
+        "1-800-642-7676",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(r#"{"action":"block","caller":"+18006427676","reasons":[{"list":"do-not-originate","entry":"+18006427676","category":"dno""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_reports_file_and_line() {
+    let (dir, config) = setup("validate", "");
+    let broken = dir.path().join("lists").join("broken.csv");
+    std::fs::write(
+        &broken,
+        "# comment\npattern,action,category,reason\n+12025550143,block,scam,ok\n+12025550144,blok,scam,typo\n/.*/,warn,scam,too wide\n",
+    )
+    .unwrap();
+    let o = run(&["validate", "--config", &config]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}:4: action \"blok\" is not one of block, warn, allow",
+            broken.display()
+        )
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}:5: regex /.*/ matches numbers of every length",
+            broken.display()
+        )),
+        "{}",
+        lines[1]
+    );
+
+    std::fs::remove_file(&broken).unwrap();
+    let o = run(&["validate", "--config", &config]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("OK: "), "{}", stdout(&o));
+}
+
+#[test]
+fn validate_shipped_config() {
+    let o = run(&["validate", "--config", "config/scamguard.toml"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("OK: config/scamguard.toml valid; 3 lists"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1);
+}
+
+#[test]
+fn errors_exit_non_zero_without_panicking() {
+    let dir = TempDir::new("errors");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[screening]\ndefault_country = \"US\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    // (args, expected start of stderr)
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec![
+                "check",
+                "--config",
+                "/nonexistent/scamguard.toml",
+                "--caller",
+                "1",
+            ],
+            "/nonexistent/scamguard.toml: cannot read the config file".into(),
+        ),
+        (
+            vec!["validate", "--config", &bad],
+            format!("{bad}:3: unknown field `colour`"),
+        ),
+        (
+            vec!["run", "--config", &bad],
+            format!("{bad}:3: unknown field `colour`"),
+        ),
+    ];
+    for (args, want) in cases {
+        let o = run(&args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.starts_with(&want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
