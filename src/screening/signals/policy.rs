@@ -1,6 +1,7 @@
 //! Policy: folds list matches and signal hits into one action. Scores add up and meet the warn
-//! and block thresholds; overrides come first: a Do-Not-Originate hit (a signal, or a list entry
-//! in category `dno`) always blocks, then an allow entry always passes. A Do-Not-Originate number
+//! and block thresholds; overrides come first: a call to an emergency number always passes (the
+//! screening policy marks it), a Do-Not-Originate hit (a signal, or a list entry in category
+//! `dno`) always blocks, then an allow entry always passes. A Do-Not-Originate number
 //! never places calls, so allowing one is a contradiction that the block resolves; remove the
 //! number from the DNO list to let it through.
 //!
@@ -12,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::SignalHit;
-use crate::screening::{Action, EntryAction, Reason};
+use crate::screening::verdict::POLICY_LIST;
+use crate::screening::{Action, EntryAction, Reason, Refusal, Verdict};
 
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize)]
@@ -94,7 +96,7 @@ pub struct Decision {
     pub contributions: Vec<Contribution>,
     /// What log-only sources would have made of the call, when that differs.
     pub would_have: Option<Action>,
-    /// `dno`, `allow` or `never-block` when an override decided.
+    /// `emergency`, `dno`, `allow` or `never-block` when an override decided.
     pub overridden_by: Option<&'static str>,
     pub tenant: Option<String>,
 }
@@ -145,19 +147,33 @@ impl Policy {
     }
 }
 
+/// One thing that may count, before the policy weighs it.
+struct Item<'r> {
+    score: i32,
+    /// The list, feed or signal name, for `log_only`.
+    name: &'r str,
+    dno: bool,
+    allow: bool,
+    emergency: bool,
+    reason: &'r Reason,
+}
+
 struct Tally {
     score: i32,
     dno: bool,
     allow: bool,
+    emergency: bool,
 }
 
-fn tally(items: &[(i32, bool, bool, bool)], all: bool) -> Tally {
-    let mut t = Tally { score: 0, dno: false, allow: false };
-    for &(score, enforced, dno, allow) in items {
-        if enforced || all {
-            t.score = t.score.saturating_add(score);
-            t.dno |= dno;
-            t.allow |= allow;
+fn tally(items: &[Item<'_>], enforced: &[bool], all: bool) -> Tally {
+    let mut t = Tally { score: 0, dno: false, allow: false, emergency: false };
+    for (it, &enf) in items.iter().zip(enforced) {
+        // Calls to emergency numbers are never held back, log-only or not.
+        t.emergency |= it.emergency;
+        if enf || all {
+            t.score = t.score.saturating_add(it.score);
+            t.dno |= it.dno;
+            t.allow |= it.allow;
         }
     }
     t
@@ -166,12 +182,7 @@ fn tally(items: &[(i32, bool, bool, bool)], all: bool) -> Tally {
 /// Decides a call from its list matches and signal hits.
 pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, policy: &Policy) -> Decision {
     let cfg = &policy.cfg;
-    let tenant = policy.tenant(ctx);
-    let log_only = |name: &str| {
-        cfg.log_only.iter().any(|n| n == name) || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
-    };
-    // (score, enforced, dno, allow) per contribution, beside its reason.
-    let mut items: Vec<((i32, bool, bool, bool), &Reason)> = Vec::with_capacity(lists.len() + hits.len());
+    let mut items = Vec::with_capacity(lists.len() + hits.len());
     for m in lists {
         let (score, allow) = match m.action {
             EntryAction::Allow => (0, true),
@@ -179,17 +190,92 @@ pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, 
             EntryAction::Block => (cfg.list_block_score, false),
         };
         let dno = m.reason.category.eq_ignore_ascii_case("dno") && m.action == EntryAction::Block;
-        items.push(((score, !log_only(&m.reason.list), dno, allow), &m.reason));
+        items.push(Item { score, name: &m.reason.list, dno, allow, emergency: false, reason: &m.reason });
     }
+    push_hits(&mut items, hits);
+    decide_items(&items, ctx, policy)
+}
+
+fn push_hits<'r>(items: &mut Vec<Item<'r>>, hits: &'r [SignalHit]) {
     for h in hits {
-        items.push(((h.score, !log_only(h.signal), h.dno, false), &h.reason));
+        items.push(Item { score: h.score, name: h.signal, dno: h.dno, allow: false, emergency: false, reason: &h.reason });
     }
-    let flags: Vec<_> = items.iter().map(|(f, _)| *f).collect();
+}
+
+/// Folds signal hits into the verdict `screen()` gave for the lists (anonymity and emergency
+/// rules included) and returns the final verdict with the decision behind it.
+///
+/// The list verdict counts once, with the score of its action; a pass with a list reason is an
+/// allow entry; an `emergency` reason from the screening policy always passes the call. Each
+/// reason's text in the final verdict starts with its score (`(+50) ...`); log-only ones start
+/// with `(log-only +50)`, and a `policy`/`would-have` reason says what they would have done.
+pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_>, policy: &Policy) -> (Verdict, Decision) {
+    let cfg = &policy.cfg;
+    let mut items = Vec::with_capacity(list.reasons.len() + hits.len());
+    let mut scored = false;
+    for r in &list.reasons {
+        let from_policy = r.list == POLICY_LIST;
+        if from_policy && r.category == "emergency" {
+            items.push(Item { score: 0, name: &r.list, dno: false, allow: false, emergency: true, reason: r });
+            continue;
+        }
+        let (score, allow) = match list.action {
+            Action::Block => (cfg.list_block_score, false),
+            Action::Warn => (cfg.list_warn_score, false),
+            Action::Pass => (0, !from_policy),
+        };
+        // screen() already folded its lists into one action: count it once.
+        let score = if scored { 0 } else { score };
+        scored |= score != 0;
+        let dno = r.category.eq_ignore_ascii_case("dno") && list.action == Action::Block;
+        items.push(Item { score, name: &r.list, dno, allow, emergency: false, reason: r });
+    }
+    push_hits(&mut items, hits);
+    let d = decide_items(&items, ctx, policy);
+    let mut reasons: Vec<Reason> = d
+        .contributions
+        .iter()
+        .map(|c| {
+            let mut r = c.reason.clone();
+            r.reason = if c.enforced { format!("(+{}) {}", c.score, r.reason) } else { format!("(log-only +{}) {}", c.score, r.reason) };
+            r
+        })
+        .collect();
+    if let Some(w) = d.would_have {
+        reasons.push(Reason {
+            list: POLICY_LIST.into(),
+            entry: "log-only".into(),
+            category: "would-have".into(),
+            reason: format!("log-only lists and signals would have made this call {}", w.as_str()),
+        });
+    }
+    if let Some(o) = d.overridden_by {
+        reasons.push(Reason {
+            list: POLICY_LIST.into(),
+            entry: o.into(),
+            category: "override".into(),
+            reason: format!("decided by the {o} override"),
+        });
+    }
+    let refusal = if d.action == Action::Block && list.action == Action::Block { list.refusal } else { Refusal::Blocked };
+    let v = Verdict { action: d.action, caller: list.caller.clone(), reasons, refusal };
+    (v, d)
+}
+
+fn decide_items(items: &[Item<'_>], ctx: &PolicyContext<'_>, policy: &Policy) -> Decision {
+    let cfg = &policy.cfg;
+    let tenant = policy.tenant(ctx);
+    let log_only = |name: &str| {
+        cfg.log_only.iter().any(|n| n == name) || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
+    };
+    let enforced: Vec<bool> = items.iter().map(|it| !log_only(it.name)).collect();
     let warn_at = tenant.and_then(|t| t.warn_at).unwrap_or(cfg.warn_at);
     let block_at = tenant.and_then(|t| t.block_at).unwrap_or(cfg.block_at);
     let never_block = tenant.is_some_and(|t| t.never_block);
     let act = |t: &Tally| -> (Action, Option<&'static str>) {
-        let (a, why) = if t.dno {
+        let (a, why) = if t.emergency {
+            (Action::Pass, Some("emergency"))
+        } else if t.dno {
             (Action::Block, Some("dno"))
         } else if t.allow {
             (Action::Pass, Some("allow"))
@@ -206,19 +292,20 @@ pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, 
             (a, why)
         }
     };
-    let enforced = tally(&flags, false);
-    let everything = tally(&flags, true);
-    let (action, overridden_by) = act(&enforced);
+    let now = tally(items, &enforced, false);
+    let everything = tally(items, &enforced, true);
+    let (action, overridden_by) = act(&now);
     let (would, _) = act(&everything);
     let mut contributions: Vec<Contribution> = items
         .iter()
-        .map(|((score, enf, _, _), r)| Contribution { score: *score, enforced: *enf, reason: (*r).clone() })
+        .zip(&enforced)
+        .map(|(it, enf)| Contribution { score: it.score, enforced: *enf, reason: it.reason.clone() })
         .collect();
     contributions.sort_by(|a, b| b.enforced.cmp(&a.enforced).then(b.score.cmp(&a.score)));
     let reasons = contributions.iter().filter(|c| c.enforced).map(|c| c.reason.clone()).collect();
     Decision {
         action,
-        score: enforced.score,
+        score: now.score,
         reasons,
         contributions,
         would_have: (would != action).then_some(would),
@@ -304,6 +391,43 @@ mod tests {
             assert_eq!((d.action, d.score, d.would_have, d.overridden_by), (*action, *score, *would, *over), "case {i}: {d:?}");
             assert_eq!(d.contributions.len(), lists.len() + hits.len(), "case {i}");
             assert_eq!(d.reasons.len(), d.contributions.iter().filter(|c| c.enforced).count(), "case {i}");
+        }
+    }
+
+    #[test]
+    fn folding_hits_into_a_list_verdict() {
+        use crate::screening::Refusal;
+        let verdict = |action: Action, reasons: &[(&str, &str)]| Verdict {
+            action,
+            caller: "+447911123456".into(),
+            reasons: reasons.iter().map(|(l, c)| reason(l, c)).collect(),
+            refusal: Refusal::Blocked,
+        };
+        type Case = (Verdict, Vec<SignalHit>, Action, Option<&'static str>, Option<Action>);
+        let cases: Vec<Case> = vec![
+            (verdict(Action::Pass, &[]), vec![], Action::Pass, None, None),
+            (verdict(Action::Pass, &[]), vec![sh("brand", 100, false)], Action::Block, None, None),
+            (verdict(Action::Warn, &[("blocklist", "robocall"), (POLICY_LIST, "anonymous")]), vec![], Action::Warn, None, None),
+            (verdict(Action::Warn, &[("blocklist", "robocall")]), vec![sh("stir", 60, false)], Action::Block, None, None),
+            // An allow entry: screen() passes with the list's reason.
+            (verdict(Action::Pass, &[("allow", "customer")]), vec![sh("velocity", 100, false)], Action::Pass, Some("allow"), None),
+            // Emergency beats even a Do-Not-Originate hit.
+            (verdict(Action::Pass, &[("blocklist", "scam"), (POLICY_LIST, "emergency")]), vec![sh("dno", 100, true)], Action::Pass, Some("emergency"), None),
+            (verdict(Action::Block, &[("do-not-originate", "dno")]), vec![], Action::Block, Some("dno"), None),
+            (verdict(Action::Block, &[("partner-feed", "scam")]), vec![], Action::Pass, None, Some(Action::Block)),
+        ];
+        let p = policy();
+        for (i, (list, hits, action, over, would)) in cases.iter().enumerate() {
+            let (v, d) = decide_verdict(list, hits, &PolicyContext::default(), &p);
+            assert_eq!((v.action, d.overridden_by, d.would_have), (*action, *over, *would), "case {i}: {v:?}");
+            for h in hits {
+                let shown = v.reasons.iter().find(|r| r.list == h.signal).expect("every hit is in the verdict");
+                assert!(shown.reason.starts_with(&format!("(+{}) ", h.score)), "case {i}: {shown:?}");
+            }
+            if would.is_some() {
+                assert!(v.reasons.iter().any(|r| r.category == "would-have"), "case {i}: {v:?}");
+                assert!(v.reasons.iter().any(|r| r.reason.starts_with("(log-only +")), "case {i}: {v:?}");
+            }
         }
     }
 
