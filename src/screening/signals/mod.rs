@@ -257,6 +257,10 @@ impl SignalState {
         &self.velocity
     }
 
+    pub fn wangiri(&self) -> &Wangiri {
+        &self.wangiri
+    }
+
     pub fn reports(&self) -> &ReportBook {
         &self.reports
     }
