@@ -183,7 +183,7 @@ impl<V: Aging> Shard<V> {
                         out.push(s.value);
                     }
                 }
-                Some(_) => return,
+                Some(_) => break,
             }
         }
         // Keys removed out of turn linger in the queue; compact before it outgrows the map.
@@ -252,6 +252,20 @@ mod tests {
         assert_eq!(ev.len(), 2);
         assert_eq!(m.sweep(2_000).len(), 48);
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn removals_behind_a_live_slot_do_not_grow_the_queue() {
+        // A long-lived slot at the head of the queue (a call without an end event) must not stop
+        // the queue from shedding the keys of slots removed behind it.
+        let m: BoundedMap<V> = BoundedMap::new(1, 1_000);
+        m.upsert(u64::MAX, 0, || V(u64::MAX), |_| ());
+        for i in 0..100_000u64 {
+            m.upsert(i, 0, || V(u64::MAX), |_| ());
+            m.remove(i);
+        }
+        assert_eq!(m.len(), 1);
+        assert!(m.queued() <= 2 * m.len() + 64 + 1, "{}", m.queued());
     }
 
     #[test]
