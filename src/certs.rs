@@ -77,20 +77,58 @@ pub struct CertStats {
 impl Collect for CertStats {
     fn collect(&self, out: &mut Exposition) {
         let h = "STIR certificate cache lookups by result";
-        out.counter("scamguard_cert_lookups_total", h, &[("result", "hit")], self.hits.get());
-        out.counter("scamguard_cert_lookups_total", h, &[("result", "miss")], self.misses.get());
+        out.counter(
+            "scamguard_cert_lookups_total",
+            h,
+            &[("result", "hit")],
+            self.hits.get(),
+        );
+        out.counter(
+            "scamguard_cert_lookups_total",
+            h,
+            &[("result", "miss")],
+            self.misses.get(),
+        );
         let f = "x5u fetches by result";
-        out.counter("scamguard_cert_fetches_total", f, &[("result", "ok")], self.fetches.get() - self.fetch_failures.get().min(self.fetches.get()));
-        out.counter("scamguard_cert_fetches_total", f, &[("result", "error")], self.fetch_failures.get());
-        out.counter("scamguard_cert_queue_full_total", "cache misses not queued because the fetch queue was full", &[], self.queue_full.get());
-        out.gauge("scamguard_cert_cache_entries", "STIR certificate cache entries", &[], self.entries.get());
+        out.counter(
+            "scamguard_cert_fetches_total",
+            f,
+            &[("result", "ok")],
+            self.fetches.get() - self.fetch_failures.get().min(self.fetches.get()),
+        );
+        out.counter(
+            "scamguard_cert_fetches_total",
+            f,
+            &[("result", "error")],
+            self.fetch_failures.get(),
+        );
+        out.counter(
+            "scamguard_cert_queue_full_total",
+            "cache misses not queued because the fetch queue was full",
+            &[],
+            self.queue_full.get(),
+        );
+        out.gauge(
+            "scamguard_cert_cache_entries",
+            "STIR certificate cache entries",
+            &[],
+            self.entries.get(),
+        );
     }
 }
 
 enum Slot {
-    Ready { cert: Arc<TrustedCert>, until: Option<Instant> },
-    Pending { since: Instant },
-    Failed { why: String, until: Instant },
+    Ready {
+        cert: Arc<TrustedCert>,
+        until: Option<Instant>,
+    },
+    Pending {
+        since: Instant,
+    },
+    Failed {
+        why: String,
+        until: Instant,
+    },
 }
 
 /// The certificate cache; cheap to share (`Arc`), `lookup` never blocks on I/O.
@@ -109,7 +147,9 @@ pub struct CertFetcher {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Reads every `*.pem`/`*.crt` in `dir` as trust anchors; an error names the file.
@@ -126,7 +166,10 @@ pub fn load_anchors(dir: &Path) -> Result<Anchors, String> {
         anchors.add_pem(&text, &f.display().to_string())?;
     }
     if anchors.is_empty() {
-        return Err(format!("{}: no trust anchors (*.pem, *.crt) found", dir.display()));
+        return Err(format!(
+            "{}: no trust anchors (*.pem, *.crt) found",
+            dir.display()
+        ));
     }
     Ok(anchors)
 }
@@ -180,7 +223,11 @@ impl CertCache {
                     Slot::Failed { until, .. } => *until <= now,
                     _ => false,
                 })
-                .or_else(|| slots.iter().find(|(_, s)| !matches!(s, Slot::Ready { until: None, .. })))
+                .or_else(|| {
+                    slots
+                        .iter()
+                        .find(|(_, s)| !matches!(s, Slot::Ready { until: None, .. }))
+                })
                 .map(|(k, _)| k.clone());
             if let Some(k) = victim {
                 slots.remove(&k);
@@ -205,8 +252,11 @@ impl CertCache {
                 .lines()
                 .take_while(|l| !l.starts_with("-----BEGIN"))
                 .find_map(|l| l.trim().strip_prefix("x5u:").map(|u| u.trim().to_string()))
-                .ok_or_else(|| format!("{name}:1: expected a line `x5u: <url>` before the certificates"))?;
-            self.preload(&url, text.as_bytes()).map_err(|e| format!("{name}: {e}"))?;
+                .ok_or_else(|| {
+                    format!("{name}:1: expected a line `x5u: <url>` before the certificates")
+                })?;
+            self.preload(&url, text.as_bytes())
+                .map_err(|e| format!("{name}: {e}"))?;
             n += 1;
         }
         Ok(n)
@@ -216,7 +266,13 @@ impl CertCache {
     pub fn preload(&self, url: &str, pem: &[u8]) -> Result<(), String> {
         let chain = pem_chain(pem).map_err(|e| e.to_string())?;
         let cert = verify_chain(&chain, &self.anchors, unix_now()).map_err(|e| e.to_string())?;
-        self.store(url, Slot::Ready { cert: Arc::new(cert), until: None });
+        self.store(
+            url,
+            Slot::Ready {
+                cert: Arc::new(cert),
+                until: None,
+            },
+        );
         Ok(())
     }
 
@@ -231,14 +287,26 @@ impl CertCache {
             Ok(cert) => {
                 let cert = Arc::new(cert);
                 let until = Instant::now() + Duration::from_secs(self.cfg.ttl_secs);
-                self.store(url, Slot::Ready { cert: cert.clone(), until: Some(until) });
+                self.store(
+                    url,
+                    Slot::Ready {
+                        cert: cert.clone(),
+                        until: Some(until),
+                    },
+                );
                 CertState::Ready(cert)
             }
             Err(why) => {
                 self.stats.fetch_failures.inc();
                 tracing::warn!(%url, %why, "x5u certificate rejected");
                 let until = Instant::now() + Duration::from_secs(self.cfg.failure_ttl_secs);
-                self.store(url, Slot::Failed { why: why.clone(), until });
+                self.store(
+                    url,
+                    Slot::Failed {
+                        why: why.clone(),
+                        until,
+                    },
+                );
                 CertState::Failed(why)
             }
         }
@@ -262,7 +330,8 @@ impl CertLookup for CertCache {
                 // A fetch is under way (it ends within the timeout; a slot older than that
                 // belongs to a lost fetch and is retried below).
                 Some(Slot::Pending { since })
-                    if now.duration_since(*since) < Duration::from_millis(self.cfg.fetch_timeout_ms * 2) =>
+                    if now.duration_since(*since)
+                        < Duration::from_millis(self.cfg.fetch_timeout_ms * 2) =>
                 {
                     return CertState::Pending;
                 }
@@ -289,7 +358,9 @@ impl CertFetcher {
                 _ = &mut shutdown => return,
                 u = self.rx.recv() => match u { Some(u) => u, None => return },
             };
-            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
             let cache = self.cache.clone();
             tokio::spawn(async move {
                 cache.fetch_now(&url).await;
@@ -305,17 +376,28 @@ async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err("https x5u needs TLS, which this build does not include: pre-load the chain".into())
+            return Err(
+                "https x5u needs TLS, which this build does not include: pre-load the chain".into(),
+            )
         }
         _ => return Err(format!("unsupported x5u scheme in {url:?}")),
     }
-    let host = uri.host().ok_or_else(|| format!("no host in {url:?}"))?.trim_matches(|c| c == '[' || c == ']').to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("no host in {url:?}"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(80);
-    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.clone());
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| host.clone());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let max = cfg.max_body_bytes;
     let work = async move {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect {authority}: {e}"))?;
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("http {authority}: {e}"))?;
@@ -328,7 +410,10 @@ async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
             .header(hyper::header::ACCEPT, "application/pem-certificate-chain")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("http {authority}: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("http {authority}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {} from {authority}", resp.status().as_u16()));
         }
@@ -340,6 +425,9 @@ async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
     };
     match tokio::time::timeout(Duration::from_millis(cfg.fetch_timeout_ms), work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("fetch of {url} timed out after {} ms", cfg.fetch_timeout_ms)),
+        Err(_) => Err(format!(
+            "fetch of {url} timed out after {} ms",
+            cfg.fetch_timeout_ms
+        )),
     }
 }

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use p256::ecdsa::SigningKey;
 use scamguard::screening::signals::brands::Brands;
-use scamguard::screening::signals::policy::{decide_verdict, Policy as SignalPolicy, PolicyConfig, PolicyContext, TenantConfig};
+use scamguard::screening::signals::policy::{
+    decide_verdict, Policy as SignalPolicy, PolicyConfig, PolicyContext, TenantConfig,
+};
 use scamguard::screening::signals::stir::{sign_identity, CertLookup, CertState, TrustedCert};
 use scamguard::screening::signals::wangiri::CallEnd;
-use scamguard::screening::signals::{evaluate, PlausibilityConfig, SignalInput, SignalState, SignalsConfig};
+use scamguard::screening::signals::{
+    evaluate, PlausibilityConfig, SignalInput, SignalState, SignalsConfig,
+};
 use scamguard::screening::{
-    screen, Action, Entry, EntryAction, Facts, IndexBuilder, Pattern, Policy, RuleIndex, ScreeningConfig, Verdict,
+    screen, Action, Entry, EntryAction, Facts, IndexBuilder, Pattern, Policy, RuleIndex,
+    ScreeningConfig, Verdict,
 };
 
 const NOW: i64 = 1_790_000_000;
@@ -62,7 +67,9 @@ struct World {
 }
 
 fn world() -> World {
-    let brands_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/brands.toml")).unwrap();
+    let brands_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/brands.toml"))
+            .unwrap();
     let brands = Arc::new(Brands::from_toml(&brands_text, "config/brands.toml").unwrap());
     let cert = TrustedCert {
         key: *key().verifying_key(),
@@ -72,7 +79,10 @@ fn world() -> World {
         anchor: "CN=root".into(),
     };
     let cfg = SignalsConfig {
-        plausibility: PlausibilityConfig { home_countries: vec!["GB".into()], ..PlausibilityConfig::default() },
+        plausibility: PlausibilityConfig {
+            home_countries: vec!["GB".into()],
+            ..PlausibilityConfig::default()
+        },
         ..SignalsConfig::default()
     };
     let policy = SignalPolicy::new(PolicyConfig {
@@ -88,7 +98,11 @@ fn world() -> World {
     .unwrap();
     World {
         rules: rules(),
-        screening: Policy::from_config(&ScreeningConfig { default_country: "GB".into(), ..ScreeningConfig::default() }).unwrap(),
+        screening: Policy::from_config(&ScreeningConfig {
+            default_country: "GB".into(),
+            ..ScreeningConfig::default()
+        })
+        .unwrap(),
         state: SignalState::new(cfg, brands, Arc::new(Certs(Arc::new(cert)))),
         policy,
     }
@@ -122,7 +136,10 @@ fn decide(w: &World, c: Call<'_>, now_ms: u64) -> Verdict {
         ..Default::default()
     };
     let eval = evaluate(&input, &w.state, now_ms);
-    let ctx = PolicyContext { callee: callee.as_deref(), peer: input.peer };
+    let ctx = PolicyContext {
+        callee: callee.as_deref(),
+        peer: input.peer,
+    };
     decide_verdict(&list_verdict, &eval.hits, &ctx, &w.policy).0
 }
 
@@ -141,30 +158,169 @@ fn one_call_at_a_time() {
         );
         sign_identity(&key(), X5U, &claims, false)
     };
-    let call = Call { id: "x", callee: "020 7183 8750", ..Call::default() };
+    let call = Call {
+        id: "x",
+        callee: "020 7183 8750",
+        ..Call::default()
+    };
     type Case<'a> = (&'a str, Call<'a>, Action, &'a [&'a str]);
     let cases: Vec<Case<'_>> = vec![
-        ("clean national call", Call { caller: "07911 000111", ..call }, Action::Pass, &[]),
-        ("listed scam number", Call { caller: "07911 123456", ..call }, Action::Block, &["scam"]),
-        ("listed robocall range", Call { caller: "07911 123499", ..call }, Action::Warn, &["scam"]),
-        ("Microsoft look-alike from a mobile", Call { caller: "07911 000111", name: Some("Micr0soft  Support"), ..call }, Action::Block, &["brand"]),
-        ("Amazon claim warns", Call { caller: "07911 000111", name: Some("AMAZ0N Refunds"), ..call }, Action::Warn, &["brand"]),
-        ("brand inbound-only number calling", Call { caller: "+1 800 642 7676", ..call }, Action::Block, &["dno", "policy"]),
-        ("DNO list entry calling", Call { caller: "0800 123 4567", ..call }, Action::Block, &["do-not-originate", "policy"]),
-        ("allow entry beats a brand claim", Call { caller: "07700 123456", name: Some("Windows Support"), ..call }, Action::Pass, &["allow", "brand", "policy"]),
-        ("log-only feed: would have blocked", Call { caller: "+34 612 345 678", ..call }, Action::Pass, &["partner-feed", "policy"]),
-        ("emergency callee is never blocked", Call { caller: "07911 123456", callee: "999", ..call }, Action::Pass, &["policy", "scam"]),
-        ("tenant that never blocks", Call { caller: "07911 123456", callee: "020 7946 0012", ..call }, Action::Warn, &["policy", "scam"]),
-        ("GB number from an international gateway", Call { caller: "020 7183 1234", callee: "07911 000222", gateway: true, ..call }, Action::Block, &["gateway"]),
-        ("Ofcom drama number", Call { caller: "07700 900123", ..call }, Action::Warn, &["plausibility"]),
-        ("neighbour with B attestation", Call { caller: "+12027620143", callee: "+12027629876", identity: Some(&us_b), ..call }, Action::Warn, &["neighbour", "stir"]),
-        ("neighbour and a brand claim add up", Call { caller: "020 7183 8751", name: Some("Amazon"), ..call }, Action::Block, &["brand", "neighbour"]),
+        (
+            "clean national call",
+            Call {
+                caller: "07911 000111",
+                ..call
+            },
+            Action::Pass,
+            &[],
+        ),
+        (
+            "listed scam number",
+            Call {
+                caller: "07911 123456",
+                ..call
+            },
+            Action::Block,
+            &["scam"],
+        ),
+        (
+            "listed robocall range",
+            Call {
+                caller: "07911 123499",
+                ..call
+            },
+            Action::Warn,
+            &["scam"],
+        ),
+        (
+            "Microsoft look-alike from a mobile",
+            Call {
+                caller: "07911 000111",
+                name: Some("Micr0soft  Support"),
+                ..call
+            },
+            Action::Block,
+            &["brand"],
+        ),
+        (
+            "Amazon claim warns",
+            Call {
+                caller: "07911 000111",
+                name: Some("AMAZ0N Refunds"),
+                ..call
+            },
+            Action::Warn,
+            &["brand"],
+        ),
+        (
+            "brand inbound-only number calling",
+            Call {
+                caller: "+1 800 642 7676",
+                ..call
+            },
+            Action::Block,
+            &["dno", "policy"],
+        ),
+        (
+            "DNO list entry calling",
+            Call {
+                caller: "0800 123 4567",
+                ..call
+            },
+            Action::Block,
+            &["do-not-originate", "policy"],
+        ),
+        (
+            "allow entry beats a brand claim",
+            Call {
+                caller: "07700 123456",
+                name: Some("Windows Support"),
+                ..call
+            },
+            Action::Pass,
+            &["allow", "brand", "policy"],
+        ),
+        (
+            "log-only feed: would have blocked",
+            Call {
+                caller: "+34 612 345 678",
+                ..call
+            },
+            Action::Pass,
+            &["partner-feed", "policy"],
+        ),
+        (
+            "emergency callee is never blocked",
+            Call {
+                caller: "07911 123456",
+                callee: "999",
+                ..call
+            },
+            Action::Pass,
+            &["policy", "scam"],
+        ),
+        (
+            "tenant that never blocks",
+            Call {
+                caller: "07911 123456",
+                callee: "020 7946 0012",
+                ..call
+            },
+            Action::Warn,
+            &["policy", "scam"],
+        ),
+        (
+            "GB number from an international gateway",
+            Call {
+                caller: "020 7183 1234",
+                callee: "07911 000222",
+                gateway: true,
+                ..call
+            },
+            Action::Block,
+            &["gateway"],
+        ),
+        (
+            "Ofcom drama number",
+            Call {
+                caller: "07700 900123",
+                ..call
+            },
+            Action::Warn,
+            &["plausibility"],
+        ),
+        (
+            "neighbour with B attestation",
+            Call {
+                caller: "+12027620143",
+                callee: "+12027629876",
+                identity: Some(&us_b),
+                ..call
+            },
+            Action::Warn,
+            &["neighbour", "stir"],
+        ),
+        (
+            "neighbour and a brand claim add up",
+            Call {
+                caller: "020 7183 8751",
+                name: Some("Amazon"),
+                ..call
+            },
+            Action::Block,
+            &["brand", "neighbour"],
+        ),
     ];
     for (i, (name, c, action, lists)) in cases.iter().enumerate() {
         let w = world();
         let id = format!("call-{i}");
         let v = decide(&w, Call { id: &id, ..*c }, NOW as u64 * 1000);
-        assert_eq!((v.action, lists_of(&v)), (*action, lists.to_vec()), "{name}: {}", v.to_json());
+        assert_eq!(
+            (v.action, lists_of(&v)),
+            (*action, lists.to_vec()),
+            "{name}: {}",
+            v.to_json()
+        );
     }
 }
 
@@ -176,13 +332,31 @@ fn a_caller_spraying_calls_goes_from_pass_to_warn_to_block() {
         let id = format!("spray-{i}");
         let callee = format!("020 7183 {:04}", 1000 + i);
         let t = NOW as u64 * 1000 + i * 500;
-        let v = decide(&w, Call { id: &id, caller: "+49 30 1234567", callee: &callee, ..Call::default() }, t);
+        let v = decide(
+            &w,
+            Call {
+                id: &id,
+                caller: "+49 30 1234567",
+                callee: &callee,
+                ..Call::default()
+            },
+            t,
+        );
         seen.push(v.action);
         w.state.call_ended(&id, CallEnd::Cancelled, t + 1_500);
     }
-    let first_warn = seen.iter().position(|a| *a == Action::Warn).expect("warned");
-    let first_block = seen.iter().position(|a| *a == Action::Block).expect("blocked");
+    let first_warn = seen
+        .iter()
+        .position(|a| *a == Action::Warn)
+        .expect("warned");
+    let first_block = seen
+        .iter()
+        .position(|a| *a == Action::Block)
+        .expect("blocked");
     assert_eq!(seen[0], Action::Pass);
     assert!(first_warn < first_block, "{seen:?}");
-    assert!(seen[first_block..].iter().all(|a| *a == Action::Block), "{seen:?}");
+    assert!(
+        seen[first_block..].iter().all(|a| *a == Action::Block),
+        "{seen:?}"
+    );
 }

@@ -25,11 +25,20 @@ fn a_million_random_callers_stay_within_the_caps() {
     let cfg = SignalsConfig {
         velocity: VelocityConfig {
             max_keys: CAP,
-            source: Thresholds { per_minute: Level::new(1_000, 5_000), ..Thresholds::default() },
+            source: Thresholds {
+                per_minute: Level::new(1_000, 5_000),
+                ..Thresholds::default()
+            },
             ..VelocityConfig::default()
         },
-        wangiri: WangiriConfig { max_keys: CAP, ..WangiriConfig::default() },
-        reports: ReportsConfig { max_callers: CAP, ..ReportsConfig::default() },
+        wangiri: WangiriConfig {
+            max_keys: CAP,
+            ..WangiriConfig::default()
+        },
+        reports: ReportsConfig {
+            max_callers: CAP,
+            ..ReportsConfig::default()
+        },
         max_calls: CAP,
         ..SignalsConfig::default()
     };
@@ -47,8 +56,17 @@ fn a_million_random_callers_stay_within_the_caps() {
         callee.clear();
         source.clear();
         let _ = write!(id, "flood-{i}");
-        let _ = write!(caller, "+1{}{:09}", rng.u32(2..10), rng.u32(0..1_000_000_000));
-        let _ = write!(callee, "+44{}", 7_000_000_000u64 + rng.u64(0..1_000_000_000));
+        let _ = write!(
+            caller,
+            "+1{}{:09}",
+            rng.u32(2..10),
+            rng.u32(0..1_000_000_000)
+        );
+        let _ = write!(
+            callee,
+            "+44{}",
+            7_000_000_000u64 + rng.u64(0..1_000_000_000)
+        );
         let _ = write!(source, "198.51.{}.{}", rng.u8(..), rng.u8(..));
         let now = t0 + i; // a thousand calls a second
         let input = SignalInput {
@@ -79,7 +97,7 @@ fn a_million_random_callers_stay_within_the_caps() {
     let (callers, sources, prefixes) = state.velocity().sizes();
     let (numbers, ranges) = state.wangiri().sizes();
     let cap = state.velocity().capacity();
-    assert!(cap >= CAP && cap < CAP + 64, "{cap}");
+    assert!((CAP..CAP + 64).contains(&cap), "{cap}");
     for (name, n) in [
         ("velocity callers", callers),
         ("velocity sources", sources),
@@ -99,14 +117,32 @@ fn a_million_random_callers_stay_within_the_caps() {
     for i in 0..12u64 {
         let id = format!("burst-{i}");
         let callee = format!("+4420718387{i:02}");
-        let input = SignalInput { call_id: &id, caller: Some("+12027620143"), callee: Some(&callee), ..Default::default() };
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+12027620143"),
+            callee: Some(&callee),
+            ..Default::default()
+        };
         last = Some(evaluate(&input, &state, t1 + i * 50));
     }
     let hits = last.unwrap().hits;
-    assert!(hits.iter().any(|h| h.signal == "velocity" && h.score >= 100), "{hits:#?}");
+    assert!(
+        hits.iter()
+            .any(|h| h.signal == "velocity" && h.score >= 100),
+        "{hits:#?}"
+    );
 
     // And an idle period frees everything without any new call.
     state.sweep(t1 + 10 * 86_400_000 + 1);
     let (callers, sources, prefixes) = state.velocity().sizes();
-    assert_eq!((callers, sources, prefixes, state.calls_tracked(), state.reports().len()), (0, 0, 0, 0, 0));
+    assert_eq!(
+        (
+            callers,
+            sources,
+            prefixes,
+            state.calls_tracked(),
+            state.reports().len()
+        ),
+        (0, 0, 0, 0, 0)
+    );
 }

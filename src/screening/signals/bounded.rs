@@ -65,7 +65,11 @@ impl<V: Aging> BoundedMap<V> {
                 })
             })
             .collect();
-        BoundedMap { shards: v.into_boxed_slice(), cap_per_shard, keys: RandomState::new() }
+        BoundedMap {
+            shards: v.into_boxed_slice(),
+            cap_per_shard,
+            keys: RandomState::new(),
+        }
     }
 
     /// The table's hash of a string key. Seeded per table so outsiders cannot aim collisions.
@@ -104,7 +108,10 @@ impl<V: Aging> BoundedMap<V> {
             }
             MapEntry::Vacant(v) => {
                 sh.clock.push_back(key);
-                let slot = v.insert(Slot { value: init(), referenced: false });
+                let slot = v.insert(Slot {
+                    value: init(),
+                    referenced: false,
+                });
                 f(&mut slot.value)
             }
         };
@@ -135,14 +142,23 @@ impl<V: Aging> BoundedMap<V> {
         let mut out = Vec::new();
         for sh in self.shards.iter() {
             let mut sh = sh.lock().unwrap_or_else(|e| e.into_inner());
-            let idle: Vec<u64> =
-                sh.map.iter().filter(|(_, s)| s.value.idle_after_ms() <= now_ms).map(|(k, _)| *k).collect();
+            let idle: Vec<u64> = sh
+                .map
+                .iter()
+                .filter(|(_, s)| s.value.idle_after_ms() <= now_ms)
+                .map(|(k, _)| *k)
+                .collect();
             for k in idle {
                 if let Some(s) = sh.map.remove(&k) {
                     out.push(s.value);
                 }
             }
-            let live: VecDeque<u64> = sh.clock.iter().copied().filter(|k| sh.map.contains_key(k)).collect();
+            let live: VecDeque<u64> = sh
+                .clock
+                .iter()
+                .copied()
+                .filter(|k| sh.map.contains_key(k))
+                .collect();
             sh.clock = live;
         }
         out
@@ -150,7 +166,10 @@ impl<V: Aging> BoundedMap<V> {
 
     /// Slots in use over all shards.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,7 +184,10 @@ impl<V: Aging> BoundedMap<V> {
     /// Entries in the clock queues (slots plus removed keys not yet skipped); bounded by twice the
     /// capacity because removals are rare next to inserts and the queue is compacted when long.
     pub fn queued(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clock.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clock.len())
+            .sum()
     }
 }
 
@@ -238,7 +260,10 @@ mod tests {
             assert!(m.len() <= 100);
         }
         assert_eq!(evicted, 10_000 + 1 - 100);
-        assert!(m.peek(hot, |_| ()).is_some(), "recently used key was evicted");
+        assert!(
+            m.peek(hot, |_| ()).is_some(),
+            "recently used key was evicted"
+        );
         assert!(m.queued() <= 2 * m.capacity() + 64);
     }
 

@@ -39,7 +39,11 @@ struct BrandSection {
 }
 
 fn line_at(text: &str, byte: usize) -> usize {
-    text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 fn default_action() -> String {
@@ -91,7 +95,11 @@ impl NumberPattern {
         if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        Some(if prefix { NumberPattern::Prefix(body.into()) } else { NumberPattern::Exact(body.into()) })
+        Some(if prefix {
+            NumberPattern::Prefix(body.into())
+        } else {
+            NumberPattern::Exact(body.into())
+        })
     }
 
     fn matches(&self, number: &str) -> bool {
@@ -118,44 +126,80 @@ pub struct Brands {
 impl Brands {
     /// Parses the text of a brands file; `file` only names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Brands, BrandsError> {
-        let err = |line: usize, message: String| BrandsError { file: file.into(), line, message };
+        let err = |line: usize, message: String| BrandsError {
+            file: file.into(),
+            line,
+            message,
+        };
         let parsed: BrandsFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(0);
             err(line, e.message().to_string())
         })?;
-        let line_of = |needle: &str| {
-            text.find(needle).map(|at| line_at(text, at)).unwrap_or(0)
-        };
+        let line_of = |needle: &str| text.find(needle).map(|at| line_at(text, at)).unwrap_or(0);
         let mut brands = Vec::with_capacity(parsed.brands.len());
         for b in parsed.brands {
             let at = line_of(&format!("\"{}\"", b.name));
             let action = match b.action.as_str() {
                 "warn" => Action::Warn,
                 "block" => Action::Block,
-                other => return Err(err(at, format!("brand {}: action must be warn or block, not {other:?}", b.name))),
+                other => {
+                    return Err(err(
+                        at,
+                        format!(
+                            "brand {}: action must be warn or block, not {other:?}",
+                            b.name
+                        ),
+                    ))
+                }
             };
             if b.sources.is_empty() {
-                return Err(err(at, format!("brand {}: sources must name where the brand says it does not call", b.name)));
+                return Err(err(
+                    at,
+                    format!(
+                        "brand {}: sources must name where the brand says it does not call",
+                        b.name
+                    ),
+                ));
             }
             let mut patterns = Vec::with_capacity(b.patterns.len());
             for p in &b.patterns {
                 let sk = skeleton(p);
                 // A pattern folding to a couple of letters would match half the phone book.
                 if sk.len() < 4 {
-                    return Err(err(line_of(p), format!("brand {}: pattern {p:?} is too short to match safely", b.name)));
+                    return Err(err(
+                        line_of(p),
+                        format!(
+                            "brand {}: pattern {p:?} is too short to match safely",
+                            b.name
+                        ),
+                    ));
                 }
                 patterns.push(sk);
             }
             let mut outbound = Vec::new();
             for n in &b.outbound {
                 outbound.push(NumberPattern::parse(n).ok_or_else(|| {
-                    err(line_of(n), format!("brand {}: outbound {n:?} is not +digits or +digits*", b.name))
+                    err(
+                        line_of(n),
+                        format!(
+                            "brand {}: outbound {n:?} is not +digits or +digits*",
+                            b.name
+                        ),
+                    )
                 })?);
             }
             for n in &b.inbound_only {
                 match NumberPattern::parse(n) {
                     Some(NumberPattern::Exact(_)) => {}
-                    _ => return Err(err(line_of(n), format!("brand {}: inbound_only {n:?} is not an E.164 number", b.name))),
+                    _ => {
+                        return Err(err(
+                            line_of(n),
+                            format!(
+                                "brand {}: inbound_only {n:?} is not an E.164 number",
+                                b.name
+                            ),
+                        ))
+                    }
                 }
             }
             brands.push(Brand {
@@ -165,7 +209,11 @@ impl Brands {
                 action,
                 patterns,
                 outbound,
-                inbound_only: b.inbound_only.iter().map(|s| s.trim().to_string()).collect(),
+                inbound_only: b
+                    .inbound_only
+                    .iter()
+                    .map(|s| s.trim().to_string())
+                    .collect(),
             });
         }
         Ok(Brands { brands })
@@ -177,12 +225,16 @@ impl Brands {
         if sk.len() < 4 {
             return None;
         }
-        self.brands.iter().find(|b| b.patterns.iter().any(|p| sk.contains(p.as_str())))
+        self.brands
+            .iter()
+            .find(|b| b.patterns.iter().any(|p| sk.contains(p.as_str())))
     }
 
     /// The brand whose inbound-only number `caller` is.
     pub fn inbound_only_owner(&self, caller: &str) -> Option<&Brand> {
-        self.brands.iter().find(|b| b.inbound_only.iter().any(|n| n == caller))
+        self.brands
+            .iter()
+            .find(|b| b.inbound_only.iter().any(|n| n == caller))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Brand> {
@@ -251,8 +303,16 @@ inbound_only = ["+18882804331"]
         for (caller, want) in cases {
             assert_eq!(amazon.calls_from(caller), want, "{caller:?}");
         }
-        assert_eq!(b.inbound_only_owner("+18006427676").map(|b| b.name.as_str()), Some("Microsoft"));
-        assert_eq!(b.inbound_only_owner("+18882804331").map(|b| b.name.as_str()), Some("Amazon"));
+        assert_eq!(
+            b.inbound_only_owner("+18006427676")
+                .map(|b| b.name.as_str()),
+            Some("Microsoft")
+        );
+        assert_eq!(
+            b.inbound_only_owner("+18882804331")
+                .map(|b| b.name.as_str()),
+            Some("Amazon")
+        );
         assert!(b.inbound_only_owner("+18006427677").is_none());
     }
 

@@ -9,7 +9,9 @@ use std::fmt;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256,
+};
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 
@@ -139,24 +141,35 @@ fn check_signed_by(cert: &X509Certificate<'_>, key: &VerifyingKey) -> Result<(),
             cert.signature_algorithm.algorithm.to_id_string()
         )));
     }
-    let sig = Signature::from_der(&cert.signature_value.data)
-        .map_err(|_| ChainError::Malformed(format!("bad signature encoding in {}", cert.subject())))?;
+    let sig = Signature::from_der(&cert.signature_value.data).map_err(|_| {
+        ChainError::Malformed(format!("bad signature encoding in {}", cert.subject()))
+    })?;
     key.verify(cert.tbs_certificate.as_ref(), &sig)
-        .map_err(|_| ChainError::Untrusted(format!("signature on {} does not verify", cert.subject())))
+        .map_err(|_| {
+            ChainError::Untrusted(format!("signature on {} does not verify", cert.subject()))
+        })
 }
 
 /// Depth limit: SHAKEN chains are leaf, intermediate, root; anything much longer is abuse.
 const MAX_CHAIN: usize = 5;
 
 /// Checks `chain` (leaf first) up to one of `anchors` at `now_unix`.
-pub fn verify_chain(chain: &[Vec<u8>], anchors: &Anchors, now_unix: i64) -> Result<TrustedCert, ChainError> {
+pub fn verify_chain(
+    chain: &[Vec<u8>],
+    anchors: &Anchors,
+    now_unix: i64,
+) -> Result<TrustedCert, ChainError> {
     if chain.is_empty() {
         return Err(ChainError::Malformed("empty chain".into()));
     }
     if chain.len() > MAX_CHAIN {
-        return Err(ChainError::Untrusted(format!("chain of {} certificates", chain.len())));
+        return Err(ChainError::Untrusted(format!(
+            "chain of {} certificates",
+            chain.len()
+        )));
     }
-    let certs: Vec<X509Certificate<'_>> = chain.iter().map(|d| parse(d)).collect::<Result<_, _>>()?;
+    let certs: Vec<X509Certificate<'_>> =
+        chain.iter().map(|d| parse(d)).collect::<Result<_, _>>()?;
     let leaf_key = p256_key(&certs[0])?;
     let mut not_before = i64::MIN;
     let mut not_after = i64::MAX;
@@ -165,11 +178,20 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &Anchors, now_unix: i64) -> Resu
         not_before = not_before.max(v.not_before.timestamp());
         not_after = not_after.min(v.not_after.timestamp());
         if now_unix < v.not_before.timestamp() || now_unix > v.not_after.timestamp() {
-            return Err(ChainError::Expired(format!("{} (valid {} to {})", cert.subject(), v.not_before, v.not_after)));
+            return Err(ChainError::Expired(format!(
+                "{} (valid {} to {})",
+                cert.subject(),
+                v.not_before,
+                v.not_after
+            )));
         }
         // An anchor that signed this certificate ends the walk.
         let issuer = cert.issuer().as_raw();
-        let by_anchor: Vec<&Anchor> = anchors.anchors.iter().filter(|a| a.subject_raw == issuer).collect();
+        let by_anchor: Vec<&Anchor> = anchors
+            .anchors
+            .iter()
+            .filter(|a| a.subject_raw == issuer)
+            .collect();
         let mut last_err = None;
         for a in &by_anchor {
             match check_signed_by(cert, &a.key) {
@@ -188,16 +210,29 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &Anchors, now_unix: i64) -> Resu
         // Otherwise the next certificate in the chain must be this one's issuer, and a CA.
         let Some(next) = certs.get(i + 1) else {
             return Err(last_err.unwrap_or_else(|| {
-                ChainError::Untrusted(format!("no trust anchor issued {} (issuer {})", cert.subject(), cert.issuer()))
+                ChainError::Untrusted(format!(
+                    "no trust anchor issued {} (issuer {})",
+                    cert.subject(),
+                    cert.issuer()
+                ))
             }));
         };
         if next.subject().as_raw() != issuer {
-            return Err(ChainError::Untrusted(format!("{} is not the issuer of {}", next.subject(), cert.subject())));
+            return Err(ChainError::Untrusted(format!(
+                "{} is not the issuer of {}",
+                next.subject(),
+                cert.subject()
+            )));
         }
         if !next.is_ca() {
-            return Err(ChainError::Untrusted(format!("{} is not a CA", next.subject())));
+            return Err(ChainError::Untrusted(format!(
+                "{} is not a CA",
+                next.subject()
+            )));
         }
         check_signed_by(cert, &p256_key(next)?)?;
     }
-    Err(ChainError::Untrusted("chain ended without an anchor".into()))
+    Err(ChainError::Untrusted(
+        "chain ended without an anchor".into(),
+    ))
 }

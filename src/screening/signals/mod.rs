@@ -95,7 +95,10 @@ pub struct LevelScores {
 
 impl Default for LevelScores {
     fn default() -> Self {
-        LevelScores { warn: 50, block: 100 }
+        LevelScores {
+            warn: 50,
+            block: 100,
+        }
     }
 }
 
@@ -119,7 +122,10 @@ pub struct BrandsConfig {
 
 impl Default for BrandsConfig {
     fn default() -> Self {
-        BrandsConfig { enabled: true, file: "config/brands.toml".into() }
+        BrandsConfig {
+            enabled: true,
+            file: "config/brands.toml".into(),
+        }
     }
 }
 
@@ -134,7 +140,10 @@ pub struct DnoConfig {
 
 impl Default for DnoConfig {
     fn default() -> Self {
-        DnoConfig { enabled: true, numbers: Vec::new() }
+        DnoConfig {
+            enabled: true,
+            numbers: Vec::new(),
+        }
     }
 }
 
@@ -273,21 +282,27 @@ impl SignalState {
 
     /// The callee answered (200 OK to the INVITE).
     pub fn call_answered(&self, call_id: &str, now_ms: u64) {
-        self.calls.update(self.calls.key(call_id), |c| c.answered_ms = Some(now_ms));
+        self.calls
+            .update(self.calls.key(call_id), |c| c.answered_ms = Some(now_ms));
     }
 
     /// The call ended: `Cancelled` (CANCEL before an answer), `Rejected` (a final non-2xx) or
     /// `Answered` (BYE; the talk time is worked out here from the answer event when it is 0).
     pub fn call_ended(&self, call_id: &str, end: CallEnd, now_ms: u64) {
-        let Some(c) = self.calls.remove(self.calls.key(call_id)) else { return };
+        let Some(c) = self.calls.remove(self.calls.key(call_id)) else {
+            return;
+        };
         self.velocity.call_ended(c.keys);
         let end = match (end, c.answered_ms) {
-            (CallEnd::Answered { talk_ms: 0 }, Some(a)) => CallEnd::Answered { talk_ms: now_ms.saturating_sub(a) },
+            (CallEnd::Answered { talk_ms: 0 }, Some(a)) => CallEnd::Answered {
+                talk_ms: now_ms.saturating_sub(a),
+            },
             (e, _) => e,
         };
         let ring_ms = c.answered_ms.unwrap_or(now_ms).saturating_sub(c.started_ms);
         if let Some(caller) = &c.caller {
-            self.wangiri.call_ended(caller, &c.callee, ring_ms, end, now_ms);
+            self.wangiri
+                .call_ended(caller, &c.callee, ring_ms, end, now_ms);
         }
     }
 
@@ -312,12 +327,23 @@ impl SignalState {
     }
 }
 
-fn hit(signal: &'static str, score: i32, entry: impl Into<String>, category: &str, reason: impl Into<String>) -> SignalHit {
+fn hit(
+    signal: &'static str,
+    score: i32,
+    entry: impl Into<String>,
+    category: &str,
+    reason: impl Into<String>,
+) -> SignalHit {
     SignalHit {
         signal,
         score,
         dno: false,
-        reason: Reason { list: signal.into(), entry: entry.into(), category: category.into(), reason: reason.into() },
+        reason: Reason {
+            list: signal.into(),
+            entry: entry.into(),
+            category: category.into(),
+            reason: reason.into(),
+        },
     }
 }
 
@@ -343,9 +369,15 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     };
     if cfg.stir.enabled {
         let (score, entry) = match &stir {
-            StirOutcome::Verified { attest: Attest::A, .. } => (cfg.stir.score_a, "attest=A".to_string()),
-            StirOutcome::Verified { attest: Attest::B, .. } => (cfg.stir.score_b, "attest=B".into()),
-            StirOutcome::Verified { attest: Attest::C, .. } => (cfg.stir.score_c, "attest=C".into()),
+            StirOutcome::Verified {
+                attest: Attest::A, ..
+            } => (cfg.stir.score_a, "attest=A".to_string()),
+            StirOutcome::Verified {
+                attest: Attest::B, ..
+            } => (cfg.stir.score_b, "attest=B".into()),
+            StirOutcome::Verified {
+                attest: Attest::C, ..
+            } => (cfg.stir.score_c, "attest=C".into()),
             StirOutcome::PeerVerified => (cfg.stir.score_a, "verstat=TN-Validation-Passed".into()),
             StirOutcome::Pending { .. } => (cfg.stir.score_pending, "pending".into()),
             StirOutcome::Failed { code, .. } => (cfg.stir.score_failed, code.status().to_string()),
@@ -355,7 +387,13 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             hits.push(hit("stir", score, entry, "stir", stir.to_string()));
         }
     }
-    let well_attested = matches!(stir, StirOutcome::Verified { attest: Attest::A, .. } | StirOutcome::PeerVerified);
+    let well_attested = matches!(
+        stir,
+        StirOutcome::Verified {
+            attest: Attest::A,
+            ..
+        } | StirOutcome::PeerVerified
+    );
 
     if let Some(caller) = input.caller {
         if cfg.dno.enabled {
@@ -402,7 +440,10 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
         let key = state.calls.key(input.call_id);
         let fresh = state.calls.peek(key, |_| ()).is_none();
         if fresh {
-            let (keys, findings) = state.velocity.call_started(input.caller, input.source, callee, now_ms);
+            let (keys, findings) =
+                state
+                    .velocity
+                    .call_started(input.caller, input.source, callee, now_ms);
             let rec = CallRec {
                 keys,
                 caller: input.caller.map(Into::into),
@@ -413,10 +454,19 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             };
             let (_, gone) = state.calls.upsert(key, now_ms, || rec, |_| ());
             state.release(gone);
-            for kind in [velocity::KeyKind::Caller, velocity::KeyKind::Source, velocity::KeyKind::Prefix] {
-                let mine: Vec<&velocity::Finding> = findings.iter().filter(|f| f.kind == kind).collect();
+            for kind in [
+                velocity::KeyKind::Caller,
+                velocity::KeyKind::Source,
+                velocity::KeyKind::Prefix,
+            ] {
+                let mine: Vec<&velocity::Finding> =
+                    findings.iter().filter(|f| f.kind == kind).collect();
                 let Some(top) = mine.first() else { continue };
-                let what = mine.iter().map(|f| format!("{} {} ({})", f.measure, f.value, f.action.as_str())).collect::<Vec<_>>().join(", ");
+                let what = mine
+                    .iter()
+                    .map(|f| format!("{} {} ({})", f.measure, f.value, f.action.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let entry = match kind {
                     velocity::KeyKind::Caller => input.caller.unwrap_or("").to_string(),
                     velocity::KeyKind::Source => input.source.unwrap_or("").to_string(),
@@ -425,7 +475,13 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                         format!("{}*", &c[..n])
                     }),
                 };
-                hits.push(hit("velocity", cfg.levels.of(top.action), entry, "velocity", format!("{} {what}", kind.as_str())));
+                hits.push(hit(
+                    "velocity",
+                    cfg.levels.of(top.action),
+                    entry,
+                    "velocity",
+                    format!("{} {what}", kind.as_str()),
+                ));
             }
         }
     }
@@ -437,17 +493,31 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                 cfg.levels.of(top.action),
                 top.key.clone(),
                 "wangiri",
-                format!("{} {} rang {} distinct callees and hung up within seconds", top.scope, top.key, top.callees),
+                format!(
+                    "{} {} rang {} distinct callees and hung up within seconds",
+                    top.scope, top.key, top.callees
+                ),
             ));
         }
         if let Some(p) = state.reports.lookup(caller, now_unix) {
-            hits.push(hit("reports", cfg.levels.of(p.action), caller, "reported", format!("{} (until {})", p.evidence, p.expires)));
+            hits.push(hit(
+                "reports",
+                cfg.levels.of(p.action),
+                caller,
+                "reported",
+                format!("{} (until {})", p.evidence, p.expires),
+            ));
         }
     }
     Evaluation { hits, stir }
 }
 
-fn plausibility(input: &SignalInput<'_>, cfg: &PlausibilityConfig, well_attested: bool, hits: &mut Vec<SignalHit>) {
+fn plausibility(
+    input: &SignalInput<'_>,
+    cfg: &PlausibilityConfig,
+    well_attested: bool,
+    hits: &mut Vec<SignalHit>,
+) {
     let verdict = match (input.caller, input.caller_raw) {
         (Some(c), _) => plausible::check_e164(c),
         (None, Some(raw)) => plausible::check_raw(raw),
@@ -455,25 +525,42 @@ fn plausibility(input: &SignalInput<'_>, cfg: &PlausibilityConfig, well_attested
     };
     if let Some(why) = verdict {
         let score = match why {
-            Implausible::NotDialable | Implausible::TooLong | Implausible::TooShort => cfg.score_not_dialable,
+            Implausible::NotDialable | Implausible::TooLong | Implausible::TooShort => {
+                cfg.score_not_dialable
+            }
             Implausible::Unallocated => cfg.score_unallocated,
             Implausible::Fictional => cfg.score_fictional,
         };
         let shown = input.caller.or(input.caller_raw).unwrap_or("");
-        hits.push(hit("plausibility", score, shown, why.as_str(), format!("caller id {shown:?} is {}", why.as_str().replace('-', " "))));
+        hits.push(hit(
+            "plausibility",
+            score,
+            shown,
+            why.as_str(),
+            format!("caller id {shown:?} is {}", why.as_str().replace('-', " ")),
+        ));
     }
     let Some(caller) = input.caller else { return };
     if input.from_international_gateway {
         if let Some(country) = plausible::country_of(caller) {
-            let home = cfg.home_countries.iter().any(|c| c.eq_ignore_ascii_case(country));
-            let enforced = cfg.gateway_countries.iter().any(|c| c.eq_ignore_ascii_case(country));
+            let home = cfg
+                .home_countries
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(country));
+            let enforced = cfg
+                .gateway_countries
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(country));
             if home && enforced {
                 hits.push(hit(
                     "gateway",
                     cfg.score_gateway,
                     caller,
                     "spoofed",
-                    format!("domestic {country} number {caller} arrived from international gateway {}", input.peer.unwrap_or("?")),
+                    format!(
+                        "domestic {country} number {caller} arrived from international gateway {}",
+                        input.peer.unwrap_or("?")
+                    ),
                 ));
             }
         }

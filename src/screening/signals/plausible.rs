@@ -36,7 +36,11 @@ impl Implausible {
 pub fn country_of(e164: &str) -> Option<&'static str> {
     let d = e164.strip_prefix('+')?;
     if let Some(nsn) = d.strip_prefix('1') {
-        return Some(if nsn.len() >= 3 && CANADA_NPAS.contains(&&nsn[..3]) { "CA" } else { "US" });
+        return Some(if nsn.len() >= 3 && CANADA_NPAS.contains(&&nsn[..3]) {
+            "CA"
+        } else {
+            "US"
+        });
     }
     [("44", "GB"), ("49", "DE"), ("34", "ES"), ("61", "AU")]
         .into_iter()
@@ -55,16 +59,47 @@ const CANADA_NPAS: &[&str] = &[
 
 /// Ofcom's drama ranges (numbers reserved for TV, radio and tests), as E.164 prefixes.
 const GB_FICTIONAL: &[&str] = &[
-    "+447700900", "+442079460", "+441134960", "+441144960", "+441154960", "+441164960",
-    "+441174960", "+441184960", "+441214960", "+441314960", "+441414960", "+441514960",
-    "+441614960", "+442896496", "+442920180", "+441632960", "+448081570", "+449098790",
+    "+447700900",
+    "+442079460",
+    "+441134960",
+    "+441144960",
+    "+441154960",
+    "+441164960",
+    "+441174960",
+    "+441184960",
+    "+441214960",
+    "+441314960",
+    "+441414960",
+    "+441514960",
+    "+441614960",
+    "+442896496",
+    "+442920180",
+    "+441632960",
+    "+448081570",
+    "+449098790",
     "+443069990",
 ];
 
 /// ACMA's numbers for fiction, as E.164 prefixes.
 const AU_FICTIONAL: &[&str] = &[
-    "+6125550", "+6135550", "+6175550", "+6185550", "+6127010", "+6137010", "+6177010", "+6187010", "+61491570", "+61491571", "+61491572", "+61491573", "+61491574", "+61491575",
-    "+61491576", "+61491577", "+61491578", "+61491579",
+    "+6125550",
+    "+6135550",
+    "+6175550",
+    "+6185550",
+    "+6127010",
+    "+6137010",
+    "+6177010",
+    "+6187010",
+    "+61491570",
+    "+61491571",
+    "+61491572",
+    "+61491573",
+    "+61491574",
+    "+61491575",
+    "+61491576",
+    "+61491577",
+    "+61491578",
+    "+61491579",
 ];
 
 /// Checks the raw caller ID as received (user part), before or without normalisation.
@@ -91,7 +126,9 @@ pub fn check_raw(raw: &str) -> Option<Implausible> {
 
 /// Checks an E.164 number (`+` and digits) against the shape and the country rule packs.
 pub fn check_e164(e164: &str) -> Option<Implausible> {
-    let Some(d) = e164.strip_prefix('+') else { return Some(Implausible::NotDialable) };
+    let Some(d) = e164.strip_prefix('+') else {
+        return Some(Implausible::NotDialable);
+    };
     if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Implausible::NotDialable);
     }
@@ -198,8 +235,7 @@ pub fn is_neighbour(caller: &str, callee: &str, tail: usize) -> bool {
         return false;
     }
     let keep = caller.len() - tail;
-    caller.as_bytes()[..keep] == callee.as_bytes()[..keep]
-        && country_code_len(caller) + 2 <= keep
+    caller.as_bytes()[..keep] == callee.as_bytes()[..keep] && country_code_len(caller) + 2 <= keep
 }
 
 fn country_code_len(e164: &str) -> usize {
@@ -208,9 +244,11 @@ fn country_code_len(e164: &str) -> usize {
     let d = e164.trim_start_matches('+');
     if d.starts_with('1') || d.starts_with('7') {
         1
-    } else if ["44", "49", "34", "61", "33", "39", "31", "32", "41", "43", "45", "46", "47", "48"]
-        .iter()
-        .any(|cc| d.starts_with(cc))
+    } else if [
+        "44", "49", "34", "61", "33", "39", "31", "32", "41", "43", "45", "46", "47", "48",
+    ]
+    .iter()
+    .any(|cc| d.starts_with(cc))
     {
         2
     } else {

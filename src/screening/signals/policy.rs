@@ -111,19 +111,30 @@ impl Policy {
     /// Checks the config; errors name the setting and what was expected.
     pub fn new(cfg: PolicyConfig) -> Result<Policy, String> {
         if cfg.warn_at <= 0 || cfg.block_at < cfg.warn_at {
-            return Err(format!("policy: need 0 < warn_at <= block_at, got warn_at {} block_at {}", cfg.warn_at, cfg.block_at));
+            return Err(format!(
+                "policy: need 0 < warn_at <= block_at, got warn_at {} block_at {}",
+                cfg.warn_at, cfg.block_at
+            ));
         }
         for t in &cfg.tenants {
             if t.name.is_empty() {
                 return Err("policy.tenant: name is required".into());
             }
             if t.callee_prefixes.is_empty() && t.peers.is_empty() {
-                return Err(format!("policy.tenant {}: give callee_prefixes or peers", t.name));
+                return Err(format!(
+                    "policy.tenant {}: give callee_prefixes or peers",
+                    t.name
+                ));
             }
             if let Some(p) = t.callee_prefixes.iter().find(|p| {
-                p.strip_prefix('+').map_or(true, |d| d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()))
+                p.strip_prefix('+').map_or(true, |d| {
+                    d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit())
+                })
             }) {
-                return Err(format!("policy.tenant {}: callee prefix {p:?} is not + and digits", t.name));
+                return Err(format!(
+                    "policy.tenant {}: callee prefix {p:?} is not + and digits",
+                    t.name
+                ));
             }
         }
         Ok(Policy { cfg })
@@ -131,7 +142,12 @@ impl Policy {
 
     fn tenant(&self, ctx: &PolicyContext<'_>) -> Option<&TenantConfig> {
         if let Some(peer) = ctx.peer {
-            if let Some(t) = self.cfg.tenants.iter().find(|t| t.peers.iter().any(|p| p == peer)) {
+            if let Some(t) = self
+                .cfg
+                .tenants
+                .iter()
+                .find(|t| t.peers.iter().any(|p| p == peer))
+            {
                 return Some(t);
             }
         }
@@ -140,7 +156,12 @@ impl Policy {
             .tenants
             .iter()
             .filter_map(|t| {
-                t.callee_prefixes.iter().filter(|p| callee.starts_with(p.as_str())).map(|p| p.len()).max().map(|l| (l, t))
+                t.callee_prefixes
+                    .iter()
+                    .filter(|p| callee.starts_with(p.as_str()))
+                    .map(|p| p.len())
+                    .max()
+                    .map(|l| (l, t))
             })
             .max_by_key(|(l, _)| *l)
             .map(|(_, t)| t)
@@ -166,7 +187,12 @@ struct Tally {
 }
 
 fn tally(items: &[Item<'_>], enforced: &[bool], all: bool) -> Tally {
-    let mut t = Tally { score: 0, dno: false, allow: false, emergency: false };
+    let mut t = Tally {
+        score: 0,
+        dno: false,
+        allow: false,
+        emergency: false,
+    };
     for (it, &enf) in items.iter().zip(enforced) {
         // Calls to emergency numbers are never held back, log-only or not.
         t.emergency |= it.emergency;
@@ -180,7 +206,12 @@ fn tally(items: &[Item<'_>], enforced: &[bool], all: bool) -> Tally {
 }
 
 /// Decides a call from its list matches and signal hits.
-pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, policy: &Policy) -> Decision {
+pub fn decide(
+    lists: &[ListMatch],
+    hits: &[SignalHit],
+    ctx: &PolicyContext<'_>,
+    policy: &Policy,
+) -> Decision {
     let cfg = &policy.cfg;
     let mut items = Vec::with_capacity(lists.len() + hits.len());
     for m in lists {
@@ -190,7 +221,14 @@ pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, 
             EntryAction::Block => (cfg.list_block_score, false),
         };
         let dno = m.reason.category.eq_ignore_ascii_case("dno") && m.action == EntryAction::Block;
-        items.push(Item { score, name: &m.reason.list, dno, allow, emergency: false, reason: &m.reason });
+        items.push(Item {
+            score,
+            name: &m.reason.list,
+            dno,
+            allow,
+            emergency: false,
+            reason: &m.reason,
+        });
     }
     push_hits(&mut items, hits);
     decide_items(&items, ctx, policy)
@@ -198,7 +236,14 @@ pub fn decide(lists: &[ListMatch], hits: &[SignalHit], ctx: &PolicyContext<'_>, 
 
 fn push_hits<'r>(items: &mut Vec<Item<'r>>, hits: &'r [SignalHit]) {
     for h in hits {
-        items.push(Item { score: h.score, name: h.signal, dno: h.dno, allow: false, emergency: false, reason: &h.reason });
+        items.push(Item {
+            score: h.score,
+            name: h.signal,
+            dno: h.dno,
+            allow: false,
+            emergency: false,
+            reason: &h.reason,
+        });
     }
 }
 
@@ -209,14 +254,26 @@ fn push_hits<'r>(items: &mut Vec<Item<'r>>, hits: &'r [SignalHit]) {
 /// allow entry; an `emergency` reason from the screening policy always passes the call. Each
 /// reason's text in the final verdict starts with its score (`(+50) ...`); log-only ones start
 /// with `(log-only +50)`, and a `policy`/`would-have` reason says what they would have done.
-pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_>, policy: &Policy) -> (Verdict, Decision) {
+pub fn decide_verdict(
+    list: &Verdict,
+    hits: &[SignalHit],
+    ctx: &PolicyContext<'_>,
+    policy: &Policy,
+) -> (Verdict, Decision) {
     let cfg = &policy.cfg;
     let mut items = Vec::with_capacity(list.reasons.len() + hits.len());
     let mut scored = false;
     for r in &list.reasons {
         let from_policy = r.list == POLICY_LIST;
         if from_policy && r.category == "emergency" {
-            items.push(Item { score: 0, name: &r.list, dno: false, allow: false, emergency: true, reason: r });
+            items.push(Item {
+                score: 0,
+                name: &r.list,
+                dno: false,
+                allow: false,
+                emergency: true,
+                reason: r,
+            });
             continue;
         }
         let (score, allow) = match list.action {
@@ -228,7 +285,14 @@ pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_
         let score = if scored { 0 } else { score };
         scored |= score != 0;
         let dno = r.category.eq_ignore_ascii_case("dno") && list.action == Action::Block;
-        items.push(Item { score, name: &r.list, dno, allow, emergency: false, reason: r });
+        items.push(Item {
+            score,
+            name: &r.list,
+            dno,
+            allow,
+            emergency: false,
+            reason: r,
+        });
     }
     push_hits(&mut items, hits);
     let d = decide_items(&items, ctx, policy);
@@ -237,7 +301,11 @@ pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_
         .iter()
         .map(|c| {
             let mut r = c.reason.clone();
-            r.reason = if c.enforced { format!("(+{}) {}", c.score, r.reason) } else { format!("(log-only +{}) {}", c.score, r.reason) };
+            r.reason = if c.enforced {
+                format!("(+{}) {}", c.score, r.reason)
+            } else {
+                format!("(log-only +{}) {}", c.score, r.reason)
+            };
             r
         })
         .collect();
@@ -246,7 +314,10 @@ pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_
             list: POLICY_LIST.into(),
             entry: "log-only".into(),
             category: "would-have".into(),
-            reason: format!("log-only lists and signals would have made this call {}", w.as_str()),
+            reason: format!(
+                "log-only lists and signals would have made this call {}",
+                w.as_str()
+            ),
         });
     }
     if let Some(o) = d.overridden_by {
@@ -257,8 +328,17 @@ pub fn decide_verdict(list: &Verdict, hits: &[SignalHit], ctx: &PolicyContext<'_
             reason: format!("decided by the {o} override"),
         });
     }
-    let refusal = if d.action == Action::Block && list.action == Action::Block { list.refusal } else { Refusal::Blocked };
-    let v = Verdict { action: d.action, caller: list.caller.clone(), reasons, refusal };
+    let refusal = if d.action == Action::Block && list.action == Action::Block {
+        list.refusal
+    } else {
+        Refusal::Blocked
+    };
+    let v = Verdict {
+        action: d.action,
+        caller: list.caller.clone(),
+        reasons,
+        refusal,
+    };
     (v, d)
 }
 
@@ -266,7 +346,8 @@ fn decide_items(items: &[Item<'_>], ctx: &PolicyContext<'_>, policy: &Policy) ->
     let cfg = &policy.cfg;
     let tenant = policy.tenant(ctx);
     let log_only = |name: &str| {
-        cfg.log_only.iter().any(|n| n == name) || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
+        cfg.log_only.iter().any(|n| n == name)
+            || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
     };
     let enforced: Vec<bool> = items.iter().map(|it| !log_only(it.name)).collect();
     let warn_at = tenant.and_then(|t| t.warn_at).unwrap_or(cfg.warn_at);
@@ -299,10 +380,18 @@ fn decide_items(items: &[Item<'_>], ctx: &PolicyContext<'_>, policy: &Policy) ->
     let mut contributions: Vec<Contribution> = items
         .iter()
         .zip(&enforced)
-        .map(|(it, enf)| Contribution { score: it.score, enforced: *enf, reason: it.reason.clone() })
+        .map(|(it, enf)| Contribution {
+            score: it.score,
+            enforced: *enf,
+            reason: it.reason.clone(),
+        })
         .collect();
     contributions.sort_by(|a, b| b.enforced.cmp(&a.enforced).then(b.score.cmp(&a.score)));
-    let reasons = contributions.iter().filter(|c| c.enforced).map(|c| c.reason.clone()).collect();
+    let reasons = contributions
+        .iter()
+        .filter(|c| c.enforced)
+        .map(|c| c.reason.clone())
+        .collect();
     Decision {
         action,
         score: now.score,
@@ -319,15 +408,28 @@ mod tests {
     use super::*;
 
     fn reason(list: &str, category: &str) -> Reason {
-        Reason { list: list.into(), entry: "+12027620143".into(), category: category.into(), reason: "test".into() }
+        Reason {
+            list: list.into(),
+            entry: "+12027620143".into(),
+            category: category.into(),
+            reason: "test".into(),
+        }
     }
 
     fn lm(action: EntryAction, list: &str, category: &str) -> ListMatch {
-        ListMatch { action, reason: reason(list, category) }
+        ListMatch {
+            action,
+            reason: reason(list, category),
+        }
     }
 
     fn sh(signal: &'static str, score: i32, dno: bool) -> SignalHit {
-        SignalHit { signal, score, dno, reason: reason(signal, signal) }
+        SignalHit {
+            signal,
+            score,
+            dno,
+            reason: reason(signal, signal),
+        }
     }
 
     fn policy() -> Policy {
@@ -363,34 +465,174 @@ mod tests {
     fn decisions_table() {
         use Action::*;
         use EntryAction as E;
-        type Case = (Vec<ListMatch>, Vec<SignalHit>, Option<&'static str>, Option<&'static str>, Action, i32, Option<Action>, Option<&'static str>);
+        type Case = (
+            Vec<ListMatch>,
+            Vec<SignalHit>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Action,
+            i32,
+            Option<Action>,
+            Option<&'static str>,
+        );
         let cases: Vec<Case> = vec![
             (vec![], vec![], None, None, Pass, 0, None, None),
-            (vec![lm(E::Block, "blocklist", "scam")], vec![], None, None, Block, 100, None, None),
-            (vec![lm(E::Warn, "blocklist", "robocall")], vec![], None, None, Warn, 50, None, None),
-            (vec![], vec![sh("stir", 20, false), sh("neighbour", 50, false)], None, None, Warn, 70, None, None),
-            (vec![], vec![sh("velocity", 50, false), sh("brand", 50, false)], None, None, Block, 100, None, None),
+            (
+                vec![lm(E::Block, "blocklist", "scam")],
+                vec![],
+                None,
+                None,
+                Block,
+                100,
+                None,
+                None,
+            ),
+            (
+                vec![lm(E::Warn, "blocklist", "robocall")],
+                vec![],
+                None,
+                None,
+                Warn,
+                50,
+                None,
+                None,
+            ),
+            (
+                vec![],
+                vec![sh("stir", 20, false), sh("neighbour", 50, false)],
+                None,
+                None,
+                Warn,
+                70,
+                None,
+                None,
+            ),
+            (
+                vec![],
+                vec![sh("velocity", 50, false), sh("brand", 50, false)],
+                None,
+                None,
+                Block,
+                100,
+                None,
+                None,
+            ),
             // Allow beats scores ...
-            (vec![lm(E::Allow, "allow", "customer"), lm(E::Block, "blocklist", "scam")], vec![sh("velocity", 100, false)], None, None, Pass, 200, None, Some("allow")),
+            (
+                vec![
+                    lm(E::Allow, "allow", "customer"),
+                    lm(E::Block, "blocklist", "scam"),
+                ],
+                vec![sh("velocity", 100, false)],
+                None,
+                None,
+                Pass,
+                200,
+                None,
+                Some("allow"),
+            ),
             // ... but not a Do-Not-Originate hit, from a signal or from a dno list entry.
-            (vec![lm(E::Allow, "allow", "customer")], vec![sh("dno", 100, true)], None, None, Block, 100, None, Some("dno")),
-            (vec![lm(E::Block, "gov-dno", "dno"), lm(E::Allow, "allow", "customer")], vec![], None, None, Block, 100, None, Some("dno")),
+            (
+                vec![lm(E::Allow, "allow", "customer")],
+                vec![sh("dno", 100, true)],
+                None,
+                None,
+                Block,
+                100,
+                None,
+                Some("dno"),
+            ),
+            (
+                vec![
+                    lm(E::Block, "gov-dno", "dno"),
+                    lm(E::Allow, "allow", "customer"),
+                ],
+                vec![],
+                None,
+                None,
+                Block,
+                100,
+                None,
+                Some("dno"),
+            ),
             // Log-only sources are shown, not enforced.
-            (vec![lm(E::Block, "partner-feed", "scam")], vec![], None, None, Pass, 0, Some(Block), None),
-            (vec![], vec![sh("wangiri", 100, false), sh("stir", 20, false)], None, None, Pass, 20, Some(Block), None),
+            (
+                vec![lm(E::Block, "partner-feed", "scam")],
+                vec![],
+                None,
+                None,
+                Pass,
+                0,
+                Some(Block),
+                None,
+            ),
+            (
+                vec![],
+                vec![sh("wangiri", 100, false), sh("stir", 20, false)],
+                None,
+                None,
+                Pass,
+                20,
+                Some(Block),
+                None,
+            ),
             // Tenants: never-block turns a block into a warning ...
-            (vec![lm(E::Block, "blocklist", "scam")], vec![], Some("+442079450000"), None, Warn, 100, None, Some("never-block")),
+            (
+                vec![lm(E::Block, "blocklist", "scam")],
+                vec![],
+                Some("+442079450000"),
+                None,
+                Warn,
+                100,
+                None,
+                Some("never-block"),
+            ),
             // ... the longest prefix wins, with its own thresholds ...
-            (vec![], vec![sh("stir", 20, false), sh("neighbour", 25, false)], Some("+442079460123"), None, Block, 45, None, None),
+            (
+                vec![],
+                vec![sh("stir", 20, false), sh("neighbour", 25, false)],
+                Some("+442079460123"),
+                None,
+                Block,
+                45,
+                None,
+                None,
+            ),
             // ... and a peer's tenant has its own log-only names.
-            (vec![lm(E::Block, "blocklist", "scam")], vec![sh("velocity", 50, false)], Some("+442079460123"), Some("pbx-b"), Pass, 0, Some(Block), None),
+            (
+                vec![lm(E::Block, "blocklist", "scam")],
+                vec![sh("velocity", 50, false)],
+                Some("+442079460123"),
+                Some("pbx-b"),
+                Pass,
+                0,
+                Some(Block),
+                None,
+            ),
         ];
         let p = policy();
-        for (i, (lists, hits, callee, peer, action, score, would, over)) in cases.iter().enumerate() {
-            let d = decide(lists, hits, &PolicyContext { callee: *callee, peer: *peer }, &p);
-            assert_eq!((d.action, d.score, d.would_have, d.overridden_by), (*action, *score, *would, *over), "case {i}: {d:?}");
+        for (i, (lists, hits, callee, peer, action, score, would, over)) in cases.iter().enumerate()
+        {
+            let d = decide(
+                lists,
+                hits,
+                &PolicyContext {
+                    callee: *callee,
+                    peer: *peer,
+                },
+                &p,
+            );
+            assert_eq!(
+                (d.action, d.score, d.would_have, d.overridden_by),
+                (*action, *score, *would, *over),
+                "case {i}: {d:?}"
+            );
             assert_eq!(d.contributions.len(), lists.len() + hits.len(), "case {i}");
-            assert_eq!(d.reasons.len(), d.contributions.iter().filter(|c| c.enforced).count(), "case {i}");
+            assert_eq!(
+                d.reasons.len(),
+                d.contributions.iter().filter(|c| c.enforced).count(),
+                "case {i}"
+            );
         }
     }
 
@@ -403,30 +645,103 @@ mod tests {
             reasons: reasons.iter().map(|(l, c)| reason(l, c)).collect(),
             refusal: Refusal::Blocked,
         };
-        type Case = (Verdict, Vec<SignalHit>, Action, Option<&'static str>, Option<Action>);
+        type Case = (
+            Verdict,
+            Vec<SignalHit>,
+            Action,
+            Option<&'static str>,
+            Option<Action>,
+        );
         let cases: Vec<Case> = vec![
             (verdict(Action::Pass, &[]), vec![], Action::Pass, None, None),
-            (verdict(Action::Pass, &[]), vec![sh("brand", 100, false)], Action::Block, None, None),
-            (verdict(Action::Warn, &[("blocklist", "robocall"), (POLICY_LIST, "anonymous")]), vec![], Action::Warn, None, None),
-            (verdict(Action::Warn, &[("blocklist", "robocall")]), vec![sh("stir", 60, false)], Action::Block, None, None),
+            (
+                verdict(Action::Pass, &[]),
+                vec![sh("brand", 100, false)],
+                Action::Block,
+                None,
+                None,
+            ),
+            (
+                verdict(
+                    Action::Warn,
+                    &[("blocklist", "robocall"), (POLICY_LIST, "anonymous")],
+                ),
+                vec![],
+                Action::Warn,
+                None,
+                None,
+            ),
+            (
+                verdict(Action::Warn, &[("blocklist", "robocall")]),
+                vec![sh("stir", 60, false)],
+                Action::Block,
+                None,
+                None,
+            ),
             // An allow entry: screen() passes with the list's reason.
-            (verdict(Action::Pass, &[("allow", "customer")]), vec![sh("velocity", 100, false)], Action::Pass, Some("allow"), None),
+            (
+                verdict(Action::Pass, &[("allow", "customer")]),
+                vec![sh("velocity", 100, false)],
+                Action::Pass,
+                Some("allow"),
+                None,
+            ),
             // Emergency beats even a Do-Not-Originate hit.
-            (verdict(Action::Pass, &[("blocklist", "scam"), (POLICY_LIST, "emergency")]), vec![sh("dno", 100, true)], Action::Pass, Some("emergency"), None),
-            (verdict(Action::Block, &[("do-not-originate", "dno")]), vec![], Action::Block, Some("dno"), None),
-            (verdict(Action::Block, &[("partner-feed", "scam")]), vec![], Action::Pass, None, Some(Action::Block)),
+            (
+                verdict(
+                    Action::Pass,
+                    &[("blocklist", "scam"), (POLICY_LIST, "emergency")],
+                ),
+                vec![sh("dno", 100, true)],
+                Action::Pass,
+                Some("emergency"),
+                None,
+            ),
+            (
+                verdict(Action::Block, &[("do-not-originate", "dno")]),
+                vec![],
+                Action::Block,
+                Some("dno"),
+                None,
+            ),
+            (
+                verdict(Action::Block, &[("partner-feed", "scam")]),
+                vec![],
+                Action::Pass,
+                None,
+                Some(Action::Block),
+            ),
         ];
         let p = policy();
         for (i, (list, hits, action, over, would)) in cases.iter().enumerate() {
             let (v, d) = decide_verdict(list, hits, &PolicyContext::default(), &p);
-            assert_eq!((v.action, d.overridden_by, d.would_have), (*action, *over, *would), "case {i}: {v:?}");
+            assert_eq!(
+                (v.action, d.overridden_by, d.would_have),
+                (*action, *over, *would),
+                "case {i}: {v:?}"
+            );
             for h in hits {
-                let shown = v.reasons.iter().find(|r| r.list == h.signal).expect("every hit is in the verdict");
-                assert!(shown.reason.starts_with(&format!("(+{}) ", h.score)), "case {i}: {shown:?}");
+                let shown = v
+                    .reasons
+                    .iter()
+                    .find(|r| r.list == h.signal)
+                    .expect("every hit is in the verdict");
+                assert!(
+                    shown.reason.starts_with(&format!("(+{}) ", h.score)),
+                    "case {i}: {shown:?}"
+                );
             }
             if would.is_some() {
-                assert!(v.reasons.iter().any(|r| r.category == "would-have"), "case {i}: {v:?}");
-                assert!(v.reasons.iter().any(|r| r.reason.starts_with("(log-only +")), "case {i}: {v:?}");
+                assert!(
+                    v.reasons.iter().any(|r| r.category == "would-have"),
+                    "case {i}: {v:?}"
+                );
+                assert!(
+                    v.reasons
+                        .iter()
+                        .any(|r| r.reason.starts_with("(log-only +")),
+                    "case {i}: {v:?}"
+                );
             }
         }
     }
@@ -450,11 +765,28 @@ mod tests {
     #[test]
     fn bad_policies_are_refused() {
         let bad = [
-            PolicyConfig { warn_at: 0, ..PolicyConfig::default() },
-            PolicyConfig { warn_at: 100, block_at: 50, ..PolicyConfig::default() },
-            PolicyConfig { tenants: vec![TenantConfig { name: "x".into(), ..TenantConfig::default() }], ..PolicyConfig::default() },
             PolicyConfig {
-                tenants: vec![TenantConfig { name: "x".into(), callee_prefixes: vec!["4420".into()], ..TenantConfig::default() }],
+                warn_at: 0,
+                ..PolicyConfig::default()
+            },
+            PolicyConfig {
+                warn_at: 100,
+                block_at: 50,
+                ..PolicyConfig::default()
+            },
+            PolicyConfig {
+                tenants: vec![TenantConfig {
+                    name: "x".into(),
+                    ..TenantConfig::default()
+                }],
+                ..PolicyConfig::default()
+            },
+            PolicyConfig {
+                tenants: vec![TenantConfig {
+                    name: "x".into(),
+                    callee_prefixes: vec!["4420".into()],
+                    ..TenantConfig::default()
+                }],
                 ..PolicyConfig::default()
             },
         ];

@@ -105,7 +105,10 @@ pub struct Reported {
 
 impl Aging for Reported {
     fn idle_after_ms(&self) -> u64 {
-        let until = self.promoted.map_or(0, |p| p.1).max(self.latest + self.window);
+        let until = self
+            .promoted
+            .map_or(0, |p| p.1)
+            .max(self.latest + self.window);
         (until.max(0) as u64).saturating_mul(1000)
     }
 }
@@ -146,7 +149,12 @@ impl ReportBook {
         let (p, _) = self.callers.upsert(
             key,
             (now_unix.max(0) as u64) * 1000,
-            || Reported { seen: Vec::new(), promoted: None, latest: r.at, window },
+            || Reported {
+                seen: Vec::new(),
+                promoted: None,
+                latest: r.at,
+                window,
+            },
             |e| {
                 e.seen.retain(|s| s.at > now_unix - window);
                 e.latest = e.latest.max(r.at);
@@ -156,11 +164,21 @@ impl ReportBook {
                 } else {
                     if e.seen.len() >= cap {
                         // Enough reporters to block are already here; keep the newest.
-                        if let Some(i) = e.seen.iter().enumerate().min_by_key(|(_, s)| s.at).map(|(i, _)| i) {
+                        if let Some(i) = e
+                            .seen
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, s)| s.at)
+                            .map(|(i, _)| i)
+                        {
                             e.seen.swap_remove(i);
                         }
                     }
-                    e.seen.push(Seen { reporter, at: r.at, category: r.category.clone() });
+                    e.seen.push(Seen {
+                        reporter,
+                        at: r.at,
+                        category: r.category.clone(),
+                    });
                 }
                 let n = e.seen.len() as u32;
                 let reached = if n >= cfg.block_reporters {
@@ -173,7 +191,9 @@ impl ReportBook {
                 if let Some((action, expires)) = reached {
                     e.promoted = match e.promoted {
                         // A block stays a block until it expires.
-                        Some((Action::Block, until)) if until > now_unix && action == Action::Warn => {
+                        Some((Action::Block, until))
+                            if until > now_unix && action == Action::Warn =>
+                        {
                             Some((Action::Block, until))
                         }
                         _ => Some((action, expires)),
@@ -190,7 +210,11 @@ impl ReportBook {
         if !self.cfg.enabled {
             return None;
         }
-        self.callers.peek(self.callers.key(caller), |e| promotion_of(e, &self.cfg, now_unix)).flatten()
+        self.callers
+            .peek(self.callers.key(caller), |e| {
+                promotion_of(e, &self.cfg, now_unix)
+            })
+            .flatten()
     }
 
     /// Callers tracked.
@@ -212,7 +236,11 @@ fn promotion_of(e: &Reported, cfg: &ReportsConfig, now: i64) -> Option<Promotion
     if expires <= now {
         return None;
     }
-    let recent: Vec<&Seen> = e.seen.iter().filter(|s| s.at > now - cfg.window_secs).collect();
+    let recent: Vec<&Seen> = e
+        .seen
+        .iter()
+        .filter(|s| s.at > now - cfg.window_secs)
+        .collect();
     let mut cats: BTreeMap<&str, u32> = BTreeMap::new();
     for s in &recent {
         *cats.entry(s.category.as_str()).or_default() += 1;
@@ -225,7 +253,12 @@ fn promotion_of(e: &Reported, cfg: &ReportsConfig, now: i64) -> Option<Promotion
         cats.join(", "),
         e.latest
     );
-    Some(Promotion { action, expires, reporters: recent.len() as u32, evidence })
+    Some(Promotion {
+        action,
+        expires,
+        reporters: recent.len() as u32,
+        evidence,
+    })
 }
 
 #[cfg(test)]
@@ -251,19 +284,55 @@ mod tests {
         type Case = (&'static [(&'static str, i64)], Option<Action>);
         let cases: &[Case] = &[
             (&[("+442071838750", 10), ("+442071838751", 5)], None),
-            (&[("+442071838750", 10), ("+442071838751", 5), ("+34912345678", 1)], Some(Action::Warn)),
-            // One reporter a hundred times is one reporter.
-            (&[("+442071838750", 10); 100], None),
-            (&[("+442071838750", 10), ("+442071838750", 9), ("+442071838750", 8), ("+61291234567", 7)], None),
-            // The caller reporting itself does not count.
-            (&[("+12027620143", 3), ("+442071838750", 2), ("+61291234567", 1)], None),
-            // Older than the 7-day window.
-            (&[("+442071838750", 8 * 86_400), ("+442071838751", 8 * 86_400), ("+34912345678", 1)], None),
             (
                 &[
-                    ("+4930123450", 1), ("+4930123451", 2), ("+4930123452", 3), ("+4930123453", 4),
-                    ("+4930123454", 5), ("+4930123455", 6), ("+4930123456", 7), ("+4930123457", 8),
-                    ("+4930123458", 9), ("+4930123459", 10),
+                    ("+442071838750", 10),
+                    ("+442071838751", 5),
+                    ("+34912345678", 1),
+                ],
+                Some(Action::Warn),
+            ),
+            // One reporter a hundred times is one reporter.
+            (&[("+442071838750", 10); 100], None),
+            (
+                &[
+                    ("+442071838750", 10),
+                    ("+442071838750", 9),
+                    ("+442071838750", 8),
+                    ("+61291234567", 7),
+                ],
+                None,
+            ),
+            // The caller reporting itself does not count.
+            (
+                &[
+                    ("+12027620143", 3),
+                    ("+442071838750", 2),
+                    ("+61291234567", 1),
+                ],
+                None,
+            ),
+            // Older than the 7-day window.
+            (
+                &[
+                    ("+442071838750", 8 * 86_400),
+                    ("+442071838751", 8 * 86_400),
+                    ("+34912345678", 1),
+                ],
+                None,
+            ),
+            (
+                &[
+                    ("+4930123450", 1),
+                    ("+4930123451", 2),
+                    ("+4930123452", 3),
+                    ("+4930123453", 4),
+                    ("+4930123454", 5),
+                    ("+4930123455", 6),
+                    ("+4930123456", 7),
+                    ("+4930123457", 8),
+                    ("+4930123458", 9),
+                    ("+4930123459", 10),
                 ],
                 Some(Action::Block),
             ),
@@ -273,39 +342,77 @@ mod tests {
             for (reporter, ago) in reports.iter() {
                 book.record(&report("+12027620143", reporter, T - ago, "robocall"), T);
             }
-            assert_eq!(book.lookup("+12027620143", T).map(|p| p.action), *want, "case {i}");
+            assert_eq!(
+                book.lookup("+12027620143", T).map(|p| p.action),
+                *want,
+                "case {i}"
+            );
             assert!(book.lookup("+12027620144", T).is_none());
         }
     }
 
     #[test]
     fn promotion_expires_and_carries_evidence() {
-        let cfg = ReportsConfig { warn_ttl_secs: 3_600, ..ReportsConfig::default() };
+        let cfg = ReportsConfig {
+            warn_ttl_secs: 3_600,
+            ..ReportsConfig::default()
+        };
         let book = ReportBook::new(cfg);
         book.record(&report("+447911123456", "+442071838750", T, "scam"), T);
         book.record(&report("+447911123456", "+442071838751", T, "scam"), T);
-        let p = book.record(&report("+447911123456", "+34912345678", T, "robocall"), T).unwrap();
+        let p = book
+            .record(&report("+447911123456", "+34912345678", T, "robocall"), T)
+            .unwrap();
         assert_eq!(p.action, Action::Warn);
         assert_eq!(p.expires, T + 3_600);
         assert_eq!(p.reporters, 3);
-        assert!(p.evidence.contains("3 distinct reporters"), "{}", p.evidence);
-        assert!(p.evidence.contains("robocall x1, scam x2"), "{}", p.evidence);
+        assert!(
+            p.evidence.contains("3 distinct reporters"),
+            "{}",
+            p.evidence
+        );
+        assert!(
+            p.evidence.contains("robocall x1, scam x2"),
+            "{}",
+            p.evidence
+        );
         assert!(book.lookup("+447911123456", T + 3_601).is_none());
     }
 
     #[test]
     fn block_is_not_downgraded_while_in_force() {
-        let cfg = ReportsConfig { warn_reporters: 2, block_reporters: 3, ..ReportsConfig::default() };
+        let cfg = ReportsConfig {
+            warn_reporters: 2,
+            block_reporters: 3,
+            ..ReportsConfig::default()
+        };
         let book = ReportBook::new(cfg);
-        for (i, r) in ["+61291234560", "+61291234561", "+61291234562"].iter().enumerate() {
-            book.record(&report("+61412345678", r, T + i as i64, "scam"), T + i as i64);
+        for (i, r) in ["+61291234560", "+61291234561", "+61291234562"]
+            .iter()
+            .enumerate()
+        {
+            book.record(
+                &report("+61412345678", r, T + i as i64, "scam"),
+                T + i as i64,
+            );
         }
-        assert_eq!(book.lookup("+61412345678", T + 3).unwrap().action, Action::Block);
+        assert_eq!(
+            book.lookup("+61412345678", T + 3).unwrap().action,
+            Action::Block
+        );
         // Eight days later the old reporters are outside the window; two new ones reach only
         // the warn level, which must not shorten the block still in force.
         let later = T + 8 * 86_400;
-        book.record(&report("+61412345678", "+61291234563", later, "scam"), later);
-        let p = book.record(&report("+61412345678", "+61291234564", later, "scam"), later).unwrap();
+        book.record(
+            &report("+61412345678", "+61291234563", later, "scam"),
+            later,
+        );
+        let p = book
+            .record(
+                &report("+61412345678", "+61291234564", later, "scam"),
+                later,
+            )
+            .unwrap();
         assert_eq!((p.action, p.expires), (Action::Block, T + 2 + 30 * 86_400));
     }
 }

@@ -24,7 +24,9 @@ pub use super::certchain::TrustedCert;
 /// Base64url as JWS writes it (no padding), tolerating padding from sloppy signers.
 const B64: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
-    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// What the certificate cache knows about an `x5u` URL.
@@ -137,7 +139,12 @@ impl StirCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StirOutcome {
     /// Signature, chain, freshness and numbers all check out.
-    Verified { attest: Attest, orig: String, origid: Option<String>, x5u: String },
+    Verified {
+        attest: Attest,
+        orig: String,
+        origid: Option<String>,
+        x5u: String,
+    },
     /// No usable `Identity`, but a trusted peer says `verstat=TN-Validation-Passed`.
     PeerVerified,
     /// The certificate is being fetched; nothing can be said yet.
@@ -169,10 +176,16 @@ impl StirOutcome {
 impl fmt::Display for StirOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StirOutcome::Verified { attest, orig, .. } => write!(f, "verified, attestation {} for +{orig}", attest.as_str()),
+            StirOutcome::Verified { attest, orig, .. } => {
+                write!(f, "verified, attestation {} for +{orig}", attest.as_str())
+            }
             StirOutcome::PeerVerified => f.write_str("TN-Validation-Passed from a trusted peer"),
-            StirOutcome::Pending { x5u } => write!(f, "unknown: certificate {x5u} is being fetched"),
-            StirOutcome::Failed { code, why } => write!(f, "{} {}: {why}", code.status(), code.phrase()),
+            StirOutcome::Pending { x5u } => {
+                write!(f, "unknown: certificate {x5u} is being fetched")
+            }
+            StirOutcome::Failed { code, why } => {
+                write!(f, "{} {}: {why}", code.status(), code.phrase())
+            }
             StirOutcome::Absent => f.write_str("no identity"),
         }
     }
@@ -207,7 +220,10 @@ pub struct IdentityHeader<'a> {
 }
 
 fn fail(code: StirCode, why: impl Into<String>) -> StirOutcome {
-    StirOutcome::Failed { code, why: why.into() }
+    StirOutcome::Failed {
+        code,
+        why: why.into(),
+    }
 }
 
 /// Splits `token;info=<url>;alg=ES256;ppt=shaken`.
@@ -215,16 +231,29 @@ pub fn parse_identity(value: &str) -> Result<IdentityHeader<'_>, StirOutcome> {
     let mut parts = value.trim().split(';');
     let token = parts.next().unwrap_or("").trim();
     let mut pieces = token.split('.');
-    let (Some(header), Some(claims), Some(signature), None) = (pieces.next(), pieces.next(), pieces.next(), pieces.next())
+    let (Some(header), Some(claims), Some(signature), None) =
+        (pieces.next(), pieces.next(), pieces.next(), pieces.next())
     else {
-        return Err(fail(StirCode::Invalid, "token is not header.claims.signature"));
+        return Err(fail(
+            StirCode::Invalid,
+            "token is not header.claims.signature",
+        ));
     };
     if header.is_empty() || signature.is_empty() {
         return Err(fail(StirCode::Invalid, "empty header or signature"));
     }
-    let mut id = IdentityHeader { header, claims, signature, info: None, alg: None, ppt: None };
+    let mut id = IdentityHeader {
+        header,
+        claims,
+        signature,
+        info: None,
+        alg: None,
+        ppt: None,
+    };
     for p in parts {
-        let (name, val) = p.split_once('=').map_or((p.trim(), ""), |(n, v)| (n.trim(), v.trim()));
+        let (name, val) = p
+            .split_once('=')
+            .map_or((p.trim(), ""), |(n, v)| (n.trim(), v.trim()));
         match name.to_ascii_lowercase().as_str() {
             "info" => {
                 let url = val.strip_prefix('<').and_then(|v| v.strip_suffix('>'));
@@ -282,7 +311,11 @@ fn same_tn(a: &str, b: &str) -> bool {
 /// Canonical claims for a compact form (RFC 8225 section 9: keys sorted, no whitespace).
 fn compact_claims(caller: &str, callee: &str, iat: i64) -> String {
     let d = |s: &str| String::from_utf8(tn_digits(s).collect()).unwrap_or_default();
-    format!("{{\"dest\":{{\"tn\":[\"{}\"]}},\"iat\":{iat},\"orig\":{{\"tn\":\"{}\"}}}}", d(callee), d(caller))
+    format!(
+        "{{\"dest\":{{\"tn\":[\"{}\"]}},\"iat\":{iat},\"orig\":{{\"tn\":\"{}\"}}}}",
+        d(callee),
+        d(caller)
+    )
 }
 
 fn trusted_verstat(input: &StirInput<'_>) -> Option<&'static str> {
@@ -298,12 +331,20 @@ fn trusted_verstat(input: &StirInput<'_>) -> Option<&'static str> {
 }
 
 /// Verifies the call's identity. `now_unix` is the time to judge `iat` and certificates by.
-pub fn verify(input: &StirInput<'_>, certs: &dyn CertLookup, cfg: &StirConfig, now_unix: i64) -> StirOutcome {
+pub fn verify(
+    input: &StirInput<'_>,
+    certs: &dyn CertLookup,
+    cfg: &StirConfig,
+    now_unix: i64,
+) -> StirOutcome {
     let peer = trusted_verstat(input);
     let Some(value) = input.identity.filter(|v| !v.trim().is_empty()) else {
         return match peer {
             Some("passed") => StirOutcome::PeerVerified,
-            Some("failed") => fail(StirCode::Invalid, "trusted peer reported TN-Validation-Failed"),
+            Some("failed") => fail(
+                StirCode::Invalid,
+                "trusted peer reported TN-Validation-Failed",
+            ),
             _ => StirOutcome::Absent,
         };
     };
@@ -325,26 +366,46 @@ fn verify_identity(
         Ok(id) => id,
         Err(o) => return o,
     };
-    let Some(info) = id.info else { return fail(StirCode::BadInfo, "no info parameter") };
+    let Some(info) = id.info else {
+        return fail(StirCode::BadInfo, "no info parameter");
+    };
     if id.alg.is_some_and(|a| a != "ES256") {
-        return fail(StirCode::Unsupported, format!("alg={}", id.alg.unwrap_or("")));
+        return fail(
+            StirCode::Unsupported,
+            format!("alg={}", id.alg.unwrap_or("")),
+        );
     }
-    let Ok(jose) = B64.decode(id.header) else { return fail(StirCode::Invalid, "header is not base64url") };
-    let Ok(jose) = serde_json::from_slice::<Jose>(&jose) else { return fail(StirCode::Invalid, "header is not JSON") };
+    let Ok(jose) = B64.decode(id.header) else {
+        return fail(StirCode::Invalid, "header is not base64url");
+    };
+    let Ok(jose) = serde_json::from_slice::<Jose>(&jose) else {
+        return fail(StirCode::Invalid, "header is not JSON");
+    };
     if jose.alg.as_deref() != Some("ES256") {
-        return fail(StirCode::Unsupported, format!("header alg {:?}", jose.alg.as_deref().unwrap_or("")));
+        return fail(
+            StirCode::Unsupported,
+            format!("header alg {:?}", jose.alg.as_deref().unwrap_or("")),
+        );
     }
     if jose.typ.as_deref() != Some("passport") {
-        return fail(StirCode::Invalid, format!("typ {:?}", jose.typ.as_deref().unwrap_or("")));
+        return fail(
+            StirCode::Invalid,
+            format!("typ {:?}", jose.typ.as_deref().unwrap_or("")),
+        );
     }
     if id.ppt.is_some() && id.ppt != jose.ppt.as_deref() {
         return fail(StirCode::Invalid, "ppt parameter differs from the header's");
     }
     let shaken = jose.ppt.as_deref() == Some("shaken");
     if jose.ppt.as_deref().is_some_and(|p| p != "shaken") {
-        return fail(StirCode::Unsupported, format!("ppt {:?}", jose.ppt.as_deref().unwrap_or("")));
+        return fail(
+            StirCode::Unsupported,
+            format!("ppt {:?}", jose.ppt.as_deref().unwrap_or("")),
+        );
     }
-    let Some(x5u) = jose.x5u.as_deref() else { return fail(StirCode::BadInfo, "no x5u") };
+    let Some(x5u) = jose.x5u.as_deref() else {
+        return fail(StirCode::BadInfo, "no x5u");
+    };
     if x5u != info {
         return fail(StirCode::BadInfo, "x5u differs from info");
     }
@@ -358,30 +419,55 @@ fn verify_identity(
         if shaken {
             return fail(StirCode::Invalid, "compact form cannot carry shaken claims");
         }
-        let Some(date) = input.date_unix else { return fail(StirCode::Invalid, "compact form without a Date") };
+        let Some(date) = input.date_unix else {
+            return fail(StirCode::Invalid, "compact form without a Date");
+        };
         rebuilt = B64.encode(compact_claims(caller, callee, date));
         &rebuilt
     } else {
         id.claims
     };
-    let Ok(raw) = B64.decode(claims_b64) else { return fail(StirCode::Invalid, "claims are not base64url") };
-    let Ok(claims) = serde_json::from_slice::<Claims>(&raw) else { return fail(StirCode::Invalid, "claims are not JSON") };
-    let Some(iat) = claims.iat else { return fail(StirCode::Invalid, "no iat") };
+    let Ok(raw) = B64.decode(claims_b64) else {
+        return fail(StirCode::Invalid, "claims are not base64url");
+    };
+    let Ok(claims) = serde_json::from_slice::<Claims>(&raw) else {
+        return fail(StirCode::Invalid, "claims are not JSON");
+    };
+    let Some(iat) = claims.iat else {
+        return fail(StirCode::Invalid, "no iat");
+    };
     if (now_unix - iat).abs() > cfg.max_age_secs {
-        return fail(StirCode::Stale, format!("iat {iat} is {}s from now", now_unix - iat));
+        return fail(
+            StirCode::Stale,
+            format!("iat {iat} is {}s from now", now_unix - iat),
+        );
     }
     let orig = claims.orig.and_then(|o| o.tn).unwrap_or_default();
     if !same_tn(&orig, caller) {
-        return fail(StirCode::Invalid, format!("orig.tn {orig} is not the caller {caller}"));
+        return fail(
+            StirCode::Invalid,
+            format!("orig.tn {orig} is not the caller {caller}"),
+        );
     }
-    if !claims.dest.is_some_and(|d| d.tn.iter().any(|t| same_tn(t, callee))) {
-        return fail(StirCode::Invalid, format!("dest.tn does not name the callee {callee}"));
+    if !claims
+        .dest
+        .is_some_and(|d| d.tn.iter().any(|t| same_tn(t, callee)))
+    {
+        return fail(
+            StirCode::Invalid,
+            format!("dest.tn does not name the callee {callee}"),
+        );
     }
     let attest = match (shaken, claims.attest.as_deref()) {
         (true, Some("A")) => Attest::A,
         (true, Some("B")) => Attest::B,
         (true, Some("C")) => Attest::C,
-        (true, other) => return fail(StirCode::Invalid, format!("attest {:?}", other.unwrap_or(""))),
+        (true, other) => {
+            return fail(
+                StirCode::Invalid,
+                format!("attest {:?}", other.unwrap_or("")),
+            )
+        }
         // A plain PASSporT proves the number as a full attestation would.
         (false, _) => Attest::A,
     };
@@ -391,14 +477,25 @@ fn verify_identity(
 
     let cert = match certs.lookup(x5u) {
         CertState::Ready(c) => c,
-        CertState::Pending => return StirOutcome::Pending { x5u: x5u.to_string() },
+        CertState::Pending => {
+            return StirOutcome::Pending {
+                x5u: x5u.to_string(),
+            }
+        }
         CertState::Failed(why) => return fail(StirCode::BadInfo, why),
     };
     if now_unix < cert.not_before || now_unix > cert.not_after {
-        return fail(StirCode::Unsupported, format!("certificate {} is outside its validity", cert.subject));
+        return fail(
+            StirCode::Unsupported,
+            format!("certificate {} is outside its validity", cert.subject),
+        );
     }
-    let Ok(sig) = B64.decode(id.signature) else { return fail(StirCode::Invalid, "signature is not base64url") };
-    let Ok(sig) = Signature::from_slice(&sig) else { return fail(StirCode::Invalid, "signature is not 64 bytes r||s") };
+    let Ok(sig) = B64.decode(id.signature) else {
+        return fail(StirCode::Invalid, "signature is not base64url");
+    };
+    let Ok(sig) = Signature::from_slice(&sig) else {
+        return fail(StirCode::Invalid, "signature is not 64 bytes r||s");
+    };
     let mut signed = Vec::with_capacity(id.header.len() + 1 + claims_b64.len());
     signed.extend_from_slice(id.header.as_bytes());
     signed.push(b'.');
@@ -422,8 +519,14 @@ pub fn sign_identity(
     compact: bool,
 ) -> String {
     use p256::ecdsa::signature::Signer;
-    let ppt = if claims_json.contains("\"attest\"") { ",\"ppt\":\"shaken\"" } else { "" };
-    let header = B64.encode(format!("{{\"alg\":\"ES256\"{ppt},\"typ\":\"passport\",\"x5u\":\"{x5u}\"}}"));
+    let ppt = if claims_json.contains("\"attest\"") {
+        ",\"ppt\":\"shaken\""
+    } else {
+        ""
+    };
+    let header = B64.encode(format!(
+        "{{\"alg\":\"ES256\"{ppt},\"typ\":\"passport\",\"x5u\":\"{x5u}\"}}"
+    ));
     let claims = B64.encode(claims_json);
     let sig: Signature = key.sign(format!("{header}.{claims}").as_bytes());
     let sig = B64.encode(sig.to_bytes());
@@ -462,7 +565,10 @@ mod tests {
         };
         Fixed(HashMap::from([
             (URL.to_string(), CertState::Ready(Arc::new(c))),
-            ("http://gone.example/x.pem".to_string(), CertState::Failed("HTTP 404".into())),
+            (
+                "http://gone.example/x.pem".to_string(),
+                CertState::Failed("HTTP 404".into()),
+            ),
         ]))
     }
 
@@ -472,7 +578,12 @@ mod tests {
 
     fn run(identity: &str, caller: &str, callee: &str) -> StirOutcome {
         let k = key(7);
-        let input = StirInput { identity: Some(identity), caller: Some(caller), callee: Some(callee), ..Default::default() };
+        let input = StirInput {
+            identity: Some(identity),
+            caller: Some(caller),
+            callee: Some(callee),
+            ..Default::default()
+        };
         verify(&input, &certs(&k), &StirConfig::default(), NOW)
     }
 
@@ -484,46 +595,217 @@ mod tests {
     fn passports_table() {
         let k = key(7);
         let forger = key(9);
-        let good = sign_identity(&k, URL, &claims("A", "12027620143", "442071838750", NOW - 5), false);
+        let good = sign_identity(
+            &k,
+            URL,
+            &claims("A", "12027620143", "442071838750", NOW - 5),
+            false,
+        );
         let tampered = {
             // Same header and signature, claims swapped for another caller's.
-            let other = sign_identity(&k, URL, &claims("A", "12027620199", "442071838750", NOW - 5), false);
+            let other = sign_identity(
+                &k,
+                URL,
+                &claims("A", "12027620199", "442071838750", NOW - 5),
+                false,
+            );
             let mut g: Vec<&str> = good.splitn(3, '.').collect();
             let o: Vec<&str> = other.splitn(3, '.').collect();
             g[1] = o[1];
             g.join(".")
         };
-        type Case = (String, &'static str, &'static str, Option<Attest>, Option<u16>);
+        type Case = (
+            String,
+            &'static str,
+            &'static str,
+            Option<Attest>,
+            Option<u16>,
+        );
         let cases: Vec<Case> = vec![
-            (good.clone(), "+12027620143", "+442071838750", Some(Attest::A), None),
-            (sign_identity(&k, URL, &claims("B", "12027620143", "442071838750", NOW), false), "+12027620143", "+442071838750", Some(Attest::B), None),
-            (sign_identity(&k, URL, &claims("C", "+1-202-762-0143", "442071838750", NOW + 30), false), "+12027620143", "+442071838750", Some(Attest::C), None),
-            (sign_identity(&forger, URL, &claims("A", "12027620143", "442071838750", NOW), false), "+12027620143", "+442071838750", None, Some(438)),
-            (tampered.clone(), "+12027620199", "+442071838750", None, Some(438)),
-            (sign_identity(&k, URL, &claims("A", "12027620143", "442071838750", NOW - 61), false), "+12027620143", "+442071838750", None, Some(403)),
-            (sign_identity(&k, URL, &claims("A", "12027620143", "442071838750", NOW + 600), false), "+12027620143", "+442071838750", None, Some(403)),
-            (good.clone(), "+12027620144", "+442071838750", None, Some(438)),
-            (good.clone(), "+12027620143", "+442071838751", None, Some(438)),
-            (sign_identity(&k, URL, &claims("D", "12027620143", "442071838750", NOW), false), "+12027620143", "+442071838750", None, Some(438)),
-            (sign_identity(&k, "http://gone.example/x.pem", &claims("A", "12027620143", "442071838750", NOW), false), "+12027620143", "+442071838750", None, Some(436)),
-            (good.replace(";info=<http://cert.example.net/sp.pem>", ""), "+12027620143", "+442071838750", None, Some(436)),
-            (good.replace(";info=<http://cert.example.net/sp.pem>", ";info=<http://other.example/x.pem>"), "+12027620143", "+442071838750", None, Some(436)),
-            (good.replace("alg=ES256", "alg=RS256"), "+12027620143", "+442071838750", None, Some(437)),
-            (good.replace("ppt=shaken", "ppt=div"), "+12027620143", "+442071838750", None, Some(438)),
-            ("garbage".into(), "+12027620143", "+442071838750", None, Some(438)),
-            ("a.b.c.d;info=<x>".into(), "+12027620143", "+442071838750", None, Some(438)),
-            ("!!!.e30.sig;info=<http://cert.example.net/sp.pem>".into(), "+12027620143", "+442071838750", None, Some(438)),
+            (
+                good.clone(),
+                "+12027620143",
+                "+442071838750",
+                Some(Attest::A),
+                None,
+            ),
+            (
+                sign_identity(
+                    &k,
+                    URL,
+                    &claims("B", "12027620143", "442071838750", NOW),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                Some(Attest::B),
+                None,
+            ),
+            (
+                sign_identity(
+                    &k,
+                    URL,
+                    &claims("C", "+1-202-762-0143", "442071838750", NOW + 30),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                Some(Attest::C),
+                None,
+            ),
+            (
+                sign_identity(
+                    &forger,
+                    URL,
+                    &claims("A", "12027620143", "442071838750", NOW),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                tampered.clone(),
+                "+12027620199",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                sign_identity(
+                    &k,
+                    URL,
+                    &claims("A", "12027620143", "442071838750", NOW - 61),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(403),
+            ),
+            (
+                sign_identity(
+                    &k,
+                    URL,
+                    &claims("A", "12027620143", "442071838750", NOW + 600),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(403),
+            ),
+            (
+                good.clone(),
+                "+12027620144",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                good.clone(),
+                "+12027620143",
+                "+442071838751",
+                None,
+                Some(438),
+            ),
+            (
+                sign_identity(
+                    &k,
+                    URL,
+                    &claims("D", "12027620143", "442071838750", NOW),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                sign_identity(
+                    &k,
+                    "http://gone.example/x.pem",
+                    &claims("A", "12027620143", "442071838750", NOW),
+                    false,
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(436),
+            ),
+            (
+                good.replace(";info=<http://cert.example.net/sp.pem>", ""),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(436),
+            ),
+            (
+                good.replace(
+                    ";info=<http://cert.example.net/sp.pem>",
+                    ";info=<http://other.example/x.pem>",
+                ),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(436),
+            ),
+            (
+                good.replace("alg=ES256", "alg=RS256"),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(437),
+            ),
+            (
+                good.replace("ppt=shaken", "ppt=div"),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                "garbage".into(),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                "a.b.c.d;info=<x>".into(),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
+            (
+                "!!!.e30.sig;info=<http://cert.example.net/sp.pem>".into(),
+                "+12027620143",
+                "+442071838750",
+                None,
+                Some(438),
+            ),
         ];
         for (i, (id, caller, callee, attest, want_code)) in cases.iter().enumerate() {
             let o = run(id, caller, callee);
-            assert_eq!((o.attest(), code(&o)), (*attest, *want_code), "case {i}: {o}");
+            assert_eq!(
+                (o.attest(), code(&o)),
+                (*attest, *want_code),
+                "case {i}: {o}"
+            );
         }
     }
 
     #[test]
     fn compact_form_and_pending_and_verstat() {
         let k = key(7);
-        let compact = sign_identity(&k, URL, &compact_claims("+4930123456", "+34912345678", NOW - 2), true);
+        let compact = sign_identity(
+            &k,
+            URL,
+            &compact_claims("+4930123456", "+34912345678", NOW - 2),
+            true,
+        );
         assert!(compact.contains(".."), "{compact}");
         let input = StirInput {
             identity: Some(&compact),
@@ -533,37 +815,135 @@ mod tests {
             ..Default::default()
         };
         let c = certs(&k);
-        assert_eq!(verify(&input, &c, &StirConfig::default(), NOW).attest(), Some(Attest::A));
-        let wrong_date = StirInput { date_unix: Some(NOW - 3), ..input };
-        assert_eq!(code(&verify(&wrong_date, &c, &StirConfig::default(), NOW)), Some(438));
+        assert_eq!(
+            verify(&input, &c, &StirConfig::default(), NOW).attest(),
+            Some(Attest::A)
+        );
+        let wrong_date = StirInput {
+            date_unix: Some(NOW - 3),
+            ..input
+        };
+        assert_eq!(
+            code(&verify(&wrong_date, &c, &StirConfig::default(), NOW)),
+            Some(438)
+        );
 
-        let unknown = sign_identity(&k, "http://new.example/c.pem", &claims("A", "61291234567", "61412345678", NOW), false);
-        let base = StirInput { identity: Some(&unknown), caller: Some("+61291234567"), callee: Some("+61412345678"), ..Default::default() };
+        let unknown = sign_identity(
+            &k,
+            "http://new.example/c.pem",
+            &claims("A", "61291234567", "61412345678", NOW),
+            false,
+        );
+        let base = StirInput {
+            identity: Some(&unknown),
+            caller: Some("+61291234567"),
+            callee: Some("+61412345678"),
+            ..Default::default()
+        };
         let cases: &[(StirInput<'_>, StirOutcome)] = &[
-            (base, StirOutcome::Pending { x5u: "http://new.example/c.pem".into() }),
-            (StirInput { verstat: Some("TN-Validation-Passed"), from_trusted_peer: true, ..base }, StirOutcome::PeerVerified),
-            (StirInput { verstat: Some("TN-Validation-Passed"), from_trusted_peer: false, ..base }, StirOutcome::Pending { x5u: "http://new.example/c.pem".into() }),
-            (StirInput { identity: None, verstat: Some("TN-Validation-Passed"), from_trusted_peer: true, ..base }, StirOutcome::PeerVerified),
-            (StirInput { identity: None, verstat: Some("TN-Validation-Passed"), from_trusted_peer: false, ..base }, StirOutcome::Absent),
-            (StirInput { identity: None, verstat: Some("No-TN-Validation"), from_trusted_peer: true, ..base }, StirOutcome::Absent),
-            (StirInput { identity: None, verstat: Some("TN-Validation-Failed"), from_trusted_peer: true, ..base }, fail(StirCode::Invalid, "trusted peer reported TN-Validation-Failed")),
-            (StirInput { identity: None, ..base }, StirOutcome::Absent),
+            (
+                base,
+                StirOutcome::Pending {
+                    x5u: "http://new.example/c.pem".into(),
+                },
+            ),
+            (
+                StirInput {
+                    verstat: Some("TN-Validation-Passed"),
+                    from_trusted_peer: true,
+                    ..base
+                },
+                StirOutcome::PeerVerified,
+            ),
+            (
+                StirInput {
+                    verstat: Some("TN-Validation-Passed"),
+                    from_trusted_peer: false,
+                    ..base
+                },
+                StirOutcome::Pending {
+                    x5u: "http://new.example/c.pem".into(),
+                },
+            ),
+            (
+                StirInput {
+                    identity: None,
+                    verstat: Some("TN-Validation-Passed"),
+                    from_trusted_peer: true,
+                    ..base
+                },
+                StirOutcome::PeerVerified,
+            ),
+            (
+                StirInput {
+                    identity: None,
+                    verstat: Some("TN-Validation-Passed"),
+                    from_trusted_peer: false,
+                    ..base
+                },
+                StirOutcome::Absent,
+            ),
+            (
+                StirInput {
+                    identity: None,
+                    verstat: Some("No-TN-Validation"),
+                    from_trusted_peer: true,
+                    ..base
+                },
+                StirOutcome::Absent,
+            ),
+            (
+                StirInput {
+                    identity: None,
+                    verstat: Some("TN-Validation-Failed"),
+                    from_trusted_peer: true,
+                    ..base
+                },
+                fail(
+                    StirCode::Invalid,
+                    "trusted peer reported TN-Validation-Failed",
+                ),
+            ),
+            (
+                StirInput {
+                    identity: None,
+                    ..base
+                },
+                StirOutcome::Absent,
+            ),
         ];
         for (i, (input, want)) in cases.iter().enumerate() {
-            assert_eq!(&verify(input, &c, &StirConfig::default(), NOW), want, "case {i}");
+            assert_eq!(
+                &verify(input, &c, &StirConfig::default(), NOW),
+                want,
+                "case {i}"
+            );
         }
         assert_eq!(StirOutcome::Absent.code().map(StirCode::status), Some(428));
     }
 
     #[test]
     fn identity_header_parts() {
-        let id = parse_identity("aGVhZA.Y2xhaW1z.c2ln;info=<https://c.example/x.pem>;alg=ES256;ppt=\"shaken\"").unwrap();
+        let id = parse_identity(
+            "aGVhZA.Y2xhaW1z.c2ln;info=<https://c.example/x.pem>;alg=ES256;ppt=\"shaken\"",
+        )
+        .unwrap();
         assert_eq!(
             (id.header, id.claims, id.signature, id.info, id.alg, id.ppt),
-            ("aGVhZA", "Y2xhaW1z", "c2ln", Some("https://c.example/x.pem"), Some("ES256"), Some("shaken"))
+            (
+                "aGVhZA",
+                "Y2xhaW1z",
+                "c2ln",
+                Some("https://c.example/x.pem"),
+                Some("ES256"),
+                Some("shaken")
+            )
         );
         let compact = parse_identity("aGVhZA..c2ln;info=<https://c.example/x.pem>").unwrap();
         assert_eq!(compact.claims, "");
-        assert_eq!(code(&parse_identity("a.b.c;info=https://x").unwrap_err()), Some(436));
+        assert_eq!(
+            code(&parse_identity("a.b.c;info=https://x").unwrap_err()),
+            Some(436)
+        );
     }
 }

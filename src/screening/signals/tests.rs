@@ -34,7 +34,10 @@ fn state(cfg: SignalsConfig) -> SignalState {
         subject: "CN=test SP".into(),
         anchor: "CN=test root".into(),
     };
-    let certs = Certs(HashMap::from([(X5U.to_string(), CertState::Ready(Arc::new(cert)))]));
+    let certs = Certs(HashMap::from([(
+        X5U.to_string(),
+        CertState::Ready(Arc::new(cert)),
+    )]));
     SignalState::new(cfg, brands, Arc::new(certs))
 }
 
@@ -50,7 +53,12 @@ fn passport(attest: &str, orig: &str, dest: &str) -> String {
 }
 
 fn signals_of(e: &Evaluation) -> Vec<(&'static str, String)> {
-    let mut v: Vec<_> = e.hits.iter().filter(|h| h.score != 0).map(|h| (h.signal, h.reason.entry.clone())).collect();
+    let mut v: Vec<_> = e
+        .hits
+        .iter()
+        .filter(|h| h.score != 0)
+        .map(|h| (h.signal, h.reason.entry.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -59,51 +67,161 @@ fn signals_of(e: &Evaluation) -> Vec<(&'static str, String)> {
 #[test]
 fn single_calls_table() {
     let gb = SignalsConfig {
-        plausibility: PlausibilityConfig { home_countries: vec!["GB".into(), "US".into()], ..PlausibilityConfig::default() },
+        plausibility: PlausibilityConfig {
+            home_countries: vec!["GB".into(), "US".into()],
+            ..PlausibilityConfig::default()
+        },
         ..SignalsConfig::default()
     };
     let a_us = passport("A", "+12027620143", "+12027629876");
     let b_us = passport("B", "+12027620143", "+12027629876");
     type Case<'a> = (SignalInput<'a>, &'a [(&'a str, &'a str)]);
-    let base = SignalInput { call_id: "c1", source: Some("192.0.2.10"), ..Default::default() };
+    let base = SignalInput {
+        call_id: "c1",
+        source: Some("192.0.2.10"),
+        ..Default::default()
+    };
     let cases: Vec<Case<'_>> = vec![
-        (SignalInput { caller: Some("+442071838750"), callee: Some("+447911123456"), ..base }, &[]),
+        (
+            SignalInput {
+                caller: Some("+442071838750"),
+                callee: Some("+447911123456"),
+                ..base
+            },
+            &[],
+        ),
         // Brand impersonation, and Do-Not-Originate.
         (
-            SignalInput { caller: Some("+447911123456"), callee: Some("+442071838750"), display_name: Some("Micr0soft Support"), ..base },
+            SignalInput {
+                caller: Some("+447911123456"),
+                callee: Some("+442071838750"),
+                display_name: Some("Micr0soft Support"),
+                ..base
+            },
             &[("brand", "Microsoft")],
         ),
         (
-            SignalInput { caller: Some("+61412345678"), callee: Some("+61291234567"), display_name: Some("AMAZ0N  refunds"), ..base },
+            SignalInput {
+                caller: Some("+61412345678"),
+                callee: Some("+61291234567"),
+                display_name: Some("AMAZ0N  refunds"),
+                ..base
+            },
             &[("brand", "Amazon")],
         ),
-        (SignalInput { caller: Some("+18006427676"), callee: Some("+12125550000"), ..base }, &[("dno", "+18006427676")]),
+        (
+            SignalInput {
+                caller: Some("+18006427676"),
+                callee: Some("+12125550000"),
+                ..base
+            },
+            &[("dno", "+18006427676")],
+        ),
         // Implausible caller ids, per country.
-        (SignalInput { caller: Some("+12125550123"), callee: Some("+14165550000"), ..base }, &[("plausibility", "+12125550123")]),
-        (SignalInput { caller: Some("+447700900123"), callee: Some("+442071838750"), ..base }, &[("plausibility", "+447700900123")]),
-        (SignalInput { caller: Some("+34112345678"), callee: Some("+34912345678"), ..base }, &[("plausibility", "+34112345678")]),
-        (SignalInput { caller: Some("+61255501234"), callee: Some("+61412345678"), ..base }, &[("plausibility", "+61255501234")]),
-        (SignalInput { caller: Some("+49030123456"), callee: Some("+4930654321"), ..base }, &[("plausibility", "+49030123456")]),
-        (SignalInput { caller: None, caller_raw: Some("12345678901234567890"), callee: Some("+4930654321"), ..base }, &[("plausibility", "12345678901234567890")]),
+        (
+            SignalInput {
+                caller: Some("+12125550123"),
+                callee: Some("+14165550000"),
+                ..base
+            },
+            &[("plausibility", "+12125550123")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+447700900123"),
+                callee: Some("+442071838750"),
+                ..base
+            },
+            &[("plausibility", "+447700900123")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+34112345678"),
+                callee: Some("+34912345678"),
+                ..base
+            },
+            &[("plausibility", "+34112345678")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+61255501234"),
+                callee: Some("+61412345678"),
+                ..base
+            },
+            &[("plausibility", "+61255501234")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+49030123456"),
+                callee: Some("+4930654321"),
+                ..base
+            },
+            &[("plausibility", "+49030123456")],
+        ),
+        (
+            SignalInput {
+                caller: None,
+                caller_raw: Some("12345678901234567890"),
+                callee: Some("+4930654321"),
+                ..base
+            },
+            &[("plausibility", "12345678901234567890")],
+        ),
         // A GB number from an international gateway; a US one is left to STIR.
         (
-            SignalInput { caller: Some("+442071838750"), callee: Some("+447911123456"), from_international_gateway: true, peer: Some("intl-gw"), ..base },
+            SignalInput {
+                caller: Some("+442071838750"),
+                callee: Some("+447911123456"),
+                from_international_gateway: true,
+                peer: Some("intl-gw"),
+                ..base
+            },
             &[("gateway", "+442071838750")],
         ),
         (
-            SignalInput { caller: Some("+13129420143"), callee: Some("+447911123456"), from_international_gateway: true, ..base },
+            SignalInput {
+                caller: Some("+13129420143"),
+                callee: Some("+447911123456"),
+                from_international_gateway: true,
+                ..base
+            },
             &[],
         ),
         // Neighbour spoofing: unattested or B is flagged, A is not.
-        (SignalInput { caller: Some("+12027620143"), callee: Some("+12027629876"), ..base }, &[("neighbour", "+12027620143")]),
         (
-            SignalInput { caller: Some("+12027620143"), callee: Some("+12027629876"), identity: Some(&b_us), ..base },
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                ..base
+            },
+            &[("neighbour", "+12027620143")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                identity: Some(&b_us),
+                ..base
+            },
             &[("neighbour", "+12027620143"), ("stir", "attest=B")],
         ),
-        (SignalInput { caller: Some("+12027620143"), callee: Some("+12027629876"), identity: Some(&a_us), ..base }, &[]),
+        (
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                identity: Some(&a_us),
+                ..base
+            },
+            &[],
+        ),
         // A forged PASSporT: the caller is not orig.tn.
         (
-            SignalInput { caller: Some("+12027620199"), callee: Some("+12027629876"), identity: Some(&a_us), ..base },
+            SignalInput {
+                caller: Some("+12027620199"),
+                callee: Some("+12027629876"),
+                identity: Some(&a_us),
+                ..base
+            },
             &[("neighbour", "+12027620199"), ("stir", "438")],
         ),
     ];
@@ -123,7 +241,12 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
     for i in 0..40u64 {
         let id = format!("spray-{i}");
         let callee = format!("+4930123{i:04}");
-        let input = SignalInput { call_id: &id, caller: Some("+2693591000"), callee: Some(&callee), ..Default::default() };
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+2693591000"),
+            callee: Some(&callee),
+            ..Default::default()
+        };
         let t = NOW_MS + i * 1000;
         last = Some(evaluate(&input, &s, t));
         s.call_ended(&id, CallEnd::Cancelled, t + 2_000);
@@ -143,31 +266,73 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
         at: (NOW_MS / 1000) as i64,
         source: reports::ReportSource::Sip607,
     };
-    let input = SignalInput { call_id: "r1", caller: Some("+447911123456"), callee: Some("+442071838750"), ..Default::default() };
+    let input = SignalInput {
+        call_id: "r1",
+        caller: Some("+447911123456"),
+        callee: Some("+442071838750"),
+        ..Default::default()
+    };
     for _ in 0..5 {
         s.report(&r("+442071838751"), (NOW_MS / 1000) as i64);
     }
-    assert!(evaluate(&input, &s, NOW_MS).hits.iter().all(|h| h.signal != "reports"));
+    assert!(evaluate(&input, &s, NOW_MS)
+        .hits
+        .iter()
+        .all(|h| h.signal != "reports"));
     s.report(&r("+442071838752"), (NOW_MS / 1000) as i64);
     s.report(&r("+442071838753"), (NOW_MS / 1000) as i64);
-    let e = evaluate(&SignalInput { call_id: "r2", ..input }, &s, NOW_MS);
-    let h = e.hits.iter().find(|h| h.signal == "reports").expect("promoted");
+    let e = evaluate(
+        &SignalInput {
+            call_id: "r2",
+            ..input
+        },
+        &s,
+        NOW_MS,
+    );
+    let h = e
+        .hits
+        .iter()
+        .find(|h| h.signal == "reports")
+        .expect("promoted");
     assert_eq!(h.score, 50);
-    assert!(h.reason.reason.contains("3 distinct reporters"), "{}", h.reason.reason);
+    assert!(
+        h.reason.reason.contains("3 distinct reporters"),
+        "{}",
+        h.reason.reason
+    );
 }
 
 #[test]
 fn concurrency_is_released_by_end_events_and_by_the_call_cap() {
-    let cfg = SignalsConfig { max_calls: 64, ..SignalsConfig::default() };
+    let cfg = SignalsConfig {
+        max_calls: 64,
+        ..SignalsConfig::default()
+    };
     let s = state(cfg);
     for i in 0..10_000u64 {
         let id = format!("leak-{i}");
-        let input = SignalInput { call_id: &id, caller: Some("+61291234567"), callee: Some("+61412345678"), ..Default::default() };
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+61291234567"),
+            callee: Some("+61412345678"),
+            ..Default::default()
+        };
         evaluate(&input, &s, NOW_MS + i * 60_000);
     }
     // No end events at all: the call table stays capped and concurrency does not climb forever.
     assert!(s.calls_tracked() <= 64 + 16, "{}", s.calls_tracked());
-    let input = SignalInput { call_id: "last", caller: Some("+61291234567"), callee: Some("+61412345678"), ..Default::default() };
+    let input = SignalInput {
+        call_id: "last",
+        caller: Some("+61291234567"),
+        callee: Some("+61412345678"),
+        ..Default::default()
+    };
     let e = evaluate(&input, &s, NOW_MS + 10_001 * 60_000);
-    assert!(e.hits.iter().all(|h| !h.reason.reason.contains("concurrent-calls 10")), "{:#?}", e.hits);
+    assert!(
+        e.hits
+            .iter()
+            .all(|h| !h.reason.reason.contains("concurrent-calls 10")),
+        "{:#?}",
+        e.hits
+    );
 }

@@ -81,7 +81,11 @@ mod tests {
         for (a, b) in same {
             assert_eq!(skeleton(a), skeleton(b), "{a:?} vs {b:?}");
         }
-        let different = [("Microsoft", "Microtech"), ("Amazon", "Amazing"), ("Apple", "Ample")];
+        let different = [
+            ("Microsoft", "Microtech"),
+            ("Amazon", "Amazing"),
+            ("Apple", "Ample"),
+        ];
         for (a, b) in different {
             assert_ne!(skeleton(a), skeleton(b), "{a:?} vs {b:?}");
         }

@@ -20,7 +20,10 @@ pub struct Level {
 
 impl Level {
     pub const fn new(warn: u32, block: u32) -> Level {
-        Level { warn: Some(warn), block: Some(block) }
+        Level {
+            warn: Some(warn),
+            block: Some(block),
+        }
     }
 
     /// The action the observed value reaches, if any.
@@ -285,14 +288,24 @@ impl Velocity {
                 KeyKind::Source => keys.source = Some(k),
                 KeyKind::Prefix => keys.prefix = Some(k),
             }
-            let levels = [th.per_second, th.per_minute, th.concurrent, th.distinct_callees];
+            let levels = [
+                th.per_second,
+                th.per_minute,
+                th.concurrent,
+                th.distinct_callees,
+            ];
             for ((measure, value), level) in measures.into_iter().zip(levels) {
                 if let Some(action) = level.reached(value) {
-                    found.push(Finding { kind, measure, value, action });
+                    found.push(Finding {
+                        kind,
+                        measure,
+                        value,
+                        action,
+                    });
                 }
             }
         }
-        found.sort_by(|a, b| b.action.cmp(&a.action));
+        found.sort_by_key(|f| std::cmp::Reverse(f.action));
         (keys, found)
     }
 
@@ -340,45 +353,183 @@ mod tests {
                 concurrent: Level::new(4, 8),
                 distinct_callees: Level::new(6, 12),
             },
-            source: Thresholds { per_minute: Level::new(15, 30), ..Thresholds::default() },
+            source: Thresholds {
+                per_minute: Level::new(15, 30),
+                ..Thresholds::default()
+            },
             prefix: Thresholds::default(),
             ..VelocityConfig::default()
         }
     }
 
     fn worst(f: &[Finding], measure: &str, kind: KeyKind) -> Option<(u32, Action)> {
-        f.iter().find(|x| x.measure == measure && x.kind == kind).map(|x| (x.value, x.action))
+        f.iter()
+            .find(|x| x.measure == measure && x.kind == kind)
+            .map(|x| (x.value, x.action))
     }
 
     /// (calls, spacing ms, distinct callees?, end each call?, measure, expected at the last call)
     #[test]
     fn thresholds_per_measure() {
-        type Case = (u32, u64, bool, bool, &'static str, KeyKind, Option<(u32, Action)>);
+        type Case = (
+            u32,
+            u64,
+            bool,
+            bool,
+            &'static str,
+            KeyKind,
+            Option<(u32, Action)>,
+        );
         let cases: &[Case] = &[
-            (2, 100, false, true, "calls-per-second", KeyKind::Caller, None),
-            (3, 100, false, true, "calls-per-second", KeyKind::Caller, Some((3, Action::Warn))),
-            (5, 100, false, true, "calls-per-second", KeyKind::Caller, Some((5, Action::Block))),
+            (
+                2,
+                100,
+                false,
+                true,
+                "calls-per-second",
+                KeyKind::Caller,
+                None,
+            ),
+            (
+                3,
+                100,
+                false,
+                true,
+                "calls-per-second",
+                KeyKind::Caller,
+                Some((3, Action::Warn)),
+            ),
+            (
+                5,
+                100,
+                false,
+                true,
+                "calls-per-second",
+                KeyKind::Caller,
+                Some((5, Action::Block)),
+            ),
             // One call every 2 s: never 3 in a second, but the minute fills up.
-            (9, 2_000, false, true, "calls-per-minute", KeyKind::Caller, None),
-            (10, 2_000, false, true, "calls-per-minute", KeyKind::Caller, Some((10, Action::Warn))),
-            (25, 2_000, false, true, "calls-per-minute", KeyKind::Caller, Some((25, Action::Block))),
+            (
+                9,
+                2_000,
+                false,
+                true,
+                "calls-per-minute",
+                KeyKind::Caller,
+                None,
+            ),
+            (
+                10,
+                2_000,
+                false,
+                true,
+                "calls-per-minute",
+                KeyKind::Caller,
+                Some((10, Action::Warn)),
+            ),
+            (
+                25,
+                2_000,
+                false,
+                true,
+                "calls-per-minute",
+                KeyKind::Caller,
+                Some((25, Action::Block)),
+            ),
             // Calls spaced 10 s: the sliding minute only ever holds 6.
-            (30, 10_000, false, true, "calls-per-minute", KeyKind::Caller, None),
-            (4, 1_000, false, false, "concurrent-calls", KeyKind::Caller, Some((4, Action::Warn))),
-            (4, 1_000, false, true, "concurrent-calls", KeyKind::Caller, None),
-            (8, 1_000, true, false, "concurrent-calls", KeyKind::Caller, Some((8, Action::Block))),
-            (6, 1_000, true, true, "distinct-callees", KeyKind::Caller, Some((6, Action::Warn))),
-            (6, 1_000, false, true, "distinct-callees", KeyKind::Caller, None),
-            (13, 2_000, true, true, "distinct-callees", KeyKind::Caller, Some((12, Action::Block))),
-            (16, 3_000, true, true, "calls-per-minute", KeyKind::Source, Some((16, Action::Warn))),
+            (
+                30,
+                10_000,
+                false,
+                true,
+                "calls-per-minute",
+                KeyKind::Caller,
+                None,
+            ),
+            (
+                4,
+                1_000,
+                false,
+                false,
+                "concurrent-calls",
+                KeyKind::Caller,
+                Some((4, Action::Warn)),
+            ),
+            (
+                4,
+                1_000,
+                false,
+                true,
+                "concurrent-calls",
+                KeyKind::Caller,
+                None,
+            ),
+            (
+                8,
+                1_000,
+                true,
+                false,
+                "concurrent-calls",
+                KeyKind::Caller,
+                Some((8, Action::Block)),
+            ),
+            (
+                6,
+                1_000,
+                true,
+                true,
+                "distinct-callees",
+                KeyKind::Caller,
+                Some((6, Action::Warn)),
+            ),
+            (
+                6,
+                1_000,
+                false,
+                true,
+                "distinct-callees",
+                KeyKind::Caller,
+                None,
+            ),
+            (
+                13,
+                2_000,
+                true,
+                true,
+                "distinct-callees",
+                KeyKind::Caller,
+                Some((12, Action::Block)),
+            ),
+            (
+                16,
+                3_000,
+                true,
+                true,
+                "calls-per-minute",
+                KeyKind::Source,
+                Some((16, Action::Warn)),
+            ),
         ];
         for (i, (n, gap, distinct, end, measure, kind, want)) in cases.iter().enumerate() {
             let v = Velocity::new(cfg());
             let mut last = Vec::new();
             for c in 0..*n {
-                let callee = if *distinct { format!("+4420718387{c:02}") } else { "+442071838750".into() };
-                let caller = if *kind == KeyKind::Source { format!("+1202762{c:04}") } else { "+12027620143".into() };
-                let (keys, f) = v.call_started(Some(&caller), Some("192.0.2.7"), &callee, 1_000_000 + u64::from(c) * gap);
+                let callee = if *distinct {
+                    format!("+4420718387{c:02}")
+                } else {
+                    "+442071838750".into()
+                };
+                let caller = if *kind == KeyKind::Source {
+                    format!("+1202762{c:04}")
+                } else {
+                    "+12027620143".into()
+                };
+                let (keys, f) = v.call_started(
+                    Some(&caller),
+                    Some("192.0.2.7"),
+                    &callee,
+                    1_000_000 + u64::from(c) * gap,
+                );
                 if *end {
                     v.call_ended(keys);
                 }
@@ -392,16 +543,27 @@ mod tests {
     fn prefix_key_counts_a_range() {
         let v = Velocity::new(VelocityConfig {
             caller: Thresholds::default(),
-            prefix: Thresholds { per_minute: Level::new(5, 50), ..Thresholds::default() },
+            prefix: Thresholds {
+                per_minute: Level::new(5, 50),
+                ..Thresholds::default()
+            },
             ..VelocityConfig::default()
         });
         let mut last = Vec::new();
         for c in 0..5u64 {
             // Five different numbers of one NPA-NXX.
-            let (_, f) = v.call_started(Some(&format!("+1202762{:04}", 100 + c)), None, "+12125550000", 5_000 + c * 1000);
+            let (_, f) = v.call_started(
+                Some(&format!("+1202762{:04}", 100 + c)),
+                None,
+                "+12125550000",
+                5_000 + c * 1000,
+            );
             last = f;
         }
-        assert_eq!(worst(&last, "calls-per-minute", KeyKind::Prefix), Some((5, Action::Warn)));
+        assert_eq!(
+            worst(&last, "calls-per-minute", KeyKind::Prefix),
+            Some((5, Action::Warn))
+        );
         let (_, f) = v.call_started(Some("+12025560100"), None, "+12125550000", 11_000);
         assert!(f.is_empty(), "another exchange: {f:?}");
     }

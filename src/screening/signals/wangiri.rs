@@ -98,11 +98,16 @@ pub struct Wangiri {
 
 impl Wangiri {
     pub fn new(cfg: WangiriConfig) -> Wangiri {
-        let cap = [cfg.number.block, cfg.number.warn, cfg.range.block, cfg.range.warn]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(1) as usize;
+        let cap = [
+            cfg.number.block,
+            cfg.number.warn,
+            cfg.range.block,
+            cfg.range.warn,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(1) as usize;
         Wangiri {
             numbers: BoundedMap::new(cfg.shards, cfg.max_keys),
             ranges: BoundedMap::new(cfg.shards, cfg.max_keys),
@@ -147,8 +152,13 @@ impl Wangiri {
                 *o = (callee_h, sec);
             }
         };
-        let init = || ShortCalls { callees: Vec::new(), last_ms: now_ms, keep_ms };
-        self.numbers.upsert(self.numbers.key(caller), now_ms, init, add);
+        let init = || ShortCalls {
+            callees: Vec::new(),
+            last_ms: now_ms,
+            keep_ms,
+        };
+        self.numbers
+            .upsert(self.numbers.key(caller), now_ms, init, add);
         if let Some(r) = self.range_of(caller) {
             self.ranges.upsert(self.ranges.key(r), now_ms, init, add);
         }
@@ -162,17 +172,33 @@ impl Wangiri {
         }
         let sec = (now_ms / 1000) as u32;
         let horizon = sec.saturating_sub(self.cfg.window_secs.clamp(1, 7 * 86_400) as u32);
-        let n = self.numbers.peek(self.numbers.key(caller), |s| s.count(horizon)).unwrap_or(0);
+        let n = self
+            .numbers
+            .peek(self.numbers.key(caller), |s| s.count(horizon))
+            .unwrap_or(0);
         if let Some(action) = self.cfg.number.reached(n) {
-            out.push(Finding { scope: "number", key: caller.to_string(), callees: n, action });
+            out.push(Finding {
+                scope: "number",
+                key: caller.to_string(),
+                callees: n,
+                action,
+            });
         }
         if let Some(r) = self.range_of(caller) {
-            let n = self.ranges.peek(self.ranges.key(r), |s| s.count(horizon)).unwrap_or(0);
+            let n = self
+                .ranges
+                .peek(self.ranges.key(r), |s| s.count(horizon))
+                .unwrap_or(0);
             if let Some(action) = self.cfg.range.reached(n) {
-                out.push(Finding { scope: "range", key: format!("{r}{}", "X".repeat(self.cfg.range_tail_digits)), callees: n, action });
+                out.push(Finding {
+                    scope: "range",
+                    key: format!("{r}{}", "X".repeat(self.cfg.range_tail_digits)),
+                    callees: n,
+                    action,
+                });
             }
         }
-        out.sort_by(|a, b| b.action.cmp(&a.action));
+        out.sort_by_key(|f| std::cmp::Reverse(f.action));
         out
     }
 
@@ -193,20 +219,76 @@ mod tests {
     /// (caller pattern, calls, ring ms, end, expected number finding, expected range finding)
     #[test]
     fn one_ring_and_cut() {
-        type Case = (&'static str, u32, u64, CallEnd, Option<(u32, Action)>, Option<(u32, Action)>);
+        type Case = (
+            &'static str,
+            u32,
+            u64,
+            CallEnd,
+            Option<(u32, Action)>,
+            Option<(u32, Action)>,
+        );
         let cases: &[Case] = &[
-            ("+2693591000", 5, 2_000, CallEnd::Cancelled, Some((5, Action::Warn)), None),
+            (
+                "+2693591000",
+                5,
+                2_000,
+                CallEnd::Cancelled,
+                Some((5, Action::Warn)),
+                None,
+            ),
             ("+2693591000", 4, 2_000, CallEnd::Cancelled, None, None),
-            ("+2693591000", 15, 3_000, CallEnd::Cancelled, Some((15, Action::Block)), Some((15, Action::Warn))),
+            (
+                "+2693591000",
+                15,
+                3_000,
+                CallEnd::Cancelled,
+                Some((15, Action::Block)),
+                Some((15, Action::Warn)),
+            ),
             // Rang long enough to be a normal unanswered call.
             ("+2693591000", 20, 25_000, CallEnd::Cancelled, None, None),
             ("+2693591000", 20, 2_000, CallEnd::Rejected, None, None),
-            ("+2693591000", 6, 4_000, CallEnd::Answered { talk_ms: 1_000 }, Some((6, Action::Warn)), None),
-            ("+2693591000", 6, 4_000, CallEnd::Answered { talk_ms: 90_000 }, None, None),
+            (
+                "+2693591000",
+                6,
+                4_000,
+                CallEnd::Answered { talk_ms: 1_000 },
+                Some((6, Action::Warn)),
+                None,
+            ),
+            (
+                "+2693591000",
+                6,
+                4_000,
+                CallEnd::Answered { talk_ms: 90_000 },
+                None,
+                None,
+            ),
             // A range: each number calls twice, the range collects them all.
-            ("+44207946{:03}", 30, 2_000, CallEnd::Cancelled, None, Some((30, Action::Block))),
-            ("+3491234{:04}", 12, 1_000, CallEnd::Cancelled, None, Some((12, Action::Warn))),
-            ("+61291234{:03}", 10, 1_000, CallEnd::Cancelled, None, Some((10, Action::Warn))),
+            (
+                "+44207946{:03}",
+                30,
+                2_000,
+                CallEnd::Cancelled,
+                None,
+                Some((30, Action::Block)),
+            ),
+            (
+                "+3491234{:04}",
+                12,
+                1_000,
+                CallEnd::Cancelled,
+                None,
+                Some((12, Action::Warn)),
+            ),
+            (
+                "+61291234{:03}",
+                10,
+                1_000,
+                CallEnd::Cancelled,
+                None,
+                Some((10, Action::Warn)),
+            ),
         ];
         for (i, (pat, n, ring, end, want_n, want_r)) in cases.iter().enumerate() {
             let w = Wangiri::new(WangiriConfig::default());
@@ -220,20 +302,41 @@ mod tests {
                     pat.to_string()
                 };
                 let callee = format!("+1202762{:04}", 2000 + c);
-                w.call_ended(&caller, &callee, *ring, *end, 10_000_000 + u64::from(c) * 10_000);
+                w.call_ended(
+                    &caller,
+                    &callee,
+                    *ring,
+                    *end,
+                    10_000_000 + u64::from(c) * 10_000,
+                );
             }
             let f = w.check(&caller, 10_000_000 + u64::from(*n) * 10_000);
-            let got_n = f.iter().find(|x| x.scope == "number").map(|x| (x.callees, x.action));
-            let got_r = f.iter().find(|x| x.scope == "range").map(|x| (x.callees, x.action));
+            let got_n = f
+                .iter()
+                .find(|x| x.scope == "number")
+                .map(|x| (x.callees, x.action));
+            let got_r = f
+                .iter()
+                .find(|x| x.scope == "range")
+                .map(|x| (x.callees, x.action));
             assert_eq!((got_n, got_r), (*want_n, *want_r), "case {i}: {f:?}");
         }
     }
 
     #[test]
     fn one_rings_age_out_of_the_window() {
-        let w = Wangiri::new(WangiriConfig { window_secs: 600, ..WangiriConfig::default() });
+        let w = Wangiri::new(WangiriConfig {
+            window_secs: 600,
+            ..WangiriConfig::default()
+        });
         for c in 0..10u64 {
-            w.call_ended("+2693591000", &format!("+4930123{c:03}"), 1_000, CallEnd::Cancelled, c * 1000);
+            w.call_ended(
+                "+2693591000",
+                &format!("+4930123{c:03}"),
+                1_000,
+                CallEnd::Cancelled,
+                c * 1000,
+            );
         }
         assert_eq!(w.check("+2693591000", 20_000)[0].action, Action::Warn);
         assert!(w.check("+2693591000", 700_000).is_empty());
