@@ -336,3 +336,92 @@ fn concurrency_is_released_by_end_events_and_by_the_call_cap() {
         e.hits
     );
 }
+
+#[test]
+fn config_sections_parse_and_refuse_unknown_fields() {
+    let text = r#"
+[signals]
+max_calls = 1000
+[signals.stir]
+max_age_secs = 30
+score_failed = 80
+[signals.velocity]
+prefix_digits = 6
+[signals.velocity.caller]
+per_second = [2, 5]
+concurrent = [0, 40]
+[signals.wangiri]
+max_ring_secs = 4
+number = [3, 9]
+[signals.reports]
+warn_reporters = 2
+[signals.plausibility]
+home_countries = ["GB"]
+[signals.dno]
+numbers = ["+442079460999"]
+
+[policy]
+warn_at = 40
+log_only = ["wangiri"]
+[[policy.tenant]]
+name = "acme"
+callee_prefixes = ["+4420794600"]
+never_block = true
+"#;
+    #[derive(serde::Deserialize)]
+    struct File {
+        signals: SignalsConfig,
+        policy: policy::PolicyConfig,
+    }
+    let f: File = toml::from_str(text).unwrap();
+    assert_eq!(f.signals.stir.max_age_secs, 30);
+    assert_eq!(f.signals.stir.score_b, StirConfig::default().score_b);
+    assert_eq!(
+        f.signals.velocity.caller.per_second,
+        velocity::Level::new(2, 5)
+    );
+    assert_eq!(
+        f.signals.velocity.caller.concurrent,
+        velocity::Level {
+            warn: None,
+            block: Some(40)
+        }
+    );
+    // Measures and key kinds left out keep their own defaults.
+    assert_eq!(
+        f.signals.velocity.caller.per_minute,
+        VelocityConfig::default().caller.per_minute
+    );
+    assert_eq!(f.signals.velocity.prefix, VelocityConfig::default().prefix);
+    assert_eq!(
+        (
+            f.signals.wangiri.max_ring_secs,
+            f.signals.reports.warn_reporters
+        ),
+        (4, 2)
+    );
+    assert_eq!(f.signals.wangiri.number, velocity::Level::new(3, 9));
+    assert_eq!(
+        f.policy.tenants[0].callee_prefixes,
+        vec!["+4420794600".to_string()]
+    );
+    assert!(policy::Policy::new(f.policy).is_ok());
+    for bad in [
+        "[signals]\nmax_callz = 1\n",
+        "[signals.stir]\nmax_age = 1\n",
+        "[policy]\nwarn = 1\n",
+        "[signals.velocity.caller]\nper_hour = [1, 2]\n",
+        "[signals.velocity]\nwindow = 1\n",
+    ] {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Loose {
+            #[serde(default)]
+            signals: Option<SignalsConfig>,
+            #[serde(default)]
+            policy: Option<policy::PolicyConfig>,
+        }
+        let e = toml::from_str::<Loose>(bad).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{bad}: {e}");
+    }
+}

@@ -10,12 +10,22 @@ use serde::Deserialize;
 use super::bounded::{Aging, BoundedMap};
 use crate::screening::Action;
 
-/// A warn and a block level for one measure; `None` switches that level off.
+/// A warn and a block level for one measure; `None` switches that level off. Written in config
+/// as `[warn, block]` with 0 for off, so that one line always sets both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "[u32; 2]")]
 pub struct Level {
     pub warn: Option<u32>,
     pub block: Option<u32>,
+}
+
+impl From<[u32; 2]> for Level {
+    fn from([warn, block]: [u32; 2]) -> Level {
+        Level {
+            warn: (warn > 0).then_some(warn),
+            block: (block > 0).then_some(block),
+        }
+    }
 }
 
 impl Level {
@@ -39,8 +49,7 @@ impl Level {
 }
 
 /// Thresholds for one key kind (caller, source address, prefix).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Thresholds {
     pub per_second: Level,
     pub per_minute: Level,
@@ -48,9 +57,77 @@ pub struct Thresholds {
     pub distinct_callees: Level,
 }
 
-/// `[signals.velocity]`
-#[derive(Debug, Clone, Deserialize)]
+/// Thresholds as written in config: a measure left out keeps the default of its key kind
+/// (serde's own defaults would reset it to "off").
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+struct ThresholdsPatch {
+    per_second: Option<Level>,
+    per_minute: Option<Level>,
+    concurrent: Option<Level>,
+    distinct_callees: Option<Level>,
+}
+
+impl ThresholdsPatch {
+    fn over(self, d: Thresholds) -> Thresholds {
+        Thresholds {
+            per_second: self.per_second.unwrap_or(d.per_second),
+            per_minute: self.per_minute.unwrap_or(d.per_minute),
+            concurrent: self.concurrent.unwrap_or(d.concurrent),
+            distinct_callees: self.distinct_callees.unwrap_or(d.distinct_callees),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct VelocityFile {
+    enabled: bool,
+    prefix_digits: usize,
+    distinct_window_secs: u64,
+    max_keys: usize,
+    shards: usize,
+    caller: ThresholdsPatch,
+    source: ThresholdsPatch,
+    prefix: ThresholdsPatch,
+}
+
+impl Default for VelocityFile {
+    fn default() -> Self {
+        let d = VelocityConfig::default();
+        VelocityFile {
+            enabled: d.enabled,
+            prefix_digits: d.prefix_digits,
+            distinct_window_secs: d.distinct_window_secs,
+            max_keys: d.max_keys,
+            shards: d.shards,
+            caller: ThresholdsPatch::default(),
+            source: ThresholdsPatch::default(),
+            prefix: ThresholdsPatch::default(),
+        }
+    }
+}
+
+impl From<VelocityFile> for VelocityConfig {
+    fn from(f: VelocityFile) -> VelocityConfig {
+        let d = VelocityConfig::default();
+        VelocityConfig {
+            enabled: f.enabled,
+            prefix_digits: f.prefix_digits,
+            distinct_window_secs: f.distinct_window_secs,
+            max_keys: f.max_keys,
+            shards: f.shards,
+            caller: f.caller.over(d.caller),
+            source: f.source.over(d.source),
+            prefix: f.prefix.over(d.prefix),
+        }
+    }
+}
+
+/// `[signals.velocity]`; thresholds are `[warn, block]` pairs, e.g.
+/// `[signals.velocity.caller] per_second = [3, 10]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "VelocityFile")]
 pub struct VelocityConfig {
     pub enabled: bool,
     /// Digits (after `+`, country code included) that make a prefix key; 7 is NANP's +1NPANXX.
