@@ -36,7 +36,8 @@ pub struct CertsConfig {
     pub preload_dir: Option<String>,
     /// Hard limit for one fetch: connect, request and body.
     pub fetch_timeout_ms: u64,
-    /// How long a fetched chain is trusted before it is fetched again.
+    /// How long a fetched chain is used before it is fetched again (meanwhile the old one
+    /// still answers).
     pub ttl_secs: u64,
     /// How long a failed fetch is remembered (so one bad URL costs one fetch per period).
     pub failure_ttl_secs: u64,
@@ -316,28 +317,34 @@ impl CertCache {
 impl CertLookup for CertCache {
     fn lookup(&self, x5u: &str) -> CertState {
         let now = Instant::now();
-        {
-            let slots = self.lock();
-            match slots.get(x5u) {
-                Some(Slot::Ready { cert, until }) if until.map_or(true, |u| u > now) => {
-                    self.stats.hits.inc();
-                    return CertState::Ready(cert.clone());
+        let retry = Duration::from_millis(self.cfg.fetch_timeout_ms.saturating_mul(2).max(1));
+        let mut slots = self.lock();
+        match slots.get_mut(x5u) {
+            Some(Slot::Ready { cert, until }) => {
+                self.stats.hits.inc();
+                let cert = cert.clone();
+                if until.is_some_and(|u| u <= now) {
+                    // Stale: keep answering with it while one refresh is under way, so an
+                    // expiring entry never turns busy calls into "pending".
+                    *until = Some(now + retry);
+                    if self.queue.try_send(x5u.to_string()).is_err() {
+                        self.stats.queue_full.inc();
+                    }
                 }
-                Some(Slot::Failed { why, until }) if *until > now => {
-                    self.stats.hits.inc();
-                    return CertState::Failed(why.clone());
-                }
-                // A fetch is under way (it ends within the timeout; a slot older than that
-                // belongs to a lost fetch and is retried below).
-                Some(Slot::Pending { since })
-                    if now.duration_since(*since)
-                        < Duration::from_millis(self.cfg.fetch_timeout_ms * 2) =>
-                {
-                    return CertState::Pending;
-                }
-                _ => {}
+                return CertState::Ready(cert);
             }
+            Some(Slot::Failed { why, until }) if *until > now => {
+                self.stats.hits.inc();
+                return CertState::Failed(why.clone());
+            }
+            // A fetch is under way (it ends within the timeout; a slot older than that
+            // belongs to a lost fetch and is retried below).
+            Some(Slot::Pending { since }) if now.duration_since(*since) < retry => {
+                return CertState::Pending;
+            }
+            _ => {}
         }
+        drop(slots);
         self.stats.misses.inc();
         match self.queue.try_send(x5u.to_string()) {
             Ok(()) => self.store(x5u, Slot::Pending { since: now }),

@@ -378,3 +378,37 @@ async fn preloaded_chains_answer_without_network() {
         .preload("http://rogue.invalid/x.pem", pki.rogue_chain_pem.as_bytes())
         .is_err());
 }
+
+#[tokio::test]
+async fn an_expired_entry_keeps_answering_while_it_is_refreshed() {
+    let pki = pki();
+    let base = serve(HashMap::from([("/sp.pem", pki.chain_pem.clone())])).await;
+    let anchors_dir = temp_dir("anchors3");
+    std::fs::write(anchors_dir.join("root.pem"), &pki.root_pem).unwrap();
+    // A zero TTL: every fetched chain is stale at once.
+    let cfg = CertsConfig {
+        ttl_secs: 0,
+        fetch_timeout_ms: 500,
+        ..CertsConfig::default()
+    };
+    let (cache, fetcher) = CertCache::new(cfg, load_anchors(&anchors_dir).unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(fetcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let url = format!("{base}/sp.pem");
+    assert!(matches!(cache.lookup(&url), CertState::Pending));
+    assert!(matches!(settled(&cache, &url).await, CertState::Ready(_)));
+    // Stale now: still answered from the cache, and a refresh is fetched in the background.
+    assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
+    for _ in 0..500 {
+        if cache.stats().fetches.get() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cache.stats().fetches.get() >= 2, "no refresh was fetched");
+    assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
+    let _ = stop_tx.send(());
+    worker.await.unwrap();
+}
