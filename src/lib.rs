@@ -13,15 +13,18 @@
 //! | [`sip`] | the wire: framing, message scanning, transactions, forwarding, responses | blocklists, verdicts |
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, blocklists |
 //! | [`api`] | the admin HTTP server | SIP |
+//! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
 //! | [`config`] | the typed config file, assembled from each module's own section | behaviour |
 //! | [`app`] | the composition root: the only module that knows every other one | |
 //!
-//! Arrows: `app -> sip, media, api, lists, screening, metrics, config`; `api -> lists,
-//! screening, metrics`; `lists -> screening`; `screening -> nothing`; `sip, media -> metrics`.
+//! Arrows: `app -> sip, media, api, lists, screening, certs, metrics, config`; `api -> lists,
+//! screening, metrics`; `lists -> screening`; `certs -> screening, metrics`; `screening ->
+//! nothing`; `sip, media -> metrics`.
 
 pub mod api;
 pub mod app;
+pub mod certs;
 pub mod config;
 pub mod lists;
 pub mod media;

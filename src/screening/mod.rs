@@ -9,6 +9,7 @@ pub mod entry;
 pub mod index;
 pub mod number;
 pub mod policy;
+pub mod signals;
 pub mod verdict;
 
 pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};

@@ -1,0 +1,210 @@
+//! The whole decision for one call with every signal on: `screen()` over 100,000 list entries,
+//! `signals::evaluate` (STIR with a warm certificate cache, velocity, wangiri, brands, DNO,
+//! plausibility, neighbour, reports) and `policy::decide_verdict`.
+//!
+//! Three figures: a call carrying a fresh SHAKEN PASSporT (dominated by one ES256 verification),
+//! a call without an Identity header, and the ES256 verification alone.
+//! Run: `cargo bench --bench decision`.
+
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use p256::pkcs8::DecodePrivateKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+    PKCS_ECDSA_P256_SHA256,
+};
+use scamguard::certs::{CertCache, CertsConfig};
+use scamguard::screening::signals::brands::Brands;
+use scamguard::screening::signals::certchain::Anchors;
+use scamguard::screening::signals::policy::{
+    decide_verdict, Policy as SignalPolicy, PolicyConfig, PolicyContext,
+};
+use scamguard::screening::signals::stir::{self, sign_identity, StirConfig, StirInput};
+use scamguard::screening::signals::wangiri::CallEnd;
+use scamguard::screening::signals::{
+    evaluate, PlausibilityConfig, SignalInput, SignalState, SignalsConfig,
+};
+use scamguard::screening::{
+    screen, Entry, EntryAction, Facts, IndexBuilder, Pattern, Policy, RuleIndex, ScreeningConfig,
+};
+
+const X5U: &str = "http://cert.example.net/sp.pem";
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct World {
+    rules: RuleIndex,
+    screening: Policy,
+    state: SignalState,
+    policy: SignalPolicy,
+    cache: Arc<CertCache>,
+    callers: Vec<String>,
+    passports: Vec<String>,
+    now: i64,
+}
+
+fn world() -> World {
+    let alg = &PKCS_ECDSA_P256_SHA256;
+    let mut root_p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    root_p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root_p
+        .distinguished_name
+        .push(DnType::CommonName, "bench root");
+    let root = CertifiedIssuer::self_signed(root_p, KeyPair::generate_for(alg).unwrap()).unwrap();
+    let leaf_kp = KeyPair::generate_for(alg).unwrap();
+    let mut leaf_p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf_p
+        .distinguished_name
+        .push(DnType::CommonName, "bench SP");
+    let leaf = leaf_p.signed_by(&leaf_kp, &root).unwrap();
+    let mut anchors = Anchors::default();
+    anchors.add_pem(root.pem().as_bytes(), "root").unwrap();
+    let (cache, _fetcher) = CertCache::new(CertsConfig::default(), anchors);
+    cache.preload(X5U, leaf.pem().as_bytes()).unwrap();
+    let signer = p256::ecdsa::SigningKey::from_pkcs8_der(&leaf_kp.serialize_der()).unwrap();
+
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut b = IndexBuilder::new();
+    for _ in 0..100_000 {
+        let e = Entry {
+            pattern: Pattern::parse(&format!("+447{:09}", rng.u32(0..1_000_000_000))).unwrap(),
+            action: EntryAction::Block,
+            category: "scam".into(),
+            reason: "reported".into(),
+            source: "bench".into(),
+            expires: None,
+        };
+        b.add("scam", &e);
+    }
+    let brands_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/brands.toml"))
+            .unwrap();
+    let brands = Arc::new(Brands::from_toml(&brands_text, "config/brands.toml").unwrap());
+    let cfg = SignalsConfig {
+        plausibility: PlausibilityConfig {
+            home_countries: vec!["GB".into()],
+            ..PlausibilityConfig::default()
+        },
+        ..SignalsConfig::default()
+    };
+    let now = now_unix();
+    let callers: Vec<String> = (0..10_000)
+        .map(|_| format!("+4479{:08}", rng.u32(0..100_000_000)))
+        .collect();
+    let passports = callers
+        .iter()
+        .take(1_000)
+        .map(|c| {
+            let claims = format!(
+                "{{\"attest\":\"A\",\"dest\":{{\"tn\":[\"442071838750\"]}},\"iat\":{now},\"orig\":{{\"tn\":\"{}\"}},\"origid\":\"5c1f4a6e-0000-4000-8000-000000000001\"}}",
+                &c[1..]
+            );
+            sign_identity(&signer, X5U, &claims, false)
+        })
+        .collect();
+    World {
+        rules: b.build(),
+        screening: Policy::from_config(&ScreeningConfig {
+            default_country: "GB".into(),
+            ..ScreeningConfig::default()
+        })
+        .unwrap(),
+        state: SignalState::new(cfg, brands, cache.clone()),
+        policy: SignalPolicy::new(PolicyConfig::default()).unwrap(),
+        cache,
+        callers,
+        passports,
+        now,
+    }
+}
+
+fn one_call(w: &World, i: usize, with_identity: bool) -> scamguard::screening::Action {
+    let caller_s = &w.callers[i % if with_identity {
+        w.passports.len()
+    } else {
+        w.callers.len()
+    }];
+    let id = format!("bench-{i}");
+    let facts = Facts::new(
+        &w.screening,
+        caller_s,
+        "020 7183 8750",
+        Some("Customer Services"),
+        false,
+    );
+    let list = screen(&facts, &w.rules, &w.screening, w.now);
+    let caller = facts.caller.map(|n| n.to_string());
+    let callee = facts.callee.map(|n| n.to_string());
+    let input = SignalInput {
+        call_id: &id,
+        caller: caller.as_deref(),
+        caller_raw: Some(caller_s),
+        callee: callee.as_deref(),
+        display_name: facts.display_name,
+        source: Some("192.0.2.44"),
+        peer: Some("carrier-a"),
+        from_trusted_peer: true,
+        identity: with_identity.then(|| w.passports[i % w.passports.len()].as_str()),
+        ..Default::default()
+    };
+    let now_ms = w.now as u64 * 1000 + (i as u64 % 50_000);
+    let eval = evaluate(&input, &w.state, now_ms);
+    let ctx = PolicyContext {
+        callee: callee.as_deref(),
+        peer: input.peer,
+    };
+    let (v, _) = decide_verdict(&list, &eval.hits, &ctx, &w.policy);
+    w.state
+        .call_ended(&id, CallEnd::Answered { talk_ms: 60_000 }, now_ms);
+    v.action
+}
+
+fn bench(c: &mut Criterion) {
+    let w = world();
+    let mut i = 0usize;
+    c.bench_function(
+        "decision/all signals, SHAKEN PASSporT verified (warm cert cache)",
+        |b| {
+            b.iter(|| {
+                i += 1;
+                black_box(one_call(&w, i, true))
+            })
+        },
+    );
+    c.bench_function("decision/all signals, no Identity header", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(one_call(&w, i, false))
+        })
+    });
+    let input = StirInput {
+        identity: Some(&w.passports[0]),
+        caller: Some(&w.callers[0]),
+        callee: Some("+442071838750"),
+        ..Default::default()
+    };
+    assert!(
+        stir::verify(&input, w.cache.as_ref(), &StirConfig::default(), w.now)
+            .attest()
+            .is_some()
+    );
+    c.bench_function("stir/verify alone (ES256, warm cert cache)", |b| {
+        b.iter(|| {
+            black_box(stir::verify(
+                &input,
+                w.cache.as_ref(),
+                &StirConfig::default(),
+                w.now,
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,427 @@
+//! Table tests of `evaluate` with every signal on, over real number shapes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use p256::ecdsa::SigningKey;
+
+use super::brands::Brands;
+use super::stir::{sign_identity, CertLookup, CertState, TrustedCert};
+use super::wangiri::CallEnd;
+use super::*;
+
+const BRANDS: &str = include_str!("../../../config/brands.toml");
+const NOW_MS: u64 = 1_790_000_000_000;
+const X5U: &str = "http://cert.example.net/sp.pem";
+
+struct Certs(HashMap<String, CertState>);
+impl CertLookup for Certs {
+    fn lookup(&self, x5u: &str) -> CertState {
+        self.0.get(x5u).cloned().unwrap_or(CertState::Pending)
+    }
+}
+
+fn signer() -> SigningKey {
+    SigningKey::from_bytes(&[3u8; 32].into()).unwrap()
+}
+
+fn state(cfg: SignalsConfig) -> SignalState {
+    let brands = Arc::new(Brands::from_toml(BRANDS, "config/brands.toml").unwrap());
+    let cert = TrustedCert {
+        key: *signer().verifying_key(),
+        not_before: 0,
+        not_after: i64::MAX,
+        subject: "CN=test SP".into(),
+        anchor: "CN=test root".into(),
+    };
+    let certs = Certs(HashMap::from([(
+        X5U.to_string(),
+        CertState::Ready(Arc::new(cert)),
+    )]));
+    SignalState::new(cfg, brands, Arc::new(certs))
+}
+
+fn passport(attest: &str, orig: &str, dest: &str) -> String {
+    let d = |s: &str| s.trim_start_matches('+').to_string();
+    let claims = format!(
+        "{{\"attest\":\"{attest}\",\"dest\":{{\"tn\":[\"{}\"]}},\"iat\":{},\"orig\":{{\"tn\":\"{}\"}},\"origid\":\"8f0c3a3e-5b7e-4a4e-9d55-0e2f3c1b7a10\"}}",
+        d(dest),
+        NOW_MS / 1000,
+        d(orig)
+    );
+    sign_identity(&signer(), X5U, &claims, false)
+}
+
+fn signals_of(e: &Evaluation) -> Vec<(&'static str, String)> {
+    let mut v: Vec<_> = e
+        .hits
+        .iter()
+        .filter(|h| h.score != 0)
+        .map(|h| (h.signal, h.reason.entry.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// One call at a time against a fresh state: which signals fire, with which entry.
+#[test]
+fn single_calls_table() {
+    let gb = SignalsConfig {
+        plausibility: PlausibilityConfig {
+            home_countries: vec!["GB".into(), "US".into()],
+            ..PlausibilityConfig::default()
+        },
+        ..SignalsConfig::default()
+    };
+    let a_us = passport("A", "+12027620143", "+12027629876");
+    let b_us = passport("B", "+12027620143", "+12027629876");
+    type Case<'a> = (SignalInput<'a>, &'a [(&'a str, &'a str)]);
+    let base = SignalInput {
+        call_id: "c1",
+        source: Some("192.0.2.10"),
+        ..Default::default()
+    };
+    let cases: Vec<Case<'_>> = vec![
+        (
+            SignalInput {
+                caller: Some("+442071838750"),
+                callee: Some("+447911123456"),
+                ..base
+            },
+            &[],
+        ),
+        // Brand impersonation, and Do-Not-Originate.
+        (
+            SignalInput {
+                caller: Some("+447911123456"),
+                callee: Some("+442071838750"),
+                display_name: Some("Micr0soft Support"),
+                ..base
+            },
+            &[("brand", "Microsoft")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+61412345678"),
+                callee: Some("+61291234567"),
+                display_name: Some("AMAZ0N  refunds"),
+                ..base
+            },
+            &[("brand", "Amazon")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+18006427676"),
+                callee: Some("+12125550000"),
+                ..base
+            },
+            &[("dno", "+18006427676")],
+        ),
+        // Implausible caller ids, per country.
+        (
+            SignalInput {
+                caller: Some("+12125550123"),
+                callee: Some("+14165550000"),
+                ..base
+            },
+            &[("plausibility", "+12125550123")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+447700900123"),
+                callee: Some("+442071838750"),
+                ..base
+            },
+            &[("plausibility", "+447700900123")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+34112345678"),
+                callee: Some("+34912345678"),
+                ..base
+            },
+            &[("plausibility", "+34112345678")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+61255501234"),
+                callee: Some("+61412345678"),
+                ..base
+            },
+            &[("plausibility", "+61255501234")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+49030123456"),
+                callee: Some("+4930654321"),
+                ..base
+            },
+            &[("plausibility", "+49030123456")],
+        ),
+        (
+            SignalInput {
+                caller: None,
+                caller_raw: Some("12345678901234567890"),
+                callee: Some("+4930654321"),
+                ..base
+            },
+            &[("plausibility", "12345678901234567890")],
+        ),
+        // A GB number from an international gateway; a US one is left to STIR.
+        (
+            SignalInput {
+                caller: Some("+442071838750"),
+                callee: Some("+447911123456"),
+                from_international_gateway: true,
+                peer: Some("intl-gw"),
+                ..base
+            },
+            &[("gateway", "+442071838750")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+13129420143"),
+                callee: Some("+447911123456"),
+                from_international_gateway: true,
+                ..base
+            },
+            &[],
+        ),
+        // Neighbour spoofing: unattested or B is flagged, A is not.
+        (
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                ..base
+            },
+            &[("neighbour", "+12027620143")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                identity: Some(&b_us),
+                ..base
+            },
+            &[("neighbour", "+12027620143"), ("stir", "attest=B")],
+        ),
+        (
+            SignalInput {
+                caller: Some("+12027620143"),
+                callee: Some("+12027629876"),
+                identity: Some(&a_us),
+                ..base
+            },
+            &[],
+        ),
+        // A forged PASSporT: the caller is not orig.tn.
+        (
+            SignalInput {
+                caller: Some("+12027620199"),
+                callee: Some("+12027629876"),
+                identity: Some(&a_us),
+                ..base
+            },
+            &[("neighbour", "+12027620199"), ("stir", "438")],
+        ),
+    ];
+    for (i, (input, want)) in cases.iter().enumerate() {
+        let s = state(gb.clone());
+        let e = evaluate(input, &s, NOW_MS);
+        let want: Vec<(&str, String)> = want.iter().map(|(a, b)| (*a, b.to_string())).collect();
+        assert_eq!(signals_of(&e), want, "case {i}: {:#?}", e.hits);
+    }
+}
+
+#[test]
+fn velocity_wangiri_and_reports_build_up_over_calls() {
+    let s = state(SignalsConfig::default());
+    // A caller sprays 40 callees in 40 seconds, each cancelled after two seconds of ringing.
+    let mut last = None;
+    for i in 0..40u64 {
+        let id = format!("spray-{i}");
+        let callee = format!("+4930123{i:04}");
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+2693591000"),
+            callee: Some(&callee),
+            ..Default::default()
+        };
+        let t = NOW_MS + i * 1000;
+        last = Some(evaluate(&input, &s, t));
+        s.call_ended(&id, CallEnd::Cancelled, t + 2_000);
+    }
+    let e = last.unwrap();
+    let by = |name: &str| e.hits.iter().find(|h| h.signal == name).map(|h| h.score);
+    assert_eq!(by("velocity"), Some(100), "{:#?}", e.hits);
+    assert_eq!(by("wangiri"), Some(100), "{:#?}", e.hits);
+    assert_eq!(s.calls_tracked(), 0);
+
+    // Reports: one reporter is not enough, three distinct ones promote to warn.
+    let r = |reporter: &str| Report {
+        caller: "+447911123456".into(),
+        callee: Some(reporter.into()),
+        category: "scam".into(),
+        reporter: reporter.into(),
+        at: (NOW_MS / 1000) as i64,
+        source: reports::ReportSource::Sip607,
+    };
+    let input = SignalInput {
+        call_id: "r1",
+        caller: Some("+447911123456"),
+        callee: Some("+442071838750"),
+        ..Default::default()
+    };
+    for _ in 0..5 {
+        s.report(&r("+442071838751"), (NOW_MS / 1000) as i64);
+    }
+    assert!(evaluate(&input, &s, NOW_MS)
+        .hits
+        .iter()
+        .all(|h| h.signal != "reports"));
+    s.report(&r("+442071838752"), (NOW_MS / 1000) as i64);
+    s.report(&r("+442071838753"), (NOW_MS / 1000) as i64);
+    let e = evaluate(
+        &SignalInput {
+            call_id: "r2",
+            ..input
+        },
+        &s,
+        NOW_MS,
+    );
+    let h = e
+        .hits
+        .iter()
+        .find(|h| h.signal == "reports")
+        .expect("promoted");
+    assert_eq!(h.score, 50);
+    assert!(
+        h.reason.reason.contains("3 distinct reporters"),
+        "{}",
+        h.reason.reason
+    );
+}
+
+#[test]
+fn concurrency_is_released_by_end_events_and_by_the_call_cap() {
+    let cfg = SignalsConfig {
+        max_calls: 64,
+        ..SignalsConfig::default()
+    };
+    let s = state(cfg);
+    for i in 0..10_000u64 {
+        let id = format!("leak-{i}");
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+61291234567"),
+            callee: Some("+61412345678"),
+            ..Default::default()
+        };
+        evaluate(&input, &s, NOW_MS + i * 60_000);
+    }
+    // No end events at all: the call table stays capped and concurrency does not climb forever.
+    assert!(s.calls_tracked() <= 64 + 16, "{}", s.calls_tracked());
+    let input = SignalInput {
+        call_id: "last",
+        caller: Some("+61291234567"),
+        callee: Some("+61412345678"),
+        ..Default::default()
+    };
+    let e = evaluate(&input, &s, NOW_MS + 10_001 * 60_000);
+    assert!(
+        e.hits
+            .iter()
+            .all(|h| !h.reason.reason.contains("concurrent-calls 10")),
+        "{:#?}",
+        e.hits
+    );
+}
+
+#[test]
+fn config_sections_parse_and_refuse_unknown_fields() {
+    let text = r#"
+[signals]
+max_calls = 1000
+[signals.stir]
+max_age_secs = 30
+score_failed = 80
+[signals.velocity]
+prefix_digits = 6
+[signals.velocity.caller]
+per_second = [2, 5]
+concurrent = [0, 40]
+[signals.wangiri]
+max_ring_secs = 4
+number = [3, 9]
+[signals.reports]
+warn_reporters = 2
+[signals.plausibility]
+home_countries = ["GB"]
+[signals.dno]
+numbers = ["+442079460999"]
+
+[policy]
+warn_at = 40
+log_only = ["wangiri"]
+[[policy.tenant]]
+name = "acme"
+callee_prefixes = ["+4420794600"]
+never_block = true
+"#;
+    #[derive(serde::Deserialize)]
+    struct File {
+        signals: SignalsConfig,
+        policy: policy::PolicyConfig,
+    }
+    let f: File = toml::from_str(text).unwrap();
+    assert_eq!(f.signals.stir.max_age_secs, 30);
+    assert_eq!(f.signals.stir.score_b, StirConfig::default().score_b);
+    assert_eq!(
+        f.signals.velocity.caller.per_second,
+        velocity::Level::new(2, 5)
+    );
+    assert_eq!(
+        f.signals.velocity.caller.concurrent,
+        velocity::Level {
+            warn: None,
+            block: Some(40)
+        }
+    );
+    // Measures and key kinds left out keep their own defaults.
+    assert_eq!(
+        f.signals.velocity.caller.per_minute,
+        VelocityConfig::default().caller.per_minute
+    );
+    assert_eq!(f.signals.velocity.prefix, VelocityConfig::default().prefix);
+    assert_eq!(
+        (
+            f.signals.wangiri.max_ring_secs,
+            f.signals.reports.warn_reporters
+        ),
+        (4, 2)
+    );
+    assert_eq!(f.signals.wangiri.number, velocity::Level::new(3, 9));
+    assert_eq!(
+        f.policy.tenants[0].callee_prefixes,
+        vec!["+4420794600".to_string()]
+    );
+    assert!(policy::Policy::new(f.policy).is_ok());
+    for bad in [
+        "[signals]\nmax_callz = 1\n",
+        "[signals.stir]\nmax_age = 1\n",
+        "[policy]\nwarn = 1\n",
+        "[signals.velocity.caller]\nper_hour = [1, 2]\n",
+        "[signals.velocity]\nwindow = 1\n",
+    ] {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Loose {
+            #[serde(default)]
+            signals: Option<SignalsConfig>,
+            #[serde(default)]
+            policy: Option<policy::PolicyConfig>,
+        }
+        let e = toml::from_str::<Loose>(bad).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{bad}: {e}");
+    }
+}

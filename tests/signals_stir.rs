@@ -1,0 +1,414 @@
+//! STIR/SHAKEN end to end: certificates generated here (rcgen), chains served by a local HTTP
+//! server on 127.0.0.1:0, fetched by the certificate cache in the background, and PASSporTs
+//! (valid, forged, stale, wrong caller, wrong chain) checked by the pure verifier.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::DecodePrivateKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+    PKCS_ECDSA_P256_SHA256,
+};
+use scamguard::certs::{load_anchors, CertCache, CertsConfig};
+use scamguard::screening::signals::stir::{
+    sign_identity, verify, Attest, CertLookup, CertState, StirConfig, StirInput,
+};
+
+struct Pki {
+    root_pem: String,
+    /// leaf + intermediate, as an x5u serves them
+    chain_pem: String,
+    leaf_key: SigningKey,
+    /// a leaf whose chain ends in a root nobody trusts
+    rogue_chain_pem: String,
+    rogue_key: SigningKey,
+}
+
+fn ca(name: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p
+}
+
+fn leaf(name: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p
+}
+
+fn p256_of(k: &KeyPair) -> SigningKey {
+    SigningKey::from_pkcs8_der(&k.serialize_der()).unwrap()
+}
+
+fn pki() -> Pki {
+    let alg = &PKCS_ECDSA_P256_SHA256;
+    let root =
+        CertifiedIssuer::self_signed(ca("SHAKEN test root"), KeyPair::generate_for(alg).unwrap())
+            .unwrap();
+    let inter = CertifiedIssuer::signed_by(
+        ca("SHAKEN test STI-CA"),
+        KeyPair::generate_for(alg).unwrap(),
+        &root,
+    )
+    .unwrap();
+    let leaf_kp = KeyPair::generate_for(alg).unwrap();
+    let leaf_cert = leaf("SHAKEN test SP 1234")
+        .signed_by(&leaf_kp, &inter)
+        .unwrap();
+
+    let rogue_root =
+        CertifiedIssuer::self_signed(ca("SHAKEN test root"), KeyPair::generate_for(alg).unwrap())
+            .unwrap();
+    let rogue_kp = KeyPair::generate_for(alg).unwrap();
+    let rogue_leaf = leaf("SHAKEN rogue SP")
+        .signed_by(&rogue_kp, &rogue_root)
+        .unwrap();
+    Pki {
+        root_pem: root.pem(),
+        chain_pem: format!("{}{}", leaf_cert.pem(), inter.pem()),
+        leaf_key: p256_of(&leaf_kp),
+        rogue_chain_pem: rogue_leaf.pem(),
+        rogue_key: p256_of(&rogue_kp),
+    }
+}
+
+/// Serves `files` by path; `/hang` accepts and never answers.
+async fn serve(files: HashMap<&'static str, String>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let files = Arc::new(files);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let files = files.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let files = files.clone();
+                    async move {
+                        if req.uri().path() == "/hang" {
+                            tokio::time::sleep(Duration::from_secs(3_600)).await;
+                        }
+                        let resp = match files.get(req.uri().path()) {
+                            Some(body) => Response::builder()
+                                .header("content-type", "application/pem-certificate-chain")
+                                .body(Full::new(Bytes::from(body.clone()))),
+                            None => Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::new())),
+                        };
+                        Ok::<_, Infallible>(resp.unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "scamguard-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(attest: &str, orig: &str, dest: &str, iat: i64) -> String {
+    format!(
+        "{{\"attest\":\"{attest}\",\"dest\":{{\"tn\":[\"{dest}\"]}},\"iat\":{iat},\"orig\":{{\"tn\":\"{orig}\"}},\"origid\":\"123e4567-e89b-12d3-a456-426655440000\"}}"
+    )
+}
+
+/// Waits for the background fetcher to settle `url`; bounded so a broken fetcher fails the test.
+async fn settled(cache: &CertCache, url: &str) -> CertState {
+    for _ in 0..500 {
+        match cache.lookup(url) {
+            CertState::Pending => tokio::time::sleep(Duration::from_millis(10)).await,
+            other => return other,
+        }
+    }
+    panic!("{url} still pending");
+}
+
+#[tokio::test]
+async fn passports_against_fetched_chains() {
+    let pki = pki();
+    let base = serve(HashMap::from([
+        ("/sp.pem", pki.chain_pem.clone()),
+        ("/rogue.pem", pki.rogue_chain_pem.clone()),
+    ]))
+    .await;
+    let anchors_dir = temp_dir("anchors");
+    std::fs::write(anchors_dir.join("root.pem"), &pki.root_pem).unwrap();
+    let cfg = CertsConfig {
+        fetch_timeout_ms: 500,
+        ..CertsConfig::default()
+    };
+    let (cache, fetcher) = CertCache::new(cfg, load_anchors(&anchors_dir).unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(fetcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let good = format!("{base}/sp.pem");
+    let rogue = format!("{base}/rogue.pem");
+    let t = now();
+    let caller = "+12027620143";
+    let callee = "+442071838750";
+    let check = |identity: &str, caller: &str| {
+        let input = StirInput {
+            identity: Some(identity),
+            caller: Some(caller),
+            callee: Some(callee),
+            ..Default::default()
+        };
+        verify(&input, cache.as_ref(), &StirConfig::default(), now())
+    };
+
+    // Cold cache: the first call is not held up; it comes back pending and queues the fetch.
+    let valid = sign_identity(
+        &pki.leaf_key,
+        &good,
+        &claims("A", "12027620143", "442071838750", t),
+        false,
+    );
+    let first = check(&valid, caller);
+    assert_eq!(first.code(), None, "{first}");
+    assert!(
+        matches!(
+            first,
+            scamguard::screening::signals::stir::StirOutcome::Pending { .. }
+        ),
+        "{first}"
+    );
+    assert!(matches!(settled(&cache, &good).await, CertState::Ready(_)));
+
+    type Case = (
+        &'static str,
+        String,
+        &'static str,
+        Option<Attest>,
+        Option<u16>,
+    );
+    let cases: Vec<Case> = vec![
+        ("valid A", valid.clone(), caller, Some(Attest::A), None),
+        (
+            "valid B",
+            sign_identity(
+                &pki.leaf_key,
+                &good,
+                &claims("B", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            Some(Attest::B),
+            None,
+        ),
+        (
+            "forged: signed by a key the certificate does not hold",
+            sign_identity(
+                &pki.rogue_key,
+                &good,
+                &claims("A", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            None,
+            Some(438),
+        ),
+        (
+            "stale iat",
+            sign_identity(
+                &pki.leaf_key,
+                &good,
+                &claims("A", "12027620143", "442071838750", t - 120),
+                false,
+            ),
+            caller,
+            None,
+            Some(403),
+        ),
+        (
+            "wrong orig.tn",
+            valid.clone(),
+            "+12027620199",
+            None,
+            Some(438),
+        ),
+        (
+            "wrong chain: the root is not an anchor",
+            sign_identity(
+                &pki.rogue_key,
+                &rogue,
+                &claims("A", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            None,
+            Some(436),
+        ),
+        (
+            "x5u answers 404",
+            sign_identity(
+                &pki.leaf_key,
+                &format!("{base}/gone.pem"),
+                &claims("A", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            None,
+            Some(436),
+        ),
+        (
+            "x5u hangs past the timeout",
+            sign_identity(
+                &pki.leaf_key,
+                &format!("{base}/hang"),
+                &claims("A", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            None,
+            Some(436),
+        ),
+        (
+            "https x5u is not fetched",
+            sign_identity(
+                &pki.leaf_key,
+                "https://cert.example.invalid/sp.pem",
+                &claims("A", "12027620143", "442071838750", t),
+                false,
+            ),
+            caller,
+            None,
+            Some(436),
+        ),
+    ];
+    for (name, identity, caller, attest, code) in &cases {
+        // Let the background fetch of a new URL settle, then judge.
+        if let Some(url) = identity
+            .split("info=<")
+            .nth(1)
+            .and_then(|s| s.split('>').next())
+        {
+            let _ = cache.lookup(url);
+            settled(&cache, url).await;
+        }
+        let o = check(identity, caller);
+        assert_eq!(
+            (o.attest(), o.code().map(|c| c.status())),
+            (*attest, *code),
+            "{name}: {o}"
+        );
+    }
+    let stats = cache.stats();
+    assert!(
+        stats.hits.get() > 0 && stats.fetches.get() >= 5,
+        "{stats:?}"
+    );
+    let _ = stop_tx.send(());
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn preloaded_chains_answer_without_network() {
+    let pki = pki();
+    let anchors_dir = temp_dir("anchors2");
+    std::fs::write(anchors_dir.join("root.pem"), &pki.root_pem).unwrap();
+    let preload_dir = temp_dir("preload");
+    let url = "https://cert.example.invalid/sp.pem";
+    std::fs::write(
+        preload_dir.join("sp.pem"),
+        format!("x5u: {url}\n{}", pki.chain_pem),
+    )
+    .unwrap();
+    let cfg = CertsConfig {
+        anchors_dir: Some(anchors_dir.display().to_string()),
+        preload_dir: Some(preload_dir.display().to_string()),
+        ..CertsConfig::default()
+    };
+    // No fetcher is running: the answer must come from the pre-loaded folder.
+    let (cache, _fetcher) = CertCache::from_config(cfg).unwrap();
+    let identity = sign_identity(
+        &pki.leaf_key,
+        url,
+        &claims("A", "61291234567", "61412345678", now()),
+        false,
+    );
+    let input = StirInput {
+        identity: Some(&identity),
+        caller: Some("+61291234567"),
+        callee: Some("+61412345678"),
+        ..Default::default()
+    };
+    let o = verify(&input, cache.as_ref(), &StirConfig::default(), now());
+    assert_eq!(o.attest(), Some(Attest::A), "{o}");
+
+    // A pre-loaded file without its URL line is refused with the file named.
+    let bad_dir = temp_dir("preload-bad");
+    std::fs::write(bad_dir.join("x.pem"), &pki.chain_pem).unwrap();
+    let e = cache.preload_dir(&bad_dir).unwrap_err();
+    assert!(e.contains("x.pem") && e.contains("x5u"), "{e}");
+    // A chain that does not reach an anchor is refused too.
+    assert!(cache
+        .preload("http://rogue.invalid/x.pem", pki.rogue_chain_pem.as_bytes())
+        .is_err());
+}
+
+#[tokio::test]
+async fn an_expired_entry_keeps_answering_while_it_is_refreshed() {
+    let pki = pki();
+    let base = serve(HashMap::from([("/sp.pem", pki.chain_pem.clone())])).await;
+    let anchors_dir = temp_dir("anchors3");
+    std::fs::write(anchors_dir.join("root.pem"), &pki.root_pem).unwrap();
+    // A zero TTL: every fetched chain is stale at once.
+    let cfg = CertsConfig {
+        ttl_secs: 0,
+        fetch_timeout_ms: 500,
+        ..CertsConfig::default()
+    };
+    let (cache, fetcher) = CertCache::new(cfg, load_anchors(&anchors_dir).unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(fetcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let url = format!("{base}/sp.pem");
+    assert!(matches!(cache.lookup(&url), CertState::Pending));
+    assert!(matches!(settled(&cache, &url).await, CertState::Ready(_)));
+    // Stale now: still answered from the cache, and a refresh is fetched in the background.
+    assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
+    for _ in 0..500 {
+        if cache.stats().fetches.get() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cache.stats().fetches.get() >= 2, "no refresh was fetched");
+    assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
+    let _ = stop_tx.send(());
+    worker.await.unwrap();
+}
