@@ -13,6 +13,7 @@ mod caller;
 mod decision_log;
 mod disposition;
 mod screener;
+mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use self::caller::{parties, Parties};
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
 pub use self::screener::{CallStats, Screener};
+pub use self::signals::{PeersConfig, Signals, REPORTS_LIST};
 
 use crate::api;
 use crate::config::Config;
@@ -157,6 +159,15 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     } else {
         None
     };
+    let (certs, fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
+        .map_err(|e| AppError(format!("certs: {e}")))?;
+    let signals = Signals::new(
+        &config.signals,
+        &config.policy,
+        &config.peers,
+        certs.clone(),
+    )
+    .map_err(AppError)?;
     let screener = Arc::new(Screener {
         lists: lists.clone(),
         store: store_rules.clone(),
@@ -167,6 +178,10 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         media: media.clone(),
         announced: Default::default(),
         announce_cap: 2 * config.media.max_sessions,
+        signals,
+        live: live.clone(),
+        callers: Default::default(),
+        callers_cap: config.sip.max_calls,
     });
 
     let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
@@ -196,6 +211,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         files.clone(),
         proxy.stats().clone(),
         store_rules.clone(),
+        certs.stats(),
     ];
     if let Some(m) = &media {
         collectors.push(m.stats());
@@ -225,6 +241,22 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         };
         if let Err(e) = api::run(api_listener, api_state, stopped).await {
             tracing::error!("API server stopped: {e}");
+        }
+    });
+    let mut stop = rx.clone();
+    tasks.spawn(fetcher.run(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    let mut stop = rx.clone();
+    let s = screener.clone();
+    tasks.spawn(async move {
+        // Frees idle velocity, wangiri and report slots; the tables are capped regardless.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => s.signals.sweep(),
+                _ = stop.wait_for(|s| *s) => break,
+            }
         }
     });
     let mut stop = rx.clone();
@@ -262,6 +294,41 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         tasks,
         log_writer: Some(log_writer),
     })
+}
+
+/// The verdict `scamguard check` prints: the proxy's own decision function over the same lists
+/// (files and store) and signals, without sockets. A question is never counted as a call.
+pub fn check(
+    config: &Config,
+    caller: &str,
+    callee: &str,
+    display: Option<&str>,
+    anonymous: bool,
+) -> Result<crate::screening::Verdict, AppError> {
+    let policy = Policy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
+    let store = Store::open(&config.store)
+        .map_err(|e| AppError(format!("store {}: {e}", config.store.data_dir.display())))?;
+    let store_rules = StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}")))?;
+    let (lists, errors) = ListSet::open(config.lists.clone());
+    // The proxy runs with the files that load and reports the rest; check does the same, so
+    // its answer is the one a call would get.
+    for e in &errors {
+        eprintln!("{e} (file not loaded)");
+    }
+    let (certs, _fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
+        .map_err(|e| AppError(format!("certs: {e}")))?;
+    let signals =
+        Signals::new(&config.signals, &config.policy, &config.peers, certs).map_err(AppError)?;
+    Ok(screener::decide(
+        &lists,
+        &store_rules,
+        &policy,
+        &signals,
+        &screener::question(caller, display),
+        callee,
+        anonymous,
+        false,
+    ))
 }
 
 fn init_tracing(level: &str) {

@@ -34,6 +34,10 @@ pub struct Config {
     pub disposition: DispositionConfig,
     pub media: MediaConfig,
     pub api: crate::api::ApiConfig,
+    pub signals: crate::screening::signals::SignalsConfig,
+    pub policy: crate::screening::signals::policy::PolicyConfig,
+    pub certs: crate::certs::CertsConfig,
+    pub peers: crate::app::PeersConfig,
 }
 
 /// Where the decision log goes.

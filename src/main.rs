@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use scamguard::config::{Config, Overrides};
-use scamguard::lists::{self, ListSet};
-use scamguard::screening::{screen, Facts, Policy};
+use scamguard::lists;
 
 #[derive(Parser)]
 #[command(
@@ -170,10 +169,6 @@ fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Config, ExitCod
     Ok(c)
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn check(
     path: &std::path::Path,
     caller: &str,
@@ -190,24 +185,13 @@ fn check(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let policy = match Policy::from_config(&c.screening) {
-        Ok(p) => p,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("{}: {p}", path.display());
-            }
+    let verdict = match scamguard::app::check(&c, caller, callee, display, anonymous) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("scamguard: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (set, errors) = ListSet::open(c.lists.clone());
-    // The proxy runs with the files that load and reports the rest; check does the same, so
-    // its answer is the one a call would get.
-    for e in &errors {
-        eprintln!("{e} (file not loaded)");
-    }
-    let snapshot = set.snapshot();
-    let facts = Facts::new(&policy, caller, callee, display, anonymous);
-    let verdict = screen(&facts, &*snapshot, &policy, now());
     println!("{}", verdict.to_json());
     ExitCode::SUCCESS
 }

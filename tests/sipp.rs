@@ -233,7 +233,7 @@ fn sipp_passed_call_with_ack_and_bye() {
         "u1",
         "uac_call.xml",
         Some("uas_pass.xml"),
-        "+14155550123",
+        "+14155552671",
         "+12025550100",
     );
 }

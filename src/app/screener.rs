@@ -13,10 +13,14 @@ use dashmap::DashMap;
 use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
+use super::signals::{CallFacts, Signals};
+use crate::lists::overlay::Live;
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::ListSet;
 use crate::media::{MediaEngine, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
+use crate::screening::signals::reports::{Report, ReportSource};
+use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::{screen, Action, Facts, Policy, Verdict};
 use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 
@@ -95,6 +99,14 @@ pub struct Screener {
     /// the engine has already freed keeps it bounded when an end is never seen.
     pub announced: DashMap<String, Announcement>,
     pub announce_cap: usize,
+    /// Signals beyond lists (STIR/SHAKEN, velocity, brands, DNO, plausibility, reports).
+    pub signals: Signals,
+    /// Where report promotions are written.
+    pub live: Arc<Live>,
+    /// Callers of calls in progress, for a 607 report: bounded like the SIP call table (entries
+    /// leave with the call's final answer or end).
+    pub callers: DashMap<String, (String, String)>,
+    pub callers_cap: usize,
 }
 
 /// What the prompt of an announced call depends on.
@@ -144,13 +156,20 @@ impl Screener {
         display: Option<&str>,
         anonymous: bool,
     ) -> Verdict {
-        let facts = Facts::new(&self.policy, caller, callee, display, anonymous);
-        let files = self.lists.current();
-        let rules = Layered {
-            files: &**files,
-            store: &self.store,
-        };
-        screen(&facts, &rules, &self.policy, unix_now())
+        self.decide(&question(caller, display), callee, anonymous, false)
+    }
+
+    fn decide(&self, f: &CallFacts, callee: &str, anonymous: bool, live: bool) -> Verdict {
+        decide(
+            &self.lists,
+            &self.store,
+            &self.policy,
+            &self.signals,
+            f,
+            callee,
+            anonymous,
+            live,
+        )
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -209,6 +228,52 @@ impl Screener {
     }
 }
 
+/// The one decision, shared by the hook, `scamguard check` and `/v1/check`: lists first (files
+/// and store with their precedence), then the signals and the scoring policy. `live` is false
+/// for questions, which must not count as calls.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    lists: &ListSet,
+    store: &StoreRules,
+    policy: &Policy,
+    signals: &Signals,
+    f: &CallFacts,
+    callee: &str,
+    anonymous: bool,
+    live: bool,
+) -> Verdict {
+    let facts = Facts::new(policy, f.caller_raw, callee, f.display_name, anonymous);
+    let files = lists.current();
+    let rules = Layered {
+        files: &**files,
+        store,
+    };
+    let listed = screen(&facts, &rules, policy, unix_now());
+    let caller = facts.caller.map(|n| n.to_string());
+    let callee = facts.callee.map(|n| n.to_string());
+    let f = CallFacts {
+        caller: caller.as_deref(),
+        callee: callee.as_deref(),
+        ..*f
+    };
+    signals.decide(&listed, &f, live)
+}
+
+/// What `check` asks: the facts a person can type.
+pub fn question<'a>(caller: &'a str, display: Option<&'a str>) -> CallFacts<'a> {
+    CallFacts {
+        call_id: "check",
+        caller: None,
+        caller_raw: caller,
+        callee: None,
+        display_name: display,
+        source: None,
+        trusted: false,
+        identity: None,
+        verstat: None,
+    }
+}
+
 impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>) -> Decision {
         let started = Instant::now();
@@ -232,6 +297,10 @@ impl Hook for Screener {
         );
         let decision_us = started.elapsed().as_micros() as u64;
         self.count(&v);
+        if !matches!(decision, Decision::Reject { .. }) && self.callers.len() < self.callers_cap {
+            self.callers
+                .insert(call.call_id.to_string(), (v.caller.clone(), callee.clone()));
+        }
         self.log.write(Record {
             time: SystemTime::now(),
             call_id: call.call_id.to_string(),
@@ -247,6 +316,37 @@ impl Hook for Screener {
     }
 
     fn call_event(&self, call_id: &str, event: CallEvent) {
+        match event {
+            CallEvent::Answered => self.signals.answered(call_id),
+            CallEvent::Cancelled => self.signals.ended(call_id, CallEnd::Cancelled),
+            CallEvent::Ended => self
+                .signals
+                .ended(call_id, CallEnd::Answered { talk_ms: 0 }),
+            CallEvent::Failed(_) | CallEvent::TimedOut | CallEvent::Unwanted => {
+                self.signals.ended(call_id, CallEnd::Rejected)
+            }
+        }
+        // A 607 from the callee is a report against the caller (RFC 8197): a signal, not proof,
+        // since the caller id may be spoofed; the report book needs several reporters.
+        let parties = match event {
+            CallEvent::Answered => None,
+            _ => self.callers.remove(call_id).map(|(_, p)| p),
+        };
+        if let (CallEvent::Unwanted, Some((caller, callee))) = (event, parties) {
+            if caller.starts_with('+') {
+                self.signals.report(
+                    &self.live,
+                    &Report {
+                        caller,
+                        callee: Some(callee.clone()),
+                        category: "unwanted".into(),
+                        reporter: callee,
+                        at: unix_now(),
+                        source: ReportSource::Sip607,
+                    },
+                );
+            }
+        }
         let release = match event {
             CallEvent::Answered => {
                 self.stats.answered.inc();
