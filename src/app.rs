@@ -12,6 +12,7 @@
 mod caller;
 mod decision_log;
 mod disposition;
+mod feeds;
 mod screener;
 
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub use self::screener::{CallStats, Screener};
 
 use crate::api;
 use crate::config::Config;
-use crate::lists::overlay::{FileLists, Live, StoreRules};
+use crate::lists::overlay::{Live, StoreRules};
 use crate::lists::store::Store;
 use crate::lists::watch::{watch_lists, ListFiles, WatchHandle};
 use crate::lists::ListSet;
@@ -131,6 +132,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let store_rules = Arc::new(
         StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}; refusing to start")))?,
     );
+    let feeds = feeds::open(&config)?;
     let lists = Arc::new(ListSet::new(config.lists.clone()));
     let files = Arc::new(ListFiles::new(lists.clone()));
     files.reload_now();
@@ -146,7 +148,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let live = Arc::new(Live::new(
         store.clone(),
         store_rules.clone(),
-        Some(files.clone() as Arc<dyn FileLists>),
+        Some(feeds::with_files(files.clone(), &feeds)),
     ));
     let (log, log_writer) = DecisionLog::start(&config.log.decisions)
         .map_err(|e| AppError(format!("decision log: {e}")))?;
@@ -160,6 +162,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let screener = Arc::new(Screener {
         lists: lists.clone(),
         store: store_rules.clone(),
+        feeds: feeds.rules.clone(),
         policy,
         disposition: config.disposition.clone(),
         log,
@@ -200,15 +203,16 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     if let Some(m) = &media {
         collectors.push(m.stats());
     }
-    let api_state = Arc::new(
-        api::State::new(
-            config.api.clone(),
-            live.clone(),
-            screener.clone(),
-            collectors,
-        )
-        .map_err(|e| AppError(format!("api: {e}")))?,
-    );
+    collectors.extend(feeds.collectors());
+    let mut api_state = api::State::new(
+        config.api.clone(),
+        live.clone(),
+        screener.clone(),
+        collectors,
+    )
+    .map_err(|e| AppError(format!("api: {e}")))?;
+    api_state.publisher = feeds.publisher.clone();
+    let api_state = Arc::new(api_state);
     let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for the API on {}: {e}",
@@ -232,6 +236,12 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     tasks.spawn(live.clone().run_maintenance(sweep, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
+    if let Some(f) = feeds.rules.clone() {
+        let mut stop = rx.clone();
+        tasks.spawn(f.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     let p = proxy.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(udp, tcp, p, rx).await {

@@ -84,6 +84,8 @@ pub struct Screener {
     pub lists: Arc<ListSet>,
     /// Store lists: compiled per list plus the overlay of live edits.
     pub store: Arc<StoreRules>,
+    /// Subscribed partner feeds, when any are configured.
+    pub feeds: Option<Arc<crate::lists::feeds::FeedRules>>,
     pub policy: Policy,
     pub disposition: DispositionConfig,
     pub log: DecisionLog,
@@ -149,6 +151,7 @@ impl Screener {
         let rules = Layered {
             files: &**files,
             store: &self.store,
+            feeds: self.feeds.as_deref(),
         };
         screen(&facts, &rules, &self.policy, unix_now())
     }
