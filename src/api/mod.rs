@@ -866,10 +866,16 @@ async fn feed_answer(
     req: &Request<Incoming>,
 ) -> Reply {
     let Some(p) = st.publisher.clone() else {
-        return Err(Fail::new(StatusCode::NOT_FOUND, "this agent publishes no feeds"));
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            "this agent publishes no feeds",
+        ));
     };
     if p.feed(feed).is_none() {
-        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no feed {feed:?}")));
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no feed {feed:?}"),
+        ));
     }
     let bearer = req
         .headers()
@@ -879,12 +885,13 @@ async fn feed_answer(
     if !bearer.is_some_and(|t| p.feed_token_ok(feed, t)) {
         auth(st, req, Role::Read)?;
     }
-    let since = match qget(query, "since") {
-        None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            Fail::new(StatusCode::BAD_REQUEST, "since: expected a version number")
-        })?),
-    };
+    let since =
+        match qget(query, "since") {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                Fail::new(StatusCode::BAD_REQUEST, "since: expected a version number")
+            })?),
+        };
     let inm = req
         .headers()
         .get(hyper::header::IF_NONE_MATCH)
@@ -905,10 +912,8 @@ async fn feed_answer(
             let mut r = Response::new(full(b));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(
-                crate::lists::feeds::SIGNATURE_HEADER,
-                hv(&a.signature),
-            );
+            r.headers_mut()
+                .insert(crate::lists::feeds::SIGNATURE_HEADER, hv(&a.signature));
             r
         }
         None => {

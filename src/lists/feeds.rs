@@ -31,7 +31,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
-use crate::screening::{EntryAction, EntryMeta, IndexBuilder, Match, Number, Pattern, RuleIndex, Rules};
+use crate::screening::{
+    EntryAction, EntryMeta, IndexBuilder, Match, Number, Pattern, RuleIndex, Rules,
+};
 
 use super::overlay::{FileLists, ListStatus};
 
@@ -129,10 +131,16 @@ impl PublishConfig {
         let mut seen = std::collections::HashSet::new();
         for f in &self.feeds {
             if super::store::valid_list_name(&f.name).is_err() || !seen.insert(&f.name) {
-                p.push(format!("publish.feeds: bad or repeated feed name {:?}", f.name));
+                p.push(format!(
+                    "publish.feeds: bad or repeated feed name {:?}",
+                    f.name
+                ));
             }
             if super::store::valid_list_name(&f.list).is_err() {
-                p.push(format!("publish.feeds {:?}: bad list name {:?}", f.name, f.list));
+                p.push(format!(
+                    "publish.feeds {:?}: bad list name {:?}",
+                    f.name, f.list
+                ));
             }
         }
         p
@@ -146,7 +154,9 @@ pub fn validate_feeds(feeds: &[FeedConfig]) -> Vec<String> {
     for f in feeds {
         let at = format!("feeds {:?}", f.name);
         if super::store::valid_list_name(&f.name).is_err() || !seen.insert(&f.name) {
-            p.push(format!("{at}: bad or repeated name; expected 1-64 of A-Z a-z 0-9 - _ ."));
+            p.push(format!(
+                "{at}: bad or repeated name; expected 1-64 of A-Z a-z 0-9 - _ ."
+            ));
         }
         if let Err(e) = HttpUrl::parse(&f.url) {
             p.push(format!("{at}: url: {e}"));
@@ -155,7 +165,9 @@ pub fn validate_feeds(feeds: &[FeedConfig]) -> Vec<String> {
             p.push(format!("{at}: public_key: {e}"));
         }
         if f.poll_interval_secs == 0 || f.timeout_secs == 0 || f.max_body_bytes == 0 {
-            p.push(format!("{at}: poll_interval_secs, timeout_secs and max_body_bytes must be > 0"));
+            p.push(format!(
+                "{at}: poll_interval_secs, timeout_secs and max_body_bytes must be > 0"
+            ));
         }
     }
     p
@@ -182,22 +194,32 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(&priv_path)
-        .map_err(|e| format!("{}: {e} (an existing key is never overwritten)", priv_path.display()))?;
+    let mut f = opts.open(&priv_path).map_err(|e| {
+        format!(
+            "{}: {e} (an existing key is never overwritten)",
+            priv_path.display()
+        )
+    })?;
     writeln!(f, "{}", B64.encode(seed)).map_err(|e| format!("{}: {e}", priv_path.display()))?;
-    f.sync_all().map_err(|e| format!("{}: {e}", priv_path.display()))?;
-    std::fs::write(&pub_path, format!("{}\n", B64.encode(key.verifying_key().as_bytes())))
-        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("{}: {e}", priv_path.display()))?;
+    std::fs::write(
+        &pub_path,
+        format!("{}\n", B64.encode(key.verifying_key().as_bytes())),
+    )
+    .map_err(|e| format!("{}: {e}", pub_path.display()))?;
     Ok((priv_path, pub_path))
 }
 
 /// Read a private key file written by [`keygen`].
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let raw = B64
-        .decode(text.trim())
-        .map_err(|e| format!("{}:1: expected base64 of a 32-byte key: {e}", path.display()))?;
+    let raw = B64.decode(text.trim()).map_err(|e| {
+        format!(
+            "{}:1: expected base64 of a 32-byte key: {e}",
+            path.display()
+        )
+    })?;
     let seed: [u8; 32] = raw
         .try_into()
         .map_err(|_| format!("{}:1: expected base64 of exactly 32 bytes", path.display()))?;
@@ -236,8 +258,11 @@ pub fn verify(key: &VerifyingKey, version: u64, body: &[u8], sig: &str) -> bool 
     let Ok(bytes) = <[u8; 64]>::try_from(raw.as_slice()) else {
         return false;
     };
-    key.verify(&signed_message(version, body), &Signature::from_bytes(&bytes))
-        .is_ok()
+    key.verify(
+        &signed_message(version, body),
+        &Signature::from_bytes(&bytes),
+    )
+    .is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,7 +388,10 @@ impl Publisher {
         self.feed(feed).is_some_and(|f| {
             f.tokens.iter().fold(false, |ok, t| {
                 ok | (t.len() == token.len()
-                    && t.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+                    && t.bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |a, (x, y)| a | (x ^ y))
+                        == 0)
             })
         })
     }
@@ -383,9 +411,11 @@ impl Publisher {
         // One read transaction: the version and the entries are of the same instant.
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         let version: u64 = tx
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'audit'", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()
             .map_err(|e| e.to_string())?
             .unwrap_or(0)
@@ -408,7 +438,9 @@ impl Publisher {
             }));
         }
         let inc = match since {
-            Some(v) if v <= version => increment(&tx, &f.list, v, now).map_err(|e| e.to_string())?,
+            Some(v) if v <= version => {
+                increment(&tx, &f.list, v, now).map_err(|e| e.to_string())?
+            }
             _ => None,
         };
         let body = match inc {
@@ -485,7 +517,11 @@ fn increment(
 ) -> rusqlite::Result<Option<Increment>> {
     let min: Option<i64> = tx.query_row("SELECT min(id) FROM audit", [], |r| r.get(0))?;
     let version: i64 = tx
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'audit'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     // Records after `since` must all still be there: the first kept one is at most since + 1.
@@ -499,7 +535,11 @@ fn increment(
     let mut st = tx.prepare_cached(
         "SELECT what, pattern FROM audit WHERE list = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
-    let mut rows = st.query(params![list, since as i64, MAX_INCREMENT_RECORDS as i64 + 1])?;
+    let mut rows = st.query(params![
+        list,
+        since as i64,
+        MAX_INCREMENT_RECORDS as i64 + 1
+    ])?;
     let mut last: HashMap<String, String> = HashMap::new();
     let mut n = 0usize;
     while let Some(r) = rows.next()? {
@@ -519,7 +559,10 @@ fn increment(
     let mut touched: Vec<(String, String)> = last.into_iter().collect();
     touched.sort();
     for (p, what) in touched {
-        match get.query_row(params![list, p], row_to_feed_entry).optional()? {
+        match get
+            .query_row(params![list, p], row_to_feed_entry)
+            .optional()?
+        {
             Some(e) if e.expires.map_or(true, |x| x > now) => entries.push(e),
             Some(_) => removed.push(Tombstone {
                 pattern: p,
@@ -613,8 +656,9 @@ pub fn check_answer(
         )));
     }
     for (i, e) in b.entries.iter().enumerate() {
-        Pattern::parse(&e.pattern)
-            .map_err(|x| Refusal::Malformed(format!("entry {i}: pattern {:?}: {}", e.pattern, x.0)))?;
+        Pattern::parse(&e.pattern).map_err(|x| {
+            Refusal::Malformed(format!("entry {i}: pattern {:?}: {}", e.pattern, x.0))
+        })?;
         if EntryAction::parse(&e.action).is_none() {
             return Err(Refusal::Malformed(format!(
                 "entry {i}: action {:?}; expected allow, warn or block",
@@ -625,7 +669,9 @@ pub fn check_answer(
             .iter()
             .any(|s| s.len() > MAX_FIELD)
         {
-            return Err(Refusal::Malformed(format!("entry {i}: a field exceeds {MAX_FIELD} bytes")));
+            return Err(Refusal::Malformed(format!(
+                "entry {i}: a field exceeds {MAX_FIELD} bytes"
+            )));
         }
     }
     for (i, t) in b.removed.iter().enumerate() {
@@ -822,7 +868,13 @@ impl FeedRules {
                     map.insert(e.pattern.clone(), e);
                 }
             }
-            let row: Option<(i64, Option<String>, Option<i64>, Option<String>, Option<i64>)> = db
+            let row: Option<(
+                i64,
+                Option<String>,
+                Option<i64>,
+                Option<String>,
+                Option<i64>,
+            )> = db
                 .query_row(
                     "SELECT version, etag, last_success, last_error, last_error_at
                      FROM feed_state WHERE feed = ?1",
@@ -1050,7 +1102,9 @@ impl FeedRules {
             let every = Duration::from_secs(s.cfg.poll_interval_secs.max(1));
             set.spawn(async move {
                 // A first poll soon after start, spread so that many agents do not stampede.
-                let mut wait = every.mul_f64(fastrand::f64() * 0.2).min(Duration::from_secs(2));
+                let mut wait = every
+                    .mul_f64(fastrand::f64() * 0.2)
+                    .min(Duration::from_secs(2));
                 loop {
                     tokio::time::sleep(wait).await;
                     let _ = me.poll_once(&name).await;
@@ -1078,10 +1132,30 @@ impl Collect for FeedRules {
     fn collect(&self, out: &mut Exposition) {
         for s in &self.slots {
             let f = [("feed", s.cfg.name.as_str())];
-            out.counter("scamguard_feed_polls_total", "Feed polls", &f, s.stats.polls.get());
-            out.counter("scamguard_feed_applied_total", "Feed answers applied", &f, s.stats.applied.get());
-            out.counter("scamguard_feed_not_modified_total", "Feed polls answered 304", &f, s.stats.not_modified.get());
-            out.counter("scamguard_feed_fetch_errors_total", "Feed polls that got no usable answer", &f, s.stats.fetch_errors.get());
+            out.counter(
+                "scamguard_feed_polls_total",
+                "Feed polls",
+                &f,
+                s.stats.polls.get(),
+            );
+            out.counter(
+                "scamguard_feed_applied_total",
+                "Feed answers applied",
+                &f,
+                s.stats.applied.get(),
+            );
+            out.counter(
+                "scamguard_feed_not_modified_total",
+                "Feed polls answered 304",
+                &f,
+                s.stats.not_modified.get(),
+            );
+            out.counter(
+                "scamguard_feed_fetch_errors_total",
+                "Feed polls that got no usable answer",
+                &f,
+                s.stats.fetch_errors.get(),
+            );
             for (why, c) in [
                 ("signature", &s.stats.refused_signature),
                 ("backwards", &s.stats.refused_backwards),
@@ -1094,8 +1168,18 @@ impl Collect for FeedRules {
                     c.get(),
                 );
             }
-            out.gauge("scamguard_feed_version", "Feed version applied", &f, s.stats.version.get());
-            out.gauge("scamguard_feed_entries", "Entries held from the feed", &f, s.stats.entries.get());
+            out.gauge(
+                "scamguard_feed_version",
+                "Feed version applied",
+                &f,
+                s.stats.version.get(),
+            );
+            out.gauge(
+                "scamguard_feed_entries",
+                "Entries held from the feed",
+                &f,
+                s.stats.entries.get(),
+            );
         }
     }
 }
@@ -1137,9 +1221,9 @@ pub struct HttpUrl {
 
 impl HttpUrl {
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?}: expected http://host:port/... (https is not supported)"))?;
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("{url:?}: expected http://host:port/... (https is not supported)")
+        })?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -1162,7 +1246,11 @@ struct Fetched {
     body: Bytes,
 }
 
-async fn fetch(cfg: &FeedConfig, since: Option<u64>, etag: Option<&str>) -> Result<Fetched, String> {
+async fn fetch(
+    cfg: &FeedConfig,
+    since: Option<u64>,
+    etag: Option<&str>,
+) -> Result<Fetched, String> {
     use http_body_util::{BodyExt, Empty, Limited};
     let url = HttpUrl::parse(&cfg.url)?;
     let stream = tokio::net::TcpStream::connect(&url.authority)
@@ -1245,7 +1333,10 @@ pub enum FeedsCmd {
 
 fn fmt_time(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "never".into())
 }
 
@@ -1266,3 +1357,6 @@ pub fn write_status(status: &[FeedStatus], out: &mut impl std::io::Write) -> std
     }
     Ok(())
 }
+
+/// A signing key behind a plain struct, so callers outside need not name the crate's types.
+pub struct SigningKeyHolder(pub SigningKey);
