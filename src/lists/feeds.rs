@@ -1360,3 +1360,262 @@ pub fn write_status(status: &[FeedStatus], out: &mut impl std::io::Write) -> std
 
 /// A signing key behind a plain struct, so callers outside need not name the crate's types.
 pub struct SigningKeyHolder(pub SigningKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lists::store::{Store, StoreConfig, StoredEntry};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn body(version: u64, full: bool, since: Option<u64>, patterns: &[&str]) -> Vec<u8> {
+        serde_json::to_vec(&FeedBody {
+            feed: "f".into(),
+            version,
+            full,
+            since,
+            entries: patterns
+                .iter()
+                .map(|p| FeedEntry {
+                    pattern: p.to_string(),
+                    action: "block".into(),
+                    category: "scam".into(),
+                    reason: "r".into(),
+                    source: "s".into(),
+                    first_seen: 1,
+                    last_seen: 2,
+                    expires: None,
+                })
+                .collect(),
+            removed: vec![],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn answers_are_checked_whole() {
+        let k = key(7);
+        let pk = k.verifying_key();
+        let good = body(5, false, Some(3), &["+12025550143"]);
+        let sig = sign(&k, 5, &good);
+        let other = sign(&key(8), 5, &good);
+        let mut tampered = good.clone();
+        let i = tampered.iter().position(|b| *b == b'3').unwrap();
+        tampered[i] = b'4';
+        let bad_pattern = body(5, true, None, &["call me maybe"]);
+        let bad_sig = sign(&k, 5, &bad_pattern);
+        let old = body(2, true, None, &[]);
+        let old_sig = sign(&k, 2, &old);
+        let cases: Vec<(&str, u64, &str, &str, &[u8], Result<(), &str>)> = vec![
+            ("genuine increment", 3, "5", &sig, &good, Ok(())),
+            ("wrong key", 3, "5", &other, &good, Err("signature")),
+            ("tampered body", 3, "5", &sig, &tampered, Err("signature")),
+            (
+                "version header changed",
+                3,
+                "6",
+                &sig,
+                &good,
+                Err("signature"),
+            ),
+            (
+                "not since our version",
+                4,
+                "5",
+                &sig,
+                &good,
+                Err("malformed"),
+            ),
+            (
+                "bad pattern",
+                0,
+                "5",
+                &bad_sig,
+                &bad_pattern,
+                Err("malformed"),
+            ),
+            ("backwards", 3, "2", &old_sig, &old, Err("backwards")),
+            ("no version", 3, "x", &sig, &good, Err("malformed")),
+        ];
+        for (what, have, v, s, b, want) in cases {
+            let got = check_answer(&pk, have, Some(v), Some(s), b, 10).map(|_| ());
+            assert_eq!(got.map_err(|r| r.label()), want, "{what}");
+        }
+        assert_eq!(
+            check_answer(&pk, 3, Some("5"), None, &good, 10).map(|_| ()),
+            Err(Refusal::Signature)
+        );
+        assert!(matches!(
+            check_answer(&pk, 3, Some("5"), Some(&sig), &good, 0),
+            Err(Refusal::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn trust_maps_actions_and_drops_partner_allows() {
+        let e = |p: &str, a: &str| FeedEntry {
+            pattern: p.into(),
+            action: a.into(),
+            category: String::new(),
+            reason: String::new(),
+            source: String::new(),
+            first_seen: 0,
+            last_seen: 0,
+            expires: None,
+        };
+        let entries = [e("+12025550143", "block"), e("+12025550144", "allow")];
+        let n = |s: &str| Number::parse_e164(s).unwrap();
+        for (trust, want) in [
+            (Trust::Block, Some(EntryAction::Block)),
+            (Trust::BlockAsWarn, Some(EntryAction::Warn)),
+            (Trust::LogOnly, None),
+        ] {
+            let idx = build_index("p", trust, entries.iter());
+            assert_eq!(idx.lookup(n("+12025550143"), 0).map(|m| m.action), want);
+            assert!(idx.lookup(n("+12025550144"), 0).is_none());
+        }
+    }
+
+    fn entry(p: &str, expires: Option<i64>) -> StoredEntry {
+        StoredEntry {
+            list: "shared".into(),
+            pattern: p.into(),
+            action: EntryAction::Block,
+            category: "scam".into(),
+            reason: "r".into(),
+            source: "ops".into(),
+            expires,
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    fn answer(p: &Publisher, since: Option<u64>, now: i64) -> FeedBody {
+        let a = p.answer("f", since, None, now).unwrap().unwrap();
+        let b = a.body.unwrap();
+        assert!(verify(&key(1).verifying_key(), a.version, &b, &a.signature));
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[test]
+    fn increments_carry_changes_and_tombstones_for_removals_and_expiries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let keyfile = dir.path().join("k");
+        std::fs::write(&keyfile, B64.encode([1u8; 32])).unwrap();
+        let p = Publisher::open(
+            &PublishConfig {
+                key_file: Some(keyfile),
+                feeds: vec![PublishedFeed {
+                    name: "f".into(),
+                    list: "shared".into(),
+                    tokens: vec!["t0ken".into()],
+                }],
+            },
+            store.path(),
+        )
+        .unwrap();
+        assert!(p.feed_token_ok("f", "t0ken") && !p.feed_token_ok("f", "t0kem"));
+        let empty = answer(&p, None, 100);
+        assert!(empty.full && empty.entries.is_empty() && empty.version == 0);
+        store
+            .upsert(
+                "t",
+                "shared",
+                &[
+                    entry("+12025550143", None),
+                    entry("+12025550144", Some(150)),
+                ],
+                100,
+            )
+            .unwrap();
+        store
+            .upsert("t", "other", &[entry("+12025550145", None)], 100)
+            .unwrap();
+        let v1 = answer(&p, Some(0), 100);
+        assert!(!v1.full);
+        assert_eq!(v1.entries.len(), 2);
+        assert_eq!(v1.version, 3);
+        store.remove("t", "shared", "+12025550143", 120).unwrap();
+        store.sweep_expired(200).unwrap();
+        let v2 = answer(&p, Some(v1.version), 200);
+        assert!(!v2.full && v2.entries.is_empty());
+        let mut gone: Vec<(String, String)> =
+            v2.removed.into_iter().map(|t| (t.pattern, t.why)).collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            vec![
+                ("+12025550143".into(), "remove".into()),
+                ("+12025550144".into(), "expire".into())
+            ]
+        );
+        assert!(v2.version > v1.version);
+        // Nothing changed for the list: the ETag answers 304.
+        let a = p.answer("f", Some(v2.version), None, 200).unwrap().unwrap();
+        let again = p
+            .answer("f", Some(v2.version), Some(&a.etag), 200)
+            .unwrap()
+            .unwrap();
+        assert!(again.body.is_none());
+        // An import cannot be told as changes: a full snapshot.
+        store
+            .import(
+                "t",
+                "shared",
+                vec![entry("+12025550146", None)],
+                true,
+                300,
+                "",
+                |_| {},
+            )
+            .unwrap();
+        let v3 = answer(&p, Some(v2.version), 300);
+        assert!(v3.full);
+        assert_eq!(v3.entries.len(), 1);
+        assert_eq!(v3.entries[0].first_seen, 300);
+        // A version from the future (the publisher's store was reset): a snapshot, which the
+        // subscriber refuses as going backwards.
+        assert!(answer(&p, Some(v3.version + 10), 300).full);
+    }
+
+    #[test]
+    fn subscriber_state_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(3);
+        let cfg = FeedConfig {
+            name: "p".into(),
+            url: "http://127.0.0.1:1/v1/feeds/p".into(),
+            public_key: B64.encode(k.verifying_key().as_bytes()),
+            ..FeedConfig::default()
+        };
+        let r = FeedRules::open(dir.path(), std::slice::from_ref(&cfg)).unwrap();
+        let b = body(4, true, None, &["+12025550143", "+1900*"]);
+        let c = check_answer(
+            &k.verifying_key(),
+            0,
+            Some("4"),
+            Some(&sign(&k, 4, &b)),
+            &b,
+            10,
+        )
+        .unwrap();
+        r.apply("p", c, Some("\"e\"".into())).unwrap();
+        drop(r);
+        let r = FeedRules::open(dir.path(), &[cfg]).unwrap();
+        let s = &r.status()[0];
+        assert_eq!((s.version, s.entries), (4, 2));
+        let n = Number::parse_e164("+19005550100").unwrap();
+        assert_eq!(r.lookup(n, 0).unwrap().meta.list.as_ref(), "p");
+        // A feed dropped from the config leaves no rows behind.
+        drop(r);
+        FeedRules::open(dir.path(), &[]).unwrap();
+        assert!(read_status(dir.path()).unwrap().is_empty());
+    }
+}
