@@ -15,6 +15,7 @@
 //! | `POST /v1/lists/{list}/import?format=csv\|ftc\|plain&replace=&action=&category=&reason=` | write | all or nothing |
 //! | `GET /v1/lists/{list}/export?format=csv` | read | the list in the project's CSV format |
 //! | `GET /v1/check?caller=&callee=&display=` | read | the verdict JSON of `scamguard check` |
+//! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=` | admin | who changed what, when, before and after |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
 //!
