@@ -948,6 +948,21 @@ impl FeedRules {
         let b = checked.body;
         let now = now_unix();
         let mut map = lock(&s.entries);
+        // The cap holds for the result, not only for one answer: increments add up.
+        let after = if b.full {
+            b.entries.len()
+        } else {
+            let added = b.entries.iter().filter(|e| !map.contains_key(&e.pattern)).count();
+            let gone = b.removed.iter().filter(|t| map.contains_key(&t.pattern)).count();
+            map.len() + added - gone.min(map.len() + added)
+        };
+        if after > s.cfg.max_entries {
+            s.stats.refused_malformed.inc();
+            return Err(format!(
+                "refused (malformed): {after} entries would exceed max_entries = {}",
+                s.cfg.max_entries
+            ));
+        }
         {
             let mut db = lock(&self.db);
             let tx = db.transaction().map_err(|e| e.to_string())?;
@@ -956,6 +971,14 @@ impl FeedRules {
                     .map_err(|e| e.to_string())?;
             }
             {
+                // Removals first, as in memory: a pattern both removed and put ends up put.
+                let mut del = tx
+                    .prepare_cached("DELETE FROM feed_entries WHERE feed = ?1 AND pattern = ?2")
+                    .map_err(|e| e.to_string())?;
+                for t in &b.removed {
+                    del.execute(params![name, t.pattern])
+                        .map_err(|e| e.to_string())?;
+                }
                 let mut put = tx
                     .prepare_cached(
                         "INSERT OR REPLACE INTO feed_entries (feed, pattern, action, category,
@@ -976,13 +999,6 @@ impl FeedRules {
                         e.expires
                     ])
                     .map_err(|e| e.to_string())?;
-                }
-                let mut del = tx
-                    .prepare_cached("DELETE FROM feed_entries WHERE feed = ?1 AND pattern = ?2")
-                    .map_err(|e| e.to_string())?;
-                for t in &b.removed {
-                    del.execute(params![name, t.pattern])
-                        .map_err(|e| e.to_string())?;
                 }
             }
             tx.execute(
