@@ -508,6 +508,15 @@ fn row_to_feed_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedEntry> {
 
 type Increment = (Vec<FeedEntry>, Vec<Tombstone>);
 
+/// A persisted feed state: version, ETag, last success, last error and when.
+type StateRow = (
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// The changes of `list` after version `since`, or `None` when the audit trail cannot tell
 /// them (an import, records trimmed away, too many): then the caller sends a snapshot.
 fn increment(
@@ -869,13 +878,7 @@ impl FeedRules {
                     map.insert(e.pattern.clone(), e);
                 }
             }
-            let row: Option<(
-                i64,
-                Option<String>,
-                Option<i64>,
-                Option<String>,
-                Option<i64>,
-            )> = db
+            let row: Option<StateRow> = db
                 .query_row(
                     "SELECT version, etag, last_success, last_error, last_error_at
                      FROM feed_state WHERE feed = ?1",
@@ -952,8 +955,16 @@ impl FeedRules {
         let after = if b.full {
             b.entries.len()
         } else {
-            let added = b.entries.iter().filter(|e| !map.contains_key(&e.pattern)).count();
-            let gone = b.removed.iter().filter(|t| map.contains_key(&t.pattern)).count();
+            let added = b
+                .entries
+                .iter()
+                .filter(|e| !map.contains_key(&e.pattern))
+                .count();
+            let gone = b
+                .removed
+                .iter()
+                .filter(|t| map.contains_key(&t.pattern))
+                .count();
             map.len() + added - gone.min(map.len() + added)
         };
         if after > s.cfg.max_entries {
@@ -1425,7 +1436,15 @@ mod tests {
         let bad_sig = sign(&k, 5, &bad_pattern);
         let old = body(2, true, None, &[]);
         let old_sig = sign(&k, 2, &old);
-        let cases: Vec<(&str, u64, &str, &str, &[u8], Result<(), &str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            u64,
+            &'a str,
+            &'a str,
+            &'a [u8],
+            Result<(), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             ("genuine increment", 3, "5", &sig, &good, Ok(())),
             ("wrong key", 3, "5", &other, &good, Err("signature")),
             ("tampered body", 3, "5", &sig, &tampered, Err("signature")),
