@@ -12,6 +12,7 @@
 mod caller;
 mod decision_log;
 mod disposition;
+mod feeds;
 mod screener;
 mod signals;
 
@@ -30,7 +31,7 @@ pub use self::signals::{PeersConfig, Signals, REPORTS_LIST};
 
 use crate::api;
 use crate::config::Config;
-use crate::lists::overlay::{FileLists, Live, StoreRules};
+use crate::lists::overlay::{Live, StoreRules};
 use crate::lists::store::Store;
 use crate::lists::watch::{watch_lists, ListFiles, WatchHandle};
 use crate::lists::ListSet;
@@ -133,6 +134,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let store_rules = Arc::new(
         StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}; refusing to start")))?,
     );
+    let feeds = feeds::open(&config)?;
     let lists = Arc::new(ListSet::new(config.lists.clone()));
     let files = Arc::new(ListFiles::new(lists.clone()));
     files.reload_now();
@@ -148,7 +150,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let live = Arc::new(Live::new(
         store.clone(),
         store_rules.clone(),
-        Some(files.clone() as Arc<dyn FileLists>),
+        Some(feeds::with_files(files.clone(), &feeds)),
     ));
     let (log, log_writer) = DecisionLog::start(&config.log.decisions)
         .map_err(|e| AppError(format!("decision log: {e}")))?;
@@ -171,6 +173,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let screener = Arc::new(Screener {
         lists: lists.clone(),
         store: store_rules.clone(),
+        feeds: feeds.rules.clone(),
         policy,
         disposition: config.disposition.clone(),
         log,
@@ -216,15 +219,16 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     if let Some(m) = &media {
         collectors.push(m.stats());
     }
-    let api_state = Arc::new(
-        api::State::new(
-            config.api.clone(),
-            live.clone(),
-            screener.clone(),
-            collectors,
-        )
-        .map_err(|e| AppError(format!("api: {e}")))?,
-    );
+    collectors.extend(feeds.collectors());
+    let mut api_state = api::State::new(
+        config.api.clone(),
+        live.clone(),
+        screener.clone(),
+        collectors,
+    )
+    .map_err(|e| AppError(format!("api: {e}")))?;
+    api_state.publisher = feeds.publisher.clone();
+    let api_state = Arc::new(api_state);
     let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for the API on {}: {e}",
@@ -264,6 +268,12 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     tasks.spawn(live.clone().run_maintenance(sweep, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
+    if let Some(f) = feeds.rules.clone() {
+        let mut stop = rx.clone();
+        tasks.spawn(f.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     let p = proxy.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(udp, tcp, p, rx).await {
@@ -319,9 +329,12 @@ pub fn check(
         .map_err(|e| AppError(format!("certs: {e}")))?;
     let signals =
         Signals::new(&config.signals, &config.policy, &config.peers, certs).map_err(AppError)?;
+    // Feeds' last good entries, as saved: what the running agent enforces between polls.
+    let feeds = feeds::open(config)?;
     Ok(screener::decide(
         &lists,
         &store_rules,
+        feeds.rules.as_deref(),
         &policy,
         &signals,
         &screener::question(caller, display),

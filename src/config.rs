@@ -38,6 +38,10 @@ pub struct Config {
     pub policy: crate::screening::signals::policy::PolicyConfig,
     pub certs: crate::certs::CertsConfig,
     pub peers: crate::app::PeersConfig,
+    /// `[[feeds]]`: partners' signed blocklists this agent subscribes to.
+    pub feeds: Vec<crate::lists::feeds::FeedConfig>,
+    /// `[publish]`: store lists this agent serves as signed feeds.
+    pub publish: crate::lists::feeds::PublishConfig,
 }
 
 /// Where the decision log goes.
@@ -159,6 +163,8 @@ impl Config {
         if let Err(e) = self.media.validate() {
             p.push(e.to_string());
         }
+        p.extend(crate::lists::feeds::validate_feeds(&self.feeds));
+        p.extend(self.publish.validate());
         p
     }
 

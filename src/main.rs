@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         cmd: lists::cli::ListsCmd,
     },
+    /// Signed feeds: make a publisher key, show the subscribed feeds' state.
+    Feeds {
+        #[command(subcommand)]
+        cmd: scamguard::lists::feeds::FeedsCmd,
+    },
     /// Check the config and every list file; print each problem as file:line: message.
     Validate {
         #[arg(long)]
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
             lists,
         ),
         Command::Validate { config, lists } => validate(&config, lists),
+        Command::Feeds { cmd } => feeds(cmd),
         Command::Lists { config, cmd } => {
             let Some(config) = config else {
                 eprintln!("scamguard lists: --config FILE is required");
@@ -144,6 +150,28 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn feeds(cmd: scamguard::lists::feeds::FeedsCmd) -> ExitCode {
+    use scamguard::lists::feeds::{keygen, read_status, write_status, FeedsCmd};
+    let r = match cmd {
+        FeedsCmd::Keygen { out } => keygen(&out).map(|(k, p)| {
+            println!("private key: {} (mode 0600)", k.display());
+            println!("public key:  {}", p.display());
+        }),
+        FeedsCmd::Status { config } => match load(&config, &Overrides::default()) {
+            Ok(c) => read_status(&c.store.data_dir)
+                .and_then(|s| write_status(&s, &mut std::io::stdout()).map_err(|e| e.to_string())),
+            Err(code) => return code,
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scamguard feeds: {e}");
+            ExitCode::FAILURE
         }
     }
 }

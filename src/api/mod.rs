@@ -15,6 +15,7 @@
 //! | `POST /v1/lists/{list}/import?format=csv\|ftc\|plain&replace=&action=&category=&reason=` | write | all or nothing |
 //! | `GET /v1/lists/{list}/export?format=csv` | read | the list in the project's CSV format |
 //! | `GET /v1/check?caller=&callee=&display=` | read | the verdict JSON of `scamguard check` |
+//! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=` | admin | who changed what, when, before and after |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
 //!
@@ -135,6 +136,7 @@ impl Checker for RulesChecker {
         let rules = crate::lists::overlay::Layered {
             files: &**snap,
             store: &self.store,
+            feeds: None,
         };
         let v = crate::screening::screen(&facts, &rules, &self.policy, now());
         serde_json::to_value(&v).unwrap_or(Value::Null)
@@ -184,6 +186,8 @@ pub struct State {
     pub checker: Arc<dyn Checker>,
     pub collectors: Vec<Arc<dyn Collect>>,
     pub stats: ApiStats,
+    /// Signed feeds this agent publishes (`GET /v1/feeds/{feed}`), when configured.
+    pub publisher: Option<Arc<crate::lists::feeds::Publisher>>,
 }
 
 impl State {
@@ -209,6 +213,7 @@ impl State {
             checker,
             collectors,
             stats: ApiStats::default(),
+            publisher: None,
         })
     }
 }
@@ -397,6 +402,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Ok(_) => check(st, &query),
             Err(f) => Err(f),
         },
+        (&Method::GET, ["v1", "feeds", feed]) => feed_answer(st, feed, &query, &req).await,
         (&Method::GET, ["v1", "audit"]) => match auth(st, &req, Role::Admin) {
             Ok(_) => audit(st, &query).await,
             Err(f) => Err(f),
@@ -406,7 +412,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err(f) => Err(f),
         },
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
-        | (_, ["v1", "audit"] | ["v1", "reload"])
+        | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _]) => Err(Fail::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -850,6 +856,79 @@ async fn reload(st: &Arc<State>) -> Reply {
 
 fn full(b: Bytes) -> Body {
     Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// `GET /v1/feeds/{feed}[?since=V]`: a signed snapshot or increment (see docs/feeds.md). A
+/// feed's own token reads that feed only; any `read` token reads every feed.
+async fn feed_answer(
+    st: &Arc<State>,
+    feed: &str,
+    query: &[(String, String)],
+    req: &Request<Incoming>,
+) -> Reply {
+    let Some(p) = st.publisher.clone() else {
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            "this agent publishes no feeds",
+        ));
+    };
+    if p.feed(feed).is_none() {
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no feed {feed:?}"),
+        ));
+    }
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|t| p.feed_token_ok(feed, t)) {
+        auth(st, req, Role::Read)?;
+    }
+    let since =
+        match qget(query, "since") {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                Fail::new(StatusCode::BAD_REQUEST, "since: expected a version number")
+            })?),
+        };
+    let inm = req
+        .headers()
+        .get(hyper::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let name = feed.to_string();
+    let a = tokio::task::spawn_blocking(move || p.answer(&name, since, inm.as_deref(), now()))
+        .await
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "api: feed answer failed");
+            Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+        })?
+        .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, format!("no feed {feed:?}")))?;
+    let hv = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let mut r = match a.body {
+        Some(b) => {
+            let mut r = Response::new(full(b));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert(crate::lists::feeds::SIGNATURE_HEADER, hv(&a.signature));
+            r
+        }
+        None => {
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        }
+    };
+    r.headers_mut().insert(
+        crate::lists::feeds::VERSION_HEADER,
+        hv(&a.version.to_string()),
+    );
+    r.headers_mut().insert(hyper::header::ETAG, hv(&a.etag));
+    Ok(r)
 }
 
 fn qget<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {

@@ -88,6 +88,8 @@ pub struct Screener {
     pub lists: Arc<ListSet>,
     /// Store lists: compiled per list plus the overlay of live edits.
     pub store: Arc<StoreRules>,
+    /// Subscribed partner feeds, when any are configured.
+    pub feeds: Option<Arc<crate::lists::feeds::FeedRules>>,
     pub policy: Policy,
     pub disposition: DispositionConfig,
     pub log: DecisionLog,
@@ -163,6 +165,7 @@ impl Screener {
         decide(
             &self.lists,
             &self.store,
+            self.feeds.as_deref(),
             &self.policy,
             &self.signals,
             f,
@@ -235,6 +238,7 @@ impl Screener {
 pub fn decide(
     lists: &ListSet,
     store: &StoreRules,
+    feeds: Option<&crate::lists::feeds::FeedRules>,
     policy: &Policy,
     signals: &Signals,
     f: &CallFacts,
@@ -247,6 +251,7 @@ pub fn decide(
     let rules = Layered {
         files: &**files,
         store,
+        feeds,
     };
     let listed = screen(&facts, &rules, policy, unix_now());
     let caller = facts.caller.map(|n| n.to_string());

@@ -419,15 +419,21 @@ fn make_match(p: &Pattern, meta: &Arc<EntryMeta>) -> Match {
     }
 }
 
-/// File (and feed) rules and store rules together, with the index's precedence across both.
+/// File rules, store rules and subscribed feeds together, with the index's precedence across
+/// all three.
 pub struct Layered<'a, F: Rules + ?Sized> {
     pub files: &'a F,
     pub store: &'a StoreRules,
+    pub feeds: Option<&'a super::feeds::FeedRules>,
 }
 
 impl<F: Rules + ?Sized> Rules for Layered<'_, F> {
     fn lookup(&self, n: Number, now: i64) -> Option<Match> {
-        Match::best(self.files.lookup(n, now), self.store.lookup(n, now))
+        let m = Match::best(self.files.lookup(n, now), self.store.lookup(n, now));
+        match self.feeds {
+            Some(f) => Match::best(m, f.lookup(n, now)),
+            None => m,
+        }
     }
 }
 
@@ -823,6 +829,7 @@ mod tests {
         let l = Layered {
             files: &files,
             store: &store,
+            feeds: None,
         };
         let got = |n: &str| {
             l.lookup(num(n), 0)
