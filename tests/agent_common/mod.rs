@@ -58,7 +58,7 @@ impl Harness {
         c.store.data_dir = dir.path().join("data");
         c.log.decisions = scamguard::config::LogTarget::File(dir.path().join("decisions.jsonl"));
         if c.media.enabled {
-            c.media.prompts_dir = root().join("prompts");
+            c.media.prompts_dir = root().join("prompts").display().to_string();
         }
         configure(&mut c);
         let agent = app::start(c).await.unwrap();
