@@ -142,8 +142,9 @@ async fn blocked_call_over_tcp_with_608_config() {
         "",
     );
     tcp.write_all(inv.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
     let r = loop {
-        let m = read_stream_msg(&mut tcp).await;
+        let m = read_stream_msg(&mut tcp, &mut buf).await;
         if m.status() != Some(100) {
             break m;
         }
