@@ -93,7 +93,10 @@ async fn blocked_call_gets_603_once_and_its_ack_is_absorbed() {
         metric(&metrics, "scamguard_calls_total{action=\"block\"}"),
         1
     );
-    assert_eq!(metric(&metrics, "scamguard_calls_total{action=\"pass\"}"), 1);
+    assert_eq!(
+        metric(&metrics, "scamguard_calls_total{action=\"pass\"}"),
+        1
+    );
     assert_eq!(
         metric(&metrics, "scamguard_list_hits_total{list=\"example\"}"),
         1
@@ -232,9 +235,17 @@ async fn warned_call_is_tagged_and_otherwise_forwarded_untouched() {
     assert_eq!(vias[1], sent.hdr("Via").unwrap());
     assert_eq!(f.hdr("Max-Forwards"), Some("69"));
     let rr = f.hdr("Record-Route").expect("Record-Route");
-    assert!(rr.contains(&h.sip().to_string()) && rr.contains(";lr"), "{rr}");
+    assert!(
+        rr.contains(&h.sip().to_string()) && rr.contains(";lr"),
+        "{rr}"
+    );
     // Everything else, byte for byte and in order.
-    let changed = ["from", "max-forwards", "record-route", "x-scamguard-verdict"];
+    let changed = [
+        "from",
+        "max-forwards",
+        "record-route",
+        "x-scamguard-verdict",
+    ];
     let keep = |lines: Vec<&str>, skip_top_via: bool| -> Vec<String> {
         let mut seen_via = !skip_top_via;
         lines
@@ -355,7 +366,10 @@ async fn passed_call_full_dialog_through_record_route() {
         metric(&m, "scamguard_call_events_total{event=\"answered\"}"),
         1
     );
-    assert_eq!(metric(&m, "scamguard_call_events_total{event=\"ended\"}"), 1);
+    assert_eq!(
+        metric(&m, "scamguard_call_events_total{event=\"ended\"}"),
+        1
+    );
     let (log, _d) = h.stop().await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["action"], "pass");
@@ -432,7 +446,10 @@ async fn a_blocked_caller_still_reaches_emergency_numbers() {
     );
     h.send_up(&inv).await;
     let (f, _) = recv(&h.down).await;
-    assert_eq!(f.start_line(), format!("INVITE sip:911@{} SIP/2.0", h.sip()));
+    assert_eq!(
+        f.start_line(),
+        format!("INVITE sip:911@{} SIP/2.0", h.sip())
+    );
     assert_eq!(f.hdr("From"), Some("<sip:+12025550143@127.0.0.1>;tag=s"));
     let (log, _d) = h.stop().await;
     assert_eq!(log.len(), 1);
@@ -464,7 +481,12 @@ async fn pai_call(h: &Harness, id: &str, from_user: &str, pai_user: &str) -> Msg
 async fn asserted_identity_counts_only_from_trusted_peers() {
     let h = Harness::start(&[("trusted_peers = []", "trusted_peers = [\"127.0.0.1\"]")]).await;
     let r = pai_call(&h, "pai1", CLEAN, BLOCKED).await;
-    assert_eq!(r.status(), Some(603), "blocked PAI, clean From:\n{}", r.text);
+    assert_eq!(
+        r.status(),
+        Some(603),
+        "blocked PAI, clean From:\n{}",
+        r.text
+    );
     let f = pai_call(&h, "pai2", BLOCKED, CLEAN).await;
     assert_eq!(f.method(), "INVITE", "clean PAI, blocked From:\n{}", f.text);
     assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"));
@@ -519,13 +541,21 @@ async fn options_malformed_and_admin_endpoints() {
     assert_eq!(code, 200, "{body}");
     let (code, m) = http_get(h.agent.api_addr, "/metrics").await;
     assert_eq!(code, 200);
-    assert_eq!(metric(&m, "sip_malformed_total{kind=\"bad_cseq\"}"), 1, "{m}");
+    assert_eq!(
+        metric(&m, "sip_malformed_total{kind=\"bad_cseq\"}"),
+        1,
+        "{m}"
+    );
     assert_eq!(
         metric(&m, "sip_malformed_outcome_total{outcome=\"answered\"}"),
         1
     );
     assert_eq!(metric(&m, "sip_responses_sent_total{code=\"400\"}"), 1);
-    assert_eq!(metric(&m, "sip_hook_calls_total"), 0, "no call was screened");
+    assert_eq!(
+        metric(&m, "sip_hook_calls_total"),
+        0,
+        "no call was screened"
+    );
     let (log, _d) = h.stop().await;
     assert!(log.is_empty(), "{log:?}");
 }

@@ -182,10 +182,7 @@ async fn announced_call(codec: Codec) {
     let kick = rtp_packet(pt, 1000, 5000, 0xCA11EE, 0x55);
     callee_rtp.send_to(&kick, leg_b).await.unwrap();
 
-    let expected: Vec<u8> = prompt_samples()
-        .iter()
-        .map(|&s| codec.encode(s))
-        .collect();
+    let expected: Vec<u8> = prompt_samples().iter().map(|&s| codec.encode(s)).collect();
     let frames = expected.len() / 160;
     assert!(frames > 10, "a real prompt");
     let mut got = Vec::with_capacity(expected.len());
@@ -238,7 +235,10 @@ async fn announced_call(codec: Codec) {
         .unwrap();
     let (c, from) = recv_rtp(&callee_rtp).await;
     assert_eq!(from, leg_b);
-    assert_eq!(c.ssrc, first.ssrc, "caller audio continues the prompt's SSRC");
+    assert_eq!(
+        c.ssrc, first.ssrc,
+        "caller audio continues the prompt's SSRC"
+    );
     assert_eq!(c.seq, seq.wrapping_add(1));
     assert!(c.payload.iter().all(|&b| b == 0x11) && c.payload.len() == 160);
     caller_rtp

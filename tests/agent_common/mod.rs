@@ -46,7 +46,10 @@ impl Harness {
     }
 
     /// As [`Harness::start`], then `configure` sees the config last (e.g. a port range).
-    pub async fn start_with(edits: &[(&str, &str)], configure: impl FnOnce(&mut Config)) -> Harness {
+    pub async fn start_with(
+        edits: &[(&str, &str)],
+        configure: impl FnOnce(&mut Config),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -264,7 +267,13 @@ pub async fn http_get(api: SocketAddr, path: &str) -> (u16, String) {
 /// The value of one exact series line (`name{labels}`) in a Prometheus exposition, 0 if absent.
 pub fn metric(text: &str, series: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -296,4 +305,3 @@ pub async fn read_stream_msg(s: &mut TcpStream, buf: &mut Vec<u8>) -> Msg {
         buf.extend_from_slice(&b[..n]);
     }
 }
-
