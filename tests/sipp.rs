@@ -37,7 +37,13 @@ impl Drop for Running {
 /// Start the agent with the shipped config and lists, placed on the given ports, and wait until
 /// it answers an OPTIONS.
 fn start_agent(listen: u16, next_hop: u16, log: &Path) -> Running {
-    start_agent_with(&root().join("config/scamguard.toml"), listen, next_hop, 0, log)
+    start_agent_with(
+        &root().join("config/scamguard.toml"),
+        listen,
+        next_hop,
+        0,
+        log,
+    )
 }
 
 /// As [`start_agent`] with another config file and the admin API on `api` (0: any port).
@@ -49,7 +55,12 @@ fn start_agent_with(config: &Path, listen: u16, next_hop: u16, api: u16, log: &P
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{listen}")])
         .args(["--next-hop", &format!("127.0.0.1:{next_hop}")])
-        .args(["--api", &format!("127.0.0.1:{api}"), "--lists", "blocklists"])
+        .args([
+            "--api",
+            &format!("127.0.0.1:{api}"),
+            "--lists",
+            "blocklists",
+        ])
         .arg("--data")
         .arg(log.with_file_name("data"))
         .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
@@ -273,7 +284,11 @@ fn http_get(port: u16, path: &str) -> String {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -281,7 +296,13 @@ fn http_get(port: u16, path: &str) -> String {
 
 fn metric(text: &str, series: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -394,5 +415,8 @@ fn sipp_warned_call_hears_the_announcement() {
     );
     // en.wav is 9.9 s: 495 packets of 20 ms per call.
     let echoed = metric(&m, "scamguard_media_packets_relayed_total{kind=\"rtp\"}");
-    assert!(echoed >= (CALLS * 495 / 2) as u64, "{echoed} echoed packets relayed\n{m}");
+    assert!(
+        echoed >= (CALLS * 495 / 2) as u64,
+        "{echoed} echoed packets relayed\n{m}"
+    );
 }
