@@ -1,0 +1,356 @@
+//! Issue 4 through SIP, end to end: the real agent with `[media] enabled = true`, a warned caller
+//! whose INVITE carries SDP, a callee that answers with SDP, and RTP sockets for both parties.
+//! The SDP each side sees must point at the agent's ports; the callee must hear the prompt the
+//! agent loaded (decoded and compared sample by sample with `prompts/en.wav`, with a proper RTP
+//! stream: sequence +1, timestamp +160, marker on the first packet only, one SSRC), then each
+//! party's audio reaches the other; after BYE every port of the range is free again.
+//!
+//! Knows nothing of the engine's insides: only the wire, the WAV file and `/metrics`.
+
+mod agent_common;
+
+use std::net::{SocketAddr, UdpSocket as StdUdp};
+use std::time::{Duration, Instant};
+
+use agent_common::*;
+use scamguard::media::{wav, Codec};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+/// An even port range of `n` ports none of which is bound now; tests in this binary run in
+/// parallel and each gets its own range. A port taken between this check and the agent's bind
+/// shows up as a refused session (the test fails loudly, it never passes by accident).
+fn free_range(n: u16) -> (u16, u16) {
+    loop {
+        let base = 20000 + 2 * fastrand::u16(..10000);
+        let held: Vec<_> = (base..base + n)
+            .map_while(|p| StdUdp::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return (base, base + n - 1);
+        }
+    }
+}
+
+async fn start(range: (u16, u16)) -> Harness {
+    Harness::start_with(&[("enabled = false", "enabled = true")], |c| {
+        c.media.port_min = range.0;
+        c.media.port_max = range.1;
+        c.media.max_sessions = 2;
+    })
+    .await
+}
+
+fn sdp(user: &str, port: u16, fmts: &str, rtpmaps: &str) -> String {
+    format!(
+        "v=0\r\no={user} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {fmts}\r\n{rtpmaps}a=sendrecv\r\n"
+    )
+}
+
+/// The `c=` address and `m=audio` port of an SDP body.
+fn media_addr(body: &str) -> SocketAddr {
+    let ip = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .expect("m=audio line")
+        .split(' ')
+        .next()
+        .unwrap();
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+struct Rtp {
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+fn parse_rtp(b: &[u8]) -> Rtp {
+    assert!(b.len() >= 12 && b[0] >> 6 == 2, "not RTP: {b:?}");
+    Rtp {
+        marker: b[1] & 0x80 != 0,
+        pt: b[1] & 0x7f,
+        seq: u16::from_be_bytes([b[2], b[3]]),
+        ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        payload: b[12..].to_vec(),
+    }
+}
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend(std::iter::repeat(fill).take(160));
+    p
+}
+
+async fn recv_rtp(s: &UdpSocket) -> (Rtp, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    let (n, from) = timeout(WAIT, s.recv_from(&mut buf))
+        .await
+        .expect("RTP in time")
+        .unwrap();
+    (parse_rtp(&buf[..n]), from)
+}
+
+/// The prompt as the test reads it from disk: `prompts/en.wav`, padded to 20 ms frames.
+fn prompt_samples() -> Vec<i16> {
+    let bytes = std::fs::read(root().join("prompts/en.wav")).unwrap();
+    let mut s = wav::decode(&bytes).expect("prompts/en.wav decodes");
+    while s.len() % 160 != 0 {
+        s.push(0);
+    }
+    s
+}
+
+async fn announced_call(codec: Codec) {
+    let range = free_range(20);
+    let h = start(range).await;
+    let in_range = |a: SocketAddr| {
+        a.ip().to_string() == "127.0.0.1" && (range.0..=range.1).contains(&a.port())
+    };
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let callee_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pt = codec.static_pt();
+    let rtpmap = format!("a=rtpmap:{pt} {}/8000\r\n", codec.name());
+    let offer = sdp(
+        "alice",
+        caller_rtp.local_addr().unwrap().port(),
+        &pt.to_string(),
+        &rtpmap,
+    );
+    let port = h.up_port();
+    let call_id = format!("announce-{}@itest", codec.name());
+    let inv = invite(
+        "UDP",
+        h.sip(),
+        port,
+        &call_id,
+        "z9hG4bKann1",
+        "\"Alice\" <sip:+12025550161@127.0.0.1>;tag=ann",
+        "+12025550100",
+        "",
+        &offer,
+    );
+    h.send_up(&inv).await;
+    let (f, _) = recv(&h.down).await;
+    assert!(f
+        .hdr("X-Scamguard-Verdict")
+        .unwrap()
+        .starts_with("warn;category=example;"));
+    let leg_b = media_addr(f.body());
+    assert!(in_range(leg_b), "callee sees the agent: {}", f.body());
+    assert_ne!(f.body(), offer);
+    assert_eq!(f.hdr("Content-Length").unwrap(), f.body().len().to_string());
+
+    let answer = sdp(
+        "bob",
+        callee_rtp.local_addr().unwrap().port(),
+        &pt.to_string(),
+        &rtpmap,
+    );
+    let down_port = h.down.local_addr().unwrap().port();
+    let contact = format!("Contact: <sip:callee@127.0.0.1:{down_port}>\r\n");
+    h.send_down(&reply(
+        &f,
+        200,
+        "OK",
+        "bob1",
+        &format!("{contact}Content-Type: application/sdp\r\n"),
+        &answer,
+    ))
+    .await;
+    let answered_at = Instant::now();
+    let ok = recv_final(&h.up).await;
+    assert_eq!(ok.status(), Some(200));
+    let leg_a = media_addr(ok.body());
+    assert!(in_range(leg_a), "caller sees the agent: {}", ok.body());
+    assert_ne!(leg_a, leg_b);
+
+    // The callee's first packet starts the prompt; it is relayed to the caller like any audio.
+    let kick = rtp_packet(pt, 1000, 5000, 0xCA11EE, 0x55);
+    callee_rtp.send_to(&kick, leg_b).await.unwrap();
+
+    let expected: Vec<u8> = prompt_samples().iter().map(|&s| codec.encode(s)).collect();
+    let frames = expected.len() / 160;
+    assert!(frames > 10, "a real prompt");
+    let mut got = Vec::with_capacity(expected.len());
+    let (first, from) = recv_rtp(&callee_rtp).await;
+    assert_eq!(from, leg_b, "the prompt comes from the callee's leg");
+    assert!(first.marker, "marker on the first prompt packet");
+    assert_eq!(first.pt, pt);
+    got.extend_from_slice(&first.payload);
+    let (mut seq, mut ts) = (first.seq, first.ts);
+    let mut last_at = Instant::now();
+    for i in 1..frames {
+        let (p, from) = recv_rtp(&callee_rtp).await;
+        assert_eq!(from, leg_b);
+        assert!(!p.marker, "marker on prompt packet {i}");
+        assert_eq!(p.pt, pt);
+        assert_eq!(p.ssrc, first.ssrc, "one SSRC");
+        assert_eq!(p.seq, seq.wrapping_add(1), "sequence at packet {i}");
+        assert_eq!(p.ts, ts.wrapping_add(160), "timestamp at packet {i}");
+        (seq, ts) = (p.seq, p.ts);
+        got.extend_from_slice(&p.payload);
+        last_at = Instant::now();
+    }
+    // Not faster than real time: frame i is not sent before i * 20 ms after the answer.
+    assert!(
+        last_at.duration_since(answered_at) >= Duration::from_millis(20 * (frames as u64 - 1)),
+        "{frames} frames in {:?}",
+        last_at.duration_since(answered_at)
+    );
+    assert_eq!(got.len(), expected.len());
+    let want: Vec<i16> = expected.iter().map(|&c| codec.decode(c)).collect();
+    let heard: Vec<i16> = got.iter().map(|&c| codec.decode(c)).collect();
+    if let Some(i) = (0..want.len()).find(|&i| want[i] != heard[i]) {
+        panic!(
+            "prompt differs at sample {i} (frame {}): {} != {}",
+            i / 160,
+            heard[i],
+            want[i]
+        );
+    }
+
+    // The kick went on to the caller, from the caller's leg.
+    let (k, from) = recv_rtp(&caller_rtp).await;
+    assert_eq!(from, leg_a);
+    assert_eq!((k.seq, k.ssrc, k.payload[0]), (1000, 0xCA11EE, 0x55));
+
+    // After the prompt: the caller's audio continues our stream to the callee.
+    caller_rtp
+        .send_to(&rtp_packet(pt, 7, 900, 0xA11CE, 0x11), leg_a)
+        .await
+        .unwrap();
+    let (c, from) = recv_rtp(&callee_rtp).await;
+    assert_eq!(from, leg_b);
+    assert_eq!(
+        c.ssrc, first.ssrc,
+        "caller audio continues the prompt's SSRC"
+    );
+    assert_eq!(c.seq, seq.wrapping_add(1));
+    assert!(c.payload.iter().all(|&b| b == 0x11) && c.payload.len() == 160);
+    caller_rtp
+        .send_to(&rtp_packet(pt, 8, 1060, 0xA11CE, 0x12), leg_a)
+        .await
+        .unwrap();
+    let (c2, _) = recv_rtp(&callee_rtp).await;
+    assert_eq!(
+        (c2.seq, c2.ts, c2.marker),
+        (c.seq.wrapping_add(1), c.ts.wrapping_add(160), false)
+    );
+    assert_eq!(c2.payload[0], 0x12);
+    // And the callee's audio reaches the caller.
+    callee_rtp
+        .send_to(&rtp_packet(pt, 1001, 5160, 0xCA11EE, 0x66), leg_b)
+        .await
+        .unwrap();
+    let (k2, from) = recv_rtp(&caller_rtp).await;
+    assert_eq!(from, leg_a);
+    assert_eq!((k2.seq, k2.payload[0]), (1001, 0x66));
+
+    // BYE through the Route: the media session ends and every port is free again.
+    let rr = ok.hdr("Record-Route").unwrap().to_string();
+    let to = ok.hdr("To").unwrap().to_string();
+    let in_dialog = |method: &str, cseq: &str, branch: &str| {
+        format!(
+            "{method} sip:callee@127.0.0.1:{down_port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\nRoute: {rr}\r\nMax-Forwards: 70\r\n\
+             From: \"Alice\" <sip:+12025550161@127.0.0.1>;tag=ann\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    h.send_up(&in_dialog("ACK", "1 ACK", "z9hG4bKannack")).await;
+    assert_eq!(recv(&h.down).await.0.method(), "ACK");
+    h.send_up(&in_dialog("BYE", "2 BYE", "z9hG4bKannbye")).await;
+    let (bye, _) = recv(&h.down).await;
+    assert_eq!(bye.method(), "BYE");
+    h.send_down(&reply(&bye, 200, "OK", "bob1", "", "")).await;
+    assert_eq!(recv_final(&h.up).await.status(), Some(200));
+
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
+        let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+        if metric(&m, "scamguard_media_sessions") == 0 || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(metric(&metrics, "scamguard_media_sessions"), 0, "{metrics}");
+    assert_eq!(metric(&metrics, "scamguard_media_ports_in_use"), 0);
+    assert_eq!(
+        metric(&metrics, "scamguard_media_sessions_started_total"),
+        1
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "scamguard_media_prompts_total{outcome=\"played\"}"
+        ),
+        1,
+        "{metrics}"
+    );
+    for p in range.0..=range.1 {
+        StdUdp::bind(("127.0.0.1", p))
+            .unwrap_or_else(|e| panic!("port {p} still held after BYE: {e}"));
+    }
+    let (log, _d) = h.stop().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["action"], "warn");
+    assert!(log[0].get("note").is_none(), "{}", log[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warned_call_hears_the_prompt_in_pcmu() {
+    announced_call(Codec::Pcmu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warned_call_hears_the_prompt_in_pcma() {
+    announced_call(Codec::Pcma).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warned_call_without_g711_is_forwarded_unanchored_and_logged_why() {
+    let range = free_range(20);
+    let h = start(range).await;
+    let offer = sdp("alice", 40000, "9", "a=rtpmap:9 G722/8000\r\n");
+    let inv = invite(
+        "UDP",
+        h.sip(),
+        h.up_port(),
+        "nog711@itest",
+        "z9hG4bKnog711",
+        "<sip:+12025550162@127.0.0.1>;tag=n",
+        "+12025550100",
+        "",
+        &offer,
+    );
+    h.send_up(&inv).await;
+    let (f, _) = recv(&h.down).await;
+    assert!(f
+        .hdr("X-Scamguard-Verdict")
+        .unwrap()
+        .starts_with("warn;category=example;"));
+    assert_eq!(f.body(), offer, "SDP untouched");
+    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    assert_eq!(metric(&m, "scamguard_media_sessions_started_total"), 0);
+    let (log, _d) = h.stop().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["action"], "warn");
+    assert_eq!(
+        log[0]["note"],
+        "announcement skipped: neither PCMU nor PCMA is offered"
+    );
+}
