@@ -68,7 +68,14 @@ fn bench_invite(c: &mut Criterion) {
         .collect();
     agent
         .live
-        .import("bench", "bench", entries, true, 0, "1,000,000 bench entries")
+        .import(
+            "bench",
+            "bench",
+            entries,
+            true,
+            0,
+            "1,000,000 bench entries",
+        )
         .expect("import");
     let proxy = agent.proxy.clone();
     let peer = Peer {

@@ -160,6 +160,22 @@ impl Config {
         if let Err(e) = self.sip.validate() {
             p.push(e);
         }
+        if self.signals.brands.enabled {
+            let file = &self.signals.brands.file;
+            match std::fs::read_to_string(file) {
+                Err(e) => p.push(format!("{file}: cannot read the brands file: {e}")),
+                Ok(text) => {
+                    if let Err(e) =
+                        crate::screening::signals::brands::Brands::from_toml(&text, file)
+                    {
+                        p.push(e.to_string());
+                    }
+                }
+            }
+        }
+        if let Err(e) = crate::screening::signals::policy::Policy::new(self.policy.clone()) {
+            p.push(e);
+        }
         if let Err(e) = self.media.validate() {
             p.push(e.to_string());
         }

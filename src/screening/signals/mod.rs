@@ -175,7 +175,9 @@ impl Default for PlausibilityConfig {
             neighbour_tail_digits: 4,
             score_not_dialable: 60,
             score_unallocated: 60,
-            score_fictional: 50,
+            // Below the warn level on its own: fictional ranges fill documentation and test
+            // traffic, and an operator's own warn entry for one must stay a warning.
+            score_fictional: 25,
             score_gateway: 100,
             score_neighbour: 50,
         }
