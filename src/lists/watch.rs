@@ -126,6 +126,8 @@ impl Collect for ListFiles {
             &[],
             self.last_errors().len() as i64,
         );
+        // Entries loaded, lists, version and reloads of the file lists.
+        self.set.stats.collect(out);
     }
 }
 
