@@ -23,7 +23,7 @@ async fn assert_nothing_forwarded(h: &Harness, what: &str) {
         h.up_port(),
         "marker@itest",
         "z9hG4bKmarker",
-        "<sip:+14155550123@127.0.0.1>;tag=m",
+        "<sip:+14155552671@127.0.0.1>;tag=m",
         "+12025550100",
         "",
         "",
@@ -38,7 +38,7 @@ async fn assert_nothing_forwarded(h: &Harness, what: &str) {
     );
 }
 
-const CLEAN: &str = "+14155550123";
+const CLEAN: &str = "+14155552671";
 const BLOCKED: &str = "+12025550143";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +207,7 @@ async fn warned_call_is_tagged_and_otherwise_forwarded_untouched() {
         "warn1@itest",
         "z9hG4bKwarn1",
         "\"Alice\" <sip:+12025550161@127.0.0.1>;tag=a1",
-        "+12025550100",
+        "+16175551234", // not the caller's NPA-NXX: that would be neighbour spoofing
         "",
         SDP,
     );
@@ -222,7 +222,7 @@ async fn warned_call_is_tagged_and_otherwise_forwarded_untouched() {
     assert_eq!(
         f.hdr("X-Scamguard-Verdict"),
         Some(
-            "warn;category=example;reason=\"Example X-pattern: warn for fictional numbers 555-0160 to 555-0169\""
+            "warn;category=example;reason=\"(+50) Example X-pattern: warn for fictional numbers 555-0160 to 555-0169\""
         )
     );
     let vias = f.all("Via");
@@ -291,7 +291,7 @@ async fn passed_call_full_dialog_through_record_route() {
         port,
         "pass1@itest",
         "z9hG4bKpass1",
-        "<sip:+14155550123@127.0.0.1>;tag=p1",
+        "<sip:+14155552671@127.0.0.1>;tag=p1",
         "+12025550100",
         "",
         SDP,
@@ -302,7 +302,7 @@ async fn passed_call_full_dialog_through_record_route() {
     assert_eq!(trying.hdr("Call-ID"), Some("pass1@itest"));
     let (f, _) = recv(&h.down).await;
     assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"));
-    assert_eq!(f.hdr("From"), Some("<sip:+14155550123@127.0.0.1>;tag=p1"));
+    assert_eq!(f.hdr("From"), Some("<sip:+14155552671@127.0.0.1>;tag=p1"));
     assert_eq!(f.body(), SDP);
     let rr = f.hdr("Record-Route").expect("record_route_all").to_string();
 
@@ -334,7 +334,7 @@ async fn passed_call_full_dialog_through_record_route() {
         format!(
             "{method} sip:callee@127.0.0.1:{down_port} SIP/2.0\r\n\
              Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\nRoute: {rr}\r\nMax-Forwards: 70\r\n\
-             From: <sip:+14155550123@127.0.0.1>;tag=p1\r\nTo: {to}\r\nCall-ID: pass1@itest\r\n\
+             From: <sip:+14155552671@127.0.0.1>;tag=p1\r\nTo: {to}\r\nCall-ID: pass1@itest\r\n\
              CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
         )
     };
@@ -386,7 +386,7 @@ async fn cancel_before_answer() {
         port,
         "cancel1@itest",
         "z9hG4bKcan1",
-        "<sip:+14155550123@127.0.0.1>;tag=c1",
+        "<sip:+14155552671@127.0.0.1>;tag=c1",
         "+12025550100",
         "",
         "",
@@ -525,7 +525,7 @@ async fn options_malformed_and_admin_endpoints() {
 
     let bad = format!(
         "INVITE sip:+12025550100@{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbad\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+14155550123@127.0.0.1>;tag=b\r\nTo: <sip:+12025550100@{}>\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+14155552671@127.0.0.1>;tag=b\r\nTo: <sip:+12025550100@{}>\r\n\
          Call-ID: bad@itest\r\nCSeq: banana INVITE\r\nContent-Length: 0\r\n\r\n",
         h.sip(),
         h.sip()
