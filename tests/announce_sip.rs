@@ -139,7 +139,7 @@ async fn announced_call(codec: Codec) {
         &call_id,
         "z9hG4bKann1",
         "\"Alice\" <sip:+12025550161@127.0.0.1>;tag=ann",
-        "+12025550100",
+        "+16175551234",
         "",
         &offer,
     );
@@ -333,7 +333,7 @@ async fn warned_call_without_g711_is_forwarded_unanchored_and_logged_why() {
         "nog711@itest",
         "z9hG4bKnog711",
         "<sip:+12025550162@127.0.0.1>;tag=n",
-        "+12025550100",
+        "+16175551234",
         "",
         &offer,
     );

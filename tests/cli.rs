@@ -65,8 +65,12 @@ fn setup(tag: &str, config_extra: &str) -> (TempDir, String) {
     std::fs::write(
         &config,
         format!(
-            "[screening]\ndefault_country = \"US\"\n{config_extra}\n[lists]\ndir = \"{}\"\n",
-            lists.display()
+            // The lists are the subject here: the plausibility signal, which would also flag these
+            // fictional numbers, is off, and the store lives in the test's own folder.
+            "[screening]\ndefault_country = \"US\"\n{config_extra}\n[lists]\ndir = \"{}\"\n\
+             [store]\ndata_dir = \"{}\"\n[signals.plausibility]\nenabled = false\n",
+            lists.display(),
+            dir.path().join("data").display()
         ),
     )
     .unwrap();
@@ -82,17 +86,17 @@ fn check_prints_verdicts() {
         (
             "+1 (202) 555-0143",
             &[],
-            r#"{"action":"block","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"Fake bank, reported"}]}"#,
+            r#"{"action":"block","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"(+100) Fake bank, reported"}]}"#,
         ),
         (
             "2025550177",
             &[],
-            r#"{"action":"warn","caller":"+12025550177","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"Robocall range"}]}"#,
+            r#"{"action":"warn","caller":"+12025550177","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"(+50) Robocall range"}]}"#,
         ),
         (
             "+12025550150",
             &[],
-            r#"{"action":"pass","caller":"+12025550150","reasons":[{"list":"scams","entry":"+12025550150","category":"partner","reason":"Our partner"}]}"#,
+            r#"{"action":"pass","caller":"+12025550150","reasons":[{"list":"scams","entry":"+12025550150","category":"partner","reason":"(+0) Our partner"},{"list":"policy","entry":"allow","category":"override","reason":"decided by the allow override"}]}"#,
         ),
         (
             "+14155550100",
@@ -103,17 +107,17 @@ fn check_prints_verdicts() {
         (
             "+12025550160",
             &[],
-            r#"{"action":"warn","caller":"+12025550160","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"Robocall range"}]}"#,
+            r#"{"action":"warn","caller":"+12025550160","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"(+50) Robocall range"}]}"#,
         ),
         (
             "+12025550143",
             &["--callee", "911"],
-            r#"{"action":"pass","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"Fake bank, reported"},{"list":"policy","entry":"911","category":"emergency","reason":"calls to emergency numbers are never blocked or warned"}]}"#,
+            r#"{"action":"pass","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"(+0) Fake bank, reported"},{"list":"policy","entry":"911","category":"emergency","reason":"(+0) calls to emergency numbers are never blocked or warned"},{"list":"policy","entry":"emergency","category":"override","reason":"decided by the emergency override"}]}"#,
         ),
         (
             "anonymous",
             &["--anonymous"],
-            r#"{"action":"block","caller":"anonymous","reasons":[{"list":"policy","entry":"anonymous","category":"anonymous","reason":"anonymous callers are refused (433)"}]}"#,
+            r#"{"action":"block","caller":"anonymous","reasons":[{"list":"policy","entry":"anonymous","category":"anonymous","reason":"(+100) anonymous callers are refused (433)"}]}"#,
         ),
     ];
     for (caller, extra, want) in cases {

@@ -16,13 +16,15 @@ fn root() -> PathBuf {
 }
 
 fn free_udp_port() -> u16 {
-    // The port is released before the peer binds it; a collision shows up as a bind error, not a
-    // silent pass.
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // The agent takes UDP and TCP on the same port, so both must be free. The port is released
+    // before the peer binds it; a collision shows up as a bind error, not a silent pass.
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Running(Child);
