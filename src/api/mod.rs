@@ -114,35 +114,6 @@ pub trait Checker: Send + Sync {
     fn check(&self, caller: &str, callee: Option<&str>, display: Option<&str>) -> Value;
 }
 
-/// A [`Checker`] over the lists alone (files and store, with their precedence) and the
-/// screening policy: what `scamguard check` decides when no other signal is configured. The app
-/// may pass its own checker that adds signals.
-pub struct RulesChecker {
-    pub files: Arc<crate::lists::ListSet>,
-    pub store: Arc<crate::lists::overlay::StoreRules>,
-    pub policy: crate::screening::Policy,
-}
-
-impl Checker for RulesChecker {
-    fn check(&self, caller: &str, callee: Option<&str>, display: Option<&str>) -> Value {
-        let facts = crate::screening::Facts::new(
-            &self.policy,
-            caller,
-            callee.unwrap_or(""),
-            display,
-            false,
-        );
-        let snap = self.files.current();
-        let rules = crate::lists::overlay::Layered {
-            files: &**snap,
-            store: &self.store,
-            feeds: None,
-        };
-        let v = crate::screening::screen(&facts, &rules, &self.policy, now());
-        serde_json::to_value(&v).unwrap_or(Value::Null)
-    }
-}
-
 /// Counters of the API.
 #[derive(Debug, Default)]
 pub struct ApiStats {

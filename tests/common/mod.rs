@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use scamguard::api::{self, ApiConfig, RulesChecker, State};
+use scamguard::api::{self, ApiConfig, Checker, State};
 use scamguard::lists::overlay::{Live, StoreRules};
 use scamguard::lists::store::{Store, StoreConfig};
 use scamguard::lists::watch::ListFiles;
@@ -201,4 +201,40 @@ pub fn tempdir() -> tempfile::TempDir {
 
 pub fn lists_dir(dir: &Path) -> PathBuf {
     dir.join("lists")
+}
+
+/// The API tests' checker: the lists alone (files and store, with their precedence). The agent
+/// passes its real screener, which adds the signals; these tests are about the API around it.
+pub struct RulesChecker {
+    pub files: Arc<ListSet>,
+    pub store: Arc<StoreRules>,
+    pub policy: Policy,
+}
+
+impl Checker for RulesChecker {
+    fn check(
+        &self,
+        caller: &str,
+        callee: Option<&str>,
+        display: Option<&str>,
+    ) -> serde_json::Value {
+        let facts = scamguard::screening::Facts::new(
+            &self.policy,
+            caller,
+            callee.unwrap_or(""),
+            display,
+            false,
+        );
+        let snap = self.files.current();
+        let rules = scamguard::lists::overlay::Layered {
+            files: &**snap,
+            store: &self.store,
+            feeds: None,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let v = scamguard::screening::screen(&facts, &rules, &self.policy, now);
+        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
+    }
 }
