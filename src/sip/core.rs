@@ -6,7 +6,9 @@
 //! tables are dashmaps (no global lock on the hot path), each capped, every entry freed by a
 //! timer.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
+use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -122,6 +124,18 @@ struct Call {
     expires: Instant,
 }
 
+/// A transaction whose retransmission timer runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timed {
+    Server(String),
+    Client(String),
+}
+
+/// How often every entry is checked against its deadline. Deadlines are 5 s to hours long, and
+/// a second late is harmless (Timer B/F answer 408 a little later, memory is freed a little
+/// later); checking every entry on every tick cost more than the calls themselves at high rates.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Per-request forwarding options.
 #[derive(Default)]
 struct Fwd<'a> {
@@ -144,8 +158,12 @@ pub struct Proxy {
     clients: DashMap<String, ClientTx>,
     calls: DashMap<String, Call>,
     keys: RandomState,
-    /// When the call table was last swept (once a second is plenty for hour-long lifetimes).
+    /// When the tables were last swept for deadlines (see [`Proxy::poll`]).
     swept: std::sync::Mutex<Option<Instant>>,
+    /// When retransmission timers (A/E/G) fire, earliest first: a tick looks only at what is
+    /// due. A record whose transaction has moved on (answered, re-armed, gone) is dropped when
+    /// it comes up; at most one round trip's worth of them is held.
+    timed: std::sync::Mutex<BinaryHeap<Reverse<(Instant, Timed)>>>,
 }
 
 fn off(buf: &[u8], s: &str) -> usize {
@@ -193,6 +211,7 @@ impl Proxy {
             calls: DashMap::new(),
             keys: RandomState::new(),
             swept: std::sync::Mutex::new(None),
+            timed: std::sync::Mutex::new(BinaryHeap::new()),
         })
     }
 
@@ -365,16 +384,20 @@ impl Proxy {
         }
     }
 
-    fn remove_server(&self, key: &str) {
-        if self.servers.remove(key).is_some() {
-            self.stats.transactions.dec();
-        }
-    }
-
     fn add_client(&self, key: String, tx: ClientTx) {
+        if let Some((at, _)) = tx.retrans {
+            self.arm(at, Timed::Client(key.clone()));
+        }
         if self.clients.insert(key, tx).is_none() {
             self.stats.transactions.inc();
         }
+    }
+
+    fn arm(&self, at: Instant, t: Timed) {
+        self.timed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Reverse((at, t)));
     }
 
     fn remove_client(&self, key: &str) -> Option<ClientTx> {
@@ -466,7 +489,11 @@ impl Proxy {
             request: msg.buf.clone(),
             tag,
         };
-        if invite {
+        // 100 Trying at once, except for a new call the hook is about to decide: it answers in
+        // microseconds, and a final response stops retransmissions as well as a 100 does (RFC
+        // 3261 17.2.1 only asks for a 100 when the final one takes over 200 ms). A rejected
+        // call then costs one datagram each way instead of two.
+        if invite && !initial {
             let trying = build_response(msg, 100, "Trying", &[], None);
             self.stats.response_sent(100);
             tx.last = Some(trying.clone());
@@ -508,6 +535,17 @@ impl Proxy {
                     record_route,
                     anchor_media,
                 } => {
+                    let trying = build_response(msg, 100, "Trying", &[], None);
+                    self.stats.response_sent(100);
+                    if let Some(mut s) = self.servers.get_mut(&key) {
+                        if s.last.is_none() {
+                            s.last = Some(trying.clone());
+                        }
+                    }
+                    out.push(Output {
+                        to: from,
+                        data: trying,
+                    });
                     fwd.display = display_name.as_deref();
                     fwd.headers = headers;
                     fwd.record_route = *record_route || *anchor_media;
@@ -618,14 +656,14 @@ impl Proxy {
         };
         let data = build_response(req, code, phrase, extra, Some(&s.tag));
         self.stats.response_sent(code);
-        self.complete_server(&mut s, data.clone(), code, now);
+        self.complete_server(key, &mut s, data.clone(), code, now);
         out.push(Output {
             to: s.upstream,
             data,
         });
     }
 
-    fn complete_server(&self, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) {
+    fn complete_server(&self, key: &str, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) {
         let t1 = self.cfg.t1();
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
@@ -634,15 +672,23 @@ impl Proxy {
             s.deadline = s.deadline.max(now + self.server_lifetime(s.invite));
             return;
         }
+        // Past Proceeding the received request is never needed again (it only builds the 408
+        // and 487 we may originate while proceeding); an accepted INVITE lingers 64*T1 to
+        // absorb retransmissions and needs nothing but its key. Freeing them keeps memory
+        // proportional to calls in progress, not to calls of the last half minute.
+        s.request = Bytes::new();
+        s.client = None;
         if s.invite && code < 300 {
             s.state = SState::Accepted;
             s.last = None;
+            s.tag = String::new();
             s.deadline = now + t1 * 64;
         } else {
             s.state = SState::Completed;
             s.last = Some(data);
             if s.invite && udp {
                 s.timer_g = Some((now + t1, t1));
+                self.arm(now + t1, Timed::Server(key.to_string()));
             }
             s.deadline = if s.invite || udp { now + t1 * 64 } else { now };
         }
@@ -844,6 +890,9 @@ impl Proxy {
                         let first = c.state != CState::Accepted;
                         c.state = CState::Accepted;
                         c.retrans = None;
+                        // Only relaying 2xx retransmissions is left: no retransmission, ACK or
+                        // CANCEL will be built from the request any more.
+                        c.request = Bytes::new();
                         c.deadline = now + t1 * 64;
                         relay(&c, first)
                     }
@@ -926,9 +975,12 @@ impl Proxy {
                     None
                 };
                 let data = self.relay_bytes(msg, body);
-                let upstream = match server.as_ref().and_then(|k| self.servers.get_mut(k)) {
-                    Some(mut s) => {
-                        self.complete_server(&mut s, data.clone(), code, now);
+                let upstream = match server
+                    .as_ref()
+                    .and_then(|k| Some((k, self.servers.get_mut(k)?)))
+                {
+                    Some((k, mut s)) => {
+                        self.complete_server(k, &mut s, data.clone(), code, now);
                         Some(s.upstream)
                     }
                     None => msg
@@ -1120,46 +1172,73 @@ impl Proxy {
     }
 
     /// Advance timers: retransmissions, timeouts, and freeing of finished entries.
+    ///
+    /// Every tick looks only at the retransmission timers that are due; every entry is checked
+    /// against its deadline once a second.
     pub fn poll(&self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         let t2 = self.cfg.t2();
+        let due: Vec<(Instant, Timed)> = {
+            let mut heap = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut due = Vec::new();
+            while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse(x)) = heap.pop() {
+                    due.push(x);
+                }
+            }
+            due
+        };
+        let mut again = Vec::new();
+        for (at, t) in due {
+            let next = match &t {
+                Timed::Server(k) => self
+                    .servers
+                    .get_mut(k)
+                    .and_then(|mut s| server_timer(&mut s, at, now, t2, &mut out)),
+                Timed::Client(k) => self
+                    .clients
+                    .get_mut(k)
+                    .and_then(|mut c| client_timer(&mut c, at, now, t2, &mut out)),
+            };
+            if let Some(next) = next {
+                again.push(Reverse((next, t)));
+            }
+        }
+        if !again.is_empty() {
+            self.timed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(again);
+        }
+        let sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.map_or(true, |t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if sweep {
+            self.sweep(now, &mut out);
+        }
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    /// Deadlines of every entry: timeouts and freeing.
+    fn sweep(&self, now: Instant, out: &mut Vec<Output>) {
+        self.servers.retain(|_, s| {
+            let keep = now < s.deadline;
+            if !keep {
+                self.stats.transactions.dec();
+            }
+            keep
+        });
         let mut dead = Vec::new();
-        for mut s in self.servers.iter_mut() {
-            if let (SState::Completed, Some((at, iv))) = (s.state, s.timer_g) {
-                if now >= at {
-                    if let Some(last) = s.last.clone() {
-                        out.push(Output {
-                            to: s.upstream,
-                            data: last,
-                        });
-                    }
-                    let iv = (iv * 2).min(t2);
-                    s.timer_g = Some((now + iv, iv));
-                }
-            }
-            if now >= s.deadline {
-                dead.push(s.key().clone());
-            }
-        }
-        for k in dead.drain(..) {
-            self.remove_server(&k);
-        }
         let mut timed_out = Vec::new();
-        for mut c in self.clients.iter_mut() {
-            if let Some((at, iv)) = c.retrans {
-                if now >= at {
-                    out.push(Output {
-                        to: c.dest,
-                        data: c.request.clone(),
-                    });
-                    let iv = if c.kind == CKind::Invite {
-                        iv * 2
-                    } else {
-                        (iv * 2).min(t2)
-                    };
-                    c.retrans = Some((now + iv, iv));
-                }
-            }
+        for c in self.clients.iter() {
             if now >= c.deadline {
                 if matches!(c.state, CState::Calling | CState::Proceeding)
                     && c.kind != CKind::Cancel
@@ -1180,7 +1259,7 @@ impl Proxy {
             self.stats.timeouts.inc();
             if c.kind == CKind::Invite && c.state == CState::Proceeding && c.cancel == Cancel::No {
                 // Timer C: give up on the branch.
-                self.send_cancel(&c.request, c.dest, now, &mut out);
+                self.send_cancel(&c.request, c.dest, now, out);
             }
             let Some(sk) = c.server else { continue };
             let req = self
@@ -1191,9 +1270,9 @@ impl Proxy {
             if let Some(req) = req {
                 if let Ok(m) = Message::parse(req, &self.limits, true) {
                     if c.cancel == Cancel::No {
-                        self.final_upstream(&sk, &m, 408, "Request Timeout", &[], now, &mut out);
+                        self.final_upstream(&sk, &m, 408, "Request Timeout", &[], now, out);
                     } else {
-                        self.final_upstream(&sk, &m, 487, "Request Terminated", &[], now, &mut out);
+                        self.final_upstream(&sk, &m, 487, "Request Terminated", &[], now, out);
                     }
                 }
             }
@@ -1205,32 +1284,67 @@ impl Proxy {
                 }
             }
         }
-        let sweep = {
-            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-            let due = last.map_or(true, |t| {
-                now.saturating_duration_since(t) >= Duration::from_secs(1)
-            });
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        if sweep {
-            let mut gone = 0;
-            self.calls.retain(|_, c| {
-                let keep = now < c.expires;
-                gone += usize::from(!keep);
-                keep
-            });
-            for _ in 0..gone {
-                self.stats.calls.dec();
-            }
+        let mut gone = 0;
+        self.calls.retain(|_, c| {
+            let keep = now < c.expires;
+            gone += usize::from(!keep);
+            keep
+        });
+        for _ in 0..gone {
+            self.stats.calls.dec();
         }
-        for o in &out {
-            self.stats.sent(o.to.transport);
-        }
-        out
     }
+}
+
+/// Timer G of a server transaction, for the record armed at `armed`: fire it and return when
+/// it fires next, or `None` when the record is stale (the timer stopped or was re-armed).
+fn server_timer(
+    s: &mut ServerTx,
+    armed: Instant,
+    now: Instant,
+    t2: Duration,
+    out: &mut Vec<Output>,
+) -> Option<Instant> {
+    let (SState::Completed, Some((at, iv))) = (s.state, s.timer_g) else {
+        return None;
+    };
+    if at != armed {
+        return None;
+    }
+    if let Some(last) = s.last.clone() {
+        out.push(Output {
+            to: s.upstream,
+            data: last,
+        });
+    }
+    let iv = (iv * 2).min(t2);
+    s.timer_g = Some((now + iv, iv));
+    Some(now + iv)
+}
+
+/// Timer A/E of a client transaction, like [`server_timer`].
+fn client_timer(
+    c: &mut ClientTx,
+    armed: Instant,
+    now: Instant,
+    t2: Duration,
+    out: &mut Vec<Output>,
+) -> Option<Instant> {
+    let (at, iv) = c.retrans?;
+    if at != armed {
+        return None;
+    }
+    out.push(Output {
+        to: c.dest,
+        data: c.request.clone(),
+    });
+    let iv = if c.kind == CKind::Invite {
+        iv * 2
+    } else {
+        (iv * 2).min(t2)
+    };
+    c.retrans = Some((now + iv, iv));
+    Some(now + iv)
 }
 
 fn can_answer(msg: &Message) -> bool {
