@@ -129,7 +129,20 @@ impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>) -> Decision {
         let started = Instant::now();
         let p = parties(call, self.trusted(call.source.ip()));
-        let v = self.verdict(&p.caller, &p.callee, p.display_name.as_deref(), p.anonymous);
+        // As `verdict`, keeping the facts: the callee is normalised once, for the screen and
+        // the log, and the clock is read once.
+        let facts = Facts::new(
+            &self.policy,
+            &p.caller,
+            &p.callee,
+            p.display_name.as_deref(),
+            p.anonymous,
+        );
+        let time = SystemTime::now();
+        let now = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let v = screen(&facts, &**self.lists.current(), &self.policy, now);
         let decision = self.disposition.decide(
             &v,
             &CallView {
@@ -139,13 +152,11 @@ impl Hook for Screener {
         );
         let decision_us = started.elapsed().as_micros() as u64;
         self.count(&v);
-        let callee = self
-            .policy
-            .plan
-            .normalise(&p.callee)
+        let callee = facts
+            .callee
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
         self.log.write(Record {
-            time: SystemTime::now(),
+            time,
             call_id: call.call_id.to_string(),
             caller: v.caller,
             callee,
