@@ -55,7 +55,6 @@ enum SState {
     Proceeding,
     Completed,
     Confirmed,
-    Accepted,
 }
 
 struct ServerTx {
@@ -84,7 +83,6 @@ enum CState {
     Calling,
     Proceeding,
     Completed,
-    Accepted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +162,11 @@ pub struct Proxy {
     /// due. A record whose transaction has moved on (answered, re-armed, gone) is dropped when
     /// it comes up; at most one round trip's worth of them is held.
     timed: std::sync::Mutex<BinaryHeap<Reverse<(Instant, Timed)>>>,
+    /// INVITE server transactions answered 2xx (RFC 6026 "Accepted"): all they still do for
+    /// 64*T1 is absorb retransmissions of the INVITE, so they are held as a hash of their key
+    /// (16 bytes instead of a whole transaction) and expire in arrival order.
+    accepted: dashmap::DashSet<u64>,
+    accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
 }
 
 fn off(buf: &[u8], s: &str) -> usize {
@@ -212,6 +215,8 @@ impl Proxy {
             keys: RandomState::new(),
             swept: std::sync::Mutex::new(None),
             timed: std::sync::Mutex::new(BinaryHeap::new()),
+            accepted: dashmap::DashSet::new(),
+            accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -225,7 +230,38 @@ impl Proxy {
 
     /// Transactions and calls currently held (for tests and diagnostics).
     pub fn table_sizes(&self) -> (usize, usize, usize) {
-        (self.servers.len(), self.clients.len(), self.calls.len())
+        (
+            self.servers.len() + self.accepted.len(),
+            self.clients.len(),
+            self.calls.len(),
+        )
+    }
+
+    fn accepted_hash(&self, key: &str) -> u64 {
+        self.keys.hash_one((key, 0xacce_u32))
+    }
+
+    /// Replace the server transaction `key`, just answered 2xx, by its accepted record.
+    fn accept(&self, key: &str, now: Instant) {
+        if self.servers.remove(key).is_some() {
+            self.stats.transactions.dec();
+        }
+        // Capped like the transactions: past the cap a retransmitted INVITE would be
+        // forwarded again (and absorbed by the next hop's transaction), never lost.
+        if self.accepted.len() >= self.cfg.max_transactions {
+            return;
+        }
+        let h = self.accepted_hash(key);
+        if self.accepted.insert(h) {
+            self.accepted_order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back((now + self.cfg.t1() * 64, h));
+        }
+    }
+
+    fn is_accepted(&self, key: &str) -> bool {
+        !self.accepted.is_empty() && self.accepted.contains(&self.accepted_hash(key))
     }
 
     /// Handle one received message (a datagram, or one framed stream message).
@@ -433,15 +469,16 @@ impl Proxy {
         };
         // A retransmission: answer from the transaction, never ask the hook again.
         if let Some(tx) = self.servers.get(&key) {
-            if tx.state != SState::Accepted {
-                if let Some(last) = &tx.last {
-                    out.push(Output {
-                        to: tx.upstream,
-                        data: last.clone(),
-                    });
-                }
+            if let Some(last) = &tx.last {
+                out.push(Output {
+                    to: tx.upstream,
+                    data: last.clone(),
+                });
             }
             return;
+        }
+        if method == b"INVITE" && self.is_accepted(&key) {
+            return; // answered 2xx already; the 2xx retransmissions are the callee's job
         }
         if method == b"CANCEL" {
             return self.on_cancel(msg, from, now, out);
@@ -656,34 +693,43 @@ impl Proxy {
         };
         let data = build_response(req, code, phrase, extra, Some(&s.tag));
         self.stats.response_sent(code);
-        self.complete_server(key, &mut s, data.clone(), code, now);
+        let accepted = self.complete_server(key, &mut s, data.clone(), code, now);
         out.push(Output {
             to: s.upstream,
             data,
         });
+        drop(s);
+        if accepted {
+            self.accept(key, now);
+        }
     }
 
-    fn complete_server(&self, key: &str, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) {
+    /// Record a response sent on a server transaction. Returns true when an INVITE was
+    /// answered 2xx: the caller then replaces the entry by [`Proxy::accept`].
+    fn complete_server(
+        &self,
+        key: &str,
+        s: &mut ServerTx,
+        data: Bytes,
+        code: u16,
+        now: Instant,
+    ) -> bool {
         let t1 = self.cfg.t1();
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
             // Ringing keeps the transaction (and its client side, by Timer C) alive.
             s.last = Some(data);
             s.deadline = s.deadline.max(now + self.server_lifetime(s.invite));
-            return;
+            return false;
+        }
+        if s.invite && code < 300 {
+            return true;
         }
         // Past Proceeding the received request is never needed again (it only builds the 408
-        // and 487 we may originate while proceeding); an accepted INVITE lingers 64*T1 to
-        // absorb retransmissions and needs nothing but its key. Freeing them keeps memory
-        // proportional to calls in progress, not to calls of the last half minute.
+        // and 487 we may originate while proceeding).
         s.request = Bytes::new();
         s.client = None;
-        if s.invite && code < 300 {
-            s.state = SState::Accepted;
-            s.last = None;
-            s.tag = String::new();
-            s.deadline = now + t1 * 64;
-        } else {
+        {
             s.state = SState::Completed;
             s.last = Some(data);
             if s.invite && udp {
@@ -692,6 +738,7 @@ impl Proxy {
             }
             s.deadline = if s.invite || udp { now + t1 * 64 } else { now };
         }
+        false
     }
 
     fn on_ack(&self, msg: &Message, _from: Peer, now: Instant, out: &mut Vec<Output>) {
@@ -706,7 +753,6 @@ impl Proxy {
                         return;
                     }
                     SState::Confirmed | SState::Proceeding => return,
-                    SState::Accepted => {}
                 }
             }
         }
@@ -746,6 +792,10 @@ impl Proxy {
                 .filter(|s| s.invite)
                 .map(|s| (s.state, s.client.clone(), s.request.clone()))
         });
+        if found.is_none() && ikey.as_deref().is_some_and(|k| self.is_accepted(k)) {
+            // Too late: the call was answered. The CANCEL is answered and goes no further.
+            return self.respond(msg, from, 200, "OK", &[], out);
+        }
         let Some((state, client, _req)) = found else {
             // No transaction to cancel: forward statelessly (RFC 3261 16.10).
             if msg.max_forwards() == Some(0) {
@@ -844,10 +894,10 @@ impl Proxy {
         }
         let mut ack = None;
         let mut cancel = None;
+        let mut answered = false;
         let next = match self.clients.get_mut(&ckey) {
             None => Next::Stateless,
             Some(mut c) => {
-                let t1 = self.cfg.t1();
                 let relay = |c: &ClientTx, first_final: bool| Next::Relay {
                     server: c.server.clone(),
                     anchor: c.anchor,
@@ -887,18 +937,17 @@ impl Proxy {
                         }
                     }
                     CKind::Invite if code < 300 => {
-                        let first = c.state != CState::Accepted;
-                        c.state = CState::Accepted;
+                        // Answered: the entry goes now. All that RFC 6026's Accepted state
+                        // would do is pass 2xx retransmissions on, and a 2xx without an entry
+                        // is relayed statelessly by its next Via just the same; keeping it
+                        // 64*T1 cost an entry per call of the last 32 s.
+                        answered = true;
                         c.retrans = None;
-                        // Only relaying 2xx retransmissions is left: no retransmission, ACK or
-                        // CANCEL will be built from the request any more.
-                        c.request = Bytes::new();
-                        c.deadline = now + t1 * 64;
-                        relay(&c, first)
+                        relay(&c, true)
                     }
                     CKind::Invite => {
                         ack = Some((c.request.clone(), c.dest));
-                        if c.state == CState::Completed || c.state == CState::Accepted {
+                        if c.state == CState::Completed {
                             Next::Done
                         } else {
                             c.state = CState::Completed;
@@ -933,6 +982,9 @@ impl Proxy {
                 }
             }
         };
+        if answered {
+            self.remove_client(&ckey);
+        }
         if let Some((req, dest)) = ack {
             if let Ok(inv) = Message::parse(req, &self.limits, true) {
                 let to_line = msg.header(Hdr::To).map(|h| msg.bytes(h.line.clone()));
@@ -980,8 +1032,13 @@ impl Proxy {
                     .and_then(|k| Some((k, self.servers.get_mut(k)?)))
                 {
                     Some((k, mut s)) => {
-                        self.complete_server(k, &mut s, data.clone(), code, now);
-                        Some(s.upstream)
+                        let accepted = self.complete_server(k, &mut s, data.clone(), code, now);
+                        let up = s.upstream;
+                        drop(s);
+                        if accepted {
+                            self.accept(k, now);
+                        }
+                        Some(up)
                     }
                     None => msg
                         .values_str(Hdr::Via)
@@ -1281,6 +1338,17 @@ impl Proxy {
                     self.event(&c.call_id, CallEvent::TimedOut, true);
                 } else if self.calls.remove(&c.call_id).is_some() {
                     self.stats.calls.dec();
+                }
+            }
+        }
+        {
+            let mut order = self
+                .accepted_order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while order.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, h)) = order.pop_front() {
+                    self.accepted.remove(&h);
                 }
             }
         }
