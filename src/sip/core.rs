@@ -68,7 +68,6 @@ struct ServerTx {
     client: Option<String>,
     /// The received request, to build responses we originate later (408, 487).
     request: Bytes,
-    tag: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,11 +386,15 @@ impl Proxy {
         let method = std::str::from_utf8(method).ok()?;
         let via = msg.top_via()?;
         match via.branch {
-            Some(b) if b.len() > 7 && b.starts_with("z9hG4bK") => Some(format!(
-                "{b}|{}:{}|{method}",
-                via.host.to_ascii_lowercase(),
-                via.port.unwrap_or(0)
-            )),
+            Some(b) if b.len() > 7 && b.starts_with("z9hG4bK") => {
+                // One allocation: this runs for every request.
+                let mut k = String::with_capacity(b.len() + via.host.len() + method.len() + 8);
+                k.push_str(b);
+                k.push('|');
+                k.extend(via.host.chars().map(|c| c.to_ascii_lowercase()));
+                let _ = write!(k, ":{}|{method}", via.port.unwrap_or(0));
+                Some(k)
+            }
             _ => {
                 let ft = msg.from_tag().unwrap_or("");
                 let vr = msg.top_via_range()?;
@@ -514,7 +517,6 @@ impl Proxy {
             let h = [format!("Retry-After: {}", self.cfg.retry_after_secs)];
             return self.respond(msg, from, 503, "Service Unavailable", &h, out);
         }
-        let tag = self.tag_for(&key);
         let mut tx = ServerTx {
             invite,
             state: SState::Proceeding,
@@ -524,7 +526,6 @@ impl Proxy {
             deadline: now + self.server_lifetime(invite),
             client: None,
             request: msg.buf.clone(),
-            tag,
         };
         // 100 Trying at once, except for a new call the hook is about to decide: it answers in
         // microseconds, and a final response stops retransmissions as well as a 100 does (RFC
@@ -691,7 +692,10 @@ impl Proxy {
         let Some(mut s) = self.servers.get_mut(key) else {
             return;
         };
-        let data = build_response(req, code, phrase, extra, Some(&s.tag));
+        // Our To tag is a function of the transaction key: computed when a response is
+        // originated, instead of for every request.
+        let tag = self.tag_for(key);
+        let data = build_response(req, code, phrase, extra, Some(&tag));
         self.stats.response_sent(code);
         let accepted = self.complete_server(key, &mut s, data.clone(), code, now);
         out.push(Output {
@@ -1572,7 +1576,9 @@ pub(crate) fn build_response(
                 put_line(&mut out, &b[h.line.clone()])
             }
             Hdr::To => {
-                let has_tag = req.to().is_some_and(|t| t.tag().is_some());
+                // The tag was located while checking the message; parse only otherwise.
+                let has_tag = req.to_tag().is_some()
+                    || (req.problem.is_some() && req.to().is_some_and(|t| t.tag().is_some()));
                 match to_tag {
                     Some(tag) if !has_tag && code > 100 => {
                         out.put_slice(&b[h.line.start..h.value.end]);
