@@ -64,7 +64,10 @@ KAM_RUN="${KAM_RUN:-$WORK/kamailio-$stamp}"
 if [[ "${SCAMGUARD:-1}" == 1 ]]; then
   echo "== scamguard (run folder $SG_RUN; decision log: $DECISIONS)" >&2
   : > "$DECISIONS" 2>/dev/null || true
-  RUN="$SG_RUN" PROXY_NAME=scamguard PROXY_CMD="$BIN run --config $CFG" \
+  # Through sh, so that an unexpected exit is logged with its status (the harness measures the
+  # whole process tree; sh itself costs nothing while it waits).
+  RUN="$SG_RUN" PROXY_NAME=scamguard \
+    PROXY_CMD="sh -c '$BIN run --config $CFG; echo scamguard exited with status \$? >&2'" \
     "$PEER_DIR/run-peer.sh" || echo "scamguard run failed (see $SG_RUN)" >&2
 fi
 if [[ "${KAMAILIO:-1}" == 1 ]]; then
