@@ -69,7 +69,14 @@ def main():
     a, b = load(sys.argv[1]), load(sys.argv[2])
     na = sys.argv[3] if len(sys.argv) > 3 else a["params"].get("proxy_name", "ours")
     nb = sys.argv[4] if len(sys.argv) > 4 else b["params"].get("proxy_name", "theirs")
+    # A run stopped before its end has its steps but no "proxy" summary: fall back to them.
     pa, pb = a.get("proxy") or {}, b.get("proxy") or {}
+    for s, p in ((a, pa), (b, pb)):
+        if "max_cps" not in p:
+            passed = [st["target"] for st in s.get("steps", [])
+                      if st.get("tag") in ("proxy", "proxy-confirm") and st.get("pass")]
+            p["max_cps"] = ("%s (highest passing step; run stopped early)" % max(passed)
+                            if passed else None)
     ca, cb = pa.get("confirm") or {}, pb.get("confirm") or {}
     rows = []
 
