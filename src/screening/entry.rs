@@ -22,12 +22,16 @@ pub enum EntryAction {
 
 impl EntryAction {
     pub fn parse(s: &str) -> Option<EntryAction> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "allow" => Some(EntryAction::Allow),
-            "warn" => Some(EntryAction::Warn),
-            "block" => Some(EntryAction::Block),
-            _ => None,
-        }
+        // Compared without lowercasing into a new string: this runs once per list line.
+        let s = s.trim();
+        [
+            ("allow", EntryAction::Allow),
+            ("warn", EntryAction::Warn),
+            ("block", EntryAction::Block),
+        ]
+        .into_iter()
+        .find(|(w, _)| s.eq_ignore_ascii_case(w))
+        .map(|(_, a)| a)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -438,6 +438,8 @@ pub struct IndexBuilder {
     prefixes: Vec<(Number, u32)>,
     digits: Vec<(DigitPattern, u32)>,
     regexes: Vec<(Arc<RegexPattern>, u32)>,
+    /// The meta id of the entry added last.
+    last_meta: Option<u32>,
 }
 
 impl IndexBuilder {
@@ -476,6 +478,22 @@ impl IndexBuilder {
 
     /// Add an entry of list `list`.
     pub fn add(&mut self, list: &str, entry: &Entry) {
+        // Consecutive entries of a file nearly always share their metadata: comparing with the
+        // last one is a few short string compares, where interning hashes all of it (most of
+        // the load time of a million-line list).
+        if let Some(id) = self.last_meta {
+            let m = &self.metas[id as usize];
+            if m.action == entry.action
+                && m.expires == entry.expires
+                && *m.list == *list
+                && *m.category == *entry.category
+                && *m.reason == *entry.reason
+                && *m.source == *entry.source
+            {
+                self.push(&entry.pattern, id);
+                return;
+            }
+        }
         let meta = EntryMeta {
             list: self.intern_str(list),
             action: entry.action,
@@ -497,6 +515,11 @@ impl IndexBuilder {
             ..meta.clone()
         };
         let id = self.intern_meta(meta);
+        self.last_meta = Some(id);
+        self.push(pattern, id);
+    }
+
+    fn push(&mut self, pattern: &Pattern, id: u32) {
         match pattern {
             Pattern::Exact(n) => self.exact.push((n.value(), id)),
             Pattern::Prefix(p) => self.prefixes.push((*p, id)),

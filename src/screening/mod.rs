@@ -14,7 +14,7 @@ pub mod verdict;
 
 pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};
 pub use index::{EntryMeta, IndexBuilder, IndexStats, Match, RuleIndex, Rules};
-pub use number::{Number, NumberPlan};
+pub use number::{BareDigits, Number, NumberPlan};
 pub use policy::{AnonymousPolicy, Policy, ScreeningConfig};
 pub use verdict::{screen, screen_with, Facts, Finding, Refusal, Verdict};
 

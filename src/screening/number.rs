@@ -129,6 +129,20 @@ impl fmt::Display for Number {
     }
 }
 
+/// How digits written without `+`, international prefix or trunk prefix are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareDigits {
+    /// As a national number of the default country (`2025550143` in the US), falling back to
+    /// the international form when they start with our own country code and the national
+    /// length does not fit.
+    #[default]
+    National,
+    /// As an international number without its `+` (`4930123456` is `+4930123456`): what many
+    /// trunks and number databases send, where "plain digits" already carry the country code.
+    International,
+}
+
 /// How numbers are dialled in the default country: what `0...`, `00...` and bare digits mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberPlan {
@@ -141,6 +155,8 @@ pub struct NumberPlan {
     /// Shortest and longest national significant number (digits after the country code) that a
     /// nationally dialled number may have; outside this range it does not normalise.
     pub national_len: (usize, usize),
+    /// How digits with neither prefix are read.
+    pub bare_digits: BareDigits,
 }
 
 impl NumberPlan {
@@ -164,6 +180,7 @@ impl NumberPlan {
             trunk_prefix: trunk.map(str::to_string),
             international_prefix: intl.to_string(),
             national_len: (min, max),
+            bare_digits: BareDigits::National,
         })
     }
 
@@ -218,6 +235,9 @@ impl NumberPlan {
                     return self.national(national);
                 }
             }
+        }
+        if self.bare_digits == BareDigits::International {
+            return Number::from_digits(digits);
         }
         if self.national_ok(digits.len()) {
             return self.national(digits);
@@ -306,6 +326,36 @@ mod tests {
             let got = plan.normalise(input).map(|n| n.to_string());
             assert_eq!(got.as_deref(), *want, "{cc} {input:?}");
         }
+    }
+
+    #[test]
+    fn bare_digits_read_as_international() {
+        let mut de = NumberPlan::for_country("DE").unwrap();
+        de.bare_digits = BareDigits::International;
+        // (input, expected): prefixes keep their meaning, only bare digits change.
+        let cases: &[(&str, Option<&str>)] = &[
+            ("4930123456789", Some("+4930123456789")),
+            ("442079460018", Some("+442079460018")),
+            ("12025550143", Some("+12025550143")),
+            ("030 12345678", Some("+493012345678")),
+            ("0049 30 12345678", Some("+493012345678")),
+            ("+4930123456", Some("+4930123456")),
+            ("1234567890123456", None),
+            ("anonymous", None),
+        ];
+        for (input, want) in cases {
+            let got = de.normalise(input).map(|n| n.to_string());
+            assert_eq!(got.as_deref(), *want, "{input:?}");
+        }
+        // The national reading (the default) takes the same digits as a German number.
+        let national = NumberPlan::for_country("DE").unwrap();
+        assert_eq!(
+            national
+                .normalise("4930123456")
+                .map(|n| n.to_string())
+                .as_deref(),
+            Some("+494930123456")
+        );
     }
 
     #[test]

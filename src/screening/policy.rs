@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::number::{Number, NumberPlan};
+use super::number::{BareDigits, Number, NumberPlan};
 
 /// What to do with a caller who withholds their identity (RFC 3325 `Privacy: id`, or an
 /// anonymous From).
@@ -36,6 +36,10 @@ pub struct ScreeningConfig {
     pub trunk_prefix: Option<String>,
     /// Override the plan's international call prefix (digits).
     pub international_prefix: Option<String>,
+    /// How digits written with neither `+`, international prefix nor trunk prefix are read:
+    /// `national` (a number of the default country) or `international` (the country code is
+    /// already there, only the `+` is missing).
+    pub bare_digits: BareDigits,
     /// `pass`, `warn` or `reject` anonymous callers.
     pub anonymous: AnonymousPolicy,
     /// Callee numbers (as dialled, digits only) that are never blocked or warned. When absent,
@@ -50,6 +54,7 @@ impl Default for ScreeningConfig {
             country_code: None,
             trunk_prefix: None,
             international_prefix: None,
+            bare_digits: BareDigits::National,
             anonymous: AnonymousPolicy::Pass,
             emergency_numbers: None,
         }
@@ -146,6 +151,7 @@ impl Policy {
         if let Some(i) = &c.international_prefix {
             plan.international_prefix = i.clone();
         }
+        plan.bare_digits = c.bare_digits;
         let emergency: Vec<String> = match &c.emergency_numbers {
             Some(list) => list.clone(),
             None => default_emergency_numbers(&c.default_country)
@@ -199,6 +205,7 @@ impl Default for Policy {
                 trunk_prefix: Some("1".into()),
                 international_prefix: "011".into(),
                 national_len: (10, 10),
+                bare_digits: BareDigits::National,
             },
             anonymous: AnonymousPolicy::Pass,
             emergency: vec!["911".into()],

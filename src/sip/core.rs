@@ -6,7 +6,9 @@
 //! tables are dashmaps (no global lock on the hot path), each capped, every entry freed by a
 //! timer.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
+use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +55,6 @@ enum SState {
     Proceeding,
     Completed,
     Confirmed,
-    Accepted,
 }
 
 struct ServerTx {
@@ -67,7 +68,6 @@ struct ServerTx {
     client: Option<String>,
     /// The received request, to build responses we originate later (408, 487).
     request: Bytes,
-    tag: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,6 @@ enum CState {
     Calling,
     Proceeding,
     Completed,
-    Accepted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +121,18 @@ struct Call {
     expires: Instant,
 }
 
+/// A transaction whose retransmission timer runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timed {
+    Server(String),
+    Client(String),
+}
+
+/// How often every entry is checked against its deadline. Deadlines are 5 s to hours long, and
+/// a second late is harmless (Timer B/F answer 408 a little later, memory is freed a little
+/// later); checking every entry on every tick cost more than the calls themselves at high rates.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Per-request forwarding options.
 #[derive(Default)]
 struct Fwd<'a> {
@@ -144,8 +155,17 @@ pub struct Proxy {
     clients: DashMap<String, ClientTx>,
     calls: DashMap<String, Call>,
     keys: RandomState,
-    /// When the call table was last swept (once a second is plenty for hour-long lifetimes).
+    /// When the tables were last swept for deadlines (see [`Proxy::poll`]).
     swept: std::sync::Mutex<Option<Instant>>,
+    /// When retransmission timers (A/E/G) fire, earliest first: a tick looks only at what is
+    /// due. A record whose transaction has moved on (answered, re-armed, gone) is dropped when
+    /// it comes up; at most one round trip's worth of them is held.
+    timed: std::sync::Mutex<BinaryHeap<Reverse<(Instant, Timed)>>>,
+    /// INVITE server transactions answered 2xx (RFC 6026 "Accepted"): all they still do for
+    /// 64*T1 is absorb retransmissions of the INVITE, so they are held as a hash of their key
+    /// (16 bytes instead of a whole transaction) and expire in arrival order.
+    accepted: dashmap::DashSet<u64>,
+    accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
 }
 
 fn off(buf: &[u8], s: &str) -> usize {
@@ -193,6 +213,9 @@ impl Proxy {
             calls: DashMap::new(),
             keys: RandomState::new(),
             swept: std::sync::Mutex::new(None),
+            timed: std::sync::Mutex::new(BinaryHeap::new()),
+            accepted: dashmap::DashSet::new(),
+            accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -206,7 +229,38 @@ impl Proxy {
 
     /// Transactions and calls currently held (for tests and diagnostics).
     pub fn table_sizes(&self) -> (usize, usize, usize) {
-        (self.servers.len(), self.clients.len(), self.calls.len())
+        (
+            self.servers.len() + self.accepted.len(),
+            self.clients.len(),
+            self.calls.len(),
+        )
+    }
+
+    fn accepted_hash(&self, key: &str) -> u64 {
+        self.keys.hash_one((key, 0xacce_u32))
+    }
+
+    /// Replace the server transaction `key`, just answered 2xx, by its accepted record.
+    fn accept(&self, key: &str, now: Instant) {
+        if self.servers.remove(key).is_some() {
+            self.stats.transactions.dec();
+        }
+        // Capped like the transactions: past the cap a retransmitted INVITE would be
+        // forwarded again (and absorbed by the next hop's transaction), never lost.
+        if self.accepted.len() >= self.cfg.max_transactions {
+            return;
+        }
+        let h = self.accepted_hash(key);
+        if self.accepted.insert(h) {
+            self.accepted_order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back((now + self.cfg.t1() * 64, h));
+        }
+    }
+
+    fn is_accepted(&self, key: &str) -> bool {
+        !self.accepted.is_empty() && self.accepted.contains(&self.accepted_hash(key))
     }
 
     /// Handle one received message (a datagram, or one framed stream message).
@@ -332,11 +386,15 @@ impl Proxy {
         let method = std::str::from_utf8(method).ok()?;
         let via = msg.top_via()?;
         match via.branch {
-            Some(b) if b.len() > 7 && b.starts_with("z9hG4bK") => Some(format!(
-                "{b}|{}:{}|{method}",
-                via.host.to_ascii_lowercase(),
-                via.port.unwrap_or(0)
-            )),
+            Some(b) if b.len() > 7 && b.starts_with("z9hG4bK") => {
+                // One allocation: this runs for every request.
+                let mut k = String::with_capacity(b.len() + via.host.len() + method.len() + 8);
+                k.push_str(b);
+                k.push('|');
+                k.extend(via.host.chars().map(|c| c.to_ascii_lowercase()));
+                let _ = write!(k, ":{}|{method}", via.port.unwrap_or(0));
+                Some(k)
+            }
             _ => {
                 let ft = msg.from_tag().unwrap_or("");
                 let vr = msg.top_via_range()?;
@@ -365,16 +423,20 @@ impl Proxy {
         }
     }
 
-    fn remove_server(&self, key: &str) {
-        if self.servers.remove(key).is_some() {
-            self.stats.transactions.dec();
-        }
-    }
-
     fn add_client(&self, key: String, tx: ClientTx) {
+        if let Some((at, _)) = tx.retrans {
+            self.arm(at, Timed::Client(key.clone()));
+        }
         if self.clients.insert(key, tx).is_none() {
             self.stats.transactions.inc();
         }
+    }
+
+    fn arm(&self, at: Instant, t: Timed) {
+        self.timed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Reverse((at, t)));
     }
 
     fn remove_client(&self, key: &str) -> Option<ClientTx> {
@@ -410,15 +472,16 @@ impl Proxy {
         };
         // A retransmission: answer from the transaction, never ask the hook again.
         if let Some(tx) = self.servers.get(&key) {
-            if tx.state != SState::Accepted {
-                if let Some(last) = &tx.last {
-                    out.push(Output {
-                        to: tx.upstream,
-                        data: last.clone(),
-                    });
-                }
+            if let Some(last) = &tx.last {
+                out.push(Output {
+                    to: tx.upstream,
+                    data: last.clone(),
+                });
             }
             return;
+        }
+        if method == b"INVITE" && self.is_accepted(&key) {
+            return; // answered 2xx already; the 2xx retransmissions are the callee's job
         }
         if method == b"CANCEL" {
             return self.on_cancel(msg, from, now, out);
@@ -454,7 +517,6 @@ impl Proxy {
             let h = [format!("Retry-After: {}", self.cfg.retry_after_secs)];
             return self.respond(msg, from, 503, "Service Unavailable", &h, out);
         }
-        let tag = self.tag_for(&key);
         let mut tx = ServerTx {
             invite,
             state: SState::Proceeding,
@@ -464,9 +526,12 @@ impl Proxy {
             deadline: now + self.server_lifetime(invite),
             client: None,
             request: msg.buf.clone(),
-            tag,
         };
-        if invite {
+        // 100 Trying at once, except for a new call the hook is about to decide: it answers in
+        // microseconds, and a final response stops retransmissions as well as a 100 does (RFC
+        // 3261 17.2.1 only asks for a 100 when the final one takes over 200 ms). A rejected
+        // call then costs one datagram each way instead of two.
+        if invite && !initial {
             let trying = build_response(msg, 100, "Trying", &[], None);
             self.stats.response_sent(100);
             tx.last = Some(trying.clone());
@@ -508,6 +573,17 @@ impl Proxy {
                     record_route,
                     anchor_media,
                 } => {
+                    let trying = build_response(msg, 100, "Trying", &[], None);
+                    self.stats.response_sent(100);
+                    if let Some(mut s) = self.servers.get_mut(&key) {
+                        if s.last.is_none() {
+                            s.last = Some(trying.clone());
+                        }
+                    }
+                    out.push(Output {
+                        to: from,
+                        data: trying,
+                    });
                     fwd.display = display_name.as_deref();
                     fwd.headers = headers;
                     fwd.record_route = *record_route || *anchor_media;
@@ -621,36 +697,57 @@ impl Proxy {
         let Some(mut s) = self.servers.get_mut(key) else {
             return;
         };
-        let data = build_response(req, code, phrase, extra, Some(&s.tag));
+        // Our To tag is a function of the transaction key: computed when a response is
+        // originated, instead of for every request.
+        let tag = self.tag_for(key);
+        let data = build_response(req, code, phrase, extra, Some(&tag));
         self.stats.response_sent(code);
-        self.complete_server(&mut s, data.clone(), code, now);
+        let accepted = self.complete_server(key, &mut s, data.clone(), code, now);
         out.push(Output {
             to: s.upstream,
             data,
         });
+        drop(s);
+        if accepted {
+            self.accept(key, now);
+        }
     }
 
-    fn complete_server(&self, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) {
+    /// Record a response sent on a server transaction. Returns true when an INVITE was
+    /// answered 2xx: the caller then replaces the entry by [`Proxy::accept`].
+    fn complete_server(
+        &self,
+        key: &str,
+        s: &mut ServerTx,
+        data: Bytes,
+        code: u16,
+        now: Instant,
+    ) -> bool {
         let t1 = self.cfg.t1();
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
             // Ringing keeps the transaction (and its client side, by Timer C) alive.
             s.last = Some(data);
             s.deadline = s.deadline.max(now + self.server_lifetime(s.invite));
-            return;
+            return false;
         }
         if s.invite && code < 300 {
-            s.state = SState::Accepted;
-            s.last = None;
-            s.deadline = now + t1 * 64;
-        } else {
+            return true;
+        }
+        // Past Proceeding the received request is never needed again (it only builds the 408
+        // and 487 we may originate while proceeding).
+        s.request = Bytes::new();
+        s.client = None;
+        {
             s.state = SState::Completed;
             s.last = Some(data);
             if s.invite && udp {
                 s.timer_g = Some((now + t1, t1));
+                self.arm(now + t1, Timed::Server(key.to_string()));
             }
             s.deadline = if s.invite || udp { now + t1 * 64 } else { now };
         }
+        false
     }
 
     fn on_ack(&self, msg: &Message, _from: Peer, now: Instant, out: &mut Vec<Output>) {
@@ -665,7 +762,6 @@ impl Proxy {
                         return;
                     }
                     SState::Confirmed | SState::Proceeding => return,
-                    SState::Accepted => {}
                 }
             }
         }
@@ -707,6 +803,10 @@ impl Proxy {
                 .filter(|s| s.invite)
                 .map(|s| (s.state, s.client.clone(), s.request.clone()))
         });
+        if found.is_none() && ikey.as_deref().is_some_and(|k| self.is_accepted(k)) {
+            // Too late: the call was answered. The CANCEL is answered and goes no further.
+            return self.respond(msg, from, 200, "OK", &[], out);
+        }
         let Some((state, client, _req)) = found else {
             // No transaction to cancel: forward statelessly (RFC 3261 16.10).
             if msg.max_forwards() == Some(0) {
@@ -805,10 +905,10 @@ impl Proxy {
         }
         let mut ack = None;
         let mut cancel = None;
+        let mut answered = false;
         let next = match self.clients.get_mut(&ckey) {
             None => Next::Stateless,
             Some(mut c) => {
-                let t1 = self.cfg.t1();
                 let relay = |c: &ClientTx, first_final: bool| Next::Relay {
                     server: c.server.clone(),
                     anchor: c.anchor,
@@ -848,15 +948,17 @@ impl Proxy {
                         }
                     }
                     CKind::Invite if code < 300 => {
-                        let first = c.state != CState::Accepted;
-                        c.state = CState::Accepted;
+                        // Answered: the entry goes now. All that RFC 6026's Accepted state
+                        // would do is pass 2xx retransmissions on, and a 2xx without an entry
+                        // is relayed statelessly by its next Via just the same; keeping it
+                        // 64*T1 cost an entry per call of the last 32 s.
+                        answered = true;
                         c.retrans = None;
-                        c.deadline = now + t1 * 64;
-                        relay(&c, first)
+                        relay(&c, true)
                     }
                     CKind::Invite => {
                         ack = Some((c.request.clone(), c.dest));
-                        if c.state == CState::Completed || c.state == CState::Accepted {
+                        if c.state == CState::Completed {
                             Next::Done
                         } else {
                             c.state = CState::Completed;
@@ -891,6 +993,9 @@ impl Proxy {
                 }
             }
         };
+        if answered {
+            self.remove_client(&ckey);
+        }
         if let Some((req, dest)) = ack {
             if let Ok(inv) = Message::parse(req, &self.limits, true) {
                 let to_line = msg.header(Hdr::To).map(|h| msg.bytes(h.line.clone()));
@@ -934,10 +1039,18 @@ impl Proxy {
                     None
                 };
                 let data = self.relay_bytes(msg, body);
-                let upstream = match server.as_ref().and_then(|k| self.servers.get_mut(k)) {
-                    Some(mut s) => {
-                        self.complete_server(&mut s, data.clone(), code, now);
-                        Some(s.upstream)
+                let upstream = match server
+                    .as_ref()
+                    .and_then(|k| Some((k, self.servers.get_mut(k)?)))
+                {
+                    Some((k, mut s)) => {
+                        let accepted = self.complete_server(k, &mut s, data.clone(), code, now);
+                        let up = s.upstream;
+                        drop(s);
+                        if accepted {
+                            self.accept(k, now);
+                        }
+                        Some(up)
                     }
                     None => msg
                         .values_str(Hdr::Via)
@@ -1128,46 +1241,73 @@ impl Proxy {
     }
 
     /// Advance timers: retransmissions, timeouts, and freeing of finished entries.
+    ///
+    /// Every tick looks only at the retransmission timers that are due; every entry is checked
+    /// against its deadline once a second.
     pub fn poll(&self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         let t2 = self.cfg.t2();
+        let due: Vec<(Instant, Timed)> = {
+            let mut heap = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut due = Vec::new();
+            while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse(x)) = heap.pop() {
+                    due.push(x);
+                }
+            }
+            due
+        };
+        let mut again = Vec::new();
+        for (at, t) in due {
+            let next = match &t {
+                Timed::Server(k) => self
+                    .servers
+                    .get_mut(k)
+                    .and_then(|mut s| server_timer(&mut s, at, now, t2, &mut out)),
+                Timed::Client(k) => self
+                    .clients
+                    .get_mut(k)
+                    .and_then(|mut c| client_timer(&mut c, at, now, t2, &mut out)),
+            };
+            if let Some(next) = next {
+                again.push(Reverse((next, t)));
+            }
+        }
+        if !again.is_empty() {
+            self.timed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(again);
+        }
+        let sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.map_or(true, |t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if sweep {
+            self.sweep(now, &mut out);
+        }
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    /// Deadlines of every entry: timeouts and freeing.
+    fn sweep(&self, now: Instant, out: &mut Vec<Output>) {
+        self.servers.retain(|_, s| {
+            let keep = now < s.deadline;
+            if !keep {
+                self.stats.transactions.dec();
+            }
+            keep
+        });
         let mut dead = Vec::new();
-        for mut s in self.servers.iter_mut() {
-            if let (SState::Completed, Some((at, iv))) = (s.state, s.timer_g) {
-                if now >= at {
-                    if let Some(last) = s.last.clone() {
-                        out.push(Output {
-                            to: s.upstream,
-                            data: last,
-                        });
-                    }
-                    let iv = (iv * 2).min(t2);
-                    s.timer_g = Some((now + iv, iv));
-                }
-            }
-            if now >= s.deadline {
-                dead.push(s.key().clone());
-            }
-        }
-        for k in dead.drain(..) {
-            self.remove_server(&k);
-        }
         let mut timed_out = Vec::new();
-        for mut c in self.clients.iter_mut() {
-            if let Some((at, iv)) = c.retrans {
-                if now >= at {
-                    out.push(Output {
-                        to: c.dest,
-                        data: c.request.clone(),
-                    });
-                    let iv = if c.kind == CKind::Invite {
-                        iv * 2
-                    } else {
-                        (iv * 2).min(t2)
-                    };
-                    c.retrans = Some((now + iv, iv));
-                }
-            }
+        for c in self.clients.iter() {
             if now >= c.deadline {
                 if matches!(c.state, CState::Calling | CState::Proceeding)
                     && c.kind != CKind::Cancel
@@ -1188,7 +1328,7 @@ impl Proxy {
             self.stats.timeouts.inc();
             if c.kind == CKind::Invite && c.state == CState::Proceeding && c.cancel == Cancel::No {
                 // Timer C: give up on the branch.
-                self.send_cancel(&c.request, c.dest, now, &mut out);
+                self.send_cancel(&c.request, c.dest, now, out);
             }
             let Some(sk) = c.server else { continue };
             let req = self
@@ -1199,9 +1339,9 @@ impl Proxy {
             if let Some(req) = req {
                 if let Ok(m) = Message::parse(req, &self.limits, true) {
                     if c.cancel == Cancel::No {
-                        self.final_upstream(&sk, &m, 408, "Request Timeout", &[], now, &mut out);
+                        self.final_upstream(&sk, &m, 408, "Request Timeout", &[], now, out);
                     } else {
-                        self.final_upstream(&sk, &m, 487, "Request Terminated", &[], now, &mut out);
+                        self.final_upstream(&sk, &m, 487, "Request Terminated", &[], now, out);
                     }
                 }
             }
@@ -1213,32 +1353,78 @@ impl Proxy {
                 }
             }
         }
-        let sweep = {
-            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-            let due = last.map_or(true, |t| {
-                now.saturating_duration_since(t) >= Duration::from_secs(1)
-            });
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        if sweep {
-            let mut gone = 0;
-            self.calls.retain(|_, c| {
-                let keep = now < c.expires;
-                gone += usize::from(!keep);
-                keep
-            });
-            for _ in 0..gone {
-                self.stats.calls.dec();
+        {
+            let mut order = self
+                .accepted_order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while order.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, h)) = order.pop_front() {
+                    self.accepted.remove(&h);
+                }
             }
         }
-        for o in &out {
-            self.stats.sent(o.to.transport);
+        let mut gone = 0;
+        self.calls.retain(|_, c| {
+            let keep = now < c.expires;
+            gone += usize::from(!keep);
+            keep
+        });
+        for _ in 0..gone {
+            self.stats.calls.dec();
         }
-        out
     }
+}
+
+/// Timer G of a server transaction, for the record armed at `armed`: fire it and return when
+/// it fires next, or `None` when the record is stale (the timer stopped or was re-armed).
+fn server_timer(
+    s: &mut ServerTx,
+    armed: Instant,
+    now: Instant,
+    t2: Duration,
+    out: &mut Vec<Output>,
+) -> Option<Instant> {
+    let (SState::Completed, Some((at, iv))) = (s.state, s.timer_g) else {
+        return None;
+    };
+    if at != armed {
+        return None;
+    }
+    if let Some(last) = s.last.clone() {
+        out.push(Output {
+            to: s.upstream,
+            data: last,
+        });
+    }
+    let iv = (iv * 2).min(t2);
+    s.timer_g = Some((now + iv, iv));
+    Some(now + iv)
+}
+
+/// Timer A/E of a client transaction, like [`server_timer`].
+fn client_timer(
+    c: &mut ClientTx,
+    armed: Instant,
+    now: Instant,
+    t2: Duration,
+    out: &mut Vec<Output>,
+) -> Option<Instant> {
+    let (at, iv) = c.retrans?;
+    if at != armed {
+        return None;
+    }
+    out.push(Output {
+        to: c.dest,
+        data: c.request.clone(),
+    });
+    let iv = if c.kind == CKind::Invite {
+        iv * 2
+    } else {
+        (iv * 2).min(t2)
+    };
+    c.retrans = Some((now + iv, iv));
+    Some(now + iv)
 }
 
 fn can_answer(msg: &Message) -> bool {
@@ -1398,7 +1584,9 @@ pub(crate) fn build_response(
                 put_line(&mut out, &b[h.line.clone()])
             }
             Hdr::To => {
-                let has_tag = req.to().is_some_and(|t| t.tag().is_some());
+                // The tag was located while checking the message; parse only otherwise.
+                let has_tag = req.to_tag().is_some()
+                    || (req.problem.is_some() && req.to().is_some_and(|t| t.tag().is_some()));
                 match to_tag {
                     Some(tag) if !has_tag && code > 100 => {
                         out.put_slice(&b[h.line.start..h.value.end]);

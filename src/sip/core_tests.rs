@@ -264,9 +264,10 @@ fn reject_retransmits_and_absorbs_ack() {
     let p = proxy(hook.clone());
     let t0 = Instant::now();
     let outs = feed(&p, &invite("c-rej", "z9hG4bKr1"), UAC, t0);
-    assert_eq!(codes(&outs), vec![100, 603]);
-    let resp = parse(&outs[1]);
-    let text = String::from_utf8_lossy(&outs[1].data).to_string();
+    // Decided at once: the final response is the only one (no 100 Trying before it).
+    assert_eq!(codes(&outs), vec![603]);
+    let resp = parse(&outs[0]);
+    let text = String::from_utf8_lossy(&outs[0].data).to_string();
     assert!(text.starts_with("SIP/2.0 603 Network Blocked\r\nVia: SIP/2.0/UDP client.example.com:5080;branch=z9hG4bKr1;rport\r\n"), "{text}");
     assert!(text.contains("\r\nReason: SIP;cause=603;text=\"v=analytics1\"\r\n"));
     assert!(resp.to().unwrap().tag().is_some());

@@ -163,7 +163,8 @@ impl Hdr {
                 _ => Hdr::Other,
             };
         }
-        const NAMES: [(&str, Hdr); 22] = [
+        // A static, not a const: a const array is copied onto the stack on every call.
+        static NAMES: [(&str, Hdr); 22] = [
             ("via", Hdr::Via),
             ("from", Hdr::From),
             ("to", Hdr::To),
@@ -187,7 +188,7 @@ impl Hdr {
             ("p-asserted-identity", Hdr::PAssertedIdentity),
             ("privacy", Hdr::Privacy),
         ];
-        for (n, h) in NAMES {
+        for &(n, h) in NAMES.iter() {
             if n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name) {
                 return h;
             }
@@ -262,6 +263,7 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+#[inline]
 pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -495,16 +497,12 @@ impl Message {
         if self.problem.is_some() {
             return;
         }
-        let p = self.find_problem();
-        self.problem = p;
-        if p.is_none() {
-            let base = self.buf.as_ptr() as usize;
-            let span = |t: &str| {
-                let o = t.as_ptr() as usize - base;
-                o..o + t.len()
-            };
-            self.from_tag = self.from().and_then(|f| f.tag().map(span));
-            self.to_tag = self.to().and_then(|f| f.tag().map(span));
+        match self.find_problem() {
+            Ok((from_tag, to_tag)) => {
+                self.from_tag = from_tag;
+                self.to_tag = to_tag;
+            }
+            Err(p) => self.problem = Some(p),
         }
     }
 
@@ -518,7 +516,10 @@ impl Message {
         self.str(self.to_tag.clone()?)
     }
 
-    fn find_problem(&self) -> Option<Problem> {
+    /// The first problem, or the From and To tags (located while From and To are checked, so
+    /// that they are parsed once per message).
+    #[allow(clippy::type_complexity)]
+    fn find_problem(&self) -> Result<(Option<Range<usize>>, Option<Range<usize>>), Problem> {
         let b: &[u8] = &self.buf;
         let mut seen = [0u8; 6];
         for h in &self.headers {
@@ -533,7 +534,7 @@ impl Message {
             };
             seen[slot] += 1;
             if h.kind.is_singleton() && seen[slot] > 1 {
-                return Some(Problem::Duplicate);
+                return Err(Problem::Duplicate);
             }
         }
         let is_request = matches!(self.start, StartLine::Request { .. });
@@ -543,29 +544,29 @@ impl Message {
             || seen[3] == 0
             || self.header(Hdr::Via).is_none()
         {
-            return Some(Problem::MissingHeader);
+            return Err(Problem::MissingHeader);
         }
         if self.header(Hdr::CallId).is_some_and(|h| h.value.is_empty()) {
-            return Some(Problem::MissingHeader);
+            return Err(Problem::MissingHeader);
         }
         // CSeq: number and method matching the request line.
         let Some((num, meth)) = self.cseq_raw() else {
-            return Some(Problem::BadCSeq);
+            return Err(Problem::BadCSeq);
         };
         if parse_uint(num, (1 << 31) - 1).is_none()
             || meth.is_empty()
             || !meth.iter().all(|&c| is_token(c))
         {
-            return Some(Problem::BadCSeq);
+            return Err(Problem::BadCSeq);
         }
         if let StartLine::Request { method, .. } = &self.start {
             if &b[method.clone()] != meth {
-                return Some(Problem::CSeqMismatch);
+                return Err(Problem::CSeqMismatch);
             }
         }
         if let Some(h) = self.header(Hdr::MaxForwards) {
             if parse_uint(&b[h.value.clone()], 255).is_none() {
-                return Some(Problem::BadMaxForwards);
+                return Err(Problem::BadMaxForwards);
             }
         }
         for v in self.values(Hdr::Via) {
@@ -574,24 +575,31 @@ impl Message {
                 .and_then(|s| Via::parse(s).ok())
                 .is_some();
             if !ok {
-                return Some(Problem::BadVia);
+                return Err(Problem::BadVia);
             }
         }
-        if self.from().is_none() {
-            return Some(Problem::BadFrom);
-        }
-        if self.to().is_none() {
-            return Some(Problem::BadTo);
-        }
+        let base = self.buf.as_ptr() as usize;
+        let span = |t: &str| {
+            let o = t.as_ptr() as usize - base;
+            o..o + t.len()
+        };
+        let from_tag = match self.from() {
+            Some(f) => f.tag().map(span),
+            None => return Err(Problem::BadFrom),
+        };
+        let to_tag = match self.to() {
+            Some(t) => t.tag().map(span),
+            None => return Err(Problem::BadTo),
+        };
         if is_request {
             for v in self.values(Hdr::Contact) {
                 let s = std::str::from_utf8(&b[v]).unwrap_or("<");
                 if s != "*" && NameAddr::parse(s).is_err() {
-                    return Some(Problem::BadContact);
+                    return Err(Problem::BadContact);
                 }
             }
         }
-        None
+        Ok((from_tag, to_tag))
     }
 
     pub fn is_request(&self) -> bool {

@@ -1,12 +1,15 @@
-//! Sockets around the sans-IO [`Proxy`]: UDP receive tasks (one per core by default, sharing one
-//! socket), a TCP listener with capped, idle-timed connections framed by Content-Length, outbound
-//! TCP connections to peers, and the timer task that drives [`Proxy::poll`].
+//! Sockets around the sans-IO [`Proxy`]: UDP receive threads (one per core by default, sharing one
+//! blocking socket), a TCP listener with capped, idle-timed connections framed by Content-Length,
+//! outbound TCP connections to peers, and the timer task that drives [`Proxy::poll`].
+//!
+//! UDP is served by plain threads blocking in `recv_from`, not by tokio tasks: per datagram that
+//! is one receive and one send system call, where a task also pays the failed receive that
+//! parks it, the epoll wake-up and the hand-over between runtime threads. Under load that was
+//! a large share of the proxy's CPU per call. TCP and timers stay on the runtime.
 //!
 //! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -23,7 +27,9 @@ use super::framing::Framer;
 use super::Transport;
 
 struct Net {
-    udp: Arc<UdpSocket>,
+    /// Blocking (with a read timeout so the receive threads notice shutdown).
+    udp: std::net::UdpSocket,
+    rt: Handle,
     proxy: Arc<Proxy>,
     conns: DashMap<ConnId, mpsc::Sender<Bytes>>,
     by_addr: DashMap<SocketAddr, ConnId>,
@@ -53,8 +59,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let cfg = proxy.config().clone();
+    let udp = udp.into_std()?;
+    udp.set_nonblocking(false)?;
+    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
     let net = Arc::new(Net {
-        udp: Arc::new(udp),
+        udp,
+        rt: Handle::current(),
         proxy,
         conns: DashMap::new(),
         by_addr: DashMap::new(),
@@ -68,8 +78,15 @@ pub async fn run(
     } else {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     };
-    for _ in 0..workers {
-        tasks.spawn(udp_worker(net.clone(), shutdown.clone()));
+    let mut threads = Vec::new();
+    for i in 0..workers {
+        let (net, rx) = (net.clone(), shutdown.clone());
+        let sock = net.udp.try_clone()?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("sip-udp-{i}"))
+                .spawn(move || udp_worker(&net, &sock, &rx))?,
+        );
     }
     tasks.spawn(timer_task(
         net.clone(),
@@ -92,18 +109,25 @@ pub async fn run(
         }
     }
     tasks.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     Ok(())
 }
 
-async fn udp_worker(net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
+fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65536];
     loop {
-        let (n, src) = tokio::select! {
-            _ = stopped(&mut shutdown) => return,
-            r = net.udp.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(_) => continue,
-            },
+        if *shutdown.borrow() || shutdown.has_changed().is_err() {
+            return;
+        }
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            // Timeouts (to look at `shutdown`) and ICMP errors of earlier sends.
+            Err(_) => continue,
         };
         let peer = Peer {
             transport: Transport::Udp,
@@ -113,7 +137,7 @@ async fn udp_worker(net: Arc<Net>, mut shutdown: watch::Receiver<bool>) {
         let outs = net
             .proxy
             .handle(Bytes::copy_from_slice(&buf[..n]), peer, Instant::now());
-        dispatch(&net, outs).await;
+        dispatch(net, outs);
     }
 }
 
@@ -125,22 +149,19 @@ async fn timer_task(net: Arc<Net>, tick: Duration, mut shutdown: watch::Receiver
             _ = stopped(&mut shutdown) => return,
             _ = iv.tick() => {
                 let outs = net.proxy.poll(Instant::now());
-                dispatch(&net, outs).await;
+                dispatch(&net, outs);
             }
         }
     }
 }
 
-/// Boxed so the outbound-connection path (which dispatches what it reads) can be spawned.
-fn dispatch(net: &Arc<Net>, outs: Vec<Output>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(dispatch_inner(net, outs))
-}
-
-async fn dispatch_inner(net: &Arc<Net>, outs: Vec<Output>) {
+/// Send what the core produced. Never waits: UDP sends on loopback or a LAN return at once,
+/// TCP messages are queued to the connection's writer task.
+fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
     for o in outs {
         match o.to.transport {
             Transport::Udp => {
-                if net.udp.send_to(&o.data, o.to.addr).await.is_err() {
+                if net.udp.send_to(&o.data, o.to.addr).is_err() {
                     net.proxy.stats().send_errors.inc();
                 }
             }
@@ -178,7 +199,8 @@ fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
     net.conns.insert(id, tx);
     net.by_addr.insert(addr, id);
     let net = net.clone();
-    tokio::spawn(async move {
+    let rt = net.rt.clone();
+    rt.spawn(async move {
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let idle = Duration::from_secs(net.proxy.config().tcp_idle_secs.max(1));
@@ -253,7 +275,7 @@ async fn serve_registered(
                         conn: Some(id),
                     };
                     let outs = net.proxy.handle(m, p, Instant::now());
-                    dispatch(&net, outs).await;
+                    dispatch(&net, outs);
                 }
                 Ok(None) => break,
                 Err(_) => {
