@@ -432,6 +432,8 @@ async fn reinvite_keeps_ports_and_follows_a_move() {
         "en-tech-support"
     );
     assert_eq!(engine.prompts().select("999", Some("nope")).name, "en");
+    assert!(engine.prompts().has_category("tech-support"));
+    assert!(!engine.prompts().has_category("nope"));
     caller
         .rtp
         .send_to(&pkt(8, 1, 1, 1, 1), leg_a)

@@ -200,10 +200,12 @@ impl Screener {
                 return Err("announcement skipped: too many announced calls in progress");
             }
         }
-        let category = v
-            .reasons
-            .iter()
-            .find(|r| r.category != "allow")
+        // A verdict often has several reasons; the one with its own prompt (a brand's
+        // `tech-support`, say) says more to the callee than the generic warning.
+        let warned = || v.reasons.iter().filter(|r| r.category != "allow");
+        let category = warned()
+            .find(|r| media.prompts().has_category(&r.category))
+            .or_else(|| warned().next())
             .map(|r| r.category.clone());
         self.announced.insert(
             call.call_id.to_string(),

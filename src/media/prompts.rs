@@ -174,6 +174,13 @@ impl PromptSet {
             .unwrap_or_else(|| Arc::new(Prompt::from_samples("silence", &[])))
     }
 
+    /// Whether any language has a prompt for `category` (`<lang>-<category>.wav`).
+    pub fn has_category(&self, category: &str) -> bool {
+        self.by_name
+            .keys()
+            .any(|n| n.split_once('-').is_some_and(|(_, cat)| cat == category))
+    }
+
     /// Names of the loaded prompts, sorted (for `validate` output and logs).
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.by_name.keys().cloned().collect();

@@ -85,7 +85,12 @@ pub async fn run(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("sip-udp-{i}"))
-                .spawn(move || udp_worker(&net, &sock, &rx))?,
+                .spawn(move || {
+                    // The hook runs on this thread and may start tokio work (RTP relays of an
+                    // announced call, a store write off the hot path): give it the runtime.
+                    let _in_runtime = net.rt.enter();
+                    udp_worker(&net, &sock, &rx)
+                })?,
         );
     }
     tasks.spawn(timer_task(

@@ -36,6 +36,10 @@ struct BrandSection {
     /// Numbers that only receive calls (support lines): a call from one is spoofed.
     #[serde(default)]
     inbound_only: Vec<String>,
+    /// The scam category a claim of this brand belongs to (`tech-support`, `bank`, ...). It is
+    /// the reason's category, so the announcement can pick `<lang>-<category>.wav`.
+    #[serde(default = "default_category")]
+    category: String,
 }
 
 fn line_at(text: &str, byte: usize) -> usize {
@@ -48,6 +52,10 @@ fn line_at(text: &str, byte: usize) -> usize {
 
 fn default_action() -> String {
     "warn".into()
+}
+
+fn default_category() -> String {
+    "impersonation".into()
 }
 
 /// A brands file that could not be used: the file, the line and what was expected.
@@ -76,6 +84,7 @@ pub struct Brand {
     patterns: Vec<String>,
     outbound: Vec<NumberPattern>,
     pub inbound_only: Vec<String>,
+    pub category: String,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +170,22 @@ impl Brands {
                     ),
                 ));
             }
+            // The category names a prompt file and a list column: keep it to the list format's
+            // one word of a-z 0-9 - _.
+            if b.category.is_empty()
+                || !b
+                    .category
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+            {
+                return Err(err(
+                    line_of(&b.category),
+                    format!(
+                        "brand {}: category {:?} is not one word of a-z 0-9 - _",
+                        b.name, b.category
+                    ),
+                ));
+            }
             let mut patterns = Vec::with_capacity(b.patterns.len());
             for p in &b.patterns {
                 let sk = skeleton(p);
@@ -214,6 +239,7 @@ impl Brands {
                     .iter()
                     .map(|s| s.trim().to_string())
                     .collect(),
+                category: b.category,
             });
         }
         Ok(Brands { brands })
@@ -252,6 +278,7 @@ name = "Microsoft"
 statement = "does not make unsolicited calls"
 sources = ["https://example.invalid/ms"]
 action = "block"
+category = "tech-support"
 patterns = ["microsoft", "windows support", "windows technical", "msft support"]
 inbound_only = ["+18006427676"]
 
@@ -317,12 +344,22 @@ inbound_only = ["+18882804331"]
     }
 
     #[test]
+    fn categories_default_to_impersonation() {
+        let b = Brands::from_toml(SAMPLE, "brands.toml").unwrap();
+        let cases = [("Microsoft", "tech-support"), ("Amazon", "impersonation")];
+        for (name, want) in cases {
+            assert_eq!(b.claimed(name).unwrap().category, want, "{name}");
+        }
+    }
+
+    #[test]
     fn bad_files_name_line_and_expectation() {
         let cases = [
             ("[[brand]]\nname = \"X\"\nstatement = \"s\"\nsources = [\"u\"]\npatterns = [\"ab\"]\n", 5, "too short"),
             ("[[brand]]\nname = \"X\"\nstatement = \"s\"\nsources = [\"u\"]\npatterns = [\"xerox\"]\naction = \"drop\"\n", 2, "warn or block"),
             ("[[brand]]\nname = \"X\"\nstatement = \"s\"\nsources = [\"u\"]\npatterns = [\"xerox\"]\noutbound = [\"12345\"]\n", 6, "+digits"),
             ("[[brand]]\nname = \"X\"\ncolour = \"red\"\n", 3, "unknown field"),
+            ("[[brand]]\nname = \"X\"\nstatement = \"s\"\nsources = [\"u\"]\npatterns = [\"xerox\"]\ncategory = \"Tech Support\"\n", 6, "one word"),
         ];
         for (text, line, needle) in cases {
             let e = Brands::from_toml(text, "b.toml").unwrap_err();

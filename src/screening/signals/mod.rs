@@ -419,7 +419,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                         "brand",
                         cfg.levels.of(b.action),
                         b.name.as_str(),
-                        "impersonation",
+                        &b.category,
                         format!(
                             "display name {name:?} claims {} from {}, not a number it calls from; {} ({})",
                             b.name,
