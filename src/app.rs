@@ -228,6 +228,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     )
     .map_err(|e| AppError(format!("api: {e}")))?;
     api_state.publisher = feeds.publisher.clone();
+    let api_scheme = api_state.scheme();
     let api_state = Arc::new(api_state);
     let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
@@ -282,7 +283,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     });
     let snapshot = lists.snapshot();
     tracing::info!(
-        "scamguard ready: SIP on udp+tcp {sip_addr}, API on http://{api_addr}, next hop {}, {} file lists with {} entries",
+        "scamguard ready: SIP on udp+tcp {sip_addr}, API on {api_scheme}://{api_addr}, next hop {}, {} file lists with {} entries",
         config
             .sip
             .next_hop

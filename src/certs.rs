@@ -1,12 +1,16 @@
-//! STIR certificates: fetching `x5u` chains over HTTP with a hard timeout, checking them against
-//! the trust anchors (a folder of PEM files) and caching the results, plus a folder of
+//! STIR certificates: fetching `x5u` chains over HTTP or HTTPS with a hard timeout, checking them
+//! against the trust anchors (a folder of PEM files) and caching the results, plus a folder of
 //! pre-loaded certificates for offline work.
 //!
 //! The hot path only calls [`CertCache::lookup`], which never waits: a cached answer comes back
 //! at once; a miss returns "pending", queues the URL for the background [`CertFetcher`] and lets
 //! the call go on unattested (or on a trusted peer's `verstat`), so a cold cache never stalls
-//! other calls. Only `http://` is fetched: `https://` needs a TLS stack this crate does not
-//! carry yet, so such certificates must be pre-loaded (the failure says so).
+//! other calls.
+//!
+//! Two different trusts are at work. The STIR chain a URL serves is checked against
+//! `anchors_dir` (the STI-PA's roots); the HTTPS server that serves it is authenticated
+//! against `https_roots` (web CAs: by default the system folder `/etc/ssl/certs`). One timeout
+//! covers connect, TLS handshake, request and body.
 //! Knows nothing of PASSporTs, SIP or verdicts; the checks themselves are the pure
 //! `screening::signals::certchain`.
 
@@ -34,7 +38,10 @@ pub struct CertsConfig {
     pub anchors_dir: Option<String>,
     /// Folder of pre-loaded chains: PEM files with a `x5u: <url>` line before the certificates.
     pub preload_dir: Option<String>,
-    /// Hard limit for one fetch: connect, request and body.
+    /// Folder of CA PEM files (`*.pem`, `*.crt`) that authenticate `https://` x5u servers.
+    /// Unset: [`SYSTEM_ROOTS`] when it holds any; if it does not, https URLs fail (and say why).
+    pub https_roots: Option<String>,
+    /// Hard limit for one fetch: connect, TLS handshake, request and body.
     pub fetch_timeout_ms: u64,
     /// How long a fetched chain is used before it is fetched again (meanwhile the old one
     /// still answers).
@@ -53,6 +60,7 @@ impl Default for CertsConfig {
         CertsConfig {
             anchors_dir: None,
             preload_dir: None,
+            https_roots: None,
             fetch_timeout_ms: 2_000,
             ttl_secs: 3_600,
             failure_ttl_secs: 60,
@@ -60,6 +68,52 @@ impl Default for CertsConfig {
             max_body_bytes: 64 * 1024,
             queue: 256,
             concurrent_fetches: 8,
+        }
+    }
+}
+
+/// Where Debian, Ubuntu and Alpine's `ca-certificates` put the system's web CAs.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs";
+
+impl CertsConfig {
+    /// Every problem with the folders and limits, each naming the key and the folder.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(d) = &self.anchors_dir {
+            if let Err(e) = load_anchors(Path::new(d)) {
+                p.push(format!("certs.anchors_dir: {e}"));
+            }
+        }
+        if let Some(d) = &self.https_roots {
+            if let Err(e) = crate::tls::read_roots(Path::new(d)) {
+                p.push(format!("certs.https_roots: {e}"));
+            }
+        }
+        if self.fetch_timeout_ms == 0 || self.max_body_bytes == 0 {
+            p.push("certs.fetch_timeout_ms and certs.max_body_bytes must be > 0".into());
+        }
+        p
+    }
+
+    /// The TLS client for https x5u URLs, or why there is none. An explicitly configured
+    /// folder that cannot be used is an error; the system folder missing only disables https.
+    fn https_client(&self) -> Result<Result<tokio_rustls::TlsConnector, String>, String> {
+        let (dir, explicit) = match &self.https_roots {
+            Some(d) => (d.as_str(), true),
+            None => (SYSTEM_ROOTS, false),
+        };
+        let built = crate::tls::read_roots(Path::new(dir)).and_then(|(roots, skipped)| {
+            if skipped > 0 {
+                tracing::debug!(%dir, skipped, "certs: CA certificates webpki cannot use");
+            }
+            crate::tls::client_config(roots)
+        });
+        match built {
+            Ok(c) => Ok(Ok(tokio_rustls::TlsConnector::from(c))),
+            Err(e) if explicit => Err(format!("certs.https_roots: {e}")),
+            Err(e) => Ok(Err(format!(
+                "https x5u needs CA roots: set certs.https_roots ({e})"
+            ))),
         }
     }
 }
@@ -137,6 +191,8 @@ pub struct CertCache {
     cfg: CertsConfig,
     anchors: Anchors,
     slots: Mutex<HashMap<String, Slot>>,
+    /// The client for https URLs, or why https URLs fail.
+    https: Result<tokio_rustls::TlsConnector, String>,
     queue: mpsc::Sender<String>,
     stats: Arc<CertStats>,
 }
@@ -176,27 +232,43 @@ pub fn load_anchors(dir: &Path) -> Result<Anchors, String> {
 }
 
 impl CertCache {
-    /// A cache over `anchors`, and the fetcher that fills it.
+    /// A cache over `anchors`, and the fetcher that fills it. If `https_roots` cannot be
+    /// used, https URLs fail with the reason ([`CertCache::from_config`] refuses instead).
     pub fn new(cfg: CertsConfig, anchors: Anchors) -> (Arc<CertCache>, CertFetcher) {
+        let https = cfg.https_client().unwrap_or_else(Err);
+        CertCache::with_https(cfg, anchors, https)
+    }
+
+    fn with_https(
+        cfg: CertsConfig,
+        anchors: Anchors,
+        https: Result<tokio_rustls::TlsConnector, String>,
+    ) -> (Arc<CertCache>, CertFetcher) {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let cache = Arc::new(CertCache {
             cfg,
             anchors,
             slots: Mutex::new(HashMap::new()),
+            https,
             queue: tx,
             stats: Arc::new(CertStats::default()),
         });
         (cache.clone(), CertFetcher { cache, rx })
     }
 
-    /// Builds the cache from config: anchors from `anchors_dir`, chains from `preload_dir`.
+    /// Builds the cache from config: anchors from `anchors_dir`, chains from `preload_dir`,
+    /// HTTPS roots from `https_roots`.
     pub fn from_config(cfg: CertsConfig) -> Result<(Arc<CertCache>, CertFetcher), String> {
         let anchors = match &cfg.anchors_dir {
             Some(d) => load_anchors(Path::new(d))?,
             None => Anchors::default(),
         };
+        let https = cfg.https_client()?;
+        if let Err(why) = &https {
+            tracing::warn!("certs: {why}");
+        }
         let preload = cfg.preload_dir.clone();
-        let (cache, fetcher) = CertCache::new(cfg, anchors);
+        let (cache, fetcher) = CertCache::with_https(cfg, anchors, https);
         if let Some(d) = preload {
             cache.preload_dir(Path::new(&d))?;
         }
@@ -280,7 +352,8 @@ impl CertCache {
     /// Fetches `url` now and caches the result; for warming the cache and for tests.
     pub async fn fetch_now(&self, url: &str) -> CertState {
         self.stats.fetches.inc();
-        let result = fetch_chain(url, &self.cfg).await.and_then(|pem| {
+        let https = self.https.as_ref().map_err(String::as_str);
+        let result = fetch_chain(url, &self.cfg, https).await.and_then(|pem| {
             let chain = pem_chain(&pem).map_err(|e| e.to_string())?;
             verify_chain(&chain, &self.anchors, unix_now()).map_err(|e| e.to_string())
         });
@@ -377,24 +450,26 @@ impl CertFetcher {
     }
 }
 
-/// GET `url` (http only) within the configured time and size limits.
-async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
+/// GET `url` (http, or https through `https`) within the configured time and size limits.
+async fn fetch_chain(
+    url: &str,
+    cfg: &CertsConfig,
+    https: Result<&tokio_rustls::TlsConnector, &str>,
+) -> Result<Vec<u8>, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad x5u {url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https x5u needs TLS, which this build does not include: pre-load the chain".into(),
-            )
-        }
+    let tls = match uri.scheme_str() {
+        Some("http") => None,
+        Some("https") => Some(https.map_err(str::to_string)?.clone()),
         _ => return Err(format!("unsupported x5u scheme in {url:?}")),
-    }
+    };
     let host = uri
         .host()
         .ok_or_else(|| format!("no host in {url:?}"))?
         .trim_matches(|c| c == '[' || c == ']')
         .to_string();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
     let authority = uri
         .authority()
         .map(|a| a.as_str().to_string())
@@ -405,30 +480,19 @@ async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("connect {authority}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("http {authority}: {e}"))?;
-        // The connection task ends when the sender is dropped, including on timeout.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority.as_str())
-            .header(hyper::header::ACCEPT, "application/pem-certificate-chain")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("http {authority}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {} from {authority}", resp.status().as_u16()));
+        match tls {
+            None => get(stream, &authority, path, max).await,
+            Some(connector) => {
+                // The name the server's certificate must carry: a DNS name or an IP address.
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| format!("x5u host {host:?}: {e}"))?;
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS {authority}: {e}"))?;
+                get(stream, &authority, path, max).await
+            }
         }
-        let body = Limited::new(resp.into_body(), max)
-            .collect()
-            .await
-            .map_err(|e| format!("body from {authority}: {e}"))?;
-        Ok(body.to_bytes().to_vec())
     };
     match tokio::time::timeout(Duration::from_millis(cfg.fetch_timeout_ms), work).await {
         Ok(r) => r,
@@ -437,4 +501,35 @@ async fn fetch_chain(url: &str, cfg: &CertsConfig) -> Result<Vec<u8>, String> {
             cfg.fetch_timeout_ms
         )),
     }
+}
+
+/// One HTTP/1.1 GET over an open connection, plain or TLS; the body capped at `max` bytes.
+async fn get<S>(stream: S, authority: &str, path: String, max: usize) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("http {authority}: {e}"))?;
+    // The connection task ends when the sender is dropped, including on timeout.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::ACCEPT, "application/pem-certificate-chain")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("http {authority}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {} from {authority}", resp.status().as_u16()));
+    }
+    let body = Limited::new(resp.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| format!("body from {authority}: {e}"))?;
+    Ok(body.to_bytes().to_vec())
 }

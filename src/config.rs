@@ -181,6 +181,7 @@ impl Config {
         }
         p.extend(crate::lists::feeds::validate_feeds(&self.feeds));
         p.extend(self.publish.validate());
+        p.extend(self.certs.validate());
         p
     }
 

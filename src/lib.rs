@@ -14,12 +14,13 @@
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, blocklists |
 //! | [`api`] | the admin HTTP server | SIP |
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
+//! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
 //! | [`config`] | the typed config file, assembled from each module's own section | behaviour |
 //! | [`app`] | the composition root: the only module that knows every other one | |
 //!
 //! Arrows: `app -> sip, media, api, lists, screening, certs, metrics, config`; `api -> lists,
-//! screening, metrics`; `lists -> screening`; `certs -> screening, metrics`; `screening ->
+//! screening, metrics, tls`; `lists -> screening`; `certs -> screening, metrics, tls`; `screening ->
 //! nothing`; `sip, media -> metrics`.
 
 pub mod api;
@@ -31,3 +32,4 @@ pub mod media;
 pub mod metrics;
 pub mod screening;
 pub mod sip;
+pub mod tls;

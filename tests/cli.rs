@@ -183,6 +183,52 @@ fn validate_reports_file_and_line() {
 }
 
 #[test]
+fn validate_names_the_api_tls_file_at_fault() {
+    let pem_dir = TempDir::new("tls-files");
+    let pair = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = pem_dir.path().join(format!("{name}.crt"));
+        let key = pem_dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert.display().to_string(), key.display().to_string())
+    };
+    let (cert, key) = pair("api");
+    let (_, other_key) = pair("other");
+    let missing = pem_dir.path().join("missing.crt").display().to_string();
+    // (cert, key, what validate must print; None: valid)
+    let cases = [
+        (&cert, &key, None),
+        (&missing, &key, Some(format!("{missing}: cannot read"))),
+        (
+            &cert,
+            &other_key,
+            Some(format!(
+                "{other_key}: this key does not match the certificate in {cert}"
+            )),
+        ),
+    ];
+    for (cert, key, want) in cases {
+        let api = format!(
+            "[api]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"
+        );
+        let (_dir, config) = setup("tls", &api);
+        let o = run(&["validate", "--config", &config]);
+        match want {
+            None => assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o)),
+            Some(want) => {
+                assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+                assert!(
+                    stdout(&o).starts_with(&format!("{config}: api.tls: {want}")),
+                    "{}",
+                    stdout(&o)
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn validate_shipped_config() {
     let o = run(&["validate", "--config", "config/scamguard.toml"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));

@@ -1,10 +1,11 @@
 //! STIR/SHAKEN end to end: certificates generated here (rcgen), chains served by a local HTTP
-//! server on 127.0.0.1:0, fetched by the certificate cache in the background, and PASSporTs
-//! (valid, forged, stale, wrong caller, wrong chain) checked by the pure verifier.
+//! or HTTPS server on 127.0.0.1:0, fetched by the certificate cache in the background, and
+//! PASSporTs (valid, forged, stale, wrong caller, wrong chain, untrusted HTTPS server) checked
+//! by the pure verifier.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,17 +83,32 @@ fn pki() -> Pki {
     }
 }
 
-/// Serves `files` by path; `/hang` accepts and never answers.
+/// Serves `files` by path over HTTP; `/hang` accepts and never answers.
 async fn serve(files: HashMap<&'static str, String>) -> String {
+    serve_on(files, None).await
+}
+
+/// Like [`serve`], over HTTPS with the server certificate chain and key in these PEM files.
+async fn serve_tls(files: HashMap<&'static str, String>, cert: &Path, key: &Path) -> String {
+    let cfg = scamguard::tls::server_config(cert, key).unwrap();
+    serve_on(files, Some(tokio_rustls::TlsAcceptor::from(cfg))).await
+}
+
+async fn serve_on(
+    files: HashMap<&'static str, String>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let files = Arc::new(files);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let files = files.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let files = files.clone();
@@ -111,13 +127,38 @@ async fn serve(files: HashMap<&'static str, String>) -> String {
                         Ok::<_, Infallible>(resp.unwrap())
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    // A client that refuses our certificate ends here, as it should.
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                }
             });
         }
     });
-    format!("http://{addr}")
+    format!("{scheme}://{addr}")
+}
+
+/// A web CA (not a STIR anchor) and a server certificate it signed for 127.0.0.1, written as
+/// `web.crt` and `web.key` in `dir`; returns the CA's PEM.
+fn web_server_files(dir: &Path, ca_name: &str) -> String {
+    let alg = &PKCS_ECDSA_P256_SHA256;
+    let ca =
+        CertifiedIssuer::self_signed(ca(ca_name), KeyPair::generate_for(alg).unwrap()).unwrap();
+    let key = KeyPair::generate_for(alg).unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("web.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("web.key"), key.serialize_pem()).unwrap();
+    ca.pem()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -296,7 +337,7 @@ async fn passports_against_fetched_chains() {
             Some(436),
         ),
         (
-            "https x5u is not fetched",
+            "https x5u whose host does not resolve",
             sign_identity(
                 &pki.leaf_key,
                 "https://cert.example.invalid/sp.pem",
@@ -411,4 +452,103 @@ async fn an_expired_entry_keeps_answering_while_it_is_refreshed() {
     assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
     let _ = stop_tx.send(());
     worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn https_x5u_is_fetched_from_a_server_the_roots_authenticate() {
+    let pki = pki();
+    let files = || HashMap::from([("/sp.pem", pki.chain_pem.clone())]);
+    // Two HTTPS servers with the same chain: one certified by the configured web CA, one by a
+    // CA nobody configured.
+    let trusted_dir = temp_dir("web-trusted");
+    let web_ca = web_server_files(&trusted_dir, "test web CA");
+    let good = serve_tls(
+        files(),
+        &trusted_dir.join("web.crt"),
+        &trusted_dir.join("web.key"),
+    )
+    .await;
+    let rogue_dir = temp_dir("web-rogue");
+    web_server_files(&rogue_dir, "test web CA");
+    let rogue = serve_tls(
+        files(),
+        &rogue_dir.join("web.crt"),
+        &rogue_dir.join("web.key"),
+    )
+    .await;
+    let plain = serve(files()).await;
+
+    let anchors_dir = temp_dir("anchors4");
+    std::fs::write(anchors_dir.join("root.pem"), &pki.root_pem).unwrap();
+    let roots_dir = temp_dir("https-roots");
+    std::fs::write(roots_dir.join("web-ca.pem"), &web_ca).unwrap();
+    let cfg = CertsConfig {
+        anchors_dir: Some(anchors_dir.display().to_string()),
+        https_roots: Some(roots_dir.display().to_string()),
+        fetch_timeout_ms: 2_000,
+        ..CertsConfig::default()
+    };
+    assert_eq!(cfg.validate(), Vec::<String>::new());
+    let (cache, fetcher) = CertCache::from_config(cfg).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(fetcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let verdict = |url: &str| {
+        let identity = sign_identity(
+            &pki.leaf_key,
+            url,
+            &claims("A", "12027620143", "442071838750", now()),
+            false,
+        );
+        let input = StirInput {
+            identity: Some(&identity),
+            caller: Some("+12027620143"),
+            callee: Some("+442071838750"),
+            ..Default::default()
+        };
+        let o = verify(&input, cache.as_ref(), &StirConfig::default(), now());
+        (o.attest(), o.code().map(|c| c.status()))
+    };
+    // (server, the answer once the fetch settled)
+    let cases = [
+        (format!("{good}/sp.pem"), (Some(Attest::A), None)),
+        (format!("{plain}/sp.pem"), (Some(Attest::A), None)),
+        (format!("{rogue}/sp.pem"), (None, Some(436))),
+    ];
+    for (url, want) in &cases {
+        let _ = cache.lookup(url);
+        let state = settled(&cache, url).await;
+        if let CertState::Failed(why) = &state {
+            assert!(
+                why.contains("TLS") && why.contains("certificate"),
+                "{url}: {why}"
+            );
+        }
+        assert_eq!(&verdict(url), want, "{url}");
+    }
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.fetches.get(), stats.fetch_failures.get()),
+        (3, 1),
+        "{stats:?}"
+    );
+    let _ = stop_tx.send(());
+    worker.await.unwrap();
+}
+
+#[test]
+fn https_roots_folder_problems_are_config_errors() {
+    let empty = temp_dir("roots-empty");
+    let cfg = CertsConfig {
+        https_roots: Some(empty.display().to_string()),
+        ..CertsConfig::default()
+    };
+    let problems = cfg.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("certs.https_roots: ") && problems[0].contains("roots-empty"),
+        "{problems:?}"
+    );
+    assert!(CertCache::from_config(cfg).is_err());
 }

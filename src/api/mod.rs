@@ -20,8 +20,12 @@
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
 //!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
-//! requests get a 4xx, never a panic; bodies are capped before they are read. TLS is not built
-//! in: a listener that is not loopback is refused (put a TLS proxy in front).
+//! requests get a 4xx, never a panic; bodies are capped before they are read.
+//!
+//! With `tls_cert` and `tls_key` set the listener speaks HTTPS only (rustls) and may be bound to
+//! any address; without them it must be loopback, so tokens never cross a network in clear. A
+//! client whose TLS handshake fails (plain HTTP, an old protocol, a timeout) is counted in
+//! `scamguard_api_tls_handshake_failures_total` and dropped; the server goes on.
 //!
 //! Knows nothing of SIP. Decisions come from a [`Checker`] the app passes in; list changes go
 //! through [`crate::lists::overlay::Live`].
@@ -58,8 +62,12 @@ use auth::{Caller, Denied, Role, Tokens};
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Listen address; must be loopback (TLS is not built in).
+    /// Listen address; must be loopback unless `tls_cert` and `tls_key` are set.
     pub listen: String,
+    /// PEM certificate chain (server certificate first). With `tls_key`: HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// File of `name role token` lines. Without it only health, readiness and metrics answer.
     pub tokens_file: Option<PathBuf>,
     /// Largest JSON request body.
@@ -77,6 +85,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
             tokens_file: None,
+            tls_cert: None,
+            tls_key: None,
             max_body_bytes: 1 << 20,
             max_import_bytes: 256 << 20,
             max_connections: 64,
@@ -94,10 +104,11 @@ impl ApiConfig {
                 self.listen
             )
         })?;
-        if !addr.ip().is_loopback() {
+        let tls = self.tls()?;
+        if tls.is_none() && !addr.ip().is_loopback() {
             return Err(format!(
-                "api.listen {addr} is not a loopback address and this build has no TLS for the admin API; \
-                 listen on 127.0.0.1 or ::1 and put a TLS-terminating proxy in front"
+                "api.listen {addr} is not a loopback address and api.tls_cert/tls_key are not set; \
+                 set both to serve HTTPS, or listen on 127.0.0.1 or ::1"
             ));
         }
         if self.max_body_bytes == 0 || self.max_import_bytes == 0 || self.max_connections == 0 {
@@ -106,6 +117,23 @@ impl ApiConfig {
             );
         }
         Ok(addr)
+    }
+
+    /// The TLS server config from `tls_cert` and `tls_key`, read and checked now (a missing,
+    /// unreadable or mismatched file is an error naming it); `None` for plain HTTP.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(c), Some(k)) => crate::tls::server_config(c, k)
+                .map(Some)
+                .map_err(|e| format!("api.tls: {e}")),
+            (Some(_), None) => {
+                Err("api.tls_cert is set without api.tls_key; expected both or neither".into())
+            }
+            (None, Some(_)) => {
+                Err("api.tls_key is set without api.tls_cert; expected both or neither".into())
+            }
+        }
     }
 }
 
@@ -122,6 +150,7 @@ pub struct ApiStats {
     pub server_errors: Counter,
     pub unauthenticated: Counter,
     pub forbidden: Counter,
+    pub tls_handshake_failures: Counter,
 }
 
 impl Collect for ApiStats {
@@ -146,6 +175,12 @@ impl Collect for ApiStats {
                 c.get(),
             );
         }
+        out.counter(
+            "scamguard_api_tls_handshake_failures_total",
+            "Admin API connections dropped because their TLS handshake failed or timed out",
+            &[],
+            self.tls_handshake_failures.get(),
+        );
     }
 }
 
@@ -159,6 +194,8 @@ pub struct State {
     pub stats: ApiStats,
     /// Signed feeds this agent publishes (`GET /v1/feeds/{feed}`), when configured.
     pub publisher: Option<Arc<crate::lists::feeds::Publisher>>,
+    /// Set when the API serves HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl State {
@@ -170,6 +207,7 @@ impl State {
         collectors: Vec<Arc<dyn Collect>>,
     ) -> Result<State, String> {
         cfg.validate()?;
+        let tls = cfg.tls()?.map(tokio_rustls::TlsAcceptor::from);
         let tokens = match &cfg.tokens_file {
             Some(p) => Tokens::load(p).map_err(|e| e.to_string())?,
             None => Tokens::default(),
@@ -185,7 +223,17 @@ impl State {
             collectors,
             stats: ApiStats::default(),
             publisher: None,
+            tls,
         })
+    }
+
+    /// `"https"` or `"http"`: what a client must speak to the listener.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -208,7 +256,7 @@ pub async fn run(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -221,29 +269,55 @@ pub async fn run(
             },
         };
         let st = state.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let svc = hyper::service::service_fn(move |req| {
-                let st = st.clone();
-                async move { Ok::<_, Infallible>(handle(st, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            let Some(acceptor) = st.tls.clone() else {
+                return serve(stream, st, stop).await;
+            };
+            // The handshake runs here, in the connection's own task, so a slow or hostile
+            // client holds one permit and never the accept loop.
+            match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve(tls, st, stop).await,
+                Ok(Err(e)) => {
+                    st.stats.tls_handshake_failures.inc();
+                    tracing::debug!(peer = %peer, error = %e, "api: TLS handshake failed");
+                }
+                Err(_) => {
+                    st.stats.tls_handshake_failures.inc();
+                    tracing::debug!(peer = %peer, "api: TLS handshake timed out");
                 }
             }
         });
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// How long a client may take to send a request's headers, or to finish a TLS handshake.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/1.1 on one connection, plain or TLS, until the client leaves or the server stops.
+async fn serve<S>(stream: S, st: Arc<State>, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let st = st.clone();
+        async move { Ok::<_, Infallible>(handle(st, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
 }
 
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -992,5 +1066,43 @@ mod tests {
         assert!(c("0.0.0.0:8080").unwrap_err().contains("not a loopback"));
         assert!(c("10.1.2.3:8080").is_err());
         assert!(c("localhost").is_err());
+    }
+
+    #[test]
+    fn tls_allows_any_address_and_names_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["api.example".to_string()]).unwrap();
+        let cert = dir.path().join("api.crt");
+        let key = dir.path().join("api.key");
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let missing = dir.path().join("gone.key");
+        let c = |l: &str, cert: Option<&PathBuf>, key: Option<&PathBuf>| {
+            ApiConfig {
+                listen: l.into(),
+                tls_cert: cert.cloned(),
+                tls_key: key.cloned(),
+                ..ApiConfig::default()
+            }
+            .validate()
+        };
+        assert!(c("0.0.0.0:8443", Some(&cert), Some(&key)).is_ok());
+        assert!(c("127.0.0.1:0", Some(&cert), Some(&key)).is_ok());
+        // (listen, cert, key, what the error must say)
+        let cases = [
+            ("0.0.0.0:8443", Some(&cert), None, "without api.tls_key"),
+            ("127.0.0.1:0", None, Some(&key), "without api.tls_cert"),
+            ("0.0.0.0:8443", Some(&cert), Some(&missing), "gone.key"),
+            (
+                "0.0.0.0:8443",
+                Some(&key),
+                Some(&key),
+                "api.key: no certificate",
+            ),
+        ];
+        for (listen, cert, key, want) in cases {
+            let e = c(listen, cert, key).unwrap_err();
+            assert!(e.contains(want), "{listen} {cert:?} {key:?}: {e}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Shared harness for the admin API tests: a real agent-side stack (SQLite store in a temp dir,
-//! list files, compiled rules, the hyper server on 127.0.0.1:0) and a tiny HTTP/1.1 client.
+//! list files, compiled rules, the hyper server on 127.0.0.1:0) and a tiny HTTP/1.1 client, over
+//! plain TCP or, when the agent serves HTTPS, over TLS.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use scamguard::lists::store::{Store, StoreConfig};
 use scamguard::lists::watch::ListFiles;
 use scamguard::lists::{ListSet, ListsConfig};
 use scamguard::screening::{Policy, ScreeningConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const ADMIN: &str = "admin-token-aaaaaaaaaaaa";
@@ -20,6 +21,8 @@ pub const READER: &str = "reader-token-cccccccccccc";
 
 pub struct Agent {
     pub addr: std::net::SocketAddr,
+    /// Set when the agent serves HTTPS: the client that trusts its certificate.
+    pub tls: Option<tokio_rustls::TlsConnector>,
     pub live: Arc<Live>,
     pub files: Arc<ListFiles>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -29,6 +32,11 @@ pub struct Agent {
 impl Agent {
     /// Start on `dir` (holding `data/`, `lists/` and `tokens`), as the agent would at boot.
     pub async fn start(dir: &Path) -> Agent {
+        Agent::start_with(dir, |_| {}).await
+    }
+
+    /// Like [`Agent::start`], with `tweak` applied to the API config (TLS files, limits).
+    pub async fn start_with(dir: &Path, tweak: impl FnOnce(&mut ApiConfig)) -> Agent {
         let lists_dir = dir.join("lists");
         std::fs::create_dir_all(&lists_dir).unwrap();
         let tokens = dir.join("tokens");
@@ -57,19 +65,15 @@ impl Agent {
             store: rules,
             policy: Policy::from_config(&ScreeningConfig::default()).unwrap(),
         });
-        let state = State::new(
-            ApiConfig {
-                listen: "127.0.0.1:0".into(),
-                tokens_file: Some(tokens),
-                max_body_bytes: 64 * 1024,
-                max_import_bytes: 64 << 20,
-                ..ApiConfig::default()
-            },
-            live.clone(),
-            checker,
-            vec![files.clone()],
-        )
-        .unwrap();
+        let mut cfg = ApiConfig {
+            listen: "127.0.0.1:0".into(),
+            tokens_file: Some(tokens),
+            max_body_bytes: 64 * 1024,
+            max_import_bytes: 64 << 20,
+            ..ApiConfig::default()
+        };
+        tweak(&mut cfg);
+        let state = State::new(cfg, live.clone(), checker, vec![files.clone()]).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -78,6 +82,7 @@ impl Agent {
         }));
         Agent {
             addr,
+            tls: None,
             live,
             files,
             stop: Some(tx),
@@ -95,7 +100,15 @@ impl Agent {
     }
 
     pub async fn req(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Resp {
-        request(self.addr, method, path, token, body).await
+        match &self.tls {
+            None => request(self.addr, method, path, token, body).await,
+            Some(c) => {
+                let tcp = TcpStream::connect(self.addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let s = c.connect(name, tcp).await.expect("TLS handshake");
+                request_on(s, method, path, token, body).await
+            }
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -144,7 +157,18 @@ pub async fn request(
     token: Option<&str>,
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let s = TcpStream::connect(addr).await.unwrap();
+    request_on(s, method, path, token, body).await
+}
+
+/// One request on an open connection (plain or TLS), read until the server closes it.
+pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Resp {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
