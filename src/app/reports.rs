@@ -206,13 +206,7 @@ impl Reports {
             Action::Block => EntryAction::Block,
             _ => EntryAction::Warn,
         };
-        let reason = cut(
-            format!(
-                "reported by {} distinct reporters: {}",
-                p.promotion.reporters, p.promotion.evidence
-            ),
-            MAX_REASON,
-        );
+        let reason = cut(format!("reported by {}", p.promotion.evidence), MAX_REASON);
         let entry = StoredEntry {
             list: REPORTS_LIST.into(),
             pattern: p.caller.clone(),
