@@ -23,9 +23,8 @@ use crate::screening::signals::reports::{Promotion, Report, ReportSource};
 pub trait Reporter: Send + Sync {
     /// `text` as the E.164 number the agent screens, or `None` when it is not a number.
     fn number(&self, text: &str) -> Option<String>;
-    /// `(window, ahead)` in seconds: reports older than the window count for nothing, and a
-    /// report may be at most `ahead` in the future. `None` when reports are turned off.
-    fn limits(&self) -> Option<(i64, i64)>;
+    /// The times a report may carry; `None` when reports are turned off.
+    fn limits(&self) -> Option<Limits>;
     /// Store the reports durably (all or none), then count them; the promotions they brought,
     /// by caller. Blocks on the disk.
     fn report(
@@ -42,6 +41,15 @@ pub trait Reporter: Send + Sync {
         limit: usize,
         now: i64,
     ) -> Result<(Vec<StoredReport>, Option<Promotion>), StoreError>;
+}
+
+/// The times a report may carry, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Reports older than this count for nothing and are refused.
+    pub window: i64,
+    /// A report may be at most this far ahead of the agent's clock.
+    pub ahead: i64,
 }
 
 /// Most reports in one request; larger batches are split by the client.
@@ -62,7 +70,7 @@ struct ReportIn {
     time: Option<Value>,
 }
 
-fn reporter_of(st: &State) -> Result<(Arc<dyn Reporter>, (i64, i64)), Fail> {
+fn reporter_of(st: &State) -> Result<(Arc<dyn Reporter>, Limits), Fail> {
     let r = st
         .reporter
         .clone()
@@ -85,7 +93,7 @@ fn number(r: &dyn Reporter, field: &str, text: &str) -> Result<String, String> {
 fn report_in(
     v: Value,
     r: &dyn Reporter,
-    (window, ahead): (i64, i64),
+    Limits { window, ahead }: Limits,
     now: i64,
 ) -> Result<Report, String> {
     let i: ReportIn = serde_json::from_value(v).map_err(|e| e.to_string())?;

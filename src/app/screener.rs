@@ -439,10 +439,12 @@ impl crate::api::Reporter for Screener {
         self.policy.plan.normalise(text).map(|n| n.to_string())
     }
 
-    fn limits(&self) -> Option<(i64, i64)> {
+    fn limits(&self) -> Option<crate::api::reports::Limits> {
         let c = self.reports.config();
-        c.enabled
-            .then_some((c.window_secs.max(1), c.max_future_secs.max(0)))
+        c.enabled.then_some(crate::api::reports::Limits {
+            window: c.window_secs.max(1),
+            ahead: c.max_future_secs.max(0),
+        })
     }
 
     fn report(
