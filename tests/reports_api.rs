@@ -16,10 +16,7 @@ use common::{enc, request, Resp, ADMIN, READER, WRITER};
 use serde_json::{json, Value};
 
 /// Reporters needed: three distinct for a warn entry, five for a block entry.
-const REPORTS_CONFIG: (&str, &str) = (
-    "[signals.reports]\n",
-    "[signals.reports]\nwarn_reporters = 3\nblock_reporters = 5\n",
-);
+const REPORTS_CONFIG: (&str, &str) = ("block_reporters = 10", "block_reporters = 5");
 
 async fn start(dir: &Path) -> Harness {
     let tokens = dir.join("tokens");

@@ -25,10 +25,7 @@ async fn start(dir: &std::path::Path) -> Harness {
     )
     .unwrap();
     Harness::start_with(
-        &[(
-            "[signals.reports]\n",
-            "[signals.reports]\nwarn_reporters = 3\nblock_reporters = 5\n",
-        )],
+        &[("block_reporters = 10", "block_reporters = 5")],
         move |c| c.api.tokens_file = Some(tokens),
     )
     .await
