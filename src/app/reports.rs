@@ -91,6 +91,9 @@ pub struct Reports {
     queue: mpsc::Sender<Report>,
     /// Taken once by [`Reports::run`].
     drain: Mutex<Option<mpsc::Receiver<Report>>>,
+    /// One batch at a time from store to book to promotion: two batches interleaved could
+    /// write an older promotion (a warn) over a newer one (a block).
+    taking: Mutex<()>,
     pub stats: Arc<ReportStats>,
 }
 
@@ -140,6 +143,7 @@ impl Reports {
             live,
             queue,
             drain: Mutex::new(Some(drain)),
+            taking: Mutex::new(()),
             stats: Arc::new(ReportStats::default()),
         })
     }
@@ -159,7 +163,11 @@ impl Reports {
         }
         if self.queue.try_send(r).is_err() {
             self.stats.dropped.inc();
-            tracing::warn!("607 report dropped: the report queue is full");
+            // A flood of 607s must not become a flood of log lines: the counter has the rest.
+            let n = self.stats.dropped.get();
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "607 report dropped: the report queue is full");
+            }
         }
     }
 
@@ -171,6 +179,7 @@ impl Reports {
         reports: &[Report],
         now: i64,
     ) -> Result<Vec<Promoted>, StoreError> {
+        let _one = self.taking.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.live.store.append_reports(who, reports, now) {
             self.stats.failed.add(reports.len() as u64);
             return Err(e);
@@ -413,6 +422,33 @@ mod tests {
         );
         assert!(e.reason.ends_with('…'));
         assert_eq!(reports.stats.stored.get(), 102);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_a_stop_writes_what_is_queued() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = ReportsConfig {
+            queue: 2,
+            ..ReportsConfig::default()
+        };
+        let reports = Arc::new(desk(d.path(), &cfg));
+        for i in 0..5 {
+            let mut r = report(&format!("+1212555{i:04}"), "unwanted");
+            r.source = ReportSource::Sip607;
+            reports.submit(r);
+        }
+        assert_eq!(reports.stats.dropped.get(), 3);
+        // Stopped at once: the two queued reports are still stored before `run` returns.
+        reports
+            .clone()
+            .run(Duration::from_secs(3600), std::future::ready(()))
+            .await;
+        assert_eq!(reports.stats.stored.get(), 2);
+        assert_eq!(reports.live.store.report_rows().unwrap(), 2);
+        let (rows, promotion) = reports.evidence("+12027620143", 10, unix_now()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].who, "607");
+        assert!(promotion.is_none());
     }
 
     #[test]

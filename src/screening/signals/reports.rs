@@ -418,6 +418,47 @@ mod tests {
     }
 
     #[test]
+    fn config_problems_are_named() {
+        let ok = ReportsConfig::default();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        // (config, text every problem list must contain)
+        let cases = [
+            (
+                ReportsConfig {
+                    warn_reporters: 1,
+                    ..ok.clone()
+                },
+                "warn_reporters is 1; expected at least 2",
+            ),
+            (
+                ReportsConfig {
+                    block_reporters: 2,
+                    ..ok.clone()
+                },
+                "block_reporters (2) is below warn_reporters (3)",
+            ),
+            (
+                ReportsConfig {
+                    queue: 0,
+                    ..ok.clone()
+                },
+                "signals.reports.queue is 0",
+            ),
+            (
+                ReportsConfig {
+                    window_secs: -5,
+                    ..ok.clone()
+                },
+                "signals.reports.window_secs is -5",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let p = cfg.validate();
+            assert!(p.iter().any(|m| m.contains(want)), "{want}: {p:?}");
+        }
+    }
+
+    #[test]
     fn promotion_expires_and_carries_evidence() {
         let cfg = ReportsConfig {
             warn_ttl_secs: 3_600,
