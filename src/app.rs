@@ -13,6 +13,7 @@ mod caller;
 mod decision_log;
 mod disposition;
 mod feeds;
+mod reports;
 mod screener;
 mod signals;
 
@@ -26,8 +27,9 @@ use tokio::task::JoinSet;
 pub use self::caller::{parties, Parties};
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
+pub use self::reports::{Promoted, ReportStats, Reports, REPORTS_LIST};
 pub use self::screener::{CallStats, Screener};
-pub use self::signals::{PeersConfig, Signals, REPORTS_LIST};
+pub use self::signals::{PeersConfig, Signals};
 
 use crate::api;
 use crate::config::Config;
@@ -170,6 +172,15 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         certs.clone(),
     )
     .map_err(AppError)?;
+    // Reports inside the window are counted again before the first call is screened.
+    let reports = Arc::new(
+        Reports::open(
+            &config.signals.reports,
+            signals.state.reports_shared(),
+            live.clone(),
+        )
+        .map_err(|e| AppError(format!("reports: {e}; refusing to start")))?,
+    );
     let screener = Arc::new(Screener {
         lists: lists.clone(),
         store: store_rules.clone(),
@@ -182,7 +193,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         announced: Default::default(),
         announce_cap: 2 * config.media.max_sessions,
         signals,
-        live: live.clone(),
+        reports: reports.clone(),
         callers: Default::default(),
         callers_cap: config.sip.max_calls,
     });
@@ -215,6 +226,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         proxy.stats().clone(),
         store_rules.clone(),
         certs.stats(),
+        reports.stats.clone(),
     ];
     if let Some(m) = &media {
         collectors.push(m.stats());
@@ -229,6 +241,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     .map_err(|e| AppError(format!("api: {e}")))?;
     api_state.publisher = feeds.publisher.clone();
     let api_scheme = api_state.scheme();
+    api_state.reporter = Some(screener.clone());
     let api_state = Arc::new(api_state);
     let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
@@ -266,6 +279,10 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     });
     let mut stop = rx.clone();
     let sweep = std::time::Duration::from_secs(config.store.sweep_interval_secs.max(1));
+    tasks.spawn(reports.run(sweep, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    let mut stop = rx.clone();
     tasks.spawn(live.clone().run_maintenance(sweep, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));

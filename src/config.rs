@@ -160,6 +160,7 @@ impl Config {
         if let Err(e) = self.sip.validate() {
             p.push(e);
         }
+        p.extend(self.signals.reports.validate());
         if self.signals.brands.enabled {
             let file = &self.signals.brands.file;
             match std::fs::read_to_string(file) {

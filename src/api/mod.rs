@@ -15,6 +15,8 @@
 //! | `POST /v1/lists/{list}/import?format=csv\|ftc\|plain&replace=&action=&category=&reason=` | write | all or nothing |
 //! | `GET /v1/lists/{list}/export?format=csv` | read | the list in the project's CSV format |
 //! | `GET /v1/check?caller=&callee=&display=` | read | the verdict JSON of `scamguard check` |
+//! | `POST /v1/reports` | write | callers' reports (one object or an array); 201 once durable ([`reports`]) |
+//! | `GET /v1/reports?caller=&limit=` | read | the stored reports against a caller and its promotion |
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=` | admin | who changed what, when, before and after |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
@@ -31,6 +33,7 @@
 //! through [`crate::lists::overlay::Live`].
 
 pub mod auth;
+pub mod reports;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -57,6 +60,7 @@ use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::EntryAction;
 
 use auth::{Caller, Denied, Role, Tokens};
+pub use reports::Reporter;
 
 /// The `[api]` config section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -196,6 +200,8 @@ pub struct State {
     pub publisher: Option<Arc<crate::lists::feeds::Publisher>>,
     /// Set when the API serves HTTPS.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Where `POST /v1/reports` goes; without it the endpoint answers 404.
+    pub reporter: Option<Arc<dyn Reporter>>,
 }
 
 impl State {
@@ -224,6 +230,7 @@ impl State {
             stats: ApiStats::default(),
             publisher: None,
             tls,
+            reporter: None,
         })
     }
 
@@ -447,6 +454,14 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Ok(_) => check(st, &query),
             Err(f) => Err(f),
         },
+        (&Method::POST, ["v1", "reports"]) => match auth(st, &req, Role::Write) {
+            Ok(who) => reports::post(st, who, req).await,
+            Err(f) => Err(f),
+        },
+        (&Method::GET, ["v1", "reports"]) => match auth(st, &req, Role::Read) {
+            Ok(_) => reports::get(st, &query).await,
+            Err(f) => Err(f),
+        },
         (&Method::GET, ["v1", "feeds", feed]) => feed_answer(st, feed, &query, &req).await,
         (&Method::GET, ["v1", "audit"]) => match auth(st, &req, Role::Admin) {
             Ok(_) => audit(st, &query).await,
@@ -457,7 +472,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err(f) => Err(f),
         },
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
-        | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _])
+        | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _]) => Err(Fail::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -13,13 +13,14 @@ use dashmap::DashMap;
 use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
+use super::reports::Reports;
 use super::signals::{CallFacts, Signals};
-use crate::lists::overlay::Live;
 use crate::lists::overlay::{Layered, StoreRules};
+use crate::lists::store::{StoreError, StoredReport};
 use crate::lists::ListSet;
 use crate::media::{MediaEngine, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
-use crate::screening::signals::reports::{Report, ReportSource};
+use crate::screening::signals::reports::{Promotion, Report, ReportSource};
 use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::{screen, Action, Facts, Policy, Verdict};
 use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
@@ -103,8 +104,8 @@ pub struct Screener {
     pub announce_cap: usize,
     /// Signals beyond lists (STIR/SHAKEN, velocity, brands, DNO, plausibility, reports).
     pub signals: Signals,
-    /// Where report promotions are written.
-    pub live: Arc<Live>,
+    /// Where 607 reports go (queued: the SIP path never waits for the disk).
+    pub reports: Arc<Reports>,
     /// Callers of calls in progress, for a 607 report: bounded like the SIP call table (entries
     /// leave with the call's final answer or end).
     pub callers: DashMap<String, (String, String)>,
@@ -341,17 +342,14 @@ impl Hook for Screener {
         };
         if let (CallEvent::Unwanted, Some((caller, callee))) = (event, parties) {
             if caller.starts_with('+') {
-                self.signals.report(
-                    &self.live,
-                    &Report {
-                        caller,
-                        callee: Some(callee.clone()),
-                        category: "unwanted".into(),
-                        reporter: callee,
-                        at: unix_now(),
-                        source: ReportSource::Sip607,
-                    },
-                );
+                self.reports.submit(Report {
+                    caller,
+                    callee: Some(callee.clone()),
+                    category: "unwanted".into(),
+                    reporter: callee,
+                    at: unix_now(),
+                    source: ReportSource::Sip607,
+                });
             }
         }
         let release = match event {
@@ -435,5 +433,42 @@ impl crate::api::Checker for Screener {
     ) -> serde_json::Value {
         let v = self.verdict(caller, callee.unwrap_or(""), display, false);
         serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl crate::api::Reporter for Screener {
+    fn number(&self, text: &str) -> Option<String> {
+        self.policy.plan.normalise(text).map(|n| n.to_string())
+    }
+
+    fn limits(&self) -> Option<crate::api::reports::Limits> {
+        let c = self.reports.config();
+        c.enabled.then_some(crate::api::reports::Limits {
+            window: c.window_secs.max(1),
+            ahead: c.max_future_secs.max(0),
+        })
+    }
+
+    fn report(
+        &self,
+        who: &str,
+        reports: &[Report],
+        now: i64,
+    ) -> Result<Vec<(String, Promotion)>, StoreError> {
+        Ok(self
+            .reports
+            .take(who, reports, now)?
+            .into_iter()
+            .map(|p| (p.caller, p.promotion))
+            .collect())
+    }
+
+    fn evidence(
+        &self,
+        caller: &str,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<StoredReport>, Option<Promotion>), StoreError> {
+        self.reports.evidence(caller, limit, now)
     }
 }

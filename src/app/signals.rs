@@ -1,7 +1,7 @@
 //! The signals beyond lists, as the running agent uses them: their state (velocity, wangiri,
 //! reports), the scoring policy, and the translation of call events and 607 answers into their
-//! inputs. Promotions earned by reports become store entries, so they are durable, audited and
-//! visible like any operator edit.
+//! inputs. Reports themselves are taken by [`super::reports`], which shares this state's report
+//! book.
 //!
 //! Knows nothing of SIP syntax: the hook hands it parties and events in domain words.
 
@@ -11,15 +11,12 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::lists::overlay::Live;
-use crate::lists::store::StoredEntry;
 use crate::screening::signals::brands::Brands;
 use crate::screening::signals::policy::{self, PolicyConfig, PolicyContext};
-use crate::screening::signals::reports::{Report, ReportSource};
 use crate::screening::signals::stir::CertLookup;
 use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::signals::{evaluate, SignalInput, SignalState, SignalsConfig};
-use crate::screening::{EntryAction, Verdict};
+use crate::screening::Verdict;
 
 /// The `[peers]` section: which source addresses are international gateways (a domestic caller
 /// id arriving there is spoofed in the countries that enforce it).
@@ -28,9 +25,6 @@ use crate::screening::{EntryAction, Verdict};
 pub struct PeersConfig {
     pub international_gateways: Vec<IpAddr>,
 }
-
-/// The store list that report promotions are written to.
-pub const REPORTS_LIST: &str = "reports";
 
 pub struct Signals {
     /// State of live calls.
@@ -119,49 +113,6 @@ impl Signals {
 
     pub fn ended(&self, call_id: &str, end: CallEnd) {
         self.state.call_ended(call_id, end, now_ms());
-    }
-
-    /// A report against `caller` (a 607 from the callee, or the API). A promotion becomes a
-    /// store entry in the `reports` list, with its expiry and evidence.
-    pub fn report(&self, live: &Arc<Live>, r: &Report) {
-        let now = (now_ms() / 1000) as i64;
-        let Some(p) = self.state.report(r, now) else {
-            return;
-        };
-        let action = match p.action {
-            crate::screening::Action::Block => EntryAction::Block,
-            _ => EntryAction::Warn,
-        };
-        let entry = StoredEntry {
-            list: REPORTS_LIST.into(),
-            pattern: r.caller.clone(),
-            action,
-            category: "reported".into(),
-            reason: format!("{} distinct reporters: {}", p.reporters, p.evidence),
-            source: match r.source {
-                ReportSource::Sip607 => "607 Unwanted".into(),
-                ReportSource::Api => "reports API".into(),
-            },
-            expires: Some(p.expires),
-            created: now,
-            updated: now,
-        };
-        // The write waits for an fsync: never on the SIP receive path.
-        let live = live.clone();
-        let write = move || match live.add("reports", REPORTS_LIST, vec![entry.clone()], now) {
-            Ok(_) => tracing::info!(
-                caller = %entry.pattern,
-                action = entry.action.as_str(),
-                "caller promoted by reports"
-            ),
-            Err(e) => {
-                tracing::error!(caller = %entry.pattern, "report promotion not stored: {e:?}")
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(write)),
-            Err(_) => write(),
-        }
     }
 
     pub fn sweep(&self) {

@@ -6,6 +6,9 @@
 //! transaction, so an interrupted import leaves no trace. Opening runs `PRAGMA quick_check` and
 //! refuses a damaged or foreign file with a clear error instead of acting as an empty blocklist.
 //!
+//! The same file holds callers' reports (the `reports` table, see [`reports`](self::reports)):
+//! each is durable before it counts, and the table is bounded by a row cap and the report window.
+//!
 //! Entries here are plain validated strings; this module knows nothing of how patterns are
 //! compiled or matched, nor of HTTP, files of lists or the hot path. Every call blocks: async
 //! callers run it on a blocking thread.
@@ -20,6 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::screening::EntryAction;
 
+mod reports;
+pub use reports::StoredReport;
+
 /// The `[store]` config section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +38,8 @@ pub struct StoreConfig {
     pub max_entries: u64,
     /// Most audit records kept; the oldest are trimmed at each sweep.
     pub max_audit_records: u64,
+    /// Most callers' reports kept; past it the oldest are deleted as new ones arrive.
+    pub max_reports: u64,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +49,7 @@ impl Default for StoreConfig {
             sweep_interval_secs: 60,
             max_entries: 20_000_000,
             max_audit_records: 1_000_000,
+            max_reports: 1_000_000,
         }
     }
 }
@@ -56,6 +65,7 @@ impl StoreConfig {
             ("sweep_interval_secs", self.sweep_interval_secs),
             ("max_entries", self.max_entries),
             ("max_audit_records", self.max_audit_records),
+            ("max_reports", self.max_reports),
         ] {
             if v == 0 {
                 p.push(format!("store.{k} is 0; expected a positive number"));
@@ -69,7 +79,9 @@ impl StoreConfig {
 pub const DB_FILE: &str = "scamguard.db";
 
 /// Schema version written to `PRAGMA user_version`; a newer file is refused, not guessed at.
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added the `reports` table; every statement of [`SCHEMA`] is idempotent, so a version-1
+/// file is brought up to date by running it again.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
@@ -96,6 +108,19 @@ CREATE TABLE IF NOT EXISTS audit (
     after   TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+CREATE TABLE IF NOT EXISTS reports (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       INTEGER NOT NULL,
+    caller   TEXT NOT NULL,
+    callee   TEXT,
+    category TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    who      TEXT NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_at ON reports(at);
+CREATE INDEX IF NOT EXISTS reports_caller ON reports(caller, at);
 ";
 
 /// Why a store operation failed. `Corrupt` and `Open` mean the agent must not start.
@@ -210,6 +235,7 @@ pub struct Store {
     seen_version: AtomicI64,
     max_entries: u64,
     max_audit: u64,
+    max_reports: u64,
 }
 
 /// A list name: what operators type in URLs and file names, so keep it plain.
@@ -311,6 +337,7 @@ impl Store {
             total: AtomicI64::new(total),
             max_entries: cfg.max_entries,
             max_audit: cfg.max_audit_records,
+            max_reports: cfg.max_reports,
         })
     }
 

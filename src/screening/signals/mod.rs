@@ -1,6 +1,8 @@
 //! Signals that catch scam calls no list names yet: STIR/SHAKEN attestation, call velocity,
 //! wangiri, brand impersonation, Do-Not-Originate numbers, implausible caller IDs (including a
 //! domestic number on an international gateway and neighbour spoofing) and callers' reports.
+//! Reports are counted here ([`reports::ReportBook`]) but enforced as store-list entries, so
+//! they give no hit of their own.
 //!
 //! Each signal turns the facts of a call into [`SignalHit`]s: a score and a [`Reason`] whose
 //! `list` names the signal. [`policy::decide`] folds them, with the list matches, into a verdict.
@@ -243,7 +245,8 @@ pub struct SignalState {
     certs: Arc<dyn CertLookup>,
     velocity: Velocity,
     wangiri: Wangiri,
-    reports: ReportBook,
+    /// Shared with the app's report desk, which counts durable reports into it.
+    reports: Arc<ReportBook>,
     calls: BoundedMap<CallRec>,
 }
 
@@ -252,7 +255,7 @@ impl SignalState {
         SignalState {
             velocity: Velocity::new(cfg.velocity.clone()),
             wangiri: Wangiri::new(cfg.wangiri.clone()),
-            reports: ReportBook::new(cfg.reports.clone()),
+            reports: Arc::new(ReportBook::new(cfg.reports.clone())),
             calls: BoundedMap::new(16, cfg.max_calls),
             brands,
             certs,
@@ -274,6 +277,11 @@ impl SignalState {
 
     pub fn reports(&self) -> &ReportBook {
         &self.reports
+    }
+
+    /// The report book, for whoever stores reports before counting them.
+    pub fn reports_shared(&self) -> Arc<ReportBook> {
+        self.reports.clone()
     }
 
     fn release(&self, gone: Vec<CallRec>) {
@@ -309,7 +317,9 @@ impl SignalState {
     }
 
     /// A report against a caller (a 607 from the callee, or the API). Persist it first through
-    /// [`reports::ReportStore`]; this only counts it.
+    /// [`reports::ReportStore`]; this only counts it. A promotion is not a signal hit: it is
+    /// enforced as an entry of the store list `reports` (durable, audited, removable by an
+    /// operator), and scoring it here as well would count the same evidence twice.
     pub fn report(&self, r: &Report, now_unix: i64) -> Option<Promotion> {
         self.reports.record(r, now_unix)
     }
@@ -499,15 +509,6 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                     "{} {} rang {} distinct callees and hung up within seconds",
                     top.scope, top.key, top.callees
                 ),
-            ));
-        }
-        if let Some(p) = state.reports.lookup(caller, now_unix) {
-            hits.push(hit(
-                "reports",
-                cfg.levels.of(p.action),
-                caller,
-                "reported",
-                format!("{} (until {})", p.evidence, p.expires),
             ));
         }
     }

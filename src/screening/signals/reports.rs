@@ -4,7 +4,9 @@
 //! reporter, however often it reports, counts once.
 //!
 //! [`ReportBook`] is pure and in memory; durability sits behind [`ReportStore`], which the store
-//! owns. Knows nothing of SIP, HTTP or SQLite.
+//! implements: a report is appended there first and counted here only once it is durable, and at
+//! start [`ReportBook::restore`] replays the stored reports still inside the window, so the
+//! distinct-reporter counts go on across a restart. Knows nothing of SIP, HTTP or SQLite.
 
 use std::collections::BTreeMap;
 
@@ -38,16 +40,17 @@ pub struct Report {
     pub source: ReportSource,
 }
 
-/// Durability for reports; the store module implements it (SQLite), the lead wires it.
-/// `ReportBook` never calls it: the caller appends first, then records, and replays
-/// [`ReportStore::load_since`] into a fresh book at start.
+/// Durability for reports; the store module implements it (SQLite). `ReportBook` never appends:
+/// the caller appends first, then records, and [`ReportBook::restore`] replays at start.
 pub trait ReportStore: Send + Sync {
-    fn append(&self, report: &Report) -> Result<(), String>;
-    fn load_since(&self, since_unix: i64) -> Result<Vec<Report>, String>;
+    /// Store `reports` durably (all or none); `who` is the client or event that reported.
+    fn append(&self, who: &str, reports: &[Report], now_unix: i64) -> Result<(), String>;
+    /// Visit every stored report made after `since_unix`, in the order they were stored.
+    fn replay(&self, since_unix: i64, each: &mut dyn FnMut(Report)) -> Result<u64, String>;
 }
 
 /// `[signals.reports]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportsConfig {
     pub enabled: bool,
@@ -62,6 +65,11 @@ pub struct ReportsConfig {
     pub block_ttl_secs: i64,
     pub max_callers: usize,
     pub shards: usize,
+    /// Reports from `607 Unwanted` waiting to be stored; past it they are dropped and counted,
+    /// so a slow disk never holds up a call.
+    pub queue: usize,
+    /// Largest report accepted ahead of the agent's clock (clients' clocks drift).
+    pub max_future_secs: i64,
 }
 
 impl Default for ReportsConfig {
@@ -75,7 +83,49 @@ impl Default for ReportsConfig {
             block_ttl_secs: 30 * 86_400,
             max_callers: 200_000,
             shards: 16,
+            queue: 4096,
+            max_future_secs: 300,
         }
+    }
+}
+
+impl ReportsConfig {
+    /// Every problem with this section.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (k, v) in [
+            ("window_secs", self.window_secs),
+            ("warn_ttl_secs", self.warn_ttl_secs),
+            ("block_ttl_secs", self.block_ttl_secs),
+            ("warn_reporters", i64::from(self.warn_reporters)),
+            ("block_reporters", i64::from(self.block_reporters)),
+            ("max_callers", self.max_callers as i64),
+            ("shards", self.shards as i64),
+            ("queue", self.queue as i64),
+        ] {
+            if v <= 0 {
+                p.push(format!(
+                    "signals.reports.{k} is {v}; expected a positive number"
+                ));
+            }
+        }
+        // One reporter must never promote a caller alone.
+        if self.warn_reporters < 2 {
+            p.push(format!(
+                "signals.reports.warn_reporters is {}; expected at least 2 distinct reporters",
+                self.warn_reporters
+            ));
+        }
+        if self.block_reporters < self.warn_reporters {
+            p.push(format!(
+                "signals.reports.block_reporters ({}) is below warn_reporters ({}); expected at least as many",
+                self.block_reporters, self.warn_reporters
+            ));
+        }
+        if self.max_future_secs < 0 {
+            p.push("signals.reports.max_future_secs is negative; expected seconds".into());
+        }
+        p
     }
 }
 
@@ -229,6 +279,22 @@ impl ReportBook {
     pub fn sweep(&self, now_unix: i64) {
         self.callers.sweep((now_unix.max(0) as u64) * 1000);
     }
+
+    /// The window reports count in, in seconds.
+    pub fn window_secs(&self) -> i64 {
+        self.cfg.window_secs.max(1)
+    }
+
+    /// Rebuild the counts from the reports `store` holds inside the window (at start, on an
+    /// empty book). Returns how many were replayed.
+    pub fn restore(&self, store: &dyn ReportStore, now_unix: i64) -> Result<u64, String> {
+        if !self.cfg.enabled {
+            return Ok(0);
+        }
+        store.replay(now_unix - self.window_secs(), &mut |r| {
+            self.record(&r, now_unix);
+        })
+    }
 }
 
 fn promotion_of(e: &Reported, cfg: &ReportsConfig, now: i64) -> Option<Promotion> {
@@ -348,6 +414,47 @@ mod tests {
                 "case {i}"
             );
             assert!(book.lookup("+12027620144", T).is_none());
+        }
+    }
+
+    #[test]
+    fn config_problems_are_named() {
+        let ok = ReportsConfig::default();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        // (config, text every problem list must contain)
+        let cases = [
+            (
+                ReportsConfig {
+                    warn_reporters: 1,
+                    ..ok.clone()
+                },
+                "warn_reporters is 1; expected at least 2",
+            ),
+            (
+                ReportsConfig {
+                    block_reporters: 2,
+                    ..ok.clone()
+                },
+                "block_reporters (2) is below warn_reporters (3)",
+            ),
+            (
+                ReportsConfig {
+                    queue: 0,
+                    ..ok.clone()
+                },
+                "signals.reports.queue is 0",
+            ),
+            (
+                ReportsConfig {
+                    window_secs: -5,
+                    ..ok.clone()
+                },
+                "signals.reports.window_secs is -5",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let p = cfg.validate();
+            assert!(p.iter().any(|m| m.contains(want)), "{want}: {p:?}");
         }
     }
 
