@@ -76,6 +76,23 @@ bare_digits = "international"
 [lists]
 dir = "{lists}"
 
+[store]
+data_dir = "{store}"
+
+# Every signal is on, with the shipped defaults, as in production: STIR/SHAKEN (these calls
+# carry no Identity header), velocity per caller and per prefix, wangiri, brands, DNO,
+# plausibility and reports.
+[signals.brands]
+file = "{brands}"
+
+# The harness draws its numbers at random, so about 1% of them fall in ranges no country has
+# allocated (Spanish numbers starting with 1, NANP area codes starting with 1, UK 04...).
+# Real traffic would rightly be flagged for them; here the harness expects the list verdict
+# alone. So the plausibility signal is evaluated and logged on every call, its cost included,
+# but not enforced (log-only, as an operator rolls out a new rule).
+[policy]
+log_only = ["plausibility"]
+
 [log]
 decisions = {decisions}
 level = "warn"
@@ -106,7 +123,10 @@ def main():
     decisions = '"stdout"' if log == "stdout" else '{ file = "%s" }' % log
     cfg = os.path.join(out, "scamguard.toml")
     with open(cfg, "w") as f:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         f.write(CONFIG.format(lists=lists, decisions=decisions,
+                              store=os.path.join(out, "data"),
+                              brands=os.path.join(repo, "config", "brands.toml"),
                               workers=int(os.environ.get("SG_UDP_WORKERS", "0"))))
     print(cfg)
 
