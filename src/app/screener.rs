@@ -315,6 +315,11 @@ impl Hook for Screener {
             },
         );
         let decision_us = started.elapsed().as_micros() as u64;
+        if matches!(decision, Decision::Reject { .. }) {
+            // The SIP layer reports no end for a call it refused itself: end it here, or it
+            // would count as a concurrent call until the signals' call timeout.
+            self.signals.ended(call.call_id, CallEnd::Rejected);
+        }
         self.count(&v);
         if !matches!(decision, Decision::Reject { .. }) && self.callers.len() < self.callers_cap {
             self.callers
