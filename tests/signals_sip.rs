@@ -663,6 +663,10 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
         metric(&m, "scamguard_call_events_total{event=\"cancelled\"}"),
         3
     );
+    // /v1/check reads the live calls' history (and asking counts as no call).
+    let v = check(&h, caller, None).await;
+    assert_eq!(v["action"], "warn", "{v}");
+    let via_check = reason_text(&v, "wangiri");
     let (log, _d) = h.stop().await;
     for i in 0..3 {
         assert!(reasons_of(logged(&log, &format!("wangiri{i}")), "wangiri").is_empty());
@@ -672,6 +676,11 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
     assert_eq!(
         reason_text(l, "wangiri"),
         format!("(+50) number {caller} rang 3 distinct callees and hung up within seconds")
+    );
+    assert_eq!(
+        via_check,
+        reason_text(l, "wangiri"),
+        "log and /v1/check agree"
     );
 }
 
@@ -717,7 +726,7 @@ async fn brand_impersonation_flagged_unless_from_the_brands_number() {
     let r = call(
         &h,
         "brand-ms-lookalike",
-        &format!("\"M1cr0s0ft  Supp0rt\" <sip:+14155550124@127.0.0.1>;tag=m2"),
+        "\"M1cr0s0ft  Supp0rt\" <sip:+14155550124@127.0.0.1>;tag=m2",
         CALLEE,
         "",
     )
