@@ -351,12 +351,13 @@ impl CertCache {
 
     /// Fetches `url` now and caches the result; for warming the cache and for tests.
     pub async fn fetch_now(&self, url: &str) -> CertState {
-        self.stats.fetches.inc();
         let https = self.https.as_ref().map_err(String::as_str);
         let result = fetch_chain(url, &self.cfg, https).await.and_then(|pem| {
             let chain = pem_chain(&pem).map_err(|e| e.to_string())?;
             verify_chain(&chain, &self.anchors, unix_now()).map_err(|e| e.to_string())
         });
+        // Counted once the result is stored: `ok` (fetches minus failures) must not show a
+        // fetch still in flight as a success.
         match result {
             Ok(cert) => {
                 let cert = Arc::new(cert);
@@ -368,6 +369,7 @@ impl CertCache {
                         until: Some(until),
                     },
                 );
+                self.stats.fetches.inc();
                 CertState::Ready(cert)
             }
             Err(why) => {
@@ -381,6 +383,7 @@ impl CertCache {
                         until,
                     },
                 );
+                self.stats.fetches.inc();
                 CertState::Failed(why)
             }
         }

@@ -139,14 +139,16 @@ fn workdir(name: &str) -> PathBuf {
     d
 }
 
-/// One SIPp run: `calls` calls from `caller` to `callee` through the agent, optionally with a SIPp
-/// callee behind it running `uas`.
+/// One SIPp run: `calls` calls from `caller(i)` to `callee` through the agent, optionally with a
+/// SIPp callee behind it running `uas`. SIPp places 10 calls a second: from one number that is a
+/// burst the velocity signal warns and blocks, so a scenario about another verdict varies the
+/// caller.
 fn run_calls(
     name: &str,
     transport: &str,
     uac: &str,
     uas: Option<&str>,
-    caller: &str,
+    caller: impl Fn(usize) -> String,
     callee: &str,
 ) {
     const CALLS: usize = 20;
@@ -177,8 +179,8 @@ fn run_calls(
     let csv = dir.join("calls.csv");
     let mut f = std::fs::File::create(&csv).unwrap();
     writeln!(f, "SEQUENTIAL").unwrap();
-    for _ in 0..CALLS {
-        writeln!(f, "{caller};{callee};").unwrap();
+    for i in 0..CALLS {
+        writeln!(f, "{};{callee};", caller(i)).unwrap();
     }
     drop(f);
     let uac_log = dir.join("uac.log");
@@ -217,7 +219,7 @@ fn sipp_blocked_call_gets_603_with_redress_reason() {
         "u1",
         "uac_block.xml",
         None,
-        "+12025550143",
+        |_| "+12025550143".into(),
         "+12025550100",
     );
 }
@@ -229,7 +231,7 @@ fn sipp_blocked_call_over_tcp() {
         "t1",
         "uac_block.xml",
         None,
-        "+12025550143",
+        |_| "+12025550143".into(),
         "+12025550100",
     );
 }
@@ -241,7 +243,7 @@ fn sipp_warned_call_is_tagged_at_the_callee() {
         "u1",
         "uac_call.xml",
         Some("uas_warn.xml"),
-        "+19005550123",
+        |i| format!("+1900555{:04}", 2600 + i),
         "+12025550100",
     );
 }
@@ -253,7 +255,7 @@ fn sipp_passed_call_with_ack_and_bye() {
         "u1",
         "uac_call.xml",
         Some("uas_pass.xml"),
-        "+14155552671",
+        |i| format!("+1415555{:04}", 2600 + i),
         "+12025550100",
     );
 }

@@ -285,8 +285,22 @@ pub fn question<'a>(caller: &'a str, display: Option<&'a str>) -> CallFacts<'a> 
 impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>) -> Decision {
         let started = Instant::now();
-        let p = parties(call, self.trusted(call.source.ip()));
-        let v = self.verdict(&p.caller, &p.callee, p.display_name.as_deref(), p.anonymous);
+        let trusted = self.trusted(call.source.ip());
+        let p = parties(call, trusted);
+        // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
+        // it), its source, its Identity and the live signal state.
+        let facts = CallFacts {
+            call_id: call.call_id,
+            caller: None,
+            caller_raw: &p.caller,
+            callee: None,
+            display_name: p.display_name.as_deref(),
+            source: Some(call.source.ip()),
+            trusted,
+            identity: call.identity,
+            verstat: p.verstat,
+        };
+        let v = self.decide(&facts, &p.callee, p.anonymous, true);
         let callee = self
             .policy
             .plan
@@ -304,6 +318,11 @@ impl Hook for Screener {
             },
         );
         let decision_us = started.elapsed().as_micros() as u64;
+        if matches!(decision, Decision::Reject { .. }) {
+            // The SIP layer reports no end for a call it refused itself: end it here, or it
+            // would count as a concurrent call until the signals' call timeout.
+            self.signals.ended(call.call_id, CallEnd::Rejected);
+        }
         self.count(&v);
         if !matches!(decision, Decision::Reject { .. }) && self.callers.len() < self.callers_cap {
             self.callers

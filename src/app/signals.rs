@@ -27,10 +27,9 @@ pub struct PeersConfig {
 }
 
 pub struct Signals {
-    /// State of live calls.
+    /// State of live calls; `check` and `/v1/check` read it (so they see the wangiri and
+    /// report history of live calls) without counting as calls.
     pub state: SignalState,
-    /// State for `check` and `/v1/check`, so a question about a number never counts as a call.
-    pub check_state: SignalState,
     pub policy: policy::Policy,
     pub peers: PeersConfig,
 }
@@ -70,8 +69,7 @@ impl Signals {
         };
         let brands = Arc::new(brands);
         Ok(Signals {
-            state: SignalState::new(cfg.clone(), brands.clone(), certs.clone()),
-            check_state: SignalState::new(cfg.clone(), brands, certs),
+            state: SignalState::new(cfg.clone(), brands, certs),
             policy: policy::Policy::new(policy_cfg.clone())?,
             peers: peers.clone(),
         })
@@ -97,9 +95,9 @@ impl Signals {
             identity: f.identity,
             date_unix: None,
             verstat: f.verstat.filter(|_| f.trusted),
+            question: !live,
         };
-        let state = if live { &self.state } else { &self.check_state };
-        let eval = evaluate(&input, state, now_ms());
+        let eval = evaluate(&input, &self.state, now_ms());
         let ctx = PolicyContext {
             callee: f.callee,
             peer: source.as_deref(),
@@ -118,6 +116,5 @@ impl Signals {
     pub fn sweep(&self) {
         let now = now_ms();
         self.state.sweep(now);
-        self.check_state.sweep(now);
     }
 }

@@ -85,12 +85,7 @@ pub async fn run(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("sip-udp-{i}"))
-                .spawn(move || {
-                    // The hook runs on this thread and may start tokio work (RTP relays of an
-                    // announced call, a store write off the hot path): give it the runtime.
-                    let _in_runtime = net.rt.enter();
-                    udp_worker(&net, &sock, &rx)
-                })?,
+                .spawn(move || udp_worker(&net, &sock, &rx))?,
         );
     }
     tasks.spawn(timer_task(
@@ -124,6 +119,9 @@ pub async fn run(
 }
 
 fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Receiver<bool>) {
+    // The hook runs on this plain thread and may start work on the runtime (media sessions,
+    // report writes): give it the runtime's context, as the async receive loop had.
+    let _rt = net.rt.enter();
     let mut buf = vec![0u8; 65536];
     loop {
         if *shutdown.borrow() || shutdown.has_changed().is_err() {

@@ -66,6 +66,8 @@ pub struct SignalInput<'a> {
     pub date_unix: Option<i64>,
     /// `verstat` as received.
     pub verstat: Option<&'a str>,
+    /// A question (`check`, `/v1/check`), not a call: read the state, count nothing.
+    pub question: bool,
 }
 
 /// What one signal contributes to a verdict.
@@ -448,7 +450,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     }
 
     // Velocity counts the call and links it to its end event.
-    if let Some(callee) = input.callee {
+    if let Some(callee) = input.callee.filter(|_| !input.question) {
         let key = state.calls.key(input.call_id);
         let fresh = state.calls.peek(key, |_| ()).is_none();
         if fresh {

@@ -257,6 +257,30 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
     assert_eq!(by("wangiri"), Some(100), "{:#?}", e.hits);
     assert_eq!(s.calls_tracked(), 0);
 
+    // A question about the number sees its wangiri history and counts as no call, however
+    // often it is asked.
+    for i in 0..100u64 {
+        let q = SignalInput {
+            call_id: "check",
+            caller: Some("+2693591000"),
+            callee: Some("+493012300001"),
+            question: true,
+            ..Default::default()
+        };
+        let e = evaluate(&q, &s, NOW_MS + 41_000 + i);
+        assert!(
+            e.hits.iter().all(|h| h.signal != "velocity"),
+            "{:#?}",
+            e.hits
+        );
+        assert!(
+            e.hits.iter().any(|h| h.signal == "wangiri"),
+            "{:#?}",
+            e.hits
+        );
+    }
+    assert_eq!(s.calls_tracked(), 0);
+
     // Reports: one reporter is not enough, three distinct ones promote to warn. The promotion
     // is enforced as a store-list entry by the app, so it adds no signal hit of its own (that
     // would count the same evidence twice).
