@@ -2,10 +2,17 @@
 //! 10,000 prefixes, X-patterns and a regex; normalise+screen of one caller; index build.
 //! Set `SCAMGUARD_BENCH_10M=1` to also build and probe a 10,000,000-entry index (slow to
 //! build, about 200 MB). Prints the index's bytes per exact entry.
+//!
+//! `SCAMGUARD_LOOKUP_COUNT=<entries>` skips criterion: it builds one index of that many exact
+//! numbers (plus the same prefixes, X-patterns and regex) and runs 100,000 lookups of each kind,
+//! each kind in its own never-inlined function, for an instruction-count profile that does not
+//! depend on the machine's load:
+//! `valgrind --tool=callgrind --toggle-collect='*probe_*' target/release/deps/lookup-*`
+//! then divide each `probe_*` function's inclusive count by 100,000.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 
 use scamguard::screening::{
     screen, Entry, EntryAction, Facts, IndexBuilder, Number, Pattern, Policy, RuleIndex,
@@ -164,5 +171,74 @@ fn benches(c: &mut Criterion) {
     }
 }
 
+/// Lookups per kind in the instruction-count mode.
+const PROBES: usize = 100_000;
+
+#[inline(never)]
+fn probe_hit(idx: &RuleIndex, ns: &[Number]) -> usize {
+    ns.iter().filter(|n| idx.lookup(**n, 0).is_some()).count()
+}
+
+#[inline(never)]
+fn probe_miss(idx: &RuleIndex, ns: &[Number]) -> usize {
+    // Counts what did match; each probe function differs so the linker cannot fold them into
+    // one symbol (which would merge their counts).
+    ns.len() - ns.iter().filter(|n| idx.lookup(**n, 0).is_none()).count()
+}
+
+#[inline(never)]
+fn probe_prefix_hit(idx: &RuleIndex, ns: &[Number]) -> usize {
+    ns.iter()
+        .filter(
+            |n| matches!(idx.lookup(**n, 0), Some(m) if matches!(m.pattern, Pattern::Prefix(_))),
+        )
+        .count()
+}
+
+/// The instruction-count mode (see the module doc): every probe set is checked for what it
+/// claims to be, so a count is never taken over lookups that did something else.
+fn count_mode(entries: usize) {
+    let exact = numbers(entries, 8);
+    let idx = build(&exact);
+    report(&format!("{entries}"), &idx);
+    let hits: Vec<Number> = exact
+        .iter()
+        .step_by((entries / PROBES).max(1))
+        .copied()
+        .collect();
+    let misses = numbers(PROBES, 99);
+    let prefix_hits: Vec<Number> = (0..PROBES as u64)
+        .map(|i| {
+            let v = (44_100_000 + i % 10_000) * 10_000 + (i * 37) % 10_000;
+            Number::from_digits(v.to_string().as_bytes()).expect("12 digits")
+        })
+        .collect();
+    let h = probe_hit(&idx, &hits);
+    let m = probe_miss(&idx, &misses);
+    let p = probe_prefix_hit(&idx, &prefix_hits);
+    eprintln!(
+        "probes: {h}/{} hits, {m}/{} misses matched, {p}/{} prefix hits",
+        hits.len(),
+        misses.len(),
+        prefix_hits.len()
+    );
+    // Random NANP numbers can collide with the list by chance; anything beyond that is a bug.
+    assert_eq!(h, hits.len(), "every hit probe must match");
+    assert!(m * 100 < misses.len(), "miss probes must nearly all miss");
+    assert_eq!(p, prefix_hits.len(), "every prefix probe must match");
+}
+
 criterion_group!(lookup, benches);
-criterion_main!(lookup);
+
+fn main() {
+    if let Some(n) = std::env::var_os("SCAMGUARD_LOOKUP_COUNT") {
+        let n = n
+            .to_str()
+            .and_then(|s| s.parse::<usize>().ok())
+            .expect("SCAMGUARD_LOOKUP_COUNT is a number of entries");
+        count_mode(n);
+        return;
+    }
+    lookup();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -70,6 +70,10 @@ impl ListsConfig {
 #[derive(Debug, Default)]
 pub struct ListStats {
     pub reloads: Counter,
+    /// Wall time of the last reload (read, parse, build, publish), and the sum over all: the
+    /// load harness reads them to report reload durations under load.
+    pub last_reload_ms: Gauge,
+    pub reload_ms_total: Counter,
     pub files_refused: Counter,
     pub entries: Gauge,
     pub lists: Gauge,
@@ -83,6 +87,18 @@ impl Collect for ListStats {
             "List directory reloads attempted.",
             &[],
             self.reloads.get(),
+        );
+        out.gauge(
+            "scamguard_list_last_reload_milliseconds",
+            "Wall time of the last list reload, from reading the files to publishing the rules.",
+            &[],
+            self.last_reload_ms.get(),
+        );
+        out.counter(
+            "scamguard_list_reload_milliseconds_total",
+            "Wall time spent in list reloads.",
+            &[],
+            self.reload_ms_total.get(),
         );
         out.counter(
             "scamguard_list_files_refused_total",
@@ -222,6 +238,7 @@ impl ListSet {
     pub fn reload(&self) -> Vec<ListError> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.stats.reloads.inc();
+        let started = std::time::Instant::now();
         let old = self.current.load_full();
         let mut errors = Vec::new();
         let files = match list_files(&self.config.dir) {
@@ -282,6 +299,9 @@ impl ListSet {
             version: old.version + 1,
         };
         self.publish(snapshot);
+        let ms = started.elapsed().as_millis().min(i64::MAX as u128) as u64;
+        self.stats.last_reload_ms.set(ms as i64);
+        self.stats.reload_ms_total.add(ms);
         errors
     }
 

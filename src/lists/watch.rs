@@ -47,6 +47,7 @@ impl ListFiles {
         tracing::info!(
             version = self.set.current().version,
             refused = errors.len(),
+            took_ms = self.set.stats.last_reload_ms.get(),
             "lists reloaded"
         );
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors.clone();

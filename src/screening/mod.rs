@@ -6,6 +6,7 @@
 //! decision can be reproduced by `scamguard check` and unit-tested as a table.
 
 pub mod entry;
+mod exact;
 pub mod index;
 pub mod number;
 pub mod policy;
