@@ -23,10 +23,9 @@
 #   one POST /v1/reload, spread evenly over the run)   EXTRA [1000]   SETTLE_S [120] longest wait
 #   for one reload to show before it counts as missing
 #   WORK [/tmp/reload-load]   PEER_DIR [../shared/bench/peer beside the repo]   SKIP_BUILD [0]
-#   SIGNALS_OFF [plausibility]: signals switched off, space-separated. The harness expects list
-#   verdicts only, and its random numbers fall in ranges the plausibility signal scores as
-#   unallocated: with it on, about 0.5% of calls (plausibility plus a warn prefix) are blocked
-#   where uac.xml expects them forwarded, before any reload.
+#   SIGNALS_OFF []: signals switched off, space-separated (not brands: peer_lists.py already
+#   writes that section). All are on by default, as in load.sh; peer_lists.py runs plausibility
+#   log-only, because the harness's random numbers fall in ranges it scores as unallocated.
 #   SIP_PORT [5260] UAS_PORT [5270] UAC_PORT [5280] API_PORT [8280]: not load.sh's ports, so both
 #   can run on one machine (not at once if the figures matter)
 #
@@ -99,7 +98,7 @@ CFG="$RUN/scamguard.toml"
 {
   cat "$CFG0"
   printf '\n[api]\nlisten = "127.0.0.1:%s"\ntokens_file = "%s"\n' "$API_PORT" "$RUN/tokens"
-  for s in ${SIGNALS_OFF-plausibility}; do printf '\n[signals.%s]\nenabled = false\n' "$s"; done
+  for s in ${SIGNALS_OFF:-}; do printf '\n[signals.%s]\nenabled = false\n' "$s"; done
 } > "$CFG"
 
 base_entries=$(( $(grep -c '^+' "$EXACT") + $(grep -c '^+' "$SG/lists/bench-prefixes.csv") ))

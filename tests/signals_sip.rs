@@ -749,7 +749,7 @@ async fn brand_impersonation_flagged_unless_from_the_brands_number() {
     assert!(
         f.hdr("X-Scamguard-Verdict")
             .unwrap()
-            .starts_with("warn;category=impersonation;reason=\"(+50) display name"),
+            .starts_with("warn;category=tech-support;reason=\"(+50) display name"),
         "{}",
         f.text
     );
@@ -783,7 +783,7 @@ async fn brand_impersonation_flagged_unless_from_the_brands_number() {
         "the source: {brand}"
     );
     assert_eq!(reasons_of(l, "brand")[0]["entry"], "Microsoft");
-    assert_eq!(reasons_of(l, "brand")[0]["category"], "impersonation");
+    assert_eq!(reasons_of(l, "brand")[0]["category"], "tech-support");
     let l = logged(&log, "brand-ms-lookalike");
     assert_eq!(l["action"], "block");
     assert!(reason_text(l, "brand").contains("claims Microsoft"), "{l}");

@@ -34,6 +34,10 @@ pub struct SipConfig {
     pub tcp_idle_secs: u64,
     /// UDP receive tasks (0: one per CPU).
     pub udp_workers: usize,
+    /// SO_RCVBUF of the UDP socket, bytes (0: the system default). A burst of datagrams that
+    /// arrives while every worker is busy waits here; the kernel's default (~208 KiB) overflowed
+    /// at a few thousand calls per second. Linux caps it at net.core.rmem_max.
+    pub udp_recv_buffer_bytes: usize,
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
@@ -62,6 +66,7 @@ impl Default for SipConfig {
             max_tcp_connections: 1024,
             tcp_idle_secs: 300,
             udp_workers: 0,
+            udp_recv_buffer_bytes: 4 << 20,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,

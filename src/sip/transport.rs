@@ -60,6 +60,19 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let cfg = proxy.config().clone();
     let udp = udp.into_std()?;
+    if cfg.udp_recv_buffer_bytes > 0 {
+        let sock = socket2::SockRef::from(&udp);
+        sock.set_recv_buffer_size(cfg.udp_recv_buffer_bytes)?;
+        let got = sock.recv_buffer_size()?;
+        // Linux reports twice what it grants (bookkeeping included) and caps at rmem_max.
+        if got < cfg.udp_recv_buffer_bytes {
+            tracing::warn!(
+                asked = cfg.udp_recv_buffer_bytes,
+                got,
+                "UDP receive buffer smaller than configured: raise net.core.rmem_max"
+            );
+        }
+    }
     udp.set_nonblocking(false)?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
     let net = Arc::new(Net {
