@@ -104,6 +104,9 @@ fn bench_invite(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The proxy holds the screener, and with it the decision log's sender: stop() waits for
+    // the log writer, which ends only when every sender is gone.
+    drop(proxy);
     rt.block_on(agent.stop());
     let _ = std::fs::remove_dir_all(&dir);
 }
