@@ -356,6 +356,11 @@ async fn passports_valid_forged_and_tampered() {
         Some(valid.as_str()),
         "Identity passed on"
     );
+    assert_eq!(
+        f.hdr("Reason"),
+        None,
+        "a verified PASSporT carries no failure"
+    );
 
     // 3. Forged: same x5u, signed by a key the certificate does not hold -> 438, warned.
     let f = call(
@@ -377,6 +382,13 @@ async fn passports_valid_forged_and_tampered() {
     assert!(
         forged_verdict.starts_with("warn;category=stir;reason=\"(+60) 438 Invalid Identity Header"),
         "{forged_verdict}"
+    );
+    // RFC 9410: the next hop learns of the failure without verifying again.
+    assert_eq!(
+        f.hdr("Reason"),
+        Some("STIR;cause=438;text=\"Invalid Identity Header\""),
+        "{}",
+        f.text
     );
 
     // 4. Tampered claims: a valid signature over other claims (orig.tn changed to the caller

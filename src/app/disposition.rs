@@ -148,6 +148,21 @@ pub fn verdict_value(v: &Verdict) -> String {
     }
 }
 
+/// RFC 9410: a call forwarded although its PASSporT failed verification carries the failure,
+/// `Reason: STIR;cause=438;text="Invalid Identity Header"`, so the next hop need not verify
+/// again to know. An absent Identity (428) is no failure and gets none.
+fn stir_failure(v: &Verdict) -> Option<String> {
+    let r = v.reasons.iter().find(|r| r.list == "stir")?;
+    let text = match r.entry.as_str() {
+        "403" => "Stale Date",
+        "436" => "Bad Identity Info",
+        "437" => "Unsupported Credential",
+        "438" => "Invalid Identity Header",
+        _ => return None,
+    };
+    Some(format!("Reason: STIR;cause={};text=\"{text}\"", r.entry))
+}
+
 impl DispositionConfig {
     /// Turn a verdict into what the SIP layer does.
     pub fn decide(&self, v: &Verdict, call: &CallView) -> Decision {
@@ -183,6 +198,7 @@ impl DispositionConfig {
                 if !self.warn_alert_info.is_empty() {
                     headers.push(format!("Alert-Info: {}", self.warn_alert_info));
                 }
+                headers.extend(stir_failure(v));
                 Decision::Forward {
                     display_name: Some(self.warn_display.replace("{name}", name)),
                     headers,
@@ -192,7 +208,9 @@ impl DispositionConfig {
             }
             Action::Pass => Decision::Forward {
                 display_name: None,
-                headers: vec![format!("{}: pass", self.verdict_header)],
+                headers: std::iter::once(format!("{}: pass", self.verdict_header))
+                    .chain(stir_failure(v))
+                    .collect(),
                 record_route: self.record_route_all,
                 anchor_media: false,
             },
@@ -339,6 +357,68 @@ mod tests {
                 anchor_media: false,
             }
         );
+    }
+
+    #[test]
+    fn a_failed_passport_is_carried_on_as_an_rfc_9410_reason() {
+        let c = DispositionConfig::default();
+        let view = CallView {
+            display_name: None,
+            announce: false,
+        };
+        let stir = |entry: &str| Reason {
+            list: "stir".into(),
+            entry: entry.into(),
+            category: "stir".into(),
+            reason: "(+60) ...".into(),
+        };
+        let cases: &[(&str, Action, Option<&str>)] = &[
+            (
+                "438",
+                Action::Warn,
+                Some("Reason: STIR;cause=438;text=\"Invalid Identity Header\""),
+            ),
+            (
+                "436",
+                Action::Pass,
+                Some("Reason: STIR;cause=436;text=\"Bad Identity Info\""),
+            ),
+            (
+                "437",
+                Action::Warn,
+                Some("Reason: STIR;cause=437;text=\"Unsupported Credential\""),
+            ),
+            (
+                "403",
+                Action::Pass,
+                Some("Reason: STIR;cause=403;text=\"Stale Date\""),
+            ),
+            // No failure: no Identity at all, a verified one, or one still being checked.
+            ("428", Action::Pass, None),
+            ("attest=A", Action::Pass, None),
+            ("pending", Action::Warn, None),
+        ];
+        for (entry, action, want) in cases {
+            let v = Verdict {
+                action: *action,
+                caller: "+12025550143".into(),
+                reasons: vec![stir(entry)],
+                refusal: Refusal::Blocked,
+            };
+            let Decision::Forward { headers, .. } = c.decide(&v, &view) else {
+                panic!("{entry}: not forwarded");
+            };
+            let got = headers.iter().find(|h| h.starts_with("Reason:"));
+            assert_eq!(got.map(String::as_str), *want, "{entry} {headers:?}");
+        }
+        // A blocked call is answered, not forwarded: its 603 keeps its own Reason.
+        let v = Verdict {
+            action: Action::Block,
+            caller: "+12025550143".into(),
+            reasons: vec![stir("438")],
+            refusal: Refusal::Blocked,
+        };
+        assert_eq!(reject(c.decide(&v, &view)).2.len(), 1);
     }
 
     #[test]
