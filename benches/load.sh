@@ -71,6 +71,12 @@ if [[ "${SCAMGUARD:-1}" == 1 ]]; then
     "$PEER_DIR/run-peer.sh" || echo "scamguard run failed (see $SG_RUN)" >&2
 fi
 if [[ "${KAMAILIO:-1}" == 1 ]]; then
+  # The harness stops scamguard by signal and goes on at once; give its receive threads (which
+  # wake every 100 ms) and the decision log's last flush time to let go of port 5060.
+  for _ in $(seq 60); do
+    pgrep -f "$BIN run --config $CFG" >/dev/null 2>&1 || break
+    sleep 0.5
+  done
   echo "== kamailio (run folder $KAM_RUN)" >&2
   RUN="$KAM_RUN" PROXY_NAME=kamailio "$PEER_DIR/run-peer.sh" \
     || echo "kamailio run failed (see $KAM_RUN)" >&2
