@@ -10,25 +10,17 @@
 //! agent's insides: only the config, the wire and the HTTP answers.
 
 mod agent_common;
+mod stir_pki;
+use stir_pki::*;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agent_common::*;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use p256::ecdsa::SigningKey;
-use p256::pkcs8::DecodePrivateKey;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-    PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{CertifiedIssuer, KeyPair, PKCS_ECDSA_P256_SHA256};
 use scamguard::config::Config;
 use scamguard::screening::signals::stir::sign_identity;
 use scamguard::screening::signals::velocity::Level;
@@ -193,17 +185,6 @@ struct Pki {
     rogue_key: SigningKey,
 }
 
-fn ca(name: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p
-}
-
-fn p256_of(k: &KeyPair) -> SigningKey {
-    SigningKey::from_pkcs8_der(&k.serialize_der()).unwrap()
-}
-
 fn pki() -> Pki {
     let alg = &PKCS_ECDSA_P256_SHA256;
     let root =
@@ -216,51 +197,15 @@ fn pki() -> Pki {
     )
     .unwrap();
     let leaf_kp = KeyPair::generate_for(alg).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "SHAKEN itest SP 1234");
-    let leaf_cert = leaf.signed_by(&leaf_kp, &inter).unwrap();
+    let leaf_cert = leaf("SHAKEN itest SP 1234")
+        .signed_by(&leaf_kp, &inter)
+        .unwrap();
     Pki {
         root_pem: root.pem(),
         chain_pem: format!("{}{}", leaf_cert.pem(), inter.pem()),
         leaf_key: p256_of(&leaf_kp),
         rogue_key: p256_of(&KeyPair::generate_for(alg).unwrap()),
     }
-}
-
-/// Serves `files` by path over HTTP on 127.0.0.1:0; returns the base URL.
-async fn serve(files: HashMap<&'static str, String>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let files = Arc::new(files);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let files = files.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let files = files.clone();
-                    async move {
-                        let resp = match files.get(req.uri().path()) {
-                            Some(body) => Response::builder()
-                                .header("content-type", "application/pem-certificate-chain")
-                                .body(Full::new(Bytes::from(body.clone()))),
-                            None => Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::new())),
-                        };
-                        Ok::<_, Infallible>(resp.unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 fn unix_now() -> i64 {

@@ -17,6 +17,7 @@ use super::{
     blocking, json_resp, limit, now, parse_time, qget, read_body, Fail, OneOrMany, Reply, State,
 };
 use crate::lists::store::{StoreError, StoredReport};
+use crate::screening::entry::check_category;
 use crate::screening::signals::reports::{Promotion, Report, ReportSource};
 
 /// Callers' reports, taken by the app: the API only checks and relays them.
@@ -100,17 +101,7 @@ fn report_in(
     let caller = number(r, "caller", &i.caller)?;
     let callee = number(r, "callee", &i.callee)?;
     let category = i.category.trim().to_ascii_lowercase();
-    if category.is_empty()
-        || category.len() > 32
-        || !category
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(format!(
-            "category {:?}: expected 1-32 characters of a-z 0-9 - _ such as \"scam\" or \"robocall\"",
-            i.category
-        ));
-    }
+    check_category(&category)?;
     let reporter = i.reporter.trim();
     if reporter.is_empty() || reporter.len() > 128 || reporter.chars().any(char::is_control) {
         return Err(format!(

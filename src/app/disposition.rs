@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::screening::signals::stir::StirCode;
 use crate::screening::{Action, Refusal, Verdict};
 use crate::sip::Decision;
 
@@ -153,14 +154,13 @@ pub fn verdict_value(v: &Verdict) -> String {
 /// again to know. An absent Identity (428) is no failure and gets none.
 fn stir_failure(v: &Verdict) -> Option<String> {
     let r = v.reasons.iter().find(|r| r.list == "stir")?;
-    let text = match r.entry.as_str() {
-        "403" => "Stale Date",
-        "436" => "Bad Identity Info",
-        "437" => "Unsupported Credential",
-        "438" => "Invalid Identity Header",
-        _ => return None,
-    };
-    Some(format!("Reason: STIR;cause={};text=\"{text}\"", r.entry))
+    let code =
+        StirCode::from_status(r.entry.parse().ok()?).filter(|c| *c != StirCode::NoIdentity)?;
+    Some(format!(
+        "Reason: STIR;cause={};text=\"{}\"",
+        code.status(),
+        code.phrase()
+    ))
 }
 
 impl DispositionConfig {

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::text::skeleton;
+use crate::screening::entry::check_category;
 use crate::screening::Action;
 
 #[derive(Deserialize)]
@@ -170,21 +171,10 @@ impl Brands {
                     ),
                 ));
             }
-            // The category names a prompt file and a list column: keep it to the list format's
-            // one word of a-z 0-9 - _.
-            if b.category.is_empty()
-                || !b
-                    .category
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
-            {
-                return Err(err(
-                    line_of(&b.category),
-                    format!(
-                        "brand {}: category {:?} is not one word of a-z 0-9 - _",
-                        b.name, b.category
-                    ),
-                ));
+            // The category names a prompt file and becomes a reason's category: the list
+            // format's rule for it applies.
+            if let Err(e) = check_category(&b.category) {
+                return Err(err(line_of(&b.category), format!("brand {}: {e}", b.name)));
             }
             let mut patterns = Vec::with_capacity(b.patterns.len());
             for p in &b.patterns {

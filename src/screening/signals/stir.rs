@@ -123,6 +123,19 @@ impl StirCode {
         }
     }
 
+    /// The code behind a status, as a verdict's `stir` reason names it.
+    pub fn from_status(status: u16) -> Option<StirCode> {
+        [
+            StirCode::NoIdentity,
+            StirCode::BadInfo,
+            StirCode::Unsupported,
+            StirCode::Invalid,
+            StirCode::Stale,
+        ]
+        .into_iter()
+        .find(|c| c.status() == status)
+    }
+
     pub fn phrase(self) -> &'static str {
         match self {
             StirCode::NoIdentity => "Use Identity Header",
