@@ -89,7 +89,15 @@ async fn promoted(h: &Harness, action: &str) -> serde_json::Value {
         let r = request(h.agent.api_addr, "GET", &path, Some(READER), b"").await;
         assert_eq!(r.status, 200, "{}", r.text);
         let v = r.json();
-        if v["promotion"]["action"] == action {
+        // The report book counts a promotion a moment before its list entry is written; the
+        // next call sees the entry, so wait for that too.
+        let check = format!("/v1/check?caller={}", enc(CALLER));
+        if v["promotion"]["action"] == action
+            && request(h.agent.api_addr, "GET", &check, Some(READER), b"")
+                .await
+                .json()["action"]
+                == action
+        {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
