@@ -422,10 +422,18 @@ impl CertLookup for CertCache {
         }
         drop(slots);
         self.stats.misses.inc();
-        match self.queue.try_send(x5u.to_string()) {
-            Ok(()) => self.store(x5u, Slot::Pending { since: now }),
+        // Marked pending before the URL is queued: a fetch that finishes at once stores its
+        // result over this mark, never the other way round (a late mark would hide a fetched
+        // certificate as "pending" until the retry interval ran out).
+        self.store(x5u, Slot::Pending { since: now });
+        if self.queue.try_send(x5u.to_string()).is_err() {
             // The next call with this URL tries again; nothing waits here.
-            Err(_) => self.stats.queue_full.inc(),
+            self.stats.queue_full.inc();
+            let mut slots = self.lock();
+            if matches!(slots.get(x5u), Some(Slot::Pending { .. })) {
+                slots.remove(x5u);
+                self.stats.entries.set(slots.len() as i64);
+            }
         }
         CertState::Pending
     }
