@@ -1,6 +1,6 @@
-//! The whole decision for one call with every signal on: `screen()` over 100,000 list entries,
-//! `signals::evaluate` (STIR with a warm certificate cache, velocity, wangiri, brands, DNO,
-//! plausibility, neighbour, reports) and `policy::decide_verdict`.
+//! The whole decision for one call with every signal on, through the engine the proxy uses
+//! (`Engine::decide`): 100,000 list entries, STIR with a warm certificate cache, velocity,
+//! wangiri, brands, DNO, plausibility, neighbour and reports, weighed by the scoring policy.
 //!
 //! Three figures: a call carrying a fresh SHAKEN PASSporT (dominated by one ES256 verification),
 //! a call without an Identity header, and the ES256 verification alone.
@@ -17,16 +17,12 @@ use rcgen::{
 use scamguard::certs::{CertCache, CertsConfig};
 use scamguard::screening::signals::brands::Brands;
 use scamguard::screening::signals::certchain::Anchors;
-use scamguard::screening::signals::policy::{
-    decide_verdict, Policy as SignalPolicy, PolicyConfig, PolicyContext,
-};
 use scamguard::screening::signals::stir::{self, sign_identity, StirConfig, StirInput};
 use scamguard::screening::signals::wangiri::CallEnd;
-use scamguard::screening::signals::{
-    evaluate, PlausibilityConfig, SignalInput, SignalState, SignalsConfig,
-};
+use scamguard::screening::signals::{PlausibilityConfig, SignalState, SignalsConfig};
 use scamguard::screening::{
-    screen, Entry, EntryAction, Facts, IndexBuilder, Pattern, Policy, RuleIndex, ScreeningConfig,
+    Call, Engine, Entry, EntryAction, IndexBuilder, Pattern, PolicyConfig, RuleIndex, Scoring,
+    ScreeningConfig, ScreeningPolicy,
 };
 
 const X5U: &str = "http://cert.example.net/sp.pem";
@@ -40,9 +36,7 @@ fn now_unix() -> i64 {
 
 struct World {
     rules: RuleIndex,
-    screening: Policy,
-    state: SignalState,
-    policy: SignalPolicy,
+    engine: Engine,
     cache: Arc<CertCache>,
     callers: Vec<String>,
     passports: Vec<String>,
@@ -110,13 +104,16 @@ fn world() -> World {
         .collect();
     World {
         rules: b.build(),
-        screening: Policy::from_config(&ScreeningConfig {
-            default_country: "GB".into(),
-            ..ScreeningConfig::default()
-        })
-        .unwrap(),
-        state: SignalState::new(cfg, brands, cache.clone()),
-        policy: SignalPolicy::new(PolicyConfig::default()).unwrap(),
+        engine: Engine {
+            screening: ScreeningPolicy::from_config(&ScreeningConfig {
+                default_country: "GB".into(),
+                ..ScreeningConfig::default()
+            })
+            .unwrap(),
+            scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+            signals: SignalState::new(cfg, brands, cache.clone()),
+            international_gateways: Vec::new(),
+        },
         cache,
         callers,
         passports,
@@ -131,36 +128,21 @@ fn one_call(w: &World, i: usize, with_identity: bool) -> scamguard::screening::A
         w.callers.len()
     }];
     let id = format!("bench-{i}");
-    let facts = Facts::new(
-        &w.screening,
-        caller_s,
-        "020 7183 8750",
-        Some("Customer Services"),
-        false,
-    );
-    let list = screen(&facts, &w.rules, &w.screening, w.now);
-    let caller = facts.caller.map(|n| n.to_string());
-    let callee = facts.callee.map(|n| n.to_string());
-    let input = SignalInput {
-        call_id: &id,
-        caller: caller.as_deref(),
-        caller_raw: Some(caller_s),
-        callee: callee.as_deref(),
-        display_name: facts.display_name,
-        source: Some("192.0.2.44"),
-        peer: Some("carrier-a"),
-        from_trusted_peer: true,
+    let call = Call {
+        id: &id,
+        caller: caller_s,
+        callee: "020 7183 8750",
+        display_name: Some("Customer Services"),
+        source: Some("192.0.2.44".parse().unwrap()),
+        trusted: true,
         identity: with_identity.then(|| w.passports[i % w.passports.len()].as_str()),
-        ..Default::default()
+        live: true,
+        ..Call::default()
     };
     let now_ms = w.now as u64 * 1000 + (i as u64 % 50_000);
-    let eval = evaluate(&input, &w.state, now_ms);
-    let ctx = PolicyContext {
-        callee: callee.as_deref(),
-        peer: input.peer,
-    };
-    let (v, _) = decide_verdict(&list, &eval.hits, &ctx, &w.policy);
-    w.state
+    let v = w.engine.decide(&call, &w.rules, now_ms);
+    w.engine
+        .signals
         .call_ended(&id, CallEnd::Answered { talk_ms: 60_000 }, now_ms);
     v.action
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use scamguard::app;
-use scamguard::config::Config;
+use scamguard::app::config::Config;
 use scamguard::lists::store::StoredEntry;
 use scamguard::screening::EntryAction;
 use scamguard::sip::{Peer, Transport};

@@ -10,8 +10,10 @@
 //! never sees a header.
 
 mod caller;
+pub mod config;
 mod decision_log;
 mod disposition;
+pub mod engine;
 mod feeds;
 mod reports;
 mod screener;
@@ -29,17 +31,16 @@ pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
 pub use self::reports::{Promoted, ReportStats, Reports, REPORTS_LIST};
 pub use self::screener::{CallStats, Screener};
-pub use self::signals::{PeersConfig, Signals};
+pub use self::signals::{now_ms, PeersConfig};
 
+use self::config::Config;
 use crate::api;
-use crate::config::Config;
 use crate::lists::overlay::{Live, StoreRules};
 use crate::lists::store::Store;
 use crate::lists::watch::{watch_lists, ListFiles, WatchHandle};
 use crate::lists::ListSet;
 use crate::media::MediaEngine;
 use crate::metrics::Collect;
-use crate::screening::Policy;
 use crate::sip::{Proxy, SipStats};
 
 /// Why the agent could not start or run.
@@ -125,7 +126,6 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     if !problems.is_empty() {
         return Err(AppError(problems.join("; ")));
     }
-    let policy = Policy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
     // A store that cannot be opened or checked must never act as an empty blocklist.
     let store = Arc::new(Store::open(&config.store).map_err(|e| {
         AppError(format!(
@@ -165,18 +165,12 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     };
     let (certs, fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
         .map_err(|e| AppError(format!("certs: {e}")))?;
-    let signals = Signals::new(
-        &config.signals,
-        &config.policy,
-        &config.peers,
-        certs.clone(),
-    )
-    .map_err(AppError)?;
+    let engine = engine::build(&config, certs.clone())?;
     // Reports inside the window are counted again before the first call is screened.
     let reports = Arc::new(
         Reports::open(
             &config.signals.reports,
-            signals.state.reports_shared(),
+            engine.signals.reports_shared(),
             live.clone(),
         )
         .map_err(|e| AppError(format!("reports: {e}; refusing to start")))?,
@@ -185,14 +179,13 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         lists: lists.clone(),
         store: store_rules.clone(),
         feeds: feeds.rules.clone(),
-        policy,
+        engine,
         disposition: config.disposition.clone(),
         log,
         stats: Arc::new(CallStats::default()),
         media: media.clone(),
         announced: Default::default(),
         announce_cap: 2 * config.media.max_sessions,
-        signals,
         reports: reports.clone(),
         callers: Default::default(),
         callers_cap: config.sip.max_calls,
@@ -272,7 +265,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = tick.tick() => s.signals.sweep(),
+                _ = tick.tick() => s.engine.signals.sweep(now_ms()),
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
@@ -333,7 +326,6 @@ pub fn check(
     display: Option<&str>,
     anonymous: bool,
 ) -> Result<crate::screening::Verdict, AppError> {
-    let policy = Policy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
     let store = Store::open(&config.store)
         .map_err(|e| AppError(format!("store {}: {e}", config.store.data_dir.display())))?;
     let store_rules = StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}")))?;
@@ -345,20 +337,24 @@ pub fn check(
     }
     let (certs, _fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
         .map_err(|e| AppError(format!("certs: {e}")))?;
-    let signals =
-        Signals::new(&config.signals, &config.policy, &config.peers, certs).map_err(AppError)?;
+    let engine = engine::build(config, certs)?;
     // Feeds' last good entries, as saved: what the running agent enforces between polls.
     let feeds = feeds::open(config)?;
+    let question = crate::screening::Call {
+        id: "check",
+        caller,
+        callee,
+        display_name: display,
+        anonymous,
+        ..Default::default()
+    };
     Ok(screener::decide(
+        &engine,
         &lists,
         &store_rules,
         feeds.rules.as_deref(),
-        &policy,
-        &signals,
-        &screener::question(caller, display),
-        callee,
-        anonymous,
-        false,
+        &question,
+        now_ms(),
     ))
 }
 

@@ -26,7 +26,6 @@
 pub mod api;
 pub mod app;
 pub mod certs;
-pub mod config;
 pub mod lists;
 pub mod media;
 pub mod metrics;

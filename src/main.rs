@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scamguard::config::{Config, Overrides};
+use scamguard::app::config::{Config, Overrides};
 use scamguard::lists;
 
 #[derive(Parser)]

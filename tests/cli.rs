@@ -109,10 +109,13 @@ fn check_prints_verdicts() {
             &[],
             r#"{"action":"warn","caller":"+12025550160","reasons":[{"list":"scams","entry":"+120255501XX","category":"robocall","reason":"(+50) Robocall range"}]}"#,
         ),
+        // The entry shows what it scored; the emergency override is what let the call through.
+        // (Before the single fold, the second fold re-read the already downgraded list verdict
+        // and showed the entry as "(+0)".)
         (
             "+12025550143",
             &["--callee", "911"],
-            r#"{"action":"pass","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"(+0) Fake bank, reported"},{"list":"policy","entry":"911","category":"emergency","reason":"(+0) calls to emergency numbers are never blocked or warned"},{"list":"policy","entry":"emergency","category":"override","reason":"decided by the emergency override"}]}"#,
+            r#"{"action":"pass","caller":"+12025550143","reasons":[{"list":"scams","entry":"+12025550143","category":"scam","reason":"(+100) Fake bank, reported"},{"list":"policy","entry":"911","category":"emergency","reason":"(+0) calls to emergency numbers are never blocked or warned"},{"list":"policy","entry":"emergency","category":"override","reason":"decided by the emergency override"}]}"#,
         ),
         (
             "anonymous",

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{enc, request, Resp, ADMIN, READER, WRITER};
+use scamguard::app::config::Config;
 use scamguard::app::{self, Agent};
-use scamguard::config::Config;
 use scamguard::lists::feeds;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

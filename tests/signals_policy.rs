@@ -1,22 +1,17 @@
-//! The whole decision for one call, as the lead will wire it: `screen()` over real list entries
-//! (from the screen module), `signals::evaluate` with every signal on and the shipped
-//! `config/brands.toml`, then `policy::decide_verdict` with tenants and log-only sources.
+//! The whole decision for one call through the engine the proxy uses (`Engine::decide`): real
+//! list entries, every signal on with the shipped `config/brands.toml`, tenants and log-only
+//! sources.
 
 use std::sync::Arc;
 
 use p256::ecdsa::SigningKey;
 use scamguard::screening::signals::brands::Brands;
-use scamguard::screening::signals::policy::{
-    decide_verdict, Policy as SignalPolicy, PolicyConfig, PolicyContext, TenantConfig,
-};
 use scamguard::screening::signals::stir::{sign_identity, CertLookup, CertState, TrustedCert};
 use scamguard::screening::signals::wangiri::CallEnd;
-use scamguard::screening::signals::{
-    evaluate, PlausibilityConfig, SignalInput, SignalState, SignalsConfig,
-};
+use scamguard::screening::signals::{PlausibilityConfig, SignalState, SignalsConfig};
 use scamguard::screening::{
-    screen, Action, Entry, EntryAction, Facts, IndexBuilder, Pattern, Policy, RuleIndex,
-    ScreeningConfig, Verdict,
+    Action, Engine, Entry, EntryAction, IndexBuilder, Pattern, PolicyConfig, RuleIndex, Scoring,
+    ScreeningConfig, ScreeningPolicy, TenantConfig, Verdict,
 };
 
 const NOW: i64 = 1_790_000_000;
@@ -61,10 +56,11 @@ fn rules() -> RuleIndex {
 
 struct World {
     rules: RuleIndex,
-    screening: Policy,
-    state: SignalState,
-    policy: SignalPolicy,
+    engine: Engine,
 }
+
+const SOURCE: &str = "192.0.2.1";
+const GATEWAY: &str = "192.0.2.99";
 
 fn world() -> World {
     let brands_text =
@@ -85,7 +81,7 @@ fn world() -> World {
         },
         ..SignalsConfig::default()
     };
-    let policy = SignalPolicy::new(PolicyConfig {
+    let scoring = Scoring::new(PolicyConfig {
         log_only: vec!["partner-feed".into()],
         tenants: vec![TenantConfig {
             name: "acme".into(),
@@ -98,13 +94,16 @@ fn world() -> World {
     .unwrap();
     World {
         rules: rules(),
-        screening: Policy::from_config(&ScreeningConfig {
-            default_country: "GB".into(),
-            ..ScreeningConfig::default()
-        })
-        .unwrap(),
-        state: SignalState::new(cfg, brands, Arc::new(Certs(Arc::new(cert)))),
-        policy,
+        engine: Engine {
+            screening: ScreeningPolicy::from_config(&ScreeningConfig {
+                default_country: "GB".into(),
+                ..ScreeningConfig::default()
+            })
+            .unwrap(),
+            scoring,
+            signals: SignalState::new(cfg, brands, Arc::new(Certs(Arc::new(cert)))),
+            international_gateways: vec![GATEWAY.parse().unwrap()],
+        },
     }
 }
 
@@ -119,32 +118,21 @@ struct Call<'a> {
 }
 
 fn decide(w: &World, c: Call<'_>, now_ms: u64) -> Verdict {
-    let facts = Facts::new(&w.screening, c.caller, c.callee, c.name, false);
-    let list_verdict = screen(&facts, &w.rules, &w.screening, NOW);
-    let caller = facts.caller.map(|n| n.to_string());
-    let callee = facts.callee.map(|n| n.to_string());
-    let input = SignalInput {
-        call_id: c.id,
-        caller: caller.as_deref(),
-        caller_raw: Some(c.caller),
-        callee: callee.as_deref(),
+    let call = scamguard::screening::Call {
+        id: c.id,
+        caller: c.caller,
+        callee: c.callee,
         display_name: c.name,
-        source: Some("192.0.2.1"),
-        peer: Some(if c.gateway { "intl-gw" } else { "pbx-a" }),
-        from_international_gateway: c.gateway,
+        source: Some(if c.gateway { GATEWAY } else { SOURCE }.parse().unwrap()),
         identity: c.identity,
+        live: true,
         ..Default::default()
     };
-    let eval = evaluate(&input, &w.state, now_ms);
-    let ctx = PolicyContext {
-        callee: callee.as_deref(),
-        peer: input.peer,
-    };
-    decide_verdict(&list_verdict, &eval.hits, &ctx, &w.policy).0
+    w.engine.decide(&call, &w.rules, now_ms)
 }
 
 fn lists_of(v: &Verdict) -> Vec<&str> {
-    let mut l: Vec<&str> = v.reasons.iter().map(|r| r.list.as_str()).collect();
+    let mut l: Vec<&str> = v.reasons.iter().map(|r| r.source.name()).collect();
     l.sort();
     l.dedup();
     l
@@ -344,7 +332,9 @@ fn a_caller_spraying_calls_goes_from_pass_to_warn_to_block() {
             t,
         );
         seen.push(v.action);
-        w.state.call_ended(&id, CallEnd::Cancelled, t + 1_500);
+        w.engine
+            .signals
+            .call_ended(&id, CallEnd::Cancelled, t + 1_500);
     }
     let first_warn = seen
         .iter()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use agent_common::*;
 use p256::ecdsa::SigningKey;
 use rcgen::{CertifiedIssuer, KeyPair, PKCS_ECDSA_P256_SHA256};
-use scamguard::config::Config;
+use scamguard::app::config::Config;
 use scamguard::screening::signals::stir::sign_identity;
 use scamguard::screening::signals::velocity::Level;
 use serde_json::Value;

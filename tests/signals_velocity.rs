@@ -128,7 +128,7 @@ fn a_million_random_callers_stay_within_the_caps() {
     let hits = last.unwrap().hits;
     assert!(
         hits.iter()
-            .any(|h| h.signal == "velocity" && h.score >= 100),
+            .any(|h| h.reason.source == "velocity" && h.score >= 100),
         "{hits:#?}"
     );
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::app::DispositionConfig;
+use super::DispositionConfig;
 use crate::lists::ListsConfig;
 use crate::media::MediaConfig;
 use crate::screening::ScreeningConfig;
@@ -35,9 +35,9 @@ pub struct Config {
     pub media: MediaConfig,
     pub api: crate::api::ApiConfig,
     pub signals: crate::screening::signals::SignalsConfig,
-    pub policy: crate::screening::signals::policy::PolicyConfig,
+    pub policy: crate::screening::PolicyConfig,
     pub certs: crate::certs::CertsConfig,
-    pub peers: crate::app::PeersConfig,
+    pub peers: super::PeersConfig,
     /// `[[feeds]]`: partners' signed blocklists this agent subscribes to.
     pub feeds: Vec<crate::lists::feeds::FeedConfig>,
     /// `[publish]`: store lists this agent serves as signed feeds.
@@ -174,7 +174,7 @@ impl Config {
                 }
             }
         }
-        if let Err(e) = crate::screening::signals::policy::Policy::new(self.policy.clone()) {
+        if let Err(e) = crate::screening::Scoring::new(self.policy.clone()) {
             p.push(e);
         }
         if let Err(e) = self.media.validate() {

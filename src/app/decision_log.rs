@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::config::LogTarget;
+use super::config::LogTarget;
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::{Action, Reason};
 
@@ -175,7 +175,7 @@ mod tests {
                 callee: "+12025550100".into(),
                 action: Action::Block,
                 reasons: vec![Reason {
-                    list: "example".into(),
+                    source: crate::screening::Source::list("example"),
                     entry: "+12025550143".into(),
                     category: "example".into(),
                     reason: "r".into(),

@@ -6,7 +6,6 @@
 
 use serde::Deserialize;
 
-use crate::screening::signals::stir::StirCode;
 use crate::screening::{Action, Refusal, Verdict};
 use crate::sip::Decision;
 
@@ -153,9 +152,7 @@ pub fn verdict_value(v: &Verdict) -> String {
 /// `Reason: STIR;cause=438;text="Invalid Identity Header"`, so the next hop need not verify
 /// again to know. An absent Identity (428) is no failure and gets none.
 fn stir_failure(v: &Verdict) -> Option<String> {
-    let r = v.reasons.iter().find(|r| r.list == "stir")?;
-    let code =
-        StirCode::from_status(r.entry.parse().ok()?).filter(|c| *c != StirCode::NoIdentity)?;
+    let code = v.stir_failure?;
     Some(format!(
         "Reason: STIR;cause={};text=\"{}\"",
         code.status(),
@@ -221,19 +218,21 @@ impl DispositionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::screening::Reason;
+    use crate::screening::signals::stir::StirCode;
+    use crate::screening::{Reason, Signal, Source};
 
     fn verdict(action: Action, refusal: Refusal, reason: &str) -> Verdict {
         Verdict {
             action,
             caller: "+12025550143".into(),
             reasons: vec![Reason {
-                list: "example".into(),
+                source: Source::list("example"),
                 entry: "+12025550143".into(),
                 category: "tech-support".into(),
                 reason: reason.into(),
             }],
             refusal,
+            stir_failure: None,
         }
     }
 
@@ -340,6 +339,7 @@ mod tests {
             caller: "+14155550123".into(),
             reasons: vec![],
             refusal: Refusal::Blocked,
+            stir_failure: None,
         };
         let d = c.decide(
             &v,
@@ -366,57 +366,59 @@ mod tests {
             display_name: None,
             announce: false,
         };
-        let stir = |entry: &str| Reason {
-            list: "stir".into(),
-            entry: entry.into(),
+        let stir = Reason {
+            source: Source::Signal(Signal::Stir),
+            entry: "438".into(),
             category: "stir".into(),
             reason: "(+60) ...".into(),
         };
-        let cases: &[(&str, Action, Option<&str>)] = &[
+        let cases: &[(Option<StirCode>, Action, Option<&str>)] = &[
             (
-                "438",
+                Some(StirCode::Invalid),
                 Action::Warn,
                 Some("Reason: STIR;cause=438;text=\"Invalid Identity Header\""),
             ),
             (
-                "436",
+                Some(StirCode::BadInfo),
                 Action::Pass,
                 Some("Reason: STIR;cause=436;text=\"Bad Identity Info\""),
             ),
             (
-                "437",
+                Some(StirCode::Unsupported),
                 Action::Warn,
                 Some("Reason: STIR;cause=437;text=\"Unsupported Credential\""),
             ),
             (
-                "403",
+                Some(StirCode::Stale),
                 Action::Pass,
                 Some("Reason: STIR;cause=403;text=\"Stale Date\""),
             ),
-            // No failure: no Identity at all, a verified one, or one still being checked.
-            ("428", Action::Pass, None),
-            ("attest=A", Action::Pass, None),
-            ("pending", Action::Warn, None),
+            // No failure (no Identity at all, a verified one, or one still being checked):
+            // whatever the reasons say, nothing is carried on.
+            (None, Action::Pass, None),
+            (None, Action::Warn, None),
         ];
-        for (entry, action, want) in cases {
+        for (failure, action, want) in cases {
             let v = Verdict {
                 action: *action,
                 caller: "+12025550143".into(),
-                reasons: vec![stir(entry)],
+                reasons: vec![stir.clone()],
                 refusal: Refusal::Blocked,
+                stir_failure: *failure,
             };
             let Decision::Forward { headers, .. } = c.decide(&v, &view) else {
-                panic!("{entry}: not forwarded");
+                panic!("{failure:?}: not forwarded");
             };
             let got = headers.iter().find(|h| h.starts_with("Reason:"));
-            assert_eq!(got.map(String::as_str), *want, "{entry} {headers:?}");
+            assert_eq!(got.map(String::as_str), *want, "{failure:?} {headers:?}");
         }
         // A blocked call is answered, not forwarded: its 603 keeps its own Reason.
         let v = Verdict {
             action: Action::Block,
             caller: "+12025550143".into(),
-            reasons: vec![stir("438")],
+            reasons: vec![stir],
             refusal: Refusal::Blocked,
+            stir_failure: Some(StirCode::Invalid),
         };
         assert_eq!(reject(c.decide(&v, &view)).2.len(), 1);
     }

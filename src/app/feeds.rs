@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use super::config::Config;
 use super::AppError;
-use crate::config::Config;
 use crate::lists::feeds::{FeedRules, Publisher, WithFeeds};
 use crate::lists::overlay::FileLists;
 use crate::lists::store::DB_FILE;

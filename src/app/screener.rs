@@ -14,7 +14,7 @@ use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
 use super::reports::Reports;
-use super::signals::{CallFacts, Signals};
+use super::signals::now_ms;
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::store::{StoreError, StoredReport};
 use crate::lists::ListSet;
@@ -22,7 +22,7 @@ use crate::media::{MediaEngine, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::signals::reports::{Promotion, Report, ReportSource};
 use crate::screening::signals::wangiri::CallEnd;
-use crate::screening::{screen, Action, Facts, Policy, Verdict};
+use crate::screening::{Action, Call, Engine, Verdict};
 use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
 
 /// Calls by action, hits by list, and what happened to forwarded calls.
@@ -91,7 +91,8 @@ pub struct Screener {
     pub store: Arc<StoreRules>,
     /// Subscribed partner feeds, when any are configured.
     pub feeds: Option<Arc<crate::lists::feeds::FeedRules>>,
-    pub policy: Policy,
+    /// Numbers, anonymity, emergency callees, signals and scoring: the decision itself.
+    pub engine: Engine,
     pub disposition: DispositionConfig,
     pub log: DecisionLog,
     pub stats: Arc<CallStats>,
@@ -102,8 +103,6 @@ pub struct Screener {
     /// the engine has already freed keeps it bounded when an end is never seen.
     pub announced: DashMap<String, Announcement>,
     pub announce_cap: usize,
-    /// Signals beyond lists (STIR/SHAKEN, velocity, brands, DNO, plausibility, reports).
-    pub signals: Signals,
     /// Where 607 reports go (queued: the SIP path never waits for the disk).
     pub reports: Arc<Reports>,
     /// Callers of calls in progress, for a 607 report: bounded like the SIP call table (entries
@@ -144,14 +143,9 @@ fn side(dir: SdpDirection) -> Side {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Screener {
     /// The decision for one call given as strings: what `scamguard check` and `/v1/check` ask.
+    /// A question reads the live signal state but is never counted as a call.
     pub fn verdict(
         &self,
         caller: &str,
@@ -159,20 +153,26 @@ impl Screener {
         display: Option<&str>,
         anonymous: bool,
     ) -> Verdict {
-        self.decide(&question(caller, display), callee, anonymous, false)
+        let call = Call {
+            id: "check",
+            caller,
+            callee,
+            display_name: display,
+            anonymous,
+            ..Call::default()
+        };
+        self.decide(&call, now_ms())
     }
 
-    fn decide(&self, f: &CallFacts, callee: &str, anonymous: bool, live: bool) -> Verdict {
+    /// The engine over the rules in force now: file lists, store lists and feeds.
+    fn decide(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
         decide(
+            &self.engine,
             &self.lists,
             &self.store,
             self.feeds.as_deref(),
-            &self.policy,
-            &self.signals,
-            f,
-            callee,
-            anonymous,
-            live,
+            call,
+            now_ms,
         )
     }
 
@@ -225,84 +225,62 @@ impl Screener {
             Action::Block => self.stats.block.inc(),
         }
         for r in &v.reasons {
-            if let Some(c) = self.stats.hits.get(&r.list) {
+            if let Some(c) = self.stats.hits.get(r.source.name()) {
                 c.inc();
                 continue;
             }
-            self.stats.hits.entry(r.list.clone()).or_default().inc();
+            self.stats
+                .hits
+                .entry(r.source.name().to_string())
+                .or_default()
+                .inc();
         }
     }
 }
 
-/// The one decision, shared by the hook, `scamguard check` and `/v1/check`: lists first (files
-/// and store with their precedence), then the signals and the scoring policy. `live` is false
-/// for questions, which must not count as calls.
-#[allow(clippy::too_many_arguments)]
+/// The engine over the file lists, store lists and feeds as they are now: shared by the hook,
+/// `scamguard check` and `/v1/check`.
 pub fn decide(
+    engine: &Engine,
     lists: &ListSet,
     store: &StoreRules,
     feeds: Option<&crate::lists::feeds::FeedRules>,
-    policy: &Policy,
-    signals: &Signals,
-    f: &CallFacts,
-    callee: &str,
-    anonymous: bool,
-    live: bool,
+    call: &Call<'_>,
+    now_ms: u64,
 ) -> Verdict {
-    let facts = Facts::new(policy, f.caller_raw, callee, f.display_name, anonymous);
     let files = lists.current();
     let rules = Layered {
         files: &**files,
         store,
         feeds,
     };
-    let listed = screen(&facts, &rules, policy, unix_now());
-    let caller = facts.caller.map(|n| n.to_string());
-    let callee = facts.callee.map(|n| n.to_string());
-    let f = CallFacts {
-        caller: caller.as_deref(),
-        callee: callee.as_deref(),
-        ..*f
-    };
-    signals.decide(&listed, &f, live)
-}
-
-/// What `check` asks: the facts a person can type.
-pub fn question<'a>(caller: &'a str, display: Option<&'a str>) -> CallFacts<'a> {
-    CallFacts {
-        call_id: "check",
-        caller: None,
-        caller_raw: caller,
-        callee: None,
-        display_name: display,
-        source: None,
-        trusted: false,
-        identity: None,
-        verstat: None,
-    }
+    engine.decide(call, &rules, now_ms)
 }
 
 impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>) -> Decision {
         let started = Instant::now();
+        let now = now_ms();
         let trusted = self.trusted(call.source.ip());
         let p = parties(call, trusted);
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
         // it), its source, its Identity and the live signal state.
-        let facts = CallFacts {
-            call_id: call.call_id,
-            caller: None,
-            caller_raw: &p.caller,
-            callee: None,
+        let facts = Call {
+            id: call.call_id,
+            caller: &p.caller,
+            callee: &p.callee,
             display_name: p.display_name.as_deref(),
+            anonymous: p.anonymous,
             source: Some(call.source.ip()),
             trusted,
             identity: call.identity,
             verstat: p.verstat,
+            live: true,
         };
-        let v = self.decide(&facts, &p.callee, p.anonymous, true);
+        let v = self.decide(&facts, now);
         let callee = self
-            .policy
+            .engine
+            .screening
             .plan
             .normalise(&p.callee)
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
@@ -321,7 +299,9 @@ impl Hook for Screener {
         if matches!(decision, Decision::Reject { .. }) {
             // The SIP layer reports no end for a call it refused itself: end it here, or it
             // would count as a concurrent call until the signals' call timeout.
-            self.signals.ended(call.call_id, CallEnd::Rejected);
+            self.engine
+                .signals
+                .call_ended(call.call_id, CallEnd::Rejected, now);
         }
         self.count(&v);
         if !matches!(decision, Decision::Reject { .. }) && self.callers.len() < self.callers_cap {
@@ -329,7 +309,7 @@ impl Hook for Screener {
                 .insert(call.call_id.to_string(), (v.caller.clone(), callee.clone()));
         }
         self.log.write(Record {
-            time: SystemTime::now(),
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(now),
             call_id: call.call_id.to_string(),
             caller: v.caller,
             callee,
@@ -343,14 +323,14 @@ impl Hook for Screener {
     }
 
     fn call_event(&self, call_id: &str, event: CallEvent) {
+        let now = now_ms();
+        let signals = &self.engine.signals;
         match event {
-            CallEvent::Answered => self.signals.answered(call_id),
-            CallEvent::Cancelled => self.signals.ended(call_id, CallEnd::Cancelled),
-            CallEvent::Ended => self
-                .signals
-                .ended(call_id, CallEnd::Answered { talk_ms: 0 }),
+            CallEvent::Answered => signals.call_answered(call_id, now),
+            CallEvent::Cancelled => signals.call_ended(call_id, CallEnd::Cancelled, now),
+            CallEvent::Ended => signals.call_ended(call_id, CallEnd::Answered { talk_ms: 0 }, now),
             CallEvent::Failed(_) | CallEvent::TimedOut | CallEvent::Unwanted => {
-                self.signals.ended(call_id, CallEnd::Rejected)
+                signals.call_ended(call_id, CallEnd::Rejected, now)
             }
         }
         // A 607 from the callee is a report against the caller (RFC 8197): a signal, not proof,
@@ -366,7 +346,7 @@ impl Hook for Screener {
                     callee: Some(callee.clone()),
                     category: "unwanted".into(),
                     reporter: callee,
-                    at: unix_now(),
+                    at: (now / 1000) as i64,
                     source: ReportSource::Sip607,
                 });
             }
@@ -457,7 +437,11 @@ impl crate::api::Checker for Screener {
 
 impl crate::api::Reporter for Screener {
     fn number(&self, text: &str) -> Option<String> {
-        self.policy.plan.normalise(text).map(|n| n.to_string())
+        self.engine
+            .screening
+            .plan
+            .normalise(text)
+            .map(|n| n.to_string())
     }
 
     fn limits(&self) -> Option<crate::api::reports::Limits> {

@@ -354,7 +354,7 @@ pub fn list_name(path: &Path) -> Result<String, String> {
             "list name {stem:?} is not a plain word; expected letters, digits, '-', '_' or '.' (at most 64)"
         ));
     }
-    if stem == crate::screening::verdict::POLICY_LIST {
+    if crate::screening::Source::Policy == stem {
         return Err(format!(
             "list name {stem:?} is reserved for policy reasons; expected another file name"
         ));

@@ -1,23 +1,30 @@
 //! Pure screening decisions: who the caller is as an E.164 number, which list entries match it,
 //! and what the agent should do about the call.
 //!
-//! This module knows nothing of sockets, SIP syntax, files, clocks or tokio. It takes the facts
-//! of a call and an immutable rule snapshot and returns a [`Verdict`] with its reasons, so every
-//! decision can be reproduced by `scamguard check` and unit-tested as a table.
+//! This module knows nothing of sockets, SIP syntax, files, clocks or tokio, and imports nothing
+//! else of this crate. [`Engine::decide`] takes the facts of a call, an immutable rule snapshot
+//! and `now`, and returns a [`Verdict`] with its typed reasons, so every decision can be
+//! reproduced by `scamguard check` and unit-tested as a table.
 
+pub mod decide;
 pub mod entry;
+pub mod evidence;
 mod exact;
 pub mod index;
 pub mod number;
 pub mod policy;
+pub mod scoring;
 pub mod signals;
 pub mod verdict;
 
+pub use decide::{Call, Engine};
 pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};
+pub use evidence::{Effect, Evidence, Reason, Signal, Source};
 pub use index::{EntryMeta, IndexBuilder, IndexStats, Match, RuleIndex, Rules};
 pub use number::{BareDigits, Number, NumberPlan};
-pub use policy::{AnonymousPolicy, Policy, ScreeningConfig};
-pub use verdict::{screen, screen_with, Facts, Finding, Refusal, Verdict};
+pub use policy::{AnonymousPolicy, ScreeningConfig, ScreeningPolicy};
+pub use scoring::{PolicyConfig, Scoring, Tenancy, TenantConfig};
+pub use verdict::{Refusal, Verdict};
 
 use serde::Serialize;
 
@@ -38,15 +45,6 @@ impl Action {
             Action::Block => "block",
         }
     }
-}
-
-/// One reason behind a verdict: which list (or signal) and which entry matched, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reason {
-    pub list: String,
-    pub entry: String,
-    pub category: String,
-    pub reason: String,
 }
 
 /// One list as it is in force: its name, how many entries it contributes, where it came from.

@@ -125,7 +125,7 @@ impl ScreeningConfig {
 
 /// The compiled policy used by [`crate::screening::screen`].
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct ScreeningPolicy {
     pub plan: NumberPlan,
     pub anonymous: AnonymousPolicy,
     /// Emergency numbers as dialled (digits).
@@ -134,9 +134,9 @@ pub struct Policy {
     emergency_e164: Vec<Number>,
 }
 
-impl Policy {
+impl ScreeningPolicy {
     /// Compile a validated section; the error lists every problem.
-    pub fn from_config(c: &ScreeningConfig) -> Result<Policy, Vec<String>> {
+    pub fn from_config(c: &ScreeningConfig) -> Result<ScreeningPolicy, Vec<String>> {
         let problems = c.validate();
         if !problems.is_empty() {
             return Err(problems);
@@ -163,7 +163,7 @@ impl Policy {
             .iter()
             .filter_map(|e| Number::from_digits(format!("{}{e}", plan.country_code).as_bytes()))
             .collect();
-        Ok(Policy {
+        Ok(ScreeningPolicy {
             plan,
             anonymous: c.anonymous,
             emergency,
@@ -196,20 +196,22 @@ impl Policy {
     }
 }
 
-impl Default for Policy {
+impl Default for ScreeningPolicy {
     fn default() -> Self {
         // The default section is valid by construction; fall back to a bare US plan otherwise.
-        Policy::from_config(&ScreeningConfig::default()).unwrap_or_else(|_| Policy {
-            plan: NumberPlan {
-                country_code: "1".into(),
-                trunk_prefix: Some("1".into()),
-                international_prefix: "011".into(),
-                national_len: (10, 10),
-                bare_digits: BareDigits::National,
-            },
-            anonymous: AnonymousPolicy::Pass,
-            emergency: vec!["911".into()],
-            emergency_e164: Vec::new(),
+        ScreeningPolicy::from_config(&ScreeningConfig::default()).unwrap_or_else(|_| {
+            ScreeningPolicy {
+                plan: NumberPlan {
+                    country_code: "1".into(),
+                    trunk_prefix: Some("1".into()),
+                    international_prefix: "011".into(),
+                    national_len: (10, 10),
+                    bare_digits: BareDigits::National,
+                },
+                anonymous: AnonymousPolicy::Pass,
+                emergency: vec!["911".into()],
+                emergency_e164: Vec::new(),
+            }
         })
     }
 }
@@ -226,7 +228,7 @@ mod tests {
             international_prefix: Some("010".into()),
             ..Default::default()
         };
-        let p = Policy::from_config(&c).unwrap();
+        let p = ScreeningPolicy::from_config(&c).unwrap();
         assert_eq!(p.plan.country_code, "44");
         assert_eq!(p.plan.trunk_prefix, None);
         assert_eq!(p.plan.international_prefix, "010");
@@ -250,8 +252,8 @@ mod tests {
 
     #[test]
     fn emergency_callees() {
-        let us = Policy::default();
-        let au = Policy::from_config(&ScreeningConfig {
+        let us = ScreeningPolicy::default();
+        let au = ScreeningPolicy::from_config(&ScreeningConfig {
             default_country: "AU".into(),
             ..Default::default()
         })

@@ -1,20 +1,19 @@
-//! Policy: folds list matches and signal hits into one action. Scores add up and meet the warn
-//! and block thresholds; overrides come first: a call to an emergency number always passes (the
-//! screening policy marks it), a Do-Not-Originate hit (a signal, or a list entry in category
-//! `dno`) always blocks, then an allow entry always passes. A Do-Not-Originate number
+//! Scoring: the `[policy]` section, and the one fold that weighs a call's evidence into an
+//! action. Scores add up and meet the warn and block thresholds; overrides come first: a call to
+//! an emergency number always passes, a Do-Not-Originate hit (a signal, or a list entry in
+//! category `dno`) always blocks, then an allow entry always passes. A Do-Not-Originate number
 //! never places calls, so allowing one is a contradiction that the block resolves; remove the
 //! number from the DNO list to let it through.
 //!
 //! Tenants (chosen by the source peer, else by the callee's longest matching prefix) bring their
 //! own thresholds, a "warn, never block" switch and their own log-only names. Every list, feed
 //! or signal can run log-only: evaluated and shown as "would have", never enforced.
-//! Knows nothing of SIP or of how lists are indexed.
+//! Knows nothing of SIP, of how lists are indexed or of how evidence is found.
 
 use serde::{Deserialize, Serialize};
 
-use super::SignalHit;
-use crate::screening::verdict::POLICY_LIST;
-use crate::screening::{Action, EntryAction, Reason, Refusal, Verdict};
+use super::evidence::{Effect, Evidence, Reason};
+use super::Action;
 
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize)]
@@ -60,22 +59,16 @@ pub struct TenantConfig {
     pub log_only: Vec<String>,
 }
 
-/// A list entry that matched the caller, as the rule index reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListMatch {
-    pub action: EntryAction,
-    /// `reason.list` names the list or feed (matched against `log_only`).
-    pub reason: Reason,
-}
-
 /// Where the call is going, for tenant selection.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PolicyContext<'a> {
+pub struct Tenancy<'a> {
+    /// The callee, E.164.
     pub callee: Option<&'a str>,
+    /// The source peer.
     pub peer: Option<&'a str>,
 }
 
-/// One thing that counted (or would have counted) towards the verdict.
+/// One piece of evidence as it counted (or would have counted) towards the verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contribution {
     pub score: i32,
@@ -84,15 +77,14 @@ pub struct Contribution {
     pub reason: Reason,
 }
 
-/// The policy's answer.
+/// What the fold made of a call's evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub struct Weighing {
     pub action: Action,
     /// Sum of enforced scores.
     pub score: i32,
-    /// Enforced contributions' reasons, strongest first: what the verdict shows.
-    pub reasons: Vec<Reason>,
-    /// Every contribution, enforced or log-only, strongest first.
+    /// Every contribution, enforced first, then strongest first. An emergency callee's evidence
+    /// is here only when it overrode something.
     pub contributions: Vec<Contribution>,
     /// What log-only sources would have made of the call, when that differs.
     pub would_have: Option<Action>,
@@ -101,15 +93,25 @@ pub struct Decision {
     pub tenant: Option<String>,
 }
 
-/// The compiled policy.
+impl Weighing {
+    /// The enforced contributions' reasons: what the verdict shows before its notes.
+    pub fn enforced(&self) -> impl Iterator<Item = &Reason> {
+        self.contributions
+            .iter()
+            .filter(|c| c.enforced)
+            .map(|c| &c.reason)
+    }
+}
+
+/// The compiled `[policy]` section.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct Scoring {
     cfg: PolicyConfig,
 }
 
-impl Policy {
+impl Scoring {
     /// Checks the config; errors name the setting and what was expected.
-    pub fn new(cfg: PolicyConfig) -> Result<Policy, String> {
+    pub fn new(cfg: PolicyConfig) -> Result<Scoring, String> {
         if cfg.warn_at <= 0 || cfg.block_at < cfg.warn_at {
             return Err(format!(
                 "policy: need 0 < warn_at <= block_at, got warn_at {} block_at {}",
@@ -137,10 +139,14 @@ impl Policy {
                 ));
             }
         }
-        Ok(Policy { cfg })
+        Ok(Scoring { cfg })
     }
 
-    fn tenant(&self, ctx: &PolicyContext<'_>) -> Option<&TenantConfig> {
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    fn tenant(&self, ctx: &Tenancy<'_>) -> Option<&TenantConfig> {
         if let Some(peer) = ctx.peer {
             if let Some(t) = self
                 .cfg
@@ -168,238 +174,89 @@ impl Policy {
     }
 }
 
-/// One thing that may count, before the policy weighs it.
-struct Item<'r> {
-    score: i32,
-    /// The list, feed or signal name, for `log_only`.
-    name: &'r str,
-    dno: bool,
-    allow: bool,
-    emergency: bool,
-    reason: &'r Reason,
-}
-
+#[derive(Default)]
 struct Tally {
     score: i32,
     dno: bool,
     allow: bool,
-    emergency: bool,
 }
 
-fn tally(items: &[Item<'_>], enforced: &[bool], all: bool) -> Tally {
-    let mut t = Tally {
-        score: 0,
-        dno: false,
-        allow: false,
-        emergency: false,
-    };
-    for (it, &enf) in items.iter().zip(enforced) {
+impl Scoring {
+    /// The fold: weighs every piece of evidence once, with the tenant's thresholds and log-only
+    /// names, and applies the overrides.
+    pub fn weigh(&self, evidence: &[Evidence], ctx: &Tenancy<'_>) -> Weighing {
+        let cfg = &self.cfg;
+        let tenant = self.tenant(ctx);
+        let log_only = |name: &str| {
+            cfg.log_only.iter().any(|n| n == name)
+                || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
+        };
+        let warn_at = tenant.and_then(|t| t.warn_at).unwrap_or(cfg.warn_at);
+        let block_at = tenant.and_then(|t| t.block_at).unwrap_or(cfg.block_at);
+        let never_block = tenant.is_some_and(|t| t.never_block);
         // Calls to emergency numbers are never held back, log-only or not.
-        t.emergency |= it.emergency;
-        if enf || all {
-            t.score = t.score.saturating_add(it.score);
-            t.dno |= it.dno;
-            t.allow |= it.allow;
-        }
-    }
-    t
-}
-
-/// Decides a call from its list matches and signal hits.
-pub fn decide(
-    lists: &[ListMatch],
-    hits: &[SignalHit],
-    ctx: &PolicyContext<'_>,
-    policy: &Policy,
-) -> Decision {
-    let cfg = &policy.cfg;
-    let mut items = Vec::with_capacity(lists.len() + hits.len());
-    for m in lists {
-        let (score, allow) = match m.action {
-            EntryAction::Allow => (0, true),
-            EntryAction::Warn => (cfg.list_warn_score, false),
-            EntryAction::Block => (cfg.list_block_score, false),
+        let enforced: Vec<bool> = evidence
+            .iter()
+            .map(|e| e.effect == Effect::EmergencyCallee || !log_only(e.reason.source.name()))
+            .collect();
+        let tally = |all: bool| {
+            let mut t = Tally::default();
+            for (e, &enf) in evidence.iter().zip(&enforced) {
+                if enf || all {
+                    t.score = t.score.saturating_add(e.score);
+                    t.dno |= e.effect == Effect::DoNotOriginate;
+                    t.allow |= e.effect == Effect::Allows;
+                }
+            }
+            t
         };
-        let dno = m.reason.category.eq_ignore_ascii_case("dno") && m.action == EntryAction::Block;
-        items.push(Item {
-            score,
-            name: &m.reason.list,
-            dno,
-            allow,
-            emergency: false,
-            reason: &m.reason,
-        });
-    }
-    push_hits(&mut items, hits);
-    decide_items(&items, ctx, policy)
-}
-
-fn push_hits<'r>(items: &mut Vec<Item<'r>>, hits: &'r [SignalHit]) {
-    for h in hits {
-        items.push(Item {
-            score: h.score,
-            name: h.signal,
-            dno: h.dno,
-            allow: false,
-            emergency: false,
-            reason: &h.reason,
-        });
-    }
-}
-
-/// Folds signal hits into the verdict `screen()` gave for the lists (anonymity and emergency
-/// rules included) and returns the final verdict with the decision behind it.
-///
-/// The list verdict counts once, with the score of its action; a pass with a list reason is an
-/// allow entry; an `emergency` reason from the screening policy always passes the call. Each
-/// reason's text in the final verdict starts with its score (`(+50) ...`); log-only ones start
-/// with `(log-only +50)`, and a `policy`/`would-have` reason says what they would have done.
-pub fn decide_verdict(
-    list: &Verdict,
-    hits: &[SignalHit],
-    ctx: &PolicyContext<'_>,
-    policy: &Policy,
-) -> (Verdict, Decision) {
-    let cfg = &policy.cfg;
-    let mut items = Vec::with_capacity(list.reasons.len() + hits.len());
-    let mut scored = false;
-    for r in &list.reasons {
-        let from_policy = r.list == POLICY_LIST;
-        if from_policy && r.category == "emergency" {
-            items.push(Item {
-                score: 0,
-                name: &r.list,
-                dno: false,
-                allow: false,
-                emergency: true,
-                reason: r,
-            });
-            continue;
-        }
-        let (score, allow) = match list.action {
-            Action::Block => (cfg.list_block_score, false),
-            Action::Warn => (cfg.list_warn_score, false),
-            Action::Pass => (0, !from_policy),
-        };
-        // screen() already folded its lists into one action: count it once.
-        let score = if scored { 0 } else { score };
-        scored |= score != 0;
-        let dno = r.category.eq_ignore_ascii_case("dno") && list.action == Action::Block;
-        items.push(Item {
-            score,
-            name: &r.list,
-            dno,
-            allow,
-            emergency: false,
-            reason: r,
-        });
-    }
-    push_hits(&mut items, hits);
-    let d = decide_items(&items, ctx, policy);
-    let mut reasons: Vec<Reason> = d
-        .contributions
-        .iter()
-        .map(|c| {
-            let mut r = c.reason.clone();
-            r.reason = if c.enforced {
-                format!("(+{}) {}", c.score, r.reason)
+        let act = |t: &Tally| -> (Action, Option<&'static str>) {
+            let (a, why) = if t.dno {
+                (Action::Block, Some("dno"))
+            } else if t.allow {
+                (Action::Pass, Some("allow"))
+            } else if t.score >= block_at {
+                (Action::Block, None)
+            } else if t.score >= warn_at {
+                (Action::Warn, None)
             } else {
-                format!("(log-only +{}) {}", c.score, r.reason)
+                (Action::Pass, None)
             };
-            r
-        })
-        .collect();
-    if let Some(w) = d.would_have {
-        reasons.push(Reason {
-            list: POLICY_LIST.into(),
-            entry: "log-only".into(),
-            category: "would-have".into(),
-            reason: format!(
-                "log-only lists and signals would have made this call {}",
-                w.as_str()
-            ),
-        });
-    }
-    if let Some(o) = d.overridden_by {
-        reasons.push(Reason {
-            list: POLICY_LIST.into(),
-            entry: o.into(),
-            category: "override".into(),
-            reason: format!("decided by the {o} override"),
-        });
-    }
-    let refusal = if d.action == Action::Block && list.action == Action::Block {
-        list.refusal
-    } else {
-        Refusal::Blocked
-    };
-    let v = Verdict {
-        action: d.action,
-        caller: list.caller.clone(),
-        reasons,
-        refusal,
-    };
-    (v, d)
-}
-
-fn decide_items(items: &[Item<'_>], ctx: &PolicyContext<'_>, policy: &Policy) -> Decision {
-    let cfg = &policy.cfg;
-    let tenant = policy.tenant(ctx);
-    let log_only = |name: &str| {
-        cfg.log_only.iter().any(|n| n == name)
-            || tenant.is_some_and(|t| t.log_only.iter().any(|n| n == name))
-    };
-    let enforced: Vec<bool> = items.iter().map(|it| !log_only(it.name)).collect();
-    let warn_at = tenant.and_then(|t| t.warn_at).unwrap_or(cfg.warn_at);
-    let block_at = tenant.and_then(|t| t.block_at).unwrap_or(cfg.block_at);
-    let never_block = tenant.is_some_and(|t| t.never_block);
-    let act = |t: &Tally| -> (Action, Option<&'static str>) {
-        let (a, why) = if t.emergency {
-            (Action::Pass, Some("emergency"))
-        } else if t.dno {
-            (Action::Block, Some("dno"))
-        } else if t.allow {
-            (Action::Pass, Some("allow"))
-        } else if t.score >= block_at {
-            (Action::Block, None)
-        } else if t.score >= warn_at {
-            (Action::Warn, None)
-        } else {
-            (Action::Pass, None)
+            if a == Action::Block && never_block {
+                (Action::Warn, Some("never-block"))
+            } else {
+                (a, why)
+            }
         };
-        if a == Action::Block && never_block {
-            (Action::Warn, Some("never-block"))
-        } else {
-            (a, why)
+        let now = tally(false);
+        let (mut action, mut overridden_by) = act(&now);
+        let (mut would, _) = act(&tally(true));
+        // The emergency exemption speaks only when it changes something: a call to 911 that
+        // nothing flagged carries no reasons.
+        let emergency = evidence.iter().any(|e| e.effect == Effect::EmergencyCallee)
+            && (action != Action::Pass || would != Action::Pass);
+        if emergency {
+            (action, overridden_by, would) = (Action::Pass, Some("emergency"), Action::Pass);
         }
-    };
-    let now = tally(items, &enforced, false);
-    let everything = tally(items, &enforced, true);
-    let (action, overridden_by) = act(&now);
-    let (would, _) = act(&everything);
-    let mut contributions: Vec<Contribution> = items
-        .iter()
-        .zip(&enforced)
-        .map(|(it, enf)| Contribution {
-            score: it.score,
-            enforced: *enf,
-            reason: it.reason.clone(),
-        })
-        .collect();
-    contributions.sort_by(|a, b| b.enforced.cmp(&a.enforced).then(b.score.cmp(&a.score)));
-    let reasons = contributions
-        .iter()
-        .filter(|c| c.enforced)
-        .map(|c| c.reason.clone())
-        .collect();
-    Decision {
-        action,
-        score: now.score,
-        reasons,
-        contributions,
-        would_have: (would != action).then_some(would),
-        overridden_by,
-        tenant: tenant.map(|t| t.name.clone()),
+        let mut contributions: Vec<Contribution> = evidence
+            .iter()
+            .zip(&enforced)
+            .filter(|(e, _)| emergency || e.effect != Effect::EmergencyCallee)
+            .map(|(e, enf)| Contribution {
+                score: e.score,
+                enforced: *enf,
+                reason: e.reason.clone(),
+            })
+            .collect();
+        contributions.sort_by(|a, b| b.enforced.cmp(&a.enforced).then(b.score.cmp(&a.score)));
+        Weighing {
+            action,
+            score: now.score,
+            contributions,
+            would_have: (would != action).then_some(would),
+            overridden_by,
+            tenant: tenant.map(|t| t.name.clone()),
+        }
     }
 }
 
@@ -407,33 +264,47 @@ fn decide_items(items: &[Item<'_>], ctx: &PolicyContext<'_>, policy: &Policy) ->
 mod tests {
     use super::*;
 
-    fn reason(list: &str, category: &str) -> Reason {
+    use crate::screening::evidence::{Signal, Source};
+    use crate::screening::EntryAction;
+
+    fn reason(source: Source, category: &str) -> Reason {
         Reason {
-            list: list.into(),
+            source,
             entry: "+12027620143".into(),
             category: category.into(),
             reason: "test".into(),
         }
     }
 
-    fn lm(action: EntryAction, list: &str, category: &str) -> ListMatch {
-        ListMatch {
-            action,
-            reason: reason(list, category),
-        }
-    }
-
-    fn sh(signal: &'static str, score: i32, dno: bool) -> SignalHit {
-        SignalHit {
-            signal,
+    /// A list match as the engine turns it into evidence.
+    fn lm(action: EntryAction, list: &str, category: &str) -> Evidence {
+        let (score, effect) = match action {
+            EntryAction::Allow => (0, Effect::Allows),
+            EntryAction::Warn => (50, Effect::Scores),
+            EntryAction::Block if category == "dno" => (100, Effect::DoNotOriginate),
+            EntryAction::Block => (100, Effect::Scores),
+        };
+        Evidence {
             score,
-            dno,
-            reason: reason(signal, signal),
+            effect,
+            reason: reason(Source::list(list), category),
         }
     }
 
-    fn policy() -> Policy {
-        Policy::new(PolicyConfig {
+    fn sh(signal: Signal, score: i32, dno: bool) -> Evidence {
+        Evidence {
+            score,
+            effect: if dno {
+                Effect::DoNotOriginate
+            } else {
+                Effect::Scores
+            },
+            reason: reason(Source::Signal(signal), signal.name()),
+        }
+    }
+
+    fn policy() -> Scoring {
+        Scoring::new(PolicyConfig {
             log_only: vec!["partner-feed".into(), "wangiri".into()],
             tenants: vec![
                 TenantConfig {
@@ -466,8 +337,8 @@ mod tests {
         use Action::*;
         use EntryAction as E;
         type Case = (
-            Vec<ListMatch>,
-            Vec<SignalHit>,
+            Vec<Evidence>,
+            Vec<Evidence>,
             Option<&'static str>,
             Option<&'static str>,
             Action,
@@ -499,7 +370,10 @@ mod tests {
             ),
             (
                 vec![],
-                vec![sh("stir", 20, false), sh("neighbour", 50, false)],
+                vec![
+                    sh(Signal::Stir, 20, false),
+                    sh(Signal::Neighbour, 50, false),
+                ],
                 None,
                 None,
                 Warn,
@@ -509,7 +383,10 @@ mod tests {
             ),
             (
                 vec![],
-                vec![sh("velocity", 50, false), sh("brand", 50, false)],
+                vec![
+                    sh(Signal::Velocity, 50, false),
+                    sh(Signal::Brand, 50, false),
+                ],
                 None,
                 None,
                 Block,
@@ -523,7 +400,7 @@ mod tests {
                     lm(E::Allow, "allow", "customer"),
                     lm(E::Block, "blocklist", "scam"),
                 ],
-                vec![sh("velocity", 100, false)],
+                vec![sh(Signal::Velocity, 100, false)],
                 None,
                 None,
                 Pass,
@@ -534,7 +411,7 @@ mod tests {
             // ... but not a Do-Not-Originate hit, from a signal or from a dno list entry.
             (
                 vec![lm(E::Allow, "allow", "customer")],
-                vec![sh("dno", 100, true)],
+                vec![sh(Signal::Dno, 100, true)],
                 None,
                 None,
                 Block,
@@ -568,7 +445,7 @@ mod tests {
             ),
             (
                 vec![],
-                vec![sh("wangiri", 100, false), sh("stir", 20, false)],
+                vec![sh(Signal::Wangiri, 100, false), sh(Signal::Stir, 20, false)],
                 None,
                 None,
                 Pass,
@@ -590,7 +467,10 @@ mod tests {
             // ... the longest prefix wins, with its own thresholds ...
             (
                 vec![],
-                vec![sh("stir", 20, false), sh("neighbour", 25, false)],
+                vec![
+                    sh(Signal::Stir, 20, false),
+                    sh(Signal::Neighbour, 25, false),
+                ],
                 Some("+442079460123"),
                 None,
                 Block,
@@ -601,7 +481,7 @@ mod tests {
             // ... and a peer's tenant has its own log-only names.
             (
                 vec![lm(E::Block, "blocklist", "scam")],
-                vec![sh("velocity", 50, false)],
+                vec![sh(Signal::Velocity, 50, false)],
                 Some("+442079460123"),
                 Some("pbx-b"),
                 Pass,
@@ -613,14 +493,13 @@ mod tests {
         let p = policy();
         for (i, (lists, hits, callee, peer, action, score, would, over)) in cases.iter().enumerate()
         {
-            let d = decide(
-                lists,
-                hits,
-                &PolicyContext {
+            let evidence: Vec<Evidence> = lists.iter().chain(hits).cloned().collect();
+            let d = p.weigh(
+                &evidence,
+                &Tenancy {
                     callee: *callee,
                     peer: *peer,
                 },
-                &p,
             );
             assert_eq!(
                 (d.action, d.score, d.would_have, d.overridden_by),
@@ -629,120 +508,10 @@ mod tests {
             );
             assert_eq!(d.contributions.len(), lists.len() + hits.len(), "case {i}");
             assert_eq!(
-                d.reasons.len(),
+                d.enforced().count(),
                 d.contributions.iter().filter(|c| c.enforced).count(),
                 "case {i}"
             );
-        }
-    }
-
-    #[test]
-    fn folding_hits_into_a_list_verdict() {
-        use crate::screening::Refusal;
-        let verdict = |action: Action, reasons: &[(&str, &str)]| Verdict {
-            action,
-            caller: "+447911123456".into(),
-            reasons: reasons.iter().map(|(l, c)| reason(l, c)).collect(),
-            refusal: Refusal::Blocked,
-        };
-        type Case = (
-            Verdict,
-            Vec<SignalHit>,
-            Action,
-            Option<&'static str>,
-            Option<Action>,
-        );
-        let cases: Vec<Case> = vec![
-            (verdict(Action::Pass, &[]), vec![], Action::Pass, None, None),
-            (
-                verdict(Action::Pass, &[]),
-                vec![sh("brand", 100, false)],
-                Action::Block,
-                None,
-                None,
-            ),
-            (
-                verdict(
-                    Action::Warn,
-                    &[("blocklist", "robocall"), (POLICY_LIST, "anonymous")],
-                ),
-                vec![],
-                Action::Warn,
-                None,
-                None,
-            ),
-            (
-                verdict(Action::Warn, &[("blocklist", "robocall")]),
-                vec![sh("stir", 60, false)],
-                Action::Block,
-                None,
-                None,
-            ),
-            // An allow entry: screen() passes with the list's reason.
-            (
-                verdict(Action::Pass, &[("allow", "customer")]),
-                vec![sh("velocity", 100, false)],
-                Action::Pass,
-                Some("allow"),
-                None,
-            ),
-            // Emergency beats even a Do-Not-Originate hit.
-            (
-                verdict(
-                    Action::Pass,
-                    &[("blocklist", "scam"), (POLICY_LIST, "emergency")],
-                ),
-                vec![sh("dno", 100, true)],
-                Action::Pass,
-                Some("emergency"),
-                None,
-            ),
-            (
-                verdict(Action::Block, &[("do-not-originate", "dno")]),
-                vec![],
-                Action::Block,
-                Some("dno"),
-                None,
-            ),
-            (
-                verdict(Action::Block, &[("partner-feed", "scam")]),
-                vec![],
-                Action::Pass,
-                None,
-                Some(Action::Block),
-            ),
-        ];
-        let p = policy();
-        for (i, (list, hits, action, over, would)) in cases.iter().enumerate() {
-            let (v, d) = decide_verdict(list, hits, &PolicyContext::default(), &p);
-            assert_eq!(
-                (v.action, d.overridden_by, d.would_have),
-                (*action, *over, *would),
-                "case {i}: {v:?}"
-            );
-            for h in hits {
-                let shown = v
-                    .reasons
-                    .iter()
-                    .find(|r| r.list == h.signal)
-                    .expect("every hit is in the verdict");
-                assert!(
-                    shown.reason.starts_with(&format!("(+{}) ", h.score)),
-                    "case {i}: {shown:?}"
-                );
-            }
-            if would.is_some() {
-                assert!(
-                    v.reasons.iter().any(|r| r.category == "would-have"),
-                    "case {i}: {v:?}"
-                );
-                assert!(
-                    v.reasons
-                        .iter()
-                        .any(|r| r.reason.starts_with("(log-only +")),
-                    "case {i}: {v:?}"
-                );
-            }
         }
     }
 
@@ -757,7 +526,7 @@ mod tests {
             (None, None, None),
         ];
         for (callee, peer, want) in cases {
-            let d = decide(&[], &[], &PolicyContext { callee, peer }, &p);
+            let d = p.weigh(&[], &Tenancy { callee, peer });
             assert_eq!(d.tenant.as_deref(), want, "{callee:?} {peer:?}");
         }
     }
@@ -791,7 +560,7 @@ mod tests {
             },
         ];
         for (i, cfg) in bad.into_iter().enumerate() {
-            assert!(Policy::new(cfg).is_err(), "case {i}");
+            assert!(Scoring::new(cfg).is_err(), "case {i}");
         }
     }
 }

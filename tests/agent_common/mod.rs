@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use scamguard::app::config::Config;
 use scamguard::app::{self, Agent};
-use scamguard::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -59,7 +59,8 @@ impl Harness {
         c.api.listen = "127.0.0.1:0".into();
         c.lists.dir = root().join("blocklists");
         c.store.data_dir = dir.path().join("data");
-        c.log.decisions = scamguard::config::LogTarget::File(dir.path().join("decisions.jsonl"));
+        c.log.decisions =
+            scamguard::app::config::LogTarget::File(dir.path().join("decisions.jsonl"));
         if c.media.enabled {
             c.media.prompts_dir = root().join("prompts").display().to_string();
         }

@@ -11,7 +11,10 @@ use scamguard::lists::overlay::{Live, StoreRules};
 use scamguard::lists::store::{Store, StoreConfig};
 use scamguard::lists::watch::ListFiles;
 use scamguard::lists::{ListSet, ListsConfig};
-use scamguard::screening::{Policy, ScreeningConfig};
+use scamguard::screening::signals::brands::Brands;
+use scamguard::screening::signals::stir::{CertLookup, CertState};
+use scamguard::screening::signals::{SignalState, SignalsConfig};
+use scamguard::screening::{Engine, PolicyConfig, Scoring, ScreeningConfig, ScreeningPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -63,7 +66,7 @@ impl Agent {
         let checker = Arc::new(RulesChecker {
             files: set,
             store: rules,
-            policy: Policy::from_config(&ScreeningConfig::default()).unwrap(),
+            engine: lists_only_engine(),
         });
         let mut cfg = ApiConfig {
             listen: "127.0.0.1:0".into(),
@@ -227,12 +230,42 @@ pub fn lists_dir(dir: &Path) -> PathBuf {
     dir.join("lists")
 }
 
-/// The API tests' checker: the lists alone (files and store, with their precedence). The agent
-/// passes its real screener, which adds the signals; these tests are about the API around it.
+struct NoCerts;
+impl CertLookup for NoCerts {
+    fn lookup(&self, _: &str) -> CertState {
+        CertState::Pending
+    }
+}
+
+/// The agent's engine with every signal off: verdicts come from the lists (and the policy's
+/// anonymity and emergency rules) alone.
+pub fn lists_only_engine() -> Engine {
+    let mut cfg = SignalsConfig::default();
+    cfg.stir.enabled = false;
+    cfg.velocity.enabled = false;
+    cfg.wangiri.enabled = false;
+    cfg.brands.enabled = false;
+    cfg.dno.enabled = false;
+    cfg.plausibility.enabled = false;
+    Engine {
+        screening: ScreeningPolicy::from_config(&ScreeningConfig::default()).unwrap(),
+        scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+        signals: SignalState::new(
+            cfg,
+            Arc::new(Brands::from_toml("", "none").unwrap()),
+            Arc::new(NoCerts),
+        ),
+        international_gateways: Vec::new(),
+    }
+}
+
+/// The API tests' checker: the lists alone (files and store, with their precedence), through
+/// the agent's own engine with the signals off. The agent passes its real screener, which adds
+/// the signals; these tests are about the API around it.
 pub struct RulesChecker {
     pub files: Arc<ListSet>,
     pub store: Arc<StoreRules>,
-    pub policy: Policy,
+    pub engine: Engine,
 }
 
 impl Checker for RulesChecker {
@@ -242,23 +275,20 @@ impl Checker for RulesChecker {
         callee: Option<&str>,
         display: Option<&str>,
     ) -> serde_json::Value {
-        let facts = scamguard::screening::Facts::new(
-            &self.policy,
+        let call = scamguard::screening::Call {
+            id: "check",
             caller,
-            callee.unwrap_or(""),
-            display,
-            false,
-        );
+            callee: callee.unwrap_or(""),
+            display_name: display,
+            ..Default::default()
+        };
         let snap = self.files.current();
         let rules = scamguard::lists::overlay::Layered {
             files: &**snap,
             store: &self.store,
             feeds: None,
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let v = scamguard::screening::screen(&facts, &rules, &self.policy, now);
+        let v = self.engine.decide(&call, &rules, scamguard::app::now_ms());
         serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
     }
 }

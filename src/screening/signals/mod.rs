@@ -4,23 +4,20 @@
 //! Reports are counted here ([`reports::ReportBook`]) but enforced as store-list entries, so
 //! they give no hit of their own.
 //!
-//! Each signal turns the facts of a call into [`SignalHit`]s: a score and a [`Reason`] whose
-//! `list` names the signal. [`policy::decide`] folds them, with the list matches, into a verdict.
-//! Pure: no sockets, files, clocks or tokio. Times come in as arguments; state that must outlive
-//! one call (velocity, wangiri, reports) sits in [`SignalState`], in bounded tables.
+//! Each signal turns the facts of a call into [`Evidence`]: a score and a reason whose source
+//! is the signal. The engine ([`crate::screening::decide`]) gathers it with the list matches and
+//! the scoring policy weighs it all in one fold. Pure: no sockets, files, clocks or tokio. Times
+//! come in as arguments; state that must outlive one call (velocity, wangiri, reports) sits in
+//! [`SignalState`], in bounded tables.
 //!
-//! How the lead calls it, per new call:
-//! 1. `let eval = signals::evaluate(&input, &state, now_ms);`
-//! 2. `let decision = policy::decide(&list_matches, &eval.hits, &ctx, &policy);`
-//!
-//! and on call events: [`SignalState::call_answered`], [`SignalState::call_ended`],
-//! [`SignalState::report`]; every few seconds [`SignalState::sweep`].
+//! Per new call the engine calls [`evaluate`]; on call events the app calls
+//! [`SignalState::call_answered`], [`SignalState::call_ended`] and [`SignalState::report`], and
+//! every few seconds [`SignalState::sweep`].
 
 pub mod bounded;
 pub mod brands;
 pub mod certchain;
 pub mod plausible;
-pub mod policy;
 pub mod reports;
 pub mod stir;
 pub mod text;
@@ -38,7 +35,8 @@ use self::reports::{Promotion, Report, ReportBook, ReportsConfig};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
 use self::velocity::{CallKeys, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
-use crate::screening::{Action, Reason};
+use crate::screening::evidence::{Effect, Evidence, Signal};
+use crate::screening::Action;
 
 /// The facts of a call that signals look at. The lead fills it from the screening facts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,21 +68,10 @@ pub struct SignalInput<'a> {
     pub question: bool,
 }
 
-/// What one signal contributes to a verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignalHit {
-    /// The signal's name, as used in `log_only` and in `reason.list`.
-    pub signal: &'static str,
-    pub score: i32,
-    /// Do-Not-Originate: the policy blocks regardless of the score.
-    pub dno: bool,
-    pub reason: Reason,
-}
-
 /// Everything `evaluate` found for one call.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    pub hits: Vec<SignalHit>,
+    pub hits: Vec<Evidence>,
     /// For the lead: the caller to trust (a verified `orig.tn`) and `Reason: STIR;cause=`.
     pub stir: StirOutcome,
 }
@@ -342,23 +329,13 @@ impl SignalState {
 }
 
 fn hit(
-    signal: &'static str,
+    signal: Signal,
     score: i32,
     entry: impl Into<String>,
     category: &str,
     reason: impl Into<String>,
-) -> SignalHit {
-    SignalHit {
-        signal,
-        score,
-        dno: false,
-        reason: Reason {
-            list: signal.into(),
-            entry: entry.into(),
-            category: category.into(),
-            reason: reason.into(),
-        },
-    }
+) -> Evidence {
+    Evidence::signal(signal, score, entry, category, reason)
 }
 
 /// Evaluates every enabled signal for a new call and counts it for velocity. Call once per new
@@ -398,7 +375,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             StirOutcome::Absent => (cfg.stir.score_absent, "428".into()),
         };
         if score != 0 || !matches!(stir, StirOutcome::Absent) {
-            hits.push(hit("stir", score, entry, "stir", stir.to_string()));
+            hits.push(hit(Signal::Stir, score, entry, "stir", stir.to_string()));
         }
     }
     let well_attested = matches!(
@@ -412,12 +389,12 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     if let Some(caller) = input.caller {
         if cfg.dno.enabled {
             if let Some(b) = state.brands.inbound_only_owner(caller) {
-                let mut h = hit("dno", cfg.levels.block, caller, "dno", format!("{caller} is an inbound-only number of {} (brands.toml): a call from it is spoofed", b.name));
-                h.dno = true;
+                let mut h = hit(Signal::Dno, cfg.levels.block, caller, "dno", format!("{caller} is an inbound-only number of {} (brands.toml): a call from it is spoofed", b.name));
+                h.effect = Effect::DoNotOriginate;
                 hits.push(h);
             } else if cfg.dno.numbers.iter().any(|n| n == caller) {
-                let mut h = hit("dno", cfg.levels.block, caller, "dno", format!("{caller} is on the configured Do-Not-Originate list: a call from it is spoofed"));
-                h.dno = true;
+                let mut h = hit(Signal::Dno, cfg.levels.block, caller, "dno", format!("{caller} is on the configured Do-Not-Originate list: a call from it is spoofed"));
+                h.effect = Effect::DoNotOriginate;
                 hits.push(h);
             }
         }
@@ -428,7 +405,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             if let Some(b) = state.brands.claimed(name) {
                 if !b.calls_from(input.caller) {
                     hits.push(hit(
-                        "brand",
+                        Signal::Brand,
                         cfg.levels.of(b.action),
                         b.name.as_str(),
                         &b.category,
@@ -490,7 +467,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                     }),
                 };
                 hits.push(hit(
-                    "velocity",
+                    Signal::Velocity,
                     cfg.levels.of(top.action),
                     entry,
                     "velocity",
@@ -503,7 +480,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     if let Some(caller) = input.caller {
         if let Some(top) = state.wangiri.check(caller, now_ms).first() {
             hits.push(hit(
-                "wangiri",
+                Signal::Wangiri,
                 cfg.levels.of(top.action),
                 top.key.clone(),
                 "wangiri",
@@ -521,7 +498,7 @@ fn plausibility(
     input: &SignalInput<'_>,
     cfg: &PlausibilityConfig,
     well_attested: bool,
-    hits: &mut Vec<SignalHit>,
+    hits: &mut Vec<Evidence>,
 ) {
     let verdict = match (input.caller, input.caller_raw) {
         (Some(c), _) => plausible::check_e164(c),
@@ -538,7 +515,7 @@ fn plausibility(
         };
         let shown = input.caller.or(input.caller_raw).unwrap_or("");
         hits.push(hit(
-            "plausibility",
+            Signal::Plausibility,
             score,
             shown,
             why.as_str(),
@@ -558,7 +535,7 @@ fn plausibility(
                 .any(|c| c.eq_ignore_ascii_case(country));
             if home && enforced {
                 hits.push(hit(
-                    "gateway",
+                    Signal::Gateway,
                     cfg.score_gateway,
                     caller,
                     "spoofed",
@@ -573,7 +550,7 @@ fn plausibility(
     if let Some(callee) = input.callee {
         if !well_attested && plausible::is_neighbour(caller, callee, cfg.neighbour_tail_digits) {
             hits.push(hit(
-                "neighbour",
+                Signal::Neighbour,
                 cfg.score_neighbour,
                 caller,
                 "spoofed",

@@ -57,7 +57,12 @@ fn signals_of(e: &Evaluation) -> Vec<(&'static str, String)> {
         .hits
         .iter()
         .filter(|h| h.score != 0)
-        .map(|h| (h.signal, h.reason.entry.clone()))
+        .map(|h| {
+            (
+                h.signal_kind().map_or("?", Signal::name),
+                h.reason.entry.clone(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -252,7 +257,12 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
         s.call_ended(&id, CallEnd::Cancelled, t + 2_000);
     }
     let e = last.unwrap();
-    let by = |name: &str| e.hits.iter().find(|h| h.signal == name).map(|h| h.score);
+    let by = |name: &str| {
+        e.hits
+            .iter()
+            .find(|h| h.reason.source == name)
+            .map(|h| h.score)
+    };
     assert_eq!(by("velocity"), Some(100), "{:#?}", e.hits);
     assert_eq!(by("wangiri"), Some(100), "{:#?}", e.hits);
     assert_eq!(s.calls_tracked(), 0);
@@ -269,12 +279,12 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
         };
         let e = evaluate(&q, &s, NOW_MS + 41_000 + i);
         assert!(
-            e.hits.iter().all(|h| h.signal != "velocity"),
+            e.hits.iter().all(|h| h.reason.source != "velocity"),
             "{:#?}",
             e.hits
         );
         assert!(
-            e.hits.iter().any(|h| h.signal == "wangiri"),
+            e.hits.iter().any(|h| h.reason.source == "wangiri"),
             "{:#?}",
             e.hits
         );
@@ -314,7 +324,7 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
     assert!(evaluate(&input, &s, NOW_MS)
         .hits
         .iter()
-        .all(|h| h.signal != "reports"));
+        .all(|h| h.reason.source != "reports"));
 }
 
 #[test]
@@ -386,7 +396,7 @@ never_block = true
     #[derive(serde::Deserialize)]
     struct File {
         signals: SignalsConfig,
-        policy: policy::PolicyConfig,
+        policy: crate::screening::PolicyConfig,
     }
     let f: File = toml::from_str(text).unwrap();
     assert_eq!(f.signals.stir.max_age_secs, 30);
@@ -420,7 +430,7 @@ never_block = true
         f.policy.tenants[0].callee_prefixes,
         vec!["+4420794600".to_string()]
     );
-    assert!(policy::Policy::new(f.policy).is_ok());
+    assert!(crate::screening::Scoring::new(f.policy).is_ok());
     for bad in [
         "[signals]\nmax_callz = 1\n",
         "[signals.stir]\nmax_age = 1\n",
@@ -434,7 +444,7 @@ never_block = true
             #[serde(default)]
             signals: Option<SignalsConfig>,
             #[serde(default)]
-            policy: Option<policy::PolicyConfig>,
+            policy: Option<crate::screening::PolicyConfig>,
         }
         let e = toml::from_str::<Loose>(bad).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{bad}: {e}");

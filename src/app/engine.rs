@@ -1,0 +1,35 @@
+//! The one place the decision engine is built from the config, for `run` and `check` alike, so
+//! a question asked with `scamguard check` is answered by the same engine as a live call.
+
+use std::sync::Arc;
+
+use super::config::Config;
+use super::AppError;
+use crate::screening::signals::brands::Brands;
+use crate::screening::signals::stir::CertLookup;
+use crate::screening::signals::SignalState;
+use crate::screening::{Engine, Scoring, ScreeningPolicy};
+
+/// The engine for this config; `certs` answers the STIR signal's certificate lookups.
+pub fn build(config: &Config, certs: Arc<dyn CertLookup>) -> Result<Engine, AppError> {
+    let screening =
+        ScreeningPolicy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
+    let cfg = &config.signals;
+    let brands = if cfg.brands.enabled {
+        let text = std::fs::read_to_string(&cfg.brands.file).map_err(|e| {
+            AppError(format!(
+                "{}: cannot read the brands file: {e}",
+                cfg.brands.file
+            ))
+        })?;
+        Brands::from_toml(&text, &cfg.brands.file).map_err(|e| AppError(e.to_string()))?
+    } else {
+        Brands::from_toml("", "none").map_err(|e| AppError(e.to_string()))?
+    };
+    Ok(Engine {
+        screening,
+        scoring: Scoring::new(config.policy.clone()).map_err(AppError)?,
+        signals: SignalState::new(cfg.clone(), Arc::new(brands), certs),
+        international_gateways: config.peers.international_gateways.clone(),
+    })
+}

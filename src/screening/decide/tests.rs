@@ -1,0 +1,329 @@
+//! The engine over real list entries, with the signals off unless a case needs one: the list
+//! precedence, anonymity, emergency callees, overrides and log-only sources, as one table.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::screening::entry::{Entry, EntryAction, Pattern};
+use crate::screening::index::{IndexBuilder, RuleIndex};
+use crate::screening::policy::ScreeningConfig;
+use crate::screening::scoring::PolicyConfig;
+use crate::screening::signals::brands::Brands;
+use crate::screening::signals::stir::{CertLookup, CertState};
+use crate::screening::signals::SignalsConfig;
+
+const NOW_MS: u64 = 1_790_000_000_000;
+
+struct NoCerts;
+impl CertLookup for NoCerts {
+    fn lookup(&self, _: &str) -> CertState {
+        CertState::Pending
+    }
+}
+
+fn rules() -> RuleIndex {
+    let mut b = IndexBuilder::new();
+    for (list, p, a, cat) in [
+        ("scam", "+12025550143", "block", "scam"),
+        ("scam", "+120255501XX", "warn", "robocall"),
+        ("ok", "+12025550150", "allow", "partner"),
+        ("premium", "+1900*", "warn", "premium-rate"),
+        ("stir", "+13125550111", "warn", "robocall"),
+    ] {
+        b.add(
+            list,
+            &Entry {
+                pattern: Pattern::parse(p).unwrap(),
+                action: EntryAction::parse(a).unwrap(),
+                category: cat.into(),
+                reason: format!("{cat} entry"),
+                source: "test".into(),
+                expires: None,
+            },
+        );
+    }
+    b.build()
+}
+
+/// Every signal off but DNO (with one configured number) and, when asked, STIR.
+fn engine(anonymous: AnonymousPolicy, log_only: &[&str], stir: bool) -> Engine {
+    let mut cfg = SignalsConfig::default();
+    cfg.stir.enabled = stir;
+    cfg.stir.score_absent = 0;
+    cfg.velocity.enabled = false;
+    cfg.wangiri.enabled = false;
+    cfg.brands.enabled = false;
+    cfg.plausibility.enabled = false;
+    cfg.dno.numbers = vec!["+13125550100".into()];
+    Engine {
+        screening: ScreeningPolicy::from_config(&ScreeningConfig {
+            anonymous,
+            ..Default::default()
+        })
+        .unwrap(),
+        scoring: Scoring::new(PolicyConfig {
+            log_only: log_only.iter().map(|s| s.to_string()).collect(),
+            ..PolicyConfig::default()
+        })
+        .unwrap(),
+        signals: SignalState::new(
+            cfg,
+            Arc::new(Brands::from_toml("", "none").unwrap()),
+            Arc::new(NoCerts),
+        ),
+        international_gateways: Vec::new(),
+    }
+}
+
+fn call<'a>(caller: &'a str, callee: &'a str, anonymous: bool) -> Call<'a> {
+    Call {
+        id: "t1",
+        caller,
+        callee,
+        anonymous,
+        ..Call::default()
+    }
+}
+
+#[test]
+fn verdict_table() {
+    use AnonymousPolicy as A;
+    use Refusal::*;
+    // (caller, callee, anonymous, anonymous policy, action, refusal, reasons' sources)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        bool,
+        AnonymousPolicy,
+        Action,
+        Refusal,
+        &'a [&'a str],
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "+12025550143",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Block,
+            Blocked,
+            &["scam"],
+        ),
+        (
+            "(202) 555-0143",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Block,
+            Blocked,
+            &["scam"],
+        ),
+        (
+            "+12025550177",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Warn,
+            Blocked,
+            &["scam"],
+        ),
+        (
+            "+19005550100",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Warn,
+            Blocked,
+            &["premium"],
+        ),
+        (
+            "+12025550199",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Warn,
+            Blocked,
+            &["scam"],
+        ),
+        (
+            "+14155550100",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &[],
+        ),
+        // An allow entry beats the X-pattern, and says that it decided.
+        (
+            "+12025550150",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &["ok", "policy"],
+        ),
+        // A Do-Not-Originate signal blocks whatever the score.
+        (
+            "+13125550100",
+            "2025550100",
+            false,
+            A::Pass,
+            Action::Block,
+            Blocked,
+            &["dno", "policy"],
+        ),
+        // Anonymity.
+        (
+            "anonymous",
+            "2025550100",
+            true,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &[],
+        ),
+        (
+            "anonymous",
+            "2025550100",
+            true,
+            A::Warn,
+            Action::Warn,
+            Blocked,
+            &["policy"],
+        ),
+        (
+            "anonymous",
+            "2025550100",
+            true,
+            A::Reject,
+            Action::Block,
+            AnonymityDisallowed,
+            &["policy"],
+        ),
+        // Emergency callees are never blocked or warned: not by a list, not by the anonymity
+        // rule, and not by a signal either.
+        (
+            "+12025550143",
+            "911",
+            false,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &["scam", "policy", "policy"],
+        ),
+        (
+            "anonymous",
+            "9-1-1",
+            true,
+            A::Reject,
+            Action::Pass,
+            Blocked,
+            &["policy", "policy", "policy"],
+        ),
+        (
+            "+13125550100",
+            "911",
+            false,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &["dno", "policy", "policy"],
+        ),
+        // Nothing to exempt: no reasons at all.
+        (
+            "+14155550100",
+            "911",
+            false,
+            A::Pass,
+            Action::Pass,
+            Blocked,
+            &[],
+        ),
+    ];
+    let idx = rules();
+    for (caller, callee, anon, ap, action, refusal, sources) in cases {
+        let v = engine(ap, &[], false).decide(&call(caller, callee, anon), &idx, NOW_MS);
+        let got: Vec<&str> = v.reasons.iter().map(|r| r.source.name()).collect();
+        assert_eq!(
+            (v.action, v.refusal, got.as_slice()),
+            (action, refusal, sources),
+            "{caller} -> {callee}: {v:?}"
+        );
+        if v.action == Action::Pass && !v.reasons.is_empty() {
+            let last = v.reasons.last().unwrap();
+            assert_eq!(
+                (&last.source, last.category.as_str()),
+                (&Source::Policy, "override"),
+                "a pass with reasons says which override decided: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn log_only_sources_are_shown_not_enforced() {
+    let idx = rules();
+    let v = engine(AnonymousPolicy::Pass, &["scam"], false).decide(
+        &call("+12025550143", "2025550100", false),
+        &idx,
+        NOW_MS,
+    );
+    assert_eq!(v.action, Action::Pass, "{v:?}");
+    assert!(v.reasons[0].reason.starts_with("(log-only +100) "), "{v:?}");
+    assert_eq!(
+        (v.reasons[1].category.as_str(), v.reasons[1].reason.as_str()),
+        (
+            "would-have",
+            "log-only lists and signals would have made this call block"
+        )
+    );
+}
+
+#[test]
+fn serialises_exactly() {
+    let idx = rules();
+    let e = engine(AnonymousPolicy::Pass, &[], false);
+    let v = e.decide(&call("+1 202 555 0143", "2025550100", false), &idx, NOW_MS);
+    assert_eq!(
+        v.to_json(),
+        r#"{"action":"block","caller":"+12025550143","reasons":[{"list":"scam","entry":"+12025550143","category":"scam","reason":"(+100) scam entry"}]}"#
+    );
+    let v = e.decide(&call("not a number", "", false), &idx, NOW_MS);
+    assert_eq!(
+        v.to_json(),
+        r#"{"action":"pass","caller":"not a number","reasons":[]}"#
+    );
+}
+
+/// Where a reason came from is a value: a list that happens to be called `stir` is a list, and
+/// only the STIR signal's outcome reaches the verdict's `stir_failure`.
+#[test]
+fn sources_are_typed_and_the_stir_outcome_is_a_value() {
+    let idx = rules();
+    let e = engine(AnonymousPolicy::Pass, &[], true);
+    let listed = e.decide(&call("+13125550111", "2025550100", false), &idx, NOW_MS);
+    assert_eq!(listed.reasons[0].source, Source::list("stir"), "{listed:?}");
+    assert_ne!(
+        listed.reasons[0].source,
+        Source::Signal(crate::screening::Signal::Stir)
+    );
+    assert_eq!(listed.stir_failure, None);
+
+    let forged = Call {
+        identity: Some("not-a-passport;info=<http://x.example/c.pem>;alg=ES256;ppt=shaken"),
+        ..call("+14155550100", "2025550100", false)
+    };
+    let v = e.decide(&forged, &idx, NOW_MS);
+    let stir = v
+        .reasons
+        .iter()
+        .find(|r| r.source == Source::Signal(crate::screening::Signal::Stir))
+        .expect("the STIR signal gives a reason");
+    assert_eq!(
+        v.stir_failure.map(StirCode::status).map(|s| s.to_string()),
+        Some(stir.entry.clone()),
+        "{v:?}"
+    );
+}
