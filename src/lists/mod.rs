@@ -8,6 +8,7 @@
 //! Knows nothing of SIP or sockets.
 
 pub mod cli;
+pub mod csv;
 pub mod feeds;
 pub mod file;
 pub mod import;
