@@ -251,10 +251,13 @@ pub fn decide(
 ) -> Verdict {
     let facts = Facts::new(policy, f.caller_raw, callee, f.display_name, anonymous);
     let files = lists.current();
-    let rules = Layered {
-        files: &**files,
-        store,
-        feeds,
+    let rules = match feeds {
+        Some(feeds) => Layered {
+            sources: &[&**files, store, feeds],
+        },
+        None => Layered {
+            sources: &[&**files, store],
+        },
     };
     let listed = screen(&facts, &rules, policy, unix_now());
     let caller = facts.caller.map(|n| n.to_string());

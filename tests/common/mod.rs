@@ -251,9 +251,7 @@ impl Checker for RulesChecker {
         );
         let snap = self.files.current();
         let rules = scamguard::lists::overlay::Layered {
-            files: &**snap,
-            store: &self.store,
-            feeds: None,
+            sources: &[&**snap, &*self.store],
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
