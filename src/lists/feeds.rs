@@ -28,7 +28,6 @@ use base64::Engine;
 use bytes::Bytes;
 use ed25519_dalek::{Signature, Signer, Verifier};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
@@ -37,13 +36,13 @@ use crate::screening::{
 };
 
 use super::overlay::{FileLists, ListStatus};
+pub use super::store::{FeedEntry, Tombstone, FEEDS_DB};
+use super::store::{FeedReader, FeedState, FeedUpdate, FeedsDb, StoreError};
 
 /// Header carrying the version an answer brings the subscriber to.
 pub const VERSION_HEADER: &str = "x-feed-version";
 /// Header carrying `base64(Ed25519(version || "\n" || body))`.
 pub const SIGNATURE_HEADER: &str = "x-feed-signature";
-/// The subscriber's database file inside the data directory.
-pub const FEEDS_DB: &str = "feeds.db";
 /// Past this many audit records an increment is answered with a full snapshot instead.
 const MAX_INCREMENT_RECORDS: usize = 1_000_000;
 /// Caps on free-text fields, as the store has.
@@ -269,32 +268,6 @@ pub fn verify(key: &VerifyingKey, version: u64, body: &[u8], sig: &str) -> bool 
 // ---------------------------------------------------------------------------------------------
 // Wire format
 
-/// One entry as a feed carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedEntry {
-    pub pattern: String,
-    pub action: String,
-    #[serde(default)]
-    pub category: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub first_seen: i64,
-    #[serde(default)]
-    pub last_seen: i64,
-    #[serde(default)]
-    pub expires: Option<i64>,
-}
-
-/// A removal: `why` is `remove` or `expire`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    pub pattern: String,
-    pub why: String,
-}
-
 /// The body of a feed answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,7 +320,7 @@ impl Collect for PublishStats {
 
 /// Serves store lists as signed feeds, from its own read connection to the store file.
 pub struct Publisher {
-    conn: Mutex<Connection>,
+    store: FeedReader,
     key: SigningKey,
     feeds: Vec<PublishedFeed>,
     pub stats: PublishStats,
@@ -365,15 +338,9 @@ impl Publisher {
             .as_ref()
             .ok_or_else(|| "publish.key_file is not set".to_string())?;
         let key = load_signing_key(key_file)?;
-        let conn = Connection::open_with_flags(
-            store_path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| format!("{}: {e}", store_path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let store = FeedReader::open(store_path).map_err(StoreError::detail)?;
         Ok(Publisher {
-            conn: Mutex::new(conn),
+            store,
             key,
             feeds: cfg.feeds.clone(),
             stats: PublishStats::default(),
@@ -408,28 +375,47 @@ impl Publisher {
         let Some(f) = self.feed(feed) else {
             return Ok(None);
         };
-        let mut conn = lock(&self.conn);
         // One read transaction: the version and the entries are of the same instant.
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
-        let version: u64 = tx
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0)
-            .max(0) as u64;
-        let last: i64 = tx
-            .query_row(
-                "SELECT coalesce(max(id), 0) FROM audit WHERE list = ?1",
-                params![f.list],
-                |r| r.get(0),
-            )
-            .map_err(|e| e.to_string())?;
-        let etag = format!("\"{}-{last}\"", f.list);
-        if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        let read = self.store.read(|r| {
+            let version = r.version()?;
+            let etag = format!("\"{}-{}\"", f.list, r.last_change(&f.list)?);
+            if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+                return Ok((version, etag, None));
+            }
+            let inc = match since {
+                Some(v) if v <= version => {
+                    r.changes_since(&f.list, v, now, MAX_INCREMENT_RECORDS)?
+                }
+                _ => None,
+            };
+            let body = match inc {
+                Some((entries, removed)) => {
+                    self.stats.increments.inc();
+                    FeedBody {
+                        feed: f.name.clone(),
+                        version,
+                        full: false,
+                        since,
+                        entries,
+                        removed,
+                    }
+                }
+                None => {
+                    self.stats.snapshots.inc();
+                    FeedBody {
+                        feed: f.name.clone(),
+                        version,
+                        full: true,
+                        since: None,
+                        entries: r.live_entries(&f.list, now)?,
+                        removed: vec![],
+                    }
+                }
+            };
+            Ok((version, etag, Some(body)))
+        });
+        let (version, etag, body) = read.map_err(StoreError::detail)?;
+        let Some(body) = body else {
             self.stats.not_modified.inc();
             return Ok(Some(Answer {
                 version,
@@ -437,48 +423,7 @@ impl Publisher {
                 body: None,
                 signature: String::new(),
             }));
-        }
-        let inc = match since {
-            Some(v) if v <= version => {
-                increment(&tx, &f.list, v, now).map_err(|e| e.to_string())?
-            }
-            _ => None,
         };
-        let body = match inc {
-            Some((entries, removed)) => {
-                self.stats.increments.inc();
-                FeedBody {
-                    feed: f.name.clone(),
-                    version,
-                    full: false,
-                    since,
-                    entries,
-                    removed,
-                }
-            }
-            None => {
-                self.stats.snapshots.inc();
-                let mut entries = Vec::new();
-                let mut st = tx
-                    .prepare(&format!("{SELECT_ENTRY} WHERE list = ?1 AND (expires IS NULL OR expires > ?2) ORDER BY pattern"))
-                    .map_err(|e| e.to_string())?;
-                let rows = st
-                    .query_map(params![f.list, now], row_to_feed_entry)
-                    .map_err(|e| e.to_string())?;
-                for r in rows {
-                    entries.push(r.map_err(|e| e.to_string())?);
-                }
-                FeedBody {
-                    feed: f.name.clone(),
-                    version,
-                    full: true,
-                    since: None,
-                    entries,
-                    removed: vec![],
-                }
-            }
-        };
-        drop(tx);
         let body = Bytes::from(serde_json::to_vec(&body).map_err(|e| e.to_string())?);
         let signature = sign(&self.key, version, &body);
         Ok(Some(Answer {
@@ -488,103 +433,6 @@ impl Publisher {
             signature,
         }))
     }
-}
-
-const SELECT_ENTRY: &str =
-    "SELECT pattern, action, category, reason, source, created, updated, expires FROM entries";
-
-fn row_to_feed_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedEntry> {
-    Ok(FeedEntry {
-        pattern: r.get(0)?,
-        action: r.get(1)?,
-        category: r.get(2)?,
-        reason: r.get(3)?,
-        source: r.get(4)?,
-        first_seen: r.get(5)?,
-        last_seen: r.get(6)?,
-        expires: r.get(7)?,
-    })
-}
-
-type Increment = (Vec<FeedEntry>, Vec<Tombstone>);
-
-/// A persisted feed state: version, ETag, last success, last error and when.
-type StateRow = (
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-);
-
-/// The changes of `list` after version `since`, or `None` when the audit trail cannot tell
-/// them (an import, records trimmed away, too many): then the caller sends a snapshot.
-fn increment(
-    tx: &rusqlite::Transaction<'_>,
-    list: &str,
-    since: u64,
-    now: i64,
-) -> rusqlite::Result<Option<Increment>> {
-    let min: Option<i64> = tx.query_row("SELECT min(id) FROM audit", [], |r| r.get(0))?;
-    let version: i64 = tx
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
-    // Records after `since` must all still be there: the first kept one is at most since + 1.
-    let complete = match min {
-        Some(m) => m as u64 <= since + 1,
-        None => since as i64 >= version,
-    };
-    if !complete {
-        return Ok(None);
-    }
-    let mut st = tx.prepare_cached(
-        "SELECT what, pattern FROM audit WHERE list = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let mut rows = st.query(params![
-        list,
-        since as i64,
-        MAX_INCREMENT_RECORDS as i64 + 1
-    ])?;
-    let mut last: HashMap<String, String> = HashMap::new();
-    let mut n = 0usize;
-    while let Some(r) = rows.next()? {
-        n += 1;
-        let what: String = r.get(0)?;
-        let pattern: Option<String> = r.get(1)?;
-        match (what.as_str(), pattern) {
-            ("add" | "update" | "remove" | "expire", Some(p)) if n <= MAX_INCREMENT_RECORDS => {
-                last.insert(p, what);
-            }
-            _ => return Ok(None),
-        }
-    }
-    let mut get = tx.prepare_cached(&format!("{SELECT_ENTRY} WHERE list = ?1 AND pattern = ?2"))?;
-    let mut entries = Vec::new();
-    let mut removed = Vec::new();
-    let mut touched: Vec<(String, String)> = last.into_iter().collect();
-    touched.sort();
-    for (p, what) in touched {
-        match get
-            .query_row(params![list, p], row_to_feed_entry)
-            .optional()?
-        {
-            Some(e) if e.expires.map_or(true, |x| x > now) => entries.push(e),
-            Some(_) => removed.push(Tombstone {
-                pattern: p,
-                why: "expire".into(),
-            }),
-            None => removed.push(Tombstone {
-                pattern: p,
-                why: if what == "expire" { "expire" } else { "remove" }.into(),
-            }),
-        }
-    }
-    Ok(Some((entries, removed)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,20 +583,8 @@ struct Slot {
 /// Every subscribed feed: the persisted state, the compiled rules, the pollers.
 pub struct FeedRules {
     slots: Vec<Slot>,
-    db: Mutex<Connection>,
+    db: FeedsDb,
 }
-
-const FEEDS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS feed_state (
-    feed TEXT PRIMARY KEY, url TEXT NOT NULL, version INTEGER NOT NULL, etag TEXT,
-    last_success INTEGER, last_error TEXT, last_error_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS feed_entries (
-    feed TEXT NOT NULL, pattern TEXT NOT NULL, action TEXT NOT NULL, category TEXT NOT NULL,
-    reason TEXT NOT NULL, source TEXT NOT NULL, first_seen INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL, expires INTEGER, PRIMARY KEY (feed, pattern)
-) WITHOUT ROWID;
-";
 
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
@@ -757,43 +593,23 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Open (or create) `feeds.db` in `data_dir`.
-pub fn open_db(data_dir: &Path) -> Result<Connection, String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let path = data_dir.join(FEEDS_DB);
-    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
-    let c = Connection::open(&path).map_err(err)?;
-    c.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    c.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-    c.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-    c.execute_batch(FEEDS_SCHEMA).map_err(err)?;
-    Ok(c)
-}
-
 /// The persisted status of every feed in `data_dir` (for `scamguard feeds status`).
 pub fn read_status(data_dir: &Path) -> Result<Vec<FeedStatus>, String> {
-    let c = open_db(data_dir)?;
-    let mut st = c
-        .prepare(
-            "SELECT s.feed, s.url, s.version, s.last_success, s.last_error, s.last_error_at,
-             (SELECT count(*) FROM feed_entries e WHERE e.feed = s.feed)
-             FROM feed_state s ORDER BY s.feed",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows = st
-        .query_map([], |r| {
-            Ok(FeedStatus {
-                name: r.get(0)?,
-                url: r.get(1)?,
-                version: r.get::<_, i64>(2)? as u64,
-                last_success: r.get(3)?,
-                last_error: r.get(4)?,
-                last_error_at: r.get(5)?,
-                entries: r.get::<_, i64>(6)? as u64,
-            })
+    let saved = FeedsDb::open(data_dir)
+        .and_then(|db| db.saved())
+        .map_err(StoreError::detail)?;
+    Ok(saved
+        .into_iter()
+        .map(|f| FeedStatus {
+            name: f.name,
+            url: f.url,
+            version: f.state.version,
+            last_success: f.state.last_success,
+            last_error: f.state.last_error,
+            last_error_at: f.state.last_error_at,
+            entries: f.entries,
         })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        .collect())
 }
 
 /// Compile a feed's entries as the trust mapping says. Partner allow entries are dropped: a
@@ -846,52 +662,29 @@ impl FeedRules {
     /// Load every configured feed's persisted entries and version from `data_dir/feeds.db`,
     /// compile them, and drop the state of feeds no longer configured.
     pub fn open(data_dir: &Path, feeds: &[FeedConfig]) -> Result<FeedRules, String> {
-        let db = open_db(data_dir)?;
+        let db = FeedsDb::open(data_dir).map_err(StoreError::detail)?;
         let names: Vec<&str> = feeds.iter().map(|f| f.name.as_str()).collect();
-        let placeholders = serde_json::to_string(&names).map_err(|e| e.to_string())?;
-        // Bounded: only configured feeds keep rows.
-        db.execute(
-            "DELETE FROM feed_entries WHERE feed NOT IN (SELECT value FROM json_each(?1))",
-            params![placeholders],
-        )
-        .map_err(|e| e.to_string())?;
-        db.execute(
-            "DELETE FROM feed_state WHERE feed NOT IN (SELECT value FROM json_each(?1))",
-            params![placeholders],
-        )
-        .map_err(|e| e.to_string())?;
+        db.keep_only(&names).map_err(StoreError::detail)?;
         let mut slots = Vec::new();
         for f in feeds {
             let mut map = HashMap::new();
-            {
-                let mut st = db
-                    .prepare(
-                        "SELECT pattern, action, category, reason, source, first_seen, last_seen,
-                         expires FROM feed_entries WHERE feed = ?1",
-                    )
-                    .map_err(|e| e.to_string())?;
-                let rows = st
-                    .query_map(params![f.name], row_to_feed_entry)
-                    .map_err(|e| e.to_string())?;
-                for r in rows {
-                    let e = r.map_err(|e| e.to_string())?;
-                    map.insert(e.pattern.clone(), e);
-                }
-            }
-            let row: Option<StateRow> = db
-                .query_row(
-                    "SELECT version, etag, last_success, last_error, last_error_at
-                     FROM feed_state WHERE feed = ?1",
-                    params![f.name],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()
-                .map_err(|e| e.to_string())?;
-            let (version, etag, last_success, last_error, last_error_at) =
-                row.unwrap_or((0, None, None, None, None));
+            db.for_each_entry(&f.name, |e| {
+                map.insert(e.pattern.clone(), e);
+            })
+            .map_err(StoreError::detail)?;
+            let FeedState {
+                version,
+                etag,
+                last_success,
+                last_error,
+                last_error_at,
+            } = db
+                .state(&f.name)
+                .map_err(StoreError::detail)?
+                .unwrap_or_default();
             let index = build_index(&f.name, f.trust, map.values());
             let stats = FeedStats::default();
-            stats.version.set(version);
+            stats.version.set(version as i64);
             stats.entries.set(map.len() as i64);
             slots.push(Slot {
                 key: parse_public_key(&f.public_key).ok(),
@@ -899,7 +692,7 @@ impl FeedRules {
                 status: Mutex::new(FeedStatus {
                     name: f.name.clone(),
                     url: f.url.clone(),
-                    version: version as u64,
+                    version,
                     last_success,
                     last_error,
                     last_error_at,
@@ -911,10 +704,7 @@ impl FeedRules {
                 stats,
             });
         }
-        Ok(FeedRules {
-            slots,
-            db: Mutex::new(db),
-        })
+        Ok(FeedRules { slots, db })
     }
 
     /// Each feed's status.
@@ -935,13 +725,7 @@ impl FeedRules {
             st.last_error = Some(msg.clone());
             st.last_error_at = Some(now);
         }
-        let db = lock(&self.db);
-        let _ = db.execute(
-            "INSERT INTO feed_state (feed, url, version, last_error, last_error_at)
-             VALUES (?1, ?2, 0, ?3, ?4)
-             ON CONFLICT(feed) DO UPDATE SET last_error = ?3, last_error_at = ?4",
-            params![s.cfg.name, s.cfg.url, msg, now],
-        );
+        let _ = self.db.record_error(&s.cfg.name, &s.cfg.url, &msg, now);
     }
 
     /// Apply a checked answer to feed `name`: persist entries and version in one transaction,
@@ -974,54 +758,20 @@ impl FeedRules {
                 s.cfg.max_entries
             ));
         }
-        {
-            let mut db = lock(&self.db);
-            let tx = db.transaction().map_err(|e| e.to_string())?;
-            if b.full {
-                tx.execute("DELETE FROM feed_entries WHERE feed = ?1", params![name])
-                    .map_err(|e| e.to_string())?;
-            }
-            {
-                // Removals first, as in memory: a pattern both removed and put ends up put.
-                let mut del = tx
-                    .prepare_cached("DELETE FROM feed_entries WHERE feed = ?1 AND pattern = ?2")
-                    .map_err(|e| e.to_string())?;
-                for t in &b.removed {
-                    del.execute(params![name, t.pattern])
-                        .map_err(|e| e.to_string())?;
-                }
-                let mut put = tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO feed_entries (feed, pattern, action, category,
-                         reason, source, first_seen, last_seen, expires)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )
-                    .map_err(|e| e.to_string())?;
-                for e in &b.entries {
-                    put.execute(params![
-                        name,
-                        e.pattern,
-                        e.action,
-                        e.category,
-                        e.reason,
-                        e.source,
-                        e.first_seen,
-                        e.last_seen,
-                        e.expires
-                    ])
-                    .map_err(|e| e.to_string())?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO feed_state (feed, url, version, etag, last_success, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)
-                 ON CONFLICT(feed) DO UPDATE SET url = ?2, version = ?3, etag = ?4,
-                 last_success = ?5, last_error = NULL, last_error_at = NULL",
-                params![name, s.cfg.url, b.version as i64, etag, now],
+        self.db
+            .apply(
+                name,
+                &FeedUpdate {
+                    url: &s.cfg.url,
+                    version: b.version,
+                    etag: etag.as_deref(),
+                    full: b.full,
+                    removed: &b.removed,
+                    entries: &b.entries,
+                },
+                now,
             )
-            .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
-        }
+            .map_err(StoreError::detail)?;
         if b.full {
             map.clear();
         }
@@ -1071,11 +821,7 @@ impl FeedRules {
             s.stats.not_modified.inc();
             let now = now_unix();
             lock(&s.status).last_success = Some(now);
-            let db = lock(&self.db);
-            let _ = db.execute(
-                "UPDATE feed_state SET last_success = ?2 WHERE feed = ?1",
-                params![name, now],
-            );
+            let _ = self.db.record_unchanged(name, now);
             return Ok(());
         }
         if resp.status != 200 {
