@@ -837,10 +837,10 @@ fn export(st: &Arc<State>, list: &str, q: &[(String, String)]) -> Reply {
     let (live, list) = (st.live.clone(), list.to_string());
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut buf = String::from(crate::lists::cli::CSV_HEADER);
+        let mut buf = String::from(crate::lists::csv::CSV_HEADER);
         buf.push('\n');
         let res = live.store.for_each(Some(&list), |e| {
-            crate::lists::cli::csv_line(&e, &mut buf);
+            crate::lists::csv::csv_line(&e, &mut buf);
             if buf.len() >= 64 * 1024 {
                 let chunk = Bytes::from(std::mem::take(&mut buf));
                 // The client went away: stop reading the store.

@@ -249,10 +249,13 @@ pub fn decide(
     now_ms: u64,
 ) -> Verdict {
     let files = lists.current();
-    let rules = Layered {
-        files: &**files,
-        store,
-        feeds,
+    let rules = match feeds {
+        Some(feeds) => Layered {
+            sources: &[&**files, store, feeds],
+        },
+        None => Layered {
+            sources: &[&**files, store],
+        },
     };
     engine.decide(call, &rules, now_ms)
 }

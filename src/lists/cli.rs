@@ -3,8 +3,8 @@
 //! [`run`]. A running agent notices these writes at its next maintenance pass (it watches the
 //! store's data version).
 //!
-//! Also the project's CSV list format for store entries (import via the file loader's parser,
-//! export in the same six columns), shared with the admin API. Knows nothing of HTTP or SIP.
+//! The CSV list format itself lives in [`csv`](super::csv), shared with the importer and the
+//! admin API. Knows nothing of HTTP or SIP.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,51 +13,11 @@ use clap::{Subcommand, ValueEnum};
 
 use crate::screening::EntryAction;
 
+use super::csv::{csv_line, CSV_HEADER};
 use super::file;
-use super::import::ImportDefaults;
+use super::import::{self, ImportDefaults};
 use super::overlay::{canonical_pattern, validate_entry};
 use super::store::{Store, StoreConfig, StoredEntry};
-
-/// The six columns of the list format, as a header line.
-pub const CSV_HEADER: &str = "pattern,action,category,reason,source,expires";
-
-/// Append one entry as a CSV line (with newline) in the list format.
-pub fn csv_line(e: &StoredEntry, out: &mut String) {
-    let expires = e.expires.map(file::format_expiry).unwrap_or_default();
-    out.push_str(&file::quote_csv(&e.pattern));
-    out.push(',');
-    out.push_str(e.action.as_str());
-    out.push(',');
-    out.push_str(&file::quote_csv(&e.category));
-    out.push(',');
-    out.push_str(&file::quote_csv(&e.reason));
-    out.push(',');
-    out.push_str(&file::quote_csv(&e.source));
-    out.push(',');
-    out.push_str(&expires);
-    out.push('\n');
-}
-
-/// Parse text in the list format with the file loader's parser: every entry, or every error as
-/// `file:line: ...`.
-pub fn parse_csv(text: &str, name: &str) -> Result<Vec<StoredEntry>, Vec<String>> {
-    let mut out = Vec::new();
-    file::parse_list(name, text, |_, e| {
-        out.push(StoredEntry {
-            list: String::new(),
-            pattern: e.pattern.to_string(),
-            action: e.action,
-            category: e.category,
-            reason: e.reason,
-            source: e.source,
-            expires: e.expires,
-            created: 0,
-            updated: 0,
-        })
-    })
-    .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    Ok(out)
-}
 
 /// Import file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -257,7 +217,7 @@ pub fn run(cmd: &ListsCmd, cfg: &StoreConfig, out: &mut dyn Write) -> Result<(),
                 std::fs::read(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
             let name = path.display().to_string();
             let text = file::decode(&name, bytes).map_err(err)?;
-            let (entries, skipped) = super::import::parse_format(&text, format.as_str(), &name, &d)
+            let (entries, skipped) = import::parse_format(&text, format.as_str(), &name, &d)
                 .map_err(|lines| {
                     CliError(format!(
                         "{name}: refused whole, nothing was written:\n{}",
@@ -347,6 +307,7 @@ pub fn run(cmd: &ListsCmd, cfg: &StoreConfig, out: &mut dyn Write) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lists::csv::parse_csv;
 
     fn run_s(cmd: ListsCmd, cfg: &StoreConfig) -> Result<String, String> {
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! Bulk import formats for the store: plain (one pattern per line) and the US FTC Do-Not-Call
-//! reported-calls CSV, aggregated per reported number. (The project's own CSV list format is
-//! parsed by the file loader and converted by the caller.)
+//! reported-calls CSV, aggregated per reported number. The project's own CSV list format is
+//! accepted too, through [`csv`](super::csv).
 //!
 //! Parsing is all or nothing: a file with any bad line yields every bad line (up to a cap) and no
 //! entries. Knows nothing of SQLite, HTTP or how patterns are matched: the caller passes the
@@ -315,7 +315,7 @@ pub fn parse_format(
     let (mut entries, skipped) = match format {
         "plain" => (parse_plain(text, d, &check).map_err(|e| e.lines(file))?, 0),
         "ftc" => parse_ftc(text, d).map_err(|e| e.lines(file))?,
-        "csv" => (crate::lists::cli::parse_csv(text, file)?, 0),
+        "csv" => (super::csv::parse_csv(text, file)?, 0),
         other => {
             return Err(vec![format!(
                 "format {other:?}: expected csv, ftc or plain"

@@ -5,9 +5,13 @@
 //! a lock, and a reload builds a whole new index off the hot path and swaps it in one step. A
 //! file that fails to parse is refused whole and its previous version stays in force.
 //!
-//! Knows nothing of SIP or sockets.
+//! The store's SQLite files are reached only through [`store`]. The one exception to "no
+//! network here" is [`feeds`]: a subscriber fetches partners' feeds with its own small HTTP
+//! client ([`feeds::fetch`]), kept there because every header and limit it knows is feed
+//! protocol. Apart from that, knows nothing of SIP or sockets.
 
 pub mod cli;
+pub mod csv;
 pub mod feeds;
 pub mod file;
 pub mod import;

@@ -419,21 +419,21 @@ fn make_match(p: &Pattern, meta: &Arc<EntryMeta>) -> Match {
     }
 }
 
-/// File rules, store rules and subscribed feeds together, with the index's precedence across
-/// all three.
-pub struct Layered<'a, F: Rules + ?Sized> {
-    pub files: &'a F,
-    pub store: &'a StoreRules,
-    pub feeds: Option<&'a super::feeds::FeedRules>,
+/// Several rule sources (file lists, store rules, subscribed feeds...) as one, with the index's
+/// precedence across all of them: the most specific entry wins, and at equal specificity allow
+/// beats block beats warn. Each source applies its own policy before this sees a match (feeds,
+/// for one, never yield a partner's allow), so any source can be layered without this module
+/// knowing what it is.
+pub struct Layered<'a> {
+    /// In the order the caller lists them; a full tie goes to the earlier source.
+    pub sources: &'a [&'a dyn Rules],
 }
 
-impl<F: Rules + ?Sized> Rules for Layered<'_, F> {
+impl Rules for Layered<'_> {
     fn lookup(&self, n: Number, now: i64) -> Option<Match> {
-        let m = Match::best(self.files.lookup(n, now), self.store.lookup(n, now));
-        match self.feeds {
-            Some(f) => Match::best(m, f.lookup(n, now)),
-            None => m,
-        }
+        self.sources
+            .iter()
+            .fold(None, |best, s| Match::best(best, s.lookup(n, now)))
     }
 }
 
@@ -827,9 +827,7 @@ mod tests {
             store.overlay.store(Arc::new(ov));
         }
         let l = Layered {
-            files: &files,
-            store: &store,
-            feeds: None,
+            sources: &[&files, &store],
         };
         let got = |n: &str| {
             l.lookup(num(n), 0)

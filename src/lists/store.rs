@@ -9,6 +9,9 @@
 //! The same file holds callers' reports (the `reports` table, see [`reports`](self::reports)):
 //! each is durable before it counts, and the table is bounded by a row cap and the report window.
 //!
+//! The SQL of signed feeds is here too (see [`feeds`](self::feeds)): the publisher's reads of
+//! this file, and the subscriber's own `feeds.db`.
+//!
 //! Entries here are plain validated strings; this module knows nothing of how patterns are
 //! compiled or matched, nor of HTTP, files of lists or the hot path. Every call blocks: async
 //! callers run it on a blocking thread.
@@ -23,7 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::screening::EntryAction;
 
+mod feeds;
 mod reports;
+pub use feeds::{
+    FeedEntry, FeedRead, FeedReader, FeedState, FeedUpdate, FeedsDb, SavedFeed, Tombstone, FEEDS_DB,
+};
 pub use reports::StoredReport;
 
 /// The `[store]` config section.
@@ -151,6 +158,20 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// The message without the kind's preamble, for callers that say themselves what failed
+    /// (the feeds, whose messages name their own file rather than "the store").
+    pub fn detail(self) -> String {
+        match self {
+            StoreError::Open(m)
+            | StoreError::Corrupt(m)
+            | StoreError::Invalid(m)
+            | StoreError::Full(m)
+            | StoreError::Db(m) => m,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

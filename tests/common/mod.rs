@@ -284,9 +284,7 @@ impl Checker for RulesChecker {
         };
         let snap = self.files.current();
         let rules = scamguard::lists::overlay::Layered {
-            files: &**snap,
-            store: &self.store,
-            feeds: None,
+            sources: &[&**snap, &*self.store],
         };
         let v = self.engine.decide(&call, &rules, scamguard::app::now_ms());
         serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
