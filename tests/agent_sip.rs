@@ -7,16 +7,19 @@
 
 mod agent_common;
 
-use std::time::Duration;
-
 use agent_common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Nothing but `marker`'s INVITE may reach the callee after the stray message just sent: a second
-/// call is placed and the first datagram the callee sees must be its INVITE.
-async fn assert_nothing_forwarded(h: &Harness, what: &str) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Nothing but `marker`'s INVITE may reach the callee after the stray message just sent: once the
+/// agent has taken in `received` UDP datagrams (the stray included), a second call is placed and
+/// the first datagram the callee sees must be its INVITE.
+async fn assert_nothing_forwarded(h: &Harness, received: u64, what: &str) {
+    let api = h.agent.api_addr;
+    eventually("the agent received the stray message", || async move {
+        udp_in(api).await >= received
+    })
+    .await;
     let marker = invite(
         "UDP",
         h.sip(),
@@ -85,8 +88,9 @@ async fn blocked_call_gets_603_once_and_its_ack_is_absorbed() {
     let again = recv_final(&h.up).await;
     assert_eq!(again.text, r.text);
 
+    let received = udp_in(h.agent.api_addr).await + 1;
     h.send_up(&ack_for(port, &inv, &r)).await;
-    assert_nothing_forwarded(&h, "the ACK of a 603").await;
+    assert_nothing_forwarded(&h, received, "the ACK of a 603").await;
 
     let (_, metrics) = http_get(h.agent.api_addr, "/metrics").await;
     assert_eq!(
@@ -420,8 +424,9 @@ async fn cancel_before_answer() {
     assert_eq!(r.hdr("CSeq"), Some("1 INVITE"));
     let (ack, _) = recv(&h.down).await;
     assert_eq!(ack.method(), "ACK", "the agent ACKs the 487 itself");
+    let received = udp_in(h.agent.api_addr).await + 1;
     h.send_up(&ack_for(port, &inv, &r)).await;
-    assert_nothing_forwarded(&h, "the caller's ACK of the 487").await;
+    assert_nothing_forwarded(&h, received, "the caller's ACK of the 487").await;
     let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
     assert_eq!(
         metric(&m, "scamguard_call_events_total{event=\"cancelled\"}"),

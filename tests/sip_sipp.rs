@@ -52,6 +52,30 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A port free for UDP and for TCP at once: SIPp's caller binds `-p` on its own transport, and a
+/// port only checked for UDP was sometimes taken for TCP (about 1 run in 5).
+fn free_port_pair() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Until SIPp holds `port` for UDP (its callee is up). Bounded only against a hang.
+async fn bound(port: u16) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < end,
+            "SIPp never bound port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_calls_pass_through_udp() {
     calls_through("u1").await;
@@ -103,8 +127,7 @@ async fn calls_through(caller_transport: &str) {
         .kill_on_drop(true)
         .spawn()
         .expect("sipp is installed (apt-get install sip-tester)");
-    // Give the callee a moment to bind; the caller retransmits anyway.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bound(uas_port).await;
     let calls = 10;
     let uac = Command::new("sipp")
         .args([
@@ -114,7 +137,7 @@ async fn calls_through(caller_transport: &str) {
             "-i",
             "127.0.0.1",
             "-p",
-            &free_udp_port().to_string(),
+            &free_port_pair().to_string(),
             "-m",
             &calls.to_string(),
             "-r",

@@ -307,7 +307,7 @@ fn metric(text: &str, series: &str) -> u64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
 }
 
 /// The announcement through SIPp (issue 4): the real binary with `[media] enabled = true`, a SIPp

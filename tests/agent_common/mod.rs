@@ -248,6 +248,25 @@ pub fn ack_for(port: u16, invite: &str, resp: &Msg) -> String {
     )
 }
 
+/// Wait until `f` holds. The bound only guards against a hang; nothing is measured by it.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + WAIT;
+    while !f().await {
+        assert!(std::time::Instant::now() < end, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// SIP datagrams the agent has received over UDP so far.
+pub async fn udp_in(api: SocketAddr) -> u64 {
+    let (_, m) = http_get(api, "/metrics").await;
+    metric(&m, "sip_messages_total{dir=\"in\",transport=\"udp\"}")
+}
+
 /// GET `path` from the admin API: (status, body).
 pub async fn http_get(api: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(api).await.unwrap();
@@ -265,7 +284,8 @@ pub async fn http_get(api: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// The value of one exact series line (`name{labels}`) in a Prometheus exposition, 0 if absent.
+/// The value of one exact series line (`name{labels}`) in a Prometheus exposition. A missing
+/// series fails the test: a metric that disappeared must not read as 0.
 pub fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| {
@@ -275,7 +295,7 @@ pub fn metric(text: &str, series: &str) -> u64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
 }
 
 /// The next message on a stream; `buf` keeps what was read past it (several may come at once).
