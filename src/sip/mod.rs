@@ -5,6 +5,7 @@
 //!
 //! | file | what it is for |
 //! | --- | --- |
+//! | `grammar` | RFC 3261 character classes, tokens, quoted strings, hosts (below `msg` and `uri`) |
 //! | `msg` | zero-copy scanner: start line, header index, body, RFC 4475 judgement |
 //! | `uri` | URIs and name-addr values |
 //! | `framing` | TCP stream framing by Content-Length |
@@ -41,6 +42,7 @@ pub mod config;
 pub mod core;
 pub mod edit;
 pub mod framing;
+mod grammar;
 pub mod hook;
 pub mod msg;
 pub mod stats;
