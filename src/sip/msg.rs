@@ -349,70 +349,8 @@ impl Message {
         let start = parse_start_line(b, 0..line_end, &mut problem)?;
         let head_start = lf + 1;
 
-        // Header lines.
-        let mut headers = Vec::with_capacity(24);
-        let mut pos = head_start;
-        let head_end;
-        let body_start;
-        loop {
-            if pos >= b.len() {
-                // No blank line: a datagram's headers end with it; a stream frame cannot.
-                head_end = b.len();
-                body_start = b.len();
-                if !datagram {
-                    problem.get_or_insert(Problem::NoBlankLine);
-                }
-                break;
-            }
-            if b[pos] == b'\n' || (b[pos] == b'\r' && b.get(pos + 1) == Some(&b'\n')) {
-                head_end = pos;
-                body_start = if b[pos] == b'\n' { pos + 1 } else { pos + 2 };
-                break;
-            }
-            if headers.len() >= limits.max_headers {
-                return Err(Problem::TooManyHeaders);
-            }
-            // One logical header: this line plus continuation lines.
-            let line_start = pos;
-            let mut end = match find_lf(b, pos) {
-                Some(e) => e,
-                None => b.len(),
-            };
-            if end - pos > limits.max_line {
-                return Err(Problem::LineTooLong);
-            }
-            while end + 1 < b.len() && matches!(b[end + 1], b' ' | b'\t') {
-                let next = find_lf(b, end + 1).unwrap_or(b.len());
-                if next - end > limits.max_line {
-                    return Err(Problem::LineTooLong);
-                }
-                end = next;
-            }
-            let line_next = (end + 1).min(b.len());
-            let content_end = if end < b.len() { end } else { b.len() };
-            // Name, optional LWS, colon.
-            let mut i = line_start;
-            while i < content_end && is_token(b[i]) {
-                i += 1;
-            }
-            let name = line_start..i;
-            while i < content_end && matches!(b[i], b' ' | b'\t') {
-                i += 1;
-            }
-            if name.is_empty() || i >= content_end || b[i] != b':' {
-                problem.get_or_insert(Problem::BadHeaderLine);
-                pos = line_next;
-                continue;
-            }
-            let value = trim(b, i + 1..content_end);
-            headers.push(Header {
-                kind: Hdr::of(&b[name.clone()]),
-                name,
-                value,
-                line: line_start..line_next,
-            });
-            pos = line_next;
-        }
+        let (headers, head_end, body_start) =
+            scan_headers(b, head_start, limits, datagram, &mut problem)?;
 
         let mut msg = Message {
             buf: buf.clone(),
@@ -704,6 +642,80 @@ impl Message {
                 t.eq_ignore_ascii_case("application/sdp")
             })
     }
+}
+
+/// The header lines from `pos` up to the blank line: the index, where the head ends and where
+/// the body starts. Lines that are not headers are skipped and recorded as the problem.
+fn scan_headers(
+    b: &[u8],
+    mut pos: usize,
+    limits: &Limits,
+    datagram: bool,
+    problem: &mut Option<Problem>,
+) -> Result<(Vec<Header>, usize, usize), Problem> {
+    let mut headers = Vec::with_capacity(24);
+    let head_end;
+    let body_start;
+    loop {
+        if pos >= b.len() {
+            // No blank line: a datagram's headers end with it; a stream frame cannot.
+            head_end = b.len();
+            body_start = b.len();
+            if !datagram {
+                problem.get_or_insert(Problem::NoBlankLine);
+            }
+            break;
+        }
+        if b[pos] == b'\n' || (b[pos] == b'\r' && b.get(pos + 1) == Some(&b'\n')) {
+            head_end = pos;
+            body_start = if b[pos] == b'\n' { pos + 1 } else { pos + 2 };
+            break;
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(Problem::TooManyHeaders);
+        }
+        // One logical header: this line plus continuation lines.
+        let line_start = pos;
+        let mut end = match find_lf(b, pos) {
+            Some(e) => e,
+            None => b.len(),
+        };
+        if end - pos > limits.max_line {
+            return Err(Problem::LineTooLong);
+        }
+        while end + 1 < b.len() && matches!(b[end + 1], b' ' | b'\t') {
+            let next = find_lf(b, end + 1).unwrap_or(b.len());
+            if next - end > limits.max_line {
+                return Err(Problem::LineTooLong);
+            }
+            end = next;
+        }
+        let line_next = (end + 1).min(b.len());
+        let content_end = if end < b.len() { end } else { b.len() };
+        // Name, optional LWS, colon.
+        let mut i = line_start;
+        while i < content_end && is_token(b[i]) {
+            i += 1;
+        }
+        let name = line_start..i;
+        while i < content_end && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if name.is_empty() || i >= content_end || b[i] != b':' {
+            problem.get_or_insert(Problem::BadHeaderLine);
+            pos = line_next;
+            continue;
+        }
+        let value = trim(b, i + 1..content_end);
+        headers.push(Header {
+            kind: Hdr::of(&b[name.clone()]),
+            name,
+            value,
+            line: line_start..line_next,
+        });
+        pos = line_next;
+    }
+    Ok((headers, head_end, body_start))
 }
 
 fn parse_start_line(
