@@ -316,7 +316,7 @@ impl Proxy {
         self.forward_request(&key, msg, from, onward, now, out);
     }
 
-    /// Requests answered here instead of forwarded (RFC 3261 16.3, 16.7): OPTIONS to us, no
+    /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS to us, no
     /// hops left, loops, extensions we must refuse, overload. True when answered.
     fn answer_here(&self, msg: &Message, from: Peer, initial: bool, out: &mut Vec<Output>) -> bool {
         let mf = msg.max_forwards();
