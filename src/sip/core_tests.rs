@@ -250,7 +250,7 @@ fn to(outs: &[Output], addr: &str) -> Vec<Output> {
 
 /// A response from the downstream to what we forwarded.
 fn answer(fwd: &Output, code: u16, extra: &[String]) -> Bytes {
-    super::core::build_response(&parse(fwd), code, "X", extra, Some("callee1"))
+    super::response::build_response(&parse(fwd), code, "X", extra, Some("callee1"))
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::msg::{is_lws, parse_uint, Hdr};
+use super::grammar::{is_lws, parse_uint};
+use super::msg::Hdr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {

@@ -5,11 +5,14 @@
 //!
 //! | file | what it is for |
 //! | --- | --- |
+//! | `grammar` | RFC 3261 character classes, tokens, quoted strings, hosts (below `msg` and `uri`) |
 //! | `msg` | zero-copy scanner: start line, header index, body, RFC 4475 judgement |
 //! | `uri` | URIs and name-addr values |
 //! | `framing` | TCP stream framing by Content-Length |
 //! | `edit` | splicing edits into received bytes |
-//! | `core` | the sans-IO transaction-stateful proxy ([`Proxy`]) |
+//! | `forward` | the edits a forwarded request or relayed response gets (Via, Record-Route...) |
+//! | `response` | responses we originate, built from the request they answer |
+//! | `core` | the sans-IO transaction-stateful proxy ([`Proxy`]); `core::server_tx`, `core::client_tx` hold the transaction state machines, `core::route` the next hops |
 //! | `hook` | the [`Hook`] trait the application implements |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
 //! | `config`, `stats` | the `[sip]` section and the counters |
@@ -40,9 +43,12 @@
 pub mod config;
 pub mod core;
 pub mod edit;
+mod forward;
 pub mod framing;
+mod grammar;
 pub mod hook;
 pub mod msg;
+mod response;
 pub mod stats;
 pub mod transport;
 pub mod uri;

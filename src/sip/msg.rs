@@ -10,6 +10,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::grammar::{
+    is_lws, is_token, parse_uint, quoted_string_end, skip_lws, token_end, trim, valid_host,
+};
 use super::uri::{NameAddr, Uri};
 
 /// Caps applied before and while scanning.
@@ -258,31 +261,6 @@ pub struct Message {
     to_tag: Option<Range<usize>>,
 }
 
-#[inline]
-pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-#[inline]
-pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
-/// Trim LWS (including folded line breaks) from both ends of a range.
-pub(crate) fn trim(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
-    while r.start < r.end && is_lws(buf[r.start]) {
-        r.start += 1;
-    }
-    while r.end > r.start && is_lws(buf[r.end - 1]) {
-        r.end -= 1;
-    }
-    r
-}
-
 /// Split a list header value at commas that are outside quotes and `<>`; trimmed pieces.
 pub fn split_commas(buf: &[u8], value: Range<usize>) -> CommaSplit<'_> {
     CommaSplit {
@@ -342,21 +320,6 @@ fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
-/// Parse a non-negative decimal with at most `max` value; LWS-free digits only.
-pub(crate) fn parse_uint(s: &[u8], max: u64) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    (v <= max).then_some(v)
-}
-
 impl Message {
     /// Index `buf`. `datagram` selects UDP rules (Content-Length may be absent, must fit).
     /// Returns `Err` only when the bytes cannot be indexed at all; otherwise `problem` says
@@ -386,70 +349,8 @@ impl Message {
         let start = parse_start_line(b, 0..line_end, &mut problem)?;
         let head_start = lf + 1;
 
-        // Header lines.
-        let mut headers = Vec::with_capacity(24);
-        let mut pos = head_start;
-        let head_end;
-        let body_start;
-        loop {
-            if pos >= b.len() {
-                // No blank line: a datagram's headers end with it; a stream frame cannot.
-                head_end = b.len();
-                body_start = b.len();
-                if !datagram {
-                    problem.get_or_insert(Problem::NoBlankLine);
-                }
-                break;
-            }
-            if b[pos] == b'\n' || (b[pos] == b'\r' && b.get(pos + 1) == Some(&b'\n')) {
-                head_end = pos;
-                body_start = if b[pos] == b'\n' { pos + 1 } else { pos + 2 };
-                break;
-            }
-            if headers.len() >= limits.max_headers {
-                return Err(Problem::TooManyHeaders);
-            }
-            // One logical header: this line plus continuation lines.
-            let line_start = pos;
-            let mut end = match find_lf(b, pos) {
-                Some(e) => e,
-                None => b.len(),
-            };
-            if end - pos > limits.max_line {
-                return Err(Problem::LineTooLong);
-            }
-            while end + 1 < b.len() && matches!(b[end + 1], b' ' | b'\t') {
-                let next = find_lf(b, end + 1).unwrap_or(b.len());
-                if next - end > limits.max_line {
-                    return Err(Problem::LineTooLong);
-                }
-                end = next;
-            }
-            let line_next = (end + 1).min(b.len());
-            let content_end = if end < b.len() { end } else { b.len() };
-            // Name, optional LWS, colon.
-            let mut i = line_start;
-            while i < content_end && is_token(b[i]) {
-                i += 1;
-            }
-            let name = line_start..i;
-            while i < content_end && matches!(b[i], b' ' | b'\t') {
-                i += 1;
-            }
-            if name.is_empty() || i >= content_end || b[i] != b':' {
-                problem.get_or_insert(Problem::BadHeaderLine);
-                pos = line_next;
-                continue;
-            }
-            let value = trim(b, i + 1..content_end);
-            headers.push(Header {
-                kind: Hdr::of(&b[name.clone()]),
-                name,
-                value,
-                line: line_start..line_next,
-            });
-            pos = line_next;
-        }
+        let (headers, head_end, body_start) =
+            scan_headers(b, head_start, limits, datagram, &mut problem)?;
 
         let mut msg = Message {
             buf: buf.clone(),
@@ -743,6 +644,80 @@ impl Message {
     }
 }
 
+/// The header lines from `pos` up to the blank line: the index, where the head ends and where
+/// the body starts. Lines that are not headers are skipped and recorded as the problem.
+fn scan_headers(
+    b: &[u8],
+    mut pos: usize,
+    limits: &Limits,
+    datagram: bool,
+    problem: &mut Option<Problem>,
+) -> Result<(Vec<Header>, usize, usize), Problem> {
+    let mut headers = Vec::with_capacity(24);
+    let head_end;
+    let body_start;
+    loop {
+        if pos >= b.len() {
+            // No blank line: a datagram's headers end with it; a stream frame cannot.
+            head_end = b.len();
+            body_start = b.len();
+            if !datagram {
+                problem.get_or_insert(Problem::NoBlankLine);
+            }
+            break;
+        }
+        if b[pos] == b'\n' || (b[pos] == b'\r' && b.get(pos + 1) == Some(&b'\n')) {
+            head_end = pos;
+            body_start = if b[pos] == b'\n' { pos + 1 } else { pos + 2 };
+            break;
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(Problem::TooManyHeaders);
+        }
+        // One logical header: this line plus continuation lines.
+        let line_start = pos;
+        let mut end = match find_lf(b, pos) {
+            Some(e) => e,
+            None => b.len(),
+        };
+        if end - pos > limits.max_line {
+            return Err(Problem::LineTooLong);
+        }
+        while end + 1 < b.len() && matches!(b[end + 1], b' ' | b'\t') {
+            let next = find_lf(b, end + 1).unwrap_or(b.len());
+            if next - end > limits.max_line {
+                return Err(Problem::LineTooLong);
+            }
+            end = next;
+        }
+        let line_next = (end + 1).min(b.len());
+        let content_end = if end < b.len() { end } else { b.len() };
+        // Name, optional LWS, colon.
+        let mut i = line_start;
+        while i < content_end && is_token(b[i]) {
+            i += 1;
+        }
+        let name = line_start..i;
+        while i < content_end && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if name.is_empty() || i >= content_end || b[i] != b':' {
+            problem.get_or_insert(Problem::BadHeaderLine);
+            pos = line_next;
+            continue;
+        }
+        let value = trim(b, i + 1..content_end);
+        headers.push(Header {
+            kind: Hdr::of(&b[name.clone()]),
+            name,
+            value,
+            line: line_start..line_next,
+        });
+        pos = line_next;
+    }
+    Ok((headers, head_end, body_start))
+}
+
 fn parse_start_line(
     b: &[u8],
     line: Range<usize>,
@@ -840,77 +815,8 @@ impl<'a> Via<'a> {
     /// Parse `SIP / 2.0 / UDP host[:port] *(; param[=value])` with LWS allowed around separators.
     pub fn parse(s: &'a str) -> Result<Via<'a>, ViaError> {
         let b = s.as_bytes();
-        let mut i = 0;
-        let skip = |i: &mut usize| {
-            while *i < b.len() && is_lws(b[*i]) {
-                *i += 1;
-            }
-        };
-        let token = |i: &mut usize| -> Result<&'a str, ViaError> {
-            let st = *i;
-            while *i < b.len() && is_token(b[*i]) {
-                *i += 1;
-            }
-            if *i == st {
-                return Err(ViaError);
-            }
-            Ok(&s[st..*i])
-        };
-        skip(&mut i);
-        let proto = token(&mut i)?;
-        if !proto.eq_ignore_ascii_case("SIP") {
-            return Err(ViaError);
-        }
-        skip(&mut i);
-        if b.get(i) != Some(&b'/') {
-            return Err(ViaError);
-        }
-        i += 1;
-        skip(&mut i);
-        if token(&mut i)? != "2.0" {
-            return Err(ViaError);
-        }
-        skip(&mut i);
-        if b.get(i) != Some(&b'/') {
-            return Err(ViaError);
-        }
-        i += 1;
-        skip(&mut i);
-        let transport = token(&mut i)?;
-        if i >= b.len() || !is_lws(b[i]) {
-            return Err(ViaError);
-        }
-        skip(&mut i);
-        // sent-by
-        let hs = i;
-        if b.get(i) == Some(&b'[') {
-            while i < b.len() && b[i] != b']' {
-                i += 1;
-            }
-            if i >= b.len() {
-                return Err(ViaError);
-            }
-            i += 1;
-        } else {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
-                i += 1;
-            }
-        }
-        let host = &s[hs..i];
-        if host.is_empty() || !super::uri::valid_host(host) {
-            return Err(ViaError);
-        }
-        skip(&mut i);
-        let mut port = None;
-        if b.get(i) == Some(&b':') {
-            i += 1;
-            skip(&mut i);
-            let ps = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            port = Some(parse_uint(&b[ps..i], 65535).ok_or(ViaError)? as u16);
-        }
+        let (transport, i) = parse_sent_protocol(s)?;
+        let (host, port, mut i) = parse_sent_by(s, i)?;
         let mut via = Via {
             transport,
             host,
@@ -920,46 +826,15 @@ impl<'a> Via<'a> {
             rport: None,
         };
         loop {
-            skip(&mut i);
+            i = skip_lws(b, i);
             if i >= b.len() {
                 break;
             }
             if b[i] != b';' {
                 return Err(ViaError);
             }
-            i += 1;
-            skip(&mut i);
-            let name = token(&mut i)?;
-            skip(&mut i);
-            let mut value = None;
-            if b.get(i) == Some(&b'=') {
-                i += 1;
-                skip(&mut i);
-                let vs = i;
-                if b.get(i) == Some(&b'[') {
-                    while i < b.len() && b[i] != b']' {
-                        i += 1;
-                    }
-                    i = (i + 1).min(b.len());
-                } else if b.get(i) == Some(&b'"') {
-                    i += 1;
-                    while i < b.len() && b[i] != b'"' {
-                        if b[i] == b'\\' && !b.get(i + 1).is_some_and(u8::is_ascii) {
-                            return Err(ViaError);
-                        }
-                        i += if b[i] == b'\\' { 2 } else { 1 };
-                    }
-                    if i >= b.len() {
-                        return Err(ViaError);
-                    }
-                    i += 1;
-                } else {
-                    while i < b.len() && (is_token(b[i]) || b[i] == b':') {
-                        i += 1;
-                    }
-                }
-                value = Some(&s[vs..i.min(b.len())]);
-            }
+            let (name, value, next) = via_param(s, i + 1)?;
+            i = next;
             if name.eq_ignore_ascii_case("branch") {
                 via.branch = Some(value.ok_or(ViaError)?);
             } else if name.eq_ignore_ascii_case("received") {
@@ -978,6 +853,102 @@ impl<'a> Via<'a> {
     pub fn sent_by(&self) -> (&'a str, Option<u16>) {
         (self.host, self.port)
     }
+}
+
+/// A token at `i`, and the position after it.
+fn via_token(s: &str, i: usize) -> Result<(&str, usize), ViaError> {
+    let end = token_end(s.as_bytes(), i);
+    if end == i {
+        return Err(ViaError);
+    }
+    Ok((&s[i..end], end))
+}
+
+/// LWS, a `/`, LWS: where the next token starts.
+fn via_slash(b: &[u8], i: usize) -> Result<usize, ViaError> {
+    let i = skip_lws(b, i);
+    if b.get(i) != Some(&b'/') {
+        return Err(ViaError);
+    }
+    Ok(skip_lws(b, i + 1))
+}
+
+/// `SIP / 2.0 / transport` and the LWS that must follow it: the transport and where sent-by
+/// starts.
+fn parse_sent_protocol(s: &str) -> Result<(&str, usize), ViaError> {
+    let b = s.as_bytes();
+    let (proto, i) = via_token(s, skip_lws(b, 0))?;
+    if !proto.eq_ignore_ascii_case("SIP") {
+        return Err(ViaError);
+    }
+    let (version, i) = via_token(s, via_slash(b, i)?)?;
+    if version != "2.0" {
+        return Err(ViaError);
+    }
+    let (transport, i) = via_token(s, via_slash(b, i)?)?;
+    if i >= b.len() || !is_lws(b[i]) {
+        return Err(ViaError);
+    }
+    Ok((transport, skip_lws(b, i)))
+}
+
+/// `host [: port]` from `i`: host, port and where the parameters start.
+fn parse_sent_by(s: &str, mut i: usize) -> Result<(&str, Option<u16>, usize), ViaError> {
+    let b = s.as_bytes();
+    let hs = i;
+    if b.get(i) == Some(&b'[') {
+        while i < b.len() && b[i] != b']' {
+            i += 1;
+        }
+        if i >= b.len() {
+            return Err(ViaError);
+        }
+        i += 1;
+    } else {
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+            i += 1;
+        }
+    }
+    let host = &s[hs..i];
+    if host.is_empty() || !valid_host(host) {
+        return Err(ViaError);
+    }
+    i = skip_lws(b, i);
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let ps = skip_lws(b, i + 1);
+        i = ps;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        port = Some(parse_uint(&b[ps..i], 65535).ok_or(ViaError)? as u16);
+    }
+    Ok((host, port, i))
+}
+
+/// One `name [= value]` after a `;` at `i - 1`: name, value, and where the next one may start.
+fn via_param(s: &str, i: usize) -> Result<(&str, Option<&str>, usize), ViaError> {
+    let b = s.as_bytes();
+    let (name, i) = via_token(s, skip_lws(b, i))?;
+    let i = skip_lws(b, i);
+    if b.get(i) != Some(&b'=') {
+        return Ok((name, None, i));
+    }
+    let vs = skip_lws(b, i + 1);
+    let mut i = vs;
+    if b.get(i) == Some(&b'[') {
+        while i < b.len() && b[i] != b']' {
+            i += 1;
+        }
+        i = (i + 1).min(b.len());
+    } else if b.get(i) == Some(&b'"') {
+        i = quoted_string_end(b, i).ok_or(ViaError)?;
+    } else {
+        while i < b.len() && (is_token(b[i]) || b[i] == b':') {
+            i += 1;
+        }
+    }
+    Ok((name, Some(&s[vs..i]), i))
 }
 
 #[cfg(test)]

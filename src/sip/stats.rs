@@ -88,32 +88,20 @@ impl SipStats {
 
 impl Collect for SipStats {
     fn collect(&self, out: &mut Exposition) {
-        let m = "sip_messages_total";
-        let h = "SIP messages by direction and transport";
-        out.counter(
-            m,
-            h,
-            &[("dir", "in"), ("transport", "udp")],
-            self.rx_udp.get(),
-        );
-        out.counter(
-            m,
-            h,
-            &[("dir", "in"), ("transport", "tcp")],
-            self.rx_tcp.get(),
-        );
-        out.counter(
-            m,
-            h,
-            &[("dir", "out"), ("transport", "udp")],
-            self.tx_udp.get(),
-        );
-        out.counter(
-            m,
-            h,
-            &[("dir", "out"), ("transport", "tcp")],
-            self.tx_tcp.get(),
-        );
+        let messages = [
+            ("in", "udp", &self.rx_udp),
+            ("in", "tcp", &self.rx_tcp),
+            ("out", "udp", &self.tx_udp),
+            ("out", "tcp", &self.tx_tcp),
+        ];
+        for (dir, transport, c) in messages {
+            out.counter(
+                "sip_messages_total",
+                "SIP messages by direction and transport",
+                &[("dir", dir), ("transport", transport)],
+                c.get(),
+            );
+        }
         for p in Problem::ALL {
             out.counter(
                 "sip_malformed_total",

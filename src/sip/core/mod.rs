@@ -1,0 +1,737 @@
+//! The sans-IO, transaction-stateful proxy (RFC 3261 sections 16 and 17): bytes and a source
+//! in, messages to send out; timers advanced by [`Proxy::poll`]. No sockets, no clocks of its
+//! own, so every behaviour is unit-testable.
+//!
+//! Knows nothing of why calls are blocked or warned: the [`Hook`] decides. Transaction and call
+//! tables are dashmaps (no global lock on the hot path), each capped, every entry freed by a
+//! timer.
+//!
+//! This file holds the tables and the flow of a message through them; the transaction state
+//! machines are in `server_tx` and `client_tx`, next hops and branches in `route`, the bytes
+//! we change in `sip::forward` and the responses we write in `sip::response`.
+
+mod client_tx;
+mod route;
+mod server_tx;
+
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+use self::client_tx::{CKind, CState, ClientTx, Next, Relay};
+use self::route::next_via_target;
+use self::server_tx::{SState, ServerTx};
+use super::config::SipConfig;
+use super::forward::{self, ip_of, Fwd, Local};
+use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::msg::{Hdr, Limits, Message, Problem};
+use super::response::{build_response, can_answer};
+use super::stats::SipStats;
+use super::Transport;
+
+/// Identifies one TCP connection of the transport layer.
+pub type ConnId = u64;
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// The TCP connection to use when known (responses go back on the request's connection).
+    pub conn: Option<ConnId>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub to: Peer,
+    pub data: Bytes,
+}
+
+struct Call {
+    anchor: bool,
+    /// Stay tracked after the answer (Record-Route was added).
+    dialog: bool,
+    caller_tag: String,
+    /// Where the caller's INVITE came from and where it went: the fallback targets of in-dialog
+    /// requests whose Route/Request-URI is not an IP literal.
+    upstream: Peer,
+    downstream: Peer,
+    expires: Instant,
+}
+
+/// A transaction whose retransmission timer runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timed {
+    Server(String),
+    Client(String),
+}
+
+/// How often every entry is checked against its deadline. Deadlines are 5 s to hours long, and
+/// a second late is harmless (Timer B/F answer 408 a little later, memory is freed a little
+/// later); checking every entry on every tick cost more than the calls themselves at high rates.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A request on its way downstream, once it is known to go there: how to edit it and which
+/// call (and SDP direction) it belongs to.
+struct Onward<'a> {
+    fwd: Fwd<'a>,
+    anchor: bool,
+    dir: SdpDirection,
+    /// The INVITE that starts a call.
+    initial: bool,
+}
+
+/// The proxy core. Share it as `Arc<Proxy>`; every method takes `&self`.
+pub struct Proxy {
+    cfg: SipConfig,
+    limits: Limits,
+    me: Local,
+    hook: Arc<dyn Hook>,
+    stats: Arc<SipStats>,
+    servers: DashMap<String, ServerTx>,
+    clients: DashMap<String, ClientTx>,
+    calls: DashMap<String, Call>,
+    keys: RandomState,
+    /// When the tables were last swept for deadlines (see [`Proxy::poll`]).
+    swept: std::sync::Mutex<Option<Instant>>,
+    /// When retransmission timers (A/E/G) fire, earliest first: a tick looks only at what is
+    /// due. A record whose transaction has moved on (answered, re-armed, gone) is dropped when
+    /// it comes up; at most one round trip's worth of them is held.
+    timed: std::sync::Mutex<BinaryHeap<Reverse<(Instant, Timed)>>>,
+    /// INVITE server transactions answered 2xx (RFC 6026 "Accepted"): all they still do for
+    /// 64*T1 is absorb retransmissions of the INVITE, so they are held as a hash of their key
+    /// (16 bytes instead of a whole transaction) and expire in arrival order.
+    accepted: dashmap::DashSet<u64>,
+    accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+}
+
+impl Proxy {
+    /// `local` is the bound address; the advertised host defaults to its IP.
+    pub fn new(
+        cfg: SipConfig,
+        local: SocketAddr,
+        hook: Arc<dyn Hook>,
+        stats: Arc<SipStats>,
+    ) -> Result<Proxy, String> {
+        let host = match &cfg.advertise {
+            Some(h) => h.clone(),
+            None if local.ip().is_unspecified() => {
+                return Err(format!(
+                    "sip: listening on {local}; set `advertise` to the address peers reach us at"
+                ))
+            }
+            None => match local.ip() {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            },
+        };
+        let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        Ok(Proxy {
+            limits: cfg.limits(),
+            cfg,
+            me: Local {
+                host,
+                port: local.port(),
+                ip,
+            },
+            hook,
+            stats,
+            servers: DashMap::new(),
+            clients: DashMap::new(),
+            calls: DashMap::new(),
+            keys: RandomState::new(),
+            swept: std::sync::Mutex::new(None),
+            timed: std::sync::Mutex::new(BinaryHeap::new()),
+            accepted: dashmap::DashSet::new(),
+            accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<SipStats> {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &SipConfig {
+        &self.cfg
+    }
+
+    /// Transactions and calls currently held (for tests and diagnostics).
+    pub fn table_sizes(&self) -> (usize, usize, usize) {
+        (
+            self.servers.len() + self.accepted.len(),
+            self.clients.len(),
+            self.calls.len(),
+        )
+    }
+
+    /// Handle one received message (a datagram, or one framed stream message).
+    pub fn handle(&self, data: Bytes, from: Peer, now: Instant) -> Vec<Output> {
+        self.stats.received(from.transport);
+        let mut out = Vec::new();
+        self.handle_into(data, from, now, &mut out);
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if data.iter().all(|c| c.is_ascii_whitespace()) {
+            return; // a keep-alive, not a message
+        }
+        let msg = match Message::parse(data, &self.limits, from.transport == Transport::Udp) {
+            Ok(m) => m,
+            Err(p) => {
+                self.stats.malformed(p);
+                self.stats.malformed_dropped.inc();
+                return;
+            }
+        };
+        if let Some(p) = msg.problem {
+            self.stats.malformed(p);
+            if msg.is_request() && !msg.method_is("ACK") && can_answer(&msg) {
+                let (code, phrase) = if p == Problem::BadVersion {
+                    (505, "Version Not Supported")
+                } else {
+                    (400, "Bad Request")
+                };
+                self.stats.malformed_answered.inc();
+                self.respond(&msg, from, code, phrase, &[], out);
+            } else {
+                self.stats.malformed_dropped.inc();
+            }
+            return;
+        }
+        if msg.is_request() {
+            self.on_request(&msg, from, now, out);
+        } else {
+            self.on_response(&msg, now, out);
+        }
+    }
+
+    fn tag_for(&self, seed: &str) -> String {
+        format!("sg{:012x}", self.keys.hash_one(seed) & 0xffff_ffff_ffff)
+    }
+
+    /// Answer `msg` statelessly (no transaction).
+    fn respond(
+        &self,
+        msg: &Message,
+        to: Peer,
+        code: u16,
+        phrase: &str,
+        extra: &[String],
+        out: &mut Vec<Output>,
+    ) {
+        let seed = format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range());
+        let tag = self.tag_for(&seed);
+        self.stats.response_sent(code);
+        out.push(Output {
+            to,
+            data: build_response(msg, code, phrase, extra, Some(&tag)),
+        });
+    }
+
+    fn in_flight(&self) -> usize {
+        usize::try_from(self.stats.transactions.get()).unwrap_or(0)
+    }
+
+    fn arm(&self, at: Instant, t: Timed) {
+        self.timed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Reverse((at, t)));
+    }
+
+    /// Report `ev` to the hook if the call is tracked; `end` forgets the call.
+    fn event(&self, call_id: &str, ev: CallEvent, end: bool) {
+        let known = if end {
+            let gone = self.calls.remove(call_id).is_some();
+            if gone {
+                self.stats.calls.dec();
+            }
+            gone
+        } else {
+            self.calls.contains_key(call_id)
+        };
+        if known {
+            self.hook.call_event(call_id, ev);
+        }
+    }
+
+    fn forget_call(&self, call_id: &str) {
+        if self.calls.remove(call_id).is_some() {
+            self.stats.calls.dec();
+        }
+    }
+
+    fn on_request(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        let method = msg.method();
+        if method == b"ACK" {
+            return self.on_ack(msg, from, now, out);
+        }
+        let Some(key) = Self::server_key(msg, method) else {
+            return;
+        };
+        if self.absorb_retransmission(&key, method, out) {
+            return;
+        }
+        if method == b"CANCEL" {
+            return self.on_cancel(msg, from, now, out);
+        }
+        let initial = method == b"INVITE" && msg.to_tag().is_none();
+        if self.answer_here(msg, from, initial, out)
+            || !self.open_server(&key, msg, from, now, initial, out)
+        {
+            return;
+        }
+        let decision = initial.then(|| {
+            self.stats.hook_calls.inc();
+            self.hook
+                .new_call(&NewCall::new(msg, from.addr, from.transport))
+        });
+        let onward = match &decision {
+            Some(d) => match self.apply_decision(&key, msg, from, d, now, out) {
+                Some(onward) => onward,
+                None => return,
+            },
+            None => {
+                let (anchor, dir) = self.dialog_side(msg);
+                Onward {
+                    fwd: Fwd::default(),
+                    anchor,
+                    dir,
+                    initial: false,
+                }
+            }
+        };
+        self.forward_request(&key, msg, from, onward, now, out);
+    }
+
+    /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS to us, no
+    /// hops left, loops, extensions we must refuse, overload. True when answered.
+    fn answer_here(&self, msg: &Message, from: Peer, initial: bool, out: &mut Vec<Output>) -> bool {
+        let mf = msg.max_forwards();
+        let options = msg.method() == b"OPTIONS";
+        let to_us = || {
+            msg.request_uri()
+                .as_ref()
+                .is_some_and(|u| u.is_sip() && u.user.is_none())
+        };
+        let (code, phrase, extra) = if options && (mf == Some(0) || to_us()) {
+            let allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
+            (200, "OK", vec![allow.to_string()])
+        } else if mf == Some(0) {
+            (483, "Too Many Hops", Vec::new())
+        } else if self.is_loop(msg) {
+            (482, "Loop Detected", Vec::new())
+        } else if let Some(pr) = msg.value(Hdr::ProxyRequire) {
+            (420, "Bad Extension", vec![format!("Unsupported: {pr}")])
+        } else if self.in_flight() >= self.cfg.max_transactions
+            || (initial && self.calls.len() >= self.cfg.max_calls)
+        {
+            self.stats.overload.inc();
+            let retry = format!("Retry-After: {}", self.cfg.retry_after_secs);
+            (503, "Service Unavailable", vec![retry])
+        } else {
+            return false;
+        };
+        self.respond(msg, from, code, phrase, &extra, out);
+        true
+    }
+
+    /// Act on the hook's decision on a new call: answer it on its server transaction, or say
+    /// how to forward it.
+    fn apply_decision<'d>(
+        &self,
+        key: &str,
+        msg: &Message,
+        from: Peer,
+        decision: &'d Decision,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Option<Onward<'d>> {
+        match decision {
+            Decision::Reject {
+                code,
+                phrase,
+                headers,
+            } => {
+                let code = if (300..700).contains(code) {
+                    *code
+                } else {
+                    500
+                };
+                self.final_upstream(key, msg, code, phrase, headers, now, out);
+                None
+            }
+            Decision::Forward {
+                display_name,
+                headers,
+                record_route,
+                anchor_media,
+            } => {
+                self.send_trying(key, msg, from, out);
+                let fwd = Fwd {
+                    display: display_name.as_deref(),
+                    headers,
+                    record_route: *record_route || *anchor_media,
+                    body: None,
+                };
+                Some(Onward {
+                    fwd,
+                    anchor: *anchor_media,
+                    dir: SdpDirection::FromCaller,
+                    initial: true,
+                })
+            }
+        }
+    }
+
+    /// Whether the call of an in-dialog request has its media anchored, and which way the
+    /// request flows in it (from the caller or the callee).
+    fn dialog_side(&self, msg: &Message) -> (bool, SdpDirection) {
+        match msg.call_id().and_then(|id| self.calls.get(id)) {
+            Some(c) => {
+                let ft = msg.from_tag().unwrap_or("");
+                let dir = if ft == c.caller_tag {
+                    SdpDirection::FromCaller
+                } else {
+                    SdpDirection::FromCallee
+                };
+                (c.anchor, dir)
+            }
+            None => (false, SdpDirection::FromCaller),
+        }
+    }
+
+    /// Send a request on downstream on a new client transaction linked to the server
+    /// transaction `key`, tracking the call it starts.
+    fn forward_request(
+        &self,
+        key: &str,
+        msg: &Message,
+        from: Peer,
+        onward: Onward<'_>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Onward {
+            mut fwd,
+            anchor,
+            dir,
+            initial,
+        } = onward;
+        let method = msg.method();
+        let call_id = msg.call_id().unwrap_or("");
+        if anchor && msg.body_is_sdp() {
+            let kind = if msg.method_is("ACK") {
+                SdpKind::Answer
+            } else {
+                SdpKind::Offer
+            };
+            fwd.body = self.hook.rewrite_sdp(call_id, dir, kind, msg.body_bytes());
+        }
+        let Some(dest) = self.route(msg, msg.to_tag().is_none()) else {
+            self.final_upstream(key, msg, 502, "Bad Gateway", &[], now, out);
+            return;
+        };
+        let branch = self.branch(msg, msg.top_via().as_ref());
+        let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, &fwd);
+        let kind = if method == b"INVITE" {
+            CKind::Invite
+        } else {
+            CKind::NonInvite
+        };
+        let ckey = format!("{branch}|{}", String::from_utf8_lossy(method));
+        let tx = ClientTx {
+            server: Some(key.to_owned()),
+            call_id: call_id.to_owned(),
+            initial,
+            anchor,
+            dir,
+            ..ClientTx::new(kind, dest, data.clone(), now, self.cfg.t1())
+        };
+        self.add_client(ckey.clone(), tx);
+        if let Some(mut s) = self.servers.get_mut(key) {
+            s.client = Some(ckey);
+        }
+        if initial && !call_id.is_empty() {
+            self.track_call(msg, from, dest, fwd.record_route || anchor, anchor, now);
+        }
+        if method == b"BYE" {
+            self.event(call_id, CallEvent::Ended, true);
+        }
+        out.push(Output { to: dest, data });
+    }
+
+    /// Start tracking the call a forwarded initial INVITE begins.
+    fn track_call(
+        &self,
+        msg: &Message,
+        from: Peer,
+        dest: Peer,
+        dialog: bool,
+        anchor: bool,
+        now: Instant,
+    ) {
+        // Without Record-Route the entry only lives until the INVITE transaction ends.
+        let life = if dialog {
+            Duration::from_secs(self.cfg.max_call_secs)
+        } else {
+            Duration::from_secs(self.cfg.timer_c_secs) + self.cfg.t1() * 128
+        };
+        let c = Call {
+            anchor,
+            dialog,
+            caller_tag: msg.from_tag().unwrap_or("").to_owned(),
+            upstream: from,
+            downstream: dest,
+            expires: now + life,
+        };
+        let call_id = msg.call_id().unwrap_or("").to_owned();
+        if self.calls.insert(call_id, c).is_none() {
+            self.stats.calls.inc();
+        }
+    }
+
+    /// Forward a request without a transaction (the ACK of a 2xx, a CANCEL we hold nothing
+    /// for): the next hop's retransmissions or the sender's are the only reliability it gets.
+    fn forward_stateless(&self, msg: &Message, from: Peer, fwd: &Fwd<'_>, out: &mut Vec<Output>) {
+        let Some(dest) = self.route(msg, msg.to_tag().is_none()) else {
+            return;
+        };
+        let branch = self.branch(msg, msg.top_via().as_ref());
+        let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, fwd);
+        out.push(Output { to: dest, data });
+    }
+
+    fn on_ack(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if self.ack_server(msg, now) {
+            return;
+        }
+        // ACK for a 2xx: end to end, statelessly.
+        if msg.max_forwards() == Some(0) || self.is_loop(msg) {
+            return;
+        }
+        let mut fwd = Fwd::default();
+        let (anchor, dir) = self.dialog_side(msg);
+        if anchor && msg.body_is_sdp() {
+            let id = msg.call_id().unwrap_or("");
+            fwd.body = self
+                .hook
+                .rewrite_sdp(id, dir, SdpKind::Answer, msg.body_bytes());
+        }
+        self.forward_stateless(msg, from, &fwd, out);
+    }
+
+    fn on_cancel(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        let ikey = Self::server_key(msg, b"INVITE");
+        let found = ikey.as_deref().and_then(|k| self.invite_server(k));
+        if found.is_none() && ikey.as_deref().is_some_and(|k| self.is_accepted(k)) {
+            // Too late: the call was answered. The CANCEL is answered and goes no further.
+            return self.respond(msg, from, 200, "OK", &[], out);
+        }
+        let Some((state, client, req)) = found else {
+            // No transaction to cancel: forward statelessly (RFC 3261 16.10).
+            if msg.max_forwards() == Some(0) {
+                return self.respond(msg, from, 483, "Too Many Hops", &[], out);
+            }
+            return self.forward_stateless(msg, from, &Fwd::default(), out);
+        };
+        self.respond(msg, from, 200, "OK", &[], out);
+        if state != SState::Proceeding {
+            return;
+        }
+        match client {
+            Some(ck) => self.cancel_client(&ck, msg.call_id().unwrap_or(""), now, out),
+            None => {
+                if let (Some(k), Ok(inv)) = (ikey, Message::parse(req, &self.limits, true)) {
+                    self.final_upstream(&k, &inv, 487, "Request Terminated", &[], now, out);
+                }
+            }
+        }
+    }
+
+    fn on_response(&self, msg: &Message, now: Instant, out: &mut Vec<Output>) {
+        let (Some(via), Some(code), Some((_, cmethod))) = (msg.top_via(), msg.status(), msg.cseq())
+        else {
+            return;
+        };
+        if !self.me.via_is_ours(&via) {
+            self.stats.stray_responses.inc();
+            return;
+        }
+        let ckey = format!("{}|{cmethod}", via.branch.unwrap_or(""));
+        match self.client_response(&ckey, msg, code, now, out) {
+            Next::Done => {}
+            // Not ours to track (2xx retransmission, stateless request): route by the next Via.
+            Next::Stateless => match next_via_target(msg) {
+                Some(dest) => out.push(Output {
+                    to: dest,
+                    data: forward::response(msg, None),
+                }),
+                None => self.stats.stray_responses.inc(),
+            },
+            Next::Relay(r) => self.relay(msg, code, &r, now, out),
+        }
+    }
+
+    /// Pass a response upstream on its server transaction (or by its next Via when that is
+    /// gone), and tell the hook what a first final response means for the call.
+    fn relay(&self, msg: &Message, code: u16, r: &Relay, now: Instant, out: &mut Vec<Output>) {
+        let body = if r.anchor && msg.body_is_sdp() {
+            self.hook
+                .rewrite_sdp(&r.call, r.dir, SdpKind::Answer, msg.body_bytes())
+        } else {
+            None
+        };
+        let data = forward::response(msg, body);
+        let upstream = r
+            .server
+            .as_deref()
+            .and_then(|k| self.send_on_server(k, data.clone(), code, now))
+            .or_else(|| next_via_target(msg));
+        if let Some(to) = upstream {
+            out.push(Output { to, data });
+        }
+        if r.initial && r.first_final {
+            self.call_outcome(&r.call, code);
+        }
+    }
+
+    /// The first final response to a call's INVITE.
+    fn call_outcome(&self, call: &str, code: u16) {
+        match code {
+            200..=299 => self.event(call, CallEvent::Answered, false),
+            607 => self.event(call, CallEvent::Unwanted, true),
+            // The caller cancelled: reported when the CANCEL came.
+            487 => self.forget_call(call),
+            c if c >= 300 => self.event(call, CallEvent::Failed(c), true),
+            _ => {}
+        }
+        if (200..300).contains(&code) {
+            // Calls forwarded without staying in the dialog need no entry after the answer.
+            let drop_it = self.calls.get(call).is_some_and(|c| !c.dialog);
+            if drop_it {
+                self.forget_call(call);
+            }
+        }
+    }
+
+    /// Advance timers: retransmissions, timeouts, and freeing of finished entries.
+    ///
+    /// Every tick looks only at the retransmission timers that are due; every entry is checked
+    /// against its deadline once a second.
+    pub fn poll(&self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let t2 = self.cfg.t2();
+        let due: Vec<(Instant, Timed)> = {
+            let mut heap = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut due = Vec::new();
+            while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse(x)) = heap.pop() {
+                    due.push(x);
+                }
+            }
+            due
+        };
+        let mut again = Vec::new();
+        for (at, t) in due {
+            let next = match &t {
+                Timed::Server(k) => self
+                    .servers
+                    .get_mut(k)
+                    .and_then(|mut s| s.on_timer(at, now, t2, &mut out)),
+                Timed::Client(k) => self
+                    .clients
+                    .get_mut(k)
+                    .and_then(|mut c| c.on_timer(at, now, t2, &mut out)),
+            };
+            if let Some(next) = next {
+                again.push(Reverse((next, t)));
+            }
+        }
+        if !again.is_empty() {
+            self.timed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(again);
+        }
+        let sweep = {
+            let mut last = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.map_or(true, |t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if sweep {
+            self.sweep(now, &mut out);
+        }
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
+    }
+
+    /// Deadlines of every entry: timeouts and freeing.
+    fn sweep(&self, now: Instant, out: &mut Vec<Output>) {
+        self.servers.retain(|_, s| {
+            let keep = now < s.deadline;
+            if !keep {
+                self.stats.transactions.dec();
+            }
+            keep
+        });
+        let mut dead = Vec::new();
+        let mut timed_out = Vec::new();
+        for c in self.clients.iter() {
+            if now >= c.deadline {
+                if matches!(c.state, CState::Calling | CState::Proceeding)
+                    && c.kind != CKind::Cancel
+                {
+                    timed_out.push(c.key().clone());
+                } else {
+                    dead.push(c.key().clone());
+                }
+            }
+        }
+        for k in dead {
+            self.remove_client(&k);
+        }
+        for k in timed_out {
+            if let Some(c) = self.remove_client(&k) {
+                self.client_timed_out(c, now, out);
+            }
+        }
+        {
+            let mut order = self
+                .accepted_order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while order.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, h)) = order.pop_front() {
+                    self.accepted.remove(&h);
+                }
+            }
+        }
+        let mut gone = 0;
+        self.calls.retain(|_, c| {
+            let keep = now < c.expires;
+            gone += usize::from(!keep);
+            keep
+        });
+        for _ in 0..gone {
+            self.stats.calls.dec();
+        }
+    }
+}

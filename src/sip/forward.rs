@@ -1,0 +1,261 @@
+//! The edits a proxy makes to what it passes on, spliced into the received bytes (see
+//! [`Splice`]): on a request our Via (with `received`/`rport` on the one below), Record-Route,
+//! Max-Forwards, our Route popped, the display name rewritten, headers added, the body
+//! replaced; on a response our Via popped and the body replaced.
+//!
+//! Also who we are on the wire ([`Local`]): the host and port we write into Via and
+//! Record-Route are the ones we must recognise when they come back. Knows nothing of
+//! transactions, routing decisions or why a call is forwarded.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::edit::Splice;
+use super::msg::{split_commas, Hdr, Message, Via};
+use super::uri::{quote_display, NameAddr, Scheme, Uri};
+use super::Transport;
+
+/// Prefix of every branch we generate: the magic cookie plus our mark.
+pub(super) const BRANCH_PREFIX: &str = "z9hG4bKsg";
+
+/// An IP literal host (bracketed IPv6 included); names are not resolved.
+pub(super) fn ip_of(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Our address as peers see it.
+pub(super) struct Local {
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `host` as an IP, or the bound IP: a peer may name us by either.
+    pub(super) ip: Option<IpAddr>,
+}
+
+impl Local {
+    fn is_ours_host(&self, host: &str, port: Option<u16>, sips: bool) -> bool {
+        let default = if sips { 5061 } else { 5060 };
+        if port.unwrap_or(default) != self.port {
+            return false;
+        }
+        host.eq_ignore_ascii_case(&self.host) || (self.ip.is_some() && ip_of(host) == self.ip)
+    }
+
+    pub(super) fn via_is_ours(&self, v: &Via<'_>) -> bool {
+        v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+            && self.is_ours_host(v.host, v.port, false)
+    }
+
+    pub(super) fn uri_is_ours(&self, u: &Uri<'_>) -> bool {
+        u.is_sip() && self.is_ours_host(u.host, u.port, u.scheme == Scheme::Sips)
+    }
+}
+
+/// Per-request forwarding options.
+#[derive(Default)]
+pub(super) struct Fwd<'a> {
+    pub(super) display: Option<&'a str>,
+    pub(super) headers: &'a [String],
+    pub(super) record_route: bool,
+    pub(super) body: Option<Vec<u8>>,
+}
+
+/// The received request with our edits spliced in.
+pub(super) fn request(
+    me: &Local,
+    msg: &Message,
+    from: SocketAddr,
+    out_t: Transport,
+    branch: &str,
+    fwd: &Fwd<'_>,
+) -> Bytes {
+    let mut sp = Splice::new();
+    sp.insert(
+        msg.head_start,
+        format!(
+            "Via: SIP/2.0/{} {}:{};branch={branch}\r\n",
+            out_t.as_str(),
+            me.host,
+            me.port
+        ),
+    );
+    if fwd.record_route {
+        let t = if out_t == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        sp.insert(
+            msg.head_start,
+            format!("Record-Route: <sip:{}:{}{t};lr>\r\n", me.host, me.port),
+        );
+    }
+    mark_received(&mut sp, msg, from);
+    match msg.header(Hdr::MaxForwards) {
+        Some(h) => {
+            let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
+            sp.replace(h.value.clone(), mf.to_string());
+        }
+        None => sp.insert(msg.head_end, "Max-Forwards: 70\r\n"),
+    }
+    // Loose routing: pop a top Route that names us.
+    if let Some((hi, vr)) = first_value(msg, Hdr::Route) {
+        let ours = msg
+            .str(vr.clone())
+            .and_then(|s| NameAddr::parse(s).ok())
+            .is_some_and(|n| me.uri_is_ours(&n.uri));
+        if ours {
+            remove_value(&mut sp, msg, hi, vr);
+        }
+    }
+    if let Some(name) = fwd.display {
+        let q = quote_display(name);
+        let ranges = msg
+            .values(Hdr::From)
+            .take(1)
+            .chain(msg.values(Hdr::PAssertedIdentity));
+        for r in ranges {
+            rewrite_display(&mut sp, msg, r, &q);
+        }
+    }
+    for h in fwd.headers {
+        let h = h.trim_end_matches(['\r', '\n']);
+        if !h.is_empty() && !h.contains(['\r', '\n']) {
+            sp.insert(msg.head_end, format!("{h}\r\n"));
+        }
+    }
+    let body_len = match &fwd.body {
+        Some(nb) => {
+            sp.replace(msg.body.clone(), nb.clone());
+            nb.len()
+        }
+        None => msg.body.len(),
+    };
+    fix_content_length(&mut sp, msg, body_len, fwd.body.is_some());
+    sp.apply(&msg.buf, msg.body.end)
+}
+
+/// A response with our Via popped (and an SDP replacement).
+pub(super) fn response(msg: &Message, body: Option<Vec<u8>>) -> Bytes {
+    let mut sp = Splice::new();
+    if let Some((hi, vr)) = first_value(msg, Hdr::Via) {
+        remove_value(&mut sp, msg, hi, vr);
+    }
+    let len = match &body {
+        Some(nb) => {
+            sp.replace(msg.body.clone(), nb.clone());
+            nb.len()
+        }
+        None => msg.body.len(),
+    };
+    fix_content_length(&mut sp, msg, len, body.is_some());
+    sp.apply(&msg.buf, msg.body.end)
+}
+
+/// RFC 3581 / 18.2.1 on the received top Via: where the request really came from, so the
+/// responses find their way back through NAT.
+fn mark_received(sp: &mut Splice, msg: &Message, from: SocketAddr) {
+    let Some(r) = msg.top_via_range() else {
+        return;
+    };
+    let Some(v) = msg.str(r.clone()).and_then(|s| Via::parse(s).ok()) else {
+        return;
+    };
+    let mut add = String::new();
+    if v.received.is_none() && ip_of(v.host) != Some(from.ip()) {
+        let _ = write!(add, ";received={}", from.ip());
+    }
+    if v.rport == Some(None) {
+        if let Some(pos) = find_flag(msg.str(r.clone()).unwrap_or(""), "rport") {
+            sp.insert(r.start + pos, format!("={}", from.port()));
+        }
+    }
+    sp.insert(r.end, add);
+}
+
+fn off(buf: &[u8], s: &str) -> usize {
+    s.as_ptr() as usize - buf.as_ptr() as usize
+}
+
+/// Position just after a flag parameter `;name` (no value) inside a Via value.
+fn find_flag(v: &str, name: &str) -> Option<usize> {
+    let lower = v.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find(name) {
+        let st = from + p;
+        let en = st + name.len();
+        let before = lower[..st].trim_end_matches(|c: char| c.is_ascii_whitespace());
+        let after = lower[en..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+        if before.ends_with(';')
+            && (after.is_empty() || after.starts_with(';') || after.starts_with(','))
+        {
+            return Some(en);
+        }
+        from = en;
+    }
+    None
+}
+
+fn first_value(msg: &Message, kind: Hdr) -> Option<(usize, Range<usize>)> {
+    let hi = msg.headers.iter().position(|h| h.kind == kind)?;
+    let v = split_commas(&msg.buf, msg.headers[hi].value.clone()).next()?;
+    Some((hi, v))
+}
+
+/// Remove one value of a (possibly comma-joined) header; the whole line when it is the only one.
+fn remove_value(sp: &mut Splice, msg: &Message, hi: usize, vr: Range<usize>) {
+    let h = &msg.headers[hi];
+    let vals: Vec<Range<usize>> = split_commas(&msg.buf, h.value.clone()).collect();
+    let Some(i) = vals.iter().position(|v| *v == vr) else {
+        return;
+    };
+    if vals.len() == 1 {
+        sp.delete(h.line.clone());
+    } else if i + 1 < vals.len() {
+        sp.delete(vals[i].start..vals[i + 1].start);
+    } else {
+        sp.delete(vals[i - 1].end..vals[i].end);
+    }
+}
+
+fn rewrite_display(sp: &mut Splice, msg: &Message, r: Range<usize>, quoted: &str) {
+    let b: &[u8] = &msg.buf;
+    let Some(na) = msg.str(r.clone()).and_then(|s| NameAddr::parse(s).ok()) else {
+        return;
+    };
+    match (na.display_raw, na.bracketed) {
+        (Some(d), _) => {
+            let o = off(b, d);
+            // Keep the separation from `<` that an unquoted token display may have relied on.
+            sp.replace(o..o + d.len(), quoted);
+        }
+        (None, true) => {
+            if let Some(lt) = b[r.clone()].iter().position(|&c| c == b'<') {
+                sp.insert(r.start + lt, format!("{quoted} "));
+            }
+        }
+        (None, false) => {
+            let o = off(b, na.uri.raw);
+            sp.insert(o, format!("{quoted} <"));
+            sp.insert(o + na.uri.raw.len(), ">");
+        }
+    }
+}
+
+/// Make Content-Length right for a body of `len` bytes.
+fn fix_content_length(sp: &mut Splice, msg: &Message, len: usize, changed: bool) {
+    match msg.header(Hdr::ContentLength) {
+        Some(h) if changed => sp.replace(h.value.clone(), len.to_string()),
+        Some(_) => {}
+        None => sp.insert(msg.head_end, format!("Content-Length: {len}\r\n")),
+    }
+    if msg.body.start == msg.head_end {
+        // A datagram without the blank line: supply it.
+        sp.insert(msg.head_end, "\r\n");
+    }
+}
