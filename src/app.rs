@@ -184,11 +184,8 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         log,
         stats: Arc::new(CallStats::default()),
         media: media.clone(),
-        announced: Default::default(),
-        announce_cap: 2 * config.media.max_sessions,
+        clock: Default::default(),
         reports: reports.clone(),
-        callers: Default::default(),
-        callers_cap: config.sip.max_calls,
     });
 
     let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
@@ -265,7 +262,10 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = tick.tick() => s.engine.signals.sweep(now_ms()),
+                _ = tick.tick() => {
+                    s.engine.signals.sweep(now_ms());
+                    s.clock.reanchor();
+                }
                 _ = stop.wait_for(|s| *s) => break,
             }
         }

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
+    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    SipStats,
 };
 use scamguard::sip::{Peer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,16 +24,25 @@ use tokio::time::timeout;
 struct PassHook;
 
 impl Hook for PassHook {
-    fn new_call(&self, _: &NewCall<'_>) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Decision {
         Decision::Forward {
             display_name: Some("Checked \"ok\"".into()),
             headers: vec![],
             record_route: true,
             anchor_media: true,
+            offer: call.sdp().map(<[u8]>::to_vec),
+            tag: None,
         }
     }
-    fn call_event(&self, _: &str, _: CallEvent) {}
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, body: &[u8]) -> Option<Vec<u8>> {
+    fn call_event(&self, _: &CallRef<'_>, _: CallEvent, _: Instant) {}
+    fn rewrite_sdp(
+        &self,
+        _: &CallRef<'_>,
+        _: SdpDirection,
+        _: SdpKind,
+        body: &[u8],
+        _: Instant,
+    ) -> Option<Vec<u8>> {
         Some(body.to_vec())
     }
 }

@@ -4,14 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
 use scamguard::sip::Transport;
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
+    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    SipStats,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -29,7 +30,7 @@ struct TestHook {
 }
 
 impl Hook for TestHook {
-    fn new_call(&self, call: &NewCall<'_>) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Decision {
         let from_user = call
             .from
             .as_ref()
@@ -45,13 +46,20 @@ impl Hook for TestHook {
             .clone()
             .unwrap_or_else(Decision::pass)
     }
-    fn call_event(&self, call_id: &str, event: CallEvent) {
+    fn call_event(&self, call: &CallRef<'_>, event: CallEvent, _: Instant) {
         self.events
             .lock()
             .unwrap()
-            .push((call_id.to_string(), event));
+            .push((call.call_id.to_string(), event));
     }
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(
+        &self,
+        _: &CallRef<'_>,
+        _: SdpDirection,
+        _: SdpKind,
+        _: &[u8],
+        _: Instant,
+    ) -> Option<Vec<u8>> {
         None
     }
 }
@@ -223,6 +231,8 @@ async fn forward_dialog_end_to_end_with_record_route() {
         headers: vec!["X-Scam-Verdict: warn; score=90".into()],
         record_route: true,
         anchor_media: false,
+        offer: None,
+        tag: None,
     });
     let srv = start(hook.clone(), down_addr).await;
     let uac = UdpSocket::bind("127.0.0.1:0").await.unwrap();

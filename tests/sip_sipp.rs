@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scamguard::sip::{
-    run, CallEvent, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig, SipStats,
+    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    SipStats,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::Command;
@@ -23,23 +24,32 @@ struct Count {
 }
 
 impl Hook for Count {
-    fn new_call(&self, _: &NewCall<'_>) -> Decision {
+    fn new_call(&self, _: &NewCall<'_>, _: std::time::Instant) -> Decision {
         self.calls.fetch_add(1, Ordering::Relaxed);
         Decision::Forward {
             display_name: Some("Checked".into()),
             headers: vec!["X-Screened: yes".into()],
             record_route: true,
             anchor_media: false,
+            offer: None,
+            tag: None,
         }
     }
-    fn call_event(&self, _: &str, event: CallEvent) {
+    fn call_event(&self, _: &CallRef<'_>, event: CallEvent, _: std::time::Instant) {
         match event {
             CallEvent::Answered => self.answered.fetch_add(1, Ordering::Relaxed),
             CallEvent::Ended => self.ended.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
     }
-    fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite_sdp(
+        &self,
+        _: &CallRef<'_>,
+        _: SdpDirection,
+        _: SdpKind,
+        _: &[u8],
+        _: std::time::Instant,
+    ) -> Option<Vec<u8>> {
         None
     }
 }

@@ -201,6 +201,8 @@ impl DispositionConfig {
                     headers,
                     record_route: true,
                     anchor_media: call.announce,
+                    offer: None,
+                    tag: None,
                 }
             }
             Action::Pass => Decision::Forward {
@@ -210,6 +212,8 @@ impl DispositionConfig {
                     .collect(),
                 record_route: self.record_route_all,
                 anchor_media: false,
+                offer: None,
+                tag: None,
             },
         }
     }
@@ -322,6 +326,8 @@ mod tests {
                     headers: vec![want_header.to_string()],
                     record_route: true,
                     anchor_media: true,
+                    offer: None,
+                    tag: None,
                 },
                 "{display:?} {reason}"
             );
@@ -355,6 +361,8 @@ mod tests {
                 headers: vec!["X-Scamguard-Verdict: pass".into()],
                 record_route: false,
                 anchor_media: false,
+                offer: None,
+                tag: None,
             }
         );
     }

@@ -14,16 +14,16 @@ use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
 use super::reports::Reports;
-use super::signals::now_ms;
+use super::signals::{now_ms, Clock};
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::store::{StoreError, StoredReport};
 use crate::lists::ListSet;
-use crate::media::{MediaEngine, Release, Side};
+use crate::media::{MediaEngine, MediaError, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::signals::reports::{Promotion, Report, ReportSource};
 use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::{Action, Call, Engine, Verdict};
-use crate::sip::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use crate::sip::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
 
 /// Calls by action, hits by list, and what happened to forwarded calls.
 #[derive(Default)]
@@ -98,42 +98,42 @@ pub struct Screener {
     pub stats: Arc<CallStats>,
     /// Present when announcements are enabled.
     pub media: Option<Arc<MediaEngine>>,
-    /// Warned calls whose callee will hear the prompt: what picks the prompt on answer.
-    /// Entries leave on the call's end; the cap (twice the media sessions) plus a sweep of calls
-    /// the engine has already freed keeps it bounded when an end is never seen.
-    pub announced: DashMap<String, Announcement>,
-    pub announce_cap: usize,
+    /// Wall-clock time for the instants the SIP layer hands in.
+    pub clock: Clock,
     /// Where 607 reports go (queued: the SIP path never waits for the disk).
     pub reports: Arc<Reports>,
-    /// Callers of calls in progress, for a 607 report: bounded like the SIP call table (entries
-    /// leave with the call's final answer or end).
-    pub callers: DashMap<String, (String, String)>,
-    pub callers_cap: usize,
+}
+
+/// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
+/// app holds no table of calls of its own.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    /// E.164 when it normalised: a 607 is a report against it.
+    pub caller: String,
+    /// E.164 when it normalised: the reporter of a 607, and the country of a prompt.
+    pub callee: String,
+    /// Present when the callee will hear the spoken warning.
+    pub announce: Option<Announcement>,
 }
 
 /// What the prompt of an announced call depends on.
 #[derive(Debug, Clone)]
 pub struct Announcement {
-    /// The callee, E.164 when it normalised: its country code picks the language.
-    pub callee: String,
     /// The warning's category: a prompt may exist for it (`en-tech-support.wav`).
     pub category: Option<String>,
 }
 
-/// Whether the call's offer lets us play a prompt: plain RTP with PCMU or PCMA.
-fn announceable(body: &[u8]) -> Result<(), &'static str> {
-    if body.is_empty() {
-        return Err("announcement skipped: the INVITE carries no SDP offer");
+/// Why a warned call gets no spoken warning, for the decision log.
+fn skipped(e: &MediaError) -> &'static str {
+    match e {
+        MediaError::Sdp(_) => "announcement skipped: the SDP offer does not parse",
+        MediaError::NotPlainRtp(_) => "announcement skipped: the media is encrypted (SRTP/DTLS)",
+        MediaError::NoG711 => "announcement skipped: neither PCMU nor PCMA is offered",
+        MediaError::Full(_) | MediaError::NoPorts => {
+            "announcement skipped: too many announced calls in progress"
+        }
+        _ => "announcement skipped: the media engine could not take the call",
     }
-    let sdp = crate::media::sdp::Sdp::parse(body)
-        .map_err(|_| "announcement skipped: the SDP offer does not parse")?;
-    if !sdp.audio.plain_rtp() {
-        return Err("announcement skipped: the media is encrypted (SRTP/DTLS)");
-    }
-    if sdp.audio.first_g711().is_none() {
-        return Err("announcement skipped: neither PCMU nor PCMA is offered");
-    }
-    Ok(())
 }
 
 fn side(dir: SdpDirection) -> Side {
@@ -180,27 +180,26 @@ impl Screener {
         self.disposition.trusted_peers.contains(&ip)
     }
 
-    /// Decide whether a warned call gets the spoken warning; `Err` says why not, for the log.
+    /// For a warned call whose callee will hear the spoken warning: the offer rewritten to the
+    /// agent's ports (one SDP parse, in the media engine). `Err` says why not, for the log.
     fn plan_announcement(
         &self,
         call: &NewCall<'_>,
         v: &Verdict,
-        callee: &str,
-    ) -> Result<bool, &'static str> {
+    ) -> Result<Option<(Vec<u8>, Announcement)>, &'static str> {
         let Some(media) = &self.media else {
-            return Ok(false);
+            return Ok(None);
         };
         if v.action != Action::Warn {
-            return Ok(false);
+            return Ok(None);
         }
-        announceable(call.body())?;
-        let cap = self.announce_cap;
-        if self.announced.len() >= cap {
-            self.announced.retain(|id, _| media.ports(id).is_some());
-            if self.announced.len() >= cap {
-                return Err("announcement skipped: too many announced calls in progress");
-            }
-        }
+        let offer = call
+            .sdp()
+            .filter(|b| !b.is_empty())
+            .ok_or("announcement skipped: the INVITE carries no SDP offer")?;
+        let body = media
+            .offer(call.call_id, Side::Caller, offer)
+            .map_err(|e| skipped(&e))?;
         // A verdict often has several reasons; the one with its own prompt (a brand's
         // `tech-support`, say) says more to the callee than the generic warning.
         let warned = || v.reasons.iter().filter(|r| r.category != "allow");
@@ -208,14 +207,7 @@ impl Screener {
             .find(|r| media.prompts().has_category(&r.category))
             .or_else(|| warned().next())
             .map(|r| r.category.clone());
-        self.announced.insert(
-            call.call_id.to_string(),
-            Announcement {
-                callee: callee.to_string(),
-                category,
-            },
-        );
-        Ok(true)
+        Ok(Some((body, Announcement { category })))
     }
 
     fn count(&self, v: &Verdict) {
@@ -261,9 +253,9 @@ pub fn decide(
 }
 
 impl Hook for Screener {
-    fn new_call(&self, call: &NewCall<'_>) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Decision {
         let started = Instant::now();
-        let now = now_ms();
+        let unix_ms = self.clock.unix_ms(now);
         let trusted = self.trusted(call.source.ip());
         let p = parties(call, trusted);
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
@@ -280,39 +272,57 @@ impl Hook for Screener {
             verstat: p.verstat,
             live: true,
         };
-        let v = self.decide(&facts, now);
+        let v = self.decide(&facts, unix_ms);
         let callee = self
             .engine
             .screening
             .plan
             .normalise(&p.callee)
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
-        let (announce, note) = match self.plan_announcement(call, &v, &callee) {
-            Ok(a) => (a, None),
-            Err(why) => (false, Some(why)),
+        let (offer, announce, note) = match self.plan_announcement(call, &v) {
+            Ok(Some((body, a))) => (Some(body), Some(a), None),
+            Ok(None) => (None, None, None),
+            Err(why) => (None, None, Some(why)),
         };
         let decision = self.disposition.decide(
             &v,
             &CallView {
                 display_name: p.display_name.as_deref(),
-                announce,
+                announce: announce.is_some(),
             },
         );
+        let decision = match decision {
+            Decision::Forward {
+                display_name,
+                headers,
+                record_route,
+                anchor_media,
+                ..
+            } => Decision::Forward {
+                display_name,
+                headers,
+                record_route,
+                anchor_media,
+                offer,
+                tag: Some(CallTag::new(Tagged {
+                    caller: v.caller.clone(),
+                    callee: callee.clone(),
+                    announce,
+                })),
+            },
+            reject => {
+                // The SIP layer reports no end for a call it refused itself: end it here, or
+                // it would count as a concurrent call until the signals' call timeout.
+                self.engine
+                    .signals
+                    .call_ended(call.call_id, CallEnd::Rejected, unix_ms);
+                reject
+            }
+        };
         let decision_us = started.elapsed().as_micros() as u64;
-        if matches!(decision, Decision::Reject { .. }) {
-            // The SIP layer reports no end for a call it refused itself: end it here, or it
-            // would count as a concurrent call until the signals' call timeout.
-            self.engine
-                .signals
-                .call_ended(call.call_id, CallEnd::Rejected, now);
-        }
         self.count(&v);
-        if !matches!(decision, Decision::Reject { .. }) && self.callers.len() < self.callers_cap {
-            self.callers
-                .insert(call.call_id.to_string(), (v.caller.clone(), callee.clone()));
-        }
         self.log.write(Record {
-            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(now),
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
             call_id: call.call_id.to_string(),
             caller: v.caller,
             callee,
@@ -325,30 +335,28 @@ impl Hook for Screener {
         decision
     }
 
-    fn call_event(&self, call_id: &str, event: CallEvent) {
-        let now = now_ms();
+    fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant) {
+        let now = self.clock.unix_ms(now);
         let signals = &self.engine.signals;
+        let id = call.call_id;
         match event {
-            CallEvent::Answered => signals.call_answered(call_id, now),
-            CallEvent::Cancelled => signals.call_ended(call_id, CallEnd::Cancelled, now),
-            CallEvent::Ended => signals.call_ended(call_id, CallEnd::Answered { talk_ms: 0 }, now),
+            CallEvent::Answered => signals.call_answered(id, now),
+            CallEvent::Cancelled => signals.call_ended(id, CallEnd::Cancelled, now),
+            CallEvent::Ended => signals.call_ended(id, CallEnd::Answered { talk_ms: 0 }, now),
             CallEvent::Failed(_) | CallEvent::TimedOut | CallEvent::Unwanted => {
-                signals.call_ended(call_id, CallEnd::Rejected, now)
+                signals.call_ended(id, CallEnd::Rejected, now)
             }
         }
+        let tagged = call.tag::<Tagged>();
         // A 607 from the callee is a report against the caller (RFC 8197): a signal, not proof,
         // since the caller id may be spoofed; the report book needs several reporters.
-        let parties = match event {
-            CallEvent::Answered => None,
-            _ => self.callers.remove(call_id).map(|(_, p)| p),
-        };
-        if let (CallEvent::Unwanted, Some((caller, callee))) = (event, parties) {
-            if caller.starts_with('+') {
+        if let (CallEvent::Unwanted, Some(t)) = (event, tagged) {
+            if t.caller.starts_with('+') {
                 self.reports.submit(Report {
-                    caller,
-                    callee: Some(callee.clone()),
+                    caller: t.caller.clone(),
+                    callee: Some(t.callee.clone()),
                     category: "unwanted".into(),
-                    reporter: callee,
+                    reporter: t.callee.clone(),
                     at: (now / 1000) as i64,
                     source: ReportSource::Sip607,
                 });
@@ -380,46 +388,40 @@ impl Hook for Screener {
                 Some(Release::Failed)
             }
         };
-        let Some(media) = &self.media else {
+        let (Some(media), Some(t)) = (&self.media, tagged) else {
             return;
         };
+        let Some(a) = &t.announce else { return };
         match release {
             None => {
-                if let Some(a) = self.announced.get(call_id) {
-                    if let Err(e) = media.connected(call_id, &a.callee, a.category.as_deref()) {
-                        tracing::info!(call_id, "no announcement after answer: {e}");
-                    }
+                if let Err(e) = media.connected(id, &t.callee, a.category.as_deref()) {
+                    tracing::info!(call_id = id, "no announcement after answer: {e}");
                 }
             }
-            Some(why) => {
-                if self.announced.remove(call_id).is_some() {
-                    // The ports are freed by the session's task; nobody needs to wait for it.
-                    drop(media.release(call_id, why));
-                }
-            }
+            // The ports are freed by the session's task; nobody needs to wait for it.
+            Some(why) => drop(media.release(id, why)),
         }
     }
 
     fn rewrite_sdp(
         &self,
-        call_id: &str,
+        call: &CallRef<'_>,
         dir: SdpDirection,
         kind: SdpKind,
         body: &[u8],
+        _now: Instant,
     ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
-        if !self.announced.contains_key(call_id) {
-            return None;
-        }
+        call.tag::<Tagged>()?.announce.as_ref()?;
         let r = match kind {
-            SdpKind::Offer => media.offer(call_id, side(dir), body),
-            SdpKind::Answer => media.answer(call_id, side(dir), body),
+            SdpKind::Offer => media.offer(call.call_id, side(dir), body),
+            SdpKind::Answer => media.answer(call.call_id, side(dir), body),
         };
         match r {
             Ok(b) => Some(b),
             Err(e) => {
                 // The body goes on untouched: the call still connects, end to end.
-                tracing::info!(call_id, "SDP not anchored: {e}");
+                tracing::info!(call_id = call.call_id, "SDP not anchored: {e}");
                 None
             }
         }

@@ -8,42 +8,76 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::core::{Output, Peer, Proxy};
-use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Limits, Message};
 use super::{SipConfig, SipStats, Transport};
 
+/// Decides as told, rewrites every SDP body it sees (the initial offer with the decision, the
+/// rest through `rewrite_sdp`), and tags each forwarded call with its Call-ID, so a test can
+/// check that the proxy hands the tag back with every event.
 #[derive(Default)]
 pub(crate) struct TestHook {
     pub decision: Mutex<Option<Decision>>,
     pub calls: Mutex<Vec<String>>,
     pub events: Mutex<Vec<(String, CallEvent)>>,
+    /// Events that came without their call's tag.
+    pub untagged: Mutex<Vec<String>>,
+}
+
+fn mark(body: &[u8], dir: SdpDirection) -> Vec<u8> {
+    let mut b = body.to_vec();
+    b.extend_from_slice(format!("a=x-{dir:?}\r\n").as_bytes());
+    b
 }
 
 impl Hook for TestHook {
-    fn new_call(&self, call: &NewCall<'_>) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, _now: Instant) -> Decision {
         self.calls.lock().unwrap().push(call.call_id.to_string());
-        self.decision
+        let d = self
+            .decision
             .lock()
             .unwrap()
             .clone()
-            .unwrap_or_else(Decision::pass)
+            .unwrap_or_else(Decision::pass);
+        match d {
+            Decision::Forward {
+                display_name,
+                headers,
+                record_route,
+                anchor_media,
+                ..
+            } => Decision::Forward {
+                display_name,
+                headers,
+                record_route,
+                anchor_media,
+                offer: call
+                    .sdp()
+                    .filter(|_| anchor_media)
+                    .map(|b| mark(b, SdpDirection::FromCaller)),
+                tag: Some(CallTag::new(call.call_id.to_string())),
+            },
+            reject => reject,
+        }
     }
-    fn call_event(&self, call_id: &str, event: CallEvent) {
+    fn call_event(&self, call: &CallRef<'_>, event: CallEvent, _now: Instant) {
+        if call.tag::<String>().map(String::as_str) != Some(call.call_id) {
+            self.untagged.lock().unwrap().push(call.call_id.to_string());
+        }
         self.events
             .lock()
             .unwrap()
-            .push((call_id.to_string(), event));
+            .push((call.call_id.to_string(), event));
     }
     fn rewrite_sdp(
         &self,
-        _call_id: &str,
+        _call: &CallRef<'_>,
         dir: SdpDirection,
         _kind: SdpKind,
         body: &[u8],
+        _now: Instant,
     ) -> Option<Vec<u8>> {
-        let mut b = body.to_vec();
-        b.extend_from_slice(format!("a=x-{dir:?}\r\n").as_bytes());
-        Some(b)
+        Some(mark(body, dir))
     }
 }
 
@@ -303,6 +337,8 @@ fn forward_relays_and_reports() {
         headers: vec!["X-Verdict: warn".into()],
         record_route: true,
         anchor_media: false,
+        offer: None,
+        tag: None,
     });
     let p = proxy(hook.clone());
     let t0 = Instant::now();
@@ -468,6 +504,8 @@ fn anchored_dialog_rewrites_sdp_and_routes_bye() {
         headers: vec![],
         record_route: true,
         anchor_media: true,
+        offer: None,
+        tag: None,
     });
     let p = proxy(hook.clone());
     let t0 = Instant::now();
@@ -500,6 +538,10 @@ fn anchored_dialog_rewrites_sdp_and_routes_bye() {
             ("c-med".to_string(), CallEvent::Ended)
         ]
     );
+    assert!(
+        hook.untagged.lock().unwrap().is_empty(),
+        "every event carries its call's tag"
+    );
 }
 
 #[test]
@@ -523,6 +565,8 @@ fn in_dialog_names_fall_back_to_the_call_path() {
         headers: vec![],
         record_route: true,
         anchor_media: false,
+        offer: None,
+        tag: None,
     });
     let p = proxy(hook);
     let t0 = Instant::now();
@@ -597,6 +641,8 @@ fn display_name_rewrite_table() {
             headers: vec![],
             record_route: false,
             anchor_media: false,
+            offer: None,
+            tag: None,
         });
         let p = proxy(hook);
         let inv = invite(&format!("dn-{i}"), &format!("z9hG4bKdn{i}")).replace(

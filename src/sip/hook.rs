@@ -1,9 +1,18 @@
 //! The one interface through which the SIP layer learns what to do with a call: the [`Hook`]
 //! trait and the facts ([`NewCall`]) and answers ([`Decision`]) that cross it.
 //!
+//! Every call hands the hook `now`, the instant the message was taken in, so the application
+//! never reads the clock itself. What the application wants to remember about a forwarded call
+//! it returns as a [`CallTag`]; the proxy keeps it with the call (bounded and timed out like the
+//! call) and hands it back with every later event, so the application keeps no table of its own.
+//!
 //! Knows nothing of why a call is blocked, warned or passed; that lives behind the trait.
 
+use std::any::Any;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::msg::{Hdr, Message};
 use super::uri::{NameAddr, Uri};
@@ -13,19 +22,65 @@ use super::Transport;
 pub trait Hook: Send + Sync + 'static {
     /// A new initial INVITE (no To tag); called once per server transaction, never for its
     /// retransmissions. Must not block: it runs on the receive path.
-    fn new_call(&self, call: &NewCall<'_>) -> Decision;
-    /// Later facts about a call that was forwarded.
-    fn call_event(&self, call_id: &str, event: CallEvent);
-    /// For dialogs forwarded with `anchor_media`: every SDP body (offer or answer, either
-    /// direction, re-INVITE/UPDATE/ACK/PRACK included). Return a replacement body or `None`.
-    /// Retransmitted 18x/2xx responses are passed again, so the rewrite must be idempotent.
+    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Decision;
+    /// Later facts about a call that was forwarded, with the tag its decision gave it.
+    fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant);
+    /// For dialogs forwarded with `anchor_media`: every later SDP body (answers, and offers in
+    /// re-INVITE/UPDATE/ACK/PRACK, either direction; the initial offer came back in the
+    /// decision). Return a replacement body or `None`. Retransmitted 18x/2xx responses are
+    /// passed again, so the rewrite must be idempotent.
     fn rewrite_sdp(
         &self,
-        call_id: &str,
+        call: &CallRef<'_>,
         dir: SdpDirection,
         kind: SdpKind,
         body: &[u8],
+        now: Instant,
     ) -> Option<Vec<u8>>;
+}
+
+/// What the application keeps with a forwarded call. Opaque to the proxy, which only holds it
+/// and hands it back; two tags are equal when they are the same allocation.
+#[derive(Clone)]
+pub struct CallTag(pub Arc<dyn Any + Send + Sync>);
+
+impl CallTag {
+    pub fn new<T: Any + Send + Sync>(value: T) -> CallTag {
+        CallTag(Arc::new(value))
+    }
+
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for CallTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallTag(..)")
+    }
+}
+
+impl PartialEq for CallTag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CallTag {}
+
+/// A forwarded call as the proxy knows it when it reports on it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRef<'a> {
+    pub call_id: &'a str,
+    /// The tag its decision returned, while the call is tracked.
+    pub tag: Option<&'a CallTag>,
+}
+
+impl CallRef<'_> {
+    /// The application's own value in the tag, if it is of type `T`.
+    pub fn tag<T: Any>(&self) -> Option<&T> {
+        self.tag.and_then(CallTag::get)
+    }
 }
 
 /// What to do with a new call.
@@ -46,9 +101,13 @@ pub enum Decision {
         headers: Vec<String>,
         /// Stay in the dialog (Record-Route), needed to see BYE and re-INVITEs.
         record_route: bool,
-        /// Pass every SDP body of the dialog through [`Hook::rewrite_sdp`]; implies
+        /// Pass every later SDP body of the dialog through [`Hook::rewrite_sdp`]; implies
         /// `record_route`.
         anchor_media: bool,
+        /// The INVITE's SDP offer as rewritten by the application (with `anchor_media`).
+        offer: Option<Vec<u8>>,
+        /// Kept with the call and handed back with its events.
+        tag: Option<CallTag>,
     },
 }
 
@@ -60,6 +119,8 @@ impl Decision {
             headers: Vec::new(),
             record_route: false,
             anchor_media: false,
+            offer: None,
+            tag: None,
         }
     }
 }
@@ -142,5 +203,10 @@ impl<'a> NewCall<'a> {
     /// The SDP offer, if the INVITE carries one.
     pub fn body(&self) -> &'a [u8] {
         self.msg.body_bytes()
+    }
+
+    /// The body when it is SDP (by Content-Type): the offer an anchored call rewrites.
+    pub fn sdp(&self) -> Option<&'a [u8]> {
+        self.msg.body_is_sdp().then(|| self.msg.body_bytes())
     }
 }

@@ -55,7 +55,7 @@ pub mod uri;
 
 pub use self::config::SipConfig;
 pub use self::core::{ConnId, Output, Peer, Proxy};
-pub use self::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
+pub use self::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
 pub use self::stats::SipStats;
 pub use self::transport::run;
 

@@ -329,7 +329,7 @@ impl Proxy {
                 } else {
                     c.cancel = Cancel::Pending;
                 }
-                self.event(call_id, CallEvent::Cancelled, false);
+                self.event(call_id, CallEvent::Cancelled, false, now);
             }
         }
         if let Some((req, dest)) = send {
@@ -382,7 +382,7 @@ impl Proxy {
         }
         if c.initial {
             if c.cancel == Cancel::No {
-                self.event(&c.call_id, CallEvent::TimedOut, true);
+                self.event(&c.call_id, CallEvent::TimedOut, true, now);
             } else {
                 // Cancelled: reported when the CANCEL came.
                 self.forget_call(&c.call_id);

@@ -30,7 +30,7 @@ use self::route::next_via_target;
 use self::server_tx::{SState, ServerTx};
 use super::config::SipConfig;
 use super::forward::{self, ip_of, Fwd, Local};
-use super::hook::{CallEvent, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
 use super::response::{build_response, can_answer};
 use super::stats::SipStats;
@@ -65,6 +65,8 @@ struct Call {
     upstream: Peer,
     downstream: Peer,
     expires: Instant,
+    /// The application's value for this call, handed back with every event.
+    tag: Option<CallTag>,
 }
 
 /// A transaction whose retransmission timer runs.
@@ -83,6 +85,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// call (and SDP direction) it belongs to.
 struct Onward<'a> {
     fwd: Fwd<'a>,
+    /// The application's value for a new call.
+    tag: Option<CallTag>,
     anchor: bool,
     dir: SdpDirection,
     /// The INVITE that starts a call.
@@ -252,19 +256,40 @@ impl Proxy {
     }
 
     /// Report `ev` to the hook if the call is tracked; `end` forgets the call.
-    fn event(&self, call_id: &str, ev: CallEvent, end: bool) {
+    fn event(&self, call_id: &str, ev: CallEvent, end: bool, now: Instant) {
         let known = if end {
-            let gone = self.calls.remove(call_id).is_some();
-            if gone {
+            let gone = self.calls.remove(call_id).map(|(_, c)| c.tag);
+            if gone.is_some() {
                 self.stats.calls.dec();
             }
             gone
         } else {
-            self.calls.contains_key(call_id)
+            self.calls.get(call_id).map(|c| c.tag.clone())
         };
-        if known {
-            self.hook.call_event(call_id, ev);
+        if let Some(tag) = known {
+            let call = CallRef {
+                call_id,
+                tag: tag.as_ref(),
+            };
+            self.hook.call_event(&call, ev, now);
         }
+    }
+
+    /// Hand an SDP body of an anchored call to the hook for rewriting.
+    fn rewrite(
+        &self,
+        call_id: &str,
+        dir: SdpDirection,
+        kind: SdpKind,
+        body: &[u8],
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let tag = self.calls.get(call_id).and_then(|c| c.tag.clone());
+        let call = CallRef {
+            call_id,
+            tag: tag.as_ref(),
+        };
+        self.hook.rewrite_sdp(&call, dir, kind, body, now)
     }
 
     fn forget_call(&self, call_id: &str) {
@@ -296,7 +321,7 @@ impl Proxy {
         let decision = initial.then(|| {
             self.stats.hook_calls.inc();
             self.hook
-                .new_call(&NewCall::new(msg, from.addr, from.transport))
+                .new_call(&NewCall::new(msg, from.addr, from.transport), now)
         });
         let onward = match &decision {
             Some(d) => match self.apply_decision(&key, msg, from, d, now, out) {
@@ -307,6 +332,7 @@ impl Proxy {
                 let (anchor, dir) = self.dialog_side(msg);
                 Onward {
                     fwd: Fwd::default(),
+                    tag: None,
                     anchor,
                     dir,
                     initial: false,
@@ -378,16 +404,20 @@ impl Proxy {
                 headers,
                 record_route,
                 anchor_media,
+                offer,
+                tag,
             } => {
                 self.send_trying(key, msg, from, out);
                 let fwd = Fwd {
                     display: display_name.as_deref(),
                     headers,
                     record_route: *record_route || *anchor_media,
-                    body: None,
+                    // The initial offer was rewritten with the decision: one hook call.
+                    body: offer.clone().filter(|_| *anchor_media),
                 };
                 Some(Onward {
                     fwd,
+                    tag: tag.clone(),
                     anchor: *anchor_media,
                     dir: SdpDirection::FromCaller,
                     initial: true,
@@ -426,19 +456,20 @@ impl Proxy {
     ) {
         let Onward {
             mut fwd,
+            tag,
             anchor,
             dir,
             initial,
         } = onward;
         let method = msg.method();
         let call_id = msg.call_id().unwrap_or("");
-        if anchor && msg.body_is_sdp() {
+        if anchor && !initial && msg.body_is_sdp() {
             let kind = if msg.method_is("ACK") {
                 SdpKind::Answer
             } else {
                 SdpKind::Offer
             };
-            fwd.body = self.hook.rewrite_sdp(call_id, dir, kind, msg.body_bytes());
+            fwd.body = self.rewrite(call_id, dir, kind, msg.body_bytes(), now);
         }
         let Some(dest) = self.route(msg, msg.to_tag().is_none()) else {
             self.final_upstream(key, msg, 502, "Bad Gateway", &[], now, out);
@@ -465,10 +496,11 @@ impl Proxy {
             s.client = Some(ckey);
         }
         if initial && !call_id.is_empty() {
-            self.track_call(msg, from, dest, fwd.record_route || anchor, anchor, now);
+            let dialog = fwd.record_route || anchor;
+            self.track_call(msg, from, dest, dialog, anchor, tag, now);
         }
         if method == b"BYE" {
-            self.event(call_id, CallEvent::Ended, true);
+            self.event(call_id, CallEvent::Ended, true, now);
         }
         out.push(Output { to: dest, data });
     }
@@ -481,6 +513,7 @@ impl Proxy {
         dest: Peer,
         dialog: bool,
         anchor: bool,
+        tag: Option<CallTag>,
         now: Instant,
     ) {
         // Without Record-Route the entry only lives until the INVITE transaction ends.
@@ -496,6 +529,7 @@ impl Proxy {
             upstream: from,
             downstream: dest,
             expires: now + life,
+            tag,
         };
         let call_id = msg.call_id().unwrap_or("").to_owned();
         if self.calls.insert(call_id, c).is_none() {
@@ -526,9 +560,7 @@ impl Proxy {
         let (anchor, dir) = self.dialog_side(msg);
         if anchor && msg.body_is_sdp() {
             let id = msg.call_id().unwrap_or("");
-            fwd.body = self
-                .hook
-                .rewrite_sdp(id, dir, SdpKind::Answer, msg.body_bytes());
+            fwd.body = self.rewrite(id, dir, SdpKind::Answer, msg.body_bytes(), now);
         }
         self.forward_stateless(msg, from, &fwd, out);
     }
@@ -589,8 +621,7 @@ impl Proxy {
     /// gone), and tell the hook what a first final response means for the call.
     fn relay(&self, msg: &Message, code: u16, r: &Relay, now: Instant, out: &mut Vec<Output>) {
         let body = if r.anchor && msg.body_is_sdp() {
-            self.hook
-                .rewrite_sdp(&r.call, r.dir, SdpKind::Answer, msg.body_bytes())
+            self.rewrite(&r.call, r.dir, SdpKind::Answer, msg.body_bytes(), now)
         } else {
             None
         };
@@ -604,18 +635,18 @@ impl Proxy {
             out.push(Output { to, data });
         }
         if r.initial && r.first_final {
-            self.call_outcome(&r.call, code);
+            self.call_outcome(&r.call, code, now);
         }
     }
 
     /// The first final response to a call's INVITE.
-    fn call_outcome(&self, call: &str, code: u16) {
+    fn call_outcome(&self, call: &str, code: u16, now: Instant) {
         match code {
-            200..=299 => self.event(call, CallEvent::Answered, false),
-            607 => self.event(call, CallEvent::Unwanted, true),
+            200..=299 => self.event(call, CallEvent::Answered, false, now),
+            607 => self.event(call, CallEvent::Unwanted, true, now),
             // The caller cancelled: reported when the CANCEL came.
             487 => self.forget_call(call),
-            c if c >= 300 => self.event(call, CallEvent::Failed(c), true),
+            c if c >= 300 => self.event(call, CallEvent::Failed(c), true, now),
             _ => {}
         }
         if (200..300).contains(&code) {
