@@ -1,10 +1,16 @@
-//! Robustness against the public corpora, over the real server: every RFC 4475 torture message
-//! and every PROTOS c07-sip case is sent over UDP and over TCP, and the server must still answer
-//! an OPTIONS probe afterwards (probed every few cases and at the end).
+//! Robustness over the real server: every RFC 4475 torture message (in `tests/fixtures/rfc4475`)
+//! and every case of the project's own malformed-message corpus (`tests/support/malformed.rs`)
+//! is sent over UDP and over TCP. The server must still answer an OPTIONS probe afterwards
+//! (probed every few cases and at the end), and each generated case must get what its label
+//! says: refused (4xx or nothing, never at the next hop) or screened as usual (at the next hop).
 
+#[path = "support/malformed.rs"]
+mod malformed;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +23,7 @@ use scamguard::sip::{
 use scamguard::sip::{Peer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 
 /// Forwards every call and rewrites nothing.
@@ -47,29 +53,30 @@ impl Hook for PassHook {
     }
 }
 
-/// `../shared/corpus/<sub>` beside the crate (worktrees one level deeper look further up).
-fn corpus(sub: &str) -> PathBuf {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")).join(sub);
-    if root.is_dir() {
-        return root;
-    }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/corpus").join(sub))
-        .find(|p| p.is_dir())
-        .unwrap_or(root)
+/// The RFC 4475 messages, in the repository: missing is a failure, never a skip.
+fn rfc4475_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rfc4475"
+    ));
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    dir
 }
 
+/// The `.sip` files of a directory, sorted.
 fn sorted_files(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sip"))
         .collect();
     v.sort();
     v
 }
 
-async fn start() -> (SocketAddr, Arc<Proxy>, UdpSocket, watch::Sender<bool>) {
+async fn start(
+    tune: impl FnOnce(&mut SipConfig),
+) -> (SocketAddr, Arc<Proxy>, UdpSocket, watch::Sender<bool>) {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (udp, tcp) = loop {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -78,7 +85,7 @@ async fn start() -> (SocketAddr, Arc<Proxy>, UdpSocket, watch::Sender<bool>) {
         }
     };
     let addr = udp.local_addr().unwrap();
-    let cfg = SipConfig {
+    let mut cfg = SipConfig {
         listen: addr,
         next_hop: Some(down.local_addr().unwrap()),
         // One receive task: a panic in it would leave nobody to answer the probes.
@@ -86,6 +93,7 @@ async fn start() -> (SocketAddr, Arc<Proxy>, UdpSocket, watch::Sender<bool>) {
         tcp_idle_secs: 5,
         ..SipConfig::default()
     };
+    tune(&mut cfg);
     let proxy =
         Arc::new(Proxy::new(cfg, addr, Arc::new(PassHook), Arc::new(SipStats::default())).unwrap());
     let (stop, rx) = watch::channel(false);
@@ -148,97 +156,30 @@ async fn probe_tcp(s: &mut TcpStream, framer: &mut Framer, target: SocketAddr, n
 }
 
 /// Send one message on a fresh TCP connection and close our side (a broken frame cannot
-/// poison the next case).
-async fn send_tcp_case(target: SocketAddr, data: &[u8]) {
+/// poison the next case). Returns what the server answered before it closed or went quiet;
+/// answers may be lost, since the server drops its writer when it reads our end.
+async fn send_tcp_case(target: SocketAddr, data: &[u8]) -> Vec<u8> {
     let Ok(mut s) = TcpStream::connect(target).await else {
-        return;
+        return vec![];
     };
     let _ = s.write_all(data).await;
     let _ = s.shutdown().await;
     // Drain what the server answers until it closes or goes quiet, so its connection ends.
+    let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(Ok(n)) = timeout(Duration::from_millis(200), s.read(&mut buf)).await {
         if n == 0 {
             break;
         }
+        got.extend_from_slice(&buf[..n]);
     }
+    got
 }
-
-/// A PROTOS case file: `<len> <template>` repeated (the INVITE, then the teardown request).
-fn protos_messages(raw: &[u8], n: usize, local: SocketAddr) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = raw;
-    loop {
-        while let [b' ' | b'\r' | b'\n', tail @ ..] = rest {
-            rest = tail;
-        }
-        let Some(sp) = rest.iter().position(|&c| c == b' ') else {
-            break;
-        };
-        let Some(len) = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            break;
-        };
-        let start = sp + 1;
-        let end = (start + len).min(rest.len());
-        out.push(substitute(&rest[start..end], n, local));
-        rest = &rest[end..];
-    }
-    out
-}
-
-/// Replace every `<Placeholder>` in one pass (cases reach 128 KiB; debug builds are slow).
-fn fill(t: &[u8], subs: &[(&str, String)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(t.len() + 64);
-    let mut i = 0;
-    while i < t.len() {
-        if t[i] == b'<' {
-            if let Some((k, v)) = subs.iter().find(|(k, _)| t[i..].starts_with(k.as_bytes())) {
-                out.extend_from_slice(v.as_bytes());
-                i += k.len();
-                continue;
-            }
-        }
-        out.push(t[i]);
-        i += 1;
-    }
-    out
-}
-
-fn substitute(t: &[u8], n: usize, local: SocketAddr) -> Vec<u8> {
-    let subs: [(&str, String); 9] = [
-        ("<To>", "bob@127.0.0.1".into()),
-        ("<From>", "alice@127.0.0.1".into()),
-        ("<From-Address>", "127.0.0.1".into()),
-        ("<From-IP>", "127.0.0.1".into()),
-        ("<Local-Port>", local.port().to_string()),
-        ("<Call-ID>", format!("protos{n}")),
-        ("<CSeq>", "1".into()),
-        ("<Branch-ID>", format!("{n:07}")),
-        ("<Teardown-Method>", "CANCEL".into()),
-    ];
-    let m = fill(t, &subs);
-    let body_len = find_body(&m).map_or(0, |b| m.len() - b);
-    fill(&m, &[("<Content-Length>", body_len.to_string())])
-}
-
-fn find_body(m: &[u8]) -> Option<usize> {
-    let crlf = m.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = m.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-const PROBE_EVERY: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc4475_then_still_answers() {
-    let (addr, proxy, _down, _stop) = start().await;
-    let files = sorted_files(&corpus("rfc4475"));
+    let (addr, proxy, _down, _stop) = start(|_| {}).await;
+    let files = sorted_files(&rfc4475_dir());
     assert_eq!(files.len(), 49);
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut tcp_probe = TcpStream::connect(addr).await.unwrap();
@@ -256,38 +197,342 @@ async fn rfc4475_then_still_answers() {
     assert_eq!(s.malformed_answered.get(), 18 + 14);
 }
 
+/// Generated cases the agent forwards today although their label says "refuse": left out of
+/// the assertions until the agent is hardened (this work does not change the agent). They are
+/// still sent, and the server must keep answering. Remove an entry when the agent refuses its
+/// cases; the test prints how many cases of each gap were still forwarded.
+const KNOWN_GAPS: &[Gap] = &[
+    // The hardening issue: "68 messages holding NUL, bare CR or injected CRLF in Content-Type,
+    // P-Asserted-Identity, User-Agent, X-headers or Call-ID are forwarded". Here: NUL, bare CR
+    // and the other control bytes but LF (injected CRLF and bare LF are refused) in every value
+    // the agent does not parse, and inside the quoted display names of From and To, whose
+    // quoted-string scanner takes any byte.
+    Gap {
+        name: "control-bytes-in-unparsed-values",
+        families: &["control-byte"],
+        places: &[
+            "call_id",
+            "content_type",
+            "pai_display",
+            "pai_user",
+            "user_agent",
+            "subject",
+            "expires",
+            "allow",
+            "supported",
+            "x_case",
+            "from_display",
+            "to_display",
+        ],
+        variants: &["NUL", "bare-CR", "BEL", "ESC", "DEL"],
+    },
+    // Same issue, found by this corpus: a bare CR at the edge of a CSeq, Max-Forwards, Via
+    // branch or From tag value is trimmed as if it were white space.
+    Gap {
+        name: "bare-CR-trimmed-as-white-space",
+        families: &["control-byte"],
+        places: &["cseq"],
+        variants: &["bare-CR"],
+    },
+    Gap {
+        name: "bare-CR-trimmed-as-white-space",
+        families: &["control-byte"],
+        places: &["max_forwards", "from_tag"],
+        variants: &["bare-CR@start", "bare-CR@end"],
+    },
+    // Via: over TCP the end variant ("branch=...z<CR>;rport") sometimes gets a 100 Trying on
+    // its connection (the hook was asked and said forward), yet no copy reached the next hop
+    // in the runs seen; over UDP it is neither answered nor forwarded. To be looked at with
+    // the hardening.
+    Gap {
+        name: "bare-CR-trimmed-as-white-space",
+        families: &["control-byte"],
+        places: &["via_branch"],
+        variants: &["bare-CR@start", "bare-CR@end"],
+    },
+    // Found by this corpus, for the same issue: a Call-ID is only checked for being present
+    // and not empty, not against `callid = word ["@" word]` (a space, a second "@", "$",
+    // invalid UTF-8 pass).
+    Gap {
+        name: "call-id-grammar",
+        families: &["separator", "format-string", "bad-utf8"],
+        places: &["Call-ID", "call_id"],
+        variants: &[],
+    },
+    Gap {
+        name: "call-id-grammar",
+        families: &["header-colon"],
+        places: &["Call-ID"],
+        variants: &["double-colon"],
+    },
+    // Found by this corpus, for the same issue: an empty Contact value ("Contact:") is not
+    // checked (RFC 3261: Contact HCOLON ( STAR / contact-param *(COMMA contact-param) )).
+    Gap {
+        name: "contact-empty-value",
+        families: &["header-colon"],
+        places: &["Contact"],
+        variants: &["empty-value"],
+    },
+    // Found by this corpus, for the same issue: `branch=` with an empty value is accepted
+    // (RFC 3261: via-branch = "branch" EQUAL token).
+    Gap {
+        name: "via-empty-branch",
+        families: &["separator"],
+        places: &["Via"],
+        variants: &["empty-branch"],
+    },
+];
+
+/// A family of generated cases left out of the assertions.
+struct Gap {
+    name: &'static str,
+    families: &'static [&'static str],
+    /// Slots or headers (`place` of the case).
+    places: &'static [&'static str],
+    /// Prefixes of the case's variant; empty: every variant.
+    variants: &'static [&'static str],
+}
+
+fn known_gap(c: &malformed::Case) -> Option<&'static str> {
+    KNOWN_GAPS
+        .iter()
+        .find(|g| {
+            c.label == malformed::Label::Refuse
+                && g.families.contains(&c.family)
+                && g.places.contains(&c.place.as_str())
+                && (g.variants.is_empty() || g.variants.iter().any(|v| c.variant.starts_with(v)))
+        })
+        .map(|g| g.name)
+}
+
+/// What came back for the cases of one transport.
+#[derive(Default)]
+struct Seen {
+    /// Case id: how many copies reached the next hop.
+    forwarded: HashMap<usize, usize>,
+    /// Case id: the problem of a forwarded copy our own scanner finds malformed.
+    bad_forward: HashMap<usize, String>,
+    /// Case id: status codes of the answers.
+    codes: HashMap<usize, Vec<u16>>,
+}
+
+/// `Seen` for UDP (`[0]`, token letter `u`) and TCP (`[1]`, `t`).
+type SeenBoth = Arc<Mutex<[Seen; 2]>>;
+
+const END: &[u8] = b"END";
+
+/// Read what reaches the next hop until `END` arrives.
+async fn collect_forwards(down: UdpSocket, seen: SeenBoth, done: oneshot::Sender<usize>) {
+    let mut buf = vec![0u8; 65536];
+    let mut untraced = 0;
+    loop {
+        let (n, _) = down.recv_from(&mut buf).await.unwrap();
+        let data = &buf[..n];
+        if data == END {
+            let _ = done.send(untraced);
+            return;
+        }
+        let found = ['u', 't']
+            .iter()
+            .enumerate()
+            .find_map(|(i, &l)| Some((i, malformed::find_token(data, l)?)));
+        let Some((t, id)) = found else {
+            untraced += 1;
+            continue;
+        };
+        let problem = match Message::parse(Bytes::copy_from_slice(data), &Limits::default(), true) {
+            Ok(m) => m.problem.map(|p| p.as_str().to_string()),
+            Err(p) => Some(format!("unparsable: {}", p.as_str())),
+        };
+        let mut s = seen.lock().unwrap();
+        *s[t].forwarded.entry(id).or_default() += 1;
+        if let Some(p) = problem {
+            s[t].bad_forward.insert(id, p);
+        }
+    }
+}
+
+/// Read the answers to the UDP cases until `END` arrives.
+async fn collect_answers(sock: Arc<UdpSocket>, seen: SeenBoth, done: oneshot::Sender<usize>) {
+    let mut buf = vec![0u8; 65536];
+    let mut untraced = 0;
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+        let data = &buf[..n];
+        if data == END {
+            let _ = done.send(untraced);
+            return;
+        }
+        let code = Message::parse(Bytes::copy_from_slice(data), &Limits::default(), true)
+            .ok()
+            .and_then(|m| m.status());
+        match (malformed::find_token(data, 'u'), code) {
+            (Some(id), Some(code)) => seen.lock().unwrap()[0]
+                .codes
+                .entry(id)
+                .or_default()
+                .push(code),
+            _ => untraced += 1,
+        }
+    }
+}
+
+/// The generated corpus over UDP and TCP: every label holds, the server keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn protos_udp_and_tcp_then_still_answers() {
-    let (addr, proxy, _down, _stop) = start().await;
-    let files = sorted_files(&corpus("protos-sip/cases"));
-    assert_eq!(files.len(), 4527);
-    let cases = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = cases.local_addr().unwrap();
+async fn generated_corpus_udp_and_tcp() {
+    // A forwarded INVITE is never answered by the next hop here: a long T1 keeps its
+    // retransmissions from flooding the next hop while the test runs.
+    let (addr, proxy, down, _stop) = start(|c| {
+        c.t1_ms = 30_000;
+        c.t2_ms = 30_000;
+        // The probe connection idles between probes; on a busy machine that can take seconds.
+        c.tcp_idle_secs = 300;
+    })
+    .await;
+    let down_addr = down.local_addr().unwrap();
+    let cases_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut tcp_probe = TcpStream::connect(addr).await.unwrap();
     let mut framer = Framer::new(65535);
-    for (n, f) in files.iter().enumerate() {
-        let raw = std::fs::read(f).unwrap();
-        let msgs = protos_messages(&raw, n, local);
-        assert!(!msgs.is_empty(), "{}: no template", f.display());
-        for m in &msgs {
-            // Some cases exceed a datagram; the OS refuses those and that is fine.
-            let _ = cases.send_to(m, addr).await;
+    let udp_cases = malformed::generate(malformed::Target {
+        transport: "UDP",
+        local: cases_sock.local_addr().unwrap(),
+    });
+    // Each TCP case comes from its own connection: Via and Contact name the probe's address.
+    let tcp_cases = malformed::generate(malformed::Target {
+        transport: "TCP",
+        local: tcp_probe.local_addr().unwrap(),
+    });
+
+    let seen: SeenBoth = Arc::default();
+    let (fwd_done, fwd_rx) = oneshot::channel();
+    let (ans_done, ans_rx) = oneshot::channel();
+    tokio::spawn(collect_forwards(down, seen.clone(), fwd_done));
+    tokio::spawn(collect_answers(cases_sock.clone(), seen.clone(), ans_done));
+
+    let (mut probes, mut unprobed, mut bytes) = (0usize, 0usize, 0usize);
+    for i in 0..udp_cases.len().max(tcp_cases.len()) {
+        if let Some(c) = udp_cases.get(i) {
+            // Cases over 64 KiB are no datagram: the OS refuses them, which is fine.
+            let _ = cases_sock.send_to(&c.data, addr).await;
+            unprobed += 1;
+            bytes += c.data.len();
         }
-        send_tcp_case(addr, &msgs.concat()).await;
-        if n % PROBE_EVERY == 0 {
-            probe_udp(&prober, addr, n).await;
-            probe_tcp(&mut tcp_probe, &mut framer, addr, n).await;
+        // The server reads UDP in one task, in order: once a probe is answered, every case
+        // before it was handled. Probing often keeps the socket buffers from overflowing.
+        if unprobed >= 8 || bytes > 64 << 10 {
+            probe_udp(&prober, addr, probes).await;
+            probes += 1;
+            (unprobed, bytes) = (0, 0);
+        }
+        if let Some(c) = tcp_cases.get(i) {
+            let answer = send_tcp_case(addr, &c.data).await;
+            let mut f = Framer::new(1 << 20);
+            f.push(&answer);
+            while let Ok(Some(m)) = f.next_message() {
+                if let Some(code) = Message::parse(m, &Limits::default(), false)
+                    .ok()
+                    .and_then(|m| m.status())
+                {
+                    seen.lock().unwrap()[1]
+                        .codes
+                        .entry(c.id)
+                        .or_default()
+                        .push(code);
+                }
+            }
+        }
+        if i % 100 == 0 {
+            probe_tcp(&mut tcp_probe, &mut framer, addr, probes).await;
+            probes += 1;
         }
     }
-    probe_udp(&prober, addr, 99_999).await;
-    probe_tcp(&mut tcp_probe, &mut framer, addr, 99_999).await;
-    let s = proxy.stats();
-    assert!(s.rx_udp.get() > 4527 && s.rx_tcp.get() > 4527);
-    assert!(
-        s.malformed_answered.get() + s.malformed_dropped.get() > 1000,
-        "the malformed cases were seen as such"
+    probe_udp(&prober, addr, probes).await;
+    probe_tcp(&mut tcp_probe, &mut framer, addr, probes + 1).await;
+    // Everything the server sent is queued before these markers.
+    prober.send_to(END, down_addr).await.unwrap();
+    prober
+        .send_to(END, cases_sock.local_addr().unwrap())
+        .await
+        .unwrap();
+    let untraced_fwd = timeout(Duration::from_secs(10), fwd_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let untraced_ans = timeout(Duration::from_secs(10), ans_rx)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let seen = seen.lock().unwrap();
+    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, malformed::Label), usize> = BTreeMap::new();
+    let mut gaps: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    for (t, cases) in [("UDP", &udp_cases), ("TCP", &tcp_cases)] {
+        let s = &seen[usize::from(t == "TCP")];
+        for c in cases.iter() {
+            if t == "UDP" {
+                *counts.entry((c.family, c.label)).or_default() += 1;
+            }
+            let fwd = s.forwarded.contains_key(&c.id);
+            let codes = s.codes.get(&c.id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(g) = known_gap(c) {
+                let e = gaps.entry((g, t)).or_default();
+                e.0 += 1;
+                e.1 += usize::from(fwd);
+                continue;
+            }
+            let wrong = match c.label {
+                malformed::Label::Refuse if fwd => Some("forwarded".to_string()),
+                malformed::Label::Refuse => codes
+                    .iter()
+                    .find(|&&k| !(400..500).contains(&k) && k != 505)
+                    .map(|k| format!("answered {k}")),
+                malformed::Label::Screen if !fwd => {
+                    Some(format!("not forwarded, answers {codes:?}"))
+                }
+                malformed::Label::Screen => {
+                    match (codes.iter().find(|&&k| k >= 300), s.bad_forward.get(&c.id)) {
+                        (Some(k), _) => Some(format!("answered {k}")),
+                        (None, Some(p)) => Some(format!("forwarded malformed ({p})")),
+                        (None, None) => None,
+                    }
+                }
+            };
+            if let Some(w) = wrong {
+                failures
+                    .entry(format!("{t} {} {} {:?}: {w}", c.family, c.place, c.label))
+                    .or_default()
+                    .push(c.variant.clone());
+            }
+        }
+    }
+    eprintln!("generated cases per transport (family, label: count):");
+    for ((f, l), n) in &counts {
+        eprintln!("  {f:16} {l:?}: {n}");
+    }
+    for ((g, t), (n, fwd)) in &gaps {
+        eprintln!("known gap {g} over {t}: {n} cases, {fwd} forwarded");
+    }
+    let report: Vec<String> = failures
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k} ({} cases: {})",
+                v.len(),
+                v.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    assert!(udp_cases.len() >= 4000, "{} cases", udp_cases.len());
+    assert_eq!(
+        untraced_fwd, 0,
+        "messages at the next hop that name no case"
     );
+    assert_eq!(untraced_ans, 0, "UDP answers that name no case");
+    assert!(report.is_empty(), "labels not held:\n{}", report.join("\n"));
+    let s = proxy.stats();
+    assert!(s.malformed_answered.get() + s.malformed_dropped.get() > 1000);
 }
 
 /// Every corpus message straight through the sans-IO core, over both transport rules; then the
@@ -312,13 +557,16 @@ fn corpora_through_the_core_leave_nothing_behind() {
         addr: local,
         conn: Some(7),
     };
-    let mut inputs: Vec<Vec<u8>> = sorted_files(&corpus("rfc4475"))
+    let mut inputs: Vec<Vec<u8>> = sorted_files(&rfc4475_dir())
         .iter()
         .map(|f| std::fs::read(f).unwrap())
         .collect();
-    for (n, f) in sorted_files(&corpus("protos-sip/cases")).iter().enumerate() {
-        inputs.extend(protos_messages(&std::fs::read(f).unwrap(), n, local));
-    }
+    assert_eq!(inputs.len(), 49);
+    let target = malformed::Target {
+        transport: "UDP",
+        local,
+    };
+    inputs.extend(malformed::generate(target).into_iter().map(|c| c.data));
     let mut sent = 0;
     for data in &inputs {
         sent += proxy.handle(Bytes::copy_from_slice(data), udp, t0).len();
