@@ -134,20 +134,15 @@ fn outcome(outs: &[Output]) -> Outcome {
     }
 }
 
-/// `../shared/corpus/rfc4475` beside the crate; worktrees one level deeper look further up.
+/// RFC 4475's messages, kept in the repository as fixtures (see their README). Missing is a
+/// failure, never a skip.
 pub(crate) fn corpus_dir() -> std::path::PathBuf {
-    let root = std::path::Path::new(concat!(
+    let dir = std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/rfc4475"
+        "/tests/fixtures/rfc4475"
     ));
-    if root.is_dir() {
-        return root.to_path_buf();
-    }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/corpus/rfc4475"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| root.to_path_buf())
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    dir.to_path_buf()
 }
 
 /// RFC 4475: what a proxy (forwarding everything) does with each torture message.

@@ -497,7 +497,7 @@ impl Proxy {
         }
         if initial && !call_id.is_empty() {
             let dialog = fwd.record_route || anchor;
-            self.track_call(msg, from, dest, dialog, anchor, tag, now);
+            self.track_call(msg, (from, dest), dialog, anchor, tag, now);
         }
         if method == b"BYE" {
             self.event(call_id, CallEvent::Ended, true, now);
@@ -505,17 +505,18 @@ impl Proxy {
         out.push(Output { to: dest, data });
     }
 
-    /// Start tracking the call a forwarded initial INVITE begins.
+    /// Start tracking the call a forwarded initial INVITE begins, which went `path.0` to
+    /// `path.1`.
     fn track_call(
         &self,
         msg: &Message,
-        from: Peer,
-        dest: Peer,
+        path: (Peer, Peer),
         dialog: bool,
         anchor: bool,
         tag: Option<CallTag>,
         now: Instant,
     ) {
+        let (from, dest) = path;
         // Without Record-Route the entry only lives until the INVITE transaction ends.
         let life = if dialog {
             Duration::from_secs(self.cfg.max_call_secs)
