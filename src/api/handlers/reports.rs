@@ -7,15 +7,14 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::{
-    blocking, json_resp, limit, now, parse_time, qget, read_body, Fail, OneOrMany, Reply, State,
-};
+use super::{blocking, limit, now, parse_time, OneOrMany};
+use crate::api::auth::Caller;
+use crate::api::http::{json_resp, qget, read_body, Fail, Reply, RequestBody};
+use crate::api::State;
 use crate::lists::store::{StoreError, StoredReport};
 use crate::screening::entry::check_category;
 use crate::screening::signals::reports::{Promotion, Report, ReportSource};
@@ -161,7 +160,7 @@ fn promotion_json(caller: &str, p: &Promotion) -> Value {
 }
 
 /// `POST /v1/reports`: one report object or an array; all or nothing; 201 once stored.
-pub(super) async fn post(st: &Arc<State>, who: Caller, req: Request<Incoming>) -> Reply {
+pub(in crate::api) async fn post(st: &State, who: Caller, req: Request<RequestBody>) -> Reply {
     let (reporter, limits) = reporter_of(st)?;
     let body = read_body(req, st.cfg.max_body_bytes).await?;
     let parsed: OneOrMany = serde_json::from_slice(&body)
@@ -211,7 +210,7 @@ pub(super) async fn post(st: &Arc<State>, who: Caller, req: Request<Incoming>) -
 }
 
 /// `GET /v1/reports?caller=&limit=`: the stored reports against a caller and its promotion.
-pub(super) async fn get(st: &Arc<State>, q: &[(String, String)]) -> Reply {
+pub(in crate::api) async fn get(st: &State, q: &[(String, String)]) -> Reply {
     let (reporter, _) = reporter_of(st)?;
     let raw = qget(q, "caller")
         .filter(|c| !c.trim().is_empty())
