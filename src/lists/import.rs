@@ -147,6 +147,8 @@ struct FtcAgg {
 /// with the report count, the first and last dates (violation date, or the report date when
 /// absent) and the most reported subject in the reason. Rows without a number are skipped
 /// (the FTC publishes some); the count is returned.
+// Long on purpose: one pass over the FTC columns, field by field.
+#[allow(clippy::too_many_lines)]
 pub fn parse_ftc(text: &str, d: &ImportDefaults) -> Result<(Vec<StoredEntry>, u64), ImportError> {
     let mut err = ImportError {
         errors: vec![],

@@ -218,6 +218,8 @@ fn parse_c(v: &str, line: usize) -> Result<Option<IpAddr>, SdpError> {
 
 impl<'a> Sdp<'a> {
     /// Parse a body. Only the first `m=audio` section is used (the one we anchor).
+    // Long on purpose: one pass over the SDP lines, one arm per line type.
+    #[allow(clippy::too_many_lines)]
     pub fn parse(raw: &'a [u8]) -> Result<Self, SdpError> {
         if raw.len() > MAX_SDP {
             return Err(SdpError::TooLarge(raw.len()));

@@ -553,6 +553,8 @@ impl IndexBuilder {
 
     /// Compile. Entries sharing a pattern become a group ordered strongest action first, so the
     /// lookup takes the first live one.
+    // Long on purpose: the index is compiled in one pass whose steps share their buffers.
+    #[allow(clippy::too_many_lines)]
     pub fn build(self) -> RuleIndex {
         let IndexBuilder {
             metas,

@@ -340,6 +340,8 @@ fn hit(
 
 /// Evaluates every enabled signal for a new call and counts it for velocity. Call once per new
 /// call (an initial INVITE, not its retransmissions); a repeated `call_id` is not counted twice.
+// Long on purpose: one block per signal, in the order they are documented.
+#[allow(clippy::too_many_lines)]
 pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Evaluation {
     let cfg = &state.cfg;
     let now_unix = (now_ms / 1000) as i64;
