@@ -8,20 +8,20 @@
 //!
 //! | module | what it is for | what it knows nothing of |
 //! | --- | --- | --- |
-//! | [`screening`] | pure decisions: numbers, the compiled rule index, signals, verdicts | sockets, SIP, files, tokio |
-//! | [`lists`] | list entries: file formats, loading, reload; publishes rule snapshots | SIP, sockets |
-//! | [`sip`] | the wire: framing, message scanning, transactions, forwarding, responses | blocklists, verdicts |
-//! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, blocklists |
-//! | [`api`] | the admin HTTP server | SIP |
+//! | [`screening`] | pure decisions: numbers, the compiled rule index, signals, typed evidence, the scoring fold, [`screening::Engine::decide`] | sockets, SIP, files, clocks, tokio, every other module |
+//! | [`lists`] | list entries: file formats, the SQLite store, the live overlay, reload, signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
+//! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
+//! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, lists, verdicts |
+//! | [`api`] | the admin HTTP server; [`api::route`] answers a request without a socket | SIP, media |
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
-//! | [`config`] | the typed config file, assembled from each module's own section | behaviour |
-//! | [`app`] | the composition root: the only module that knows every other one | |
+//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer, the decision log | |
 //!
-//! Arrows: `app -> sip, media, api, lists, screening, certs, metrics, config`; `api -> lists,
-//! screening, metrics, tls`; `lists -> screening`; `certs -> screening, metrics, tls`; `screening ->
-//! nothing`; `sip, media -> metrics`.
+//! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
+//! screening, metrics, tls`; `lists -> screening`; `certs -> screening, metrics, tls`; `sip, media
+//! -> metrics`; `screening -> nothing`. `.ci/arrows` checks them; `docs/design.md` walks one
+//! INVITE through them.
 
 // Functions stay short enough to read in one screen (clippy.toml sets the threshold); table
 // tests are exempt, being tables.
