@@ -21,12 +21,14 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use scamguard::sip::{self, Decision, Hook, NewCall, CallEvent, SdpDirection, SdpKind};
+//! # use std::time::Instant;
+//! # use scamguard::sip::{self, CallEvent, CallRef, Decision, Hook, NewCall, SdpDirection, SdpKind};
 //! # struct App;
 //! # impl Hook for App {
-//! #     fn new_call(&self, _: &NewCall<'_>) -> Decision { Decision::pass() }
-//! #     fn call_event(&self, _: &str, _: CallEvent) {}
-//! #     fn rewrite_sdp(&self, _: &str, _: SdpDirection, _: SdpKind, _: &[u8]) -> Option<Vec<u8>> { None }
+//! #     fn new_call(&self, _: &NewCall<'_>, _: Instant) -> Decision { Decision::pass() }
+//! #     fn call_event(&self, _: &CallRef<'_>, _: CallEvent, _: Instant) {}
+//! #     fn rewrite_sdp(&self, _: &CallRef<'_>, _: SdpDirection, _: SdpKind, _: &[u8], _: Instant)
+//! #         -> Option<Vec<u8>> { None }
 //! # }
 //! # async fn wire(cfg: sip::SipConfig) -> Result<(), Box<dyn std::error::Error>> {
 //! cfg.validate()?;
