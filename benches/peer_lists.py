@@ -101,6 +101,8 @@ level = "warn"
 listen = "127.0.0.1:5060"
 next_hop = "127.0.0.1:5070"
 udp_workers = {workers}
+# SIPp's UAC sends from 127.0.0.1: its P-Asserted-Identity must be believed.
+trusted_peers = ["127.0.0.1"]
 # Transactions live 5 s after their final response (T4), answered INVITEs are remembered for
 # 64*T1 = 32 s: about 30 per call per second. The default cap (200,000) would answer 503 above
 # ~6,000 cps; this one holds up to ~16,000 cps.
@@ -108,8 +110,6 @@ max_transactions = 500000
 
 [disposition]
 block_response = "603"
-# SIPp's UAC sends from 127.0.0.1: its P-Asserted-Identity must be believed.
-trusted_peers = ["127.0.0.1"]
 # Kamailio's script Record-Routes every forwarded call; so do we.
 record_route_all = true
 """

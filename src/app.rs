@@ -9,13 +9,11 @@
 //! `app` translates between the wire and the decisions: `sip` never sees a list and `screening`
 //! never sees a header.
 
-mod caller;
 pub mod config;
 mod decision_log;
 mod disposition;
 pub mod engine;
 mod feeds;
-mod reports;
 mod screener;
 mod signals;
 
@@ -26,12 +24,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use self::caller::{parties, Parties};
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
-pub use self::reports::{Promoted, ReportStats, Reports, REPORTS_LIST};
 pub use self::screener::{CallStats, Screener};
 pub use self::signals::{now_ms, PeersConfig};
+pub use crate::lists::report_desk::{Promoted, ReportDesk, ReportStats, REPORTS_LIST};
 
 use self::config::Config;
 use crate::api;
@@ -170,7 +167,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let engine = engine::build(&config, certs.clone())?;
     // Reports inside the window are counted again before the first call is screened.
     let reports = Arc::new(
-        Reports::open(
+        ReportDesk::open(
             &config.signals.reports,
             engine.signals.reports_shared(),
             live.clone(),

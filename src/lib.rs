@@ -9,7 +9,7 @@
 //! | module | what it is for | what it knows nothing of |
 //! | --- | --- | --- |
 //! | [`screening`] | pure decisions: numbers, the compiled rule index, signals, typed evidence, the scoring fold, [`screening::Engine::decide`] | sockets, SIP, files, clocks, tokio, every other module |
-//! | [`lists`] | list entries: file formats, the SQLite store, the live overlay, reload, signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
+//! | [`lists`] | list entries: file formats, the SQLite store, the live overlay, reload, callers' reports (the report desk), signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
 //! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, lists, verdicts |
 //! | [`api`] | the admin HTTP server; [`api::route`] answers a request without a socket | SIP, media |
@@ -19,7 +19,7 @@
 //! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer, the decision log | |
 //!
 //! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
-//! screening, metrics, tls`; `lists -> screening`; `certs -> screening, metrics, tls`; `sip, media
+//! screening, metrics, tls`; `lists -> screening, metrics`; `certs -> screening, metrics, tls`; `sip, media
 //! -> metrics`; `screening -> nothing`. `.ci/arrows` checks them; `docs/design.md` walks one
 //! INVITE through them.
 

@@ -43,9 +43,6 @@ pub struct DispositionConfig {
     /// Stay in the dialog of passed calls too (Record-Route), so that call ends are seen for
     /// concurrency limits and short-call detection. Warned calls always stay.
     pub record_route_all: bool,
-    /// IP addresses of trusted peers (our core, partner SBCs): only from them is a
-    /// P-Asserted-Identity (and `verstat`) believed.
-    pub trusted_peers: Vec<std::net::IpAddr>,
 }
 
 impl Default for DispositionConfig {
@@ -58,7 +55,6 @@ impl Default for DispositionConfig {
             verdict_header: "X-Scamguard-Verdict".into(),
             warn_alert_info: String::new(),
             record_route_all: true,
-            trusted_peers: Vec::new(),
         }
     }
 }

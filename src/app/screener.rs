@@ -4,18 +4,16 @@
 //! This is the one place where SIP facts and screening meet; it holds no state of its own beyond
 //! counters, so the same [`Screener::verdict`] also answers `scamguard check` and `/v1/check`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use dashmap::DashMap;
 
-use super::caller::parties;
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
-use super::reports::Reports;
 use super::signals::{now_ms, Clock};
 use crate::lists::overlay::{Layered, StoreRules};
+use crate::lists::report_desk::ReportDesk;
 use crate::lists::store::{StoreError, StoredReport};
 use crate::lists::ListSet;
 use crate::media::{MediaEngine, MediaError, Release, Side};
@@ -101,7 +99,7 @@ pub struct Screener {
     /// Wall-clock time for the instants the SIP layer hands in.
     pub clock: Clock,
     /// Where 607 reports go (queued: the SIP path never waits for the disk).
-    pub reports: Arc<Reports>,
+    pub reports: Arc<ReportDesk>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -174,10 +172,6 @@ impl Screener {
             call,
             now_ms,
         )
-    }
-
-    fn trusted(&self, ip: IpAddr) -> bool {
-        self.disposition.trusted_peers.contains(&ip)
     }
 
     /// For a warned call whose callee will hear the spoken warning: the offer rewritten to the
@@ -256,8 +250,8 @@ impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Decision {
         let started = Instant::now();
         let unix_ms = self.clock.unix_ms(now);
-        let trusted = self.trusted(call.source.ip());
-        let p = parties(call, trusted);
+        let trusted = call.trusted;
+        let p = call.parties();
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
         // it), its source, its Identity and the live signal state.
         let facts = Call {

@@ -16,6 +16,7 @@ pub mod feeds;
 pub mod file;
 pub mod import;
 pub mod overlay;
+pub mod report_desk;
 pub mod store;
 pub mod watch;
 

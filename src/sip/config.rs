@@ -23,6 +23,9 @@ pub struct SipConfig {
     pub next_hop: Option<SocketAddr>,
     /// Transport towards `next_hop`.
     pub next_hop_transport: Transport,
+    /// Peers whose P-Asserted-Identity (and `verstat`) is believed; from anyone else only the
+    /// From counts.
+    pub trusted_peers: Vec<std::net::IpAddr>,
     pub max_message_size: usize,
     pub max_headers: usize,
     pub max_line_length: usize,
@@ -57,6 +60,7 @@ impl Default for SipConfig {
             listen: "127.0.0.1:5060".parse().expect("literal address"),
             advertise: None,
             next_hop: None,
+            trusted_peers: Vec::new(),
             next_hop_transport: Transport::Udp,
             max_message_size: 65535,
             max_headers: 128,

@@ -166,6 +166,8 @@ pub struct NewCall<'a> {
     msg: &'a Message,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The source is one of `[sip] trusted_peers`: its asserted identity and `verstat` count.
+    pub trusted: bool,
     pub call_id: &'a str,
     pub request_uri: Option<Uri<'a>>,
     pub from: Option<NameAddr<'a>>,
@@ -177,11 +179,17 @@ pub struct NewCall<'a> {
 }
 
 impl<'a> NewCall<'a> {
-    pub(crate) fn new(msg: &'a Message, source: SocketAddr, transport: Transport) -> NewCall<'a> {
+    pub(crate) fn new(
+        msg: &'a Message,
+        source: SocketAddr,
+        transport: Transport,
+        trusted: bool,
+    ) -> NewCall<'a> {
         NewCall {
             msg,
             source,
             transport,
+            trusted,
             call_id: msg.call_id().unwrap_or(""),
             request_uri: msg.request_uri(),
             from: msg.from(),
@@ -198,6 +206,11 @@ impl<'a> NewCall<'a> {
     /// The first value of any header by name (case-insensitive; compact forms understood).
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.msg.header_by_name(name)
+    }
+
+    /// Who is calling and whom, as carried (see [`super::caller`]).
+    pub fn parties(&self) -> super::caller::Parties<'a> {
+        super::caller::parties(self, self.trusted)
     }
 
     /// The SDP offer, if the INVITE carries one.

@@ -42,6 +42,7 @@
 //! # drop(stop); Ok(()) }
 //! ```
 
+pub mod caller;
 pub mod config;
 pub mod core;
 pub mod edit;

@@ -320,8 +320,9 @@ impl Proxy {
         }
         let decision = initial.then(|| {
             self.stats.hook_calls.inc();
+            let trusted = self.cfg.trusted_peers.contains(&from.addr.ip());
             self.hook
-                .new_call(&NewCall::new(msg, from.addr, from.transport), now)
+                .new_call(&NewCall::new(msg, from.addr, from.transport, trusted), now)
         });
         let onward = match &decision {
             Some(d) => match self.apply_decision(&key, msg, from, d, now, out) {

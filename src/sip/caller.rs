@@ -1,5 +1,5 @@
-//! Who is calling and whom: the translation from a new SIP call's identities to the strings the
-//! screening module normalises (PROTOCOL.md, "Who is calling").
+//! Who is calling and whom: the translation from a new SIP call's identities (P-Asserted-Identity,
+//! Privacy, From, the request target) to the plain strings the application screens.
 //!
 //! Order: a P-Asserted-Identity from a trusted peer (its tel URI first, then a SIP URI), else the
 //! presented identity; the callee is the request target's user part. A withheld identity
@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use crate::sip::uri::{NameAddr, Scheme, Uri};
-use crate::sip::NewCall;
+use super::uri::{NameAddr, Scheme, Uri};
+use super::NewCall;
 
 /// The caller and callee of a new call, as carried, before normalisation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,7 +32,7 @@ fn user_of<'a>(uri: &Uri<'a>) -> Option<Cow<'a, str>> {
     match uri.scheme {
         Scheme::Tel | Scheme::Sip | Scheme::Sips => {
             let base = uri.user_base()?;
-            Some(crate::sip::uri::unescape(base))
+            Some(super::uri::unescape(base))
         }
         Scheme::Other => None,
     }
@@ -43,7 +43,7 @@ fn verstat_of<'a>(uri: &Uri<'a>) -> Option<&'a str> {
     uri.param("verstat").or_else(|| {
         let user = uri.user?;
         let (_, params) = user.split_once(';')?;
-        crate::sip::uri::param_in(params, "verstat")
+        super::uri::param_in(params, "verstat")
     })
 }
 
@@ -149,7 +149,7 @@ mod tests {
         ];
         for (h, trusted, caller, display, anon, asserted, verstat) in cases {
             let m = invite(h);
-            let call = NewCall::new(&m, "192.0.2.9:5060".parse().unwrap(), Transport::Udp);
+            let call = NewCall::new(&m, "192.0.2.9:5060".parse().unwrap(), Transport::Udp, false);
             let p = parties(&call, *trusted);
             assert_eq!(p.caller, *caller, "{h}");
             assert_eq!(p.display_name.as_deref(), *display, "{h}");

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::lists::overlay::{Live, WriteError};
-use crate::lists::store::{StoreError, StoredEntry, StoredReport};
+use super::overlay::{Live, WriteError};
+use super::store::{StoreError, StoredEntry, StoredReport};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::signals::reports::{
     Promotion, Report, ReportBook, ReportSource, ReportStore, ReportsConfig,
@@ -84,12 +84,12 @@ pub struct Promoted {
 }
 
 /// The report desk: durable first, then counted, then promoted.
-pub struct Reports {
+pub struct ReportDesk {
     cfg: ReportsConfig,
     book: Arc<ReportBook>,
     live: Arc<Live>,
     queue: mpsc::Sender<Report>,
-    /// Taken once by [`Reports::run`].
+    /// Taken once by [`ReportDesk::run`].
     drain: Mutex<Option<mpsc::Receiver<Report>>>,
     /// One batch at a time from store to book to promotion: two batches interleaved could
     /// write an older promotion (a warn) over a newer one (a block).
@@ -117,14 +117,14 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
-impl Reports {
+impl ReportDesk {
     /// Open the desk over `book` (empty) and rebuild the book from the reports the store holds
     /// inside the window.
     pub fn open(
         cfg: &ReportsConfig,
         book: Arc<ReportBook>,
         live: Arc<Live>,
-    ) -> Result<Reports, StoreError> {
+    ) -> Result<ReportDesk, StoreError> {
         let (queue, drain) = mpsc::channel(cfg.queue.max(1));
         let now = unix_now();
         let n = book
@@ -137,7 +137,7 @@ impl Reports {
                 "reports inside the window restored"
             );
         }
-        Ok(Reports {
+        Ok(ReportDesk {
             cfg: cfg.clone(),
             book,
             live,
@@ -347,7 +347,7 @@ mod tests {
     use crate::lists::overlay::StoreRules;
     use crate::lists::store::{Store, StoreConfig};
 
-    fn desk(dir: &std::path::Path, cfg: &ReportsConfig) -> Reports {
+    fn desk(dir: &std::path::Path, cfg: &ReportsConfig) -> ReportDesk {
         let store = Arc::new(
             Store::open(&StoreConfig {
                 data_dir: dir.to_path_buf(),
@@ -357,7 +357,7 @@ mod tests {
         );
         let rules = Arc::new(StoreRules::load(&store).unwrap());
         let live = Arc::new(Live::new(store, rules, None));
-        Reports::open(cfg, Arc::new(ReportBook::new(cfg.clone())), live).unwrap()
+        ReportDesk::open(cfg, Arc::new(ReportBook::new(cfg.clone())), live).unwrap()
     }
 
     fn report(reporter: &str, category: &str) -> Report {
