@@ -133,7 +133,7 @@ fn one_call(w: &World, i: usize, with_identity: bool) -> scamguard::screening::A
         caller: caller_s,
         callee: "020 7183 8750",
         display_name: Some("Customer Services"),
-        source: Some("192.0.2.44".parse().unwrap()),
+        source: Some("192.0.2.44"),
         trusted: true,
         identity: with_identity.then(|| w.passports[i % w.passports.len()].as_str()),
         live: true,

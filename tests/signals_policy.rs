@@ -102,7 +102,7 @@ fn world() -> World {
             .unwrap(),
             scoring,
             signals: SignalState::new(cfg, brands, Arc::new(Certs(Arc::new(cert)))),
-            international_gateways: vec![GATEWAY.parse().unwrap()],
+            international_gateways: vec![GATEWAY.to_string()],
         },
     }
 }
@@ -123,7 +123,7 @@ fn decide(w: &World, c: Call<'_>, now_ms: u64) -> Verdict {
         caller: c.caller,
         callee: c.callee,
         display_name: c.name,
-        source: Some(if c.gateway { GATEWAY } else { SOURCE }.parse().unwrap()),
+        source: Some(if c.gateway { GATEWAY } else { SOURCE }),
         identity: c.identity,
         live: true,
         ..Default::default()

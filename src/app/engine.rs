@@ -30,6 +30,12 @@ pub fn build(config: &Config, certs: Arc<dyn CertLookup>) -> Result<Engine, AppE
         screening,
         scoring: Scoring::new(config.policy.clone()).map_err(AppError)?,
         signals: SignalState::new(cfg.clone(), Arc::new(brands), certs),
-        international_gateways: config.peers.international_gateways.clone(),
+        // In the text form the hook gives a call's source (`IpAddr`'s Display).
+        international_gateways: config
+            .peers
+            .international_gateways
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     })
 }

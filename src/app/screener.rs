@@ -252,6 +252,7 @@ impl Hook for Screener {
         let unix_ms = self.clock.unix_ms(now);
         let trusted = call.trusted;
         let p = call.parties();
+        let source = call.source.ip().to_string();
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
         // it), its source, its Identity and the live signal state.
         let facts = Call {
@@ -260,7 +261,7 @@ impl Hook for Screener {
             callee: &p.callee,
             display_name: p.display_name.as_deref(),
             anonymous: p.anonymous,
-            source: Some(call.source.ip()),
+            source: Some(&source),
             trusted,
             identity: call.identity,
             verstat: p.verstat,
@@ -286,31 +287,21 @@ impl Hook for Screener {
             },
         );
         let decision = match decision {
-            Decision::Forward {
-                display_name,
-                headers,
-                record_route,
-                anchor_media,
-                ..
-            } => Decision::Forward {
-                display_name,
-                headers,
-                record_route,
-                anchor_media,
+            Decision::Forward { .. } => decision.with_call(
                 offer,
-                tag: Some(CallTag::new(Tagged {
+                CallTag::new(Tagged {
                     caller: v.caller.clone(),
                     callee: callee.clone(),
                     announce,
-                })),
-            },
-            reject => {
+                }),
+            ),
+            Decision::Reject { .. } => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
                 // it would count as a concurrent call until the signals' call timeout.
                 self.engine
                     .signals
                     .call_ended(call.call_id, CallEnd::Rejected, unix_ms);
-                reject
+                decision
             }
         };
         let decision_us = started.elapsed().as_micros() as u64;

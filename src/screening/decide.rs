@@ -6,8 +6,6 @@
 //! Knows nothing of SIP, sockets, files or clocks: `now` comes in, and the signals' live state
 //! (velocity, wangiri, reports) is the only thing a decision touches besides its arguments.
 
-use std::net::IpAddr;
-
 use super::evidence::{Effect, Evidence, Reason, Source};
 use super::index::Rules;
 use super::policy::{AnonymousPolicy, ScreeningPolicy};
@@ -29,8 +27,8 @@ pub struct Call<'a> {
     pub display_name: Option<&'a str>,
     /// The caller withheld their identity.
     pub anonymous: bool,
-    /// Where the call came from.
-    pub source: Option<IpAddr>,
+    /// The address the call came from, as text (`192.0.2.10`, `2001:db8::10`).
+    pub source: Option<&'a str>,
     /// It came from a peer whose asserted identity and `verstat` are believed.
     pub trusted: bool,
     /// The `Identity` header (a PASSporT).
@@ -47,8 +45,9 @@ pub struct Engine {
     pub screening: ScreeningPolicy,
     pub scoring: Scoring,
     pub signals: SignalState,
-    /// Peers where calls from abroad enter: a domestic caller id arriving there is spoofed.
-    pub international_gateways: Vec<IpAddr>,
+    /// Addresses (as text, in the form `source` uses) of the peers where calls from abroad
+    /// enter: a domestic caller id arriving there is spoofed.
+    pub international_gateways: Vec<String>,
 }
 
 impl Engine {
@@ -71,19 +70,18 @@ impl Engine {
                 ),
             });
         }
-        let source = call.source.map(|ip| ip.to_string());
         let input = SignalInput {
             call_id: call.id,
             caller: caller.as_deref(),
             caller_raw: Some(call.caller).filter(|s| !s.is_empty()),
             callee: callee.as_deref(),
             display_name: call.display_name,
-            source: source.as_deref(),
-            peer: source.as_deref(),
+            source: call.source,
+            peer: call.source,
             from_trusted_peer: call.trusted,
             from_international_gateway: call
                 .source
-                .is_some_and(|ip| self.international_gateways.contains(&ip)),
+                .is_some_and(|s| self.international_gateways.iter().any(|g| g == s)),
             identity: call.identity,
             date_unix: None,
             verstat: call.verstat.filter(|_| call.trusted),
@@ -95,7 +93,7 @@ impl Engine {
             &evidence,
             &Tenancy {
                 callee: callee.as_deref(),
-                peer: source.as_deref(),
+                peer: call.source,
             },
         );
         Verdict {

@@ -39,26 +39,13 @@ impl Hook for TestHook {
             .unwrap()
             .clone()
             .unwrap_or_else(Decision::pass);
-        match d {
+        let offer = match &d {
             Decision::Forward {
-                display_name,
-                headers,
-                record_route,
-                anchor_media,
-                ..
-            } => Decision::Forward {
-                display_name,
-                headers,
-                record_route,
-                anchor_media,
-                offer: call
-                    .sdp()
-                    .filter(|_| anchor_media)
-                    .map(|b| mark(b, SdpDirection::FromCaller)),
-                tag: Some(CallTag::new(call.call_id.to_string())),
-            },
-            reject => reject,
-        }
+                anchor_media: true, ..
+            } => call.sdp().map(|b| mark(b, SdpDirection::FromCaller)),
+            _ => None,
+        };
+        d.with_call(offer, CallTag::new(call.call_id.to_string()))
     }
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, _now: Instant) {
         if call.tag::<String>().map(String::as_str) != Some(call.call_id) {

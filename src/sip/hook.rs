@@ -112,6 +112,16 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// A forward that also carries the application's rewritten offer and its tag for the call;
+    /// a reject is returned as it is.
+    pub fn with_call(mut self, rewritten: Option<Vec<u8>>, call_tag: CallTag) -> Decision {
+        if let Decision::Forward { offer, tag, .. } = &mut self {
+            *offer = rewritten;
+            *tag = Some(call_tag);
+        }
+        self
+    }
+
     /// Forward untouched, not staying in the dialog.
     pub fn pass() -> Decision {
         Decision::Forward {

@@ -12,7 +12,7 @@ use scamguard::lists::store::{Store, StoreConfig};
 use scamguard::lists::watch::ListFiles;
 use scamguard::lists::{ListSet, ListsConfig};
 use scamguard::screening::signals::brands::Brands;
-use scamguard::screening::signals::stir::{CertLookup, CertState};
+use scamguard::screening::signals::stir::NoCertificates;
 use scamguard::screening::signals::{SignalState, SignalsConfig};
 use scamguard::screening::{Engine, PolicyConfig, Scoring, ScreeningConfig, ScreeningPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -230,13 +230,6 @@ pub fn lists_dir(dir: &Path) -> PathBuf {
     dir.join("lists")
 }
 
-struct NoCerts;
-impl CertLookup for NoCerts {
-    fn lookup(&self, _: &str) -> CertState {
-        CertState::Pending
-    }
-}
-
 /// The agent's engine with every signal off: verdicts come from the lists (and the policy's
 /// anonymity and emergency rules) alone.
 pub fn lists_only_engine() -> Engine {
@@ -253,7 +246,7 @@ pub fn lists_only_engine() -> Engine {
         signals: SignalState::new(
             cfg,
             Arc::new(Brands::from_toml("", "none").unwrap()),
-            Arc::new(NoCerts),
+            Arc::new(NoCertificates),
         ),
         international_gateways: Vec::new(),
     }

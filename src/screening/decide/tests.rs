@@ -9,17 +9,10 @@ use crate::screening::index::{IndexBuilder, RuleIndex};
 use crate::screening::policy::ScreeningConfig;
 use crate::screening::scoring::PolicyConfig;
 use crate::screening::signals::brands::Brands;
-use crate::screening::signals::stir::{CertLookup, CertState};
+use crate::screening::signals::stir::NoCertificates;
 use crate::screening::signals::SignalsConfig;
 
 const NOW_MS: u64 = 1_790_000_000_000;
-
-struct NoCerts;
-impl CertLookup for NoCerts {
-    fn lookup(&self, _: &str) -> CertState {
-        CertState::Pending
-    }
-}
 
 fn rules() -> RuleIndex {
     let mut b = IndexBuilder::new();
@@ -69,7 +62,7 @@ fn engine(anonymous: AnonymousPolicy, log_only: &[&str], stir: bool) -> Engine {
         signals: SignalState::new(
             cfg,
             Arc::new(Brands::from_toml("", "none").unwrap()),
-            Arc::new(NoCerts),
+            Arc::new(NoCertificates),
         ),
         international_gateways: Vec::new(),
     }

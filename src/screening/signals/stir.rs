@@ -45,6 +45,16 @@ pub trait CertLookup: Send + Sync {
     fn lookup(&self, x5u: &str) -> CertState;
 }
 
+/// No certificate is ever at hand: every PASSporT stays pending. For engines that run with STIR
+/// off, and for tests.
+pub struct NoCertificates;
+
+impl CertLookup for NoCertificates {
+    fn lookup(&self, _: &str) -> CertState {
+        CertState::Pending
+    }
+}
+
 /// `[signals.stir]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
