@@ -339,14 +339,7 @@ pub fn check(
     let engine = engine::build(config, certs)?;
     // Feeds' last good entries, as saved: what the running agent enforces between polls.
     let feeds = feeds::open(config)?;
-    let question = crate::screening::Call {
-        id: "check",
-        caller,
-        callee,
-        display_name: display,
-        anonymous,
-        ..Default::default()
-    };
+    let question = crate::screening::Call::question(caller, callee, display, anonymous);
     Ok(screener::decide(
         &engine,
         &lists,

@@ -151,15 +151,10 @@ impl Screener {
         display: Option<&str>,
         anonymous: bool,
     ) -> Verdict {
-        let call = Call {
-            id: "check",
-            caller,
-            callee,
-            display_name: display,
-            anonymous,
-            ..Call::default()
-        };
-        self.decide(&call, now_ms())
+        self.decide(
+            &Call::question(caller, callee, display, anonymous),
+            now_ms(),
+        )
     }
 
     /// The engine over the rules in force now: file lists, store lists and feeds.

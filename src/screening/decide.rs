@@ -39,6 +39,26 @@ pub struct Call<'a> {
     pub live: bool,
 }
 
+impl<'a> Call<'a> {
+    /// What `scamguard check` and `/v1/check` ask: the facts a person can type. It reads the
+    /// live signal state and is never counted as a call.
+    pub fn question(
+        caller: &'a str,
+        callee: &'a str,
+        display_name: Option<&'a str>,
+        anonymous: bool,
+    ) -> Call<'a> {
+        Call {
+            id: "check",
+            caller,
+            callee,
+            display_name,
+            anonymous,
+            ..Call::default()
+        }
+    }
+}
+
 /// Everything a decision needs besides the call and the rules: built once at start by the app,
 /// for the proxy and `check` alike.
 pub struct Engine {

@@ -268,13 +268,8 @@ impl Checker for RulesChecker {
         callee: Option<&str>,
         display: Option<&str>,
     ) -> serde_json::Value {
-        let call = scamguard::screening::Call {
-            id: "check",
-            caller,
-            callee: callee.unwrap_or(""),
-            display_name: display,
-            ..Default::default()
-        };
+        let call =
+            scamguard::screening::Call::question(caller, callee.unwrap_or(""), display, false);
         let snap = self.files.current();
         let rules = scamguard::lists::overlay::Layered {
             sources: &[&**snap, &*self.store],
