@@ -14,7 +14,14 @@ use crate::screening::{Engine, Scoring, ScreeningPolicy};
 pub fn build(config: &Config, certs: Arc<dyn CertLookup>) -> Result<Engine, AppError> {
     let screening =
         ScreeningPolicy::from_config(&config.screening).map_err(|p| AppError(p.join("; ")))?;
-    let cfg = &config.signals;
+    let mut signals = config.signals.clone();
+    // The carrier's own country is domestic to it: a number of it arriving from an
+    // international gateway is spoofed. Without this default the gateway rule could not fire in
+    // a deployment that only set its default_country.
+    if signals.plausibility.home_countries.is_empty() {
+        signals.plausibility.home_countries = vec![config.screening.default_country.clone()];
+    }
+    let cfg = &signals;
     let brands = if cfg.brands.enabled {
         let text = std::fs::read_to_string(&cfg.brands.file).map_err(|e| {
             AppError(format!(
@@ -29,7 +36,7 @@ pub fn build(config: &Config, certs: Arc<dyn CertLookup>) -> Result<Engine, AppE
     Ok(Engine {
         screening,
         scoring: Scoring::new(config.policy.clone()).map_err(AppError)?,
-        signals: SignalState::new(cfg.clone(), Arc::new(brands), certs),
+        signals: SignalState::new(signals.clone(), Arc::new(brands), certs),
         // In the text form the hook gives a call's source (`IpAddr`'s Display).
         international_gateways: config
             .peers

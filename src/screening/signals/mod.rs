@@ -17,6 +17,7 @@
 pub mod bounded;
 pub mod brands;
 pub mod certchain;
+pub mod origins;
 pub mod plausible;
 pub mod reports;
 pub mod stir;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 use self::bounded::{Aging, BoundedMap};
 use self::brands::Brands;
+use self::origins::Origins;
 use self::plausible::Implausible;
 use self::reports::{Promotion, Report, ReportBook, ReportsConfig};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
@@ -150,11 +152,23 @@ pub struct PlausibilityConfig {
     pub gateway_countries: Vec<String>,
     /// Neighbour spoofing: caller and callee equal but for this many trailing digits.
     pub neighbour_tail_digits: usize,
+    /// A neighbour without an A attestation from an origin that signs its calls: evidence on
+    /// its own (a STIR-capable network would have attested a genuine neighbour).
+    pub score_neighbour: i32,
+    /// A neighbour from an origin that does not sign (a legacy interconnect, or a country
+    /// without STIR): genuine neighbours look exactly like this, so it only adds to other
+    /// evidence and stays below the warn level alone.
+    pub score_neighbour_unsigned: i32,
+    /// The callee's own number as the caller id: no one calls themselves through an
+    /// interconnect.
+    pub score_own_number: i32,
+    /// An origin (source address) counts as signing its calls once this many of its recent
+    /// calls were seen, at least half of them with an Identity or a `verstat`.
+    pub signing_origin_min_calls: u32,
     pub score_not_dialable: i32,
     pub score_unallocated: i32,
     pub score_fictional: i32,
     pub score_gateway: i32,
-    pub score_neighbour: i32,
 }
 
 impl Default for PlausibilityConfig {
@@ -171,6 +185,9 @@ impl Default for PlausibilityConfig {
             score_fictional: 25,
             score_gateway: 100,
             score_neighbour: 50,
+            score_neighbour_unsigned: 20,
+            score_own_number: 60,
+            signing_origin_min_calls: 20,
         }
     }
 }
@@ -211,6 +228,10 @@ impl Default for SignalsConfig {
     }
 }
 
+/// Source addresses remembered for whether they sign: peers are few, but untrusted traffic may
+/// come from anywhere.
+const MAX_ORIGINS: usize = 10_000;
+
 struct CallRec {
     keys: CallKeys,
     caller: Option<Box<str>>,
@@ -237,6 +258,8 @@ pub struct SignalState {
     /// Shared with the app's report desk, which counts durable reports into it.
     reports: Arc<ReportBook>,
     calls: BoundedMap<CallRec>,
+    /// Which sources sign their calls, for neighbour spoofing.
+    origins: Origins,
 }
 
 impl SignalState {
@@ -246,6 +269,7 @@ impl SignalState {
             wangiri: Wangiri::new(cfg.wangiri.clone()),
             reports: Arc::new(ReportBook::new(cfg.reports.clone())),
             calls: BoundedMap::new(16, cfg.max_calls),
+            origins: Origins::new(MAX_ORIGINS, cfg.plausibility.signing_origin_min_calls),
             brands,
             certs,
             cfg,
@@ -319,6 +343,7 @@ impl SignalState {
         self.release(gone);
         self.velocity.sweep(now_ms);
         self.wangiri.sweep(now_ms);
+        self.origins.sweep(now_ms);
         self.reports.sweep((now_ms / 1000) as i64);
     }
 
@@ -425,7 +450,21 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     }
 
     if cfg.plausibility.enabled {
-        plausibility(input, &cfg.plausibility, well_attested, &mut hits);
+        // A call that carries a PASSporT came by a signing path, whatever its origin's past;
+        // otherwise the origin is judged on what was known before this call.
+        let signing_origin =
+            input.identity.is_some() || input.source.is_some_and(|s| state.origins.signs(s));
+        plausibility(
+            input,
+            &cfg.plausibility,
+            well_attested,
+            signing_origin,
+            &mut hits,
+        );
+    }
+    if let Some(source) = input.source.filter(|_| !input.question) {
+        let signed = input.identity.is_some() || input.verstat.is_some();
+        state.origins.observe(source, signed, now_ms);
     }
 
     // Velocity counts the call and links it to its end event.
@@ -500,6 +539,7 @@ fn plausibility(
     input: &SignalInput<'_>,
     cfg: &PlausibilityConfig,
     well_attested: bool,
+    signing_origin: bool,
     hits: &mut Vec<Evidence>,
 ) {
     let verdict = match (input.caller, input.caller_raw) {
@@ -549,16 +589,35 @@ fn plausibility(
             }
         }
     }
-    if let Some(callee) = input.callee {
-        if !well_attested && plausible::is_neighbour(caller, callee, cfg.neighbour_tail_digits) {
-            hits.push(hit(
-                Signal::Neighbour,
+    let Some(callee) = input.callee else { return };
+    if caller == callee {
+        hits.push(hit(
+            Signal::Neighbour,
+            cfg.score_own_number,
+            caller,
+            "own-number",
+            format!("the caller id {caller} is the callee's own number"),
+        ));
+    } else if !well_attested && plausible::is_neighbour(caller, callee, cfg.neighbour_tail_digits) {
+        let tail = cfg.neighbour_tail_digits;
+        let (score, why) = if signing_origin {
+            (
                 cfg.score_neighbour,
-                caller,
-                "spoofed",
-                format!("caller {caller} shares all but the last {} digits with the callee, without A attestation", cfg.neighbour_tail_digits),
-            ));
-        }
+                "without an A attestation, from an origin that signs its calls",
+            )
+        } else {
+            (
+                cfg.score_neighbour_unsigned,
+                "from an origin that does not sign its calls (weak alone)",
+            )
+        };
+        hits.push(hit(
+            Signal::Neighbour,
+            score,
+            caller,
+            "spoofed",
+            format!("caller {caller} shares all but the last {tail} digits with the callee, {why}"),
+        ));
     }
 }
 

@@ -450,3 +450,131 @@ never_block = true
         assert!(e.to_string().contains("unknown field"), "{bad}: {e}");
     }
 }
+
+fn neighbour_score(e: &Evaluation) -> Option<(i32, String)> {
+    e.hits
+        .iter()
+        .find(|h| h.signal_kind() == Some(Signal::Neighbour))
+        .map(|h| (h.score, h.reason.category.clone()))
+}
+
+/// Genuine neighbours in every country look like neighbour spoofing unless the path the call
+/// took would have attested them: alone, the rule may only warn where the origin signs.
+#[test]
+fn neighbour_spoofing_counts_only_where_the_origin_signs() {
+    let s = state(SignalsConfig::default());
+    let cfg = PlausibilityConfig::default();
+    // Genuine neighbours in each country, from an origin never seen to sign.
+    for (caller, callee) in [
+        ("+12027620143", "+12027629876"),
+        ("+14165550199", "+14165551234"),
+        ("+442071838750", "+442071831234"),
+        ("+493012345678", "+493012341111"),
+        ("+34912345678", "+34912341111"),
+        ("+61298765432", "+61298761111"),
+    ] {
+        let input = SignalInput {
+            call_id: caller,
+            caller: Some(caller),
+            callee: Some(callee),
+            source: Some("10.0.0.9"),
+            ..Default::default()
+        };
+        let e = evaluate(&input, &s, NOW_MS);
+        assert_eq!(
+            neighbour_score(&e),
+            Some((cfg.score_neighbour_unsigned, "spoofed".into())),
+            "{caller} -> {callee}"
+        );
+        assert!(cfg.score_neighbour_unsigned < crate::screening::PolicyConfig::default().warn_at);
+    }
+
+    // A core that signs its calls: after enough attested calls, an unattested neighbour from
+    // it is evidence on its own.
+    let verstat = Some("TN-Validation-Passed");
+    for i in 0..cfg.signing_origin_min_calls {
+        let id = format!("attested-{i}");
+        let input = SignalInput {
+            call_id: &id,
+            caller: Some("+13125550100"),
+            callee: Some("+12065550100"),
+            source: Some("192.0.2.1"),
+            verstat,
+            from_trusted_peer: true,
+            ..Default::default()
+        };
+        evaluate(&input, &s, NOW_MS + u64::from(i));
+    }
+    let spoof = SignalInput {
+        call_id: "spoof",
+        caller: Some("+12027620143"),
+        callee: Some("+12027629876"),
+        source: Some("192.0.2.1"),
+        ..Default::default()
+    };
+    let e = evaluate(&spoof, &s, NOW_MS + 100);
+    assert_eq!(
+        neighbour_score(&e),
+        Some((cfg.score_neighbour, "spoofed".into()))
+    );
+    // An A attestation from it: a genuine neighbour, nothing to say.
+    let genuine = SignalInput {
+        call_id: "genuine",
+        verstat,
+        from_trusted_peer: true,
+        ..spoof
+    };
+    assert_eq!(neighbour_score(&evaluate(&genuine, &s, NOW_MS + 101)), None);
+
+    // Questions teach nothing: a fresh origin asked about many times stays unknown.
+    for i in 0..50 {
+        let id = format!("q{i}");
+        let q = SignalInput {
+            call_id: &id,
+            caller: Some("+13125550100"),
+            callee: Some("+12065550100"),
+            source: Some("192.0.2.77"),
+            verstat,
+            question: true,
+            ..Default::default()
+        };
+        evaluate(&q, &s, NOW_MS);
+    }
+    let from_asked = SignalInput {
+        source: Some("192.0.2.77"),
+        call_id: "after-questions",
+        ..spoof
+    };
+    assert_eq!(
+        neighbour_score(&evaluate(&from_asked, &s, NOW_MS + 102)),
+        Some((cfg.score_neighbour_unsigned, "spoofed".into()))
+    );
+}
+
+#[test]
+fn the_callees_own_number_as_caller_is_always_suspect() {
+    let s = state(SignalsConfig::default());
+    for n in [
+        "+12027620143",
+        "+447911123456",
+        "+4915112345678",
+        "+61412345678",
+    ] {
+        let input = SignalInput {
+            call_id: n,
+            caller: Some(n),
+            callee: Some(n),
+            source: Some("10.0.0.9"),
+            ..Default::default()
+        };
+        let e = evaluate(&input, &s, NOW_MS);
+        assert_eq!(
+            neighbour_score(&e),
+            Some((
+                PlausibilityConfig::default().score_own_number,
+                "own-number".into()
+            )),
+            "{n}"
+        );
+    }
+}
