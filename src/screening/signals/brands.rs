@@ -494,6 +494,29 @@ impl Reader<'_> {
             };
             return Err(self.err(&span, format!("brand {name}: {e}")));
         }
+        self.brand_words(&b, &name, i, words)?;
+        let (outbound, inbound_only) = self.brand_numbers(&b, &name, i, inbound)?;
+        Ok(Brand {
+            name,
+            countries,
+            statement: b.statement,
+            sources: b.sources,
+            action,
+            outbound,
+            inbound_only,
+            category: b.category.into_inner(),
+            generic_context: b.generic_context,
+        })
+    }
+
+    /// Adds a brand's patterns, needs_context and context words to the automaton's words.
+    fn brand_words(
+        &self,
+        b: &BrandSection,
+        name: &str,
+        i: usize,
+        words: &mut Words,
+    ) -> Result<(), BrandsError> {
         // A word cannot both claim alone and need context: whichever was meant, the other
         // silently wins (`norton 360` folds to `norton`, digits being no word).
         let clash = |p: &Spanned<String>, sk: &str| {
@@ -538,6 +561,18 @@ impl Reader<'_> {
                 },
             );
         }
+        Ok(())
+    }
+
+    /// A brand's outbound patterns and inbound-only numbers; `inbound` maps every inbound-only
+    /// number read so far to its brand.
+    fn brand_numbers(
+        &self,
+        b: &BrandSection,
+        name: &str,
+        i: usize,
+        inbound: &mut HashMap<String, usize>,
+    ) -> Result<(Vec<NumberPattern>, Vec<String>), BrandsError> {
         let mut outbound = Vec::new();
         for n in &b.outbound {
             outbound.push(NumberPattern::parse(n.get_ref()).ok_or_else(|| {
@@ -567,17 +602,7 @@ impl Reader<'_> {
             }
             inbound_only.push(number);
         }
-        Ok(Brand {
-            name,
-            countries,
-            statement: b.statement,
-            sources: b.sources,
-            action,
-            outbound,
-            inbound_only,
-            category: b.category.into_inner(),
-            generic_context: b.generic_context,
-        })
+        Ok((outbound, inbound_only))
     }
 
     /// A number cannot both place a brand's calls and never place any.
