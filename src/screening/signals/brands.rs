@@ -67,6 +67,9 @@ struct BrandSection {
     /// More context words, for this brand's `needs_context` words only (`bank` for `Chase`).
     #[serde(default)]
     context: Vec<Spanned<String>>,
+    /// Words right after a brand word that make it something else (`Amazon lily`).
+    #[serde(default)]
+    not_before: Vec<Spanned<String>>,
     /// Whether the file's `[words] context` also count for this brand. `false` for words
     /// whose innocent uses come with those very words (a visa agency offers "Visa Support").
     #[serde(default = "yes")]
@@ -188,6 +191,10 @@ enum Role {
     },
     Honorific,
     Place,
+    /// A word after which this brand's word is something else (`lily` after `Amazon`).
+    NotBefore {
+        brand: usize,
+    },
 }
 
 /// Where a word of the automaton was found in a name.
@@ -424,10 +431,12 @@ fn claims(name: &Folded, hits: &[Hit], h: &Hit, brand: usize, alone: bool, gener
     let surname = hits
         .iter()
         .any(|c| c.role == Role::Honorific && c.end == h.start && name.ends_word(c.end));
+    // A place word after any brand word, or this brand's own not_before word.
+    let follows = |c: &Hit| c.role == Role::Place || c.role == (Role::NotBefore { brand });
     let place = !glued
         && hits
             .iter()
-            .any(|c| c.role == Role::Place && c.start == h.end && name.ends_word(c.end));
+            .any(|c| follows(c) && c.start == h.end && name.ends_word(c.end));
     if surname || place {
         return false;
     }
@@ -550,6 +559,10 @@ impl Reader<'_> {
                     alone: false,
                 },
             );
+        }
+        for p in &b.not_before {
+            let (sk, _) = self.word(p, 2, false, &format!("brand {name}: not_before word"))?;
+            words.add(sk, Role::NotBefore { brand: i });
         }
         for p in &b.context {
             let (sk, prefix) = self.word(p, 2, true, &format!("brand {name}: context word"))?;

@@ -242,6 +242,15 @@ fn innocent_names_do_not_claim() {
         "Policía Local de Madrid",
         "Correos Electrónicos SL",
         "Naranja Orange Frutas",
+        // Premises and venues, and things named after the Amazon river.
+        "Postbank Filiale Kiel",
+        "Restaurante La Caixa",
+        "Chase Center Tickets",
+        "Optus Park Cafe",
+        "Westpac Stadium Tours",
+        "Amazon Lily Florist",
+        "Amazon River Cruises",
+        "Rogers Plumbing",
         // AU
         "Telstra Street Bakery",
         "Ato Boateng",
@@ -349,6 +358,18 @@ fn ambiguous_words_need_context() {
             "Social Security Suspended",
             Some("Social Security Administration"),
         ),
+        ("Rogers", None),
+        ("Rogers Support", Some("Rogers")),
+        ("Telekom Service", Some("Telekom")),
+        ("Hacienda Reembolso", Some("Agencia Tributaria")),
+        ("Halifax Security", Some("Halifax")),
+        (
+            "Social Security Admin",
+            Some("Social Security Administration"),
+        ),
+        ("Amazon Lily", None),
+        ("Amazon Lily Refunds", None),
+        ("Amazon Refunds Lily", Some("Amazon")),
         // Unambiguous names claim alone.
         ("Microsoft", Some("Microsoft")),
         ("PayPal", Some("PayPal")),
@@ -357,6 +378,7 @@ fn ambiguous_words_need_context() {
         ("Sparkasse", Some("Sparkasse")),
         ("Telstra", Some("Telstra")),
         ("Movistar", Some("Movistar")),
+        ("NBN Co", Some("NBN Co")),
     ];
     for (name, want) in cases {
         assert_eq!(claim(&b, name), *want, "{name:?}");
