@@ -410,6 +410,7 @@ fn genuine_outbound_numbers_pass_and_inbound_only_numbers_are_found() {
         ("+34901335533", "Agencia Tributaria"),
         ("+61132861", "ATO"),
         ("+443001232040", "Action Fraud"),
+        ("+18006226232", "Service Canada"),
     ];
     for (number, owner) in cases {
         assert_eq!(
