@@ -353,3 +353,75 @@ fn a_caller_spraying_calls_goes_from_pass_to_warn_to_block() {
         "{seen:?}"
     );
 }
+
+/// A Do-Not-Originate entry that arrives through a partner's feed (category `dno`, trust
+/// `block`) blocks like the shipped list's, layered with the operator's own lists, and beats the
+/// operator's allow entry for a wider prefix; whatever the display name says. Under
+/// `block-as-warn` the partner's block is softened to a warning, DNO or not.
+#[test]
+fn a_feed_sourced_dno_entry_blocks() {
+    use scamguard::lists::feeds::{build_index, FeedEntry, Trust};
+    use scamguard::lists::overlay::Layered;
+    use scamguard::screening::Rules;
+
+    let entry = FeedEntry {
+        pattern: "+442071830777".into(),
+        action: "block".into(),
+        category: "dno".into(),
+        reason: "partner's inbound-only support line".into(),
+        source: "https://partner.example/dno".into(),
+        first_seen: 0,
+        last_seen: 0,
+        expires: None,
+    };
+    let own = {
+        let mut b = IndexBuilder::new();
+        let allow = Entry {
+            pattern: Pattern::parse("+44207183*").unwrap(),
+            action: EntryAction::parse("allow").unwrap(),
+            category: "customer".into(),
+            reason: "a customer's range".into(),
+            source: "test".into(),
+            expires: None,
+        };
+        b.add("allow", &allow);
+        b.build()
+    };
+    let w = world();
+    let feed = build_index("partner-dno", Trust::Block, [&entry]);
+    let sources: [&dyn Rules; 2] = [&own, &feed];
+    let layered = Layered { sources: &sources };
+    let call = |id| scamguard::screening::Call {
+        id,
+        caller: "020 7183 0777",
+        callee: "07911 000222",
+        display_name: Some("Help Desk"),
+        source: Some(SOURCE),
+        live: true,
+        ..Default::default()
+    };
+    let v = w
+        .engine
+        .decide(&call("feed-dno"), &layered, NOW as u64 * 1000);
+    assert_eq!(v.action, Action::Block, "{}", v.to_json());
+    let dno: Vec<_> = v
+        .reasons
+        .iter()
+        .filter(|r| r.source.name() == "partner-dno")
+        .collect();
+    assert_eq!(dno.len(), 1, "{}", v.to_json());
+    assert_eq!(dno[0].category, "dno");
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| (r.source.name(), r.entry.as_str()) == ("policy", "dno")),
+        "the DNO override is named: {}",
+        v.to_json()
+    );
+
+    let softened = build_index("partner-dno", Trust::BlockAsWarn, [&entry]);
+    let v = w
+        .engine
+        .decide(&call("feed-dno-warn"), &softened, NOW as u64 * 1000);
+    assert_eq!(v.action, Action::Warn, "{}", v.to_json());
+}
