@@ -420,6 +420,11 @@ impl crate::api::Checker for Screener {
         let v = self.verdict(caller, callee.unwrap_or(""), display, false);
         serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
     }
+
+    fn velocity_suggestion(&self) -> Option<serde_json::Value> {
+        let s = self.engine.signals.velocity().suggested_thresholds();
+        serde_json::to_value(&s).ok()
+    }
 }
 
 impl crate::api::Reporter for Screener {
