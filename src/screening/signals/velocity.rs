@@ -775,7 +775,8 @@ impl Velocity {
         Some(j)
     }
 
-    /// `caller distinct-callees 12 (warn); of 20 recent calls with an outcome: 2 talked, ...`.
+    /// `caller distinct-callees 12 (warn); of 20 recent calls with an outcome: 2 talked, ...`;
+    /// the outcomes are left out when only the rate-alone block levels were reached.
     fn reason(&self, j: &Judged, with_outcomes: bool) -> String {
         let mut s = String::from(j.kind.as_str());
         for (i, f) in j.findings.iter().enumerate() {
@@ -790,7 +791,7 @@ impl Velocity {
         if j.health == Health::TooFew {
             let _ = write!(
                 s,
-                "; {n} of the {} calls with an outcome needed to judge: levels x{}",
+                "; {n} calls with an outcome, {} needed to judge them: levels x{} on rate alone",
                 self.cfg.min_outcomes, j.factor
             );
             return s;

@@ -491,7 +491,7 @@ fn an_attested_caller_needs_more_rate_alone() {
         signed[39],
         Some((
             Action::Warn,
-            "caller distinct-callees 40 (warn); 0 of the 10 calls with an outcome needed to judge: levels x4".into()
+            "caller distinct-callees 40 (warn); 0 calls with an outcome, 10 needed to judge them: levels x4 on rate alone".into()
         ))
     );
 }
