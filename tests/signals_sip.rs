@@ -425,7 +425,7 @@ async fn passports_valid_forged_and_tampered() {
 async fn a_burst_from_one_number_is_warned_then_blocked() {
     let h = start(|c, _| {
         // Per minute (per second is off): whether a burst straddles a second must not change
-        // the answer. Two outcomes are enough to judge here (ten by default).
+        // the answer. Two outcomes are enough to judge here (five by default).
         c.signals.velocity.min_outcomes = 2;
         let v = &mut c.signals.velocity.caller;
         v.per_minute = Level::new(3, 5);

@@ -224,7 +224,7 @@ async fn a_reminder_line_passes_over_sip_where_unanswered_calls_are_flagged() {
         c.api.tokens_file = Some(tokens_file.clone());
         let v = &mut c.signals.velocity;
         // The test dials faster than any line does: per second is off, and four outcomes are
-        // enough to judge (ten by default).
+        // enough to judge (five by default).
         v.min_outcomes = 4;
         v.caller.per_second = Level::default();
         v.caller.per_minute = Level::new(4, 8);

@@ -280,7 +280,7 @@ impl Default for VelocityConfig {
             max_keys: 100_000,
             shards: 16,
             outcome_window_secs: 300,
-            min_outcomes: 10,
+            min_outcomes: 5,
             hang_up_secs: 6,
             short_ring_secs: 6,
             min_talked_ratio: 0.2,

@@ -200,7 +200,10 @@ mod tests {
         };
         let cases = [
             (t(0, 0, 0, 0, 0), Health::TooFew),
-            (t(0, 5, 4, 0, 0), Health::TooFew),
+            (t(0, 2, 2, 0, 0), Health::TooFew),
+            (t(0, 3, 2, 0, 0), Health::Bad),
+            (t(1, 0, 0, 4, 0), Health::Healthy),
+            (t(0, 0, 0, 5, 0), Health::Bad),
             (t(0, 0, 0, 0, 1), Health::Bad),
             (t(7, 1, 0, 2, 0), Health::Healthy),
             (t(2, 0, 0, 8, 0), Health::Healthy),

@@ -348,11 +348,11 @@ fn a_reminder_line_at_12_a_minute_passes_where_a_robocaller_is_warned() {
 
     let bad = simulate(&v, "+13125550177", false, T0, 5_000, &robocaller(120));
     let acts = actions(&bad);
-    // The first minute, with too few outcomes, is judged on rate at doubled levels: it passes.
-    assert!(acts[..10].iter().all(Option::is_none), "{acts:?}");
-    // Once its calls have come back, it is warned for every call.
+    // Its failures come back within seconds: by its tenth callee its outcomes are bad, and it is
+    // warned from then on.
+    assert!(acts[..9].iter().all(Option::is_none), "{acts:?}");
     assert!(
-        acts[20..].iter().all(|a| *a == Some(Action::Warn)),
+        acts[9..].iter().all(|a| *a == Some(Action::Warn)),
         "{acts:?}"
     );
     let why = &bad[60][0].reason;
@@ -363,6 +363,37 @@ fn a_reminder_line_at_12_a_minute_passes_where_a_robocaller_is_warned() {
         "{why}"
     );
     assert_eq!(bad[60][0].health, Health::Bad);
+}
+
+#[test]
+fn a_burst_at_one_call_a_second_is_warned_as_soon_as_its_failures_come_back() {
+    let v = Velocity::new(VelocityConfig::default());
+    // Cancelled after four seconds of ringing; one call in seven answered and hung up on.
+    let plans: Vec<Plan> = (0..30)
+        .map(|i| {
+            if i % 7 == 3 {
+                Plan::Talk {
+                    ring: 2_000,
+                    talk: 2_000,
+                }
+            } else {
+                Plan::Cancel { ring: 4_000 }
+            }
+        })
+        .collect();
+    let r = simulate(&v, "+12025550191", false, T0, 1_000, &plans);
+    let acts = actions(&r);
+    // By the tenth call (ten distinct callees, the configured warn level) five have failed.
+    assert!(acts[..9].iter().all(Option::is_none), "{acts:?}");
+    assert!(
+        acts[9..29].iter().all(|a| *a == Some(Action::Warn)),
+        "{acts:?}"
+    );
+    assert_eq!(acts[29], Some(Action::Block), "{acts:?}");
+    assert_eq!(
+        r[9][0].reason,
+        "caller distinct-callees 10 (warn); of 5 recent calls with an outcome: 0 talked, 1 hung up within 6 s, 4 cancelled within 6 s of ringing"
+    );
 }
 
 #[test]
@@ -491,7 +522,7 @@ fn an_attested_caller_needs_more_rate_alone() {
         signed[39],
         Some((
             Action::Warn,
-            "caller distinct-callees 40 (warn); 0 calls with an outcome, 10 needed to judge them: levels x4 on rate alone".into()
+            "caller distinct-callees 40 (warn); 0 calls with an outcome, 5 needed to judge them: levels x4 on rate alone".into()
         ))
     );
 }
