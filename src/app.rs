@@ -269,6 +269,24 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
             }
         }
     });
+    if config.signals.velocity.enabled && config.policy.log_only.iter().any(|n| n == "velocity") {
+        // The log-only period's deliverable: thresholds fitted to this carrier's own traffic.
+        let mut stop = rx.clone();
+        let s = screener.clone();
+        tasks.spawn(async move {
+            let every = std::time::Duration::from_secs(15 * 60);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let v = s.engine.signals.velocity().suggested_thresholds();
+                        tracing::info!("velocity is log-only; thresholds suggested {v}");
+                    }
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+    }
     let mut stop = rx.clone();
     let sweep = std::time::Duration::from_secs(config.store.sweep_interval_secs.max(1));
     tasks.spawn(reports.run(sweep, async move {

@@ -20,6 +20,7 @@ use scamguard::lists::overlay::{Live, StoreRules};
 use scamguard::lists::store::{Store, StoreConfig};
 use scamguard::lists::watch::ListFiles;
 use scamguard::lists::{ListSet, ListsConfig};
+use scamguard::screening::signals::velocity::{Start, Velocity, VelocityConfig};
 
 /// The state `Agent::start` serves, built without binding anything.
 fn state(dir: &std::path::Path) -> State {
@@ -185,5 +186,80 @@ async fn bodies_are_capped_without_a_socket() {
     assert!(
         m.contains("scamguard_api_requests_total{outcome=\"client_error\"} 5"),
         "{m}"
+    );
+}
+
+/// A checker over live velocity state, as the agent's is.
+struct Traffic(Velocity);
+
+impl api::Checker for Traffic {
+    fn check(&self, _: &str, _: Option<&str>, _: Option<&str>) -> Value {
+        json!({})
+    }
+
+    fn velocity_suggestion(&self) -> Option<Value> {
+        serde_json::to_value(self.0.suggested_thresholds()).ok()
+    }
+}
+
+/// `GET /v1/signals/velocity/suggest`: a reader's view of the thresholds the traffic suggests;
+/// 404 from a checker with no live traffic.
+#[tokio::test]
+async fn velocity_suggestions_without_a_socket() {
+    let dir = tempdir();
+    let mut st = state(dir.path());
+    let path = "/v1/signals/velocity/suggest";
+    assert_eq!(call(&st, req("GET", path, None, b"")).await.0, 401);
+    let (code, v) = call(&st, req("GET", path, Some(READER), b"")).await;
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(call(&st, req("POST", path, Some(WRITER), b"")).await.0, 405);
+
+    // One minute of traffic: 300 people calling once, a reminder line calling 12 patients.
+    let velocity = Velocity::new(VelocityConfig::default());
+    let t: u64 = 1_790_000_040_000;
+    for i in 0..300u64 {
+        let caller = format!("+1312555{i:04}");
+        let s = Start {
+            caller: Some(&caller),
+            callee: "+12025550100",
+            ..Start::default()
+        };
+        velocity.call_started(&s, t + i * 100);
+    }
+    for i in 0..12u64 {
+        let callee = format!("+1202555{:04}", 200 + i);
+        let s = Start {
+            caller: Some("+14155550143"),
+            callee: &callee,
+            ..Start::default()
+        };
+        velocity.call_started(&s, t + i * 4_000);
+    }
+    st.checker = Arc::new(Traffic(velocity));
+    let (code, v) = call(&st, req("GET", path, Some(READER), b"")).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["caller_minutes"], 301, "{v}");
+    let per_minute = v["caller"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "per_minute")
+        .unwrap_or_else(|| panic!("{v}"));
+    // Few samples: the 99.9th percentile is the busiest caller, 12; warn 12 x 1.5 = 18 -> 20.
+    assert_eq!(
+        (
+            &per_minute["p999"],
+            &per_minute["warn"],
+            &per_minute["block"]
+        ),
+        (&json!(12), &json!(20), &json!(60)),
+        "{v}"
+    );
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("only 301 caller-minutes observed"),
+        "{v}"
     );
 }

@@ -418,13 +418,15 @@ async fn passports_valid_forged_and_tampered() {
 
 // ------------------------------------------------------------------ velocity
 
-/// A burst of calls from one number: the first pass, then the per-minute warn level warns and
-/// the block level blocks (603 with the velocity reason in the log).
+/// A burst of calls from one number that nobody answers: the first pass, then (once two calls
+/// have come back unanswered, which makes its outcomes bad) the per-minute warn level warns and
+/// the block level blocks (603 with the velocity reason, outcomes included, in the log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_from_one_number_is_warned_then_blocked() {
     let h = start(|c, _| {
         // Per minute (per second is off): whether a burst straddles a second must not change
-        // the answer.
+        // the answer. Two outcomes are enough to judge here (five by default).
+        c.signals.velocity.min_outcomes = 2;
         let v = &mut c.signals.velocity.caller;
         v.per_minute = Level::new(3, 5);
     })
@@ -441,6 +443,13 @@ async fn a_burst_from_one_number_is_warned_then_blocked() {
             "",
         )
         .await;
+        if r.method() == "INVITE" {
+            // The callee is not available: the call comes back unanswered.
+            h.send_down(&reply(&r, 480, "Temporarily Unavailable", "u", "", ""))
+                .await;
+            assert_eq!(recv_final(&h.up).await.status(), Some(480));
+            assert_eq!(recv(&h.down).await.0.method(), "ACK");
+        }
         answers.push((id, r));
     }
     let shown: Vec<String> = answers
@@ -464,16 +473,19 @@ async fn a_burst_from_one_number_is_warned_then_blocked() {
     );
     assert_eq!(
         warned.hdr("X-Scamguard-Verdict"),
-        Some("warn;category=velocity;reason=\"(+50) caller calls-per-minute 3 (warn)\"")
+        Some(
+            "warn;category=velocity;reason=\"(+50) caller calls-per-minute 3 (warn); of 2 recent calls with an outcome: 0 talked, 2 unanswered\""
+        )
     );
     assert_blocked_603(&answers[4].1, "the fifth call");
 
     let (log, _d) = h.stop().await;
+    // The blocked calls reached no callee: they add no outcome.
     for (i, want) in [
-        (2, "(+50) caller calls-per-minute 3 (warn)"),
-        (3, "(+50) caller calls-per-minute 4 (warn)"),
-        (4, "(+100) caller calls-per-minute 5 (block)"),
-        (5, "(+100) caller calls-per-minute 6 (block)"),
+        (2, "(+50) caller calls-per-minute 3 (warn); of 2 recent calls with an outcome: 0 talked, 2 unanswered"),
+        (3, "(+50) caller calls-per-minute 4 (warn); of 3 recent calls with an outcome: 0 talked, 3 unanswered"),
+        (4, "(+100) caller calls-per-minute 5 (block); of 4 recent calls with an outcome: 0 talked, 4 unanswered"),
+        (5, "(+100) caller calls-per-minute 6 (block); of 4 recent calls with an outcome: 0 talked, 4 unanswered"),
     ] {
         let l = logged(&log, &format!("burst{i}"));
         assert_eq!(reason_text(l, "velocity"), want, "{l}");
@@ -488,6 +500,8 @@ async fn a_burst_from_one_number_is_warned_then_blocked() {
 
 /// Concurrent calls count while they are in progress and stop counting when they end, including
 /// the calls the agent itself blocked: once the burst is over the number calls normally again.
+/// No call has an outcome while they ring, so the warn level (3) is doubled; the block level (4)
+/// acts on rate alone, as flood protection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_stop_counting_when_they_end() {
     let h = start(|c, _| {
@@ -518,7 +532,7 @@ async fn concurrent_calls_stop_counting_when_they_end() {
             }
         }
     }
-    assert_eq!(shown, ["pass", "pass", "warn", "603", "603", "603"]);
+    assert_eq!(shown, ["pass", "pass", "pass", "603", "603", "603"]);
     // The callee refuses the three forwarded calls: they end.
     for f in &ringing {
         h.send_down(&reply(f, 486, "Busy Here", "busy", "", ""))
@@ -611,7 +625,7 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
     assert_eq!(
         f.hdr("X-Scamguard-Verdict"),
         Some(
-            format!("warn;category=wangiri;reason=\"(+50) number {caller} rang 3 distinct callees and hung up within seconds\"")
+            format!("warn;category=wangiri;reason=\"(+50) number {caller} rang 3 distinct callees and hung up within seconds (3 of its 3 recent calls)\"")
                 .as_str()
         )
     );
@@ -632,7 +646,7 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
     assert_eq!(l["action"], "warn");
     assert_eq!(
         reason_text(l, "wangiri"),
-        format!("(+50) number {caller} rang 3 distinct callees and hung up within seconds")
+        format!("(+50) number {caller} rang 3 distinct callees and hung up within seconds (3 of its 3 recent calls)")
     );
     assert_eq!(
         via_check,

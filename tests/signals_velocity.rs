@@ -1,6 +1,13 @@
+//! Velocity at scale and over SIP.
+//!
 //! Bounded memory under a flood: a million calls from random caller numbers (and random source
 //! addresses), each cancelled after a second, plus a flood of reports from random reporters. Every
 //! table stays within its cap, and a caller seen again after the flood is still counted.
+//!
+//! Over SIP, with the real agent from `app::start`: an appointment-reminder line whose calls are
+//! answered passes at a rate where a caller whose calls go unanswered is warned, then blocked.
+
+mod agent_common;
 
 use std::sync::Arc;
 
@@ -10,6 +17,8 @@ use scamguard::screening::signals::stir::{CertLookup, CertState};
 use scamguard::screening::signals::velocity::{Level, Thresholds, VelocityConfig};
 use scamguard::screening::signals::wangiri::{CallEnd, WangiriConfig};
 use scamguard::screening::signals::{evaluate, SignalInput, SignalState, SignalsConfig};
+
+use agent_common::*;
 
 struct NoCerts;
 impl CertLookup for NoCerts {
@@ -144,5 +153,155 @@ fn a_million_random_callers_stay_within_the_caps() {
             state.reports().len()
         ),
         (0, 0, 0, 0, 0)
+    );
+}
+
+// ------------------------------------------------------------------ over SIP
+
+/// One call from `caller` to `callee` through the agent; the callee answers it (200, and the
+/// caller ACKs through the agent) or refuses it with 480. Returns what the caller's INVITE
+/// became: `pass` or `warn` (forwarded) or the agent's final status (`603`).
+async fn sip_call(h: &Harness, id: &str, caller: &str, callee: &str, answer: bool) -> String {
+    let port = h.up_port();
+    let from = format!("<sip:{caller}@127.0.0.1>;tag={id}");
+    let inv = invite(
+        "UDP",
+        h.sip(),
+        port,
+        id,
+        &format!("z9hG4bK{id}"),
+        &from,
+        callee,
+        "",
+        "",
+    );
+    h.send_up(&inv).await;
+    let f = tokio::select! {
+        r = recv_final(&h.up) => return r.status().unwrap().to_string(),
+        f = recv(&h.down) => f.0,
+    };
+    assert_eq!(f.method(), "INVITE", "{}", f.text);
+    let verdict = f.hdr("X-Scamguard-Verdict").unwrap();
+    let shown = verdict.split(';').next().unwrap().to_string();
+    if !answer {
+        h.send_down(&reply(&f, 480, "Temporarily Unavailable", "u", "", ""))
+            .await;
+        assert_eq!(recv_final(&h.up).await.status(), Some(480));
+        assert_eq!(recv(&h.down).await.0.method(), "ACK");
+        return shown;
+    }
+    let down_port = h.down.local_addr().unwrap().port();
+    let contact = format!("Contact: <sip:callee@127.0.0.1:{down_port}>\r\n");
+    h.send_down(&reply(&f, 200, "OK", "a", &contact, "")).await;
+    let ok = recv_final(&h.up).await;
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    // The ACK goes through the agent, as the Record-Route asks; the call stays up, talking.
+    let ack = format!(
+        "ACK sip:callee@127.0.0.1:{down_port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id}ack\r\nRoute: {}\r\n\
+         Max-Forwards: 70\r\nFrom: {from}\r\nTo: {}\r\nCall-ID: {id}\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        ok.hdr("Record-Route").unwrap(),
+        ok.hdr("To").unwrap()
+    );
+    h.send_up(&ack).await;
+    assert_eq!(recv(&h.down).await.0.method(), "ACK");
+    shown
+}
+
+/// The issue's case: a reminder line calling a dozen patients, most of whom answer and talk,
+/// passes every call, although twelve distinct callees is three times the warn level set here.
+/// A caller at the same rate whose calls all go unanswered is warned once four have come back,
+/// and blocked at the block level. The suggested thresholds count the reminder line's minute
+/// and leave the other's out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_line_passes_over_sip_where_unanswered_calls_are_flagged() {
+    const TOKEN: &str = "velocity-sip-read-token-0123456789";
+    let tokens = tempfile::tempdir().unwrap();
+    let tokens_file = tokens.path().join("tokens");
+    std::fs::write(&tokens_file, format!("tester read {TOKEN}\n")).unwrap();
+    let h = Harness::start_with(&[], |c| {
+        c.api.tokens_file = Some(tokens_file.clone());
+        let v = &mut c.signals.velocity;
+        // The test dials faster than any line does: per second is off, and four outcomes are
+        // enough to judge (five by default).
+        v.min_outcomes = 4;
+        v.caller.per_second = Level::default();
+        v.caller.per_minute = Level::new(4, 8);
+        v.caller.distinct_callees = Level::new(4, 8);
+    })
+    .await;
+    drop(tokens);
+
+    let mut reminder = Vec::new();
+    for i in 0..12 {
+        // Three patients in four pick up.
+        let answer = i % 4 != 3;
+        let callee = format!("+1617555{:04}", 3000 + i);
+        reminder.push(sip_call(&h, &format!("rem{i}"), "+14155552143", &callee, answer).await);
+    }
+    assert_eq!(reminder, ["pass"; 12]);
+
+    let mut unanswered = Vec::new();
+    for i in 0..12 {
+        let callee = format!("+1617555{:04}", 4000 + i);
+        unanswered.push(sip_call(&h, &format!("rob{i}"), "+13125552177", &callee, false).await);
+    }
+    assert_eq!(
+        unanswered,
+        [
+            "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603", "603", "603", "603",
+            "603"
+        ]
+    );
+
+    let (code, body) = {
+        let mut s = tokio::net::TcpStream::connect(h.agent.api_addr)
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(
+            format!(
+                "GET /v1/signals/velocity/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head[9..12].to_string(), body.to_string())
+    };
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["caller_minutes"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["excluded_minutes"].as_u64().unwrap() >= 1, "{v}");
+
+    let (log, _d) = h.stop().await;
+    let of = |id: &str| {
+        log.iter()
+            .find(|l| l["call_id"] == id)
+            .unwrap_or_else(|| panic!("no decision for {id}"))
+    };
+    for i in 0..12 {
+        let l = of(&format!("rem{i}"));
+        assert_eq!(l["action"], "pass", "{l}");
+        assert_eq!(l["reasons"], serde_json::json!([]), "{l}");
+    }
+    let warned = of("rob4");
+    let velocity: Vec<&serde_json::Value> = warned["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["list"] == "velocity")
+        .collect();
+    assert_eq!(velocity.len(), 1, "{warned}");
+    assert_eq!(warned["reasons"].as_array().unwrap().len(), 1, "{warned}");
+    assert_eq!(
+        velocity[0]["reason"],
+        "(+50) caller calls-per-minute 5 (warn), distinct-callees 5 (warn); of 4 recent calls with an outcome: 0 talked, 4 unanswered",
+        "{warned}"
     );
 }

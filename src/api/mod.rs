@@ -18,6 +18,7 @@
 //! | `GET /v1/check?caller=&callee=&display=` | read | the verdict JSON of `scamguard check` |
 //! | `POST /v1/reports` | write | callers' reports (one object or an array); 201 once durable ([`reports`]) |
 //! | `GET /v1/reports?caller=&limit=` | read | the stored reports against a caller and its promotion |
+//! | `GET /v1/signals/velocity/suggest` | read | caller velocity thresholds suggested from the traffic seen |
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=` | admin | who changed what, when, before and after |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
@@ -142,6 +143,12 @@ impl ApiConfig {
 /// The decision of `scamguard check`, made by the app (the API knows nothing of how).
 pub trait Checker: Send + Sync {
     fn check(&self, caller: &str, callee: Option<&str>, display: Option<&str>) -> Value;
+
+    /// Velocity's caller thresholds suggested from the traffic seen so far, as JSON; `None`
+    /// where there is no live traffic (a checker over the rules alone answers 404).
+    fn velocity_suggestion(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Counters of the API.

@@ -11,7 +11,7 @@ use hyper::header::{HeaderMap, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{Caller, Denied, Role};
-use super::handlers::{admin, check, entries, feeds, lists, monitor, reports};
+use super::handlers::{admin, check, entries, feeds, lists, monitor, reports, signals};
 use super::http::{
     fail_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody, ResponseBody,
 };
@@ -92,6 +92,10 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
             auth(st, req.headers(), Role::Read)?;
             reports::get(st, &query).await
         }
+        (&Method::GET, ["v1", "signals", "velocity", "suggest"]) => {
+            auth(st, req.headers(), Role::Read)?;
+            signals::velocity_suggest(st)
+        }
         // A feed's own token is checked by the handler; only without one is a role needed.
         (&Method::GET, ["v1", "feeds", feed]) => {
             feeds::answer(st, feed, &query, req.headers()).await
@@ -107,7 +111,8 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
-        | (_, ["v1", "lists", _, "entries", _]) => Err(Fail::new(
+        | (_, ["v1", "lists", _, "entries", _])
+        | (_, ["v1", "signals", "velocity", "suggest"]) => Err(Fail::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         )),

@@ -292,10 +292,11 @@ impl Hook for Screener {
             ),
             Decision::Reject { .. } => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
-                // it would count as a concurrent call until the signals' call timeout.
+                // it would count as a concurrent call until the signals' call timeout. No callee
+                // saw it, so it is no outcome for velocity or wangiri.
                 self.engine
                     .signals
-                    .call_ended(call.call_id, CallEnd::Rejected, unix_ms);
+                    .call_ended(call.call_id, CallEnd::Refused, unix_ms);
                 decision
             }
         };
@@ -323,7 +324,8 @@ impl Hook for Screener {
             CallEvent::Answered => signals.call_answered(id, now),
             CallEvent::Cancelled => signals.call_ended(id, CallEnd::Cancelled, now),
             CallEvent::Ended => signals.call_ended(id, CallEnd::Answered { talk_ms: 0 }, now),
-            CallEvent::Failed(_) | CallEvent::TimedOut | CallEvent::Unwanted => {
+            CallEvent::Unwanted => signals.call_ended(id, CallEnd::Unwanted, now),
+            CallEvent::Failed(_) | CallEvent::TimedOut => {
                 signals.call_ended(id, CallEnd::Rejected, now)
             }
         }
@@ -417,6 +419,11 @@ impl crate::api::Checker for Screener {
     ) -> serde_json::Value {
         let v = self.verdict(caller, callee.unwrap_or(""), display, false);
         serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn velocity_suggestion(&self) -> Option<serde_json::Value> {
+        let s = self.engine.signals.velocity().suggested_thresholds();
+        serde_json::to_value(&s).ok()
     }
 }
 

@@ -11,6 +11,7 @@ pub(super) mod feeds;
 pub(super) mod lists;
 pub(super) mod monitor;
 pub mod reports;
+pub(super) mod signals;
 
 use hyper::StatusCode;
 use serde::Deserialize;

@@ -35,7 +35,7 @@ use self::origins::Origins;
 use self::plausible::Implausible;
 use self::reports::{Promotion, Report, ReportBook, ReportsConfig};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
-use self::velocity::{CallKeys, Velocity, VelocityConfig};
+use self::velocity::{CallKeys, Finish, Start, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
 use crate::screening::evidence::{Effect, Evidence, Signal};
 use crate::screening::Action;
@@ -297,25 +297,35 @@ impl SignalState {
         self.reports.clone()
     }
 
+    /// Calls forgotten without an end event (the cap, `max_call_secs`): no longer in progress,
+    /// and no outcome, since none is known.
     fn release(&self, gone: Vec<CallRec>) {
         for c in gone {
-            self.velocity.call_ended(c.keys);
+            self.velocity.call_ended(c.keys, None);
         }
     }
 
-    /// The callee answered (200 OK to the INVITE).
+    /// The callee answered (the first 2xx to the INVITE): velocity counts the call as talked
+    /// through from now, until its end says otherwise.
     pub fn call_answered(&self, call_id: &str, now_ms: u64) {
-        self.calls
-            .update(self.calls.key(call_id), |c| c.answered_ms = Some(now_ms));
+        let first = self.calls.update(self.calls.key(call_id), |c| {
+            let first = c.answered_ms.is_none();
+            c.answered_ms.get_or_insert(now_ms);
+            first.then_some(c.keys)
+        });
+        if let Some(Some(keys)) = first {
+            self.velocity.call_answered(keys, now_ms);
+        }
     }
 
-    /// The call ended: `Cancelled` (CANCEL before an answer), `Rejected` (a final non-2xx) or
-    /// `Answered` (BYE; the talk time is worked out here from the answer event when it is 0).
+    /// The call ended: `Cancelled` (CANCEL before an answer), `Rejected` (a final non-2xx),
+    /// `Unwanted` (a 607), `Refused` (the agent's own block) or `Answered` (BYE; the talk time
+    /// is worked out here from the answer event when it is 0). Velocity and wangiri both weigh
+    /// the outcome.
     pub fn call_ended(&self, call_id: &str, end: CallEnd, now_ms: u64) {
         let Some(c) = self.calls.remove(self.calls.key(call_id)) else {
             return;
         };
-        self.velocity.call_ended(c.keys);
         let end = match (end, c.answered_ms) {
             (CallEnd::Answered { talk_ms: 0 }, Some(a)) => CallEnd::Answered {
                 talk_ms: now_ms.saturating_sub(a),
@@ -323,6 +333,15 @@ impl SignalState {
             (e, _) => e,
         };
         let ring_ms = c.answered_ms.unwrap_or(now_ms).saturating_sub(c.started_ms);
+        self.velocity.call_ended(
+            c.keys,
+            Some(Finish {
+                end,
+                answered_ms: c.answered_ms,
+                ring_ms,
+                now_ms,
+            }),
+        );
         if let Some(caller) = &c.caller {
             self.wangiri
                 .call_ended(caller, &c.callee, ring_ms, end, now_ms);
@@ -472,10 +491,13 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
         let key = state.calls.key(input.call_id);
         let fresh = state.calls.peek(key, |_| ()).is_none();
         if fresh {
-            let (keys, findings) =
-                state
-                    .velocity
-                    .call_started(input.caller, input.source, callee, now_ms);
+            let start = Start {
+                caller: input.caller,
+                source: input.source,
+                callee,
+                attested: well_attested,
+            };
+            let (keys, judged) = state.velocity.call_started(&start, now_ms);
             let rec = CallRec {
                 keys,
                 caller: input.caller.map(Into::into),
@@ -486,20 +508,9 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             };
             let (_, gone) = state.calls.upsert(key, now_ms, || rec, |_| ());
             state.release(gone);
-            for kind in [
-                velocity::KeyKind::Caller,
-                velocity::KeyKind::Source,
-                velocity::KeyKind::Prefix,
-            ] {
-                let mine: Vec<&velocity::Finding> =
-                    findings.iter().filter(|f| f.kind == kind).collect();
-                let Some(top) = mine.first() else { continue };
-                let what = mine
-                    .iter()
-                    .map(|f| format!("{} {} ({})", f.measure, f.value, f.action.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let entry = match kind {
+            // One hit per key that reached a level, its outcomes in the reason.
+            for j in judged {
+                let entry = match j.kind {
                     velocity::KeyKind::Caller => input.caller.unwrap_or("").to_string(),
                     velocity::KeyKind::Source => input.source.unwrap_or("").to_string(),
                     velocity::KeyKind::Prefix => input.caller.map_or(String::new(), |c| {
@@ -509,10 +520,10 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                 };
                 hits.push(hit(
                     Signal::Velocity,
-                    cfg.levels.of(top.action),
+                    cfg.levels.of(j.action),
                     entry,
                     "velocity",
-                    format!("{} {what}", kind.as_str()),
+                    j.reason,
                 ));
             }
         }
@@ -526,8 +537,8 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                 top.key.clone(),
                 "wangiri",
                 format!(
-                    "{} {} rang {} distinct callees and hung up within seconds",
-                    top.scope, top.key, top.callees
+                    "{} {} rang {} distinct callees and hung up within seconds ({} of its {} recent calls)",
+                    top.scope, top.key, top.callees, top.short, top.ended
                 ),
             ));
         }

@@ -1,14 +1,50 @@
 //! Call velocity: how fast one caller number, one source address or one number prefix places
-//! calls — per second, per minute, how many at once, and to how many distinct callees — compared
-//! with warn and block thresholds.
+//! calls (per second, per minute, at once, to how many distinct callees), weighed against how
+//! those calls went.
+//!
+//! Rate alone does not tell a robocaller from an appointment-reminder line, a pharmacy, a school
+//! or a bank's fraud team: all of them call many people a minute. What differs is what happens
+//! to the calls. So each key also keeps the outcomes of its recent calls ([`outcomes`]): talked
+//! through, hung up within seconds of the answer, cancelled within seconds of ringing,
+//! unanswered, or refused with `607 Unwanted`. The levels then apply like this:
+//!
+//! | the key's outcomes | `per_second` and `concurrent` block levels | every other level |
+//! | --- | --- | --- |
+//! | bad: few talked, many quick hang-ups or cancels, or a 607 | as configured | as configured |
+//! | too few to judge (fewer than `min_outcomes`; the first minute of a burst) | as configured | × `rate_alone_factor` (× `attested_factor` more for an A-attested caller) |
+//! | healthy: enough calls, answered and talked through | as configured | not applied |
+//!
+//! The two block levels that act on rate alone are the burst and flood protection: tens of
+//! calls a second, or dozens at once, from one number are refused whatever the outcomes.
+//!
+//! Operators register verified high-volume senders (`verified_senders`). Their volume is not
+//! evidence: it applies no level and is not counted in their prefix's or source's tables. Their
+//! outcomes still are: once they turn bad (a 607, mostly hang-ups), the sender is judged like any
+//! other caller. That is why a registered sender is not an allow entry of a list, which would
+//! pass its calls whatever else they showed (a spoofed caller id, a failed PASSporT, 607s).
+//!
+//! Every caller-minute also leaves one sample in small fixed histograms ([`suggest`]), from
+//! which [`Velocity::suggested_thresholds`] derives caller thresholds fitted to the carrier's own
+//! traffic, for the log-only period of a roll-out.
 //!
 //! Tables are [`BoundedMap`]s, so a flood of random numbers costs a fixed amount of memory.
 //! Knows nothing of clocks (times are handed in), SIP or lists.
 
+mod outcomes;
+mod suggest;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
 use serde::Deserialize;
 
+use self::suggest::{Observed, Sample, Seen};
 use super::bounded::{Aging, BoundedMap};
+use super::wangiri::CallEnd;
 use crate::screening::Action;
+
+pub use self::outcomes::{Health, Outcome, Tally};
+pub use self::suggest::{Suggested, Suggestion};
 
 /// A warn and a block level for one measure; `None` switches that level off. Written in config
 /// as `[warn, block]` with 0 for off, so that one line always sets both.
@@ -46,6 +82,19 @@ impl Level {
             None
         }
     }
+
+    /// Both levels multiplied by `f` (rounded up).
+    pub fn scaled(self, f: f64) -> Level {
+        let s = |v: u32| (f64::from(v) * f).ceil().min(f64::from(u32::MAX)) as u32;
+        Level {
+            warn: self.warn.map(s),
+            block: self.block.map(s),
+        }
+    }
+
+    fn highest(self) -> Option<u32> {
+        self.block.or(self.warn)
+    }
 }
 
 /// Thresholds for one key kind (caller, source address, prefix).
@@ -79,6 +128,33 @@ impl ThresholdsPatch {
     }
 }
 
+/// A high-volume sender the operator has verified (a contract, a call to the business): its
+/// volume is not evidence, its outcomes are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedSender {
+    /// `+12025550143` (one number) or `+1202555*` (every number starting with those digits).
+    pub pattern: String,
+    /// Who it is, shown in reasons: `Riverside Pharmacy reminders`.
+    pub name: String,
+    /// Why it is registered, for the next operator: `ticket OPS-1234, contract until 2027`.
+    pub reason: String,
+}
+
+impl VerifiedSender {
+    /// The digits with their `+`, and whether they are a prefix; `None` when malformed.
+    fn parsed(&self) -> Option<(&str, bool)> {
+        let p = self.pattern.trim();
+        let (digits, prefix) = match p.strip_suffix('*') {
+            Some(d) => (d, true),
+            None => (p, false),
+        };
+        let body = digits.strip_prefix('+')?;
+        (!body.is_empty() && body.len() <= 15 && body.bytes().all(|b| b.is_ascii_digit()))
+            .then_some((digits, prefix))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct VelocityFile {
@@ -87,6 +163,16 @@ struct VelocityFile {
     distinct_window_secs: u64,
     max_keys: usize,
     shards: usize,
+    outcome_window_secs: u64,
+    min_outcomes: u32,
+    hang_up_secs: u64,
+    short_ring_secs: u64,
+    min_talked_ratio: f64,
+    max_hang_up_ratio: f64,
+    unwanted_calls: u32,
+    rate_alone_factor: f64,
+    attested_factor: f64,
+    verified_senders: Vec<VerifiedSender>,
     caller: ThresholdsPatch,
     source: ThresholdsPatch,
     prefix: ThresholdsPatch,
@@ -101,6 +187,16 @@ impl Default for VelocityFile {
             distinct_window_secs: d.distinct_window_secs,
             max_keys: d.max_keys,
             shards: d.shards,
+            outcome_window_secs: d.outcome_window_secs,
+            min_outcomes: d.min_outcomes,
+            hang_up_secs: d.hang_up_secs,
+            short_ring_secs: d.short_ring_secs,
+            min_talked_ratio: d.min_talked_ratio,
+            max_hang_up_ratio: d.max_hang_up_ratio,
+            unwanted_calls: d.unwanted_calls,
+            rate_alone_factor: d.rate_alone_factor,
+            attested_factor: d.attested_factor,
+            verified_senders: d.verified_senders,
             caller: ThresholdsPatch::default(),
             source: ThresholdsPatch::default(),
             prefix: ThresholdsPatch::default(),
@@ -117,6 +213,16 @@ impl From<VelocityFile> for VelocityConfig {
             distinct_window_secs: f.distinct_window_secs,
             max_keys: f.max_keys,
             shards: f.shards,
+            outcome_window_secs: f.outcome_window_secs,
+            min_outcomes: f.min_outcomes,
+            hang_up_secs: f.hang_up_secs,
+            short_ring_secs: f.short_ring_secs,
+            min_talked_ratio: f.min_talked_ratio,
+            max_hang_up_ratio: f.max_hang_up_ratio,
+            unwanted_calls: f.unwanted_calls,
+            rate_alone_factor: f.rate_alone_factor,
+            attested_factor: f.attested_factor,
+            verified_senders: f.verified_senders,
             caller: f.caller.over(d.caller),
             source: f.source.over(d.source),
             prefix: f.prefix.over(d.prefix),
@@ -125,7 +231,8 @@ impl From<VelocityFile> for VelocityConfig {
 }
 
 /// `[signals.velocity]`; thresholds are `[warn, block]` pairs, e.g.
-/// `[signals.velocity.caller] per_second = [3, 10]`.
+/// `[signals.velocity.caller] per_second = [3, 10]`. `config/scamguard.toml` explains each key
+/// and its default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(from = "VelocityFile")]
 pub struct VelocityConfig {
@@ -137,6 +244,27 @@ pub struct VelocityConfig {
     /// Slots per table (caller, source, prefix); the oldest go first beyond it.
     pub max_keys: usize,
     pub shards: usize,
+    /// How far back the outcomes of a key's calls count.
+    pub outcome_window_secs: u64,
+    /// Calls with an outcome a key needs before its outcomes count (a 607 counts at once).
+    pub min_outcomes: u32,
+    /// An answered call that ends sooner than this was hung up on.
+    pub hang_up_secs: u64,
+    /// A call the caller cancels sooner than this after it started ringing was a quick cancel.
+    pub short_ring_secs: u64,
+    /// Outcomes are bad below this share of calls talked through...
+    pub min_talked_ratio: f64,
+    /// ...or at this share of hang-ups and quick cancels...
+    pub max_hang_up_ratio: f64,
+    /// ...or with this many 607s in the window (0: 607s are left to the reports signal).
+    pub unwanted_calls: u32,
+    /// With too few outcomes, the levels (but the two block levels that act on rate alone) are
+    /// multiplied by this.
+    pub rate_alone_factor: f64,
+    /// And multiplied again by this for a caller with an A attestation (verified by us, or
+    /// `verstat=TN-Validation-Passed` from a trusted peer): the caller id is its own.
+    pub attested_factor: f64,
+    pub verified_senders: Vec<VerifiedSender>,
     pub caller: Thresholds,
     /// Off by default: a carrier trunk is one address carrying thousands of callers.
     pub source: Thresholds,
@@ -151,6 +279,16 @@ impl Default for VelocityConfig {
             distinct_window_secs: 60,
             max_keys: 100_000,
             shards: 16,
+            outcome_window_secs: 300,
+            min_outcomes: 5,
+            hang_up_secs: 6,
+            short_ring_secs: 6,
+            min_talked_ratio: 0.2,
+            max_hang_up_ratio: 0.5,
+            unwanted_calls: 1,
+            rate_alone_factor: 2.0,
+            attested_factor: 2.0,
+            verified_senders: Vec::new(),
             caller: Thresholds {
                 per_second: Level::new(3, 10),
                 per_minute: Level::new(20, 60),
@@ -165,6 +303,59 @@ impl Default for VelocityConfig {
                 distinct_callees: Level::new(100, 300),
             },
         }
+    }
+}
+
+impl VelocityConfig {
+    /// Every problem, each saying what is wrong and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let at = "signals.velocity";
+        if !(10..=86_400).contains(&self.outcome_window_secs) {
+            p.push(format!(
+                "{at}.outcome_window_secs is {}; expected 10 to 86400 seconds",
+                self.outcome_window_secs
+            ));
+        }
+        if self.min_outcomes == 0 {
+            p.push(format!(
+                "{at}.min_outcomes is 0; expected at least 1 call with an outcome"
+            ));
+        }
+        for (k, v) in [
+            ("min_talked_ratio", self.min_talked_ratio),
+            ("max_hang_up_ratio", self.max_hang_up_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                p.push(format!("{at}.{k} is {v}; expected a share from 0 to 1"));
+            }
+        }
+        for (k, v) in [
+            ("rate_alone_factor", self.rate_alone_factor),
+            ("attested_factor", self.attested_factor),
+        ] {
+            if !(1.0..=1_000.0).contains(&v) {
+                p.push(format!(
+                    "{at}.{k} is {v}; expected a factor from 1 (no change) to 1000"
+                ));
+            }
+        }
+        for (i, s) in self.verified_senders.iter().enumerate() {
+            if s.parsed().is_none() {
+                p.push(format!(
+                    "{at}.verified_senders[{i}].pattern {:?} is not a number; expected E.164 such as \"+12025550143\", or a prefix such as \"+1202555*\"",
+                    s.pattern
+                ));
+            }
+            for (k, v) in [("name", &s.name), ("reason", &s.reason)] {
+                if v.trim().is_empty() {
+                    p.push(format!(
+                        "{at}.verified_senders[{i}].{k} is empty; expected who the sender is and why it is registered"
+                    ));
+                }
+            }
+        }
+        p
     }
 }
 
@@ -195,17 +386,46 @@ pub struct Finding {
     pub action: Action,
 }
 
-const MINUTE: usize = 60;
-/// Distinct callees remembered per key; enough to see any sane block threshold.
-const MAX_DISTINCT: usize = 1_024;
+/// Everything velocity holds against one key of a call: the thresholds reached, strongest
+/// first, and the outcomes they were weighed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub kind: KeyKind,
+    pub action: Action,
+    pub findings: Vec<Finding>,
+    pub tally: Tally,
+    pub health: Health,
+    /// The levels' factor when the outcomes were too few (1 otherwise).
+    pub factor: f64,
+    /// The registered sender the caller is, when its outcomes made it count after all.
+    pub verified: Option<String>,
+    /// The sentence for the verdict's reason.
+    pub reason: String,
+}
 
-/// Counts for one key: a ring of one-second buckets covering a minute, concurrency, and the
-/// recent distinct callees (hashes) with the second each was last called.
+const MINUTE: usize = 60;
+/// Distinct callees remembered per key at most; enough to see any sane block threshold.
+const MAX_DISTINCT: usize = 1_024;
+/// The measures in the order [`Counts::measures`] gives them.
+const MEASURES: [&str; 4] = [
+    "calls-per-second",
+    "calls-per-minute",
+    "concurrent-calls",
+    "distinct-callees",
+];
+/// Measures whose block level acts on rate alone (burst and flood protection).
+const HARD_BLOCK: [bool; 4] = [true, false, true, false];
+
+/// Counts for one key: a ring of one-second buckets covering a minute, concurrency, the recent
+/// distinct callees (hashes) with the second each was last called, the outcomes of recent calls
+/// and (for callers) this minute's sample for the suggested thresholds.
 pub struct Counts {
     stamps: [u32; MINUTE],
     buckets: [u16; MINUTE],
     concurrent: u32,
     callees: Vec<(u32, u32)>,
+    outcomes: outcomes::Ring,
+    sample: Sample,
     last_ms: u64,
     keep_ms: u64,
 }
@@ -217,6 +437,8 @@ impl Counts {
             buckets: [0; MINUTE],
             concurrent: 0,
             callees: Vec::new(),
+            outcomes: outcomes::Ring::default(),
+            sample: Sample::default(),
             last_ms: 0,
             keep_ms,
         }
@@ -243,7 +465,8 @@ impl Counts {
         }
     }
 
-    fn measures(&self, now_ms: u64, window_s: u32) -> [(&'static str, u32); 4] {
+    /// Per second, per minute, concurrent, distinct callees: in the order of [`MEASURES`].
+    fn measures(&self, now_ms: u64, window_s: u32) -> [u32; 4] {
         let sec = (now_ms / 1000) as u32;
         let per_second = {
             let i = sec as usize % MINUTE;
@@ -262,12 +485,7 @@ impl Counts {
             .sum();
         let horizon = sec.saturating_sub(window_s);
         let distinct = self.callees.iter().filter(|(_, t)| *t > horizon).count() as u32;
-        [
-            ("calls-per-second", per_second),
-            ("calls-per-minute", per_minute),
-            ("concurrent-calls", self.concurrent),
-            ("distinct-callees", distinct),
-        ]
+        [per_second, per_minute, self.concurrent, distinct]
     }
 }
 
@@ -282,16 +500,64 @@ impl Aging for Counts {
     }
 }
 
-/// The three velocity tables.
+/// The registered senders, for a lookup per call that costs a hash per distinct prefix length.
+#[derive(Default)]
+struct Registry {
+    exact: HashMap<Box<str>, usize>,
+    prefixes: HashMap<Box<str>, usize>,
+    /// Prefix lengths present, longest first.
+    lens: Vec<usize>,
+}
+
+impl Registry {
+    fn new(senders: &[VerifiedSender]) -> Registry {
+        let mut r = Registry::default();
+        // Malformed patterns are reported by `validate`; here they simply match nothing.
+        for (i, s) in senders.iter().enumerate() {
+            match s.parsed() {
+                Some((d, false)) => {
+                    r.exact.entry(d.into()).or_insert(i);
+                }
+                Some((d, true)) => {
+                    r.prefixes.entry(d.into()).or_insert(i);
+                    if !r.lens.contains(&d.len()) {
+                        r.lens.push(d.len());
+                    }
+                }
+                None => {}
+            }
+        }
+        r.lens.sort_unstable_by(|a, b| b.cmp(a));
+        r
+    }
+
+    /// The index of the sender `caller` is: its exact number, else its longest prefix.
+    fn find(&self, caller: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(caller) {
+            return Some(*i);
+        }
+        self.lens
+            .iter()
+            .filter(|l| **l <= caller.len())
+            .find_map(|l| caller.get(..*l).and_then(|p| self.prefixes.get(p)).copied())
+    }
+}
+
+/// The three velocity tables, the registered senders and the traffic's histograms.
 pub struct Velocity {
     cfg: VelocityConfig,
     caller: BoundedMap<Counts>,
     source: BoundedMap<Counts>,
     prefix: BoundedMap<Counts>,
-    distinct_cap: usize,
+    /// Distinct callees remembered per key, by kind (caller, source, prefix).
+    distinct_cap: [usize; 3],
+    registry: Registry,
+    observed: Observed,
+    slot_secs: u32,
 }
 
-/// The keys one call was counted under, so its end can be counted against the same ones.
+/// The keys one call was counted under, so its answer and end can be counted against the same
+/// ones.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallKeys {
     caller: Option<u64>,
@@ -299,18 +565,49 @@ pub struct CallKeys {
     prefix: Option<u64>,
 }
 
+/// The facts of a new call velocity looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start<'a> {
+    pub caller: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub callee: &'a str,
+    /// The caller id is verified: an A attestation, or a trusted peer's passed `verstat`.
+    pub attested: bool,
+}
+
+/// How one call ended, for its outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish {
+    pub end: CallEnd,
+    /// When it was answered, if it was (counted as talked then).
+    pub answered_ms: Option<u64>,
+    /// From the start to the answer, or to the end when unanswered.
+    pub ring_ms: u64,
+    pub now_ms: u64,
+}
+
 impl Velocity {
     pub fn new(cfg: VelocityConfig) -> Velocity {
-        let max_distinct = [cfg.caller, cfg.source, cfg.prefix]
-            .iter()
-            .filter_map(|t| t.distinct_callees.block.or(t.distinct_callees.warn))
-            .max()
-            .unwrap_or(0) as usize;
+        let rate_alone = cfg.rate_alone_factor.clamp(1.0, 1_000.0);
+        let attested = cfg.attested_factor.clamp(1.0, 1_000.0);
+        // Enough distinct callees to reach the highest level in force, raised levels included.
+        let cap = |t: &Thresholds, f: f64| {
+            t.distinct_callees.highest().map_or(1, |h| {
+                (f64::from(h) * f).ceil().clamp(1.0, MAX_DISTINCT as f64) as usize
+            })
+        };
         Velocity {
             caller: BoundedMap::new(cfg.shards, cfg.max_keys),
             source: BoundedMap::new(cfg.shards, cfg.max_keys),
             prefix: BoundedMap::new(cfg.shards, cfg.max_keys),
-            distinct_cap: max_distinct.clamp(1, MAX_DISTINCT),
+            distinct_cap: [
+                cap(&cfg.caller, rate_alone * attested),
+                cap(&cfg.source, rate_alone),
+                cap(&cfg.prefix, rate_alone),
+            ],
+            registry: Registry::new(&cfg.verified_senders),
+            observed: Observed::default(),
+            slot_secs: outcomes::slot_secs(cfg.outcome_window_secs),
             cfg,
         }
     }
@@ -319,44 +616,72 @@ impl Velocity {
         &self.cfg
     }
 
-    /// Counts a new call and returns every threshold it reaches, strongest first.
-    pub fn call_started(
-        &self,
-        caller: Option<&str>,
-        source: Option<&str>,
-        callee: &str,
-        now_ms: u64,
-    ) -> (CallKeys, Vec<Finding>) {
+    /// The registered sender `caller` is, if any.
+    pub fn verified_sender(&self, caller: &str) -> Option<&VerifiedSender> {
+        self.registry
+            .find(caller)
+            .and_then(|i| self.cfg.verified_senders.get(i))
+    }
+
+    fn slot(&self, now_ms: u64) -> u32 {
+        ((now_ms / 1000) as u32) / self.slot_secs
+    }
+
+    fn keep_ms(&self) -> u64 {
+        let window = self.cfg.distinct_window_secs.clamp(1, 3_600);
+        window
+            .max(MINUTE as u64)
+            .max(self.cfg.outcome_window_secs.clamp(1, 86_400))
+            * 1000
+    }
+
+    /// Counts a new call and judges each of its keys; returns the keys to count its answer and
+    /// end against, and one [`Judged`] per key that reached a level, strongest first.
+    pub fn call_started(&self, call: &Start<'_>, now_ms: u64) -> (CallKeys, Vec<Judged>) {
         let mut keys = CallKeys::default();
-        let mut found = Vec::new();
+        let mut out = Vec::new();
         if !self.cfg.enabled {
-            return (keys, found);
+            return (keys, out);
         }
         let window = self.cfg.distinct_window_secs.clamp(1, 3_600) as u32;
-        let keep_ms = u64::from(window.max(MINUTE as u32)) * 1000;
-        let callee_h = self.caller.key(callee) as u32;
-        let prefix = caller.and_then(|c| {
+        let keep_ms = self.keep_ms();
+        let slot = self.slot(now_ms);
+        let minute = (now_ms / 60_000) as u32;
+        let callee_h = self.caller.key(call.callee) as u32;
+        let verified = call.caller.and_then(|c| self.registry.find(c));
+        let prefix = call.caller.and_then(|c| {
             let digits = self.cfg.prefix_digits;
             (digits > 0 && c.len() > digits + 1).then(|| &c[..digits + 1])
         });
         let tables = [
-            (KeyKind::Caller, &self.caller, caller, &self.cfg.caller),
-            (KeyKind::Source, &self.source, source, &self.cfg.source),
+            (KeyKind::Caller, &self.caller, call.caller, &self.cfg.caller),
+            (KeyKind::Source, &self.source, call.source, &self.cfg.source),
             (KeyKind::Prefix, &self.prefix, prefix, &self.cfg.prefix),
         ];
-        for (kind, table, key, th) in tables {
+        for (n, (kind, table, key, th)) in tables.into_iter().enumerate() {
             let Some(key) = key else { continue };
-            if *th == Thresholds::default() {
+            // A registered sender's volume is not evidence against its range or trunk either.
+            if *th == Thresholds::default() || (verified.is_some() && kind != KeyKind::Caller) {
                 continue;
             }
             let k = table.key(key);
-            let (measures, evicted) = table.upsert(
+            let ((measures, tally), evicted) = table.upsert(
                 k,
                 now_ms,
                 || Counts::new(keep_ms),
                 |c| {
-                    c.record(now_ms, callee_h, self.distinct_cap, window);
-                    c.measures(now_ms, window)
+                    c.record(now_ms, callee_h, self.distinct_cap[n], window);
+                    let m = c.measures(now_ms, window);
+                    let tally = c.outcomes.tally(slot);
+                    if kind == KeyKind::Caller {
+                        let seen = match (verified, tally.health(&self.cfg)) {
+                            (Some(_), _) => Seen::Skip,
+                            (None, Health::Bad) => Seen::Exclude,
+                            (None, _) => Seen::Include,
+                        };
+                        c.sample.observe(minute, m, seen, &self.observed);
+                    }
+                    (m, tally)
                 },
             );
             drop(evicted);
@@ -365,39 +690,211 @@ impl Velocity {
                 KeyKind::Source => keys.source = Some(k),
                 KeyKind::Prefix => keys.prefix = Some(k),
             }
-            let levels = [
-                th.per_second,
-                th.per_minute,
-                th.concurrent,
-                th.distinct_callees,
-            ];
-            for ((measure, value), level) in measures.into_iter().zip(levels) {
-                if let Some(action) = level.reached(value) {
-                    found.push(Finding {
-                        kind,
-                        measure,
-                        value,
-                        action,
-                    });
-                }
+            let attested = call.attested && kind == KeyKind::Caller;
+            let sender = verified
+                .filter(|_| kind == KeyKind::Caller)
+                .and_then(|i| self.cfg.verified_senders.get(i));
+            if let Some(j) = self.judge(kind, th, measures, tally, attested, sender) {
+                out.push(j);
             }
         }
-        found.sort_by_key(|f| std::cmp::Reverse(f.action));
-        (keys, found)
+        out.sort_by_key(|j| std::cmp::Reverse(j.action));
+        (keys, out)
     }
 
-    /// Counts the end of a call started with [`Velocity::call_started`].
-    pub fn call_ended(&self, keys: CallKeys) {
-        let dec = |c: &mut Counts| c.concurrent = c.concurrent.saturating_sub(1);
-        if let Some(k) = keys.caller {
-            self.caller.update(k, dec);
+    /// The levels one key reached, weighed with its outcomes (the table in the module doc).
+    fn judge(
+        &self,
+        kind: KeyKind,
+        th: &Thresholds,
+        measures: [u32; 4],
+        tally: Tally,
+        attested: bool,
+        sender: Option<&VerifiedSender>,
+    ) -> Option<Judged> {
+        let health = tally.health(&self.cfg);
+        let mut factor = 1.0;
+        if health == Health::TooFew {
+            factor = self.cfg.rate_alone_factor.clamp(1.0, 1_000.0);
+            if attested {
+                factor *= self.cfg.attested_factor.clamp(1.0, 1_000.0);
+            }
         }
-        if let Some(k) = keys.source {
-            self.source.update(k, dec);
+        let levels = [
+            th.per_second,
+            th.per_minute,
+            th.concurrent,
+            th.distinct_callees,
+        ];
+        let mut findings = Vec::new();
+        let mut weighed = false;
+        for i in 0..4 {
+            let configured = levels[i];
+            let level = match (health, sender) {
+                (Health::Bad, _) => configured,
+                // A registered sender's volume is evidence only once its outcomes are bad.
+                (_, Some(_)) => continue,
+                (Health::Healthy, None) if HARD_BLOCK[i] => Level {
+                    warn: None,
+                    block: configured.block,
+                },
+                (Health::Healthy, None) => continue,
+                (Health::TooFew, None) => Level {
+                    block: if HARD_BLOCK[i] {
+                        configured.block
+                    } else {
+                        configured.scaled(factor).block
+                    },
+                    ..configured.scaled(factor)
+                },
+            };
+            let Some(action) = level.reached(measures[i]) else {
+                continue;
+            };
+            weighed |= !(HARD_BLOCK[i] && action == Action::Block);
+            findings.push(Finding {
+                kind,
+                measure: MEASURES[i],
+                value: measures[i],
+                action,
+            });
         }
-        if let Some(k) = keys.prefix {
-            self.prefix.update(k, dec);
+        findings.sort_by_key(|f| std::cmp::Reverse(f.action));
+        let action = findings.first()?.action;
+        let mut j = Judged {
+            kind,
+            action,
+            findings,
+            tally,
+            health,
+            factor,
+            verified: sender.map(|s| s.name.clone()),
+            reason: String::new(),
+        };
+        j.reason = self.reason(&j, health == Health::Bad || weighed);
+        Some(j)
+    }
+
+    /// `caller distinct-callees 12 (warn); of 20 recent calls with an outcome: 2 talked, ...`;
+    /// the outcomes are left out when only the rate-alone block levels were reached.
+    fn reason(&self, j: &Judged, with_outcomes: bool) -> String {
+        let mut s = String::from(j.kind.as_str());
+        for (i, f) in j.findings.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            let _ = write!(s, "{sep}{} {} ({})", f.measure, f.value, f.action.as_str());
         }
+        if !with_outcomes {
+            return s;
+        }
+        let t = &j.tally;
+        let n = t.settled();
+        if j.health == Health::TooFew {
+            let _ = write!(
+                s,
+                "; {n} calls with an outcome, {} needed to judge them: levels x{} on rate alone",
+                self.cfg.min_outcomes, j.factor
+            );
+            return s;
+        }
+        let _ = write!(
+            s,
+            "; of {n} recent calls with an outcome: {} talked",
+            t.talked
+        );
+        for (count, what) in [
+            (
+                t.hung_up,
+                format!("hung up within {} s", self.cfg.hang_up_secs),
+            ),
+            (
+                t.quick_cancel,
+                format!("cancelled within {} s of ringing", self.cfg.short_ring_secs),
+            ),
+            (t.unanswered, "unanswered".to_string()),
+            (t.unwanted, "refused with 607".to_string()),
+        ] {
+            if count > 0 {
+                let _ = write!(s, ", {count} {what}");
+            }
+        }
+        if let Some(name) = &j.verified {
+            let _ = write!(s, "; registered sender {name:?}, counted for its outcomes");
+        }
+        s
+    }
+
+    /// The callee answered a call started with [`Velocity::call_started`]: it counts as talked
+    /// through from now, until its end says otherwise.
+    pub fn call_answered(&self, keys: CallKeys, now_ms: u64) {
+        let slot = self.slot(now_ms);
+        self.each(keys, |c| {
+            c.outcomes.add(slot, Outcome::Talked);
+            c.last_ms = c.last_ms.max(now_ms);
+        });
+    }
+
+    /// Counts the end of a call started with [`Velocity::call_started`]: always its concurrency,
+    /// and its outcome when `finish` says how it went (a call forgotten by the calls table has
+    /// none).
+    pub fn call_ended(&self, keys: CallKeys, finish: Option<Finish>) {
+        let outcome = finish.and_then(|f| self.outcome(&f).map(|o| (o, f)));
+        let now = self.slot(finish.map_or(0, |f| f.now_ms));
+        self.each(keys, |c| {
+            c.concurrent = c.concurrent.saturating_sub(1);
+            let Some((o, f)) = outcome else { return };
+            c.last_ms = c.last_ms.max(f.now_ms);
+            match (o, f.answered_ms) {
+                // Counted as talked at the answer.
+                (Outcome::Talked, Some(_)) => {}
+                (Outcome::HungUp, Some(a)) => c.outcomes.hung_up(self.slot(a), now),
+                (o, _) => c.outcomes.add(now, o),
+            }
+        });
+    }
+
+    fn each(&self, keys: CallKeys, mut f: impl FnMut(&mut Counts)) {
+        for (table, k) in [
+            (&self.caller, keys.caller),
+            (&self.source, keys.source),
+            (&self.prefix, keys.prefix),
+        ] {
+            if let Some(k) = k {
+                table.update(k, &mut f);
+            }
+        }
+    }
+
+    /// The outcome of a finished call; `None` for a call the agent refused itself, which says
+    /// nothing of how callees take the caller's calls.
+    pub fn outcome(&self, f: &Finish) -> Option<Outcome> {
+        let short = |ms: u64, secs: u64| ms < secs.saturating_mul(1000);
+        Some(match f.end {
+            CallEnd::Refused => return None,
+            CallEnd::Answered { talk_ms } if short(talk_ms, self.cfg.hang_up_secs) => {
+                Outcome::HungUp
+            }
+            CallEnd::Answered { .. } => Outcome::Talked,
+            CallEnd::Cancelled if f.answered_ms.is_some() => Outcome::Talked,
+            CallEnd::Cancelled if short(f.ring_ms, self.cfg.short_ring_secs) => {
+                Outcome::QuickCancel
+            }
+            CallEnd::Cancelled | CallEnd::Rejected => Outcome::Unanswered,
+            CallEnd::Unwanted => Outcome::Unwanted,
+        })
+    }
+
+    /// The outcomes counted against `caller` now (for `check`, tests and the curious).
+    pub fn outcomes_of(&self, caller: &str, now_ms: u64) -> Tally {
+        let slot = self.slot(now_ms);
+        self.caller
+            .peek(self.caller.key(caller), |c| c.outcomes.tally(slot))
+            .unwrap_or_default()
+    }
+
+    /// Caller thresholds suggested by the traffic seen since start: see [`Suggestion`]. Pure: it
+    /// reads the histograms and changes nothing.
+    pub fn suggested_thresholds(&self) -> Suggestion {
+        self.observed.suggestion(self.distinct_cap[0] as u32)
     }
 
     /// Slots in use per table (caller, source, prefix).
@@ -410,6 +907,11 @@ impl Velocity {
         self.caller.capacity()
     }
 
+    /// Distinct callees remembered per caller at most.
+    pub fn distinct_cap(&self) -> usize {
+        self.distinct_cap[0]
+    }
+
     /// Frees idle slots in every table.
     pub fn sweep(&self, now_ms: u64) {
         self.caller.sweep(now_ms);
@@ -419,229 +921,4 @@ impl Velocity {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> VelocityConfig {
-        VelocityConfig {
-            caller: Thresholds {
-                per_second: Level::new(3, 5),
-                per_minute: Level::new(10, 20),
-                concurrent: Level::new(4, 8),
-                distinct_callees: Level::new(6, 12),
-            },
-            source: Thresholds {
-                per_minute: Level::new(15, 30),
-                ..Thresholds::default()
-            },
-            prefix: Thresholds::default(),
-            ..VelocityConfig::default()
-        }
-    }
-
-    fn worst(f: &[Finding], measure: &str, kind: KeyKind) -> Option<(u32, Action)> {
-        f.iter()
-            .find(|x| x.measure == measure && x.kind == kind)
-            .map(|x| (x.value, x.action))
-    }
-
-    /// (calls, spacing ms, distinct callees?, end each call?, measure, expected at the last call)
-    #[test]
-    fn thresholds_per_measure() {
-        type Case = (
-            u32,
-            u64,
-            bool,
-            bool,
-            &'static str,
-            KeyKind,
-            Option<(u32, Action)>,
-        );
-        let cases: &[Case] = &[
-            (
-                2,
-                100,
-                false,
-                true,
-                "calls-per-second",
-                KeyKind::Caller,
-                None,
-            ),
-            (
-                3,
-                100,
-                false,
-                true,
-                "calls-per-second",
-                KeyKind::Caller,
-                Some((3, Action::Warn)),
-            ),
-            (
-                5,
-                100,
-                false,
-                true,
-                "calls-per-second",
-                KeyKind::Caller,
-                Some((5, Action::Block)),
-            ),
-            // One call every 2 s: never 3 in a second, but the minute fills up.
-            (
-                9,
-                2_000,
-                false,
-                true,
-                "calls-per-minute",
-                KeyKind::Caller,
-                None,
-            ),
-            (
-                10,
-                2_000,
-                false,
-                true,
-                "calls-per-minute",
-                KeyKind::Caller,
-                Some((10, Action::Warn)),
-            ),
-            (
-                25,
-                2_000,
-                false,
-                true,
-                "calls-per-minute",
-                KeyKind::Caller,
-                Some((25, Action::Block)),
-            ),
-            // Calls spaced 10 s: the sliding minute only ever holds 6.
-            (
-                30,
-                10_000,
-                false,
-                true,
-                "calls-per-minute",
-                KeyKind::Caller,
-                None,
-            ),
-            (
-                4,
-                1_000,
-                false,
-                false,
-                "concurrent-calls",
-                KeyKind::Caller,
-                Some((4, Action::Warn)),
-            ),
-            (
-                4,
-                1_000,
-                false,
-                true,
-                "concurrent-calls",
-                KeyKind::Caller,
-                None,
-            ),
-            (
-                8,
-                1_000,
-                true,
-                false,
-                "concurrent-calls",
-                KeyKind::Caller,
-                Some((8, Action::Block)),
-            ),
-            (
-                6,
-                1_000,
-                true,
-                true,
-                "distinct-callees",
-                KeyKind::Caller,
-                Some((6, Action::Warn)),
-            ),
-            (
-                6,
-                1_000,
-                false,
-                true,
-                "distinct-callees",
-                KeyKind::Caller,
-                None,
-            ),
-            (
-                13,
-                2_000,
-                true,
-                true,
-                "distinct-callees",
-                KeyKind::Caller,
-                Some((12, Action::Block)),
-            ),
-            (
-                16,
-                3_000,
-                true,
-                true,
-                "calls-per-minute",
-                KeyKind::Source,
-                Some((16, Action::Warn)),
-            ),
-        ];
-        for (i, (n, gap, distinct, end, measure, kind, want)) in cases.iter().enumerate() {
-            let v = Velocity::new(cfg());
-            let mut last = Vec::new();
-            for c in 0..*n {
-                let callee = if *distinct {
-                    format!("+4420718387{c:02}")
-                } else {
-                    "+442071838750".into()
-                };
-                let caller = if *kind == KeyKind::Source {
-                    format!("+1202762{c:04}")
-                } else {
-                    "+12027620143".into()
-                };
-                let (keys, f) = v.call_started(
-                    Some(&caller),
-                    Some("192.0.2.7"),
-                    &callee,
-                    1_000_000 + u64::from(c) * gap,
-                );
-                if *end {
-                    v.call_ended(keys);
-                }
-                last = f;
-            }
-            assert_eq!(worst(&last, measure, *kind), *want, "case {i}: {last:?}");
-        }
-    }
-
-    #[test]
-    fn prefix_key_counts_a_range() {
-        let v = Velocity::new(VelocityConfig {
-            caller: Thresholds::default(),
-            prefix: Thresholds {
-                per_minute: Level::new(5, 50),
-                ..Thresholds::default()
-            },
-            ..VelocityConfig::default()
-        });
-        let mut last = Vec::new();
-        for c in 0..5u64 {
-            // Five different numbers of one NPA-NXX.
-            let (_, f) = v.call_started(
-                Some(&format!("+1202762{:04}", 100 + c)),
-                None,
-                "+12125550000",
-                5_000 + c * 1000,
-            );
-            last = f;
-        }
-        assert_eq!(
-            worst(&last, "calls-per-minute", KeyKind::Prefix),
-            Some((5, Action::Warn))
-        );
-        let (_, f) = v.call_started(Some("+12025560100"), None, "+12125550000", 11_000);
-        assert!(f.is_empty(), "another exchange: {f:?}");
-    }
-}
+mod tests;

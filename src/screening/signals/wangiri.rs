@@ -3,6 +3,14 @@
 //! CANCEL after a short ring, or an answered call that ends at once); consulted when that number
 //! or range calls again.
 //!
+//! Two things must hold, so that a legitimate sender's occasional missed calls do not trip it:
+//! the number (or range) rang-and-cut enough distinct callees (the fan-out), *and* such calls
+//! are most of its finished calls (`min_short_share`). A wangiri number's calls are nearly all
+//! one-rings; a pharmacy's reminder line that cancels a few calls early among hundreds talked
+//! through is not one. Once a number has cut a call short, every later end of its calls is
+//! counted for that share; numbers that never did cost nothing here. A call the agent refused
+//! itself is no evidence either way.
+//!
 //! Knows nothing of clocks (times are handed in), SIP or lists.
 
 use serde::Deserialize;
@@ -28,6 +36,8 @@ pub struct WangiriConfig {
     pub number: Level,
     /// Distinct callees rung-and-cut by one range.
     pub range: Level,
+    /// The share of the number's (or range's) finished calls that must be one-rings.
+    pub min_short_share: f64,
     pub max_keys: usize,
     pub shards: usize,
 }
@@ -42,19 +52,39 @@ impl Default for WangiriConfig {
             range_tail_digits: 3,
             number: Level::new(5, 15),
             range: Level::new(10, 30),
+            min_short_share: 0.5,
             max_keys: 100_000,
             shards: 16,
         }
     }
 }
 
-/// How a call ended, as far as wangiri cares.
+impl WangiriConfig {
+    /// Every problem, each saying what is wrong and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        if (0.0..=1.0).contains(&self.min_short_share) {
+            Vec::new()
+        } else {
+            vec![format!(
+                "signals.wangiri.min_short_share is {}; expected a share from 0 to 1",
+                self.min_short_share
+            )]
+        }
+    }
+}
+
+/// How a call ended, as wangiri and velocity care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallEnd {
     /// The caller gave up before an answer (CANCEL).
     Cancelled,
-    /// The callee or the network refused it (a final non-2xx answer other than a cancel).
+    /// The callee or the network refused it (a final non-2xx answer other than a cancel or a
+    /// 607), or nothing answered in time.
     Rejected,
+    /// The callee answered `607 Unwanted` (RFC 8197).
+    Unwanted,
+    /// The agent refused the call itself: no callee saw it, so it says nothing of the caller.
+    Refused,
     /// Answered, then ended (BYE) after `talk_ms`.
     Answered { talk_ms: u64 },
 }
@@ -66,13 +96,22 @@ pub struct Finding {
     pub scope: &'static str,
     pub key: String,
     pub callees: u32,
+    /// One-rings and all finished calls counted for the share.
+    pub short: u32,
+    pub ended: u32,
     pub action: Action,
 }
 
 const MAX_TRACKED: usize = 1_024;
+/// Slots per window for the share: it slides in twelfths.
+const SLOTS: usize = 12;
 
 pub struct ShortCalls {
     callees: Vec<(u32, u32)>,
+    /// Per slot of the window: its number, finished calls, and one-rings among them.
+    stamps: [u32; SLOTS],
+    ended: [u16; SLOTS],
+    short: [u16; SLOTS],
     last_ms: u64,
     keep_ms: u64,
 }
@@ -86,6 +125,34 @@ impl Aging for ShortCalls {
 impl ShortCalls {
     fn count(&self, horizon: u32) -> u32 {
         self.callees.iter().filter(|(_, t)| *t > horizon).count() as u32
+    }
+
+    fn end(&mut self, slot: u32, short: bool) {
+        let i = slot as usize % SLOTS;
+        if self.stamps[i] != slot {
+            if self.stamps[i] != u32::MAX && self.stamps[i] > slot {
+                return;
+            }
+            self.stamps[i] = slot;
+            self.ended[i] = 0;
+            self.short[i] = 0;
+        }
+        self.ended[i] = self.ended[i].saturating_add(1);
+        if short {
+            self.short[i] = self.short[i].saturating_add(1);
+        }
+    }
+
+    /// (one-rings, finished calls) within the window ending at `slot`.
+    fn share(&self, slot: u32) -> (u32, u32) {
+        let mut out = (0, 0);
+        for i in 0..SLOTS {
+            if self.stamps[i] != u32::MAX && slot.saturating_sub(self.stamps[i]) < SLOTS as u32 {
+                out.0 += u32::from(self.short[i]);
+                out.1 += u32::from(self.ended[i]);
+            }
+        }
+        out
     }
 }
 
@@ -121,27 +188,43 @@ impl Wangiri {
         (t > 0 && caller.len() > t + 5).then(|| &caller[..caller.len() - t])
     }
 
+    fn window_secs(&self) -> u32 {
+        self.cfg.window_secs.clamp(1, 7 * 86_400) as u32
+    }
+
+    fn slot(&self, now_ms: u64) -> u32 {
+        let width = self.window_secs().div_ceil(SLOTS as u32).max(1);
+        (now_ms / 1000) as u32 / width
+    }
+
     /// Whether a call that rang for `ring_ms` and ended as `end` was a one-ring-and-cut.
     pub fn is_short(&self, ring_ms: u64, end: CallEnd) -> bool {
         match end {
             CallEnd::Cancelled => ring_ms <= self.cfg.max_ring_secs * 1000,
             CallEnd::Answered { talk_ms } => talk_ms <= self.cfg.max_talk_secs * 1000,
-            CallEnd::Rejected => false,
+            CallEnd::Rejected | CallEnd::Unwanted | CallEnd::Refused => false,
         }
     }
 
-    /// Records the end of a call from `caller` to `callee`; counts it when it was short.
+    /// Records the end of a call from `caller` to `callee`: a one-ring counts its callee and
+    /// opens the number's (and range's) slot; any other end only counts towards the share of a
+    /// number already holding one.
     pub fn call_ended(&self, caller: &str, callee: &str, ring_ms: u64, end: CallEnd, now_ms: u64) {
-        if !self.cfg.enabled || !self.is_short(ring_ms, end) {
+        if !self.cfg.enabled || end == CallEnd::Refused {
             return;
         }
+        let short = self.is_short(ring_ms, end);
         let sec = (now_ms / 1000) as u32;
-        let window = self.cfg.window_secs.clamp(1, 7 * 86_400) as u32;
-        let keep_ms = u64::from(window) * 1000;
+        let slot = self.slot(now_ms);
+        let window = self.window_secs();
         let callee_h = self.numbers.key(callee) as u32;
         let cap = self.cap;
         let add = |s: &mut ShortCalls| {
             s.last_ms = s.last_ms.max(now_ms);
+            s.end(slot, short);
+            if !short {
+                return;
+            }
             let horizon = sec.saturating_sub(window);
             s.callees.retain(|(_, t)| *t > horizon);
             if let Some(c) = s.callees.iter_mut().find(|(h, _)| *h == callee_h) {
@@ -154,13 +237,22 @@ impl Wangiri {
         };
         let init = || ShortCalls {
             callees: Vec::new(),
+            stamps: [u32::MAX; SLOTS],
+            ended: [0; SLOTS],
+            short: [0; SLOTS],
             last_ms: now_ms,
-            keep_ms,
+            keep_ms: u64::from(window) * 1000,
         };
-        self.numbers
-            .upsert(self.numbers.key(caller), now_ms, init, add);
+        let mut keys = vec![(&self.numbers, self.numbers.key(caller))];
         if let Some(r) = self.range_of(caller) {
-            self.ranges.upsert(self.ranges.key(r), now_ms, init, add);
+            keys.push((&self.ranges, self.ranges.key(r)));
+        }
+        for (table, k) in keys {
+            if short {
+                table.upsert(k, now_ms, init, add);
+            } else {
+                table.update(k, add);
+            }
         }
     }
 
@@ -171,29 +263,34 @@ impl Wangiri {
             return out;
         }
         let sec = (now_ms / 1000) as u32;
-        let horizon = sec.saturating_sub(self.cfg.window_secs.clamp(1, 7 * 86_400) as u32);
-        let n = self
-            .numbers
-            .peek(self.numbers.key(caller), |s| s.count(horizon))
-            .unwrap_or(0);
-        if let Some(action) = self.cfg.number.reached(n) {
-            out.push(Finding {
-                scope: "number",
-                key: caller.to_string(),
-                callees: n,
-                action,
-            });
-        }
+        let slot = self.slot(now_ms);
+        let horizon = sec.saturating_sub(self.window_secs());
+        let mut scopes = vec![("number", &self.numbers, caller, caller.to_string())];
         if let Some(r) = self.range_of(caller) {
-            let n = self
-                .ranges
-                .peek(self.ranges.key(r), |s| s.count(horizon))
-                .unwrap_or(0);
-            if let Some(action) = self.cfg.range.reached(n) {
+            let shown = format!("{r}{}", "X".repeat(self.cfg.range_tail_digits));
+            scopes.push(("range", &self.ranges, r, shown));
+        }
+        for (scope, table, key, shown) in scopes {
+            let level = if scope == "number" {
+                self.cfg.number
+            } else {
+                self.cfg.range
+            };
+            let Some((callees, (short, ended))) =
+                table.peek(table.key(key), |s| (s.count(horizon), s.share(slot)))
+            else {
+                continue;
+            };
+            if f64::from(short) < self.cfg.min_short_share * f64::from(ended) {
+                continue;
+            }
+            if let Some(action) = level.reached(callees) {
                 out.push(Finding {
-                    scope: "range",
-                    key: format!("{r}{}", "X".repeat(self.cfg.range_tail_digits)),
-                    callees: n,
+                    scope,
+                    key: shown,
+                    callees,
+                    short,
+                    ended,
                     action,
                 });
             }
@@ -321,6 +418,65 @@ mod tests {
                 .map(|x| (x.callees, x.action));
             assert_eq!((got_n, got_r), (*want_n, *want_r), "case {i}: {f:?}");
         }
+    }
+
+    #[test]
+    fn a_legitimate_senders_occasional_short_calls_do_not_trip_it() {
+        let w = Wangiri::new(WangiriConfig::default());
+        // A reminder line: 300 calls in an hour; 20 of them cut short (the dialer gave up early,
+        // or the callee answered and hung up at once), each to a different callee: past the
+        // block level of 15 distinct callees, but a small share of its calls.
+        let caller = "+12025550143";
+        for c in 0..300u64 {
+            let callee = format!("+1312555{c:04}");
+            let (ring, end) = match c % 15 {
+                0 => (2_000, CallEnd::Cancelled),
+                1 if c < 150 => (5_000, CallEnd::Answered { talk_ms: 1_000 }),
+                2..=9 => (8_000, CallEnd::Answered { talk_ms: 60_000 }),
+                _ => (30_000, CallEnd::Cancelled),
+            };
+            w.call_ended(caller, &callee, ring, end, 10_000_000 + c * 12_000);
+        }
+        let now = 10_000_000 + 300 * 12_000;
+        assert!(
+            w.check(caller, now).is_empty(),
+            "{:?}",
+            w.check(caller, now)
+        );
+
+        // The same fan-out from a number whose calls are mostly one-rings is wangiri.
+        let caller = "+2693591000";
+        for c in 0..30u64 {
+            let callee = format!("+1312555{c:04}");
+            let end = if c % 3 == 0 {
+                CallEnd::Rejected
+            } else {
+                CallEnd::Cancelled
+            };
+            w.call_ended(caller, &callee, 2_000, end, 10_000_000 + c * 10_000);
+        }
+        let f = w.check(caller, 10_000_000 + 30 * 10_000);
+        assert_eq!(
+            f.iter()
+                .map(|f| (f.scope, f.callees, f.short, f.ended, f.action))
+                .collect::<Vec<_>>(),
+            // The first call, a rejection, came before any one-ring: it is not in the share.
+            [
+                ("number", 20, 20, 29, Action::Block),
+                ("range", 20, 20, 29, Action::Warn)
+            ],
+            "{f:?}"
+        );
+
+        // The agent's own blocks are no evidence: they neither count nor dilute.
+        let caller = "+2693591999";
+        for c in 0..6u64 {
+            let callee = format!("+1312555{c:04}");
+            w.call_ended(caller, &callee, 1_000, CallEnd::Cancelled, 20_000_000 + c);
+            w.call_ended(caller, &callee, 1_000, CallEnd::Refused, 20_000_100 + c);
+        }
+        let f = w.check(caller, 20_001_000);
+        assert_eq!((f[0].short, f[0].ended, f[0].action), (6, 6, Action::Warn));
     }
 
     #[test]
