@@ -1,0 +1,324 @@
+//! The rule index's count of listed numbers per thousand-block: which exact numbers of one block
+//! an index lists, found with one directory probe instead of a thousand number lookups.
+//!
+//! Compiled with the index from its sorted exact numbers, so the work is done once per build,
+//! off the hot path. Only exact numbers count: a prefix, a digit pattern or a regex already
+//! covers its whole range, and saying that its neighbours are "near a listed number" would only
+//! repeat it. A number whose entries all allow is left out at build time; expiry and the
+//! block-or-warn test are left to the index at lookup, through the number's slot, so an entry
+//! that expires stops counting at the same moment it stops matching.
+//!
+//! Layout, chosen so that a list of 10 million numbers spread thinly over a country's numbering
+//! costs about 6 bytes per number rather than a directory entry per thousand-block: a directory
+//! of ten-thousand-blocks (an [`ExactTable`] from `value / 10_000` to a run), and per run the
+//! members' last four digits (sorted) and slots. A thousand-block is a sub-range of one run,
+//! found by two binary searches over at most a few dozen suffixes.
+//!
+//! Knows nothing of countries' numbering (which blocks mean something is the block signal's
+//! business), nor of what a slot's metadata says.
+
+use super::super::exact::ExactTable;
+use super::super::number::{Number, POW10};
+
+/// Shortest number with a thousand-block: below 8 digits the last three are a large share of a
+/// small plan, and `value / 10_000` could be 0, the directory's empty key.
+const MIN_DIGITS: usize = 8;
+
+/// The thousand numbers of one length whose digits agree but for the last three: NANP's pooling
+/// unit (`+1 202 555 0xxx`), and the unit most regulators allocate in or above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThousandBlock {
+    /// The number's value without its last three digits.
+    head: u64,
+    /// Digits of the block's numbers.
+    len: u8,
+}
+
+impl ThousandBlock {
+    /// The block holding `n`; `None` for numbers shorter than 8 digits.
+    pub fn of(n: Number) -> Option<ThousandBlock> {
+        (n.len() >= MIN_DIGITS).then(|| ThousandBlock {
+            head: n.value() / 1000,
+            len: n.len() as u8,
+        })
+    }
+
+    /// `n`'s place in its block: its last three digits.
+    pub fn place(n: Number) -> u16 {
+        (n.value() % 1000) as u16
+    }
+
+    /// The value of every number of the block without its last three digits.
+    pub fn head(self) -> u64 {
+        self.head
+    }
+
+    /// Digits of the block's numbers.
+    pub fn len(self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Never true; present for clippy's `len` convention.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    /// The number at `place` (0 to 999) of the block.
+    pub fn number(self, place: u16) -> Option<Number> {
+        if place >= 1000 {
+            return None;
+        }
+        Number::from_value(self.head * 1000 + u64::from(place), self.len())
+    }
+}
+
+/// A set of places (0 to 999) in one thousand-block: which of its numbers are listed. Sources
+/// add to one set, so a number listed by a file, the store and a feed is still one number.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Listed {
+    bits: [u64; 16],
+}
+
+impl std::fmt::Debug for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Listed {
+    /// Adds `place`; places of 1000 and above are ignored.
+    pub fn insert(&mut self, place: u16) {
+        if place < 1000 {
+            self.bits[usize::from(place / 64)] |= 1 << (place % 64);
+        }
+    }
+
+    pub fn remove(&mut self, place: u16) {
+        if place < 1000 {
+            self.bits[usize::from(place / 64)] &= !(1 << (place % 64));
+        }
+    }
+
+    pub fn contains(&self, place: u16) -> bool {
+        place < 1000 && self.bits[usize::from(place / 64)] & (1 << (place % 64)) != 0
+    }
+
+    /// Adds every place of `other`.
+    pub fn union(&mut self, other: &Listed) {
+        for (a, b) in self.bits.iter_mut().zip(other.bits.iter()) {
+            *a |= b;
+        }
+    }
+
+    /// Places in `lo..hi`.
+    pub fn count(&self, lo: u16, hi: u16) -> u32 {
+        let (lo, hi) = (u32::from(lo.min(1000)), u32::from(hi.min(1000)));
+        let mut n = 0;
+        for (w, word) in self.bits.iter().enumerate() {
+            let (start, end) = (w as u32 * 64, w as u32 * 64 + 64);
+            if end <= lo || start >= hi {
+                continue;
+            }
+            let from = lo.max(start) - start;
+            let to = hi.min(end) - start;
+            let mask = if to - from == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << (to - from)) - 1) << from
+            };
+            n += (word & mask).count_ones();
+        }
+        n
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count(0, 1000)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|w| *w == 0)
+    }
+
+    /// Every place, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..1000u16).filter(|p| self.contains(*p))
+    }
+}
+
+/// Exact numbers by thousand-block, with their index slots; immutable once built.
+#[derive(Debug, Default)]
+pub(crate) struct BlockTable {
+    /// `value / 10_000` to a run index.
+    dir: ExactTable,
+    /// Run `r` is `starts[r]..starts[r + 1]` of the two member arrays.
+    starts: Box<[u32]>,
+    /// Members' last four digits, ascending within a run.
+    suffixes: Box<[u16]>,
+    slots: Box<[u32]>,
+}
+
+impl BlockTable {
+    /// From the index's exact numbers, sorted by value and one per number, keeping those whose
+    /// slot `may_count` (some entry of it blocks or warns).
+    pub(crate) fn build(exact: &[(u64, u32)], may_count: impl Fn(u32) -> bool) -> BlockTable {
+        let low = POW10[MIN_DIGITS - 1];
+        let kept = || {
+            exact
+                .iter()
+                .filter(move |(v, slot)| *v >= low && may_count(*slot))
+        };
+        let mut dir: Vec<(u64, u32)> = Vec::new();
+        let mut starts: Vec<u32> = Vec::new();
+        let mut suffixes: Vec<u16> = Vec::new();
+        let mut slots: Vec<u32> = Vec::new();
+        let mut run: Option<u64> = None;
+        for &(v, slot) in kept() {
+            let key = v / 10_000;
+            if run != Some(key) {
+                run = Some(key);
+                dir.push((key, starts.len() as u32));
+                starts.push(suffixes.len() as u32);
+            }
+            suffixes.push((v % 10_000) as u16);
+            slots.push(slot);
+        }
+        starts.push(suffixes.len() as u32);
+        BlockTable {
+            dir: ExactTable::build(&dir),
+            starts: starts.into_boxed_slice(),
+            suffixes: suffixes.into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
+        }
+    }
+
+    /// Calls `each(place, slot)` for every member of `block`, in ascending place.
+    #[inline]
+    pub(crate) fn visit(&self, block: ThousandBlock, mut each: impl FnMut(u16, u32)) {
+        let Some(run) = self.dir.get(block.head / 10) else {
+            return;
+        };
+        let run = run as usize;
+        let (Some(&a), Some(&b)) = (self.starts.get(run), self.starts.get(run + 1)) else {
+            return;
+        };
+        let (a, b) = (a as usize, b as usize);
+        let suffixes = &self.suffixes[a..b];
+        // Runs hold numbers of one length only: a shorter or longer number has a key with a
+        // different digit count, so the head alone picks the run.
+        let base = (block.head % 10) as u16 * 1000;
+        let lo = suffixes.partition_point(|s| *s < base);
+        let hi = suffixes.partition_point(|s| *s < base + 1000);
+        for (s, slot) in suffixes[lo..hi].iter().zip(&self.slots[a + lo..a + hi]) {
+            each(s - base, *slot);
+        }
+    }
+
+    /// Exact numbers held.
+    pub(crate) fn len(&self) -> usize {
+        self.suffixes.len()
+    }
+
+    /// Bytes held: the directory and the members.
+    pub(crate) fn bytes(&self) -> usize {
+        self.dir.bytes()
+            + std::mem::size_of_val(&*self.starts)
+            + std::mem::size_of_val(&*self.suffixes)
+            + std::mem::size_of_val(&*self.slots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Number {
+        Number::parse_e164(s).unwrap()
+    }
+
+    #[test]
+    fn blocks_of_numbers() {
+        let b = ThousandBlock::of(n("+12025550143")).unwrap();
+        assert_eq!((b.head(), b.len()), (12_025_550, 11));
+        assert_eq!(ThousandBlock::place(n("+12025550143")), 143);
+        assert_eq!(b.number(143), Some(n("+12025550143")));
+        assert_eq!(b.number(0), Some(n("+12025550000")));
+        assert_eq!(b.number(1000), None);
+        assert_eq!(
+            ThousandBlock::of(n("+12025559143")).map(|x| x == b),
+            Some(false)
+        );
+        // The same leading digits one digit longer are another block.
+        assert_ne!(ThousandBlock::of(n("+120255501430")), Some(b));
+        assert!(ThousandBlock::of(n("+2901234")).is_none());
+        assert!(ThousandBlock::of(n("+29012345")).is_some());
+    }
+
+    #[test]
+    fn listed_set_counts_ranges() {
+        let mut l = Listed::default();
+        for p in [0u16, 63, 64, 127, 128, 199, 999, 1000, 5000] {
+            l.insert(p);
+        }
+        assert_eq!(l.len(), 7);
+        // (lo, hi, count)
+        for (lo, hi, want) in [
+            (0, 1000, 7),
+            (0, 100, 3),
+            (100, 200, 3),
+            (63, 65, 2),
+            (64, 128, 2),
+            (900, 1000, 1),
+            (200, 999, 0),
+            (500, 400, 0),
+        ] {
+            assert_eq!(l.count(lo, hi), want, "{lo}..{hi}");
+        }
+        l.remove(63);
+        assert!(!l.contains(63) && l.contains(64));
+        let mut m = Listed::default();
+        m.insert(63);
+        m.insert(0);
+        l.union(&m);
+        assert_eq!(
+            l.iter().collect::<Vec<_>>(),
+            vec![0, 63, 64, 127, 128, 199, 999]
+        );
+        assert!(Listed::default().is_empty() && !l.is_empty());
+    }
+
+    #[test]
+    fn table_finds_the_members_of_a_block() {
+        let mut exact: Vec<(u64, u32)> = [
+            (12_025_550_143u64, 1u32),
+            (12_025_550_101, 1),
+            (12_025_550_999, 1),
+            (12_025_551_000, 1),
+            (12_025_559_999, 1),
+            // allow-only slot: left out
+            (12_025_550_150, 7),
+            // 12 digits: another block altogether
+            (120_255_501_430, 1),
+            // too short to have a block
+            (1_234_567, 1),
+        ]
+        .to_vec();
+        exact.sort_unstable();
+        let t = BlockTable::build(&exact, |slot| slot != 7);
+        assert_eq!(t.len(), 6);
+        let members = |s: &str| {
+            let mut v = Vec::new();
+            t.visit(ThousandBlock::of(n(s)).unwrap(), |p, slot| {
+                v.push((p, slot))
+            });
+            v
+        };
+        assert_eq!(members("+12025550000"), vec![(101, 1), (143, 1), (999, 1)]);
+        assert_eq!(members("+12025551234"), vec![(0, 1)]);
+        assert_eq!(members("+12025559000"), vec![(999, 1)]);
+        assert_eq!(members("+12025552000"), vec![]);
+        assert_eq!(members("+12025560143"), vec![]);
+        assert_eq!(members("+120255501000"), vec![(430, 1)]);
+        assert!(t.bytes() > 0);
+        assert_eq!(BlockTable::build(&[], |_| true).len(), 0);
+    }
+}
