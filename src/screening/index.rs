@@ -140,7 +140,7 @@ fn mix(k: u64) -> u64 {
 }
 
 /// A slot: either one meta id, or (high bit set) a group of entries sharing the pattern.
-const GROUP_BIT: u32 = 1 << 31;
+pub(crate) const GROUP_BIT: u32 = 1 << 31;
 
 /// The compiled, immutable index.
 #[derive(Debug, Default)]
@@ -436,8 +436,12 @@ impl RuleIndex {
     /// (the first live one, allow first) blocks or warns.
     pub fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
         self.blocks.visit(block, |place, slot| {
-            if self
-                .live(slot, now)
+            let slot = slot.or_else(|| {
+                let n = block.number(place)?;
+                self.exact.get(n.value())
+            });
+            if slot
+                .and_then(|s| self.live(s, now))
                 .is_some_and(|m| m.action != EntryAction::Allow)
             {
                 into.insert(place);

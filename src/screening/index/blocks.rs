@@ -8,11 +8,11 @@
 //! block-or-warn test are left to the index at lookup, through the number's slot, so an entry
 //! that expires stops counting at the same moment it stops matching.
 //!
-//! Layout, chosen so that a list of 10 million numbers spread thinly over a country's numbering
-//! costs about 6 bytes per number rather than a directory entry per thousand-block: a directory
-//! of ten-thousand-blocks (an [`ExactTable`] from `value / 10_000` to a run), and per run the
-//! members' last four digits (sorted) and slots. A thousand-block is a sub-range of one run,
-//! found by two binary searches over at most a few dozen suffixes.
+//! Layout, chosen so that a list of millions of numbers spread thinly over a country's numbering
+//! costs about 4 bytes per number rather than a directory entry (26 bytes) per thousand-block: a
+//! directory of million-blocks (an [`ExactTable`] from `value / 1_000_000` to a run), and per run
+//! one `u32` per number, its last six digits (sorted) with its slot packed above them. A
+//! thousand-block is a sub-range of one run, found by two binary searches within the run.
 //!
 //! Knows nothing of countries' numbering (which blocks mean something is the block signal's
 //! business), nor of what a slot's metadata says.
@@ -21,7 +21,7 @@ use super::super::exact::ExactTable;
 use super::super::number::{Number, POW10};
 
 /// Shortest number with a thousand-block: below 8 digits the last three are a large share of a
-/// small plan, and `value / 10_000` could be 0, the directory's empty key.
+/// small plan, and `value / 1_000_000` could be 0, the directory's empty key.
 const MIN_DIGITS: usize = 8;
 
 /// The thousand numbers of one length whose digits agree but for the last three: NANP's pooling
@@ -145,16 +145,23 @@ impl Listed {
     }
 }
 
+/// Bits of a member holding its place in its million-block (0 to 999,999).
+const PLACE_BITS: u32 = 20;
+const PLACE_MASK: u32 = (1 << PLACE_BITS) - 1;
+/// Slots below this are kept in the member's high bits (as slot + 1); the rest (groups, and
+/// metadata ids past it, both rare) are found again through the exact table.
+const INLINE_SLOTS: u32 = (1 << (32 - PLACE_BITS)) - 1;
+
 /// Exact numbers by thousand-block, with their index slots; immutable once built.
 #[derive(Debug, Default)]
 pub(crate) struct BlockTable {
-    /// `value / 10_000` to a run index.
+    /// `value / 1_000_000` to a run index.
     dir: ExactTable,
-    /// Run `r` is `starts[r]..starts[r + 1]` of the two member arrays.
+    /// Run `r` is `starts[r]..starts[r + 1]` of `members`.
     starts: Box<[u32]>,
-    /// Members' last four digits, ascending within a run.
-    suffixes: Box<[u16]>,
-    slots: Box<[u32]>,
+    /// Per number: its place in its million-block (ascending within a run) and, above it, its
+    /// slot + 1, or 0 when the slot did not fit.
+    members: Box<[u32]>,
 }
 
 impl BlockTable {
@@ -162,68 +169,64 @@ impl BlockTable {
     /// slot `may_count` (some entry of it blocks or warns).
     pub(crate) fn build(exact: &[(u64, u32)], may_count: impl Fn(u32) -> bool) -> BlockTable {
         let low = POW10[MIN_DIGITS - 1];
-        let kept = || {
-            exact
-                .iter()
-                .filter(move |(v, slot)| *v >= low && may_count(*slot))
-        };
         let mut dir: Vec<(u64, u32)> = Vec::new();
         let mut starts: Vec<u32> = Vec::new();
-        let mut suffixes: Vec<u16> = Vec::new();
-        let mut slots: Vec<u32> = Vec::new();
+        let mut members: Vec<u32> = Vec::new();
         let mut run: Option<u64> = None;
-        for &(v, slot) in kept() {
-            let key = v / 10_000;
+        for &(v, slot) in exact
+            .iter()
+            .filter(|(v, slot)| *v >= low && may_count(*slot))
+        {
+            let key = v / 1_000_000;
             if run != Some(key) {
                 run = Some(key);
                 dir.push((key, starts.len() as u32));
-                starts.push(suffixes.len() as u32);
+                starts.push(members.len() as u32);
             }
-            suffixes.push((v % 10_000) as u16);
-            slots.push(slot);
+            let inline = if slot < INLINE_SLOTS { slot + 1 } else { 0 };
+            members.push((v % 1_000_000) as u32 | inline << PLACE_BITS);
         }
-        starts.push(suffixes.len() as u32);
+        starts.push(members.len() as u32);
         BlockTable {
             dir: ExactTable::build(&dir),
             starts: starts.into_boxed_slice(),
-            suffixes: suffixes.into_boxed_slice(),
-            slots: slots.into_boxed_slice(),
+            members: members.into_boxed_slice(),
         }
     }
 
-    /// Calls `each(place, slot)` for every member of `block`, in ascending place.
+    /// Calls `each(place, slot)` for every member of `block`, in ascending place; the slot is
+    /// `None` when the caller must look the number up in the exact table.
     #[inline]
-    pub(crate) fn visit(&self, block: ThousandBlock, mut each: impl FnMut(u16, u32)) {
-        let Some(run) = self.dir.get(block.head / 10) else {
+    pub(crate) fn visit(&self, block: ThousandBlock, mut each: impl FnMut(u16, Option<u32>)) {
+        let Some(run) = self.dir.get(block.head / 1000) else {
             return;
         };
         let run = run as usize;
         let (Some(&a), Some(&b)) = (self.starts.get(run), self.starts.get(run + 1)) else {
             return;
         };
-        let (a, b) = (a as usize, b as usize);
-        let suffixes = &self.suffixes[a..b];
         // Runs hold numbers of one length only: a shorter or longer number has a key with a
         // different digit count, so the head alone picks the run.
-        let base = (block.head % 10) as u16 * 1000;
-        let lo = suffixes.partition_point(|s| *s < base);
-        let hi = suffixes.partition_point(|s| *s < base + 1000);
-        for (s, slot) in suffixes[lo..hi].iter().zip(&self.slots[a + lo..a + hi]) {
-            each(s - base, *slot);
+        let members = &self.members[a as usize..b as usize];
+        let base = (block.head % 1000) as u32 * 1000;
+        let lo = members.partition_point(|m| m & PLACE_MASK < base);
+        let hi = members.partition_point(|m| m & PLACE_MASK < base + 1000);
+        for m in &members[lo..hi] {
+            let inline = m >> PLACE_BITS;
+            each(((m & PLACE_MASK) - base) as u16, inline.checked_sub(1));
         }
     }
 
     /// Exact numbers held.
     pub(crate) fn len(&self) -> usize {
-        self.suffixes.len()
+        self.members.len()
     }
 
     /// Bytes held: the directory and the members.
     pub(crate) fn bytes(&self) -> usize {
         self.dir.bytes()
             + std::mem::size_of_val(&*self.starts)
-            + std::mem::size_of_val(&*self.suffixes)
-            + std::mem::size_of_val(&*self.slots)
+            + std::mem::size_of_val(&*self.members)
     }
 }
 
@@ -300,11 +303,15 @@ mod tests {
             (120_255_501_430, 1),
             // too short to have a block
             (1_234_567, 1),
+            (12_035_550_001, super::super::GROUP_BIT | 3),
+            (12_035_550_002, 4094),
+            (12_035_550_003, 4095),
+            (12_025_540_999, 1),
         ]
         .to_vec();
         exact.sort_unstable();
         let t = BlockTable::build(&exact, |slot| slot != 7);
-        assert_eq!(t.len(), 6);
+        assert_eq!(t.len(), 10);
         let members = |s: &str| {
             let mut v = Vec::new();
             t.visit(ThousandBlock::of(n(s)).unwrap(), |p, slot| {
@@ -312,12 +319,21 @@ mod tests {
             });
             v
         };
-        assert_eq!(members("+12025550000"), vec![(101, 1), (143, 1), (999, 1)]);
-        assert_eq!(members("+12025551234"), vec![(0, 1)]);
-        assert_eq!(members("+12025559000"), vec![(999, 1)]);
+        assert_eq!(
+            members("+12025550000"),
+            vec![(101, Some(1)), (143, Some(1)), (999, Some(1))]
+        );
+        assert_eq!(members("+12025551234"), vec![(0, Some(1))]);
+        assert_eq!(members("+12025559000"), vec![(999, Some(1))]);
         assert_eq!(members("+12025552000"), vec![]);
         assert_eq!(members("+12025560143"), vec![]);
-        assert_eq!(members("+120255501000"), vec![(430, 1)]);
+        assert_eq!(members("+12025540143"), vec![(999, Some(1))]);
+        assert_eq!(members("+120255501000"), vec![(430, Some(1))]);
+        // Slots too large to pack (groups, many metadata records) are left to the exact table.
+        assert_eq!(
+            members("+12035550000"),
+            vec![(1, None), (2, Some(4094)), (3, None)]
+        );
         assert!(t.bytes() > 0);
         assert_eq!(BlockTable::build(&[], |_| true).len(), 0);
     }
