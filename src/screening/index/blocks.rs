@@ -110,23 +110,24 @@ impl Listed {
         }
     }
 
-    /// Places in `lo..hi`.
+    /// Places in `lo..hi`. Reads only the words the range touches (two for a 100-block).
     pub fn count(&self, lo: u16, hi: u16) -> u32 {
-        let (lo, hi) = (u32::from(lo.min(1000)), u32::from(hi.min(1000)));
+        let (lo, hi) = (usize::from(lo.min(1000)), usize::from(hi.min(1000)));
+        if lo >= hi {
+            return 0;
+        }
+        let (first, last) = (lo / 64, (hi - 1) / 64);
         let mut n = 0;
-        for (w, word) in self.bits.iter().enumerate() {
-            let (start, end) = (w as u32 * 64, w as u32 * 64 + 64);
-            if end <= lo || start >= hi {
-                continue;
+        for (w, &word) in self.bits.iter().enumerate().take(last + 1).skip(first) {
+            let mut word = word;
+            if w == first {
+                word &= u64::MAX << (lo % 64);
             }
-            let from = lo.max(start) - start;
-            let to = hi.min(end) - start;
-            let mask = if to - from == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << (to - from)) - 1) << from
-            };
-            n += (word & mask).count_ones();
+            let end = hi - w * 64;
+            if end < 64 {
+                word &= (1u64 << end) - 1;
+            }
+            n += word.count_ones();
         }
         n
     }

@@ -25,6 +25,8 @@
 //! innocent customers next to a few bad ones. Knows nothing of lists beyond [`Rules`], of SIP or
 //! of clocks.
 
+use std::hash::{BuildHasher, RandomState};
+
 use serde::Deserialize;
 
 use super::bounded::{Aging, BoundedMap};
@@ -250,6 +252,8 @@ fn au(n: Number) -> Reach {
 #[derive(Debug, Clone, Copy)]
 pub struct Nearby {
     pub caller: Number,
+    /// The blocks the caller's numbering gives it.
+    pub reach: Reach,
     /// The listed places of the caller's thousand-block, the caller's own included (it is taken
     /// out when counting).
     pub listed: Listed,
@@ -257,13 +261,18 @@ pub struct Nearby {
 
 /// The listed numbers near `caller`, or `None` when its numbering has no block worth asking.
 pub fn listed_near<R: Rules + ?Sized>(caller: Number, rules: &R, now_unix: i64) -> Option<Nearby> {
-    if reach(caller) == Reach::None {
+    let reach = reach(caller);
+    if reach == Reach::None {
         return None;
     }
     let block = ThousandBlock::of(caller)?;
     let mut listed = Listed::default();
     rules.listed_in(block, now_unix, &mut listed);
-    Some(Nearby { caller, listed })
+    Some(Nearby {
+        caller,
+        reach,
+        listed,
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -307,12 +316,15 @@ fn weight(at: Option<i64>, now: i64, half_life: i64) -> f64 {
 pub struct BlockBook {
     cfg: BlocksConfig,
     blocks: BoundedMap<Tally>,
+    /// Seeds the blocks' keys, so callers cannot aim collisions at one shard.
+    seed: RandomState,
 }
 
 impl BlockBook {
     pub fn new(cfg: BlocksConfig) -> BlockBook {
         BlockBook {
             blocks: BoundedMap::new(cfg.shards, cfg.max_blocks),
+            seed: RandomState::new(),
             cfg,
         }
     }
@@ -321,13 +333,9 @@ impl BlockBook {
         &self.cfg
     }
 
+    /// The head alone names the block: heads of numbers of different lengths differ in digits.
     fn key(&self, block: ThousandBlock) -> u64 {
-        let Some(first) = block.number(0) else {
-            return 0;
-        };
-        let (buf, len) = first.to_buf();
-        self.blocks
-            .key(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+        self.seed.hash_one(block.head())
     }
 
     /// A report against `caller` (E.164) by `reporter`, made at `at` (Unix seconds). The report
@@ -451,7 +459,8 @@ struct Count {
     weight: f64,
 }
 
-/// The range `lo..hi` of the caller's block, without the caller's own place.
+/// The range `lo..hi` of the caller's block; `listed` is already without the caller's place,
+/// `own`, which the members skip.
 fn count(
     listed: &Listed,
     members: &[Member],
@@ -460,8 +469,6 @@ fn count(
     cfg: &BlocksConfig,
     now: i64,
 ) -> Count {
-    let mut listed = *listed;
-    listed.remove(own);
     let mut c = Count {
         listed: listed.count(lo, hi),
         ..Count::default()
@@ -527,27 +534,31 @@ fn level(weight: f64, suspect: u32, strong: u32) -> Option<Level> {
 /// enough listed, reported or blocked numbers besides the caller.
 pub fn assess(nearby: &Nearby, book: &BlockBook, now_ms: u64) -> Option<Evidence> {
     let cfg = &book.cfg;
-    let reach = reach(nearby.caller);
-    if !cfg.enabled || reach == Reach::None {
+    if !cfg.enabled || nearby.reach == Reach::None {
         return None;
     }
     let block = ThousandBlock::of(nearby.caller)?;
     let own = ThousandBlock::place(nearby.caller);
+    let mut listed = nearby.listed;
+    listed.remove(own);
     let now = (now_ms / 1000) as i64;
     let hundred = (own / 100 * 100, own / 100 * 100 + 100);
-    let both = |m: &[Member]| {
+    let thousand = nearby.reach == Reach::HundredAndThousand;
+    let counts = |m: &[Member]| {
         (
-            count(&nearby.listed, m, hundred, own, cfg, now),
-            count(&nearby.listed, m, (0, 1000), own, cfg, now),
+            count(&listed, m, hundred, own, cfg, now),
+            thousand.then(|| count(&listed, m, (0, 1000), own, cfg, now)),
         )
     };
-    let (h, t) = book.read(block, both).unwrap_or_else(|| both(&[]));
-    let at_h = level(h.weight, cfg.suspect_in_hundred, cfg.strong_in_hundred);
-    let at_t = if reach == Reach::HundredAndThousand {
-        level(t.weight, cfg.suspect_in_thousand, cfg.strong_in_thousand)
-    } else {
-        None
+    let (h, t) = match book.read(block, counts) {
+        Some(c) => c,
+        // Most calls: nothing listed, reported or blocked anywhere near.
+        None if listed.is_empty() => return None,
+        None => counts(&[]),
     };
+    let at_h = level(h.weight, cfg.suspect_in_hundred, cfg.strong_in_hundred);
+    let at_t = t.and_then(|t| level(t.weight, cfg.suspect_in_thousand, cfg.strong_in_thousand));
+    let t = t.unwrap_or_default();
     // The stronger of the two; on a tie the 100-block, the narrower claim.
     let (lvl, c, open) = match (at_h, at_t) {
         (Some(a), Some(b)) if b > a => (b, t, 3),

@@ -27,6 +27,7 @@ fn nearby(caller: &str, numbers: &[&str]) -> Nearby {
     }
     Nearby {
         caller: n(caller),
+        reach: reach(n(caller)),
         listed: listed(numbers),
     }
 }
