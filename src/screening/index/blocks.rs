@@ -12,7 +12,7 @@
 //! costs about 4 bytes per number rather than a directory entry (26 bytes) per thousand-block: a
 //! directory of million-blocks (an [`ExactTable`] from `value / 1_000_000` to a run), and per run
 //! one `u32` per number, its last six digits (sorted) with its slot packed above them. A
-//! thousand-block is a sub-range of one run, found by two binary searches within the run.
+//! thousand-block is a sub-range of one run, found by one binary search within the run.
 //!
 //! Knows nothing of countries' numbering (which blocks mean something is the block signal's
 //! business), nor of what a slot's metadata says.
@@ -210,9 +210,12 @@ impl BlockTable {
         // different digit count, so the head alone picks the run.
         let members = &self.members[a as usize..b as usize];
         let base = (block.head % 1000) as u32 * 1000;
+        // One binary search to the block's start; its members (rarely more than a few) follow.
         let lo = members.partition_point(|m| m & PLACE_MASK < base);
-        let hi = members.partition_point(|m| m & PLACE_MASK < base + 1000);
-        for m in &members[lo..hi] {
+        for m in members[lo..]
+            .iter()
+            .take_while(|m| *m & PLACE_MASK < base + 1000)
+        {
             let inline = m >> PLACE_BITS;
             each(((m & PLACE_MASK) - base) as u16, inline.checked_sub(1));
         }
