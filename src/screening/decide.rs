@@ -126,8 +126,8 @@ impl Engine {
         };
         let weighing = self.scoring.weigh(&evidence, &tenancy);
         if call.live && weighing.action == Action::Block {
-            if let Some(n) = caller_n {
-                self.note_block(n, &evidence, &tenancy, now_ms);
+            if let (Some(n), Some(c)) = (caller_n, caller.as_deref()) {
+                self.note_block(n, c, &evidence, &tenancy, now_ms);
             }
         }
         Verdict {
@@ -143,16 +143,27 @@ impl Engine {
         }
     }
 
-    /// A live call from `caller` was blocked: count it against the number's block when the block
-    /// stands on what the number did alone, without spoofing, anonymity or the block signal.
-    fn note_block(&self, caller: super::Number, evidence: &[Evidence], t: &Tenancy, now_ms: u64) {
+    /// A live call from `n` (`caller` as text) was blocked: count it against the number's block
+    /// when the block stands on what the number itself did, without its source, range, spoofing,
+    /// anonymity or the block signal ([`about_the_number`]).
+    fn note_block(
+        &self,
+        n: super::Number,
+        caller: &str,
+        evidence: &[Evidence],
+        t: &Tenancy,
+        now_ms: u64,
+    ) {
         let about: Vec<Evidence> = evidence
             .iter()
-            .filter(|e| about_the_number(e))
+            .filter(|e| about_the_number(e, caller))
             .cloned()
             .collect();
+        if about.is_empty() {
+            return;
+        }
         if about.len() == evidence.len() || self.scoring.weigh(&about, t).action == Action::Block {
-            self.signals.blocked(caller, now_ms);
+            self.signals.blocked(n, now_ms);
         }
     }
 

@@ -10,10 +10,11 @@
 //! - **reported**: callers reported by `607 Unwanted` or `POST /v1/reports` ([`BlockBook`] is
 //!   told by the report book); they count only once at least `min_reporters` distinct reporters
 //!   reported numbers of the block, so one callee or one API client cannot taint a block alone;
-//! - **blocked here**: live calls this agent blocked for what the caller's number did (a list,
-//!   velocity, wangiri, a brand claim), never for a spoofed or withheld identity (DNO, gateway,
-//!   neighbour, STIR failure, an invalid id, anonymity) nor for this signal itself, so the
-//!   signal cannot feed on its own verdicts.
+//! - **blocked here**: live calls this agent blocked for what the caller's number itself did (an
+//!   exact list entry, velocity or wangiri of the number), never for its source address or
+//!   range, a brand claim, a spoofed or withheld identity (DNO, gateway, neighbour, STIR
+//!   failure, an invalid id, anonymity) nor for this signal itself, so the signal cannot feed
+//!   on its own verdicts ([`about_the_number`]).
 //!
 //! Reports and own blocks fade: each number weighs `0.5^(age / half-life)` from its latest
 //! report or block, and is forgotten below 1/16 (four half-lives). Exponential decay rather than
@@ -579,19 +580,23 @@ pub fn assess(nearby: &Nearby, book: &BlockBook, now_ms: u64) -> Option<Evidence
     ))
 }
 
-/// Does this evidence speak of the caller's number itself? Only then may a block it brought
-/// about count against the number's block: a spoofed, invalid or withheld identity says nothing
-/// of the block's owner, and the block signal's own weight must not feed itself.
-pub fn about_the_number(e: &Evidence) -> bool {
-    if e.effect == Effect::DoNotOriginate {
+/// Does this evidence speak of the caller's number `caller` (E.164) itself? Only then may a
+/// block it brought about count against the number's block: an exact list entry for it, or
+/// velocity or wangiri measured on the number. Velocity of a source address or a prefix, a
+/// range entry, a brand claim (impersonators spoof numbers), a spoofed, invalid or withheld
+/// identity say nothing of the block's other numbers, and the block signal's own weight must
+/// not feed itself.
+pub fn about_the_number(e: &Evidence, caller: &str) -> bool {
+    if e.effect == Effect::DoNotOriginate || e.reason.entry != caller {
         return false;
     }
     match &e.reason.source {
         Source::List(_) => true,
         Source::Policy => false,
         Source::Signal(s) => match s {
-            Signal::Velocity | Signal::Wangiri | Signal::Brand => true,
-            Signal::Stir
+            Signal::Velocity | Signal::Wangiri => true,
+            Signal::Brand
+            | Signal::Stir
             | Signal::Dno
             | Signal::Plausibility
             | Signal::Gateway

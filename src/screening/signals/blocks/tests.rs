@@ -401,30 +401,37 @@ fn numbers_without_blocks_are_not_tallied() {
 
 #[test]
 fn which_evidence_speaks_for_the_number() {
-    let sig = |s: Signal| Evidence::signal(s, 50, "x", "c", "r");
-    let mut dno_list = Evidence::signal(Signal::Velocity, 100, "x", "dno", "r");
-    dno_list.reason.source = Source::list("dno-list");
-    dno_list.effect = Effect::DoNotOriginate;
-    let mut listed = dno_list.clone();
-    listed.effect = Effect::Scores;
-    let mut policy = listed.clone();
-    policy.reason.source = Source::Policy;
+    const CALLER: &str = "+12025550143";
+    let ev = |source: Source, entry: &str, effect: Effect| {
+        let mut e = Evidence::signal(Signal::Velocity, 50, entry, "c", "r");
+        e.reason.source = source;
+        e.effect = effect;
+        e
+    };
+    let sig = |s: Signal, entry: &str| ev(Source::Signal(s), entry, Effect::Scores);
+    let list = Source::list("scam");
     let cases = [
-        (listed, true),
-        (dno_list, false),
-        (policy, false),
-        (sig(Signal::Velocity), true),
-        (sig(Signal::Wangiri), true),
-        (sig(Signal::Brand), true),
-        (sig(Signal::Stir), false),
-        (sig(Signal::Dno), false),
-        (sig(Signal::Plausibility), false),
-        (sig(Signal::Gateway), false),
-        (sig(Signal::Neighbour), false),
-        (sig(Signal::Blocks), false),
+        (ev(list.clone(), CALLER, Effect::Scores), true),
+        // A range entry covers the neighbours already; a DNO entry means a spoofed number.
+        (ev(list.clone(), "+1202555014X", Effect::Scores), false),
+        (ev(list, CALLER, Effect::DoNotOriginate), false),
+        (ev(Source::Policy, CALLER, Effect::Scores), false),
+        (sig(Signal::Velocity, CALLER), true),
+        (sig(Signal::Wangiri, CALLER), true),
+        // Velocity of the trunk's address or of a prefix is not about this number.
+        (sig(Signal::Velocity, "192.0.2.44"), false),
+        (sig(Signal::Velocity, "+1202555*"), false),
+        (sig(Signal::Wangiri, "+1202555014"), false),
+        (sig(Signal::Brand, CALLER), false),
+        (sig(Signal::Stir, CALLER), false),
+        (sig(Signal::Dno, CALLER), false),
+        (sig(Signal::Plausibility, CALLER), false),
+        (sig(Signal::Gateway, CALLER), false),
+        (sig(Signal::Neighbour, CALLER), false),
+        (sig(Signal::Blocks, CALLER), false),
     ];
     for (e, want) in cases {
-        assert_eq!(about_the_number(&e), want, "{e:?}");
+        assert_eq!(about_the_number(&e, CALLER), want, "{e:?}");
     }
 }
 
