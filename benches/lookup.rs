@@ -1,5 +1,6 @@
 //! Rule index benches: lookup hit, miss and prefix hit over 1,000,000 exact entries plus
-//! 10,000 prefixes, X-patterns and a regex; normalise+lookup of one caller; index build.
+//! 10,000 prefixes, X-patterns and a regex; the listed numbers of a caller's thousand-block (the
+//! block signal's one probe); normalise+lookup of one caller; index build.
 //! Set `SCAMGUARD_BENCH_10M=1` to also build and probe a 10,000,000-entry index (slow to
 //! build, about 200 MB). Prints the index's bytes per exact entry.
 //!
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, Criterion};
 
 use scamguard::screening::{
-    Entry, EntryAction, IndexBuilder, Number, NumberPlan, Pattern, RuleIndex,
+    Entry, EntryAction, IndexBuilder, Listed, Number, NumberPlan, Pattern, RuleIndex, ThousandBlock,
 };
 
 /// Deterministic NANP-shaped numbers (+1 NXX NXX XXXX).
@@ -82,14 +83,16 @@ fn build_with(exact: &[Number], regex: bool) -> RuleIndex {
 fn report(name: &str, idx: &RuleIndex) {
     let s = idx.stats();
     eprintln!(
-        "{name}: {} exact, {} prefixes, {} x-patterns, {} regexes, {} metas; exact table {:.1} bytes/entry, other {} KiB",
+        "{name}: {} exact, {} prefixes, {} x-patterns, {} regexes, {} metas; exact table {:.1} bytes/entry, other {} KiB; block counts {:.1} bytes per exact entry ({} numbers)",
         s.exact,
         s.prefixes,
         s.digit_patterns,
         s.regexes,
         s.metas,
         s.bytes_per_exact(),
-        s.other_bytes / 1024
+        s.other_bytes / 1024,
+        s.block_bytes as f64 / s.exact.max(1) as f64,
+        s.block_numbers
     );
 }
 
@@ -121,6 +124,22 @@ fn lookups(c: &mut Criterion, name: &str, exact: &[Number], idx: &RuleIndex) {
             black_box(idx.lookup(black_box(prefix_hits[i]), 0))
         })
     });
+    // Neighbours of listed numbers (their blocks have members) and unrelated callers.
+    let near: Vec<ThousandBlock> = hits.iter().filter_map(|n| ThousandBlock::of(*n)).collect();
+    let far: Vec<ThousandBlock> = misses
+        .iter()
+        .filter_map(|n| ThousandBlock::of(*n))
+        .collect();
+    for (what, blocks) in [("listed_in_near", &near), ("listed_in_any", &far)] {
+        c.bench_function(&format!("{name}/{what}"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                let mut l = Listed::default();
+                idx.listed_in(black_box(blocks[i % blocks.len()]), 0, &mut l);
+                black_box(l)
+            })
+        });
+    }
 }
 
 fn benches(c: &mut Criterion) {

@@ -163,6 +163,7 @@ impl Config {
         p.extend(self.signals.reports.validate());
         p.extend(self.signals.velocity.validate());
         p.extend(self.signals.wangiri.validate());
+        p.extend(self.signals.blocks.validate());
         if self.signals.brands.enabled {
             let file = &self.signals.brands.file;
             match std::fs::read_to_string(file) {

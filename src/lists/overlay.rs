@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
-use crate::screening::{Entry, EntryMeta, IndexBuilder, Match, Number, Pattern, RuleIndex, Rules};
+use crate::screening::{
+    Entry, EntryMeta, IndexBuilder, Listed, Match, Number, Pattern, RuleIndex, Rules, ThousandBlock,
+};
 
 use super::store::{Change, Store, StoreError, StoredEntry};
 
@@ -408,6 +410,31 @@ impl Rules for StoreRules {
         }
         best
     }
+
+    /// The compiled lists' numbers, less those edited since the last fold (a removed entry
+    /// stops counting at once). Numbers put since the fold count from the next one (within a
+    /// minute): finding them here would mean scanning the overlay on every call.
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        let base = self.base.load();
+        let ov = self.overlay.load();
+        for l in &base.lists {
+            if ov.edits.is_empty() {
+                l.index.listed_in(block, now, into);
+                continue;
+            }
+            let mut mine = Listed::default();
+            l.index.listed_in(block, now, &mut mine);
+            let found = mine;
+            for place in found.iter() {
+                if let Some(n) = block.number(place) {
+                    if ov.edited(&l.name, &Pattern::Exact(n)) {
+                        mine.remove(place);
+                    }
+                }
+            }
+            into.union(&mine);
+        }
+    }
 }
 
 fn make_match(p: &Pattern, meta: &Arc<EntryMeta>) -> Match {
@@ -434,6 +461,13 @@ impl Rules for Layered<'_> {
         self.sources
             .iter()
             .fold(None, |best, s| Match::best(best, s.lookup(n, now)))
+    }
+
+    /// Every source's listed numbers as one set: a number listed by two sources is one number.
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        for s in self.sources {
+            s.listed_in(block, now, into);
+        }
     }
 }
 
@@ -789,6 +823,77 @@ mod tests {
         r.fold(&store).unwrap();
         assert!(verdict(&r, "+442079460018", 99).is_some());
         assert_eq!(verdict(&r, "+442079460018", 100), None);
+    }
+
+    fn listed(r: &dyn Rules, caller: &str, now: i64) -> Vec<u16> {
+        let mut l = Listed::default();
+        r.listed_in(ThousandBlock::of(num(caller)).unwrap(), now, &mut l);
+        l.iter().collect()
+    }
+
+    /// Listed numbers per block from every source: store lists (less entries removed since the
+    /// fold), file lists and feeds, one set across them.
+    #[test]
+    fn listed_numbers_across_sources() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            data_dir: d.path().into(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        store
+            .upsert(
+                "t",
+                "a",
+                &[
+                    e("+12025550101", EntryAction::Block),
+                    e("+12025550102", EntryAction::Warn),
+                    e("+12025550103", EntryAction::Allow),
+                    e("+1202555011X", EntryAction::Block),
+                ],
+                1,
+            )
+            .unwrap();
+        store
+            .upsert("t", "b", &[e("+12025550101", EntryAction::Warn)], 1)
+            .unwrap();
+        let r = StoreRules::load(&store).unwrap();
+        assert_eq!(listed(&r, "+12025550150", 5), vec![101, 102]);
+        // Removed through the API: it stops counting before the next fold.
+        r.apply(&[Change::Removed(
+            store.remove("t", "a", "+12025550102", 2).unwrap().unwrap(),
+        )]);
+        assert_eq!(listed(&r, "+12025550150", 5), vec![101]);
+        // Added through the API: counted from the next fold.
+        r.apply(
+            &store
+                .upsert("t", "a", &[e("+12025550104", EntryAction::Block)], 3)
+                .unwrap(),
+        );
+        assert_eq!(listed(&r, "+12025550150", 5), vec![101]);
+        r.fold(&store).unwrap();
+        assert_eq!(listed(&r, "+12025550150", 5), vec![101, 104]);
+
+        let mut b = IndexBuilder::new();
+        for p in ["+12025550101", "+12025550199"] {
+            b.add(
+                "file",
+                &Entry {
+                    pattern: Pattern::parse(p).unwrap(),
+                    action: EntryAction::Block,
+                    category: "scam".into(),
+                    reason: String::new(),
+                    source: String::new(),
+                    expires: None,
+                },
+            );
+        }
+        let files = b.build();
+        let layered = Layered {
+            sources: &[&files, &r],
+        };
+        assert_eq!(listed(&layered, "+12025550150", 5), vec![101, 104, 199]);
+        assert_eq!(listed(&layered, "+12025551150", 5), Vec::<u16>::new());
     }
 
     #[test]

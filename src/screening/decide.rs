@@ -4,12 +4,15 @@
 //! proxy, `scamguard check`, `/v1/check`, the tests and the benches all call it.
 //!
 //! Knows nothing of SIP, sockets, files or clocks: `now` comes in, and the signals' live state
-//! (velocity, wangiri, reports) is the only thing a decision touches besides its arguments.
+//! (velocity, wangiri, reports, own blocks) is the only thing a decision touches besides its
+//! arguments. A live call that is blocked for what its number did is noted against the
+//! number's block ([`super::signals::blocks`]); a question never is.
 
 use super::evidence::{Effect, Evidence, Reason, Source};
 use super::index::Rules;
 use super::policy::{AnonymousPolicy, ScreeningPolicy};
 use super::scoring::{Scoring, Tenancy, Weighing};
+use super::signals::blocks::about_the_number;
 use super::signals::stir::StirCode;
 use super::signals::{evaluate, SignalInput, SignalState};
 use super::verdict::{Refusal, Verdict};
@@ -90,6 +93,13 @@ impl Engine {
                 ),
             });
         }
+        // A listed caller is the list's business: its block speaks only for unlisted neighbours.
+        let caller_listed = evidence
+            .iter()
+            .any(|e| matches!(e.reason.source, Source::List(_)));
+        let nearby = caller_n
+            .filter(|_| !caller_listed)
+            .and_then(|n| self.signals.listed_near(n, rules, (now_ms / 1000) as i64));
         let input = SignalInput {
             call_id: call.id,
             caller: caller.as_deref(),
@@ -106,16 +116,20 @@ impl Engine {
             date_unix: None,
             verstat: call.verstat.filter(|_| call.trusted),
             question: !call.live,
+            nearby,
         };
         let eval = evaluate(&input, &self.signals, now_ms);
         evidence.extend(eval.hits);
-        let weighing = self.scoring.weigh(
-            &evidence,
-            &Tenancy {
-                callee: callee.as_deref(),
-                peer: call.source,
-            },
-        );
+        let tenancy = Tenancy {
+            callee: callee.as_deref(),
+            peer: call.source,
+        };
+        let weighing = self.scoring.weigh(&evidence, &tenancy);
+        if call.live && weighing.action == Action::Block {
+            if let (Some(n), Some(c)) = (caller_n, caller.as_deref()) {
+                self.note_block(n, c, &evidence, &tenancy, now_ms);
+            }
+        }
         Verdict {
             refusal: if weighing.action == Action::Block && refuses_anonymous {
                 Refusal::AnonymityDisallowed
@@ -126,6 +140,30 @@ impl Engine {
             caller: caller.unwrap_or_else(|| call.caller.trim().to_string()),
             reasons: explain(&weighing),
             stir_failure: eval.stir.code().filter(|c| *c != StirCode::NoIdentity),
+        }
+    }
+
+    /// A live call from `n` (`caller` as text) was blocked: count it against the number's block
+    /// when the block stands on what the number itself did, without its source, range, spoofing,
+    /// anonymity or the block signal ([`about_the_number`]).
+    fn note_block(
+        &self,
+        n: super::Number,
+        caller: &str,
+        evidence: &[Evidence],
+        t: &Tenancy,
+        now_ms: u64,
+    ) {
+        let about: Vec<Evidence> = evidence
+            .iter()
+            .filter(|e| about_the_number(e, caller))
+            .cloned()
+            .collect();
+        if about.is_empty() {
+            return;
+        }
+        if about.len() == evidence.len() || self.scoring.weigh(&about, t).action == Action::Block {
+            self.signals.blocked(n, now_ms);
         }
     }
 

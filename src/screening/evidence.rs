@@ -31,6 +31,8 @@ pub enum Signal {
     Gateway,
     /// A caller id sharing all but its last digits with the callee's.
     Neighbour,
+    /// Several other numbers of the caller's 100- or 1000-block listed, reported or blocked.
+    Blocks,
 }
 
 impl Signal {
@@ -44,6 +46,7 @@ impl Signal {
             Signal::Plausibility => "plausibility",
             Signal::Gateway => "gateway",
             Signal::Neighbour => "neighbour",
+            Signal::Blocks => "blocks",
         }
     }
 }

@@ -17,6 +17,9 @@
 //! Precedence: the most specific matching entry wins (see [`Specificity`]); at equal specificity
 //! allow beats block beats warn. Expired entries (`expires <= now`) never match.
 //!
+//! The build also counts exact numbers per thousand-block ([`blocks`]), so that "which numbers
+//! near the caller are listed" is one probe per call ([`Rules::listed_in`]).
+//!
 //! Knows nothing of files, feeds, the overlay of live edits, or what a verdict does with a match.
 
 use std::collections::HashMap;
@@ -26,6 +29,11 @@ use std::sync::Arc;
 use super::entry::{DigitPattern, Entry, EntryAction, Pattern, RegexPattern, Specificity};
 use super::exact::ExactTable;
 use super::number::{Number, MAX_DIGITS, POW10};
+
+mod blocks;
+
+use self::blocks::BlockTable;
+pub use self::blocks::{Listed, ThousandBlock};
 
 /// What every entry sharing it has in common; interned so that millions of entries cost one
 /// `u32` each for it.
@@ -94,6 +102,14 @@ fn meta_entry(pattern: Pattern, m: &EntryMeta) -> Entry {
 /// the index combined with a live overlay. [`crate::screening::screen`] takes one of these.
 pub trait Rules {
     fn lookup(&self, number: Number, now: i64) -> Option<Match>;
+
+    /// Adds to `into` the places of the numbers of `block` that these rules list as exact numbers
+    /// with a block or warn entry in force at `now`. Allow entries never count, and neither do
+    /// prefixes, digit patterns or regexes: they cover their range already. Sources without
+    /// such counts add nothing.
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        let _ = (block, now, into);
+    }
 }
 
 /// Multiply-shift hashing for `u64` keys: the keys are phone numbers, not attacker-chosen hash
@@ -124,7 +140,7 @@ fn mix(k: u64) -> u64 {
 }
 
 /// A slot: either one meta id, or (high bit set) a group of entries sharing the pattern.
-const GROUP_BIT: u32 = 1 << 31;
+pub(crate) const GROUP_BIT: u32 = 1 << 31;
 
 /// The compiled, immutable index.
 #[derive(Debug, Default)]
@@ -145,6 +161,8 @@ pub struct RuleIndex {
     digit_count: usize,
     /// Every regex entry with its slot.
     regexes: Vec<(Arc<RegexPattern>, u32)>,
+    /// Exact numbers by thousand-block, for the block signal.
+    blocks: BlockTable,
     /// Regexes anchored on literal digits (`^\+2126...`): (required prefix, index in
     /// `regexes`); run only for numbers with that prefix.
     regex_prefixed: Vec<(Number, usize)>,
@@ -188,6 +206,10 @@ pub struct IndexStats {
     pub exact_bytes: usize,
     /// Approximate bytes held by everything else.
     pub other_bytes: usize,
+    /// Exact numbers that may count towards their block (those with a block or warn entry).
+    pub block_numbers: usize,
+    /// Bytes of the per-block count of exact numbers (part of neither figure above).
+    pub block_bytes: usize,
 }
 
 impl IndexStats {
@@ -233,6 +255,8 @@ impl RuleIndex {
             metas: self.metas.len(),
             exact_bytes: self.exact.bytes(),
             other_bytes: other,
+            block_numbers: self.blocks.len(),
+            block_bytes: self.blocks.bytes(),
         }
     }
 
@@ -407,9 +431,32 @@ impl RuleIndex {
     }
 }
 
+impl RuleIndex {
+    /// See [`Rules::listed_in`]: an exact number counts when its winning entry in this index
+    /// (the first live one, allow first) blocks or warns.
+    pub fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        self.blocks.visit(block, |place, slot| {
+            let slot = slot.or_else(|| {
+                let n = block.number(place)?;
+                self.exact.get(n.value())
+            });
+            if slot
+                .and_then(|s| self.live(s, now))
+                .is_some_and(|m| m.action != EntryAction::Allow)
+            {
+                into.insert(place);
+            }
+        });
+    }
+}
+
 impl Rules for RuleIndex {
     fn lookup(&self, number: Number, now: i64) -> Option<Match> {
         RuleIndex::lookup(self, number, now)
+    }
+
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        RuleIndex::listed_in(self, block, now, into);
     }
 }
 
@@ -600,6 +647,15 @@ impl IndexBuilder {
         }
         exact.truncate(kept);
         let table = ExactTable::build(&exact);
+        let blocks = BlockTable::build(&exact, |slot| {
+            let ids: &[u32] = if slot & GROUP_BIT == 0 {
+                std::slice::from_ref(&slot)
+            } else {
+                groups.get((slot & !GROUP_BIT) as usize).map_or(&[], |g| g)
+            };
+            ids.iter()
+                .any(|&id| metas[id as usize].action != EntryAction::Allow)
+        });
         drop(exact);
 
         let mut by_prefix: HashMap<Number, Vec<u32>> = HashMap::new();
@@ -692,6 +748,7 @@ impl IndexBuilder {
             regexes,
             regex_prefixed,
             regex_set,
+            blocks,
         }
     }
 }
@@ -972,6 +1029,69 @@ mod tests {
             self.sort();
             self
         }
+    }
+
+    fn listed(idx: &RuleIndex, caller: &str, now: i64) -> Vec<u16> {
+        let n = Number::parse_e164(caller).unwrap();
+        let mut l = Listed::default();
+        idx.listed_in(ThousandBlock::of(n).unwrap(), now, &mut l);
+        l.iter().collect()
+    }
+
+    #[test]
+    fn listed_numbers_per_block() {
+        let mut b = IndexBuilder::new();
+        let mut add = |list: &str, specs: &[Spec]| {
+            for (p, a, e) in specs {
+                b.add(list, &entry(p, a, *e));
+            }
+        };
+        add(
+            "scam",
+            &[
+                ("+12025550101", "block", None),
+                ("+12025550102", "warn", None),
+                // allowed in the same list: the allow wins, the number does not count
+                ("+12025550103", "block", None),
+                ("+12025550103", "allow", None),
+                // allow only
+                ("+12025550104", "allow", None),
+                // expired at 1000; another one expiring later
+                ("+12025550105", "block", Some(1000)),
+                ("+12025550106", "warn", Some(5000)),
+                // ranges cover their numbers already and never count
+                ("+1202555011X", "block", None),
+                ("+1202555012*", "block", None),
+                (r"/^\+1202555013\d$/", "block", None),
+                // other blocks
+                ("+12025551101", "block", None),
+                ("+120255501010", "block", None),
+            ],
+        );
+        // A second list repeating a number and adding one: still one number each.
+        add(
+            "feed",
+            &[
+                ("+12025550101", "warn", None),
+                ("+12025550999", "block", None),
+            ],
+        );
+        // An allow in one list over a block in another: this index's winner is the allow.
+        add("ok", &[("+12025550102", "allow", Some(2000))]);
+        let idx = b.build();
+        assert_eq!(listed(&idx, "+12025550143", 0), vec![101, 105, 106, 999]);
+        assert_eq!(listed(&idx, "+12025550143", 1500), vec![101, 106, 999]);
+        // The allow on 102 expired at 2000: its warn counts again.
+        assert_eq!(listed(&idx, "+12025550143", 2000), vec![101, 102, 106, 999]);
+        assert_eq!(listed(&idx, "+12025550143", 5000), vec![101, 102, 999]);
+        assert_eq!(listed(&idx, "+12025551000", 0), vec![101]);
+        assert_eq!(listed(&idx, "+120255501000", 0), vec![10]);
+        assert_eq!(listed(&idx, "+12025552000", 0), Vec::<u16>::new());
+        let s = idx.stats();
+        // 101, 102, 103, 105, 106, 999, 1101 and the 12-digit one; 104 allows only.
+        assert_eq!(s.block_numbers, 8);
+        assert!(s.block_bytes > 0);
+        assert_eq!(RuleIndex::empty().stats().block_numbers, 0);
     }
 
     #[test]

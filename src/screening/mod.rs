@@ -20,7 +20,9 @@ pub mod verdict;
 pub use decide::{Call, Engine};
 pub use entry::{Entry, EntryAction, Pattern, PatternError, Specificity};
 pub use evidence::{Effect, Evidence, Reason, Signal, Source};
-pub use index::{EntryMeta, IndexBuilder, IndexStats, Match, RuleIndex, Rules};
+pub use index::{
+    EntryMeta, IndexBuilder, IndexStats, Listed, Match, RuleIndex, Rules, ThousandBlock,
+};
 pub use number::{BareDigits, Number, NumberPlan};
 pub use policy::{AnonymousPolicy, ScreeningConfig, ScreeningPolicy};
 pub use scoring::{PolicyConfig, Scoring, Tenancy, TenantConfig};
@@ -69,5 +71,9 @@ pub struct Snapshot {
 impl Rules for Snapshot {
     fn lookup(&self, number: Number, now: i64) -> Option<Match> {
         self.index.lookup(number, now)
+    }
+
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        self.index.listed_in(block, now, into);
     }
 }

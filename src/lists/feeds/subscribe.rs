@@ -21,7 +21,8 @@ use crate::lists::overlay::{FileLists, ListStatus};
 use crate::lists::store::{FeedState, FeedUpdate, FeedsDb, StoreError};
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 use crate::screening::{
-    EntryAction, EntryMeta, IndexBuilder, Match, Number, Pattern, RuleIndex, Rules,
+    EntryAction, EntryMeta, IndexBuilder, Listed, Match, Number, Pattern, RuleIndex, Rules,
+    ThousandBlock,
 };
 
 use super::check::{check_answer, Checked, Refusal};
@@ -372,6 +373,14 @@ impl Rules for FeedRules {
         }
         best
     }
+
+    /// Each feed's numbers as its trust compiled them: a log-only feed counts none, a
+    /// block-as-warn feed's count as warnings do, a partner's allow entries never reach here.
+    fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
+        for s in &self.slots {
+            s.index.load().listed_in(block, now, into);
+        }
+    }
 }
 
 impl Collect for FeedRules {
@@ -486,6 +495,13 @@ mod tests {
             let idx = build_index("p", trust, entries.iter());
             assert_eq!(idx.lookup(n("+12025550143"), 0).map(|m| m.action), want);
             assert!(idx.lookup(n("+12025550144"), 0).is_none());
+            // A feed's numbers count towards their block as its trust compiled them: a
+            // log-only feed's not at all, a partner's allow never.
+            let mut near = Listed::default();
+            idx.listed_in(ThousandBlock::of(n("+12025550100")).unwrap(), 0, &mut near);
+            let counted: Vec<u16> = near.iter().collect();
+            let want_counted: &[u16] = if want.is_some() { &[143] } else { &[] };
+            assert_eq!(counted, want_counted, "{trust:?}");
         }
     }
 

@@ -320,3 +320,112 @@ fn sources_are_typed_and_the_stir_outcome_is_a_value() {
         "{v:?}"
     );
 }
+
+fn listed_index(numbers: &[(&str, &str)]) -> RuleIndex {
+    let mut b = IndexBuilder::new();
+    for (p, a) in numbers {
+        b.add(
+            "campaign",
+            &Entry {
+                pattern: Pattern::parse(p).unwrap(),
+                action: EntryAction::parse(a).unwrap(),
+                category: "scam".into(),
+                reason: "campaign number".into(),
+                source: "test".into(),
+                expires: None,
+            },
+        );
+    }
+    b.build()
+}
+
+/// A number rotated inside a campaign's 100-block is warned for its listed neighbours; one next
+/// to a single listed number passes, and so does a listed caller's own neighbour count.
+#[test]
+fn a_rotated_number_is_known_by_its_block() {
+    let idx = listed_index(&[
+        ("+14155550701", "block"),
+        ("+14155550702", "block"),
+        ("+14155550703", "warn"),
+        ("+16175550701", "block"),
+    ]);
+    let e = engine(AnonymousPolicy::Pass, &[], false);
+    let v = e.decide(&call("+14155550744", "2025550100", false), &idx, NOW_MS);
+    assert_eq!(v.action, Action::Warn, "{v:?}");
+    let r = &v.reasons[0];
+    assert_eq!(
+        (
+            r.source.name(),
+            r.entry.as_str(),
+            r.category.as_str(),
+            r.reason.as_str()
+        ),
+        (
+            "blocks",
+            "+141555507XX",
+            "block-reputation",
+            "(+50) 3 listed numbers in +1 415 555 07xx"
+        )
+    );
+    let v = e.decide(&call("+16175550744", "2025550100", false), &idx, NOW_MS);
+    assert_eq!((v.action, v.reasons.len()), (Action::Pass, 0), "{v:?}");
+    // A listed number of the block is judged by its own entry alone.
+    let v = e.decide(&call("+14155550703", "2025550100", false), &idx, NOW_MS);
+    let got: Vec<&str> = v.reasons.iter().map(|r| r.source.name()).collect();
+    assert_eq!(
+        (v.action, got.as_slice()),
+        (Action::Warn, &["campaign"][..])
+    );
+    // Log-only by its signal name.
+    let e = engine(AnonymousPolicy::Pass, &["blocks"], false);
+    let v = e.decide(&call("+14155550744", "2025550100", false), &idx, NOW_MS);
+    assert_eq!(v.action, Action::Pass, "{v:?}");
+    assert!(v.reasons[0].reason.starts_with("(log-only +50) 3 listed"));
+}
+
+/// Live calls the engine blocks for their numbers count against the block after the entries are
+/// gone; questions and spoofed-number blocks never do.
+#[test]
+fn own_blocks_count_for_live_calls_only() {
+    let campaign = listed_index(&[
+        ("+14155550801", "block"),
+        ("+14155550802", "block"),
+        ("+14155550803", "block"),
+        ("+13125550101", "block"),
+    ]);
+    let none = RuleIndex::empty();
+    let e = engine(AnonymousPolicy::Pass, &[], false);
+    let live = |caller: &'static str| Call {
+        live: true,
+        ..call(caller, "2025550100", false)
+    };
+    // Questions first: nothing is noted.
+    for c in ["+14155550801", "+14155550802", "+14155550803"] {
+        let v = e.decide(&call(c, "2025550100", false), &campaign, NOW_MS);
+        assert_eq!(v.action, Action::Block);
+    }
+    let v = e.decide(&live("+14155550850"), &none, NOW_MS);
+    assert_eq!(v.action, Action::Pass, "{v:?}");
+    for c in ["+14155550801", "+14155550802", "+14155550803"] {
+        assert_eq!(e.decide(&live(c), &campaign, NOW_MS).action, Action::Block);
+    }
+    let v = e.decide(&live("+14155550850"), &none, NOW_MS + 60_000);
+    assert_eq!(v.action, Action::Warn, "{v:?}");
+    assert_eq!(
+        v.reasons[0].reason,
+        "(+50) 3 numbers blocked here in +1 415 555 08xx"
+    );
+    // The configured DNO number +13125550100 is spoofed when it calls: blocking it (together
+    // with a listed neighbour) says nothing of the block, so the block only holds the one
+    // listed number blocked here.
+    assert_eq!(
+        e.decide(&live("+13125550100"), &none, NOW_MS).action,
+        Action::Block
+    );
+    assert_eq!(
+        e.decide(&live("+13125550101"), &campaign, NOW_MS).action,
+        Action::Block
+    );
+    let v = e.decide(&live("+13125550150"), &none, NOW_MS);
+    assert_eq!((v.action, v.reasons.len()), (Action::Pass, 0), "{v:?}");
+}

@@ -1,6 +1,7 @@
 //! Signals that catch scam calls no list names yet: STIR/SHAKEN attestation, call velocity,
 //! wangiri, brand impersonation, Do-Not-Originate numbers, implausible caller IDs (including a
-//! domestic number on an international gateway and neighbour spoofing) and callers' reports.
+//! domestic number on an international gateway and neighbour spoofing), the reputation of the
+//! caller's number block, and callers' reports.
 //! Reports are counted here ([`reports::ReportBook`]) but enforced as store-list entries, so
 //! they give no hit of their own.
 //!
@@ -14,6 +15,7 @@
 //! [`SignalState::call_answered`], [`SignalState::call_ended`] and [`SignalState::report`], and
 //! every few seconds [`SignalState::sweep`].
 
+pub mod blocks;
 pub mod bounded;
 pub mod brands;
 pub mod certchain;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use self::blocks::{BlockBook, BlocksConfig, Nearby};
 use self::bounded::{Aging, BoundedMap};
 use self::brands::Brands;
 use self::origins::Origins;
@@ -38,6 +41,8 @@ use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
 use self::velocity::{CallKeys, Finish, Start, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
 use crate::screening::evidence::{Effect, Evidence, Signal};
+use crate::screening::index::Rules;
+use crate::screening::number::Number;
 use crate::screening::Action;
 
 /// The facts of a call that signals look at. The lead fills it from the screening facts.
@@ -68,6 +73,9 @@ pub struct SignalInput<'a> {
     pub verstat: Option<&'a str>,
     /// A question (`check`, `/v1/check`), not a call: read the state, count nothing.
     pub question: bool,
+    /// The listed numbers of the caller's block ([`SignalState::listed_near`]); `None` keeps
+    /// the block signal quiet (no number, a listed caller, or no block in its numbering).
+    pub nearby: Option<Nearby>,
 }
 
 /// Everything `evaluate` found for one call.
@@ -203,6 +211,7 @@ pub struct SignalsConfig {
     pub brands: BrandsConfig,
     pub dno: DnoConfig,
     pub plausibility: PlausibilityConfig,
+    pub blocks: BlocksConfig,
     /// Scores of warn/block levels (velocity, wangiri, reports, brands).
     pub levels: LevelScores,
     /// Calls in progress remembered for concurrency and wangiri; the oldest go beyond it.
@@ -221,6 +230,7 @@ impl Default for SignalsConfig {
             brands: BrandsConfig::default(),
             dno: DnoConfig::default(),
             plausibility: PlausibilityConfig::default(),
+            blocks: BlocksConfig::default(),
             levels: LevelScores::default(),
             max_calls: 200_000,
             max_call_secs: 4 * 3_600,
@@ -257,6 +267,8 @@ pub struct SignalState {
     wangiri: Wangiri,
     /// Shared with the app's report desk, which counts durable reports into it.
     reports: Arc<ReportBook>,
+    /// Reports and own blocks per number block; the report book tells it of each report.
+    blocks: Arc<BlockBook>,
     calls: BoundedMap<CallRec>,
     /// Which sources sign their calls, for neighbour spoofing.
     origins: Origins,
@@ -264,10 +276,12 @@ pub struct SignalState {
 
 impl SignalState {
     pub fn new(cfg: SignalsConfig, brands: Arc<Brands>, certs: Arc<dyn CertLookup>) -> SignalState {
+        let blocks = Arc::new(BlockBook::new(cfg.blocks.clone()));
         SignalState {
             velocity: Velocity::new(cfg.velocity.clone()),
             wangiri: Wangiri::new(cfg.wangiri.clone()),
-            reports: Arc::new(ReportBook::new(cfg.reports.clone())),
+            reports: Arc::new(ReportBook::new(cfg.reports.clone()).with_blocks(blocks.clone())),
+            blocks,
             calls: BoundedMap::new(16, cfg.max_calls),
             origins: Origins::new(MAX_ORIGINS, cfg.plausibility.signing_origin_min_calls),
             brands,
@@ -290,6 +304,30 @@ impl SignalState {
 
     pub fn reports(&self) -> &ReportBook {
         &self.reports
+    }
+
+    pub fn blocks(&self) -> &BlockBook {
+        &self.blocks
+    }
+
+    /// What `rules` list near `caller`, for [`SignalInput::nearby`]; `None` when the block
+    /// signal is off or the caller's numbering has no block to ask about.
+    pub fn listed_near<R: Rules + ?Sized>(
+        &self,
+        caller: Number,
+        rules: &R,
+        now_unix: i64,
+    ) -> Option<Nearby> {
+        if !self.cfg.blocks.enabled {
+            return None;
+        }
+        blocks::listed_near(caller, rules, now_unix)
+    }
+
+    /// The engine blocked a live call from `caller` for what the number did (see
+    /// [`blocks::about_the_number`]); it counts against the number's block for a while.
+    pub fn blocked(&self, caller: Number, now_ms: u64) {
+        self.blocks.blocked(caller, now_ms);
     }
 
     /// The report book, for whoever stores reports before counting them.
@@ -364,6 +402,7 @@ impl SignalState {
         self.wangiri.sweep(now_ms);
         self.origins.sweep(now_ms);
         self.reports.sweep((now_ms / 1000) as i64);
+        self.blocks.sweep(now_ms);
     }
 
     /// Calls in progress tracked.
@@ -484,6 +523,10 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     if let Some(source) = input.source.filter(|_| !input.question) {
         let signed = input.identity.is_some() || input.verstat.is_some();
         state.origins.observe(source, signed, now_ms);
+    }
+
+    if let Some(nearby) = &input.nearby {
+        hits.extend(blocks::assess(nearby, &state.blocks, now_ms));
     }
 
     // Velocity counts the call and links it to its end event.

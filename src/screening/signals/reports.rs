@@ -9,9 +9,11 @@
 //! distinct-reporter counts go on across a restart. Knows nothing of SIP, HTTP or SQLite.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::blocks::BlockBook;
 use super::bounded::{Aging, BoundedMap};
 use crate::screening::Action;
 
@@ -168,6 +170,8 @@ pub struct ReportBook {
     cfg: ReportsConfig,
     callers: BoundedMap<Reported>,
     cap_reporters: usize,
+    /// Told of every report counted, for the reputation of the caller's number block.
+    blocks: Option<Arc<BlockBook>>,
 }
 
 impl ReportBook {
@@ -176,7 +180,14 @@ impl ReportBook {
             callers: BoundedMap::new(cfg.shards, cfg.max_callers),
             cap_reporters: (cfg.block_reporters.max(cfg.warn_reporters) as usize).clamp(1, 256),
             cfg,
+            blocks: None,
         }
+    }
+
+    /// Tell `blocks` of every report counted from now on (restored ones included).
+    pub fn with_blocks(mut self, blocks: Arc<BlockBook>) -> ReportBook {
+        self.blocks = Some(blocks);
+        self
     }
 
     /// Counts a report; returns the caller's promotion after it, if any.
@@ -191,6 +202,9 @@ impl ReportBook {
         let window = self.cfg.window_secs.max(1);
         if r.at < now_unix - window {
             return self.lookup(&r.caller, now_unix);
+        }
+        if let Some(b) = &self.blocks {
+            b.reported(&r.caller, &r.reporter, r.at, now_unix);
         }
         let key = self.callers.key(&r.caller);
         let reporter = self.callers.key(&r.reporter);
