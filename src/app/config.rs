@@ -161,6 +161,7 @@ impl Config {
             p.push(e);
         }
         p.extend(self.signals.reports.validate());
+        p.extend(self.signals.plausibility.validate());
         if self.signals.brands.enabled {
             let file = &self.signals.brands.file;
             match std::fs::read_to_string(file) {
