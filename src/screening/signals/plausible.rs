@@ -186,7 +186,8 @@ enum Raw {
 /// leading `+`.
 fn read_raw(raw: &str) -> Raw {
     let raw = raw.trim();
-    if NO_NUMBER.iter().any(|w| raw.eq_ignore_ascii_case(w)) {
+    let wordy = raw.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
+    if wordy && NO_NUMBER.iter().any(|w| raw.eq_ignore_ascii_case(w)) {
         return Raw::NoNumber;
     }
     let (plus, body) = match raw.strip_prefix('+') {
@@ -493,10 +494,11 @@ fn fictional(d: &[u8]) -> Option<&'static str> {
             return Some("NANP 555-0100 to 555-0199");
         }
     }
-    if GB_FICTIONAL.iter().any(|p| e164.starts_with(p)) {
+    // Only the tables of the number's own country are scanned.
+    if e164.starts_with("+44") && GB_FICTIONAL.iter().any(|p| e164.starts_with(p)) {
         return Some("Ofcom's drama numbers");
     }
-    if AU_FICTIONAL.iter().any(|p| e164.starts_with(p)) {
+    if e164.starts_with("+61") && AU_FICTIONAL.iter().any(|p| e164.starts_with(p)) {
         return Some("ACMA's numbers for fiction");
     }
     None
