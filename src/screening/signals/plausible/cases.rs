@@ -642,3 +642,53 @@ fn shipped_section_is_the_defaults_and_validates() {
         problems[2]
     );
 }
+
+/// Through the engine with the shipped scores and every other signal at its default: what no
+/// caller id can be blocks on its own in every default country, a doubtful range passes, and
+/// genuine callers pass.
+#[test]
+fn the_engine_blocks_impossible_callers_and_passes_doubtful_ones() {
+    use crate::screening::signals::brands::Brands;
+    use crate::screening::signals::stir::NoCertificates;
+    use crate::screening::signals::{SignalState, SignalsConfig};
+    use crate::screening::{
+        Action, Call, Engine, IndexBuilder, PolicyConfig, Scoring, ScreeningConfig, ScreeningPolicy,
+    };
+    use std::sync::Arc;
+
+    let rules = IndexBuilder::new().build();
+    for country in SIX {
+        let engine = Engine {
+            screening: ScreeningPolicy::from_config(&ScreeningConfig {
+                default_country: country.into(),
+                ..ScreeningConfig::default()
+            })
+            .unwrap(),
+            scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+            signals: SignalState::new(
+                SignalsConfig::default(),
+                Arc::new(Brands::from_toml("", "none").unwrap()),
+                Arc::new(NoCertificates),
+            ),
+            international_gateways: Vec::new(),
+        };
+        let cases: &[(&str, Action)] = &[
+            ("911", Action::Block),
+            ("000", Action::Block),
+            ("+44 999", Action::Block),
+            ("12345", Action::Block),
+            ("+1 202 762 014", Action::Block),
+            ("+44 6123 456789", Action::Block),
+            ("+1 237 234 5678", Action::Pass),
+            ("+33 1 43 12 22", Action::Pass),
+            ("+1 202 456 1414", Action::Pass),
+            ("+44 300 200 3310", Action::Pass),
+            ("+61 13 28 61", Action::Pass),
+        ];
+        for (caller, want) in cases {
+            let call = Call::question(caller, callee_of(country), None, false);
+            let v = engine.decide(&call, &rules, 1_790_000_000_000);
+            assert_eq!(v.action, *want, "{country} {caller:?}: {:?}", v.reasons);
+        }
+    }
+}
