@@ -18,6 +18,11 @@
 //! personal, UAN). That is enough to tell, per call, a valid number from a short code, a wrong
 //! length and an unallocated range, and to name the digits where it went wrong.
 //!
+//! Measured (release build, this metadata): 207 country codes, about 23,000 states (1.1 MB),
+//! compiled in about 0.2 s once per process; a walk takes 45 to 60 ns. One `regex` per code,
+//! the other candidate, answers a yes/no match in about 40 ns but cannot say where a number
+//! went wrong, which the categories and the firm/doubtful split need.
+//!
 //! Knows nothing of calls, scores, configuration or of which countries the agent serves.
 
 use std::collections::{HashMap, VecDeque};
