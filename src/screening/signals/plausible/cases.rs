@@ -50,6 +50,14 @@ fn metadata_compiles_for_every_code() {
         assert!(nanp.regions().iter().any(|x| x == r), "{r}");
     }
     assert_eq!(nanp.regions()[0], "US");
+    // The non-geographic codes share the region id 001; each has its own plan.
+    for cc in [800, 808, 870, 878, 881, 882, 883, 888, 979] {
+        assert_eq!(
+            n.plan(cc).map(|p| p.regions().to_vec()),
+            Some(vec!["001".to_string()]),
+            "+{cc}"
+        );
+    }
     assert_eq!(nanp.national_prefix(), Some("1"));
     assert_eq!(n.plan(44).and_then(Plan::national_prefix), Some("0"));
     assert_eq!(n.plan(34).and_then(Plan::national_prefix), None);
@@ -358,6 +366,22 @@ fn genuine_numbers_pass() {
         ("+81 90 1234 5678", "JP mobile (libphonenumber example)"),
         ("+64 4 462 6000", "US Embassy Wellington"),
         ("+64 21 123 4567", "NZ mobile (libphonenumber example)"),
+        (
+            "+881 6 1234 5678",
+            "satellite phone (libphonenumber example)",
+        ),
+        (
+            "+870 301 234 567",
+            "Inmarsat mobile (libphonenumber example)",
+        ),
+        (
+            "+800 1234 5678",
+            "international freephone (libphonenumber example)",
+        ),
+        (
+            "+883 510 012 345",
+            "international network (libphonenumber example)",
+        ),
         ("+44 20 7499 9000", "US Embassy London"),
         ("+1 202 456 1414", "White House"),
         ("+49 30 83050", "US Embassy Berlin"),
