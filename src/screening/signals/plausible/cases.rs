@@ -716,3 +716,103 @@ fn the_engine_blocks_impossible_callers_and_passes_doubtful_ones() {
         }
     }
 }
+
+/// The automaton agrees with the metadata it was compiled from, checked by another engine: each
+/// number type's pattern as a `regex`, anchored, with the type's possible lengths. Over every
+/// example number of every region (all must be valid) and, for a few codes, variants of each
+/// example with a digit changed, dropped or added.
+#[test]
+fn automaton_agrees_with_the_metadata() {
+    use phonenumber::metadata::{Descriptor, DATABASE};
+    let n = Numbering::get();
+    let types = |m: &'static phonenumber::Metadata| -> Vec<&'static Descriptor> {
+        let d = m.descriptors();
+        [
+            d.fixed_line(),
+            d.mobile(),
+            d.voip(),
+            d.personal_number(),
+            d.uan(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.pager(),
+            d.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    };
+    let mut examples = 0;
+    for cc in 1..1000u16 {
+        for m in DATABASE.by_code(&cc).unwrap_or_default() {
+            for d in types(m) {
+                if let Some(ex) = d.example() {
+                    let plan = n.plan(cc).expect("a plan for every code");
+                    assert_eq!(
+                        plan.fit(ex.as_bytes()),
+                        Fit::Valid,
+                        "+{cc} {ex} ({})",
+                        m.id()
+                    );
+                    examples += 1;
+                }
+            }
+        }
+    }
+    assert!(examples > 1000, "{examples}");
+
+    for cc in [1u16, 33, 34, 44, 49, 61, 91, 881] {
+        let metas = DATABASE.by_code(&cc).unwrap();
+        let general = |d: &Descriptor| d.possible_length().to_vec();
+        let oracle: Vec<(regex::Regex, Vec<u16>)> = metas
+            .iter()
+            .flat_map(|m| {
+                let union: Vec<u16> = types(m).iter().flat_map(|d| general(d)).collect();
+                types(m).into_iter().map(move |d| {
+                    let p: String = d
+                        .national_number()
+                        .as_str()
+                        .chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect();
+                    let lens = if d.possible_length().is_empty() {
+                        union.clone()
+                    } else {
+                        d.possible_length().to_vec()
+                    };
+                    (regex::Regex::new(&format!("^(?:{p})$")).unwrap(), lens)
+                })
+            })
+            .collect();
+        let valid = |s: &str| {
+            oracle
+                .iter()
+                .any(|(r, lens)| lens.contains(&(s.len() as u16)) && r.is_match(s))
+        };
+        let plan = n.plan(cc).unwrap();
+        let mut checked = 0;
+        for m in &metas {
+            for d in types(m) {
+                let Some(ex) = d.example() else { continue };
+                let mut variants = vec![ex.to_string(), ex[..ex.len() - 1].to_string()];
+                variants.push(format!("{ex}0"));
+                for pos in [0, 1, 2, 3, ex.len() - 1] {
+                    for digit in b'0'..=b'9' {
+                        let mut v = ex.as_bytes().to_vec();
+                        if pos < v.len() {
+                            v[pos] = digit;
+                            variants.push(String::from_utf8(v).unwrap());
+                        }
+                    }
+                }
+                for v in variants {
+                    let got = plan.fit(v.as_bytes()) == Fit::Valid;
+                    assert_eq!(got, valid(&v), "+{cc} {v}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "+{cc}: {checked}");
+    }
+}
