@@ -263,10 +263,6 @@ impl Checker {
         }
     }
 
-    pub fn numbering(&self) -> &'static Numbering {
-        self.numbering
-    }
-
     /// Judges a caller: `caller` is its E.164 form when the dialling plan could normalise it,
     /// `raw` the caller id as received, `callee` the callee's E.164 form (whose country code is
     /// the network's). `None` when nothing is wrong.

@@ -339,13 +339,6 @@ impl Numbering {
             .find(|p| p.regions.iter().any(|r| r.eq_ignore_ascii_case(region)))
     }
 
-    /// Is this E.164 number (`+` and digits, or the digits alone) valid in some region?
-    pub fn is_valid(&self, e164: &str) -> bool {
-        let d = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
-        self.plan_of(d)
-            .is_some_and(|(p, n)| p.fit(&d[n..]) == Fit::Valid)
-    }
-
     /// Codes whose metadata failed to compile, each with the error.
     pub fn problems(&self) -> &[String] {
         &self.problems
