@@ -164,6 +164,7 @@ impl Config {
         p.extend(self.signals.velocity.validate());
         p.extend(self.signals.wangiri.validate());
         p.extend(self.signals.blocks.validate());
+        p.extend(self.signals.plausibility.validate());
         if self.signals.brands.enabled {
             let file = &self.signals.brands.file;
             match std::fs::read_to_string(file) {

@@ -149,6 +149,13 @@ impl Default for DnoConfig {
 }
 
 /// `[signals.plausibility]`
+///
+/// Scores of the caller-id checks follow the rule that a false alarm costs more than a miss:
+/// what no genuine caller id can be (an emergency or service number, a short code, more than 15
+/// digits, a length or a range the plan's structure rules out in a strict country) scores the
+/// block level on its own, as the Do-Not-Originate rules say; what only the range-by-range
+/// metadata rules out, or any finding outside the strict countries, scores `score_doubtful`:
+/// a little, since the metadata may lag a newly opened range or a country's new length.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlausibilityConfig {
@@ -173,8 +180,29 @@ pub struct PlausibilityConfig {
     /// An origin (source address) counts as signing its calls once this many of its recent
     /// calls were seen, at least half of them with an Identity or a `verstat`.
     pub signing_origin_min_calls: u32,
+    /// Countries (ISO alpha-2) whose plans are judged in full: a wrong length or unallocated
+    /// range that the plan's structure rules out is firm there. Elsewhere every wrong length
+    /// and unallocated range is doubtful. Sharing a country code shares the judgement (CA and
+    /// US are both +1).
+    pub strict_countries: Vec<String>,
+    /// Caller ids (as sent, digits) that this network's own services call from, such as a
+    /// voicemail notifier presenting `121`: never judged.
+    pub service_callers: Vec<String>,
+    /// Characters other than digits and separators (a SIP user name, `*67`).
     pub score_not_dialable: i32,
+    /// More than 15 digits.
+    pub score_too_long: i32,
+    /// An emergency or public service number (911, 112, 999, 000, 110, 116xxx, 988 ...).
+    pub score_emergency_caller: i32,
+    /// Shorter than any subscriber number that begins the same way (at most 6 digits).
+    pub score_short_code: i32,
+    /// A length the plan's structure rules out, in a strict country.
+    pub score_wrong_length: i32,
+    /// No country's code, or a range the plan's structure rules out in a strict country.
     pub score_unallocated: i32,
+    /// A wrong length or unallocated range that only the metadata, or a country outside the
+    /// strict ones, rules out.
+    pub score_doubtful: i32,
     pub score_fictional: i32,
     pub score_gateway: i32,
 }
@@ -186,8 +214,20 @@ impl Default for PlausibilityConfig {
             home_countries: Vec::new(),
             gateway_countries: ["GB", "DE", "ES", "CA", "AU"].map(String::from).to_vec(),
             neighbour_tail_digits: 4,
+            strict_countries: ["US", "CA", "GB", "DE", "ES", "AU"]
+                .map(String::from)
+                .to_vec(),
+            service_callers: Vec::new(),
+            // A warning, not a block: SIP peers may present a user name rather than a number.
             score_not_dialable: 60,
-            score_unallocated: 60,
+            // What no caller id can be: each blocks on its own, as the DNO rules say.
+            score_too_long: 100,
+            score_emergency_caller: 100,
+            score_short_code: 100,
+            score_wrong_length: 100,
+            score_unallocated: 100,
+            // A fifth of the block level: with no other evidence the call passes.
+            score_doubtful: 20,
             // Below the warn level on its own: fictional ranges fill documentation and test
             // traffic, and an operator's own warn entry for one must stay a warning.
             score_fictional: 25,
@@ -197,6 +237,33 @@ impl Default for PlausibilityConfig {
             score_own_number: 60,
             signing_origin_min_calls: 20,
         }
+    }
+}
+
+impl PlausibilityConfig {
+    /// Every problem with the section, each naming the key and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        let numbering = plausible::numbering::Numbering::get();
+        let mut problems = Vec::new();
+        for c in &self.strict_countries {
+            if c.len() != 2 || numbering.plan_of_region(c).is_none() {
+                problems.push(format!(
+                    "signals.plausibility.strict_countries: {c:?} is not a region of the numbering metadata; expected an ISO 3166 alpha-2 code such as \"GB\""
+                ));
+            }
+        }
+        for s in &self.service_callers {
+            let digits = s.bytes().filter(u8::is_ascii_digit).count();
+            if digits == 0
+                || s.bytes()
+                    .any(|b| !b.is_ascii_digit() && !b"+-. ()".contains(&b))
+            {
+                problems.push(format!(
+                    "signals.plausibility.service_callers: {s:?} is not a caller id; expected digits such as \"121\""
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -272,6 +339,8 @@ pub struct SignalState {
     calls: BoundedMap<CallRec>,
     /// Which sources sign their calls, for neighbour spoofing.
     origins: Origins,
+    /// The caller-id checks, with every numbering plan compiled (once per process).
+    plausible: plausible::Checker,
 }
 
 impl SignalState {
@@ -284,6 +353,10 @@ impl SignalState {
             blocks,
             calls: BoundedMap::new(16, cfg.max_calls),
             origins: Origins::new(MAX_ORIGINS, cfg.plausibility.signing_origin_min_calls),
+            plausible: plausible::Checker::new(
+                &cfg.plausibility.strict_countries,
+                &cfg.plausibility.service_callers,
+            ),
             brands,
             certs,
             cfg,
@@ -515,6 +588,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
         plausibility(
             input,
             &cfg.plausibility,
+            &state.plausible,
             well_attested,
             signing_origin,
             &mut hits,
@@ -592,30 +666,33 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
 fn plausibility(
     input: &SignalInput<'_>,
     cfg: &PlausibilityConfig,
+    checker: &plausible::Checker,
     well_attested: bool,
     signing_origin: bool,
     hits: &mut Vec<Evidence>,
 ) {
-    let verdict = match (input.caller, input.caller_raw) {
-        (Some(c), _) => plausible::check_e164(c),
-        (None, Some(raw)) => plausible::check_raw(raw),
-        (None, None) => None,
-    };
-    if let Some(why) = verdict {
-        let score = match why {
-            Implausible::NotDialable | Implausible::TooLong | Implausible::TooShort => {
-                cfg.score_not_dialable
+    if let Some(f) = checker.check(input.caller, input.caller_raw, input.callee) {
+        let score = if !f.firm {
+            cfg.score_doubtful
+        } else {
+            match f.why {
+                Implausible::NotDialable => cfg.score_not_dialable,
+                Implausible::TooLong => cfg.score_too_long,
+                Implausible::EmergencyCaller => cfg.score_emergency_caller,
+                Implausible::ShortCode => cfg.score_short_code,
+                Implausible::WrongLength => cfg.score_wrong_length,
+                Implausible::Unallocated => cfg.score_unallocated,
+                Implausible::Fictional => cfg.score_fictional,
             }
-            Implausible::Unallocated => cfg.score_unallocated,
-            Implausible::Fictional => cfg.score_fictional,
         };
-        let shown = input.caller.or(input.caller_raw).unwrap_or("");
+        // As received: `911` reads better than the `+1911` a plan may have made of it.
+        let shown = input.caller_raw.or(input.caller).unwrap_or("").trim();
         hits.push(hit(
             Signal::Plausibility,
             score,
-            shown,
-            why.as_str(),
-            format!("caller id {shown:?} is {}", why.as_str().replace('-', " ")),
+            input.caller.unwrap_or(shown),
+            f.why.as_str(),
+            format!("caller id {shown:?} {}", f.detail),
         ));
     }
     let Some(caller) = input.caller else { return };
