@@ -114,17 +114,12 @@ impl Agent {
     }
 }
 
-/// Load, bind and start everything; returns once the agent answers SIP.
+/// Load, bind and start everything; returns once the agent answers SIP. `config` has passed
+/// [`Config::validate_for_run`] (the binary checks it once, when it loads the file); what can
+/// still fail is what the config text cannot promise: files, the store, sockets.
 // Long on purpose: the start-up order (store before lists, lists before the hook, sockets last) reads best as one sequence; splitting it is next in docs/design.md.
 #[allow(clippy::too_many_lines)]
 pub async fn start(config: Config) -> Result<Agent, AppError> {
-    let mut problems = config.validate();
-    if config.sip.next_hop.is_none() {
-        problems.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
-    }
-    if !problems.is_empty() {
-        return Err(AppError(problems.join("; ")));
-    }
     // A store that cannot be opened or checked must never act as an empty blocklist.
     let store = Arc::new(Store::open(&config.store).map_err(|e| {
         AppError(format!(
@@ -196,15 +191,12 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let sip_addr = udp
         .local_addr()
         .map_err(|e| AppError(format!("SIP socket: {e}")))?;
-    let proxy = Arc::new(
-        Proxy::new(
-            config.sip.clone(),
-            sip_addr,
-            screener.clone(),
-            Arc::new(SipStats::default()),
-        )
-        .map_err(AppError)?,
-    );
+    let proxy = Arc::new(Proxy::new(
+        config.sip.clone(),
+        sip_addr,
+        screener.clone(),
+        Arc::new(SipStats::default()),
+    ));
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
@@ -318,6 +310,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
 
 /// The verdict `scamguard check` prints: the proxy's own decision function over the same lists
 /// (files and store) and signals, without sockets. A question is never counted as a call.
+/// `config` has passed [`Config::validate`].
 pub fn check(
     config: &Config,
     caller: &str,

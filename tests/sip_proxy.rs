@@ -94,7 +94,7 @@ async fn start_with(
         udp_workers: 2,
         ..SipConfig::default()
     };
-    let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())).unwrap());
+    let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
     let (stop, rx) = watch::channel(false);
     tokio::spawn(run(udp, tcp, proxy.clone(), rx));
     Server {

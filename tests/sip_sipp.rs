@@ -113,8 +113,12 @@ async fn calls_through(caller_transport: &str) {
         next_hop: Some(uas_addr),
         ..SipConfig::default()
     };
-    let proxy =
-        Arc::new(Proxy::new(cfg, addr, hook.clone(), Arc::new(SipStats::default())).unwrap());
+    let proxy = Arc::new(Proxy::new(
+        cfg,
+        addr,
+        hook.clone(),
+        Arc::new(SipStats::default()),
+    ));
     let (_stop, rx) = watch::channel(false);
     tokio::spawn(run(udp, tcp, proxy.clone(), rx));
 

@@ -19,6 +19,21 @@ pub struct PeersConfig {
     pub international_gateways: Vec<IpAddr>,
 }
 
+impl PeersConfig {
+    /// Every problem with the section, each naming the setting and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        self.international_gateways
+            .iter()
+            .filter(|ip| ip.is_unspecified())
+            .map(|ip| {
+                format!(
+                    "peers.international_gateways: {ip} is not a peer's address; expected the source IP of a gateway"
+                )
+            })
+            .collect()
+    }
+}
+
 /// Unix time in milliseconds: the `now` handed to the engine and the signals' state.
 pub fn now_ms() -> u64 {
     SystemTime::now()

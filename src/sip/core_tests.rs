@@ -83,7 +83,6 @@ fn proxy(hook: Arc<TestHook>) -> Proxy {
         hook,
         Arc::new(SipStats::default()),
     )
-    .unwrap()
 }
 
 fn udp(addr: &str) -> Peer {
@@ -450,8 +449,7 @@ fn hop_limits_loops_and_overload() {
         ME.parse().unwrap(),
         hook,
         Arc::new(SipStats::default()),
-    )
-    .unwrap();
+    );
     feed(&small, &invite("o1", "z9hG4bKo1"), UAC, t0);
     let outs = feed(&small, &invite("o2", "z9hG4bKo2"), UAC, t0);
     assert_eq!(codes(&outs), vec![503]);

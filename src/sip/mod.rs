@@ -31,11 +31,15 @@
 //! #         -> Option<Vec<u8>> { None }
 //! # }
 //! # async fn wire(cfg: sip::SipConfig) -> Result<(), Box<dyn std::error::Error>> {
-//! cfg.validate()?;
+//! // Once, when the config is loaded; nothing below checks it again.
+//! let problems = cfg.validate();
+//! if !problems.is_empty() {
+//!     return Err(problems.join("; ").into());
+//! }
 //! let udp = tokio::net::UdpSocket::bind(cfg.listen).await?;
 //! let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
 //! let stats = Arc::new(sip::SipStats::default()); // also register it with the metrics endpoint
-//! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats)?);
+//! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats));
 //! let (stop, stopped) = tokio::sync::watch::channel(false);
 //! tokio::spawn(sip::run(udp, tcp, proxy, stopped));
 //! // ... later: stop.send(true) ends every task.

@@ -211,6 +211,14 @@ impl Default for SignalsConfig {
     }
 }
 
+impl SignalsConfig {
+    /// Every problem with the section, each naming the setting and what was expected. The
+    /// brands file is read by the lead, which checks it there.
+    pub fn validate(&self) -> Vec<String> {
+        self.reports.validate()
+    }
+}
+
 struct CallRec {
     keys: CallKeys,
     caller: Option<Box<str>>,

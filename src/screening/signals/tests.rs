@@ -430,7 +430,7 @@ never_block = true
         f.policy.tenants[0].callee_prefixes,
         vec!["+4420794600".to_string()]
     );
-    assert!(crate::screening::Scoring::new(f.policy).is_ok());
+    assert_eq!(f.policy.validate(), Vec::<String>::new());
     for bad in [
         "[signals]\nmax_callz = 1\n",
         "[signals.stir]\nmax_age = 1\n",

@@ -118,27 +118,24 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `local` is the bound address; the advertised host defaults to its IP.
+    /// `local` is the bound address; the advertised host defaults to its IP. `cfg` has passed
+    /// [`SipConfig::validate`], which asks for `advertise` whenever the listen address is
+    /// unspecified, so the host written in Via and Record-Route is always one peers can reach.
     pub fn new(
         cfg: SipConfig,
         local: SocketAddr,
         hook: Arc<dyn Hook>,
         stats: Arc<SipStats>,
-    ) -> Result<Proxy, String> {
+    ) -> Proxy {
         let host = match &cfg.advertise {
             Some(h) => h.clone(),
-            None if local.ip().is_unspecified() => {
-                return Err(format!(
-                    "sip: listening on {local}; set `advertise` to the address peers reach us at"
-                ))
-            }
             None => match local.ip() {
                 IpAddr::V4(v4) => v4.to_string(),
                 IpAddr::V6(v6) => format!("[{v6}]"),
             },
         };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
-        Ok(Proxy {
+        Proxy {
             limits: cfg.limits(),
             cfg,
             me: Local {
@@ -156,7 +153,7 @@ impl Proxy {
             timed: std::sync::Mutex::new(BinaryHeap::new()),
             accepted: dashmap::DashSet::new(),
             accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
-        })
+        }
     }
 
     pub fn stats(&self) -> &Arc<SipStats> {
