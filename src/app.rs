@@ -9,13 +9,13 @@
 //! `app` translates between the wire and the decisions: `sip` never sees a list and `screening`
 //! never sees a header.
 
+mod clock;
 pub mod config;
 mod decision_log;
 mod disposition;
 pub mod engine;
 mod feeds;
 mod screener;
-mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use self::clock::now_ms;
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
 pub use self::screener::{CallStats, Screener};
-pub use self::signals::{now_ms, PeersConfig};
 pub use crate::lists::report_desk::{Promoted, ReportDesk, ReportStats, REPORTS_LIST};
 
 use self::config::Config;
@@ -333,7 +333,7 @@ pub fn check(
     // Feeds' last good entries, as saved: what the running agent enforces between polls.
     let feeds = feeds::open(config)?;
     let question = crate::screening::Call::question(caller, callee, display, anonymous);
-    Ok(screener::decide(
+    Ok(screener::verdict_in_force(
         &engine,
         &lists,
         &store_rules,

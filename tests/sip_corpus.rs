@@ -17,7 +17,7 @@ use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
 use scamguard::sip::{
-    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
     SipStats,
 };
 use scamguard::sip::{Peer, Transport};
@@ -30,8 +30,8 @@ use tokio::time::timeout;
 struct PassHook;
 
 impl Hook for PassHook {
-    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Decision {
-        Decision::Forward {
+    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Disposition {
+        Disposition::Forward {
             display_name: Some("Checked \"ok\"".into()),
             headers: vec![],
             record_route: true,

@@ -15,6 +15,7 @@
 //! Knows nothing of behaviour: it only reads, defaults and validates settings.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -40,7 +41,7 @@ pub struct Config {
     pub signals: crate::screening::signals::SignalsConfig,
     pub policy: crate::screening::PolicyConfig,
     pub certs: crate::certs::CertsConfig,
-    pub peers: super::PeersConfig,
+    pub peers: PeersConfig,
     /// `[[feeds]]`: partners' signed blocklists this agent subscribes to.
     pub feeds: Vec<crate::lists::feeds::FeedConfig>,
     /// `[publish]`: store lists this agent serves as signed feeds.
@@ -89,6 +90,29 @@ impl LogConfig {
             p.push("log.level is empty; expected a filter such as \"info\"".to_string());
         }
         p
+    }
+}
+
+/// The `[peers]` section: which source addresses are international gateways (a domestic caller
+/// id arriving there is spoofed in the countries that enforce it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    pub international_gateways: Vec<IpAddr>,
+}
+
+impl PeersConfig {
+    /// Every problem with the section, each naming the setting and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        self.international_gateways
+            .iter()
+            .filter(|ip| ip.is_unspecified())
+            .map(|ip| {
+                format!(
+                    "peers.international_gateways: {ip} is not a peer's address; expected the source IP of a gateway"
+                )
+            })
+            .collect()
     }
 }
 

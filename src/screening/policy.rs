@@ -123,7 +123,7 @@ impl ScreeningConfig {
     }
 }
 
-/// The compiled policy used by [`crate::screening::screen`].
+/// The compiled `[screening]` section [`crate::screening::Engine::decide`] uses.
 #[derive(Debug, Clone)]
 pub struct ScreeningPolicy {
     pub plan: NumberPlan,

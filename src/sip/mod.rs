@@ -22,10 +22,10 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use std::time::Instant;
-//! # use scamguard::sip::{self, CallEvent, CallRef, Decision, Hook, NewCall, SdpDirection, SdpKind};
+//! # use scamguard::sip::{self, CallEvent, CallRef, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 //! # struct App;
 //! # impl Hook for App {
-//! #     fn new_call(&self, _: &NewCall<'_>, _: Instant) -> Decision { Decision::pass() }
+//! #     fn new_call(&self, _: &NewCall<'_>, _: Instant) -> Disposition { Disposition::pass() }
 //! #     fn call_event(&self, _: &CallRef<'_>, _: CallEvent, _: Instant) {}
 //! #     fn rewrite_sdp(&self, _: &CallRef<'_>, _: SdpDirection, _: SdpKind, _: &[u8], _: Instant)
 //! #         -> Option<Vec<u8>> { None }
@@ -62,7 +62,9 @@ pub mod uri;
 
 pub use self::config::SipConfig;
 pub use self::core::{ConnId, Output, Peer, Proxy};
-pub use self::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+pub use self::hook::{
+    CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind,
+};
 pub use self::stats::SipStats;
 pub use self::transport::run;
 

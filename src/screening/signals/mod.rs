@@ -1,7 +1,7 @@
 //! Signals that catch scam calls no list names yet: STIR/SHAKEN attestation, call velocity,
 //! wangiri, brand impersonation, Do-Not-Originate numbers, implausible caller IDs (including a
 //! domestic number on an international gateway and neighbour spoofing) and callers' reports.
-//! Reports are counted here ([`reports::ReportBook`]) but enforced as store-list entries, so
+//! Reports are counted here ([`report_book::ReportBook`]) but enforced as store-list entries, so
 //! they give no hit of their own.
 //!
 //! Each signal turns the facts of a call into [`Evidence`]: a score and a reason whose source
@@ -18,7 +18,7 @@ pub mod bounded;
 pub mod brands;
 pub mod certchain;
 pub mod plausible;
-pub mod reports;
+pub mod report_book;
 pub mod stir;
 pub mod text;
 pub mod velocity;
@@ -31,7 +31,7 @@ use serde::Deserialize;
 use self::bounded::{Aging, BoundedMap};
 use self::brands::Brands;
 use self::plausible::Implausible;
-use self::reports::{Promotion, Report, ReportBook, ReportsConfig};
+use self::report_book::{Promotion, Report, ReportBook, ReportsConfig};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
 use self::velocity::{CallKeys, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
@@ -314,7 +314,7 @@ impl SignalState {
     }
 
     /// A report against a caller (a 607 from the callee, or the API). Persist it first through
-    /// [`reports::ReportStore`]; this only counts it. A promotion is not a signal hit: it is
+    /// [`report_book::ReportStore`]; this only counts it. A promotion is not a signal hit: it is
     /// enforced as an entry of the store list `reports` (durable, audited, removable by an
     /// operator), and scoring it here as well would count the same evidence twice.
     pub fn report(&self, r: &Report, now_unix: i64) -> Option<Promotion> {

@@ -300,7 +300,7 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
         category: "scam".into(),
         reporter: reporter.into(),
         at: (NOW_MS / 1000) as i64,
-        source: reports::ReportSource::Sip607,
+        source: report_book::ReportSource::Sip607,
     };
     let now = (NOW_MS / 1000) as i64;
     for _ in 0..5 {

@@ -30,7 +30,7 @@ use self::route::next_via_target;
 use self::server_tx::{SState, ServerTx};
 use super::config::SipConfig;
 use super::forward::{self, ip_of, Fwd, Local};
-use super::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
 use super::response::{build_response, can_answer};
 use super::stats::SipStats;
@@ -315,14 +315,14 @@ impl Proxy {
         {
             return;
         }
-        let decision = initial.then(|| {
+        let disposition = initial.then(|| {
             self.stats.hook_calls.inc();
             let trusted = self.cfg.trusted_peers.contains(&from.addr.ip());
             self.hook
                 .new_call(&NewCall::new(msg, from.addr, from.transport, trusted), now)
         });
-        let onward = match &decision {
-            Some(d) => match self.apply_decision(&key, msg, from, d, now, out) {
+        let onward = match &disposition {
+            Some(d) => match self.apply_disposition(&key, msg, from, d, now, out) {
                 Some(onward) => onward,
                 None => return,
             },
@@ -372,19 +372,19 @@ impl Proxy {
         true
     }
 
-    /// Act on the hook's decision on a new call: answer it on its server transaction, or say
+    /// Act on the hook's disposition of a new call: answer it on its server transaction, or say
     /// how to forward it.
-    fn apply_decision<'d>(
+    fn apply_disposition<'d>(
         &self,
         key: &str,
         msg: &Message,
         from: Peer,
-        decision: &'d Decision,
+        disposition: &'d Disposition,
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Option<Onward<'d>> {
-        match decision {
-            Decision::Reject {
+        match disposition {
+            Disposition::Reject {
                 code,
                 phrase,
                 headers,
@@ -397,7 +397,7 @@ impl Proxy {
                 self.final_upstream(key, msg, code, phrase, headers, now, out);
                 None
             }
-            Decision::Forward {
+            Disposition::Forward {
                 display_name,
                 headers,
                 record_route,
@@ -410,7 +410,7 @@ impl Proxy {
                     display: display_name.as_deref(),
                     headers,
                     record_route: *record_route || *anchor_media,
-                    // The initial offer was rewritten with the decision: one hook call.
+                    // The initial offer was rewritten with the disposition: one hook call.
                     body: offer.clone().filter(|_| *anchor_media),
                 };
                 Some(Onward {

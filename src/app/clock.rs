@@ -1,38 +1,12 @@
-//! The `[peers]` section, and the wall clock behind the instants the SIP layer hands in.
+//! The wall clock behind the instants the SIP layer hands in, read once every few seconds
+//! rather than once per call.
 //!
-//! The signals themselves live in `screening`; their state sits in the engine, built by
-//! [`super::engine::build`].
+//! Knows nothing of calls: it only turns an [`Instant`] into Unix milliseconds.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-
-use serde::Deserialize;
-
-/// The `[peers]` section: which source addresses are international gateways (a domestic caller
-/// id arriving there is spoofed in the countries that enforce it).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PeersConfig {
-    pub international_gateways: Vec<IpAddr>,
-}
-
-impl PeersConfig {
-    /// Every problem with the section, each naming the setting and what was expected.
-    pub fn validate(&self) -> Vec<String> {
-        self.international_gateways
-            .iter()
-            .filter(|ip| ip.is_unspecified())
-            .map(|ip| {
-                format!(
-                    "peers.international_gateways: {ip} is not a peer's address; expected the source IP of a gateway"
-                )
-            })
-            .collect()
-    }
-}
 
 /// Unix time in milliseconds: the `now` handed to the engine and the signals' state.
 pub fn now_ms() -> u64 {
