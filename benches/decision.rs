@@ -109,9 +109,8 @@ fn world() -> World {
             screening: ScreeningPolicy::from_config(&ScreeningConfig {
                 default_country: "GB".into(),
                 ..ScreeningConfig::default()
-            })
-            .unwrap(),
-            scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+            }),
+            scoring: Scoring::new(PolicyConfig::default()),
             signals: SignalState::new(cfg, brands, cache.clone()),
             international_gateways: Vec::new(),
         },

@@ -1,21 +1,22 @@
 //! The composition root: the only module that knows every other one.
 //!
-//! [`start`] loads the lists, builds the screening hook, binds the SIP sockets (UDP and TCP on one
-//! port) and starts every server task; it returns an [`Agent`] handle with the bound addresses,
-//! which is what the integration tests use on `127.0.0.1:0`. [`run`] is the binary's entry point:
+//! [`start`] reads top to bottom as its five steps: open the rules (store, list files, feeds),
+//! build the screening hook over them, bind the SIP sockets (UDP and TCP on one port), bind the
+//! API, and serve every task. It returns an [`Agent`] handle with the bound addresses, which is
+//! what the integration tests use on `127.0.0.1:0`. [`run`] is the binary's entry point:
 //! a multi-threaded runtime, [`start`], then wait for Ctrl-C or SIGTERM (stop) and SIGHUP (reload
 //! the lists).
 //!
 //! `app` translates between the wire and the decisions: `sip` never sees a list and `screening`
 //! never sees a header.
 
+mod clock;
 pub mod config;
 mod decision_log;
 mod disposition;
 pub mod engine;
 mod feeds;
 mod screener;
-mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,14 +25,15 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use self::clock::now_ms;
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
 pub use self::screener::{CallStats, Screener};
-pub use self::signals::{now_ms, PeersConfig};
 pub use crate::lists::report_desk::{Promoted, ReportDesk, ReportStats, REPORTS_LIST};
 
 use self::config::Config;
 use crate::api;
+use crate::certs::{CertCache, CertFetcher};
 use crate::lists::overlay::{Live, StoreRules};
 use crate::lists::store::Store;
 use crate::lists::watch::{watch_lists, ListFiles, WatchHandle};
@@ -114,18 +116,52 @@ impl Agent {
     }
 }
 
-/// Load, bind and start everything; returns once the agent answers SIP.
-// Long on purpose: the start-up order (store before lists, lists before the hook, sockets last) reads best as one sequence; splitting it is next in docs/design.md.
-#[allow(clippy::too_many_lines)]
+/// Load, bind and start everything; returns once the agent answers SIP. `config` has passed
+/// [`Config::validate_for_run`] (the binary checks it once, when it loads the file); what can
+/// still fail is what the config text cannot promise: files, the store, sockets.
+///
+/// The order matters: the store before the lists, the lists before the hook, the hook before
+/// the sockets, and SIP served last.
 pub async fn start(config: Config) -> Result<Agent, AppError> {
-    let mut problems = config.validate();
-    if config.sip.next_hop.is_none() {
-        problems.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
-    }
-    if !problems.is_empty() {
-        return Err(AppError(problems.join("; ")));
-    }
-    // A store that cannot be opened or checked must never act as an empty blocklist.
+    let rules = open_rules(&config)?;
+    let (screening, fetcher) = build_screening(&config, &rules)?;
+    let sip = bind_sip(&config, screening.screener.clone()).await?;
+    let api = bind_api(&config, &rules, &screening, &sip.proxy).await?;
+    let (sip_addr, api_addr, api_scheme) = (sip.addr, api.addr, api.state.scheme());
+    let proxy = sip.proxy.clone();
+    let (shutdown, tasks) = serve(&config, &rules, &screening, fetcher, sip, api);
+    log_ready(&config, &rules.lists, sip_addr, api_scheme, api_addr);
+    Ok(Agent {
+        sip_addr,
+        api_addr,
+        lists: rules.lists,
+        files: rules.files,
+        live: rules.live,
+        _watcher: rules.watcher,
+        screener: screening.screener,
+        proxy,
+        media: screening.media,
+        shutdown,
+        tasks,
+        log_writer: Some(screening.log_writer),
+    })
+}
+
+/// The rules calls are screened against: the store's lists, the list files (watched for
+/// changes), partners' feeds, and the live overlay of API edits over them.
+struct Rules {
+    store: Arc<StoreRules>,
+    feeds: feeds::Feeds,
+    lists: Arc<ListSet>,
+    files: Arc<ListFiles>,
+    watcher: Option<WatchHandle>,
+    live: Arc<Live>,
+}
+
+/// Start, step 1: the rules, the store first. A store that cannot be opened or checked must
+/// never act as an empty blocklist, so it stops the start; a list file that does not load is
+/// reported and the others are used.
+fn open_rules(config: &Config) -> Result<Rules, AppError> {
     let store = Arc::new(Store::open(&config.store).map_err(|e| {
         AppError(format!(
             "store {}: {e}; refusing to start",
@@ -135,7 +171,7 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let store_rules = Arc::new(
         StoreRules::load(&store).map_err(|e| AppError(format!("store: {e}; refusing to start")))?,
     );
-    let feeds = feeds::open(&config)?;
+    let feeds = feeds::open(config)?;
     let lists = Arc::new(ListSet::new(config.lists.clone()));
     let files = Arc::new(ListFiles::new(lists.clone()));
     files.reload_now();
@@ -149,10 +185,33 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         }
     };
     let live = Arc::new(Live::new(
-        store.clone(),
+        store,
         store_rules.clone(),
         Some(feeds::with_files(files.clone(), &feeds)),
     ));
+    Ok(Rules {
+        store: store_rules,
+        feeds,
+        lists,
+        files,
+        watcher,
+        live,
+    })
+}
+
+/// What screens a call, and what it writes to and keeps alive.
+struct Screening {
+    screener: Arc<Screener>,
+    log_writer: std::thread::JoinHandle<()>,
+    media: Option<Arc<MediaEngine>>,
+    certs: Arc<CertCache>,
+    reports: Arc<ReportDesk>,
+}
+
+/// Start, step 2: the hook over the rules, with the decision log, the media engine, the
+/// certificate cache and the report desk. Also returns the certificate fetcher, which [`serve`]
+/// runs.
+fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFetcher), AppError> {
     let (log, log_writer) = DecisionLog::start(&config.log.decisions)
         .map_err(|e| AppError(format!("decision log: {e}")))?;
     let media = if config.media.enabled {
@@ -162,22 +221,22 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     } else {
         None
     };
-    let (certs, fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
+    let (certs, fetcher) = CertCache::from_config(config.certs.clone())
         .map_err(|e| AppError(format!("certs: {e}")))?;
-    let engine = engine::build(&config, certs.clone())?;
+    let engine = engine::build(config, certs.clone())?;
     // Reports inside the window are counted again before the first call is screened.
     let reports = Arc::new(
         ReportDesk::open(
             &config.signals.reports,
             engine.signals.reports_shared(),
-            live.clone(),
+            rules.live.clone(),
         )
         .map_err(|e| AppError(format!("reports: {e}; refusing to start")))?,
     );
     let screener = Arc::new(Screener {
-        lists: lists.clone(),
-        store: store_rules.clone(),
-        feeds: feeds.rules.clone(),
+        lists: rules.lists.clone(),
+        store: rules.store.clone(),
+        feeds: rules.feeds.rules.clone(),
         engine,
         disposition: config.disposition.clone(),
         log,
@@ -186,128 +245,190 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         clock: Default::default(),
         reports: reports.clone(),
     });
+    let screening = Screening {
+        screener,
+        log_writer,
+        media,
+        certs,
+        reports,
+    };
+    Ok((screening, fetcher))
+}
 
+/// The SIP side, bound but not yet served.
+struct Sip {
+    addr: SocketAddr,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    proxy: Arc<Proxy>,
+}
+
+/// Start, step 3: UDP and TCP on the SIP port, and the proxy in front of the hook.
+async fn bind_sip(config: &Config, hook: Arc<Screener>) -> Result<Sip, AppError> {
     let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for SIP on {}: {e}",
             config.sip.listen
         ))
     })?;
-    let sip_addr = udp
+    let addr = udp
         .local_addr()
         .map_err(|e| AppError(format!("SIP socket: {e}")))?;
-    let proxy = Arc::new(
-        Proxy::new(
-            config.sip.clone(),
-            sip_addr,
-            screener.clone(),
-            Arc::new(SipStats::default()),
-        )
-        .map_err(AppError)?,
-    );
-    let (shutdown, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let proxy = Arc::new(Proxy::new(
+        config.sip.clone(),
+        addr,
+        hook,
+        Arc::new(SipStats::default()),
+    ));
+    Ok(Sip {
+        addr,
+        udp,
+        tcp,
+        proxy,
+    })
+}
 
+/// The admin API, bound but not yet served.
+struct Api {
+    addr: SocketAddr,
+    listener: TcpListener,
+    state: Arc<api::State>,
+}
+
+/// Start, step 4: the API's state (every collector `/metrics` renders, the feed publisher, the
+/// report intake) and its listener.
+async fn bind_api(
+    config: &Config,
+    rules: &Rules,
+    screening: &Screening,
+    proxy: &Proxy,
+) -> Result<Api, AppError> {
+    let screener = &screening.screener;
     let mut collectors: Vec<Arc<dyn Collect>> = vec![
         screener.stats.clone(),
         screener.log.stats.clone(),
-        files.clone(),
+        rules.files.clone(),
         proxy.stats().clone(),
-        store_rules.clone(),
-        certs.stats(),
-        reports.stats.clone(),
+        rules.store.clone(),
+        screening.certs.stats(),
+        screening.reports.stats.clone(),
     ];
-    if let Some(m) = &media {
+    if let Some(m) = &screening.media {
         collectors.push(m.stats());
     }
-    collectors.extend(feeds.collectors());
-    let mut api_state = api::State::new(
+    collectors.extend(rules.feeds.collectors());
+    let mut state = api::State::new(
         config.api.clone(),
-        live.clone(),
+        rules.live.clone(),
         screener.clone(),
         collectors,
     )
     .map_err(|e| AppError(format!("api: {e}")))?;
-    api_state.publisher = feeds.publisher.clone();
-    let api_scheme = api_state.scheme();
-    api_state.reporter = Some(screener.clone());
-    let api_state = Arc::new(api_state);
-    let api_listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
+    state.publisher = rules.feeds.publisher.clone();
+    state.reporter = Some(screener.clone());
+    let listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for the API on {}: {e}",
             config.api.listen
         ))
     })?;
-    let api_addr = api_listener
+    let addr = listener
         .local_addr()
         .map_err(|e| AppError(format!("API socket: {e}")))?;
-    let mut stop = rx.clone();
+    Ok(Api {
+        addr,
+        listener,
+        state: Arc::new(state),
+    })
+}
+
+/// Start, step 5: every task, SIP last: the API, the certificate fetcher, the signals' sweep,
+/// the report desk, the store's upkeep and the feeds' pollers. Returns the switch that stops
+/// them and the set to wait on.
+fn serve(
+    config: &Config,
+    rules: &Rules,
+    screening: &Screening,
+    fetcher: CertFetcher,
+    sip: Sip,
+    api: Api,
+) -> (watch::Sender<bool>, JoinSet<()>) {
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let stop = stopped(rx.clone());
     tasks.spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = api::run(api_listener, api_state, stopped).await {
+        if let Err(e) = api::run(api.listener, api.state, stop).await {
             tracing::error!("API server stopped: {e}");
         }
     });
-    let mut stop = rx.clone();
-    tasks.spawn(fetcher.run(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
-    let mut stop = rx.clone();
-    let s = screener.clone();
-    tasks.spawn(async move {
-        // Frees idle velocity, wangiri and report slots; the tables are capped regardless.
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    s.engine.signals.sweep(now_ms());
-                    s.clock.reanchor();
-                }
-                _ = stop.wait_for(|s| *s) => break,
-            }
-        }
-    });
+    tasks.spawn(fetcher.run(stopped(rx.clone())));
+    tasks.spawn(sweep_signals(screening.screener.clone(), rx.clone()));
     if config.signals.velocity.enabled && config.policy.log_only.iter().any(|n| n == "velocity") {
-        // The log-only period's deliverable: thresholds fitted to this carrier's own traffic.
-        let mut stop = rx.clone();
-        let s = screener.clone();
-        tasks.spawn(async move {
-            let every = std::time::Duration::from_secs(15 * 60);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let v = s.engine.signals.velocity().suggested_thresholds();
-                        tracing::info!("velocity is log-only; thresholds suggested {v}");
-                    }
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        });
+        tasks.spawn(suggest_thresholds(screening.screener.clone(), rx.clone()));
     }
-    let mut stop = rx.clone();
     let sweep = std::time::Duration::from_secs(config.store.sweep_interval_secs.max(1));
-    tasks.spawn(reports.run(sweep, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
-    let mut stop = rx.clone();
-    tasks.spawn(live.clone().run_maintenance(sweep, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
-    if let Some(f) = feeds.rules.clone() {
-        let mut stop = rx.clone();
-        tasks.spawn(f.run(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+    tasks.spawn(screening.reports.clone().run(sweep, stopped(rx.clone())));
+    tasks.spawn(
+        rules
+            .live
+            .clone()
+            .run_maintenance(sweep, stopped(rx.clone())),
+    );
+    if let Some(f) = rules.feeds.rules.clone() {
+        tasks.spawn(f.run(stopped(rx.clone())));
     }
-    let p = proxy.clone();
     tasks.spawn(async move {
-        if let Err(e) = crate::sip::run(udp, tcp, p, rx).await {
+        if let Err(e) = crate::sip::run(sip.udp, sip.tcp, sip.proxy, rx).await {
             tracing::error!("SIP server stopped: {e}");
         }
     });
+    (shutdown, tasks)
+}
+
+/// Completes once the agent is told to stop: the end every task is handed.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Every few seconds, until stopped: free idle velocity, wangiri and report slots (the tables
+/// are capped regardless) and take the clock's anchor again.
+async fn sweep_signals(s: Arc<Screener>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                s.engine.signals.sweep(now_ms());
+                s.clock.reanchor();
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// The log-only period's deliverable: velocity thresholds fitted to this carrier's own traffic,
+/// logged every 15 minutes while velocity runs log-only.
+async fn suggest_thresholds(s: Arc<Screener>, mut stop: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(15 * 60);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let v = s.engine.signals.velocity().suggested_thresholds();
+                tracing::info!("velocity is log-only; thresholds suggested {v}");
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// The one line that says the agent is up, and where.
+fn log_ready(
+    config: &Config,
+    lists: &ListSet,
+    sip_addr: SocketAddr,
+    api_scheme: &str,
+    api_addr: SocketAddr,
+) {
     let snapshot = lists.snapshot();
     tracing::info!(
         "scamguard ready: SIP on udp+tcp {sip_addr}, API on {api_scheme}://{api_addr}, next hop {}, {} file lists with {} entries",
@@ -318,24 +439,11 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
         snapshot.lists.len(),
         snapshot.index.stats().entries()
     );
-    Ok(Agent {
-        sip_addr,
-        api_addr,
-        lists,
-        files,
-        live,
-        _watcher: watcher,
-        screener,
-        proxy,
-        media,
-        shutdown,
-        tasks,
-        log_writer: Some(log_writer),
-    })
 }
 
 /// The verdict `scamguard check` prints: the proxy's own decision function over the same lists
 /// (files and store) and signals, without sockets. A question is never counted as a call.
+/// `config` has passed [`Config::validate`].
 pub fn check(
     config: &Config,
     caller: &str,
@@ -352,13 +460,13 @@ pub fn check(
     for e in &errors {
         eprintln!("{e} (file not loaded)");
     }
-    let (certs, _fetcher) = crate::certs::CertCache::from_config(config.certs.clone())
+    let (certs, _fetcher) = CertCache::from_config(config.certs.clone())
         .map_err(|e| AppError(format!("certs: {e}")))?;
     let engine = engine::build(config, certs)?;
     // Feeds' last good entries, as saved: what the running agent enforces between polls.
     let feeds = feeds::open(config)?;
     let question = crate::screening::Call::question(caller, callee, display, anonymous);
-    Ok(screener::decide(
+    Ok(screener::verdict_in_force(
         &engine,
         &lists,
         &store_rules,

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                 lists,
                 data,
             };
-            let c = match load(&config, &overrides) {
+            let c = match load(&config, &overrides, Config::validate_for_run) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
                 eprintln!("scamguard lists: --config FILE is required");
                 return ExitCode::FAILURE;
             };
-            let c = match load(&config, &Overrides::default()) {
+            let c = match load(&config, &Overrides::default(), Config::validate) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -161,7 +161,8 @@ fn feeds(cmd: scamguard::lists::feeds::FeedsCmd) -> ExitCode {
             println!("private key: {} (mode 0600)", k.display());
             println!("public key:  {}", p.display());
         }),
-        FeedsCmd::Status { config } => match load(&config, &Overrides::default()) {
+        FeedsCmd::Status { config } => match load(&config, &Overrides::default(), Config::validate)
+        {
             Ok(c) => read_status(&c.store.data_dir)
                 .and_then(|s| write_status(&s, &mut std::io::stdout()).map_err(|e| e.to_string())),
             Err(code) => return code,
@@ -176,9 +177,13 @@ fn feeds(cmd: scamguard::lists::feeds::FeedsCmd) -> ExitCode {
     }
 }
 
-/// Load a config, apply the command line over it and validate the result; problems are printed
-/// and become the exit code.
-fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Config, ExitCode> {
+/// Load a config, apply the command line over it and validate the result with `checks`, once:
+/// every problem is printed and the exit code says there were some.
+fn load(
+    path: &std::path::Path,
+    overrides: &Overrides,
+    checks: fn(&Config) -> Vec<String>,
+) -> Result<Config, ExitCode> {
     let mut c = Config::load(path).map_err(|e| {
         eprintln!("{e}");
         ExitCode::FAILURE
@@ -187,7 +192,7 @@ fn load(path: &std::path::Path, overrides: &Overrides) -> Result<Config, ExitCod
         eprintln!("scamguard: {e}");
         ExitCode::FAILURE
     })?;
-    let problems = c.validate();
+    let problems = checks(&c);
     if !problems.is_empty() {
         for p in problems {
             eprintln!("{}: {p}", path.display());
@@ -209,7 +214,7 @@ fn check(
         lists,
         ..Default::default()
     };
-    let c = match load(path, &overrides) {
+    let c = match load(path, &overrides, Config::validate) {
         Ok(c) => c,
         Err(code) => return code,
     };

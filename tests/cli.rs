@@ -232,6 +232,26 @@ fn validate_names_the_api_tls_file_at_fault() {
 }
 
 #[test]
+fn every_config_problem_is_printed_at_once() {
+    let (_dir, config) = setup("problems", "[sip]\nmax_calls = 0\n[policy]\nwarn_at = 0\n");
+    let sip = format!("{config}: sip.max_calls: must be at least 1, got 0");
+    let policy = format!("{config}: policy: need 0 < warn_at <= block_at");
+    let o = run(&["validate", "--config", &config]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&sip) && out.contains(&policy), "{out}");
+    // Start-up refuses with the same list, and what `run` needs beyond it, before binding.
+    let o = run(&["run", "--config", &config]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&sip) && err.contains(&policy), "{err}");
+    assert!(
+        err.contains(&format!("{config}: sip.next_hop is not set")),
+        "{err}"
+    );
+}
+
+#[test]
 fn validate_shipped_config() {
     let o = run(&["validate", "--config", "config/scamguard.toml"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));

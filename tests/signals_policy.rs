@@ -90,16 +90,14 @@ fn world() -> World {
             ..TenantConfig::default()
         }],
         ..PolicyConfig::default()
-    })
-    .unwrap();
+    });
     World {
         rules: rules(),
         engine: Engine {
             screening: ScreeningPolicy::from_config(&ScreeningConfig {
                 default_country: "GB".into(),
                 ..ScreeningConfig::default()
-            })
-            .unwrap(),
+            }),
             scoring,
             signals: SignalState::new(cfg, brands, Arc::new(Certs(Arc::new(cert)))),
             international_gateways: vec![GATEWAY.to_string()],

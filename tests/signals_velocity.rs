@@ -12,7 +12,7 @@ mod agent_common;
 use std::sync::Arc;
 
 use scamguard::screening::signals::brands::Brands;
-use scamguard::screening::signals::reports::{Report, ReportSource, ReportsConfig};
+use scamguard::screening::signals::report_book::{Report, ReportSource, ReportsConfig};
 use scamguard::screening::signals::stir::{CertLookup, CertState};
 use scamguard::screening::signals::velocity::{Level, Thresholds, VelocityConfig};
 use scamguard::screening::signals::wangiri::{CallEnd, WangiriConfig};

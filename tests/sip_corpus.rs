@@ -17,7 +17,7 @@ use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
 use scamguard::sip::{
-    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
     SipStats,
 };
 use scamguard::sip::{Peer, Transport};
@@ -30,8 +30,8 @@ use tokio::time::timeout;
 struct PassHook;
 
 impl Hook for PassHook {
-    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Decision {
-        Decision::Forward {
+    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Disposition {
+        Disposition::Forward {
             display_name: Some("Checked \"ok\"".into()),
             headers: vec![],
             record_route: true,
@@ -94,8 +94,12 @@ async fn start(
         ..SipConfig::default()
     };
     tune(&mut cfg);
-    let proxy =
-        Arc::new(Proxy::new(cfg, addr, Arc::new(PassHook), Arc::new(SipStats::default())).unwrap());
+    let proxy = Arc::new(Proxy::new(
+        cfg,
+        addr,
+        Arc::new(PassHook),
+        Arc::new(SipStats::default()),
+    ));
     let (stop, rx) = watch::channel(false);
     tokio::spawn(run(udp, tcp, proxy.clone(), rx));
     (addr, proxy, down, stop)
@@ -545,7 +549,7 @@ fn corpora_through_the_core_leave_nothing_behind() {
         next_hop: Some("127.0.0.1:5070".parse().unwrap()),
         ..SipConfig::default()
     };
-    let proxy = Proxy::new(cfg, me, Arc::new(PassHook), Arc::new(SipStats::default())).unwrap();
+    let proxy = Proxy::new(cfg, me, Arc::new(PassHook), Arc::new(SipStats::default()));
     let t0 = Instant::now();
     let udp = Peer {
         transport: Transport::Udp,

@@ -11,7 +11,7 @@ use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
 use scamguard::sip::Transport;
 use scamguard::sip::{
-    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
     SipStats,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,13 +24,13 @@ type Seen = (String, Option<String>, Option<String>);
 
 #[derive(Default)]
 struct TestHook {
-    decision: Mutex<Option<Decision>>,
+    decision: Mutex<Option<Disposition>>,
     calls: Mutex<Vec<Seen>>,
     events: Mutex<Vec<(String, CallEvent)>>,
 }
 
 impl Hook for TestHook {
-    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Disposition {
         let from_user = call
             .from
             .as_ref()
@@ -44,7 +44,7 @@ impl Hook for TestHook {
             .lock()
             .unwrap()
             .clone()
-            .unwrap_or_else(Decision::pass)
+            .unwrap_or_else(Disposition::pass)
     }
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, _: Instant) {
         self.events
@@ -94,7 +94,7 @@ async fn start_with(
         udp_workers: 2,
         ..SipConfig::default()
     };
-    let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())).unwrap());
+    let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
     let (stop, rx) = watch::channel(false);
     tokio::spawn(run(udp, tcp, proxy.clone(), rx));
     Server {
@@ -165,7 +165,7 @@ fn respond(req: &Message, code: u16, extra: &str) -> String {
 async fn reject_with_headers_absorbs_ack_and_retransmissions() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Reject {
+    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
         code: 603,
         phrase: "Network Blocked".into(),
         headers: vec![
@@ -226,7 +226,7 @@ async fn forward_dialog_end_to_end_with_record_route() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let down_addr = down.local_addr().unwrap();
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
         display_name: Some("SCAM? \\ \"Bank\"".into()),
         headers: vec!["X-Scam-Verdict: warn; score=90".into()],
         record_route: true,

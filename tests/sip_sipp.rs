@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scamguard::sip::{
-    run, CallEvent, CallRef, Decision, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
+    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
     SipStats,
 };
 use tokio::net::{TcpListener, UdpSocket};
@@ -24,9 +24,9 @@ struct Count {
 }
 
 impl Hook for Count {
-    fn new_call(&self, _: &NewCall<'_>, _: std::time::Instant) -> Decision {
+    fn new_call(&self, _: &NewCall<'_>, _: std::time::Instant) -> Disposition {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Decision::Forward {
+        Disposition::Forward {
             display_name: Some("Checked".into()),
             headers: vec!["X-Screened: yes".into()],
             record_route: true,
@@ -113,8 +113,12 @@ async fn calls_through(caller_transport: &str) {
         next_hop: Some(uas_addr),
         ..SipConfig::default()
     };
-    let proxy =
-        Arc::new(Proxy::new(cfg, addr, hook.clone(), Arc::new(SipStats::default())).unwrap());
+    let proxy = Arc::new(Proxy::new(
+        cfg,
+        addr,
+        hook.clone(),
+        Arc::new(SipStats::default()),
+    ));
     let (_stop, rx) = watch::channel(false);
     tokio::spawn(run(udp, tcp, proxy.clone(), rx));
 

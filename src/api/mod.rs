@@ -99,27 +99,33 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
-    /// Refuse settings that would expose the API unsafely.
-    pub fn validate(&self) -> Result<SocketAddr, String> {
-        let addr: SocketAddr = self.listen.parse().map_err(|e| {
-            format!(
+    /// Every problem, each naming the setting and what was expected; refuses settings that
+    /// would expose the API unsafely. Reads the TLS files, so that a missing or mismatched one
+    /// is reported with the rest.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let listen = self.listen.parse::<SocketAddr>();
+        if let Err(e) = &listen {
+            p.push(format!(
                 "api.listen {:?}: {e}; expected ip:port such as 127.0.0.1:8080",
                 self.listen
-            )
-        })?;
-        let tls = self.tls()?;
-        if tls.is_none() && !addr.ip().is_loopback() {
-            return Err(format!(
-                "api.listen {addr} is not a loopback address and api.tls_cert/tls_key are not set; \
-                 set both to serve HTTPS, or listen on 127.0.0.1 or ::1"
             ));
         }
-        if self.max_body_bytes == 0 || self.max_import_bytes == 0 || self.max_connections == 0 {
-            return Err(
-                "api.max_body_bytes, max_import_bytes and max_connections must be > 0".into(),
-            );
+        match self.tls() {
+            Err(e) => p.push(e),
+            Ok(None) => match listen {
+                Ok(addr) if !addr.ip().is_loopback() => p.push(format!(
+                    "api.listen {addr} is not a loopback address and api.tls_cert/tls_key are not set; \
+                     set both to serve HTTPS, or listen on 127.0.0.1 or ::1"
+                )),
+                _ => {}
+            },
+            Ok(Some(_)) => {}
         }
-        Ok(addr)
+        if self.max_body_bytes == 0 || self.max_import_bytes == 0 || self.max_connections == 0 {
+            p.push("api.max_body_bytes, max_import_bytes and max_connections must be > 0".into());
+        }
+        p
     }
 
     /// The TLS server config from `tls_cert` and `tls_key`, read and checked now (a missing,
@@ -210,14 +216,14 @@ pub struct State {
 }
 
 impl State {
-    /// Assemble the state, loading the tokens file named in `cfg` (errors name file and line).
+    /// Assemble the state from a validated `cfg`, loading the TLS files and the tokens file it
+    /// names: the errors left are those of files (they name file and line).
     pub fn new(
         cfg: ApiConfig,
         live: Arc<Live>,
         checker: Arc<dyn Checker>,
         collectors: Vec<Arc<dyn Collect>>,
     ) -> Result<State, String> {
-        cfg.validate()?;
         let tls = cfg.tls()?.map(tokio_rustls::TlsAcceptor::from);
         let tokens = match &cfg.tokens_file {
             Some(p) => Tokens::load(p).map_err(|e| e.to_string())?,
@@ -262,11 +268,16 @@ mod tests {
             }
             .validate()
         };
-        assert!(c("127.0.0.1:0").is_ok());
-        assert!(c("[::1]:8080").is_ok());
-        assert!(c("0.0.0.0:8080").unwrap_err().contains("not a loopback"));
-        assert!(c("10.1.2.3:8080").is_err());
-        assert!(c("localhost").is_err());
+        assert_eq!(c("127.0.0.1:0"), Vec::<String>::new());
+        assert_eq!(c("[::1]:8080"), Vec::<String>::new());
+        let p = c("0.0.0.0:8080");
+        assert!(p.len() == 1 && p[0].contains("not a loopback"), "{p:?}");
+        assert_eq!(c("10.1.2.3:8080").len(), 1);
+        let p = c("localhost");
+        assert!(
+            p.len() == 1 && p[0].starts_with("api.listen \"localhost\""),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -287,8 +298,14 @@ mod tests {
             }
             .validate()
         };
-        assert!(c("0.0.0.0:8443", Some(&cert), Some(&key)).is_ok());
-        assert!(c("127.0.0.1:0", Some(&cert), Some(&key)).is_ok());
+        assert_eq!(
+            c("0.0.0.0:8443", Some(&cert), Some(&key)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            c("127.0.0.1:0", Some(&cert), Some(&key)),
+            Vec::<String>::new()
+        );
         // (listen, cert, key, what the error must say)
         let cases = [
             ("0.0.0.0:8443", Some(&cert), None, "without api.tls_key"),
@@ -302,8 +319,11 @@ mod tests {
             ),
         ];
         for (listen, cert, key, want) in cases {
-            let e = c(listen, cert, key).unwrap_err();
-            assert!(e.contains(want), "{listen} {cert:?} {key:?}: {e}");
+            let e = c(listen, cert, key);
+            assert!(
+                e.len() == 1 && e[0].contains(want),
+                "{listen} {cert:?} {key:?}: {e:?}"
+            );
         }
     }
 }

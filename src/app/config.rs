@@ -2,8 +2,11 @@
 //!
 //! Each section is a `XxxConfig` struct that lives beside the code that uses it, with
 //! `#[serde(default, deny_unknown_fields)]` and a `Default` impl, so defaults are written once
-//! and a misspelt key is an error naming its line. To add a section: add a field here, call its
-//! `validate()` from [`Config::validate`], and document it in `config/scamguard.toml`.
+//! and a misspelt key is an error naming its line. Each has one `fn validate(&self) ->
+//! Vec<String>` that names every problem; [`Config::validate`] gathers them all, once, when the
+//! config is loaded, and nothing downstream checks again. To add a section: add a field here,
+//! give it `validate()`, call that from [`Config::validate`], and document it in
+//! `config/scamguard.toml`.
 //!
 //! Relative paths in the config (the lists directory, a log file) resolve against the current
 //! directory of the process, not the directory of the config file, like paths given on the
@@ -12,6 +15,7 @@
 //! Knows nothing of behaviour: it only reads, defaults and validates settings.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,7 +41,7 @@ pub struct Config {
     pub signals: crate::screening::signals::SignalsConfig,
     pub policy: crate::screening::PolicyConfig,
     pub certs: crate::certs::CertsConfig,
-    pub peers: super::PeersConfig,
+    pub peers: PeersConfig,
     /// `[[feeds]]`: partners' signed blocklists this agent subscribes to.
     pub feeds: Vec<crate::lists::feeds::FeedConfig>,
     /// `[publish]`: store lists this agent serves as signed feeds.
@@ -86,6 +90,29 @@ impl LogConfig {
             p.push("log.level is empty; expected a filter such as \"info\"".to_string());
         }
         p
+    }
+}
+
+/// The `[peers]` section: which source addresses are international gateways (a domestic caller
+/// id arriving there is spoofed in the countries that enforce it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    pub international_gateways: Vec<IpAddr>,
+}
+
+impl PeersConfig {
+    /// Every problem with the section, each naming the setting and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        self.international_gateways
+            .iter()
+            .filter(|ip| ip.is_unspecified())
+            .map(|ip| {
+                format!(
+                    "peers.international_gateways: {ip} is not a peer's address; expected the source IP of a gateway"
+                )
+            })
+            .collect()
     }
 }
 
@@ -147,46 +174,38 @@ impl Config {
         })
     }
 
-    /// Every problem in every section, each "what is wrong, what was expected".
+    /// Every problem in every section at once, each naming the setting and what was expected.
+    /// Run once, when the config is loaded (with the command line applied): the constructors
+    /// that take a section trust it. Files the config names (TLS, trust anchors, prompts, the
+    /// brands table) are read here too, so that their problems are reported with the rest.
     pub fn validate(&self) -> Vec<String> {
         let mut p = self.screening.validate();
         p.extend(self.lists.validate());
         p.extend(self.store.validate());
-        if let Err(e) = self.api.validate() {
-            p.push(e);
-        }
+        p.extend(self.api.validate());
         p.extend(self.log.validate());
         p.extend(self.disposition.validate());
-        if let Err(e) = self.sip.validate() {
+        p.extend(self.sip.validate());
+        p.extend(self.signals.validate());
+        if let Err(e) = super::engine::brands(&self.signals.brands) {
             p.push(e);
         }
-        p.extend(self.signals.reports.validate());
-        p.extend(self.signals.velocity.validate());
-        p.extend(self.signals.wangiri.validate());
-        p.extend(self.signals.blocks.validate());
-        p.extend(self.signals.plausibility.validate());
-        if self.signals.brands.enabled {
-            let file = &self.signals.brands.file;
-            match std::fs::read_to_string(file) {
-                Err(e) => p.push(format!("{file}: cannot read the brands file: {e}")),
-                Ok(text) => {
-                    if let Err(e) =
-                        crate::screening::signals::brands::Brands::from_toml(&text, file)
-                    {
-                        p.push(e.to_string());
-                    }
-                }
-            }
-        }
-        if let Err(e) = crate::screening::Scoring::new(self.policy.clone()) {
-            p.push(e);
-        }
-        if let Err(e) = self.media.validate() {
-            p.push(e.to_string());
-        }
+        p.extend(self.policy.validate());
+        p.extend(self.media.validate());
         p.extend(crate::lists::feeds::validate_feeds(&self.feeds));
         p.extend(self.publish.validate());
         p.extend(self.certs.validate());
+        p.extend(self.peers.validate());
+        p
+    }
+
+    /// [`Config::validate`], and what `run` needs beyond it: somewhere to send the calls it
+    /// passes (`check` and `lists` do without).
+    pub fn validate_for_run(&self) -> Vec<String> {
+        let mut p = self.validate();
+        if self.sip.next_hop.is_none() {
+            p.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
+        }
         p
     }
 
@@ -276,5 +295,26 @@ mod tests {
         assert_eq!(c.log.decisions, LogTarget::File("d.jsonl".into()));
         let c = Config::parse("c.toml", "[screening]\ndefault_country = \"FR\"\n").unwrap();
         assert_eq!(c.validate().len(), 1);
+    }
+
+    #[test]
+    fn every_bad_section_is_reported_at_once() {
+        let c = Config::parse(
+            "c.toml",
+            "[sip]\nmax_calls = 0\n[policy]\nwarn_at = 0\n[api]\nmax_connections = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.validate(),
+            [
+                "api.max_body_bytes, max_import_bytes and max_connections must be > 0",
+                "sip.max_calls: must be at least 1, got 0",
+                "policy: need 0 < warn_at <= block_at, got warn_at 0 block_at 100",
+            ]
+        );
+        // What `run` needs beyond that comes in the same list.
+        let run = c.validate_for_run();
+        assert_eq!(run.len(), 4, "{run:?}");
+        assert!(run[3].starts_with("sip.next_hop is not set"), "{run:?}");
     }
 }

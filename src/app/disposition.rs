@@ -1,5 +1,5 @@
 //! How a verdict becomes an answer on the wire: the `[disposition]` config section and the pure
-//! mapping from a [`Verdict`] to a SIP [`Decision`] (603+ or 608 for blocks, 433 for refused
+//! mapping from a [`Verdict`] to a SIP [`Disposition`] (603+ or 608 for blocks, 433 for refused
 //! anonymous callers, a tagged display name and a verdict header for warnings).
 //!
 //! Knows nothing of sockets or of how the verdict was reached.
@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use crate::screening::{Action, Refusal, Verdict};
-use crate::sip::Decision;
+use crate::sip::Disposition;
 
 /// Which response refuses a blocked call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -157,17 +157,17 @@ fn stir_failure(v: &Verdict) -> Option<String> {
 }
 
 impl DispositionConfig {
-    /// Turn a verdict into what the SIP layer does.
-    pub fn decide(&self, v: &Verdict, call: &CallView) -> Decision {
+    /// The SIP answer to a verdict: what the proxy does with the call.
+    pub fn answer(&self, v: &Verdict, call: &CallView) -> Disposition {
         match v.action {
             Action::Block => match v.refusal {
-                Refusal::AnonymityDisallowed => Decision::Reject {
+                Refusal::AnonymityDisallowed => Disposition::Reject {
                     code: 433,
                     phrase: "Anonymity Disallowed".into(),
                     headers: Vec::new(),
                 },
                 Refusal::Blocked => match self.block_response {
-                    BlockResponse::NetworkBlocked => Decision::Reject {
+                    BlockResponse::NetworkBlocked => Disposition::Reject {
                         code: 603,
                         phrase: "Network Blocked".into(),
                         headers: vec![format!(
@@ -175,7 +175,7 @@ impl DispositionConfig {
                             self.redress_url
                         )],
                     },
-                    BlockResponse::Rejected => Decision::Reject {
+                    BlockResponse::Rejected => Disposition::Reject {
                         code: 608,
                         phrase: "Rejected".into(),
                         headers: vec![format!("Call-Info: <{}>;purpose=jwscard", self.jwscard_url)],
@@ -192,7 +192,7 @@ impl DispositionConfig {
                     headers.push(format!("Alert-Info: {}", self.warn_alert_info));
                 }
                 headers.extend(stir_failure(v));
-                Decision::Forward {
+                Disposition::Forward {
                     display_name: Some(self.warn_display.replace("{name}", name)),
                     headers,
                     record_route: true,
@@ -201,7 +201,7 @@ impl DispositionConfig {
                     tag: None,
                 }
             }
-            Action::Pass => Decision::Forward {
+            Action::Pass => Disposition::Forward {
                 display_name: None,
                 headers: std::iter::once(format!("{}: pass", self.verdict_header))
                     .chain(stir_failure(v))
@@ -236,9 +236,9 @@ mod tests {
         }
     }
 
-    fn reject(d: Decision) -> (u16, String, Vec<String>) {
+    fn reject(d: Disposition) -> (u16, String, Vec<String>) {
         match d {
-            Decision::Reject {
+            Disposition::Reject {
                 code,
                 phrase,
                 headers,
@@ -259,7 +259,7 @@ mod tests {
         };
         let v = verdict(Action::Block, Refusal::Blocked, "listed");
         assert_eq!(
-            reject(c.decide(&v, &view)),
+            reject(c.answer(&v, &view)),
             (
                 603,
                 "Network Blocked".into(),
@@ -272,7 +272,7 @@ mod tests {
         c.block_response = BlockResponse::Rejected;
         c.jwscard_url = "https://carrier.example/r.jws".into();
         assert_eq!(
-            reject(c.decide(&v, &view)),
+            reject(c.answer(&v, &view)),
             (
                 608,
                 "Rejected".into(),
@@ -280,7 +280,7 @@ mod tests {
             )
         );
         let anon = verdict(Action::Block, Refusal::AnonymityDisallowed, "anonymous");
-        assert_eq!(reject(c.decide(&anon, &view)).0, 433);
+        assert_eq!(reject(c.answer(&anon, &view)).0, 433);
     }
 
     #[test]
@@ -308,7 +308,7 @@ mod tests {
         ];
         for (display, reason, want_name, want_header) in cases {
             let v = verdict(Action::Warn, Refusal::Blocked, reason);
-            let d = c.decide(
+            let d = c.answer(
                 &v,
                 &CallView {
                     display_name: *display,
@@ -317,7 +317,7 @@ mod tests {
             );
             assert_eq!(
                 d,
-                Decision::Forward {
+                Disposition::Forward {
                     display_name: Some(want_name.to_string()),
                     headers: vec![want_header.to_string()],
                     record_route: true,
@@ -343,7 +343,7 @@ mod tests {
             refusal: Refusal::Blocked,
             stir_failure: None,
         };
-        let d = c.decide(
+        let d = c.answer(
             &v,
             &CallView {
                 display_name: Some("Bob"),
@@ -352,7 +352,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Forward {
+            Disposition::Forward {
                 display_name: None,
                 headers: vec!["X-Scamguard-Verdict: pass".into()],
                 record_route: false,
@@ -410,7 +410,7 @@ mod tests {
                 refusal: Refusal::Blocked,
                 stir_failure: *failure,
             };
-            let Decision::Forward { headers, .. } = c.decide(&v, &view) else {
+            let Disposition::Forward { headers, .. } = c.answer(&v, &view) else {
                 panic!("{failure:?}: not forwarded");
             };
             let got = headers.iter().find(|h| h.starts_with("Reason:"));
@@ -424,7 +424,7 @@ mod tests {
             refusal: Refusal::Blocked,
             stir_failure: Some(StirCode::Invalid),
         };
-        assert_eq!(reject(c.decide(&v, &view)).2.len(), 1);
+        assert_eq!(reject(c.answer(&v, &view)).2.len(), 1);
     }
 
     #[test]

@@ -9,19 +9,19 @@ use std::time::{Instant, SystemTime};
 
 use dashmap::DashMap;
 
+use super::clock::{now_ms, Clock};
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
-use super::signals::{now_ms, Clock};
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::report_desk::ReportDesk;
 use crate::lists::store::{StoreError, StoredReport};
 use crate::lists::ListSet;
 use crate::media::{MediaEngine, MediaError, Release, Side};
 use crate::metrics::{Collect, Counter, Exposition};
-use crate::screening::signals::reports::{Promotion, Report, ReportSource};
+use crate::screening::signals::report_book::{Promotion, Report, ReportSource};
 use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::{Action, Call, Engine, Verdict};
-use crate::sip::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use crate::sip::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 
 /// Calls by action, hits by list, and what happened to forwarded calls.
 #[derive(Default)]
@@ -151,15 +151,15 @@ impl Screener {
         display: Option<&str>,
         anonymous: bool,
     ) -> Verdict {
-        self.decide(
+        self.screen(
             &Call::question(caller, callee, display, anonymous),
             now_ms(),
         )
     }
 
     /// The engine over the rules in force now: file lists, store lists and feeds.
-    fn decide(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
-        decide(
+    fn screen(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
+        verdict_in_force(
             &self.engine,
             &self.lists,
             &self.store,
@@ -221,7 +221,7 @@ impl Screener {
 
 /// The engine over the file lists, store lists and feeds as they are now: shared by the hook,
 /// `scamguard check` and `/v1/check`.
-pub fn decide(
+pub fn verdict_in_force(
     engine: &Engine,
     lists: &ListSet,
     store: &StoreRules,
@@ -242,7 +242,7 @@ pub fn decide(
 }
 
 impl Hook for Screener {
-    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Disposition {
         let started = Instant::now();
         let unix_ms = self.clock.unix_ms(now);
         let trusted = call.trusted;
@@ -262,7 +262,7 @@ impl Hook for Screener {
             verstat: p.verstat,
             live: true,
         };
-        let v = self.decide(&facts, unix_ms);
+        let v = self.screen(&facts, unix_ms);
         let callee = self
             .engine
             .screening
@@ -274,15 +274,15 @@ impl Hook for Screener {
             Ok(None) => (None, None, None),
             Err(why) => (None, None, Some(why)),
         };
-        let decision = self.disposition.decide(
+        let answer = self.disposition.answer(
             &v,
             &CallView {
                 display_name: p.display_name.as_deref(),
                 announce: announce.is_some(),
             },
         );
-        let decision = match decision {
-            Decision::Forward { .. } => decision.with_call(
+        let answer = match answer {
+            Disposition::Forward { .. } => answer.with_call(
                 offer,
                 CallTag::new(Tagged {
                     caller: v.caller.clone(),
@@ -290,14 +290,14 @@ impl Hook for Screener {
                     announce,
                 }),
             ),
-            Decision::Reject { .. } => {
+            Disposition::Reject { .. } => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
                 // it would count as a concurrent call until the signals' call timeout. No callee
                 // saw it, so it is no outcome for velocity or wangiri.
                 self.engine
                     .signals
                     .call_ended(call.call_id, CallEnd::Refused, unix_ms);
-                decision
+                answer
             }
         };
         let decision_us = started.elapsed().as_micros() as u64;
@@ -313,7 +313,7 @@ impl Hook for Screener {
             source: call.source.to_string(),
             note,
         });
-        decision
+        answer
     }
 
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant) {

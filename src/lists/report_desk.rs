@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::overlay::{Live, WriteError};
 use super::store::{StoreError, StoredEntry, StoredReport};
 use crate::metrics::{Collect, Counter, Exposition};
-use crate::screening::signals::reports::{
+use crate::screening::signals::report_book::{
     Promotion, Report, ReportBook, ReportSource, ReportStore, ReportsConfig,
 };
 use crate::screening::{Action, EntryAction};

@@ -6,8 +6,9 @@
 //! transaction, so an interrupted import leaves no trace. Opening runs `PRAGMA quick_check` and
 //! refuses a damaged or foreign file with a clear error instead of acting as an empty blocklist.
 //!
-//! The same file holds callers' reports (the `reports` table, see [`reports`](self::reports)):
-//! each is durable before it counts, and the table is bounded by a row cap and the report window.
+//! The same file holds callers' reports (the `reports` table, see
+//! [`report_rows`](self::report_rows)): each is durable before it counts, and the table is
+//! bounded by a row cap and the report window.
 //!
 //! The SQL of signed feeds is here too (see [`feeds`](self::feeds)): the publisher's reads of
 //! this file, and the subscriber's own `feeds.db`.
@@ -27,11 +28,11 @@ use serde::{Deserialize, Serialize};
 use crate::screening::EntryAction;
 
 mod feeds;
-mod reports;
+mod report_rows;
 pub use feeds::{
     FeedEntry, FeedRead, FeedReader, FeedState, FeedUpdate, FeedsDb, SavedFeed, Tombstone, FEEDS_DB,
 };
-pub use reports::StoredReport;
+pub use report_rows::StoredReport;
 
 /// The `[store]` config section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

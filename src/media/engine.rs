@@ -110,14 +110,14 @@ enum Ctl {
 }
 
 impl MediaEngine {
-    /// Build the engine: checks the config and loads every prompt (the only file I/O).
-    /// A disabled config gives [`MediaError::Disabled`]: the app then builds no engine.
+    /// Build the engine from a config that has passed [`MediaConfig::validate`], loading every
+    /// prompt (the only file I/O, and with a disabled config, [`MediaError::Disabled`], the only
+    /// error left: the app then builds no engine).
     pub fn new(cfg: MediaConfig) -> Result<MediaEngine, MediaError> {
         if !cfg.enabled {
             return Err(MediaError::Disabled);
         }
-        cfg.validate()?;
-        let advertise = cfg.advertised()?;
+        let advertise = cfg.advertised();
         let prompts = PromptSet::load(&cfg)?;
         let stats = Arc::new(MediaStats::default());
         let first = cfg.port_min + (cfg.port_min & 1);

@@ -117,15 +117,10 @@ impl Default for MediaConfig {
 }
 
 impl MediaConfig {
-    /// The address we put in SDP.
-    pub fn advertised(&self) -> Result<IpAddr, MediaError> {
-        match self.advertise_ip.unwrap_or(self.bind_ip) {
-            ip if ip.is_unspecified() => Err(MediaError::Config(
-                "media.advertise_ip: expected an address peers can reach (bind_ip is a wildcard)"
-                    .into(),
-            )),
-            ip => Ok(ip),
-        }
+    /// The address we put in SDP: `advertise_ip`, else `bind_ip` (which [`MediaConfig::validate`]
+    /// refuses when it is a wildcard).
+    pub fn advertised(&self) -> IpAddr {
+        self.advertise_ip.unwrap_or(self.bind_ip)
     }
 
     /// Port pairs in the range.
@@ -139,22 +134,27 @@ impl MediaConfig {
         }
     }
 
-    /// Check the section and load every prompt it names; returns the loaded prompt names. What
-    /// `scamguard validate` calls. A disabled section is not checked.
-    pub fn validate(&self) -> Result<Vec<String>, MediaError> {
+    /// Every problem with the section, each naming the setting and what was expected, and
+    /// whether every prompt it names loads (a prompt file's problem names the file). What
+    /// `scamguard validate` and start-up report. A disabled section is not checked.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
         if !self.enabled {
-            return Ok(Vec::new());
+            return p;
         }
-        self.advertised()?;
-        let bad = |s: String| Err(MediaError::Config(s));
+        if self.advertised().is_unspecified() {
+            p.push(
+                "media.advertise_ip: expected an address peers can reach (bind_ip is a wildcard)"
+                    .into(),
+            );
+        }
         if self.port_min == 0 || self.port_min >= self.port_max {
-            return bad(format!(
+            p.push(format!(
                 "media.port_min {} / port_max {}: expected 0 < port_min < port_max",
                 self.port_min, self.port_max
             ));
-        }
-        if self.max_sessions == 0 || self.pairs() < self.max_sessions * 2 {
-            return bad(format!(
+        } else if self.max_sessions == 0 || self.pairs() < self.max_sessions * 2 {
+            p.push(format!(
                 "media.max_sessions {}: expected 1..={} (each call takes 2 port pairs; the \
                  range {}-{} holds {} pairs)",
                 self.max_sessions,
@@ -165,15 +165,18 @@ impl MediaConfig {
             ));
         }
         if self.prompt_start_wait_ms > 10_000 {
-            return bad(format!(
+            p.push(format!(
                 "media.prompt_start_wait_ms {}: expected at most 10000",
                 self.prompt_start_wait_ms
             ));
         }
         if self.idle_timeout_secs == 0 || self.setup_timeout_secs == 0 {
-            return bad("media.idle_timeout_secs / setup_timeout_secs: expected > 0".into());
+            p.push("media.idle_timeout_secs / setup_timeout_secs: expected > 0".into());
         }
-        Ok(PromptSet::load(self)?.names())
+        if let Err(e) = PromptSet::load(self) {
+            p.push(e.to_string());
+        }
+        p
     }
 }
 
@@ -365,7 +368,8 @@ mod tests {
             prompts_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/prompts").into(),
             ..MediaConfig::default()
         };
-        let names = base.validate().unwrap();
+        assert_eq!(base.validate(), Vec::<String>::new());
+        let names = PromptSet::load(&base).unwrap().names();
         for n in ["de", "en", "en-tech-support", "es"] {
             assert!(names.contains(&n.to_string()), "{names:?}");
         }
@@ -379,10 +383,13 @@ mod tests {
             (MediaConfig { prompts_dir: "src".into(), ..base.clone() }, "expected an 8 kHz mono WAV"),
         ];
         for (cfg, want) in cases {
-            let got = cfg.validate().unwrap_err().to_string();
-            assert!(got.contains(want), "{got:?} should contain {want:?}");
+            let got = cfg.validate();
+            assert!(
+                got.len() == 1 && got[0].contains(want),
+                "{got:?} should be one problem containing {want:?}"
+            );
         }
-        assert!(MediaConfig::default().validate().unwrap().is_empty());
+        assert!(MediaConfig::default().validate().is_empty());
     }
 
     #[test]
@@ -401,7 +408,7 @@ mod tests {
             "prompt {}: not a RIFF/WAVE file",
             dir.join("en.wav").display()
         );
-        assert_eq!(cfg.validate().unwrap_err().to_string(), want);
+        assert_eq!(cfg.validate(), [want]);
         // a broken optional variant is an error too, not silently skipped
         std::fs::write(dir.join("en.wav"), wav::encode_pcm16(&[0; 160])).unwrap();
         std::fs::write(dir.join("en-tech-support.wav"), wav::encode_pcm16(&[])).unwrap();
@@ -409,7 +416,7 @@ mod tests {
             "prompt {}: no samples",
             dir.join("en-tech-support.wav").display()
         );
-        assert_eq!(cfg.validate().unwrap_err().to_string(), want);
+        assert_eq!(cfg.validate(), [want]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -99,7 +99,7 @@ fn meta_entry(pattern: Pattern, m: &EntryMeta) -> Entry {
 }
 
 /// Anything that can answer "which entry wins for this number": the compiled index alone, or
-/// the index combined with a live overlay. [`crate::screening::screen`] takes one of these.
+/// the index combined with a live overlay. [`crate::screening::Engine::decide`] takes one of these.
 pub trait Rules {
     fn lookup(&self, number: Number, now: i64) -> Option<Match>;
 

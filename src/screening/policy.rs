@@ -123,7 +123,7 @@ impl ScreeningConfig {
     }
 }
 
-/// The compiled policy used by [`crate::screening::screen`].
+/// The compiled `[screening]` section [`crate::screening::Engine::decide`] uses.
 #[derive(Debug, Clone)]
 pub struct ScreeningPolicy {
     pub plan: NumberPlan,
@@ -135,13 +135,10 @@ pub struct ScreeningPolicy {
 }
 
 impl ScreeningPolicy {
-    /// Compile a validated section; the error lists every problem.
-    pub fn from_config(c: &ScreeningConfig) -> Result<ScreeningPolicy, Vec<String>> {
-        let problems = c.validate();
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let mut plan = NumberPlan::for_country(&c.default_country).ok_or_else(Vec::new)?;
+    /// Compile a section that has passed [`ScreeningConfig::validate`] (which refuses a country
+    /// without a built-in plan; were one to get here, the NANP plan stands in).
+    pub fn from_config(c: &ScreeningConfig) -> ScreeningPolicy {
+        let mut plan = NumberPlan::for_country(&c.default_country).unwrap_or_else(nanp);
         if let Some(cc) = &c.country_code {
             plan.country_code = cc.clone();
         }
@@ -163,12 +160,12 @@ impl ScreeningPolicy {
             .iter()
             .filter_map(|e| Number::from_digits(format!("{}{e}", plan.country_code).as_bytes()))
             .collect();
-        Ok(ScreeningPolicy {
+        ScreeningPolicy {
             plan,
             anonymous: c.anonymous,
             emergency,
             emergency_e164,
-        })
+        }
     }
 
     /// Is this callee an emergency number? `raw` is compared digit by digit ignoring visual
@@ -196,23 +193,20 @@ impl ScreeningPolicy {
     }
 }
 
+/// The US and Canada's plan, spelt out so that it needs no lookup.
+fn nanp() -> NumberPlan {
+    NumberPlan {
+        country_code: "1".into(),
+        trunk_prefix: Some("1".into()),
+        international_prefix: "011".into(),
+        national_len: (10, 10),
+        bare_digits: BareDigits::National,
+    }
+}
+
 impl Default for ScreeningPolicy {
     fn default() -> Self {
-        // The default section is valid by construction; fall back to a bare US plan otherwise.
-        ScreeningPolicy::from_config(&ScreeningConfig::default()).unwrap_or_else(|_| {
-            ScreeningPolicy {
-                plan: NumberPlan {
-                    country_code: "1".into(),
-                    trunk_prefix: Some("1".into()),
-                    international_prefix: "011".into(),
-                    national_len: (10, 10),
-                    bare_digits: BareDigits::National,
-                },
-                anonymous: AnonymousPolicy::Pass,
-                emergency: vec!["911".into()],
-                emergency_e164: Vec::new(),
-            }
-        })
+        ScreeningPolicy::from_config(&ScreeningConfig::default())
     }
 }
 
@@ -228,7 +222,7 @@ mod tests {
             international_prefix: Some("010".into()),
             ..Default::default()
         };
-        let p = ScreeningPolicy::from_config(&c).unwrap();
+        let p = ScreeningPolicy::from_config(&c);
         assert_eq!(p.plan.country_code, "44");
         assert_eq!(p.plan.trunk_prefix, None);
         assert_eq!(p.plan.international_prefix, "010");
@@ -256,8 +250,7 @@ mod tests {
         let au = ScreeningPolicy::from_config(&ScreeningConfig {
             default_country: "AU".into(),
             ..Default::default()
-        })
-        .unwrap();
+        });
         // (policy, raw callee, is emergency)
         let cases = [
             (&us, "911", true),

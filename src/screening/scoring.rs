@@ -109,37 +109,45 @@ pub struct Scoring {
     cfg: PolicyConfig,
 }
 
-impl Scoring {
-    /// Checks the config; errors name the setting and what was expected.
-    pub fn new(cfg: PolicyConfig) -> Result<Scoring, String> {
-        if cfg.warn_at <= 0 || cfg.block_at < cfg.warn_at {
-            return Err(format!(
+impl PolicyConfig {
+    /// Every problem with the section, each naming the setting and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.warn_at <= 0 || self.block_at < self.warn_at {
+            p.push(format!(
                 "policy: need 0 < warn_at <= block_at, got warn_at {} block_at {}",
-                cfg.warn_at, cfg.block_at
+                self.warn_at, self.block_at
             ));
         }
-        for t in &cfg.tenants {
+        for t in &self.tenants {
             if t.name.is_empty() {
-                return Err("policy.tenant: name is required".into());
+                p.push("policy.tenant: name is required".into());
             }
             if t.callee_prefixes.is_empty() && t.peers.is_empty() {
-                return Err(format!(
+                p.push(format!(
                     "policy.tenant {}: give callee_prefixes or peers",
                     t.name
                 ));
             }
-            if let Some(p) = t.callee_prefixes.iter().find(|p| {
+            for bad in t.callee_prefixes.iter().filter(|p| {
                 p.strip_prefix('+').map_or(true, |d| {
                     d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit())
                 })
             }) {
-                return Err(format!(
-                    "policy.tenant {}: callee prefix {p:?} is not + and digits",
+                p.push(format!(
+                    "policy.tenant {}: callee prefix {bad:?} is not + and digits",
                     t.name
                 ));
             }
         }
-        Ok(Scoring { cfg })
+        p
+    }
+}
+
+impl Scoring {
+    /// The fold over a section that has passed [`PolicyConfig::validate`].
+    pub fn new(cfg: PolicyConfig) -> Scoring {
+        Scoring { cfg }
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -329,7 +337,6 @@ mod tests {
             ],
             ..PolicyConfig::default()
         })
-        .unwrap()
     }
 
     #[test]
@@ -560,7 +567,8 @@ mod tests {
             },
         ];
         for (i, cfg) in bad.into_iter().enumerate() {
-            assert!(Scoring::new(cfg).is_err(), "case {i}");
+            assert_eq!(cfg.validate().len(), 1, "case {i}");
         }
+        assert_eq!(PolicyConfig::default().validate(), Vec::<String>::new());
     }
 }

@@ -102,36 +102,52 @@ impl SipConfig {
 }
 
 impl SipConfig {
-    /// Check settings that serde cannot; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every problem serde cannot catch, each naming the setting and what was expected.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
         if self.listen.ip().is_unspecified() && self.advertise.is_none() {
-            return Err(format!(
+            p.push(format!(
                 "sip.advertise: required when sip.listen is {} (the host peers reach us at)",
                 self.listen
             ));
         }
-        if self.max_message_size < 1024 || self.max_message_size > 65535 {
-            return Err(format!(
+        if !(1024..=65535).contains(&self.max_message_size) {
+            p.push(format!(
                 "sip.max_message_size: expected 1024..=65535, got {}",
                 self.max_message_size
             ));
         }
-        if self.max_headers == 0 || self.max_line_length < 256 {
-            return Err("sip.max_headers must be > 0 and sip.max_line_length >= 256".into());
+        if self.max_headers == 0 {
+            p.push("sip.max_headers: must be at least 1, got 0".into());
+        }
+        if self.max_line_length < 256 {
+            p.push(format!(
+                "sip.max_line_length: must be at least 256, got {}",
+                self.max_line_length
+            ));
+        }
+        // Zero would answer every new request 503: a cap, never an off switch.
+        for (key, v) in [
+            ("max_transactions", self.max_transactions),
+            ("max_calls", self.max_calls),
+        ] {
+            if v == 0 {
+                p.push(format!("sip.{key}: must be at least 1, got 0"));
+            }
         }
         if self.t1_ms == 0 || self.t2_ms < self.t1_ms {
-            return Err(format!(
+            p.push(format!(
                 "sip.t1_ms/t2_ms: expected 0 < t1 <= t2, got {}/{}",
                 self.t1_ms, self.t2_ms
             ));
         }
         if self.tick_ms == 0 || self.tick_ms > self.t1_ms {
-            return Err(format!(
+            p.push(format!(
                 "sip.tick_ms: expected 1..=t1_ms, got {}",
                 self.tick_ms
             ));
         }
-        Ok(())
+        p
     }
 }
 
@@ -148,13 +164,34 @@ mod tests {
         assert_eq!(c.next_hop_transport, Transport::Tcp);
         assert_eq!(c.t1(), Duration::from_millis(250));
         assert_eq!(c.max_headers, 128);
-        assert!(c.validate().is_ok());
+        assert_eq!(c.validate(), Vec::<String>::new());
         assert!(toml::from_str::<SipConfig>("listne = \"1.2.3.4:5\"").is_err());
-        assert!(SipConfig::default().validate().is_ok());
+        assert_eq!(SipConfig::default().validate(), Vec::<String>::new());
         let bad = SipConfig {
             listen: "0.0.0.0:5060".parse().unwrap(),
             ..SipConfig::default()
         };
-        assert!(bad.validate().unwrap_err().starts_with("sip.advertise"));
+        let p = bad.validate();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("sip.advertise"), "{p:?}");
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let bad = SipConfig {
+            max_calls: 0,
+            max_headers: 0,
+            t1_ms: 0,
+            ..SipConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            [
+                "sip.max_headers: must be at least 1, got 0",
+                "sip.max_calls: must be at least 1, got 0",
+                "sip.t1_ms/t2_ms: expected 0 < t1 <= t2, got 0/4000",
+                "sip.tick_ms: expected 1..=t1_ms, got 50",
+            ]
+        );
     }
 }

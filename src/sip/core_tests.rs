@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::core::{Output, Peer, Proxy};
-use super::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Limits, Message};
 use super::{SipConfig, SipStats, Transport};
 
@@ -17,7 +17,7 @@ use super::{SipConfig, SipStats, Transport};
 /// check that the proxy hands the tag back with every event.
 #[derive(Default)]
 pub(crate) struct TestHook {
-    pub decision: Mutex<Option<Decision>>,
+    pub decision: Mutex<Option<Disposition>>,
     pub calls: Mutex<Vec<String>>,
     pub events: Mutex<Vec<(String, CallEvent)>>,
     /// Events that came without their call's tag.
@@ -31,16 +31,16 @@ fn mark(body: &[u8], dir: SdpDirection) -> Vec<u8> {
 }
 
 impl Hook for TestHook {
-    fn new_call(&self, call: &NewCall<'_>, _now: Instant) -> Decision {
+    fn new_call(&self, call: &NewCall<'_>, _now: Instant) -> Disposition {
         self.calls.lock().unwrap().push(call.call_id.to_string());
         let d = self
             .decision
             .lock()
             .unwrap()
             .clone()
-            .unwrap_or_else(Decision::pass);
+            .unwrap_or_else(Disposition::pass);
         let offer = match &d {
-            Decision::Forward {
+            Disposition::Forward {
                 anchor_media: true, ..
             } => call.sdp().map(|b| mark(b, SdpDirection::FromCaller)),
             _ => None,
@@ -83,7 +83,6 @@ fn proxy(hook: Arc<TestHook>) -> Proxy {
         hook,
         Arc::new(SipStats::default()),
     )
-    .unwrap()
 }
 
 fn udp(addr: &str) -> Peer {
@@ -272,7 +271,7 @@ fn answer(fwd: &Output, code: u16, extra: &[String]) -> Bytes {
 #[test]
 fn reject_retransmits_and_absorbs_ack() {
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Reject {
+    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
         code: 603,
         phrase: "Network Blocked".into(),
         headers: vec!["Reason: SIP;cause=603;text=\"v=analytics1\"".into()],
@@ -314,7 +313,7 @@ fn reject_retransmits_and_absorbs_ack() {
 #[test]
 fn forward_relays_and_reports() {
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
         display_name: Some("SCAM? \"Bank\"".into()),
         headers: vec!["X-Verdict: warn".into()],
         record_route: true,
@@ -450,8 +449,7 @@ fn hop_limits_loops_and_overload() {
         ME.parse().unwrap(),
         hook,
         Arc::new(SipStats::default()),
-    )
-    .unwrap();
+    );
     feed(&small, &invite("o1", "z9hG4bKo1"), UAC, t0);
     let outs = feed(&small, &invite("o2", "z9hG4bKo2"), UAC, t0);
     assert_eq!(codes(&outs), vec![503]);
@@ -481,7 +479,7 @@ fn timeout_answers_408_and_frees() {
 #[test]
 fn anchored_dialog_rewrites_sdp_and_routes_bye() {
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
         display_name: None,
         headers: vec![],
         record_route: true,
@@ -542,7 +540,7 @@ fn malformed_counts_and_options() {
 #[test]
 fn in_dialog_names_fall_back_to_the_call_path() {
     let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Decision::Forward {
+    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
         display_name: None,
         headers: vec![],
         record_route: true,
@@ -618,7 +616,7 @@ fn display_name_rewrite_table() {
     ];
     for (i, (from, want)) in rows.iter().enumerate() {
         let hook = Arc::new(TestHook::default());
-        *hook.decision.lock().unwrap() = Some(Decision::Forward {
+        *hook.decision.lock().unwrap() = Some(Disposition::Forward {
             display_name: Some("W\\a\"rn".into()),
             headers: vec![],
             record_route: false,

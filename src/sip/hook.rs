@@ -1,5 +1,5 @@
 //! The one interface through which the SIP layer learns what to do with a call: the [`Hook`]
-//! trait and the facts ([`NewCall`]) and answers ([`Decision`]) that cross it.
+//! trait and the facts ([`NewCall`]) and answers ([`Disposition`]) that cross it.
 //!
 //! Every call hands the hook `now`, the instant the message was taken in, so the application
 //! never reads the clock itself. What the application wants to remember about a forwarded call
@@ -22,12 +22,12 @@ use super::Transport;
 pub trait Hook: Send + Sync + 'static {
     /// A new initial INVITE (no To tag); called once per server transaction, never for its
     /// retransmissions. Must not block: it runs on the receive path.
-    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Decision;
-    /// Later facts about a call that was forwarded, with the tag its decision gave it.
+    fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Disposition;
+    /// Later facts about a call that was forwarded, with the tag its disposition gave it.
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant);
     /// For dialogs forwarded with `anchor_media`: every later SDP body (answers, and offers in
     /// re-INVITE/UPDATE/ACK/PRACK, either direction; the initial offer came back in the
-    /// decision). Return a replacement body or `None`. Retransmitted 18x/2xx responses are
+    /// disposition). Return a replacement body or `None`. Retransmitted 18x/2xx responses are
     /// passed again, so the rewrite must be idempotent.
     fn rewrite_sdp(
         &self,
@@ -72,7 +72,7 @@ impl Eq for CallTag {}
 #[derive(Debug, Clone, Copy)]
 pub struct CallRef<'a> {
     pub call_id: &'a str,
-    /// The tag its decision returned, while the call is tracked.
+    /// The tag its disposition returned, while the call is tracked.
     pub tag: Option<&'a CallTag>,
 }
 
@@ -83,9 +83,9 @@ impl CallRef<'_> {
     }
 }
 
-/// What to do with a new call.
+/// What the proxy is to do with a new call: its disposition (answer it here, or forward it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum Disposition {
     /// Answer the INVITE with this final response (code 300..=699); `headers` are whole
     /// header lines without line breaks, e.g. `Reason: SIP;cause=603;text="..."`.
     Reject {
@@ -111,11 +111,11 @@ pub enum Decision {
     },
 }
 
-impl Decision {
+impl Disposition {
     /// A forward that also carries the application's rewritten offer and its tag for the call;
     /// a reject is returned as it is.
-    pub fn with_call(mut self, rewritten: Option<Vec<u8>>, call_tag: CallTag) -> Decision {
-        if let Decision::Forward { offer, tag, .. } = &mut self {
+    pub fn with_call(mut self, rewritten: Option<Vec<u8>>, call_tag: CallTag) -> Disposition {
+        if let Disposition::Forward { offer, tag, .. } = &mut self {
             *offer = rewritten;
             *tag = Some(call_tag);
         }
@@ -123,8 +123,8 @@ impl Decision {
     }
 
     /// Forward untouched, not staying in the dialog.
-    pub fn pass() -> Decision {
-        Decision::Forward {
+    pub fn pass() -> Disposition {
+        Disposition::Forward {
             display_name: None,
             headers: Vec::new(),
             record_route: false,
@@ -135,7 +135,7 @@ impl Decision {
     }
 }
 
-/// Facts about a forwarded call after the decision.
+/// Facts about a forwarded call after its disposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallEvent {
     /// The callee answered (first 2xx to the INVITE).

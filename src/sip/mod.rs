@@ -22,20 +22,24 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use std::time::Instant;
-//! # use scamguard::sip::{self, CallEvent, CallRef, Decision, Hook, NewCall, SdpDirection, SdpKind};
+//! # use scamguard::sip::{self, CallEvent, CallRef, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 //! # struct App;
 //! # impl Hook for App {
-//! #     fn new_call(&self, _: &NewCall<'_>, _: Instant) -> Decision { Decision::pass() }
+//! #     fn new_call(&self, _: &NewCall<'_>, _: Instant) -> Disposition { Disposition::pass() }
 //! #     fn call_event(&self, _: &CallRef<'_>, _: CallEvent, _: Instant) {}
 //! #     fn rewrite_sdp(&self, _: &CallRef<'_>, _: SdpDirection, _: SdpKind, _: &[u8], _: Instant)
 //! #         -> Option<Vec<u8>> { None }
 //! # }
 //! # async fn wire(cfg: sip::SipConfig) -> Result<(), Box<dyn std::error::Error>> {
-//! cfg.validate()?;
+//! // Once, when the config is loaded; nothing below checks it again.
+//! let problems = cfg.validate();
+//! if !problems.is_empty() {
+//!     return Err(problems.join("; ").into());
+//! }
 //! let udp = tokio::net::UdpSocket::bind(cfg.listen).await?;
 //! let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
 //! let stats = Arc::new(sip::SipStats::default()); // also register it with the metrics endpoint
-//! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats)?);
+//! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats));
 //! let (stop, stopped) = tokio::sync::watch::channel(false);
 //! tokio::spawn(sip::run(udp, tcp, proxy, stopped));
 //! // ... later: stop.send(true) ends every task.
@@ -58,7 +62,9 @@ pub mod uri;
 
 pub use self::config::SipConfig;
 pub use self::core::{ConnId, Output, Peer, Proxy};
-pub use self::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+pub use self::hook::{
+    CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind,
+};
 pub use self::stats::SipStats;
 pub use self::transport::run;
 

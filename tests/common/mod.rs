@@ -241,8 +241,8 @@ pub fn lists_only_engine() -> Engine {
     cfg.dno.enabled = false;
     cfg.plausibility.enabled = false;
     Engine {
-        screening: ScreeningPolicy::from_config(&ScreeningConfig::default()).unwrap(),
-        scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+        screening: ScreeningPolicy::from_config(&ScreeningConfig::default()),
+        scoring: Scoring::new(PolicyConfig::default()),
         signals: SignalState::new(
             cfg,
             Arc::new(Brands::from_toml("", "none").unwrap()),

@@ -17,7 +17,7 @@ use crate::api::http::{json_resp, qget, read_body, Fail, Reply, RequestBody};
 use crate::api::State;
 use crate::lists::store::{StoreError, StoredReport};
 use crate::screening::entry::check_category;
-use crate::screening::signals::reports::{Promotion, Report, ReportSource};
+use crate::screening::signals::report_book::{Promotion, Report, ReportSource};
 
 /// Callers' reports, taken by the app: the API only checks and relays them.
 pub trait Reporter: Send + Sync {

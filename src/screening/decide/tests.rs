@@ -52,13 +52,11 @@ fn engine(anonymous: AnonymousPolicy, log_only: &[&str], stir: bool) -> Engine {
         screening: ScreeningPolicy::from_config(&ScreeningConfig {
             anonymous,
             ..Default::default()
-        })
-        .unwrap(),
+        }),
         scoring: Scoring::new(PolicyConfig {
             log_only: log_only.iter().map(|s| s.to_string()).collect(),
             ..PolicyConfig::default()
-        })
-        .unwrap(),
+        }),
         signals: SignalState::new(
             cfg,
             Arc::new(Brands::from_toml("", "none").unwrap()),

@@ -2,7 +2,7 @@
 //! wangiri, brand impersonation, Do-Not-Originate numbers, implausible caller IDs (including a
 //! domestic number on an international gateway and neighbour spoofing), the reputation of the
 //! caller's number block, and callers' reports.
-//! Reports are counted here ([`reports::ReportBook`]) but enforced as store-list entries, so
+//! Reports are counted here ([`report_book::ReportBook`]) but enforced as store-list entries, so
 //! they give no hit of their own.
 //!
 //! Each signal turns the facts of a call into [`Evidence`]: a score and a reason whose source
@@ -21,7 +21,7 @@ pub mod brands;
 pub mod certchain;
 pub mod origins;
 pub mod plausible;
-pub mod reports;
+pub mod report_book;
 pub mod stir;
 pub mod text;
 pub mod velocity;
@@ -36,7 +36,7 @@ use self::bounded::{Aging, BoundedMap};
 use self::brands::Brands;
 use self::origins::Origins;
 use self::plausible::Implausible;
-use self::reports::{Promotion, Report, ReportBook, ReportsConfig};
+use self::report_book::{Promotion, Report, ReportBook, ReportsConfig};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
 use self::velocity::{CallKeys, Finish, Start, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
@@ -309,6 +309,19 @@ impl Default for SignalsConfig {
 /// come from anywhere.
 const MAX_ORIGINS: usize = 10_000;
 
+impl SignalsConfig {
+    /// Every problem with the section, each naming the setting and what was expected. The
+    /// brands file is read by the lead, which checks it there.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = self.reports.validate();
+        p.extend(self.velocity.validate());
+        p.extend(self.wangiri.validate());
+        p.extend(self.blocks.validate());
+        p.extend(self.plausibility.validate());
+        p
+    }
+}
+
 struct CallRec {
     keys: CallKeys,
     caller: Option<Box<str>>,
@@ -460,7 +473,7 @@ impl SignalState {
     }
 
     /// A report against a caller (a 607 from the callee, or the API). Persist it first through
-    /// [`reports::ReportStore`]; this only counts it. A promotion is not a signal hit: it is
+    /// [`report_book::ReportStore`]; this only counts it. A promotion is not a signal hit: it is
     /// enforced as an entry of the store list `reports` (durable, audited, removable by an
     /// operator), and scoring it here as well would count the same evidence twice.
     pub fn report(&self, r: &Report, now_unix: i64) -> Option<Promotion> {

@@ -300,7 +300,7 @@ fn velocity_wangiri_and_reports_build_up_over_calls() {
         category: "scam".into(),
         reporter: reporter.into(),
         at: (NOW_MS / 1000) as i64,
-        source: reports::ReportSource::Sip607,
+        source: report_book::ReportSource::Sip607,
     };
     let now = (NOW_MS / 1000) as i64;
     for _ in 0..5 {
@@ -430,7 +430,7 @@ never_block = true
         f.policy.tenants[0].callee_prefixes,
         vec!["+4420794600".to_string()]
     );
-    assert!(crate::screening::Scoring::new(f.policy).is_ok());
+    assert_eq!(f.policy.validate(), Vec::<String>::new());
     for bad in [
         "[signals]\nmax_callz = 1\n",
         "[signals.stir]\nmax_age = 1\n",

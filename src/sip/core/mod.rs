@@ -30,7 +30,7 @@ use self::route::next_via_target;
 use self::server_tx::{SState, ServerTx};
 use super::config::SipConfig;
 use super::forward::{self, ip_of, Fwd, Local};
-use super::hook::{CallEvent, CallRef, CallTag, Decision, Hook, NewCall, SdpDirection, SdpKind};
+use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
 use super::response::{build_response, can_answer};
 use super::stats::SipStats;
@@ -118,27 +118,24 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `local` is the bound address; the advertised host defaults to its IP.
+    /// `local` is the bound address; the advertised host defaults to its IP. `cfg` has passed
+    /// [`SipConfig::validate`], which asks for `advertise` whenever the listen address is
+    /// unspecified, so the host written in Via and Record-Route is always one peers can reach.
     pub fn new(
         cfg: SipConfig,
         local: SocketAddr,
         hook: Arc<dyn Hook>,
         stats: Arc<SipStats>,
-    ) -> Result<Proxy, String> {
+    ) -> Proxy {
         let host = match &cfg.advertise {
             Some(h) => h.clone(),
-            None if local.ip().is_unspecified() => {
-                return Err(format!(
-                    "sip: listening on {local}; set `advertise` to the address peers reach us at"
-                ))
-            }
             None => match local.ip() {
                 IpAddr::V4(v4) => v4.to_string(),
                 IpAddr::V6(v6) => format!("[{v6}]"),
             },
         };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
-        Ok(Proxy {
+        Proxy {
             limits: cfg.limits(),
             cfg,
             me: Local {
@@ -156,7 +153,7 @@ impl Proxy {
             timed: std::sync::Mutex::new(BinaryHeap::new()),
             accepted: dashmap::DashSet::new(),
             accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
-        })
+        }
     }
 
     pub fn stats(&self) -> &Arc<SipStats> {
@@ -318,14 +315,14 @@ impl Proxy {
         {
             return;
         }
-        let decision = initial.then(|| {
+        let disposition = initial.then(|| {
             self.stats.hook_calls.inc();
             let trusted = self.cfg.trusted_peers.contains(&from.addr.ip());
             self.hook
                 .new_call(&NewCall::new(msg, from.addr, from.transport, trusted), now)
         });
-        let onward = match &decision {
-            Some(d) => match self.apply_decision(&key, msg, from, d, now, out) {
+        let onward = match &disposition {
+            Some(d) => match self.apply_disposition(&key, msg, from, d, now, out) {
                 Some(onward) => onward,
                 None => return,
             },
@@ -375,19 +372,19 @@ impl Proxy {
         true
     }
 
-    /// Act on the hook's decision on a new call: answer it on its server transaction, or say
+    /// Act on the hook's disposition of a new call: answer it on its server transaction, or say
     /// how to forward it.
-    fn apply_decision<'d>(
+    fn apply_disposition<'d>(
         &self,
         key: &str,
         msg: &Message,
         from: Peer,
-        decision: &'d Decision,
+        disposition: &'d Disposition,
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Option<Onward<'d>> {
-        match decision {
-            Decision::Reject {
+        match disposition {
+            Disposition::Reject {
                 code,
                 phrase,
                 headers,
@@ -400,7 +397,7 @@ impl Proxy {
                 self.final_upstream(key, msg, code, phrase, headers, now, out);
                 None
             }
-            Decision::Forward {
+            Disposition::Forward {
                 display_name,
                 headers,
                 record_route,
@@ -413,7 +410,7 @@ impl Proxy {
                     display: display_name.as_deref(),
                     headers,
                     record_route: *record_route || *anchor_media,
-                    // The initial offer was rewritten with the decision: one hook call.
+                    // The initial offer was rewritten with the disposition: one hook call.
                     body: offer.clone().filter(|_| *anchor_media),
                 };
                 Some(Onward {

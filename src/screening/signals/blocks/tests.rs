@@ -499,7 +499,7 @@ fn config_problems_are_named() {
 
 #[test]
 fn the_report_book_tells_the_blocks_of_the_reports_it_counts() {
-    use super::super::reports::{Report, ReportBook, ReportSource, ReportsConfig};
+    use super::super::report_book::{Report, ReportBook, ReportSource, ReportsConfig};
     use std::sync::Arc;
     let blocks = Arc::new(book());
     let reports = ReportBook::new(ReportsConfig::default()).with_blocks(blocks.clone());

@@ -686,9 +686,8 @@ fn the_engine_blocks_impossible_callers_and_passes_doubtful_ones() {
             screening: ScreeningPolicy::from_config(&ScreeningConfig {
                 default_country: country.into(),
                 ..ScreeningConfig::default()
-            })
-            .unwrap(),
-            scoring: Scoring::new(PolicyConfig::default()).unwrap(),
+            }),
+            scoring: Scoring::new(PolicyConfig::default()),
             signals: SignalState::new(
                 SignalsConfig::default(),
                 Arc::new(Brands::from_toml("", "none").unwrap()),

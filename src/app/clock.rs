@@ -1,23 +1,12 @@
-//! The `[peers]` section, and the wall clock behind the instants the SIP layer hands in.
+//! The wall clock behind the instants the SIP layer hands in, read once every few seconds
+//! rather than once per call.
 //!
-//! The signals themselves live in `screening`; their state sits in the engine, built by
-//! [`super::engine::build`].
+//! Knows nothing of calls: it only turns an [`Instant`] into Unix milliseconds.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-
-use serde::Deserialize;
-
-/// The `[peers]` section: which source addresses are international gateways (a domestic caller
-/// id arriving there is spoofed in the countries that enforce it).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PeersConfig {
-    pub international_gateways: Vec<IpAddr>,
-}
 
 /// Unix time in milliseconds: the `now` handed to the engine and the signals' state.
 pub fn now_ms() -> u64 {

@@ -4,13 +4,13 @@
 //! rows go as new ones arrive.
 //!
 //! Rows are plain strings as the caller validated them; this knows nothing of how reports are
-//! counted or promoted (that is [`crate::screening::signals::reports`]), nor of HTTP or SIP.
+//! counted or promoted (that is [`crate::screening::signals::report_book`]), nor of HTTP or SIP.
 
 use rusqlite::params;
 use serde::Serialize;
 
 use super::{lock, Store, StoreError, INSERT_AUDIT, MAX_FIELD};
-use crate::screening::signals::reports::{Report, ReportSource, ReportStore};
+use crate::screening::signals::report_book::{Report, ReportSource, ReportStore};
 
 /// A stored report with who sent it and when it was stored, for `GET /v1/reports`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,7 +204,7 @@ impl ReportStore for Store {
 mod tests {
     use super::super::StoreConfig;
     use super::*;
-    use crate::screening::signals::reports::{ReportBook, ReportsConfig};
+    use crate::screening::signals::report_book::{ReportBook, ReportsConfig};
     use crate::screening::Action;
 
     fn report(caller: &str, reporter: &str, at: i64) -> Report {
