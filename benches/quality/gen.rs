@@ -53,6 +53,9 @@ pub enum Class {
     HighVolume,
     /// People and shops whose names contain a brand word.
     InnocentName,
+    /// Genuine customers of the same provider, whose numbers sit in a scam campaign's
+    /// 1000-block (outside the 100-blocks the campaign uses): what block reputation costs.
+    BlockNeighbour,
     /// A brand calling from a number it publishes as its own outbound number.
     BrandGenuine,
     /// Callers who withhold their number.
@@ -62,7 +65,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 19] = [
+    pub const ALL: [Class; 20] = [
         Class::Listed,
         Class::Rotated,
         Class::NeighbourSpoof,
@@ -79,6 +82,7 @@ impl Class {
         Class::International,
         Class::HighVolume,
         Class::InnocentName,
+        Class::BlockNeighbour,
         Class::BrandGenuine,
         Class::Withheld,
         Class::Emergency,
@@ -110,6 +114,7 @@ impl Class {
             Class::International => "international",
             Class::HighVolume => "high-volume-sender",
             Class::InnocentName => "innocent-brand-word",
+            Class::BlockNeighbour => "customer-in-scam-block",
             Class::BrandGenuine => "brand-own-number",
             Class::Withheld => "withheld",
             Class::Emergency => "to-emergency",
@@ -354,12 +359,15 @@ fn subscriber(rng: &mut Rng, country: Country) -> String {
             0 => format!("+612{}{}", [8, 9, 4, 6][rng.usize(..4)], d(rng, 7)),
             1 => format!("+613{}{}", [8, 9, 4, 6][rng.usize(..4)], d(rng, 7)),
             2 => format!("+617{}{}", [3, 4, 5][rng.usize(..3)], d(rng, 7)),
-            _ => loop {
-                let s = format!("+614{}{}", rng.u8(0..10), d(rng, 7));
-                if !s.starts_with("+6149157") {
-                    break s;
-                }
-            },
+            // Mobile blocks ACMA has allocated (04 numbers: 04 + block + six digits).
+            _ => {
+                const BLOCKS: [&str; 24] = [
+                    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12",
+                    "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23",
+                ];
+                let b = BLOCKS[rng.usize(..BLOCKS.len())];
+                format!("+614{b}{}", d(rng, 6))
+            }
         },
     }
 }
@@ -498,11 +506,13 @@ fn campaigns(g: &mut Gen<'_>) -> Vec<Campaign> {
         .map(|i| {
             let base = g.number();
             let block = base[..base.len() - 3].to_string();
-            // Listed numbers cluster in two 100-blocks of the 1000-block, as rented DID ranges do.
-            let hundreds = [g.rng.u8(0..10), g.rng.u8(0..10)];
+            // Listed numbers cluster in one to three 100-blocks of the 1000-block, as rented DID
+            // ranges do; how many of them partners have listed varies by campaign.
+            let hundreds: Vec<u8> = (0..g.rng.usize(1..4)).map(|_| g.rng.u8(0..10)).collect();
+            let count = g.rng.usize(3..9);
             let mut listed = Vec::new();
-            while listed.len() < 6 {
-                let h = hundreds[listed.len() % 2];
+            while listed.len() < count {
+                let h = hundreds[listed.len() % hundreds.len()];
                 let n = format!("{block}{h}{:02}", g.rng.u8(0..100));
                 if !listed.contains(&n) {
                     listed.push(n);
@@ -663,7 +673,7 @@ fn innocent_names(country: Country) -> &'static [&'static str] {
             "Postbank Filiale Kiel",
             "Deutsche Eiche Gasthof",
             "Volksbad Bochum",
-            "Anna Sparkasse",
+            "Apotheke am Sparkassenplatz",
             "Polizeisportverein",
         ],
         Country::ES => &[
@@ -859,13 +869,18 @@ fn scams(g: &mut Gen<'_>, camps: &[Campaign]) {
     let names = brand_names(g.country);
     for _ in 0..n(&shape, 20) {
         let name = names[g.rng.usize(..names.len())].to_string();
-        let (at, caller, callee, ing, does) = (
+        let (at, caller, callee, mut ing, does) = (
             g.at(),
             g.number(),
             g.number(),
             g.scam_ingress(),
             g.scam_callee(),
         );
+        // Where calls are signed, a fifth come from numbers the call centre registered itself,
+        // which its carrier attests A: attestation alone must not excuse a brand claim.
+        if g.country.signs_calls() && g.rng.u8(0..5) == 0 {
+            ing = (Ingress::Core, true);
+        }
         g.push(Class::Brand, at, caller, callee, Some(name), ing, does);
     }
     let dno = inbound_only(g.country);
@@ -886,7 +901,8 @@ fn scams(g: &mut Gen<'_>, camps: &[Campaign]) {
         Country::GB | Country::DE => "+2162",
         Country::ES | Country::AU => "+3712",
     };
-    let caller = format!("{wangiri}{:06}", g.rng.u32(0..1_000_000));
+    // Each of these mobile ranges has eight or nine digits: the prefix plus seven.
+    let caller = format!("{wangiri}{:07}", g.rng.u32(0..10_000_000));
     let start = g.rng.u64(0..g.dur_ms.saturating_sub(60_000).max(1));
     for i in 0..n(&shape, 20) {
         let at = start + i as u64 * 3_000;
@@ -1049,6 +1065,24 @@ fn legit(g: &mut Gen<'_>, camps: &[Campaign]) {
             ing,
             does,
         );
+    }
+    for _ in 0..n(&shape, 10) {
+        let c = &camps[g.rng.usize(..camps.len())];
+        let used: Vec<u8> = c.listed.iter().map(|l| l.as_bytes()[l.len() - 3]).collect();
+        let caller = loop {
+            let h = g.rng.u8(0..10);
+            if !used.contains(&(b'0' + h)) {
+                break format!("{}{h}{:02}", c.block, g.rng.u8(0..100));
+            }
+            if used.len() >= 10 {
+                break format!("{}{:03}", c.block, g.rng.u16(0..1000));
+            }
+        };
+        if c.listed.contains(&caller) {
+            continue;
+        }
+        let (at, callee, ing, does) = (g.at(), g.number(), g.legit_ingress(), g.ordinary_callee());
+        g.push(Class::BlockNeighbour, at, caller, callee, None, ing, does);
     }
     // A brand's own team calling its customers from the brand's own, attested number. Only
     // where calls are signed: elsewhere nothing on the wire tells the brand from an impostor

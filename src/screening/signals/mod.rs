@@ -119,6 +119,12 @@ impl LevelScores {
 pub struct BrandsConfig {
     pub enabled: bool,
     pub file: String,
+    /// The score of a claim of a `warn` brand on a call with an A attestation (or a verstat
+    /// that passed): the originating carrier vouches that the caller owns the number, which a
+    /// brand's own team calling its customers does and a call centre spoofing a number cannot.
+    /// Below the warn level, so it only adds to other evidence. A `block` brand (one that says
+    /// it never calls) keeps its full score whatever the attestation.
+    pub score_attested_claim: i32,
 }
 
 impl Default for BrandsConfig {
@@ -126,6 +132,7 @@ impl Default for BrandsConfig {
         BrandsConfig {
             enabled: true,
             file: "config/brands.toml".into(),
+            score_attested_claim: 25,
         }
     }
 }
@@ -575,9 +582,14 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
         if let Some(name) = input.display_name {
             if let Some(b) = state.brands.claimed(name) {
                 if !b.calls_from(input.caller) {
+                    let score = if well_attested && b.action == Action::Warn {
+                        cfg.brands.score_attested_claim
+                    } else {
+                        cfg.levels.of(b.action)
+                    };
                     hits.push(hit(
                         Signal::Brand,
-                        cfg.levels.of(b.action),
+                        score,
                         b.name.as_str(),
                         &b.category,
                         format!(

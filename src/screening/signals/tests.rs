@@ -578,3 +578,42 @@ fn the_callees_own_number_as_caller_is_always_suspect() {
         );
     }
 }
+
+/// An attested call vouches that the caller owns its number: a claim of a brand that does call
+/// its customers only adds to other evidence then, while a brand that never calls keeps its
+/// full weight.
+#[test]
+fn an_attested_claim_of_a_calling_brand_is_weak_evidence() {
+    let s = state(SignalsConfig::default());
+    let brand_score = |name: &'static str, id: &'static str, attested: bool| {
+        let input = SignalInput {
+            call_id: id,
+            caller: Some("+13125550100"),
+            callee: Some("+12065550100"),
+            display_name: Some(name),
+            source: Some("192.0.2.1"),
+            from_trusted_peer: true,
+            verstat: attested.then_some("TN-Validation-Passed"),
+            ..Default::default()
+        };
+        evaluate(&input, &s, NOW_MS)
+            .hits
+            .iter()
+            .find(|h| h.signal_kind() == Some(Signal::Brand))
+            .map(|h| h.score)
+    };
+    let cfg = SignalsConfig::default();
+    assert_eq!(
+        brand_score("Chase Fraud Dept", "a", false),
+        Some(cfg.levels.warn)
+    );
+    assert_eq!(
+        brand_score("Chase Fraud Dept", "b", true),
+        Some(cfg.brands.score_attested_claim)
+    );
+    assert!(cfg.brands.score_attested_claim < crate::screening::PolicyConfig::default().warn_at);
+    assert_eq!(
+        brand_score("Microsoft Support", "c", true),
+        Some(cfg.levels.block)
+    );
+}
