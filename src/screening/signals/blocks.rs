@@ -74,7 +74,7 @@ impl Default for BlocksConfig {
             suspect_in_hundred: 2,
             strong_in_hundred: 3,
             suspect_in_thousand: 3,
-            strong_in_thousand: 6,
+            strong_in_thousand: 20,
             score_suspect: 30,
             score_strong: 50,
             report_half_life_secs: 3 * 86_400,
