@@ -607,9 +607,10 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
 
     if cfg.plausibility.enabled {
         // A call that carries a PASSporT came by a signing path, whatever its origin's past;
-        // otherwise the origin is judged on what was known before this call.
+        // otherwise the origin is judged on what was known before this call. Asked only of a
+        // neighbour, so other calls pay no table lookup.
         let signing_origin =
-            input.identity.is_some() || input.source.is_some_and(|s| state.origins.signs(s));
+            || input.identity.is_some() || input.source.is_some_and(|s| state.origins.signs(s));
         plausibility(
             input,
             &cfg.plausibility,
@@ -693,7 +694,7 @@ fn plausibility(
     cfg: &PlausibilityConfig,
     checker: &plausible::Checker,
     well_attested: bool,
-    signing_origin: bool,
+    signing_origin: impl Fn() -> bool,
     hits: &mut Vec<Evidence>,
 ) {
     if let Some(f) = checker.check(input.caller, input.caller_raw, input.callee) {
@@ -756,7 +757,7 @@ fn plausibility(
         ));
     } else if !well_attested && plausible::is_neighbour(caller, callee, cfg.neighbour_tail_digits) {
         let tail = cfg.neighbour_tail_digits;
-        let (score, why) = if signing_origin {
+        let (score, why) = if signing_origin() {
             (
                 cfg.score_neighbour,
                 "without an A attestation, from an origin that signs its calls",
