@@ -1,4 +1,5 @@
-//! `cargo bench --bench quality [-- --scale 1 --duration 240 --seed 1 --countries US,GB --out F]`
+//! `cargo bench --bench quality [-- --scale 1 --duration 240 --seed 1 --countries US,GB --out F
+//! --calls F.tsv]`
 //!
 //! The full labelled evaluation through the real agent over SIP: prints the confusion matrix
 //! per class and per country, the warn threshold's trade-off curve, the false alarms with their
@@ -20,6 +21,7 @@ fn main() {
     };
     let mut countries = Country::ALL.to_vec();
     let mut out: Option<PathBuf> = None;
+    let mut calls: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -34,6 +36,7 @@ fn main() {
                     .collect()
             }
             "--out" => out = Some(PathBuf::from(val())),
+            "--calls" => calls = Some(PathBuf::from(val())),
             // cargo bench passes --bench; nothing else is expected.
             _ => {}
         }
@@ -51,5 +54,8 @@ fn main() {
     );
     if let Some(p) = out {
         std::fs::write(&p, &text).expect("write --out");
+    }
+    if let Some(p) = calls {
+        std::fs::write(&p, quality::report::calls_tsv(&results)).expect("write --calls");
     }
 }

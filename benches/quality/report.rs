@@ -288,3 +288,32 @@ pub fn render(results: &[(Call, Outcome)], seed: u64, scale: f64) -> String {
     let _ = writeln!(out, "\n{}", figure_line(results, seed, scale));
     out
 }
+
+/// Every call on one line, for analysis beyond the report's samples: class, country, time,
+/// caller, callee, display name, ingress, attested, what the callee does, what was seen, the
+/// SIP status of a block, the logged score and the reasons.
+pub fn calls_tsv(results: &[(Call, Outcome)]) -> String {
+    let mut out = String::from(
+        "class\tcountry\tat_ms\tcaller\tcallee\tdisplay\tingress\tattested\tcallee_does\tseen\tstatus\tscore\treasons\n",
+    );
+    for (c, o) in results {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{:?}\t{}\t{:?}\t{}\t{}\t{}\t{}",
+            c.class.name(),
+            c.country.code(),
+            c.at_ms,
+            c.caller,
+            c.callee,
+            c.display.as_deref().unwrap_or("-"),
+            c.ingress,
+            c.attested,
+            c.callee_does,
+            o.seen.name(),
+            o.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            o.score,
+            o.reasons.join(" | ")
+        );
+    }
+    out
+}
