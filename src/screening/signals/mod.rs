@@ -536,7 +536,13 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     } else {
         StirOutcome::Absent
     };
+    // A call that carries a PASSporT came by a signing path, whatever its origin's past;
+    // otherwise the origin is judged on what was known before this call. Asked only of an
+    // unsigned call and of a neighbour, so other calls pay no table lookup.
+    let from_signing_origin =
+        || input.identity.is_some() || input.source.is_some_and(|s| state.origins.signs(s));
     if cfg.stir.enabled {
+        let absent_on_signing_path = matches!(stir, StirOutcome::Absent) && from_signing_origin();
         let (score, entry) = match &stir {
             StirOutcome::Verified {
                 attest: Attest::A, ..
@@ -550,10 +556,18 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             StirOutcome::PeerVerified => (cfg.stir.score_a, "verstat=TN-Validation-Passed".into()),
             StirOutcome::Pending { .. } => (cfg.stir.score_pending, "pending".into()),
             StirOutcome::Failed { code, .. } => (cfg.stir.score_failed, code.status().to_string()),
+            StirOutcome::Absent if absent_on_signing_path => {
+                (cfg.stir.score_absent_signing_origin, "428".into())
+            }
             StirOutcome::Absent => (cfg.stir.score_absent, "428".into()),
         };
         if score != 0 || !matches!(stir, StirOutcome::Absent) {
-            hits.push(hit(Signal::Stir, score, entry, "stir", stir.to_string()));
+            let reason = if absent_on_signing_path {
+                "no identity, from an origin that signs most of its calls".to_string()
+            } else {
+                stir.to_string()
+            };
+            hits.push(hit(Signal::Stir, score, entry, "stir", reason));
         }
     }
     let well_attested = matches!(
@@ -606,17 +620,12 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     }
 
     if cfg.plausibility.enabled {
-        // A call that carries a PASSporT came by a signing path, whatever its origin's past;
-        // otherwise the origin is judged on what was known before this call. Asked only of a
-        // neighbour, so other calls pay no table lookup.
-        let signing_origin =
-            || input.identity.is_some() || input.source.is_some_and(|s| state.origins.signs(s));
         plausibility(
             input,
             &cfg.plausibility,
             &state.plausible,
             well_attested,
-            signing_origin,
+            from_signing_origin,
             &mut hits,
         );
     }

@@ -68,6 +68,10 @@ pub struct StirConfig {
     pub score_c: i32,
     pub score_failed: i32,
     pub score_absent: i32,
+    /// No PASSporT and no `verstat` on a call from an origin that signs most of its calls
+    /// (learned per source, see `origins`): the path that should have attested it did not,
+    /// which is what a C attestation says, so it weighs the same by default.
+    pub score_absent_signing_origin: i32,
     pub score_pending: i32,
 }
 
@@ -81,6 +85,7 @@ impl Default for StirConfig {
             score_c: 20,
             score_failed: 60,
             score_absent: 0,
+            score_absent_signing_origin: 20,
             score_pending: 0,
         }
     }

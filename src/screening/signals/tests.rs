@@ -552,6 +552,60 @@ fn neighbour_spoofing_counts_only_where_the_origin_signs() {
 }
 
 #[test]
+fn an_unsigned_call_weighs_only_from_an_origin_that_signs() {
+    let s = state(SignalsConfig::default());
+    let stir = SignalsConfig::default().stir;
+    let stir_score = |e: &Evaluation| {
+        e.hits
+            .iter()
+            .find(|h| h.signal_kind() == Some(Signal::Stir))
+            .map(|h| h.score)
+    };
+    let call = |id: &'static str, source: &'static str| SignalInput {
+        call_id: id,
+        caller: Some("+13125550100"),
+        callee: Some("+12065550100"),
+        source: Some(source),
+        ..Default::default()
+    };
+    // Never seen, or a TDM interconnect whose calls never carry STIR: no evidence either way.
+    assert_eq!(
+        stir_score(&evaluate(&call("first", "192.0.2.1"), &s, NOW_MS)),
+        None
+    );
+    for i in 0..40 {
+        let id = format!("tdm-{i}");
+        evaluate(
+            &SignalInput {
+                call_id: &id,
+                ..call("", "192.0.2.2")
+            },
+            &s,
+            NOW_MS,
+        );
+    }
+    assert_eq!(
+        stir_score(&evaluate(&call("tdm", "192.0.2.2"), &s, NOW_MS)),
+        None
+    );
+    // A core that attests its calls: an unsigned one from it is weak evidence, like a C.
+    for i in 0..40 {
+        let id = format!("core-{i}");
+        let signed = SignalInput {
+            call_id: &id,
+            verstat: Some("TN-Validation-Passed"),
+            from_trusted_peer: true,
+            ..call("", "192.0.2.1")
+        };
+        evaluate(&signed, &s, NOW_MS);
+    }
+    let e = evaluate(&call("unsigned", "192.0.2.1"), &s, NOW_MS);
+    assert_eq!(stir_score(&e), Some(stir.score_absent_signing_origin));
+    assert_eq!(stir.score_absent_signing_origin, stir.score_c);
+    assert!(stir.score_absent_signing_origin < crate::screening::PolicyConfig::default().warn_at);
+}
+
+#[test]
 fn the_callees_own_number_as_caller_is_always_suspect() {
     let s = state(SignalsConfig::default());
     for n in [
