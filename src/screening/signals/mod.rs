@@ -682,7 +682,8 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     }
 
     if let Some(caller) = input.caller {
-        if let Some(top) = state.wangiri.check(caller, now_ms).first() {
+        let foreign = plausible::is_foreign(caller, &cfg.plausibility.home_countries);
+        if let Some(top) = state.wangiri.check(caller, foreign, now_ms).first() {
             hits.push(hit(
                 Signal::Wangiri,
                 cfg.levels.of(top.action),

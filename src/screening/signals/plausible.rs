@@ -93,6 +93,28 @@ pub fn country_of(e164: &str) -> Option<&'static str> {
         .map(|(_, c)| c)
 }
 
+/// Whether an E.164 number belongs to none of the `home` countries (ISO alpha-2). The NANP is
+/// one numbering space: a Canadian number is domestic to a US deployment and the other way
+/// round. Without home countries, or with one outside the rule packs (whose numbers this
+/// cannot recognise), nothing is foreign.
+pub fn is_foreign(e164: &str, home: &[String]) -> bool {
+    let known = |h: &String| {
+        ["US", "CA", "GB", "DE", "ES", "AU"]
+            .iter()
+            .any(|k| h.eq_ignore_ascii_case(k))
+    };
+    if home.is_empty() || !home.iter().all(known) || !e164.starts_with('+') {
+        return false;
+    }
+    let nanp = |c: &str| c.eq_ignore_ascii_case("US") || c.eq_ignore_ascii_case("CA");
+    match country_of(e164) {
+        Some(c) => !home
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(c) || (nanp(h) && nanp(c))),
+        None => true,
+    }
+}
+
 /// Canadian area codes (CNAC), so that a Canadian domestic number can be told from a US one.
 const CANADA_NPAS: &[&str] = &[
     "204", "226", "236", "249", "250", "257", "263", "289", "306", "343", "354", "365", "367",
@@ -560,6 +582,28 @@ mod cases;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn foreign_is_outside_every_home_country_and_the_nanp_is_one_space() {
+        let home = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            !is_foreign("+14165550100", &home(&["US"])),
+            "Toronto, to a US deployment"
+        );
+        assert!(!is_foreign("+12025550100", &home(&["CA"])));
+        assert!(is_foreign("+447911123456", &home(&["US"])));
+        assert!(is_foreign("+221771234567", &home(&["GB", "DE"])));
+        assert!(!is_foreign("+4915112345678", &home(&["GB", "DE"])));
+        assert!(
+            !is_foreign("+221771234567", &home(&[])),
+            "no home: cannot tell"
+        );
+        assert!(
+            !is_foreign("+33612345678", &home(&["FR"])),
+            "no rule pack for FR"
+        );
+        assert!(!is_foreign("0201234567", &home(&["GB"])), "not E.164");
+    }
+
     use super::*;
 
     #[test]

@@ -34,6 +34,11 @@ pub struct WangiriConfig {
     pub range_tail_digits: usize,
     /// Distinct callees rung-and-cut by one number.
     pub number: Level,
+    /// The same for a number from abroad. Wangiri pays only when the callee rings back a
+    /// number that earns international termination or premium fees, so a foreign number that
+    /// rang-and-cut a few callees is already the whole pattern, while a domestic one may be a
+    /// person who misdialled twice.
+    pub foreign_number: Level,
     /// Distinct callees rung-and-cut by one range.
     pub range: Level,
     /// The share of the number's (or range's) finished calls that must be one-rings.
@@ -51,6 +56,7 @@ impl Default for WangiriConfig {
             window_secs: 3_600,
             range_tail_digits: 3,
             number: Level::new(5, 15),
+            foreign_number: Level::new(3, 10),
             range: Level::new(10, 30),
             min_short_share: 0.5,
             max_keys: 100_000,
@@ -168,6 +174,8 @@ impl Wangiri {
         let cap = [
             cfg.number.block,
             cfg.number.warn,
+            cfg.foreign_number.block,
+            cfg.foreign_number.warn,
             cfg.range.block,
             cfg.range.warn,
         ]
@@ -256,8 +264,9 @@ impl Wangiri {
         }
     }
 
-    /// The thresholds `caller` (and its range) has reached, strongest first.
-    pub fn check(&self, caller: &str, now_ms: u64) -> Vec<Finding> {
+    /// The thresholds `caller` (and its range) has reached, strongest first; `foreign` when the
+    /// number belongs to no home country.
+    pub fn check(&self, caller: &str, foreign: bool, now_ms: u64) -> Vec<Finding> {
         let mut out = Vec::new();
         if !self.cfg.enabled {
             return out;
@@ -271,7 +280,9 @@ impl Wangiri {
             scopes.push(("range", &self.ranges, r, shown));
         }
         for (scope, table, key, shown) in scopes {
-            let level = if scope == "number" {
+            let level = if scope == "number" && foreign {
+                self.cfg.foreign_number
+            } else if scope == "number" {
                 self.cfg.number
             } else {
                 self.cfg.range
@@ -407,7 +418,7 @@ mod tests {
                     10_000_000 + u64::from(c) * 10_000,
                 );
             }
-            let f = w.check(&caller, 10_000_000 + u64::from(*n) * 10_000);
+            let f = w.check(&caller, false, 10_000_000 + u64::from(*n) * 10_000);
             let got_n = f
                 .iter()
                 .find(|x| x.scope == "number")
@@ -439,9 +450,9 @@ mod tests {
         }
         let now = 10_000_000 + 300 * 12_000;
         assert!(
-            w.check(caller, now).is_empty(),
+            w.check(caller, false, now).is_empty(),
             "{:?}",
-            w.check(caller, now)
+            w.check(caller, false, now)
         );
 
         // The same fan-out from a number whose calls are mostly one-rings is wangiri.
@@ -455,7 +466,7 @@ mod tests {
             };
             w.call_ended(caller, &callee, 2_000, end, 10_000_000 + c * 10_000);
         }
-        let f = w.check(caller, 10_000_000 + 30 * 10_000);
+        let f = w.check(caller, false, 10_000_000 + 30 * 10_000);
         assert_eq!(
             f.iter()
                 .map(|f| (f.scope, f.callees, f.short, f.ended, f.action))
@@ -475,7 +486,7 @@ mod tests {
             w.call_ended(caller, &callee, 1_000, CallEnd::Cancelled, 20_000_000 + c);
             w.call_ended(caller, &callee, 1_000, CallEnd::Refused, 20_000_100 + c);
         }
-        let f = w.check(caller, 20_001_000);
+        let f = w.check(caller, false, 20_001_000);
         assert_eq!((f[0].short, f[0].ended, f[0].action), (6, 6, Action::Warn));
     }
 
@@ -494,7 +505,58 @@ mod tests {
                 c * 1000,
             );
         }
-        assert_eq!(w.check("+2693591000", 20_000)[0].action, Action::Warn);
-        assert!(w.check("+2693591000", 700_000).is_empty());
+        assert_eq!(
+            w.check("+2693591000", false, 20_000)[0].action,
+            Action::Warn
+        );
+        assert!(w.check("+2693591000", false, 700_000).is_empty());
+    }
+
+    #[test]
+    fn a_number_from_abroad_needs_fewer_one_rings() {
+        const T: u64 = 10_000_000;
+        let w = Wangiri::new(WangiriConfig::default());
+        let caller = "+221771234567";
+        for c in 0..3u64 {
+            w.call_ended(
+                caller,
+                &format!("+1202762{c:04}"),
+                1_500,
+                CallEnd::Cancelled,
+                T + c * 3_000,
+            );
+        }
+        // Three one-rings: the pattern for a number that earns on calls back from abroad, not
+        // yet for a domestic number (which may be a person who misdialled).
+        assert!(w.check(caller, false, T + 10_000).is_empty());
+        let f = w.check(caller, true, T + 10_000);
+        assert_eq!((f[0].callees, f[0].action), (3, Action::Warn));
+        for c in 3..10u64 {
+            w.call_ended(
+                caller,
+                &format!("+1202762{c:04}"),
+                1_500,
+                CallEnd::Cancelled,
+                T + c * 3_000,
+            );
+        }
+        assert_eq!(w.check(caller, true, T + 40_000)[0].action, Action::Block);
+        // A foreign caller whose calls are mostly talked through is no wangiri, however many.
+        let talker = "+221779999999";
+        for c in 0..20u64 {
+            let end = if c % 4 == 0 {
+                CallEnd::Cancelled
+            } else {
+                CallEnd::Answered { talk_ms: 60_000 }
+            };
+            w.call_ended(
+                talker,
+                &format!("+1202763{c:04}"),
+                1_500,
+                end,
+                T + c * 3_000,
+            );
+        }
+        assert!(w.check(talker, true, T + 70_000).is_empty());
     }
 }
