@@ -52,6 +52,17 @@ impl EntryMeta {
     pub fn is_live(&self, now: i64) -> bool {
         self.expires.map_or(true, |e| now < e)
     }
+
+    /// Rank among entries of one pattern: a Do-Not-Originate block (category `dno`) first,
+    /// since a call from an inbound-only number is spoofed whoever vouches for the number, then
+    /// allow, block and warn ([`EntryAction::rank`]).
+    pub fn rank(&self) -> u8 {
+        if self.action == EntryAction::Block && self.category.eq_ignore_ascii_case("dno") {
+            3
+        } else {
+            self.action.rank()
+        }
+    }
 }
 
 /// One matching entry, owned (cheap `Arc` clones) so that a match from this index and one from a
@@ -67,9 +78,10 @@ pub struct Match {
 
 impl Match {
     /// Does `self` take precedence over `other`? More specific first; at equal specificity
-    /// allow, then block, then warn. A full tie keeps `other` (the earlier one found).
+    /// a Do-Not-Originate block, then allow, block and warn ([`EntryMeta::rank`]). A full tie
+    /// keeps `other` (the earlier one found).
     pub fn beats(&self, other: &Match) -> bool {
-        (self.specificity, self.action.rank()) > (other.specificity, other.action.rank())
+        (self.specificity, self.meta.rank()) > (other.specificity, other.meta.rank())
     }
 
     /// The winner of two optional matches.
@@ -613,7 +625,7 @@ impl IndexBuilder {
         } = self;
         let mut groups: Vec<Box<[u32]>> = Vec::new();
         // Sorted by id within a rank so that `dedup` sees repeated ids side by side.
-        let rank = |id: &u32| (std::cmp::Reverse(metas[*id as usize].action.rank()), *id);
+        let rank = |id: &u32| (std::cmp::Reverse(metas[*id as usize].rank()), *id);
         let make_slot = |mut ids: Vec<u32>, groups: &mut Vec<Box<[u32]>>| -> u32 {
             ids.sort_by_key(rank);
             ids.dedup();
@@ -1092,6 +1104,45 @@ mod tests {
         assert_eq!(s.block_numbers, 8);
         assert!(s.block_bytes > 0);
         assert_eq!(RuleIndex::empty().stats().block_numbers, 0);
+    }
+
+    #[test]
+    fn a_do_not_originate_block_beats_an_allow_of_the_same_pattern() {
+        let dno = |p: &str| Entry {
+            category: "dno".into(),
+            ..entry(p, "block", None)
+        };
+        let mut b = IndexBuilder::new();
+        b.add("ops-allow", &entry("+443007906801", "allow", None));
+        b.add("do-not-originate", &dno("+443007906801"));
+        b.add("ops-allow", &entry("+1800642*", "allow", None));
+        b.add("do-not-originate", &dno("+1800642*"));
+        b.add("do-not-originate", &dno("+1888280*"));
+        b.add("ops-allow", &entry("+18882804331", "allow", None));
+        let idx = b.build();
+        let at = |n: &str| {
+            let m = idx.lookup(Number::parse_e164(n).unwrap(), 0).unwrap();
+            format!("{} {} {}", m.meta.list, m.action, m.pattern)
+        };
+        // Whichever list holds the allow, a call from an inbound-only number is spoofed.
+        assert_eq!(at("+443007906801"), "do-not-originate block +443007906801");
+        assert_eq!(at("+18006427676"), "do-not-originate block +1800642*");
+        // A more specific allow inside a DNO range is the operator's deliberate carve-out.
+        assert_eq!(at("+18882804331"), "ops-allow allow +18882804331");
+
+        // The same holds between two indexes (a file and the store's live overlay).
+        let one = |e: Entry| {
+            let mut b = IndexBuilder::new();
+            b.add(if e.category == "dno" { "dno" } else { "ops" }, &e);
+            b.build()
+                .lookup(Number::parse_e164("+443007906801").unwrap(), 0)
+        };
+        let allow = one(entry("+443007906801", "allow", None));
+        let block = one(dno("+443007906801"));
+        let won = Match::best(allow.clone(), block.clone()).unwrap();
+        assert_eq!(&*won.meta.list, "dno");
+        let won = Match::best(block, allow).unwrap();
+        assert_eq!(&*won.meta.list, "dno");
     }
 
     #[test]
