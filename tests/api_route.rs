@@ -2,7 +2,8 @@
 //! client on the listener would (open endpoints, 401 and 403 as JSON, bad bodies, body caps),
 //! and are counted as the listener counts them.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use hyper::body::{Body, Frame};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use common::*;
+use crate::support::api::*;
+use crate::support::http::{write_tokens, READER, WRITER};
 use scamguard::api::{self, ApiConfig, ResponseBody, State};
 use scamguard::lists::overlay::{Live, StoreRules};
 use scamguard::lists::store::{Store, StoreConfig};
@@ -25,11 +27,7 @@ use scamguard::screening::signals::velocity::{Start, Velocity, VelocityConfig};
 /// The state `Agent::start` serves, built without binding anything.
 fn state(dir: &std::path::Path) -> State {
     let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("ops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-    )
-    .unwrap();
+    write_tokens(&tokens);
     let store = Arc::new(
         Store::open(&StoreConfig {
             data_dir: dir.join("data"),

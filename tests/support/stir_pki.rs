@@ -1,7 +1,6 @@
 //! Test helpers for STIR/SHAKEN: certificate parameters for rcgen, the P-256 signing key of a
 //! generated key pair, and a local HTTP(S) server that serves certificate chains as an x5u host
 //! would. Shared by the STIR tests of the verifier and of the agent; knows nothing of either.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -1,7 +1,6 @@
-//! Shared harness for the admin API tests: a real agent-side stack (SQLite store in a temp dir,
-//! list files, compiled rules, the hyper server on 127.0.0.1:0) and a tiny HTTP/1.1 client, over
-//! plain TCP or, when the agent serves HTTPS, over TLS.
-#![allow(dead_code)]
+//! The admin API tests' harness: a real agent-side stack (SQLite store in a temp dir, list files,
+//! compiled rules, the hyper server on 127.0.0.1:0) without SIP, asked through the tests' HTTP
+//! client over plain TCP or, when the agent serves HTTPS, over TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,12 +14,9 @@ use scamguard::screening::signals::brands::Brands;
 use scamguard::screening::signals::stir::NoCertificates;
 use scamguard::screening::signals::{SignalState, SignalsConfig};
 use scamguard::screening::{Engine, PolicyConfig, Scoring, ScreeningConfig, ScreeningPolicy};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const ADMIN: &str = "admin-token-aaaaaaaaaaaa";
-pub const WRITER: &str = "writer-token-bbbbbbbbbbbb";
-pub const READER: &str = "reader-token-cccccccccccc";
+use super::http::{enc, request, request_on, write_tokens, Resp, READER};
 
 pub struct Agent {
     pub addr: std::net::SocketAddr,
@@ -43,11 +39,7 @@ impl Agent {
         let lists_dir = dir.join("lists");
         std::fs::create_dir_all(&lists_dir).unwrap();
         let tokens = dir.join("tokens");
-        std::fs::write(
-            &tokens,
-            format!("# test tokens\nops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-        )
-        .unwrap();
+        write_tokens(&tokens);
         let store = Arc::new(
             Store::open(&StoreConfig {
                 data_dir: dir.join("data"),
@@ -125,100 +117,6 @@ impl Agent {
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.json()["action"].as_str().unwrap().to_string()
-    }
-}
-
-pub struct Resp {
-    pub status: u16,
-    pub headers: String,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
-    }
-}
-
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-pub async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Resp {
-    let s = TcpStream::connect(addr).await.unwrap();
-    request_on(s, method, path, token, body).await
-}
-
-/// One request on an open connection (plain or TLS), read until the server closes it.
-pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Resp {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    // A server may answer (413) before reading a large body; a failed write is then expected.
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Resp {
-        status,
-        headers: headers.to_string(),
-        text: body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            return out;
-        };
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
     }
 }
 
