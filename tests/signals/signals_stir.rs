@@ -3,9 +3,6 @@
 //! PASSporTs (valid, forged, stale, wrong caller, wrong chain, untrusted HTTPS server) checked
 //! by the pure verifier.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

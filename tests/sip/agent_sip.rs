@@ -5,9 +5,6 @@
 //!
 //! Knows nothing of the agent's insides: only the config text, the wire and the HTTP answers.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use crate::support::agent::*;
 use crate::support::eventually;
 use crate::support::http::{get, metric, metrics};

@@ -2,9 +2,6 @@
 //! through the engine, the callee hears the prompt (checked sample by sample), then audio and
 //! RTCP flow both ways, strangers are ignored, and release frees every port.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

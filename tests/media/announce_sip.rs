@@ -7,9 +7,6 @@
 //!
 //! Knows nothing of the engine's insides: only the wire, the WAV file and `/metrics`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::time::{Duration, Instant};
 

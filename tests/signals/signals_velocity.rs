@@ -7,9 +7,6 @@
 //! Over SIP, with the real agent from `app::start`: an appointment-reminder line whose calls are
 //! answered passes at a rate where a caller whose calls go unanswered is warned, then blocked.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 
 use scamguard::screening::signals::brands::Brands;

@@ -6,9 +6,6 @@
 //!
 //! Knows nothing of the agent's insides: only the config, the wire and the HTTP answers.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use crate::support::agent::*;
 use crate::support::eventually;
 use crate::support::http::{enc, get, metric, metrics, request, write_tokens, READER, WRITER};

@@ -9,9 +9,6 @@
 //! local HTTP server; the trust anchor folder is written by the test. Knows nothing of the
 //! agent's insides: only the config, the wire and the HTTP answers.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

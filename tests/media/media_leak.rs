@@ -1,9 +1,6 @@
 //! Nothing leaks: hundreds of sessions opened and then released or left to time out leave no
 //! session, no port and no file descriptor behind; the session cap holds.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::PathBuf;
 
 use crate::support::{alone, eventually};

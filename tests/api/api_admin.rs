@@ -2,9 +2,6 @@
 //! writes enforced at once and across a restart, imports all or nothing, reload with a broken
 //! file, the audit trail, exports and refusals of bad requests.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use crate::support::api::*;
 use crate::support::eventually;
 use crate::support::http::{enc, ADMIN, READER, WRITER};

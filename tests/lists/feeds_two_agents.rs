@@ -3,9 +3,6 @@
 //! wrong key. Shows: A's additions and removals reach B's verdicts; forged answers are refused
 //! whole while B keeps its last good state; a restarted B resumes from its persisted version.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};

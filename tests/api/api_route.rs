@@ -2,9 +2,6 @@
 //! client on the listener would (open endpoints, 401 and 403 as JSON, bad bodies, body caps),
 //! and are counted as the listener counts them.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};

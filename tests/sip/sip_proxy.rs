@@ -2,9 +2,6 @@
 //! rewrite, a whole dialog with Record-Route, CANCEL before answer, hop limits, loops, malformed
 //! requests and OPTIONS probes.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

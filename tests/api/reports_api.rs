@@ -6,9 +6,6 @@
 //!
 //! Knows nothing of the agent's insides: only the config, the HTTP answers and `/v1/check`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 
 use crate::support::agent::Harness;

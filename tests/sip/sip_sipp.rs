@@ -2,9 +2,6 @@
 //! place calls through the proxy: INVITE, 180, 200, ACK and BYE must all get through (with Record-Route,
 //! so ACK and BYE come back through us), and the hook must hear of each call.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 

@@ -4,9 +4,6 @@
 //! interrupted import is wholly absent (and a finished one wholly present), and that the store
 //! still opens (quick_check passes).
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -4,18 +4,13 @@
 //! (probed every few cases and at the end), and each generated case must get what its label
 //! says: refused (4xx or nothing, never at the next hop) or screened as usual (at the next hop).
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "support/malformed.rs"]
-mod malformed;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::malformed;
 use crate::support::hook::{Server, TestHook};
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;

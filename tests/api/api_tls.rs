@@ -2,9 +2,6 @@
 //! roles work over TLS, and clients that cannot complete a handshake (plain HTTP, a client that
 //! does not trust the certificate) are refused cleanly, counted, and do not stop the server.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

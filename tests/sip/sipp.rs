@@ -5,9 +5,6 @@
 //! The scenarios live in `tests/sipp/`. SIPp fails a call on any unexpected message or failed
 //! check, and exits non-zero when any call failed, so the exit status is the assertion.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
