@@ -13,47 +13,17 @@ use hyper::{Request, Response};
 use serde_json::{json, Value};
 
 use crate::support::api::*;
-use crate::support::http::{write_tokens, READER, WRITER};
-use scamguard::api::{self, ApiConfig, ResponseBody, State};
-use scamguard::lists::overlay::{Live, StoreRules};
-use scamguard::lists::store::{Store, StoreConfig};
-use scamguard::lists::watch::ListFiles;
-use scamguard::lists::{ListSet, ListsConfig};
+use crate::support::http::{READER, WRITER};
+use scamguard::api::{self, ResponseBody, State};
 use scamguard::screening::signals::velocity::{Start, Velocity, VelocityConfig};
 
-/// The state `Agent::start` serves, built without binding anything.
+/// The state `Agent::start` serves, built without binding anything, with small body caps.
 fn state(dir: &std::path::Path) -> State {
-    let tokens = dir.join("tokens");
-    write_tokens(&tokens);
-    let store = Arc::new(
-        Store::open(&StoreConfig {
-            data_dir: dir.join("data"),
-            ..StoreConfig::default()
-        })
-        .unwrap(),
-    );
-    let rules = Arc::new(StoreRules::load(&store).unwrap());
-    let set = Arc::new(ListSet::new(ListsConfig {
-        dir: lists_dir(dir),
-        ..ListsConfig::default()
-    }));
-    std::fs::create_dir_all(lists_dir(dir)).unwrap();
-    let files = Arc::new(ListFiles::new(set.clone()));
-    files.reload_now();
-    let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
-    let checker = Arc::new(RulesChecker {
-        files: set,
-        store: rules,
-        engine: lists_only_engine(),
-    });
-    let cfg = ApiConfig {
-        listen: "127.0.0.1:0".into(),
-        tokens_file: Some(tokens),
-        max_body_bytes: 1024,
-        max_import_bytes: 4096,
-        ..ApiConfig::default()
-    };
-    State::new(cfg, live, checker, vec![files]).unwrap()
+    crate::support::api::state(dir, |c| {
+        c.max_body_bytes = 1024;
+        c.max_import_bytes = 4096;
+    })
+    .0
 }
 
 fn req(method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Request<Full<Bytes>> {

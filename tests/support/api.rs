@@ -36,39 +36,7 @@ impl Agent {
 
     /// Like [`Agent::start`], with `tweak` applied to the API config (TLS files, limits).
     pub async fn start_with(dir: &Path, tweak: impl FnOnce(&mut ApiConfig)) -> Agent {
-        let lists_dir = dir.join("lists");
-        std::fs::create_dir_all(&lists_dir).unwrap();
-        let tokens = dir.join("tokens");
-        write_tokens(&tokens);
-        let store = Arc::new(
-            Store::open(&StoreConfig {
-                data_dir: dir.join("data"),
-                ..StoreConfig::default()
-            })
-            .unwrap(),
-        );
-        let rules = Arc::new(StoreRules::load(&store).unwrap());
-        let set = Arc::new(ListSet::new(ListsConfig {
-            dir: lists_dir,
-            ..ListsConfig::default()
-        }));
-        let files = Arc::new(ListFiles::new(set.clone()));
-        files.reload_now();
-        let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
-        let checker = Arc::new(RulesChecker {
-            files: set,
-            store: rules,
-            engine: lists_only_engine(),
-        });
-        let mut cfg = ApiConfig {
-            listen: "127.0.0.1:0".into(),
-            tokens_file: Some(tokens),
-            max_body_bytes: 64 * 1024,
-            max_import_bytes: 64 << 20,
-            ..ApiConfig::default()
-        };
-        tweak(&mut cfg);
-        let state = State::new(cfg, live.clone(), checker, vec![files.clone()]).unwrap();
+        let (state, live, files) = state(dir, tweak);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -118,6 +86,44 @@ impl Agent {
         assert_eq!(r.status, 200, "{}", r.text);
         r.json()["action"].as_str().unwrap().to_string()
     }
+}
+
+/// The state [`Agent::start_with`] serves on `dir`, built without binding anything, with the
+/// live rules and the list files it reads.
+pub fn state(dir: &Path, tweak: impl FnOnce(&mut ApiConfig)) -> (State, Arc<Live>, Arc<ListFiles>) {
+    std::fs::create_dir_all(lists_dir(dir)).unwrap();
+    let tokens = dir.join("tokens");
+    write_tokens(&tokens);
+    let store = Arc::new(
+        Store::open(&StoreConfig {
+            data_dir: dir.join("data"),
+            ..StoreConfig::default()
+        })
+        .unwrap(),
+    );
+    let rules = Arc::new(StoreRules::load(&store).unwrap());
+    let set = Arc::new(ListSet::new(ListsConfig {
+        dir: lists_dir(dir),
+        ..ListsConfig::default()
+    }));
+    let files = Arc::new(ListFiles::new(set.clone()));
+    files.reload_now();
+    let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
+    let checker = Arc::new(RulesChecker {
+        files: set,
+        store: rules,
+        engine: lists_only_engine(),
+    });
+    let mut cfg = ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        tokens_file: Some(tokens),
+        max_body_bytes: 64 * 1024,
+        max_import_bytes: 64 << 20,
+        ..ApiConfig::default()
+    };
+    tweak(&mut cfg);
+    let state = State::new(cfg, live.clone(), checker, vec![files.clone()]).unwrap();
+    (state, live, files)
 }
 
 pub fn tempdir() -> tempfile::TempDir {
