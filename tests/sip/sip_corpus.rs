@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::malformed;
 use crate::support::hook::{Server, TestHook};
+use crate::support::WAIT;
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
@@ -116,7 +117,7 @@ async fn probe_tcp(s: &mut TcpStream, framer: &mut Framer, target: SocketAddr, n
             }
         }
         let mut buf = [0u8; 8192];
-        let n = timeout(Duration::from_secs(10), s.read(&mut buf))
+        let n = timeout(WAIT, s.read(&mut buf))
             .await
             .expect("probe answer in time")
             .unwrap();
@@ -427,14 +428,8 @@ async fn generated_corpus_udp_and_tcp() {
         .send_to(END, cases_sock.local_addr().unwrap())
         .await
         .unwrap();
-    let untraced_fwd = timeout(Duration::from_secs(10), fwd_rx)
-        .await
-        .unwrap()
-        .unwrap();
-    let untraced_ans = timeout(Duration::from_secs(10), ans_rx)
-        .await
-        .unwrap()
-        .unwrap();
+    let untraced_fwd = timeout(WAIT, fwd_rx).await.unwrap().unwrap();
+    let untraced_ans = timeout(WAIT, ans_rx).await.unwrap().unwrap();
 
     let seen = seen.lock().unwrap();
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();

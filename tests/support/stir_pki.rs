@@ -64,6 +64,7 @@ pub async fn serve_on(
                     let files = files.clone();
                     async move {
                         if req.uri().path() == "/hang" {
+                            // The scenario (a server that never answers), not a wait.
                             tokio::time::sleep(Duration::from_secs(3_600)).await;
                         }
                         let resp = match files.get(req.uri().path()) {
