@@ -3,12 +3,12 @@
 //! PASSporTs (valid, forged, stale, wrong caller, wrong chain, untrusted HTTPS server) checked
 //! by the pure verifier.
 
-mod stir_pki;
-use stir_pki::*;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::eventually;
+use crate::support::stir_pki::*;
 
 use p256::ecdsa::SigningKey;
 use rcgen::{CertificateParams, CertifiedIssuer, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -100,13 +100,14 @@ fn claims(attest: &str, orig: &str, dest: &str, iat: i64) -> String {
 
 /// Waits for the background fetcher to settle `url`; bounded so a broken fetcher fails the test.
 async fn settled(cache: &CertCache, url: &str) -> CertState {
-    for _ in 0..500 {
-        match cache.lookup(url) {
-            CertState::Pending => tokio::time::sleep(Duration::from_millis(10)).await,
-            other => return other,
-        }
-    }
-    panic!("{url} still pending");
+    let mut state = CertState::Pending;
+    eventually(&format!("{url} is settled"), || {
+        state = cache.lookup(url);
+        let settled = !matches!(state, CertState::Pending);
+        async move { settled }
+    })
+    .await;
+    state
 }
 
 #[tokio::test]
@@ -356,13 +357,10 @@ async fn an_expired_entry_keeps_answering_while_it_is_refreshed() {
     assert!(matches!(settled(&cache, &url).await, CertState::Ready(_)));
     // Stale now: still answered from the cache, and a refresh is fetched in the background.
     assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
-    for _ in 0..500 {
-        if cache.stats().fetches.get() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(cache.stats().fetches.get() >= 2, "no refresh was fetched");
+    eventually("a refresh is fetched", || async {
+        cache.stats().fetches.get() >= 2
+    })
+    .await;
     assert!(matches!(cache.lookup(&url), CertState::Ready(_)));
     let _ = stop_tx.send(());
     worker.await.unwrap();

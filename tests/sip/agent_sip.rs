@@ -5,9 +5,9 @@
 //!
 //! Knows nothing of the agent's insides: only the config text, the wire and the HTTP answers.
 
-mod agent_common;
-
-use agent_common::*;
+use crate::support::agent::*;
+use crate::support::eventually;
+use crate::support::http::{get, metric, metrics};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -92,24 +92,12 @@ async fn blocked_call_gets_603_once_and_its_ack_is_absorbed() {
     h.send_up(&ack_for(port, &inv, &r)).await;
     assert_nothing_forwarded(&h, received, "the ACK of a 603").await;
 
-    let (_, metrics) = http_get(h.agent.api_addr, "/metrics").await;
-    assert_eq!(
-        metric(&metrics, "scamguard_calls_total{action=\"block\"}"),
-        1
-    );
-    assert_eq!(
-        metric(&metrics, "scamguard_calls_total{action=\"pass\"}"),
-        1
-    );
-    assert_eq!(
-        metric(&metrics, "scamguard_list_hits_total{list=\"example\"}"),
-        1
-    );
+    let m = metrics(h.agent.api_addr).await;
+    assert_eq!(metric(&m, "scamguard_calls_total{action=\"block\"}"), 1);
+    assert_eq!(metric(&m, "scamguard_calls_total{action=\"pass\"}"), 1);
+    assert_eq!(metric(&m, "scamguard_list_hits_total{list=\"example\"}"), 1);
     // Originated once; the retransmission is answered from the transaction.
-    assert_eq!(
-        metric(&metrics, "sip_responses_sent_total{code=\"603\"}"),
-        1
-    );
+    assert_eq!(metric(&m, "sip_responses_sent_total{code=\"603\"}"), 1);
 
     let (log, _dir) = h.stop().await;
     let mine: Vec<_> = log
@@ -364,7 +352,7 @@ async fn passed_call_full_dialog_through_record_route() {
         vec![format!("SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbye1")]
     );
 
-    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(metric(&m, "scamguard_calls_total{action=\"pass\"}"), 1);
     assert_eq!(
         metric(&m, "scamguard_call_events_total{event=\"answered\"}"),
@@ -427,7 +415,7 @@ async fn cancel_before_answer() {
     let received = udp_in(h.agent.api_addr).await + 1;
     h.send_up(&ack_for(port, &inv, &r)).await;
     assert_nothing_forwarded(&h, received, "the caller's ACK of the 487").await;
-    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(
         metric(&m, "scamguard_call_events_total{event=\"cancelled\"}"),
         1
@@ -540,12 +528,11 @@ async fn options_malformed_and_admin_endpoints() {
     assert_eq!(r.start_line(), "SIP/2.0 400 Bad Request");
     assert_eq!(r.hdr("Call-ID"), Some("bad@itest"));
 
-    let (code, body) = http_get(h.agent.api_addr, "/health").await;
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = http_get(h.agent.api_addr, "/ready").await;
-    assert_eq!(code, 200, "{body}");
-    let (code, m) = http_get(h.agent.api_addr, "/metrics").await;
-    assert_eq!(code, 200);
+    let r = get(h.agent.api_addr, "/health", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = get(h.agent.api_addr, "/ready", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(
         metric(&m, "sip_malformed_total{kind=\"bad_cseq\"}"),
         1,

@@ -6,13 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::{eventually, WAIT};
 use scamguard::media::prompts::FRAME;
 use scamguard::media::sdp::Sdp;
 use scamguard::media::{rtp, wav, Codec, MediaConfig, MediaEngine, MediaError, Release, Side};
 use tokio::net::UdpSocket;
 use tokio::time::{timeout, Instant};
-
-const WAIT: Duration = Duration::from_secs(5);
 
 /// A prompts folder with short prompts of known content (a real spoken prompt lasts ~10 s; the
 /// checks are the same, only slower).
@@ -581,7 +580,8 @@ async fn a_flooding_stranger_starves_nothing_and_keeps_nothing_alive() {
             let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let p = pkt(0, 9, 9, 9, 0x99);
             let mut sent = 0u64;
-            // ~20k packets/s for at most 4 s, far more than one call's 50/s
+            // ~20k packets/s for at most 4 s, far more than one call's 50/s (the pause paces
+            // the flood; it is the scenario, not a synchronisation)
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 80_000 {
                 for _ in 0..20 {
                     let _ = s.send_to(&p, leg_a);
@@ -592,16 +592,19 @@ async fn a_flooding_stranger_starves_nothing_and_keeps_nothing_alive() {
             sent
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the flood reaches the engine", || async {
+        engine.stats().dropped_unrelated.get() > 0
+    })
+    .await;
     // The callee is still heard while the flood goes on.
     let hello = pkt(0, 2, 2, 2, 0x21);
     callee.rtp.send_to(&hello, leg_b).await.unwrap();
     assert_eq!(recv(&caller.rtp).await.0, hello);
     // Nobody real speaks any more: the session must end despite the flood.
-    let end = Instant::now() + Duration::from_secs(3);
-    while engine.sessions() > 0 && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the flooded session ends", || async {
+        engine.sessions() == 0
+    })
+    .await;
     let still_flooding = !flood.is_finished();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = flood.join().unwrap();

@@ -7,29 +7,22 @@
 //!
 //! Knows nothing of the engine's insides: only the wire, the WAV file and `/metrics`.
 
-mod agent_common;
-
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::time::{Duration, Instant};
 
-use agent_common::*;
+use crate::support::agent::*;
+use crate::support::http::{metric, metrics};
+use crate::support::{eventually, free_port_range, root, WAIT};
 use scamguard::media::{wav, Codec};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
-/// An even port range of `n` ports none of which is bound now; tests in this binary run in
-/// parallel and each gets its own range. A port taken between this check and the agent's bind
-/// shows up as a refused session (the test fails loudly, it never passes by accident).
+/// An even port range of `n` ports none of which is bound now; tests run in parallel and each
+/// gets its own range. A port taken between this check and the agent's bind shows up as a
+/// refused session (the test fails loudly, it never passes by accident).
 fn free_range(n: u16) -> (u16, u16) {
-    loop {
-        let base = 20000 + 2 * fastrand::u16(..10000);
-        let held: Vec<_> = (base..base + n)
-            .map_while(|p| StdUdp::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == n as usize {
-            return (base, base + n - 1);
-        }
-    }
+    let base = free_port_range(n);
+    (base, base + n - 1)
 }
 
 async fn start(range: (u16, u16)) -> Harness {
@@ -279,27 +272,19 @@ async fn announced_call(codec: Codec) {
     h.send_down(&reply(&bye, 200, "OK", "bob1", "", "")).await;
     assert_eq!(recv_final(&h.up).await.status(), Some(200));
 
-    let deadline = Instant::now() + WAIT;
-    let metrics = loop {
-        let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
-        if metric(&m, "scamguard_media_sessions") == 0 || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(metric(&metrics, "scamguard_media_sessions"), 0, "{metrics}");
-    assert_eq!(metric(&metrics, "scamguard_media_ports_in_use"), 0);
+    let api = h.agent.api_addr;
+    eventually("the media session ends after BYE", || async move {
+        metric(&metrics(api).await, "scamguard_media_sessions") == 0
+    })
+    .await;
+    let m = metrics(api).await;
+    assert_eq!(metric(&m, "scamguard_media_sessions"), 0, "{m}");
+    assert_eq!(metric(&m, "scamguard_media_ports_in_use"), 0);
+    assert_eq!(metric(&m, "scamguard_media_sessions_started_total"), 1);
     assert_eq!(
-        metric(&metrics, "scamguard_media_sessions_started_total"),
-        1
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "scamguard_media_prompts_total{outcome=\"played\"}"
-        ),
+        metric(&m, "scamguard_media_prompts_total{outcome=\"played\"}"),
         1,
-        "{metrics}"
+        "{m}"
     );
     for p in range.0..=range.1 {
         StdUdp::bind(("127.0.0.1", p))
@@ -344,7 +329,7 @@ async fn warned_call_without_g711_is_forwarded_unanchored_and_logged_why() {
         .unwrap()
         .starts_with("warn;category=example;"));
     assert_eq!(f.body(), offer, "SDP untouched");
-    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(metric(&m, "scamguard_media_sessions_started_total"), 0);
     let (log, _d) = h.stop().await;
     assert_eq!(log.len(), 1);

@@ -7,8 +7,6 @@
 //! Over SIP, with the real agent from `app::start`: an appointment-reminder line whose calls are
 //! answered passes at a rate where a caller whose calls go unanswered is warned, then blocked.
 
-mod agent_common;
-
 use std::sync::Arc;
 
 use scamguard::screening::signals::brands::Brands;
@@ -18,7 +16,8 @@ use scamguard::screening::signals::velocity::{Level, Thresholds, VelocityConfig}
 use scamguard::screening::signals::wangiri::{CallEnd, WangiriConfig};
 use scamguard::screening::signals::{evaluate, SignalInput, SignalState, SignalsConfig};
 
-use agent_common::*;
+use crate::support::agent::*;
+use crate::support::http::get;
 
 struct NoCerts;
 impl CertLookup for NoCerts {
@@ -255,27 +254,14 @@ async fn a_reminder_line_passes_over_sip_where_unanswered_calls_are_flagged() {
         ]
     );
 
-    let (code, body) = {
-        let mut s = tokio::net::TcpStream::connect(h.agent.api_addr)
-            .await
-            .unwrap();
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(
-            format!(
-                "GET /v1/signals/velocity/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        (head[9..12].to_string(), body.to_string())
-    };
-    assert_eq!(code, "200", "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = get(
+        h.agent.api_addr,
+        "/v1/signals/velocity/suggest",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
     assert!(v["caller_minutes"].as_u64().unwrap() >= 1, "{v}");
     assert!(v["excluded_minutes"].as_u64().unwrap() >= 1, "{v}");
 

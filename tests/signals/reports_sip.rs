@@ -6,24 +6,16 @@
 //!
 //! Knows nothing of the agent's insides: only the config, the wire and the HTTP answers.
 
-mod agent_common;
-mod common;
-
-use std::time::Duration;
-
-use agent_common::*;
-use common::{enc, request, ADMIN, READER, WRITER};
+use crate::support::agent::*;
+use crate::support::eventually;
+use crate::support::http::{enc, get, metric, metrics, request, write_tokens, READER, WRITER};
 use serde_json::json;
 
 const CALLER: &str = "+14155552680";
 
 async fn start(dir: &std::path::Path) -> Harness {
     let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("ops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-    )
-    .unwrap();
+    write_tokens(&tokens);
     Harness::start_with(
         &[("block_reporters = 10", "block_reporters = 5")],
         move |c| {
@@ -82,27 +74,29 @@ async fn unwanted(h: &Harness, inv: &str, forwarded: &Msg, n: u32) {
     assert_eq!(ack.method(), "ACK", "the agent ACKs the callee's 607");
 }
 
-/// Wait (bounded) until the caller's promotion is `action`: 607s are stored off the SIP path.
+/// The caller's reports and promotion once the promotion is `action`: 607s are stored off the
+/// SIP path.
 async fn promoted(h: &Harness, action: &str) -> serde_json::Value {
-    let path = format!("/v1/reports?caller={}", enc(CALLER));
-    for _ in 0..200 {
-        let r = request(h.agent.api_addr, "GET", &path, Some(READER), b"").await;
+    let api = h.agent.api_addr;
+    let evidence = || async {
+        let r = get(
+            api,
+            &format!("/v1/reports?caller={}", enc(CALLER)),
+            Some(READER),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        let v = r.json();
-        // The report book counts a promotion a moment before its list entry is written; the
-        // next call sees the entry, so wait for that too.
-        let check = format!("/v1/check?caller={}", enc(CALLER));
-        if v["promotion"]["action"] == action
-            && request(h.agent.api_addr, "GET", &check, Some(READER), b"")
-                .await
-                .json()["action"]
-                == action
-        {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the caller was never promoted to {action}");
+        r.json()
+    };
+    // The report book counts a promotion a moment before its list entry is written; the next
+    // call sees the entry, so wait for that too.
+    let check = format!("/v1/check?caller={}", enc(CALLER));
+    eventually(&format!("the caller is promoted to {action}"), || async {
+        evidence().await["promotion"]["action"] == action
+            && get(api, &check, Some(READER)).await.json()["action"] == action
+    })
+    .await;
+    evidence().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,13 +156,10 @@ async fn a_607_with_other_reporters_promotes_the_caller() {
     let r = r.expect_err("the blocked caller reached the callee");
     assert_eq!(r.status(), Some(603), "{}", r.text);
 
-    let m = request(h.agent.api_addr, "GET", "/metrics", None, b"").await;
+    let m = metrics(h.agent.api_addr).await;
+    assert_eq!(metric(&m, "scamguard_reports_total{outcome=\"stored\"}"), 5);
     assert_eq!(
-        metric(&m.text, "scamguard_reports_total{outcome=\"stored\"}"),
-        5
-    );
-    assert_eq!(
-        metric(&m.text, "scamguard_reports_total{outcome=\"dropped\"}"),
+        metric(&m, "scamguard_reports_total{outcome=\"dropped\"}"),
         0
     );
     let (log, _d) = h.stop().await;

@@ -9,25 +9,20 @@
 //! local HTTP server; the trust anchor folder is written by the test. Knows nothing of the
 //! agent's insides: only the config, the wire and the HTTP answers.
 
-mod agent_common;
-mod stir_pki;
-use stir_pki::*;
-
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent_common::*;
+use crate::support::agent::*;
+use crate::support::http::{enc, get, metric, metrics};
+use crate::support::stir_pki::*;
+use crate::support::{eventually, root};
 use p256::ecdsa::SigningKey;
 use rcgen::{CertifiedIssuer, KeyPair, PKCS_ECDSA_P256_SHA256};
 use scamguard::app::config::Config;
 use scamguard::screening::signals::stir::sign_identity;
 use scamguard::screening::signals::velocity::Level;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 const CALLEE: &str = "+12025550100";
 const TOKEN: &str = "signals-sip-read-token-0123456789";
@@ -106,50 +101,15 @@ fn temp_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// GET `path` with the test's read token: (status, JSON body).
-async fn api_get(api: SocketAddr, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(api).await.unwrap();
-    s.write_all(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let code = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (
-        code,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
-    )
-}
-
-/// `/v1/check` for `caller` (URL-encoded here) with an optional caller name.
+/// `/v1/check` for `caller` with an optional caller name, with the test's read token.
 async fn check(h: &Harness, caller: &str, display: Option<&str>) -> Value {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
     let mut path = format!("/v1/check?caller={}&callee={}", enc(caller), enc(CALLEE));
     if let Some(d) = display {
         path.push_str(&format!("&display={}", enc(d)));
     }
-    let (code, v) = api_get(h.agent.api_addr, &path).await;
-    assert_eq!(code, 200, "{v}");
-    v
+    let r = get(h.agent.api_addr, &path, Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
 }
 
 /// Starts the agent with the shipped config and lists, the test's read token, and `configure`.
@@ -222,21 +182,17 @@ fn claims(attest: &str, orig: &str, dest: &str) -> String {
     )
 }
 
-/// Waits (bounded) until `/metrics` shows `n` successful certificate fetches: the background
-/// fetcher's work, which no call waits for.
+/// Waits until `/metrics` shows `n` successful certificate fetches: the background fetcher's
+/// work, which no call waits for.
 async fn fetched(h: &Harness, n: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
-        if metric(&m, "scamguard_cert_fetches_total{result=\"ok\"}") >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the certificate was never fetched:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let api = h.agent.api_addr;
+    eventually("the certificate is fetched", || async move {
+        metric(
+            &metrics(api).await,
+            "scamguard_cert_fetches_total{result=\"ok\"}",
+        ) >= n
+    })
+    .await;
 }
 
 /// A valid PASSporT, a forged one (signed with a key the certificate does not hold) and one with
@@ -373,7 +329,7 @@ async fn passports_valid_forged_and_tampered() {
         "{v}"
     );
 
-    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(
         metric(&m, "scamguard_cert_fetches_total{result=\"ok\"}"),
         1,
@@ -629,7 +585,7 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
                 .as_str()
         )
     );
-    let (_, m) = http_get(h.agent.api_addr, "/metrics").await;
+    let m = metrics(h.agent.api_addr).await;
     assert_eq!(
         metric(&m, "scamguard_call_events_total{event=\"cancelled\"}"),
         3

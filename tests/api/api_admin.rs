@@ -2,9 +2,9 @@
 //! writes enforced at once and across a restart, imports all or nothing, reload with a broken
 //! file, the audit trail, exports and refusals of bad requests.
 
-mod common;
-
-use common::*;
+use crate::support::api::*;
+use crate::support::eventually;
+use crate::support::http::{enc, ADMIN, READER, WRITER};
 use serde_json::json;
 
 #[tokio::test]
@@ -526,29 +526,22 @@ async fn file_watch_reloads_and_shows_errors() {
         "pattern,action,category,reason\n+12025550143,warn,scam,r\n",
     )
     .unwrap();
-    let mut got = String::new();
-    for _ in 0..100 {
-        got = a.check("+12025550143").await;
-        if got == "warn" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(got, "warn");
+    eventually("the edited file is in force", || async {
+        a.check("+12025550143").await == "warn"
+    })
+    .await;
     // A broken edit is refused whole: the error shows, the previous version stays.
     std::fs::write(
         &f,
         "pattern,action,category,reason\n+12025550143,block,scam,r\nbroken line\n",
     )
     .unwrap();
-    let mut err = serde_json::Value::Null;
-    for _ in 0..100 {
-        err = a.get("/v1/lists", READER).await.json()["lists"][0]["error"].clone();
-        if !err.is_null() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let error = || async { a.get("/v1/lists", READER).await.json()["lists"][0]["error"].clone() };
+    eventually("the broken edit's error shows", || async {
+        !error().await.is_null()
+    })
+    .await;
+    let err = error().await;
     assert!(err.as_str().unwrap().contains("watched.csv:3:"), "{err}");
     assert_eq!(a.check("+12025550143").await, "warn");
     a.stop().await;

@@ -3,15 +3,15 @@
 //! wrong key. Shows: A's additions and removals reach B's verdicts; forged answers are refused
 //! whole while B keeps its last good state; a restarted B resumes from its persisted version.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{enc, request, Resp, ADMIN, READER, WRITER};
+use crate::support::eventually;
+use crate::support::http::{
+    enc, get, metric, metrics, request, write_tokens, Resp, READER, WRITER,
+};
 use scamguard::app::config::Config;
 use scamguard::app::{self, Agent};
 use scamguard::lists::feeds;
@@ -27,11 +27,7 @@ const WRONG_KEY: u8 = 2;
 
 fn tokens(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("tokens");
-    std::fs::write(
-        &p,
-        format!("ops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-    )
-    .unwrap();
+    write_tokens(&p);
     p
 }
 
@@ -65,30 +61,14 @@ async fn start(text: &str) -> Agent {
         .unwrap()
 }
 
-async fn get(a: &Agent, path: &str, token: &str) -> Resp {
-    request(a.api_addr, "GET", path, Some(token), b"").await
+async fn read(a: &Agent, path: &str) -> Resp {
+    get(a.api_addr, path, Some(READER)).await
 }
 
 async fn action(a: &Agent, caller: &str) -> serde_json::Value {
-    let r = get(a, &format!("/v1/check?caller={}", enc(caller)), READER).await;
+    let r = read(a, &format!("/v1/check?caller={}", enc(caller))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()
-}
-
-/// Wait (bounded) until `f` holds; the bound only guards against a hang, it is not measured.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 /// A one-request-per-connection HTTP proxy in front of A that logs request lines and, by mode,
@@ -186,15 +166,12 @@ async fn add(a: &Agent, pattern: &str) {
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
-fn refused(metrics: &str, reason: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("scamguard_feed_refused_total")
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+/// B's count of answers of the partner's feed refused for `reason`.
+async fn refused(b: &Agent, reason: &str) -> u64 {
+    metric(
+        &metrics(b.api_addr).await,
+        &format!("scamguard_feed_refused_total{{feed=\"partner-a\",reason=\"{reason}\"}}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,14 +202,9 @@ async fn two_agents_share_a_signed_feed() {
     );
     let a = start(&a_toml).await;
     // Reading the feed needs a token; the feed's own token or a read token will do.
-    assert_eq!(
-        request(a.api_addr, "GET", "/v1/feeds/partner", None, b"")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(get(&a, "/v1/feeds/partner", READER).await.status, 200);
-    assert_eq!(get(&a, "/v1/feeds/nope", READER).await.status, 404);
+    assert_eq!(get(a.api_addr, "/v1/feeds/partner", None).await.status, 401);
+    assert_eq!(read(&a, "/v1/feeds/partner").await.status, 200);
+    assert_eq!(read(&a, "/v1/feeds/nope").await.status, 404);
 
     let px = proxy(a.api_addr, wrong).await;
     let b_toml = format!(
@@ -253,7 +225,7 @@ async fn two_agents_share_a_signed_feed() {
     .await;
     let v = action(&b, "+12025550143").await;
     assert_eq!(v["reasons"][0]["list"], "partner-a", "{v}");
-    let lists = get(&b, "/v1/lists", READER).await.json();
+    let lists = read(&b, "/v1/lists").await.json();
     assert!(
         lists["lists"]
             .as_array()
@@ -280,17 +252,11 @@ async fn two_agents_share_a_signed_feed() {
 
     // Tampered bodies and the wrong key are refused whole; the last good state stays.
     for (mode, reason) in [(TAMPER, "signature"), (WRONG_KEY, "signature")] {
-        let before = refused(
-            &request(b.api_addr, "GET", "/metrics", None, b"").await.text,
-            reason,
-        );
+        let before = refused(&b, reason).await;
         px.mode.store(mode, Ordering::SeqCst);
         add(&a, &format!("+1202555020{mode}")).await;
         eventually("B refuses the forged answer", || async {
-            refused(
-                &request(b.api_addr, "GET", "/metrics", None, b"").await.text,
-                reason,
-            ) > before
+            refused(&b, reason).await > before
         })
         .await;
         assert_eq!(action(&b, "+12025550143").await["action"], "block");
@@ -298,7 +264,7 @@ async fn two_agents_share_a_signed_feed() {
             action(&b, &format!("+1202555020{mode}")).await["action"],
             "pass"
         );
-        let lists = get(&b, "/v1/lists", READER).await.json();
+        let lists = read(&b, "/v1/lists").await.json();
         let row = lists["lists"]
             .as_array()
             .unwrap()

@@ -2,8 +2,6 @@
 //! client on the listener would (open endpoints, 401 and 403 as JSON, bad bodies, body caps),
 //! and are counted as the listener counts them.
 
-mod common;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,51 +12,18 @@ use hyper::body::{Body, Frame};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use common::*;
-use scamguard::api::{self, ApiConfig, ResponseBody, State};
-use scamguard::lists::overlay::{Live, StoreRules};
-use scamguard::lists::store::{Store, StoreConfig};
-use scamguard::lists::watch::ListFiles;
-use scamguard::lists::{ListSet, ListsConfig};
+use crate::support::api::*;
+use crate::support::http::{READER, WRITER};
+use scamguard::api::{self, ResponseBody, State};
 use scamguard::screening::signals::velocity::{Start, Velocity, VelocityConfig};
 
-/// The state `Agent::start` serves, built without binding anything.
+/// The state `Agent::start` serves, built without binding anything, with small body caps.
 fn state(dir: &std::path::Path) -> State {
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("ops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-    )
-    .unwrap();
-    let store = Arc::new(
-        Store::open(&StoreConfig {
-            data_dir: dir.join("data"),
-            ..StoreConfig::default()
-        })
-        .unwrap(),
-    );
-    let rules = Arc::new(StoreRules::load(&store).unwrap());
-    let set = Arc::new(ListSet::new(ListsConfig {
-        dir: lists_dir(dir),
-        ..ListsConfig::default()
-    }));
-    std::fs::create_dir_all(lists_dir(dir)).unwrap();
-    let files = Arc::new(ListFiles::new(set.clone()));
-    files.reload_now();
-    let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
-    let checker = Arc::new(RulesChecker {
-        files: set,
-        store: rules,
-        engine: lists_only_engine(),
-    });
-    let cfg = ApiConfig {
-        listen: "127.0.0.1:0".into(),
-        tokens_file: Some(tokens),
-        max_body_bytes: 1024,
-        max_import_bytes: 4096,
-        ..ApiConfig::default()
-    };
-    State::new(cfg, live, checker, vec![files]).unwrap()
+    crate::support::api::state(dir, |c| {
+        c.max_body_bytes = 1024;
+        c.max_import_bytes = 4096;
+    })
+    .0
 }
 
 fn req(method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Request<Full<Bytes>> {

@@ -1,7 +1,6 @@
-//! Shared harness for the admin API tests: a real agent-side stack (SQLite store in a temp dir,
-//! list files, compiled rules, the hyper server on 127.0.0.1:0) and a tiny HTTP/1.1 client, over
-//! plain TCP or, when the agent serves HTTPS, over TLS.
-#![allow(dead_code)]
+//! The admin API tests' harness: a real agent-side stack (SQLite store in a temp dir, list files,
+//! compiled rules, the hyper server on 127.0.0.1:0) without SIP, asked through the tests' HTTP
+//! client over plain TCP or, when the agent serves HTTPS, over TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,12 +14,9 @@ use scamguard::screening::signals::brands::Brands;
 use scamguard::screening::signals::stir::NoCertificates;
 use scamguard::screening::signals::{SignalState, SignalsConfig};
 use scamguard::screening::{Engine, PolicyConfig, Scoring, ScreeningConfig, ScreeningPolicy};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const ADMIN: &str = "admin-token-aaaaaaaaaaaa";
-pub const WRITER: &str = "writer-token-bbbbbbbbbbbb";
-pub const READER: &str = "reader-token-cccccccccccc";
+use super::http::{enc, request, request_on, write_tokens, Resp, READER};
 
 pub struct Agent {
     pub addr: std::net::SocketAddr,
@@ -40,43 +36,7 @@ impl Agent {
 
     /// Like [`Agent::start`], with `tweak` applied to the API config (TLS files, limits).
     pub async fn start_with(dir: &Path, tweak: impl FnOnce(&mut ApiConfig)) -> Agent {
-        let lists_dir = dir.join("lists");
-        std::fs::create_dir_all(&lists_dir).unwrap();
-        let tokens = dir.join("tokens");
-        std::fs::write(
-            &tokens,
-            format!("# test tokens\nops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-        )
-        .unwrap();
-        let store = Arc::new(
-            Store::open(&StoreConfig {
-                data_dir: dir.join("data"),
-                ..StoreConfig::default()
-            })
-            .unwrap(),
-        );
-        let rules = Arc::new(StoreRules::load(&store).unwrap());
-        let set = Arc::new(ListSet::new(ListsConfig {
-            dir: lists_dir,
-            ..ListsConfig::default()
-        }));
-        let files = Arc::new(ListFiles::new(set.clone()));
-        files.reload_now();
-        let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
-        let checker = Arc::new(RulesChecker {
-            files: set,
-            store: rules,
-            engine: lists_only_engine(),
-        });
-        let mut cfg = ApiConfig {
-            listen: "127.0.0.1:0".into(),
-            tokens_file: Some(tokens),
-            max_body_bytes: 64 * 1024,
-            max_import_bytes: 64 << 20,
-            ..ApiConfig::default()
-        };
-        tweak(&mut cfg);
-        let state = State::new(cfg, live.clone(), checker, vec![files.clone()]).unwrap();
+        let (state, live, files) = state(dir, tweak);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -128,98 +88,42 @@ impl Agent {
     }
 }
 
-pub struct Resp {
-    pub status: u16,
-    pub headers: String,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
-    }
-}
-
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
+/// The state [`Agent::start_with`] serves on `dir`, built without binding anything, with the
+/// live rules and the list files it reads.
+pub fn state(dir: &Path, tweak: impl FnOnce(&mut ApiConfig)) -> (State, Arc<Live>, Arc<ListFiles>) {
+    std::fs::create_dir_all(lists_dir(dir)).unwrap();
+    let tokens = dir.join("tokens");
+    write_tokens(&tokens);
+    let store = Arc::new(
+        Store::open(&StoreConfig {
+            data_dir: dir.join("data"),
+            ..StoreConfig::default()
         })
-        .collect()
-}
-
-pub async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Resp {
-    let s = TcpStream::connect(addr).await.unwrap();
-    request_on(s, method, path, token, body).await
-}
-
-/// One request on an open connection (plain or TLS), read until the server closes it.
-pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Resp {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+        .unwrap(),
     );
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    // A server may answer (413) before reading a large body; a failed write is then expected.
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
+    let rules = Arc::new(StoreRules::load(&store).unwrap());
+    let set = Arc::new(ListSet::new(ListsConfig {
+        dir: lists_dir(dir),
+        ..ListsConfig::default()
+    }));
+    let files = Arc::new(ListFiles::new(set.clone()));
+    files.reload_now();
+    let live = Arc::new(Live::new(store, rules.clone(), Some(files.clone())));
+    let checker = Arc::new(RulesChecker {
+        files: set,
+        store: rules,
+        engine: lists_only_engine(),
+    });
+    let mut cfg = ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        tokens_file: Some(tokens),
+        max_body_bytes: 64 * 1024,
+        max_import_bytes: 64 << 20,
+        ..ApiConfig::default()
     };
-    Resp {
-        status,
-        headers: headers.to_string(),
-        text: body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            return out;
-        };
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
+    tweak(&mut cfg);
+    let state = State::new(cfg, live.clone(), checker, vec![files.clone()]).unwrap();
+    (state, live, files)
 }
 
 pub fn tempdir() -> tempfile::TempDir {

@@ -1,7 +1,6 @@
 //! Test helpers for STIR/SHAKEN: certificate parameters for rcgen, the P-256 signing key of a
 //! generated key pair, and a local HTTP(S) server that serves certificate chains as an x5u host
 //! would. Shared by the STIR tests of the verifier and of the agent; knows nothing of either.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -65,6 +64,7 @@ pub async fn serve_on(
                     let files = files.clone();
                     async move {
                         if req.uri().path() == "/hang" {
+                            // The scenario (a server that never answers), not a wait.
                             tokio::time::sleep(Duration::from_secs(3_600)).await;
                         }
                         let resp = match files.get(req.uri().path()) {

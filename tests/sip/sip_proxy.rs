@@ -3,72 +3,18 @@
 //! requests and OPTIONS probes.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
+use crate::support::hook::{Server, TestHook};
+use crate::support::WAIT;
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
 use scamguard::sip::Transport;
-use scamguard::sip::{
-    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
-    SipStats,
-};
+use scamguard::sip::{CallEvent, Disposition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
 use tokio::time::timeout;
-
-/// (Call-ID, From user, first P-Asserted-Identity URI) of each decided call.
-type Seen = (String, Option<String>, Option<String>);
-
-#[derive(Default)]
-struct TestHook {
-    decision: Mutex<Option<Disposition>>,
-    calls: Mutex<Vec<Seen>>,
-    events: Mutex<Vec<(String, CallEvent)>>,
-}
-
-impl Hook for TestHook {
-    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Disposition {
-        let from_user = call
-            .from
-            .as_ref()
-            .and_then(|f| f.uri.user.map(str::to_owned));
-        let pai = call.asserted.first().map(|a| a.uri.raw.to_string());
-        self.calls
-            .lock()
-            .unwrap()
-            .push((call.call_id.to_string(), from_user, pai));
-        self.decision
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_else(Disposition::pass)
-    }
-    fn call_event(&self, call: &CallRef<'_>, event: CallEvent, _: Instant) {
-        self.events
-            .lock()
-            .unwrap()
-            .push((call.call_id.to_string(), event));
-    }
-    fn rewrite_sdp(
-        &self,
-        _: &CallRef<'_>,
-        _: SdpDirection,
-        _: SdpKind,
-        _: &[u8],
-        _: Instant,
-    ) -> Option<Vec<u8>> {
-        None
-    }
-}
-
-struct Server {
-    addr: SocketAddr,
-    proxy: Arc<Proxy>,
-    _stop: watch::Sender<bool>,
-}
 
 async fn start(hook: Arc<TestHook>, next_hop: SocketAddr) -> Server {
     start_with(hook, next_hop, Transport::Udp).await
@@ -79,29 +25,12 @@ async fn start_with(
     next_hop: SocketAddr,
     next_hop_transport: Transport,
 ) -> Server {
-    // UDP and TCP on the same port; retry if the TCP side of a free UDP port is taken.
-    let (udp, tcp) = loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
-            break (udp, tcp);
-        }
-    };
-    let addr = udp.local_addr().unwrap();
-    let cfg = SipConfig {
-        listen: addr,
-        next_hop: Some(next_hop),
-        next_hop_transport,
-        udp_workers: 2,
-        ..SipConfig::default()
-    };
-    let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(run(udp, tcp, proxy.clone(), rx));
-    Server {
-        addr,
-        proxy,
-        _stop: stop,
-    }
+    Server::start(hook, |c| {
+        c.next_hop = Some(next_hop);
+        c.next_hop_transport = next_hop_transport;
+        c.udp_workers = 2;
+    })
+    .await
 }
 
 fn parse(b: &[u8]) -> Message {
@@ -110,7 +39,7 @@ fn parse(b: &[u8]) -> Message {
 
 async fn recv(sock: &UdpSocket) -> (Message, Vec<u8>, SocketAddr) {
     let mut buf = vec![0u8; 65536];
-    let (n, from) = timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
+    let (n, from) = timeout(WAIT, sock.recv_from(&mut buf))
         .await
         .expect("message in time")
         .unwrap();
@@ -164,8 +93,7 @@ fn respond(req: &Message, code: u16, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_with_headers_absorbs_ack_and_retransmissions() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
+    let hook = TestHook::answering(Disposition::Reject {
         code: 603,
         phrase: "Network Blocked".into(),
         headers: vec![
@@ -193,7 +121,7 @@ async fn reject_with_headers_absorbs_ack_and_retransmissions() {
     let (m2, _) = recv_skip_100(&uac).await;
     assert_eq!(m2.status(), Some(603));
     assert_eq!(m2.to().unwrap().tag(), Some(tag.as_str()));
-    assert_eq!(hook.calls.lock().unwrap().len(), 1);
+    assert_eq!(hook.calls(), 1);
     let (call, user, pai) = hook.calls.lock().unwrap()[0].clone();
     assert_eq!(
         (call.as_str(), user.as_deref(), pai.as_deref()),
@@ -225,8 +153,7 @@ async fn reject_with_headers_absorbs_ack_and_retransmissions() {
 async fn forward_dialog_end_to_end_with_record_route() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let down_addr = down.local_addr().unwrap();
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
+    let hook = TestHook::answering(Disposition::Forward {
         display_name: Some("SCAM? \\ \"Bank\"".into()),
         headers: vec!["X-Scam-Verdict: warn; score=90".into()],
         record_route: true,
@@ -318,7 +245,7 @@ async fn forward_dialog_end_to_end_with_record_route() {
     let (bye_ok, _) = recv_skip_100(&uac).await;
     assert_eq!(bye_ok.status(), Some(200));
     assert_eq!(bye_ok.cseq().unwrap(), (2, "BYE"));
-    let events = hook.events.lock().unwrap().clone();
+    let events = hook.events();
     assert_eq!(
         events,
         vec![
@@ -335,7 +262,7 @@ async fn tcp_read_msg(s: &mut TcpStream, framer: &mut Framer) -> Message {
             return Message::parse(m, &Limits::default(), false).unwrap();
         }
         let mut buf = [0u8; 4096];
-        let n = timeout(Duration::from_secs(10), s.read(&mut buf))
+        let n = timeout(WAIT, s.read(&mut buf))
             .await
             .expect("tcp data in time")
             .unwrap();
@@ -347,7 +274,7 @@ async fn tcp_read_msg(s: &mut TcpStream, framer: &mut Framer) -> Message {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_answer_over_tcp() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let hook = Arc::new(TestHook::default());
+    let hook = TestHook::passing();
     let srv = start(hook.clone(), down.local_addr().unwrap()).await;
     let mut uac = TcpStream::connect(srv.addr).await.unwrap();
     let me = uac.local_addr().unwrap();
@@ -390,16 +317,13 @@ async fn cancel_before_answer_over_tcp() {
         .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
         .replace("callee.example.com>\r\n", "callee.example.com>;tag=b2\r\n");
     uac.write_all(ack_up.as_bytes()).await.unwrap();
-    assert_eq!(
-        hook.events.lock().unwrap().clone(),
-        vec![("can-1".into(), CallEvent::Cancelled)]
-    );
+    assert_eq!(hook.events(), vec![("can-1".into(), CallEvent::Cancelled)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_limit_loop_malformed_and_options() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let hook = Arc::new(TestHook::default());
+    let hook = TestHook::passing();
     let srv = start(hook.clone(), down.local_addr().unwrap()).await;
     let uac = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = uac.local_addr().unwrap();
@@ -439,7 +363,7 @@ async fn hop_limit_loop_malformed_and_options() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_hop_over_tcp_shares_one_connection() {
     let down = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = Arc::new(TestHook::default());
+    let hook = TestHook::passing();
     let srv = start_with(hook, down.local_addr().unwrap(), Transport::Tcp).await;
     let uac = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = uac.local_addr().unwrap();
@@ -453,10 +377,7 @@ async fn next_hop_over_tcp_shares_one_connection() {
         );
         uac.send_to(inv.as_bytes(), srv.addr).await.unwrap();
     }
-    let (mut conn, _) = timeout(Duration::from_secs(10), down.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut conn, _) = timeout(WAIT, down.accept()).await.unwrap().unwrap();
     let mut pending = Framer::new(65535);
     let mut invites = Vec::new();
     for _ in 0..3 {

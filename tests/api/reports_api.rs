@@ -6,13 +6,10 @@
 //!
 //! Knows nothing of the agent's insides: only the config, the HTTP answers and `/v1/check`.
 
-mod agent_common;
-mod common;
-
 use std::path::Path;
 
-use agent_common::Harness;
-use common::{enc, request, Resp, ADMIN, READER, WRITER};
+use crate::support::agent::Harness;
+use crate::support::http::{enc, get, request, write_tokens, Resp, ADMIN, READER, WRITER};
 use serde_json::{json, Value};
 
 /// Reporters needed: three distinct for a warn entry, five for a block entry.
@@ -20,11 +17,7 @@ const REPORTS_CONFIG: (&str, &str) = ("block_reporters = 10", "block_reporters =
 
 async fn start(dir: &Path) -> Harness {
     let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("ops admin {ADMIN}\nbot write {WRITER}\nviewer read {READER}\n"),
-    )
-    .unwrap();
+    write_tokens(&tokens);
     let data = dir.join("data");
     Harness::start_with(&[REPORTS_CONFIG], move |c| {
         c.api.tokens_file = Some(tokens);
@@ -56,12 +49,10 @@ async fn reported(h: &Harness, body: Value) -> Vec<Value> {
 }
 
 async fn verdict(h: &Harness, caller: &str) -> Value {
-    let r = request(
+    let r = get(
         h.agent.api_addr,
-        "GET",
         &format!("/v1/check?caller={}&callee=%2B12025550100", enc(caller)),
         Some(READER),
-        b"",
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -69,12 +60,10 @@ async fn verdict(h: &Harness, caller: &str) -> Value {
 }
 
 async fn entry(h: &Harness, caller: &str) -> Option<Value> {
-    let r = request(
+    let r = get(
         h.agent.api_addr,
-        "GET",
         &format!("/v1/lists/reports/entries?prefix={}", enc(caller)),
         Some(READER),
-        b"",
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -82,12 +71,10 @@ async fn entry(h: &Harness, caller: &str) -> Option<Value> {
 }
 
 async fn evidence(h: &Harness, caller: &str) -> Value {
-    let r = request(
+    let r = get(
         h.agent.api_addr,
-        "GET",
         &format!("/v1/reports?caller={}", enc(caller)),
         Some(READER),
-        b"",
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);

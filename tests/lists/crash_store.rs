@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support::test_name;
 use scamguard::lists::store::{Store, StoreConfig, StoredEntry};
 use scamguard::screening::EntryAction;
 
@@ -97,7 +98,7 @@ fn spawn(mode: &str, dir: &Path) -> (Child, mpsc::Receiver<String>) {
         .args([
             "--ignored",
             "--exact",
-            "crash_child",
+            &test_name(module_path!(), "crash_child"),
             "--nocapture",
             "--test-threads=1",
         ])
@@ -181,6 +182,7 @@ fn crash_store_rounds() {
         let (child, rx) = spawn("import:bulk", &rd);
         wait_for(&rx, "start", Duration::from_secs(60));
         let at = import_time.mul_f64(fastrand::f64() * 1.1);
+        // The wait is the scenario (the kill lands at this moment), not a synchronisation.
         std::thread::sleep(at);
         let lines = kill(child, rx);
         let s = Store::open(&cfg(&rd)).expect("store opens after kill -9");
@@ -210,6 +212,7 @@ fn crash_store_rounds() {
     for _ in 0..14 {
         let (child, rx) = spawn(&format!("singles:{next}"), d);
         wait_for(&rx, "start", Duration::from_secs(60));
+        // The scenario again: the kill lands at a random moment of the writes.
         std::thread::sleep(Duration::from_millis(fastrand::u64(20..400)));
         let lines = kill(child, rx);
         for l in &lines {

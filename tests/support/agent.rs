@@ -1,24 +1,18 @@
-//! Shared harness for the end-to-end agent tests: the real agent from `app::start` with the
-//! shipped config (text edits applied) and lists, a caller and a callee UDP socket, raw SIP
-//! message helpers that keep the bytes as text, and a tiny HTTP client for the admin API.
-//! Knows nothing of the agent's insides.
-#![allow(dead_code)]
+//! The end-to-end agent tests' harness: the real agent from `app::start` with the shipped config
+//! (text edits applied) and lists, a caller and a callee UDP socket, and raw SIP message helpers
+//! that keep the bytes as text. Knows nothing of the agent's insides.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use scamguard::app::config::Config;
 use scamguard::app::{self, Agent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
-pub const WAIT: Duration = Duration::from_secs(10);
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::http::{metric, metrics};
+use super::{root, WAIT};
 
 /// The shipped config with each `(from, to)` text replacement applied (each must apply, so a
 /// renamed key fails here instead of silently testing the default).
@@ -248,54 +242,12 @@ pub fn ack_for(port: u16, invite: &str, resp: &Msg) -> String {
     )
 }
 
-/// Wait until `f` holds. The bound only guards against a hang; nothing is measured by it.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = std::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(std::time::Instant::now() < end, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// SIP datagrams the agent has received over UDP so far.
 pub async fn udp_in(api: SocketAddr) -> u64 {
-    let (_, m) = http_get(api, "/metrics").await;
-    metric(&m, "sip_messages_total{dir=\"in\",transport=\"udp\"}")
-}
-
-/// GET `path` from the admin API: (status, body).
-pub async fn http_get(api: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(api).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let code = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    (code, body)
-}
-
-/// The value of one exact series line (`name{labels}`) in a Prometheus exposition. A missing
-/// series fails the test: a metric that disappeared must not read as 0.
-pub fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+    metric(
+        &metrics(api).await,
+        "sip_messages_total{dir=\"in\",transport=\"udp\"}",
+    )
 }
 
 /// The next message on a stream; `buf` keeps what was read past it (several may come at once).

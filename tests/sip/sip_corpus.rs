@@ -4,52 +4,35 @@
 //! (probed every few cases and at the end), and each generated case must get what its label
 //! says: refused (4xx or nothing, never at the next hop) or screened as usual (at the next hop).
 
-#[path = "support/malformed.rs"]
-mod malformed;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::malformed;
+use crate::support::hook::{Server, TestHook};
+use crate::support::WAIT;
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Limits, Message};
-use scamguard::sip::{
-    run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
-    SipStats,
-};
+use scamguard::sip::{Disposition, Proxy, SipConfig, SipStats};
 use scamguard::sip::{Peer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-/// Forwards every call and rewrites nothing.
-struct PassHook;
-
-impl Hook for PassHook {
-    fn new_call(&self, call: &NewCall<'_>, _: Instant) -> Disposition {
-        Disposition::Forward {
-            display_name: Some("Checked \"ok\"".into()),
-            headers: vec![],
-            record_route: true,
-            anchor_media: true,
-            offer: call.sdp().map(<[u8]>::to_vec),
-            tag: None,
-        }
-    }
-    fn call_event(&self, _: &CallRef<'_>, _: CallEvent, _: Instant) {}
-    fn rewrite_sdp(
-        &self,
-        _: &CallRef<'_>,
-        _: SdpDirection,
-        _: SdpKind,
-        body: &[u8],
-        _: Instant,
-    ) -> Option<Vec<u8>> {
-        Some(body.to_vec())
+/// Forwards every call with its caller name rewritten, anchoring the media (every SDP body goes
+/// through the hook, which changes nothing).
+fn forward_all() -> Disposition {
+    Disposition::Forward {
+        display_name: Some("Checked \"ok\"".into()),
+        headers: vec![],
+        record_route: true,
+        anchor_media: true,
+        offer: None,
+        tag: None,
     }
 }
 
@@ -74,35 +57,19 @@ fn sorted_files(dir: &std::path::Path) -> Vec<PathBuf> {
     v
 }
 
-async fn start(
-    tune: impl FnOnce(&mut SipConfig),
-) -> (SocketAddr, Arc<Proxy>, UdpSocket, watch::Sender<bool>) {
+/// The server with its next hop (the returned socket), as `tune` sets it up.
+async fn start(tune: impl FnOnce(&mut SipConfig)) -> (Server, UdpSocket) {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (udp, tcp) = loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
-            break (udp, tcp);
-        }
-    };
-    let addr = udp.local_addr().unwrap();
-    let mut cfg = SipConfig {
-        listen: addr,
-        next_hop: Some(down.local_addr().unwrap()),
+    let next_hop = down.local_addr().unwrap();
+    let server = Server::start(TestHook::answering(forward_all()), |c| {
+        c.next_hop = Some(next_hop);
         // One receive task: a panic in it would leave nobody to answer the probes.
-        udp_workers: 1,
-        tcp_idle_secs: 5,
-        ..SipConfig::default()
-    };
-    tune(&mut cfg);
-    let proxy = Arc::new(Proxy::new(
-        cfg,
-        addr,
-        Arc::new(PassHook),
-        Arc::new(SipStats::default()),
-    ));
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(run(udp, tcp, proxy.clone(), rx));
-    (addr, proxy, down, stop)
+        c.udp_workers = 1;
+        c.tcp_idle_secs = 5;
+        tune(c);
+    })
+    .await;
+    (server, down)
 }
 
 fn options(target: SocketAddr, local: SocketAddr, transport: &str, n: usize) -> String {
@@ -150,7 +117,7 @@ async fn probe_tcp(s: &mut TcpStream, framer: &mut Framer, target: SocketAddr, n
             }
         }
         let mut buf = [0u8; 8192];
-        let n = timeout(Duration::from_secs(10), s.read(&mut buf))
+        let n = timeout(WAIT, s.read(&mut buf))
             .await
             .expect("probe answer in time")
             .unwrap();
@@ -182,7 +149,8 @@ async fn send_tcp_case(target: SocketAddr, data: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc4475_then_still_answers() {
-    let (addr, proxy, _down, _stop) = start(|_| {}).await;
+    let (server, _down) = start(|_| {}).await;
+    let (addr, proxy) = (server.addr, &server.proxy);
     let files = sorted_files(&rfc4475_dir());
     assert_eq!(files.len(), 49);
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -386,13 +354,14 @@ async fn collect_answers(sock: Arc<UdpSocket>, seen: SeenBoth, done: oneshot::Se
 async fn generated_corpus_udp_and_tcp() {
     // A forwarded INVITE is never answered by the next hop here: a long T1 keeps its
     // retransmissions from flooding the next hop while the test runs.
-    let (addr, proxy, down, _stop) = start(|c| {
+    let (server, down) = start(|c| {
         c.t1_ms = 30_000;
         c.t2_ms = 30_000;
         // The probe connection idles between probes; on a busy machine that can take seconds.
         c.tcp_idle_secs = 300;
     })
     .await;
+    let (addr, proxy) = (server.addr, &server.proxy);
     let down_addr = down.local_addr().unwrap();
     let cases_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -459,14 +428,8 @@ async fn generated_corpus_udp_and_tcp() {
         .send_to(END, cases_sock.local_addr().unwrap())
         .await
         .unwrap();
-    let untraced_fwd = timeout(Duration::from_secs(10), fwd_rx)
-        .await
-        .unwrap()
-        .unwrap();
-    let untraced_ans = timeout(Duration::from_secs(10), ans_rx)
-        .await
-        .unwrap()
-        .unwrap();
+    let untraced_fwd = timeout(WAIT, fwd_rx).await.unwrap().unwrap();
+    let untraced_ans = timeout(WAIT, ans_rx).await.unwrap().unwrap();
 
     let seen = seen.lock().unwrap();
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -549,7 +512,12 @@ fn corpora_through_the_core_leave_nothing_behind() {
         next_hop: Some("127.0.0.1:5070".parse().unwrap()),
         ..SipConfig::default()
     };
-    let proxy = Proxy::new(cfg, me, Arc::new(PassHook), Arc::new(SipStats::default()));
+    let proxy = Proxy::new(
+        cfg,
+        me,
+        TestHook::answering(forward_all()),
+        Arc::new(SipStats::default()),
+    );
     let t0 = Instant::now();
     let udp = Peer {
         transport: Transport::Udp,

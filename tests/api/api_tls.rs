@@ -2,13 +2,13 @@
 //! roles work over TLS, and clients that cannot complete a handshake (plain HTTP, a client that
 //! does not trust the certificate) are refused cleanly, counted, and do not stop the server.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::api::*;
+use crate::support::eventually;
+use crate::support::http::{metric, ADMIN, READER, WRITER};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
     PKCS_ECDSA_P256_SHA256,
@@ -68,25 +68,17 @@ async fn start_https(dir: &Path) -> Agent {
 async fn handshake_failures(a: &Agent) -> u64 {
     let m = a.req("GET", "/metrics", None, b"").await;
     assert_eq!(m.status, 200);
-    m.text
-        .lines()
-        .find_map(|l| l.strip_prefix("scamguard_api_tls_handshake_failures_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no handshake counter in {}", m.text))
+    metric(&m.text, "scamguard_api_tls_handshake_failures_total")
 }
 
-/// Waits (bounded) until the server has counted `n` failed handshakes: it counts them just
-/// after it drops the connection, so a client may see the close first.
+/// Waits until the server has counted `n` failed handshakes (it counts them just after it drops
+/// the connection, so a client may see the close first); then the count.
 async fn until_failures(a: &Agent, n: u64) -> u64 {
-    let mut got = 0;
-    for _ in 0..200 {
-        got = handshake_failures(a).await;
-        if got >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    got
+    eventually(&format!("{n} failed handshakes counted"), || async {
+        handshake_failures(a).await >= n
+    })
+    .await;
+    handshake_failures(a).await
 }
 
 #[tokio::test]

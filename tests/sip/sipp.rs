@@ -6,39 +6,19 @@
 //! check, and exits non-zero when any call failed, so the exit status is the assertion.
 
 use std::io::Write;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_udp_port() -> u16 {
-    // The agent takes UDP and TCP on the same port, so both must be free. The port is released
-    // before the peer binds it; a collision shows up as a bind error, not a silent pass.
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::http::{metric, metrics};
+use crate::support::{eventually, free_port, free_port_range, root};
+use tokio::net::UdpSocket;
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
 
 /// Start the agent with the shipped config and lists, placed on the given ports, and wait until
 /// it answers an OPTIONS.
-fn start_agent(listen: u16, next_hop: u16, log: &Path) -> Running {
+async fn start_agent(listen: u16, next_hop: u16, log: &Path) -> Child {
     start_agent_with(
         &root().join("config/scamguard.toml"),
         listen,
@@ -46,11 +26,19 @@ fn start_agent(listen: u16, next_hop: u16, log: &Path) -> Running {
         0,
         log,
     )
+    .await
 }
 
-/// As [`start_agent`] with another config file and the admin API on `api` (0: any port).
-fn start_agent_with(config: &Path, listen: u16, next_hop: u16, api: u16, log: &Path) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_scamguard"))
+/// As [`start_agent`] with another config file and the admin API on `api` (0: any port). The
+/// agent is killed when the returned child is dropped.
+async fn start_agent_with(
+    config: &Path,
+    listen: u16,
+    next_hop: u16,
+    api: u16,
+    log: &Path,
+) -> Child {
+    let agent = Command::new(env!("CARGO_BIN_EXE_scamguard"))
         .current_dir(root())
         .arg("run")
         .arg("--config")
@@ -69,34 +57,33 @@ fn start_agent_with(config: &Path, listen: u16, next_hop: u16, api: u16, log: &P
         .stderr(Stdio::from(
             std::fs::File::create(log.with_extension("err")).unwrap(),
         ))
+        .kill_on_drop(true)
         .spawn()
         .expect("start scamguard");
-    let agent = Running(child);
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = probe.local_addr().unwrap().port();
     let options = format!(
         "OPTIONS sip:127.0.0.1:{listen} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKprobe\r\n\
          Max-Forwards: 0\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1:{listen}>\r\n\
          Call-ID: probe@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
+    let what = format!("scamguard answers OPTIONS; see {}", log.display());
+    eventually(&what, || async {
         probe
             .send_to(options.as_bytes(), ("127.0.0.1", listen))
+            .await
             .unwrap();
-        if let Ok((n, _)) = probe.recv_from(&mut buf) {
-            assert!(buf[..n].starts_with(b"SIP/2.0 "), "not a SIP answer");
-            return agent;
+        let mut buf = [0u8; 2048];
+        match timeout(Duration::from_millis(200), probe.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => {
+                assert!(buf[..n].starts_with(b"SIP/2.0 "), "not a SIP answer");
+                true
+            }
+            _ => false,
         }
-    }
-    panic!(
-        "scamguard did not answer OPTIONS within 30 s; see {}",
-        log.display()
-    );
+    })
+    .await;
+    agent
 }
 
 fn scenario(name: &str) -> String {
@@ -109,28 +96,24 @@ fn sipp(args: &[String], log: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
         .stderr(Stdio::inherit())
+        .kill_on_drop(true)
         .spawn()
         .expect("SIPp is needed: apt-get install sip-tester (scripts/test does it)")
 }
 
-fn wait(mut child: Child, what: &str, limit: Duration, log: &Path) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            assert!(
-                status.success(),
-                "{what} failed ({status}); its output:\n{text}"
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("{what} did not finish within {limit:?}; its output:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Until `child` exits, which it must do with success (bounded only against a hang).
+async fn wait(mut child: Child, what: &str, limit: Duration, log: &Path) {
+    let Ok(status) = timeout(limit, child.wait()).await else {
+        let _ = child.kill().await;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("{what} did not finish within {limit:?}; its output:\n{text}");
+    };
+    let status = status.unwrap();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{what} failed ({status}); its output:\n{text}"
+    );
 }
 
 fn workdir(name: &str) -> PathBuf {
@@ -143,7 +126,7 @@ fn workdir(name: &str) -> PathBuf {
 /// SIPp callee behind it running `uas`. SIPp places 10 calls a second: from one number that is a
 /// burst the velocity signal warns and blocks, so a scenario about another verdict varies the
 /// caller.
-fn run_calls(
+async fn run_calls(
     name: &str,
     transport: &str,
     uac: &str,
@@ -153,9 +136,9 @@ fn run_calls(
 ) {
     const CALLS: usize = 20;
     let dir = workdir(name);
-    let listen = free_udp_port();
-    let uas_port = free_udp_port();
-    let _agent = start_agent(listen, uas_port, &dir.join("agent.log"));
+    let listen = free_port();
+    let uas_port = free_port();
+    let _agent = start_agent(listen, uas_port, &dir.join("agent.log")).await;
 
     let uas_child = uas.map(|uas| {
         let log = dir.join("uas.log");
@@ -192,7 +175,7 @@ fn run_calls(
         "-i".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        free_udp_port().to_string(),
+        free_port().to_string(),
         "-t".into(),
         transport.into(),
         "-m".into(),
@@ -206,14 +189,14 @@ fn run_calls(
         format!("127.0.0.1:{listen}"),
     ];
     let uac_child = sipp(&args, &uac_log);
-    wait(uac_child, "SIPp caller", Duration::from_secs(60), &uac_log);
+    wait(uac_child, "SIPp caller", Duration::from_secs(60), &uac_log).await;
     if let Some((child, log)) = uas_child {
-        wait(child, "SIPp callee", Duration::from_secs(30), &log);
+        wait(child, "SIPp callee", Duration::from_secs(30), &log).await;
     }
 }
 
-#[test]
-fn sipp_blocked_call_gets_603_with_redress_reason() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_blocked_call_gets_603_with_redress_reason() {
     run_calls(
         "block",
         "u1",
@@ -221,11 +204,12 @@ fn sipp_blocked_call_gets_603_with_redress_reason() {
         None,
         |_| "+12025550143".into(),
         "+12025550100",
-    );
+    )
+    .await;
 }
 
-#[test]
-fn sipp_blocked_call_over_tcp() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_blocked_call_over_tcp() {
     run_calls(
         "block-tcp",
         "t1",
@@ -233,11 +217,12 @@ fn sipp_blocked_call_over_tcp() {
         None,
         |_| "+12025550143".into(),
         "+12025550100",
-    );
+    )
+    .await;
 }
 
-#[test]
-fn sipp_warned_call_is_tagged_at_the_callee() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_warned_call_is_tagged_at_the_callee() {
     run_calls(
         "warn",
         "u1",
@@ -245,11 +230,12 @@ fn sipp_warned_call_is_tagged_at_the_callee() {
         Some("uas_warn.xml"),
         |i| format!("+1900555{:04}", 2600 + i),
         "+12025550100",
-    );
+    )
+    .await;
 }
 
-#[test]
-fn sipp_passed_call_with_ack_and_bye() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_passed_call_with_ack_and_bye() {
     run_calls(
         "pass",
         "u1",
@@ -257,57 +243,15 @@ fn sipp_passed_call_with_ack_and_bye() {
         Some("uas_pass.xml"),
         |i| format!("+1415555{:04}", 2600 + i),
         "+12025550100",
-    );
-}
-
-/// A free TCP port for the admin API (released before the agent binds it; a collision is a
-/// start-up error, not a silent pass).
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    )
+    .await;
 }
 
 /// 20 free UDP ports starting at a multiple of 100, so that one regular expression
 /// (`NNN[01][0-9]`) matches exactly the range.
 fn free_media_range() -> (u16, String) {
-    loop {
-        let base = 100 * (200 + fastrand::u16(..400));
-        let held: Vec<_> = (base..base + 20)
-            .map_while(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == 20 {
-            return (base, format!("{}[01][0-9]", base / 100));
-        }
-    }
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{text}"))
+    let base = free_port_range(20);
+    (base, format!("{}[01][0-9]", base / 100))
 }
 
 /// The announcement through SIPp (issue 4): the real binary with `[media] enabled = true`, a SIPp
@@ -320,8 +264,8 @@ fn metric(text: &str, series: &str) -> u64 {
 /// the caller: the agent's `/metrics` must then show every prompt played and at least half of the
 /// prompt's packets relayed back per call (loopback loses none in practice; half leaves room for
 /// the echo of the last packets racing the BYE).
-#[test]
-fn sipp_warned_call_hears_the_announcement() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_warned_call_hears_the_announcement() {
     const CALLS: usize = 2;
     let dir = workdir("announce");
     let (base, port_re) = free_media_range();
@@ -343,10 +287,11 @@ fn sipp_warned_call_hears_the_announcement() {
         std::fs::write(dir.join(name), text.replace("@PORT_RE@", &port_re)).unwrap();
     }
 
-    let listen = free_udp_port();
-    let uas_port = free_udp_port();
-    let api = free_tcp_port();
-    let _agent = start_agent_with(&config_path, listen, uas_port, api, &dir.join("agent.log"));
+    let listen = free_port();
+    let uas_port = free_port();
+    let api = free_port();
+    let _agent =
+        start_agent_with(&config_path, listen, uas_port, api, &dir.join("agent.log")).await;
 
     let uas_log = dir.join("uas.log");
     let uas_args: Vec<String> = vec![
@@ -357,7 +302,7 @@ fn sipp_warned_call_hears_the_announcement() {
         "-p".into(),
         uas_port.to_string(),
         "-mp".into(),
-        free_udp_port().to_string(),
+        free_port().to_string(),
         "-rtp_echo".into(),
         "-m".into(),
         CALLS.to_string(),
@@ -384,9 +329,9 @@ fn sipp_warned_call_hears_the_announcement() {
         "-i".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        free_udp_port().to_string(),
+        free_port().to_string(),
         "-mp".into(),
-        free_udp_port().to_string(),
+        free_port().to_string(),
         "-m".into(),
         CALLS.to_string(),
         "-l".into(),
@@ -398,10 +343,10 @@ fn sipp_warned_call_hears_the_announcement() {
         format!("127.0.0.1:{listen}"),
     ];
     let uac = sipp(&uac_args, &uac_log);
-    wait(uac, "SIPp caller", Duration::from_secs(60), &uac_log);
-    wait(uas, "SIPp callee", Duration::from_secs(30), &uas_log);
+    wait(uac, "SIPp caller", Duration::from_secs(60), &uac_log).await;
+    wait(uas, "SIPp callee", Duration::from_secs(30), &uas_log).await;
 
-    let m = http_get(api, "/metrics");
+    let m = metrics(([127, 0, 0, 1], api).into()).await;
     assert_eq!(
         metric(&m, "scamguard_calls_total{action=\"warn\"}"),
         CALLS as u64,

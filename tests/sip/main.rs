@@ -1,0 +1,17 @@
+//! SIP over real sockets: the bare proxy with the tests' hook (`sip_proxy`), the RFC 4475 torture
+//! messages and the generated malformed corpus (`sip_corpus`), SIPp through the bare proxy
+//! (`sip_sipp`) and through the real `scamguard` binary (`sipp`), and the whole agent end to end
+//! (`agent_sip`). One test binary: its tests run in parallel threads of one process, each on its
+//! own sockets (port 0, or ports checked free just before use).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "../support/malformed.rs"]
+mod malformed;
+
+mod agent_sip;
+mod sip_corpus;
+mod sip_proxy;
+mod sip_sipp;
+mod sipp;
