@@ -635,3 +635,25 @@ fn display_name_rewrite_table() {
         assert_eq!(parse(&fwd).from_tag(), Some("t1"), "row {i}");
     }
 }
+
+/// RFC 3261 7.1: `sip/2.0` is read as the version, and sent on in upper case.
+#[test]
+fn lower_case_version_is_accepted_and_sent_upper_case() {
+    let p = proxy(Arc::new(TestHook::default()));
+    let t0 = Instant::now();
+    let inv = invite("c-lc", "z9hG4bKlc1").replacen(" SIP/2.0\r\n", " sip/2.0\r\n", 1);
+    assert!(inv.starts_with("INVITE sip:+15550001111@callee.example.com sip/2.0\r\n"));
+    let outs = feed(&p, &inv, UAC, t0);
+    let fwd = to(&outs, HOP);
+    assert_eq!(fwd.len(), 1, "forwarded");
+    let text = String::from_utf8_lossy(&fwd[0].data).to_string();
+    assert!(
+        text.starts_with("INVITE sip:+15550001111@callee.example.com SIP/2.0\r\n"),
+        "{text}"
+    );
+    // A response in lower case is relayed in upper case too.
+    let ok = String::from_utf8_lossy(&answer(&fwd[0], 180, &[])).replacen("SIP/2.0", "sip/2.0", 1);
+    let up = p.handle(Bytes::from(ok), udp(HOP), t0);
+    assert_eq!(codes(&to(&up, UAC)), vec![180]);
+    assert!(up[0].data.starts_with(b"SIP/2.0 180 "));
+}

@@ -14,7 +14,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::edit::Splice;
-use super::msg::{split_commas, Hdr, Message, Via};
+use super::msg::{split_commas, Hdr, Message, StartLine, Via};
 use super::uri::{quote_display, NameAddr, Scheme, Uri};
 use super::Transport;
 
@@ -96,6 +96,7 @@ pub(super) fn request(
         );
     }
     mark_received(&mut sp, msg, from);
+    upper_case_version(&mut sp, msg);
     match msg.header(Hdr::MaxForwards) {
         Some(h) => {
             let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
@@ -143,6 +144,7 @@ pub(super) fn request(
 /// A response with our Via popped (and an SDP replacement).
 pub(super) fn response(msg: &Message, body: Option<Vec<u8>>) -> Bytes {
     let mut sp = Splice::new();
+    upper_case_version(&mut sp, msg);
     if let Some((hi, vr)) = first_value(msg, Hdr::Via) {
         remove_value(&mut sp, msg, hi, vr);
     }
@@ -155,6 +157,19 @@ pub(super) fn response(msg: &Message, body: Option<Vec<u8>>) -> Bytes {
     };
     fix_content_length(&mut sp, msg, len, body.is_some());
     sp.apply(&msg.buf, msg.body.end)
+}
+
+/// RFC 3261 7.1: the version is read in any case but sent in upper case. A message that passed
+/// the scanner has exactly `SIP/2.0` in some case where its start line says.
+fn upper_case_version(sp: &mut Splice, msg: &Message) {
+    const V: &[u8] = b"SIP/2.0";
+    let at = match &msg.start {
+        StartLine::Request { uri, .. } => uri.end + 1,
+        StartLine::Response { .. } => 0,
+    };
+    if msg.buf.get(at..at + V.len()).is_some_and(|v| v != V) {
+        sp.replace(at..at + V.len(), "SIP/2.0");
+    }
 }
 
 /// RFC 3581 / 18.2.1 on the received top Via: where the request really came from, so the

@@ -724,10 +724,11 @@ fn parse_start_line(
     problem: &mut Option<Problem>,
 ) -> Result<StartLine, Problem> {
     let l = &b[line.clone()];
-    if l.starts_with(b"SIP/") {
+    // RFC 3261 7.1: the SIP-Version string is case-insensitive (we send it in upper case).
+    if l.len() >= 4 && l[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = l.iter().position(|&c| c == b' ').ok_or(Problem::NotSip)?;
-        if &l[..sp] != b"SIP/2.0" {
+        if !l[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(Problem::BadVersion);
         }
         let rest = &l[sp + 1..];
@@ -767,8 +768,8 @@ fn parse_start_line(
     let uri_b = &b[uri.clone()];
     if sp2 == 0 || version.contains(&b' ') || version.contains(&b'\t') {
         problem.get_or_insert(Problem::BadStartLine);
-    } else if version != b"SIP/2.0" {
-        if version.starts_with(b"SIP/") {
+    } else if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        if version.len() >= 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
             problem.get_or_insert(Problem::BadVersion);
         } else {
             problem.get_or_insert(Problem::BadStartLine);
@@ -1137,6 +1138,8 @@ mod tests {
         let r = parse("SIP/2.0 180 \r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n");
         assert_eq!(r.status(), Some(180));
         assert_eq!(r.problem, None);
+        let lower = parse("sip/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n");
+        assert_eq!((lower.status(), lower.problem), (Some(200), None));
         let big = Message::parse(
             Bytes::from_static(b"SIP/2.0 4294967301 x\r\n\r\n"),
             &Limits::default(),
