@@ -269,7 +269,7 @@ fn answer(fwd: &Output, code: u16, extra: &[String]) -> Bytes {
 }
 
 #[test]
-fn reject_retransmits_and_absorbs_ack() {
+fn reject_answers_retransmissions_and_absorbs_ack() {
     let hook = Arc::new(TestHook::default());
     *hook.decision.lock().unwrap() = Some(Disposition::Reject {
         code: 603,
@@ -291,9 +291,9 @@ fn reject_retransmits_and_absorbs_ack() {
     let again = feed(&p, &invite("c-rej", "z9hG4bKr1"), UAC, t0);
     assert_eq!(codes(&again), vec![603]);
     assert_eq!(hook.calls.lock().unwrap().len(), 1);
-    // Timer G.
+    // No Timer G: nothing is resent unasked (a spoofed source must not be an amplifier).
     let g = p.poll(t0 + Duration::from_millis(600));
-    assert_eq!(codes(&g), vec![603]);
+    assert!(g.is_empty(), "no Timer G: {:?}", codes(&g));
     // ACK absorbed, then freed by Timer I.
     let tag = resp.to().unwrap().tag().unwrap().to_string();
     let ack = invite("c-rej", "z9hG4bKr1")
@@ -656,4 +656,49 @@ fn lower_case_version_is_accepted_and_sent_upper_case() {
     let up = p.handle(Bytes::from(ok), udp(HOP), t0);
     assert_eq!(codes(&to(&up, UAC)), vec![180]);
     assert!(up[0].data.starts_with(b"SIP/2.0 180 "));
+}
+
+/// Issue 13, no amplification: over UDP an INVITE that is never acknowledged gets its final
+/// response once per INVITE received, never on a timer, and its transaction is freed at Timer
+/// H. The same holds for a non-2xx relayed from downstream.
+#[test]
+fn unacknowledged_rejects_are_not_retransmitted() {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
+        code: 603,
+        phrase: "Network Blocked".into(),
+        headers: vec![],
+    });
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let inv = invite("c-amp", "z9hG4bKamp1");
+    assert_eq!(codes(&feed(&p, &inv, UAC, t0)), vec![603]);
+    let mut sent = 1;
+    for ms in (50..40_000).step_by(50) {
+        let now = t0 + Duration::from_millis(ms);
+        sent += p.poll(now).len();
+        if ms == 1_000 {
+            // The INVITE again: one response for it.
+            sent += feed(&p, &inv, UAC, now).len();
+        }
+    }
+    assert_eq!(sent, 2, "one response per INVITE received");
+    assert_eq!(p.table_sizes(), (0, 0, 0), "freed at Timer H");
+    assert_eq!(p.stats().responses_sent(603), 1, "the 603 was built once");
+
+    // Forwarded, and refused downstream with 486: relayed once, not resent on a timer.
+    *hook.decision.lock().unwrap() = None;
+    let inv = invite("c-amp2", "z9hG4bKamp2");
+    let fwd = to(&feed(&p, &inv, UAC, t0), HOP).remove(0);
+    let busy = p.handle(answer(&fwd, 486, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&busy, UAC)), vec![486]);
+    let mut later = Vec::new();
+    for ms in (50..40_000).step_by(50) {
+        later.extend(p.poll(t0 + Duration::from_millis(ms)));
+    }
+    assert!(
+        to(&later, UAC).is_empty(),
+        "nothing more upstream: {:?}",
+        codes(&later)
+    );
 }

@@ -69,10 +69,10 @@ struct Call {
     tag: Option<CallTag>,
 }
 
-/// A transaction whose retransmission timer runs.
+/// A transaction whose retransmission timer runs: only client transactions have one (Timers
+/// A and E; the server side runs no Timer G, see `server_tx`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timed {
-    Server(String),
     Client(String),
 }
 
@@ -677,10 +677,6 @@ impl Proxy {
         let mut again = Vec::new();
         for (at, t) in due {
             let next = match &t {
-                Timed::Server(k) => self
-                    .servers
-                    .get_mut(k)
-                    .and_then(|mut s| s.on_timer(at, now, t2, &mut out)),
                 Timed::Client(k) => self
                     .clients
                     .get_mut(k)
