@@ -73,10 +73,15 @@ const HOP: &str = "127.0.0.1:5070";
 const UAC: &str = "127.0.0.1:5080";
 
 fn proxy(hook: Arc<TestHook>) -> Proxy {
-    let cfg = SipConfig {
+    proxy_with(hook, |_| {})
+}
+
+fn proxy_with(hook: Arc<TestHook>, tune: impl FnOnce(&mut SipConfig)) -> Proxy {
+    let mut cfg = SipConfig {
         next_hop: Some(HOP.parse().unwrap()),
         ..SipConfig::default()
     };
+    tune(&mut cfg);
     Proxy::new(
         cfg,
         ME.parse().unwrap(),
@@ -701,4 +706,99 @@ fn unacknowledged_rejects_are_not_retransmitted() {
         "nothing more upstream: {:?}",
         codes(&later)
     );
+}
+
+/// The ACK a UA sends for a non-2xx final response to `inv`: the INVITE's branch, the
+/// response's To.
+fn ack_of(inv: &str, resp: &Output) -> String {
+    let to_line = parse(resp).value(super::msg::Hdr::To).unwrap().to_string();
+    let m = Message::parse(
+        Bytes::copy_from_slice(inv.as_bytes()),
+        &Limits::default(),
+        true,
+    )
+    .unwrap();
+    let old_to = m.value(super::msg::Hdr::To).unwrap().to_string();
+    inv.replacen("INVITE sip", "ACK sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(&format!("To: {old_to}\r\n"), &format!("To: {to_line}\r\n"))
+}
+
+/// Issue 13: the ACK of every non-2xx we answer ourselves ends here, whether we kept a
+/// transaction for it (a block) or not (483, 482, 420, 503, 400), and after that transaction
+/// is gone (Timer H) too. It never reaches the next hop.
+#[test]
+fn acks_of_our_own_answers_are_absorbed() {
+    let hook = Arc::new(TestHook::default());
+    let t0 = Instant::now();
+    let block = Disposition::Reject {
+        code: 603,
+        phrase: "Network Blocked".into(),
+        headers: vec![],
+    };
+    // (what, the INVITE, the proxy's config, the hook's answer, the code, when the ACK comes)
+    type Case = (
+        &'static str,
+        String,
+        fn(&mut SipConfig),
+        Option<Disposition>,
+        u16,
+        u64,
+    );
+    let base = invite("c-ack", "z9hG4bKack1");
+    let cases: Vec<Case> = vec![
+        (
+            "max-forwards 0",
+            base.replace("Max-Forwards: 70", "Max-Forwards: 0"),
+            |_| {},
+            None,
+            483,
+            0,
+        ),
+        (
+            "proxy-require",
+            base.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nProxy-Require: x\r\n",
+            ),
+            |_| {},
+            None,
+            420,
+            0,
+        ),
+        (
+            "malformed",
+            base.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nUser-Agent: a\0b\r\n",
+            ),
+            |_| {},
+            None,
+            400,
+            0,
+        ),
+        ("overload", base.clone(), |c| c.max_calls = 0, None, 503, 0),
+        ("block", base.clone(), |_| {}, Some(block.clone()), 603, 0),
+        (
+            "block, after Timer H",
+            base.clone(),
+            |_| {},
+            Some(block),
+            603,
+            40,
+        ),
+    ];
+    for (what, inv, tune, decision, code, later) in cases {
+        *hook.decision.lock().unwrap() = decision;
+        let p = proxy_with(hook.clone(), tune);
+        let outs = feed(&p, &inv, UAC, t0);
+        assert_eq!(codes(&outs), vec![code], "{what}");
+        let at = t0 + Duration::from_secs(later);
+        p.poll(at);
+        // The UA's ACK is built from its clean INVITE (the malformed header aside).
+        let clean = inv.replace("User-Agent: a\0b\r\n", "");
+        let ack = ack_of(&clean, &outs[0]);
+        let after = feed(&p, &ack, UAC, at);
+        assert!(after.is_empty(), "{what}: the ACK went on: {after:?}");
+    }
 }

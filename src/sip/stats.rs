@@ -25,6 +25,8 @@ pub struct SipStats {
     pub overload: Counter,
     pub hook_calls: Counter,
     pub stray_responses: Counter,
+    /// ACKs of final responses we originated, absorbed by their To tag (no transaction left).
+    pub acks_absorbed: Counter,
     pub timeouts: Counter,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
@@ -47,6 +49,7 @@ impl Default for SipStats {
             overload: Counter::default(),
             hook_calls: Counter::default(),
             stray_responses: Counter::default(),
+            acks_absorbed: Counter::default(),
             timeouts: Counter::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
@@ -56,6 +59,17 @@ impl Default for SipStats {
 }
 
 impl SipStats {
+    /// What the edge refused or dropped (issue 13).
+    fn collect_edge(&self, out: &mut Exposition) {
+        for (name, help, c) in [(
+            "sip_acks_absorbed_total",
+            "ACKs of final responses the proxy originated, absorbed by their To tag",
+            &self.acks_absorbed,
+        )] {
+            out.counter(name, help, &[], c.get());
+        }
+    }
+
     pub fn malformed(&self, p: Problem) {
         self.malformed[p.index()].inc();
     }
@@ -160,6 +174,7 @@ impl Collect for SipStats {
             &[],
             self.stray_responses.get(),
         );
+        self.collect_edge(out);
         out.counter(
             "sip_timeouts_total",
             "Client transactions that timed out",

@@ -81,6 +81,9 @@ enum Timed {
 /// later); checking every entry on every tick cost more than the calls themselves at high rates.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// The bits of a keyed hash in the To tags we give (12 hex digits).
+const TAG_MASK: u64 = 0xffff_ffff_ffff;
+
 /// A request on its way downstream, once it is known to go there: how to edit it and which
 /// call (and SDP direction) it belongs to.
 struct Onward<'a> {
@@ -218,8 +221,17 @@ impl Proxy {
         }
     }
 
-    fn tag_for(&self, seed: &str) -> String {
-        format!("sg{:012x}", self.keys.hash_one(seed) & 0xffff_ffff_ffff)
+    /// The To tag of a response we originate for the transaction `key`: a keyed hash, so the
+    /// ACK of that response can be told ours without any state ([`Proxy::is_our_tag`]).
+    fn tag_for(&self, key: &str) -> String {
+        format!("sg{:012x}", self.keys.hash_one(key) & TAG_MASK)
+    }
+
+    fn is_our_tag(&self, tag: &str, key: &str) -> bool {
+        tag.len() == 14
+            && tag.starts_with("sg")
+            && u64::from_str_radix(&tag[2..], 16)
+                .is_ok_and(|t| t == self.keys.hash_one(key) & TAG_MASK)
     }
 
     /// Answer `msg` statelessly (no transaction).
@@ -232,7 +244,11 @@ impl Proxy {
         extra: &[String],
         out: &mut Vec<Output>,
     ) {
-        let seed = format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range());
+        // The transaction's key, as a transaction we keep would have it: the ACK of this
+        // response finds the tag ours (see `on_ack`). A request too broken for a key still
+        // gets a tag of its own.
+        let seed = Self::server_key(msg, msg.method())
+            .unwrap_or_else(|| format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range()));
         let tag = self.tag_for(&seed);
         self.stats.response_sent(code);
         out.push(Output {
@@ -548,7 +564,16 @@ impl Proxy {
     }
 
     fn on_ack(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
-        if self.ack_server(msg, now) {
+        let Some(key) = Self::server_key(msg, b"ACK") else {
+            return;
+        };
+        if self.ack_server(&key, now) {
+            return;
+        }
+        // The ACK of a non-2xx we originated without a transaction (483, 482, 420, 503, 400)
+        // or whose transaction has ended: it carries the To tag we gave, and ends here.
+        if msg.to_tag().is_some_and(|t| self.is_our_tag(t, &key)) {
+            self.stats.acks_absorbed.inc();
             return;
         }
         // ACK for a 2xx: end to end, statelessly.

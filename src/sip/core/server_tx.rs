@@ -279,11 +279,8 @@ impl Proxy {
     /// The ACK of a non-2xx final response we sent: it ends Timer G and goes no further. True
     /// when the ACK belongs to a transaction of ours (absorbed); false for the ACK of a 2xx,
     /// which travels end to end.
-    pub(super) fn ack_server(&self, msg: &Message, now: Instant) -> bool {
-        let Some(key) = Self::server_key(msg, b"ACK") else {
-            return false;
-        };
-        let Some(mut s) = self.servers.get_mut(&key) else {
+    pub(super) fn ack_server(&self, key: &str, now: Instant) -> bool {
+        let Some(mut s) = self.servers.get_mut(key) else {
             return false;
         };
         if s.state == SState::Completed {
