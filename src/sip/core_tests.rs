@@ -90,6 +90,34 @@ fn proxy_with(hook: Arc<TestHook>, tune: impl FnOnce(&mut SipConfig)) -> Proxy {
     )
 }
 
+/// A hook that answers every new call with `d`.
+fn deciding(d: Disposition) -> Arc<TestHook> {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(d);
+    hook
+}
+
+/// The agent's default block.
+fn blocked() -> Disposition {
+    Disposition::Reject {
+        code: 603,
+        phrase: "Network Blocked".into(),
+        headers: vec![],
+    }
+}
+
+/// A forward that stays in the dialog, with a display name and headers for the callee.
+fn staying(display: Option<&str>, headers: &[&str]) -> Disposition {
+    Disposition::Forward {
+        display_name: display.map(str::to_owned),
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+        record_route: true,
+        anchor_media: false,
+        offer: None,
+        tag: None,
+    }
+}
+
 fn udp(addr: &str) -> Peer {
     Peer {
         transport: Transport::Udp,
@@ -545,15 +573,7 @@ fn malformed_counts_and_options() {
 
 #[test]
 fn in_dialog_names_fall_back_to_the_call_path() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
-        display_name: None,
-        headers: vec![],
-        record_route: true,
-        anchor_media: false,
-        offer: None,
-        tag: None,
-    });
+    let hook = deciding(staying(None, &[]));
     let p = proxy(hook);
     let t0 = Instant::now();
     let fwd = to(&feed(&p, &invite("c-fb", "z9hG4bKfb1"), UAC, t0), HOP).remove(0);
@@ -669,12 +689,7 @@ fn lower_case_version_is_accepted_and_sent_upper_case() {
 /// H. The same holds for a non-2xx relayed from downstream.
 #[test]
 fn unacknowledged_rejects_are_not_retransmitted() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
-        code: 603,
-        phrase: "Network Blocked".into(),
-        headers: vec![],
-    });
+    let hook = deciding(blocked());
     let p = proxy(hook.clone());
     let t0 = Instant::now();
     let inv = invite("c-amp", "z9hG4bKamp1");
@@ -732,11 +747,7 @@ fn ack_of(inv: &str, resp: &Output) -> String {
 fn acks_of_our_own_answers_are_absorbed() {
     let hook = Arc::new(TestHook::default());
     let t0 = Instant::now();
-    let block = Disposition::Reject {
-        code: 603,
-        phrase: "Network Blocked".into(),
-        headers: vec![],
-    };
+    let block = blocked();
     // (what, the INVITE, the proxy's config, the hook's answer, the code, when the ACK comes)
     type Case = (
         &'static str,
@@ -810,12 +821,7 @@ fn acks_of_our_own_answers_are_absorbed() {
 /// answered 481 (an ACK is dropped).
 #[test]
 fn a_made_up_to_tag_bypasses_nothing() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
-        code: 603,
-        phrase: "Network Blocked".into(),
-        headers: vec![],
-    });
+    let hook = deciding(blocked());
     let p = proxy(hook.clone());
     let t0 = Instant::now();
     let fake = |inv: String| {
@@ -881,15 +887,7 @@ fn a_made_up_to_tag_bypasses_nothing() {
 /// allows it; without a next hop, only allowed targets are reached.
 #[test]
 fn routes_and_request_uris_are_followed_only_to_allowed_targets() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
-        display_name: None,
-        headers: vec![],
-        record_route: true,
-        anchor_media: false,
-        offer: None,
-        tag: None,
-    });
+    let hook = deciding(staying(None, &[]));
     let t0 = Instant::now();
     let info = "INFO sip:bob@203.0.113.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKrl2\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:203.0.113.6:5060;lr>\r\nFrom: <sip:+15552223333@client.example.com>;tag=a1\r\nTo: <sip:+15550001111@callee.example.com>;tag=callee1\r\nCall-ID: c-rl\r\nCSeq: 2 INFO\r\nContent-Length: 0\r\n\r\n";
     for (allowed, want) in [
@@ -981,12 +979,7 @@ fn forged_second_vias_lead_nowhere() {
 /// entry); a REGISTER is answered 405 alike for every user, or relayed by policy.
 #[test]
 fn message_is_screened_and_register_follows_policy() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Reject {
-        code: 603,
-        phrase: "Network Blocked".into(),
-        headers: vec![],
-    });
+    let hook = deciding(blocked());
     let p = proxy(hook.clone());
     let t0 = Instant::now();
     let msg = |call: &str| {
@@ -1051,18 +1044,13 @@ fn message_is_screened_and_register_follows_policy() {
 /// requests reach the caller with the caller's From in their To.
 #[test]
 fn the_warning_never_goes_back_to_the_caller() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
-        display_name: Some("SCAM? Alice".into()),
-        headers: vec![
-            "X-Scamguard-Verdict: warn;category=x".into(),
-            "Alert-Info: <urn:alert:service:normal>".into(),
+    let hook = deciding(staying(
+        Some("SCAM? Alice"),
+        &[
+            "X-Scamguard-Verdict: warn;category=x",
+            "Alert-Info: <urn:alert:service:normal>",
         ],
-        record_route: true,
-        anchor_media: false,
-        offer: None,
-        tag: None,
-    });
+    ));
     let p = proxy(hook);
     let t0 = Instant::now();
     let inv = invite("c-leak", "z9hG4bKleak1");
