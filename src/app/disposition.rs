@@ -107,6 +107,9 @@ pub struct CallView<'a> {
     pub display_name: Option<&'a str>,
     /// Whether the call's media will be anchored for an announcement.
     pub announce: bool,
+    /// An out-of-dialog MESSAGE, not a call: no callee is alerted, so a warning can only
+    /// travel in the verdict header (no display name, no Alert-Info, no dialog).
+    pub message: bool,
 }
 
 /// A `generic-param` value: a token as is, anything else as an escaped quoted string.
@@ -182,6 +185,16 @@ impl DispositionConfig {
                     },
                 },
             },
+            Action::Warn if call.message => Disposition::Forward {
+                display_name: None,
+                headers: std::iter::once(format!("{}: {}", self.verdict_header, verdict_value(v)))
+                    .chain(stir_failure(v))
+                    .collect(),
+                record_route: false,
+                anchor_media: false,
+                offer: None,
+                tag: None,
+            },
             Action::Warn => {
                 let name = call
                     .display_name
@@ -206,7 +219,7 @@ impl DispositionConfig {
                 headers: std::iter::once(format!("{}: pass", self.verdict_header))
                     .chain(stir_failure(v))
                     .collect(),
-                record_route: self.record_route_all,
+                record_route: self.record_route_all && !call.message,
                 anchor_media: false,
                 offer: None,
                 tag: None,
@@ -252,6 +265,7 @@ mod tests {
         let view = CallView {
             display_name: None,
             announce: false,
+            message: false,
         };
         let mut c = DispositionConfig {
             redress_url: "https://carrier.example/redress".into(),
@@ -313,6 +327,7 @@ mod tests {
                 &CallView {
                     display_name: *display,
                     announce: true,
+                    message: false,
                 },
             );
             assert_eq!(
@@ -328,6 +343,47 @@ mod tests {
                 "{display:?} {reason}"
             );
         }
+    }
+
+    /// A MESSAGE has no callee to alert: a warning rides in the verdict header alone (no
+    /// display name the sender would see echoed, no Alert-Info, no dialog); a block is the
+    /// block response, as for a call.
+    #[test]
+    fn a_message_is_warned_by_header_and_blocked_as_a_call() {
+        let c = DispositionConfig {
+            warn_alert_info: "<urn:alert:service:normal>".into(),
+            ..Default::default()
+        };
+        let view = CallView {
+            display_name: Some("Bank"),
+            announce: false,
+            message: true,
+        };
+        let warn = verdict(Action::Warn, Refusal::Blocked, "listed");
+        assert_eq!(
+            c.answer(&warn, &view),
+            Disposition::Forward {
+                display_name: None,
+                headers: vec![
+                    "X-Scamguard-Verdict: warn;category=tech-support;reason=listed".into()
+                ],
+                record_route: false,
+                anchor_media: false,
+                offer: None,
+                tag: None,
+            }
+        );
+        let block = verdict(Action::Block, Refusal::Blocked, "listed");
+        assert_eq!(reject(c.answer(&block, &view)).0, 603);
+        let pass = Verdict {
+            action: Action::Pass,
+            reasons: vec![],
+            ..warn
+        };
+        let Disposition::Forward { record_route, .. } = c.answer(&pass, &view) else {
+            panic!("a passed MESSAGE is forwarded");
+        };
+        assert!(!record_route);
     }
 
     #[test]
@@ -348,6 +404,7 @@ mod tests {
             &CallView {
                 display_name: Some("Bob"),
                 announce: true,
+                message: false,
             },
         );
         assert_eq!(
@@ -369,6 +426,7 @@ mod tests {
         let view = CallView {
             display_name: None,
             announce: false,
+            message: false,
         };
         let stir = Reason {
             source: Source::Signal(Signal::Stir),

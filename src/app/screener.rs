@@ -260,7 +260,9 @@ impl Hook for Screener {
             trusted,
             identity: call.identity,
             verstat: p.verstat,
-            live: true,
+            // A MESSAGE is judged as its sender's call would be, but it is no call: it starts
+            // nothing in the signals' state, which would wait for an end that never comes.
+            live: !call.message,
         };
         let v = self.screen(&facts, unix_ms);
         let callee = self
@@ -270,6 +272,7 @@ impl Hook for Screener {
             .normalise(&p.callee)
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
         let (offer, announce, note) = match self.plan_announcement(call, &v) {
+            _ if call.message => (None, None, Some("MESSAGE: judged, not counted as a call")),
             Ok(Some((body, a))) => (Some(body), Some(a), None),
             Ok(None) => (None, None, None),
             Err(why) => (None, None, Some(why)),
@@ -279,6 +282,7 @@ impl Hook for Screener {
             &CallView {
                 display_name: p.display_name.as_deref(),
                 announce: announce.is_some(),
+                message: call.message,
             },
         );
         let answer = match answer {
@@ -290,6 +294,7 @@ impl Hook for Screener {
                     announce,
                 }),
             ),
+            Disposition::Reject { .. } if call.message => answer,
             Disposition::Reject { .. } => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
                 // it would count as a concurrent call until the signals' call timeout. No callee

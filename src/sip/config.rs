@@ -23,6 +23,13 @@ pub struct SipConfig {
     pub next_hop: Option<SocketAddr>,
     /// Transport towards `next_hop`.
     pub next_hop_transport: Transport,
+    /// Addresses besides `next_hop` that a Route or Request-URI may name and be followed to.
+    /// Anything else is never a destination: requests outside a dialog go to `next_hop`, those
+    /// inside one back along the call (no open relay).
+    pub allowed_targets: Vec<SocketAddr>,
+    /// What to do with REGISTER: refuse it (405, the same answer for every user, so that it
+    /// cannot be used to find which extensions exist), or relay it to `next_hop`.
+    pub register: RegisterPolicy,
     /// Peers whose P-Asserted-Identity (and `verstat`) is believed; from anyone else only the
     /// From counts.
     pub trusted_peers: Vec<std::net::IpAddr>,
@@ -62,6 +69,8 @@ impl Default for SipConfig {
             next_hop: None,
             trusted_peers: Vec::new(),
             next_hop_transport: Transport::Udp,
+            allowed_targets: Vec::new(),
+            register: RegisterPolicy::Refuse,
             max_message_size: 65535,
             max_headers: 128,
             max_line_length: 8192,
@@ -80,6 +89,17 @@ impl Default for SipConfig {
             tick_ms: 50,
         }
     }
+}
+
+/// `[sip] register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegisterPolicy {
+    /// Answer `405 Method Not Allowed`.
+    #[default]
+    Refuse,
+    /// Forward to `next_hop` like any request outside a dialog.
+    Relay,
 }
 
 impl SipConfig {
@@ -162,6 +182,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.next_hop_transport, Transport::Tcp);
+        assert_eq!(c.register, RegisterPolicy::Refuse);
+        assert!(c.allowed_targets.is_empty());
+        let relay: SipConfig = toml::from_str(
+            "register = \"relay\"\nallowed_targets = [\"192.0.2.7:5060\", \"[2001:db8::7]:5070\"]\n",
+        )
+        .unwrap();
+        assert_eq!(relay.register, RegisterPolicy::Relay);
+        assert_eq!(relay.allowed_targets.len(), 2);
+        assert!(toml::from_str::<SipConfig>("register = \"answer\"").is_err());
         assert_eq!(c.t1(), Duration::from_millis(250));
         assert_eq!(c.max_headers, 128);
         assert_eq!(c.validate(), Vec::<String>::new());

@@ -73,16 +73,49 @@ const HOP: &str = "127.0.0.1:5070";
 const UAC: &str = "127.0.0.1:5080";
 
 fn proxy(hook: Arc<TestHook>) -> Proxy {
-    let cfg = SipConfig {
+    proxy_with(hook, |_| {})
+}
+
+fn proxy_with(hook: Arc<TestHook>, tune: impl FnOnce(&mut SipConfig)) -> Proxy {
+    let mut cfg = SipConfig {
         next_hop: Some(HOP.parse().unwrap()),
         ..SipConfig::default()
     };
+    tune(&mut cfg);
     Proxy::new(
         cfg,
         ME.parse().unwrap(),
         hook,
         Arc::new(SipStats::default()),
     )
+}
+
+/// A hook that answers every new call with `d`.
+fn deciding(d: Disposition) -> Arc<TestHook> {
+    let hook = Arc::new(TestHook::default());
+    *hook.decision.lock().unwrap() = Some(d);
+    hook
+}
+
+/// The agent's default block.
+fn blocked() -> Disposition {
+    Disposition::Reject {
+        code: 603,
+        phrase: "Network Blocked".into(),
+        headers: vec![],
+    }
+}
+
+/// A forward that stays in the dialog, with a display name and headers for the callee.
+fn staying(display: Option<&str>, headers: &[&str]) -> Disposition {
+    Disposition::Forward {
+        display_name: display.map(str::to_owned),
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+        record_route: true,
+        anchor_media: false,
+        offer: None,
+        tag: None,
+    }
 }
 
 fn udp(addr: &str) -> Peer {
@@ -131,7 +164,8 @@ pub(crate) fn corpus_dir() -> std::path::PathBuf {
     dir.to_path_buf()
 }
 
-/// RFC 4475: what a proxy (forwarding everything) does with each torture message.
+/// RFC 4475: what a proxy (forwarding everything, REGISTER included) does with each torture
+/// message.
 #[test]
 fn rfc4475_table() {
     use Outcome::*;
@@ -209,7 +243,7 @@ fn rfc4475_table() {
     let mut failures = Vec::new();
     for (name, want) in table {
         let hook = Arc::new(TestHook::default());
-        let p = proxy(hook);
+        let p = proxy_with(hook, |c| c.register = super::config::RegisterPolicy::Relay);
         let data = std::fs::read(dir.join(format!("{name}.sip"))).unwrap();
         let outs = p.handle(Bytes::from(data), udp(UAC), Instant::now());
         let got = outcome(&outs);
@@ -269,7 +303,7 @@ fn answer(fwd: &Output, code: u16, extra: &[String]) -> Bytes {
 }
 
 #[test]
-fn reject_retransmits_and_absorbs_ack() {
+fn reject_answers_retransmissions_and_absorbs_ack() {
     let hook = Arc::new(TestHook::default());
     *hook.decision.lock().unwrap() = Some(Disposition::Reject {
         code: 603,
@@ -291,9 +325,9 @@ fn reject_retransmits_and_absorbs_ack() {
     let again = feed(&p, &invite("c-rej", "z9hG4bKr1"), UAC, t0);
     assert_eq!(codes(&again), vec![603]);
     assert_eq!(hook.calls.lock().unwrap().len(), 1);
-    // Timer G.
+    // No Timer G: nothing is resent unasked (a spoofed source must not be an amplifier).
     let g = p.poll(t0 + Duration::from_millis(600));
-    assert_eq!(codes(&g), vec![603]);
+    assert!(g.is_empty(), "no Timer G: {:?}", codes(&g));
     // ACK absorbed, then freed by Timer I.
     let tag = resp.to().unwrap().tag().unwrap().to_string();
     let ack = invite("c-rej", "z9hG4bKr1")
@@ -539,15 +573,7 @@ fn malformed_counts_and_options() {
 
 #[test]
 fn in_dialog_names_fall_back_to_the_call_path() {
-    let hook = Arc::new(TestHook::default());
-    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
-        display_name: None,
-        headers: vec![],
-        record_route: true,
-        anchor_media: false,
-        offer: None,
-        tag: None,
-    });
+    let hook = deciding(staying(None, &[]));
     let p = proxy(hook);
     let t0 = Instant::now();
     let fwd = to(&feed(&p, &invite("c-fb", "z9hG4bKfb1"), UAC, t0), HOP).remove(0);
@@ -634,4 +660,439 @@ fn display_name_rewrite_table() {
         assert!(text.contains(&format!("\r\n{want}\r\n")), "row {i}: {text}");
         assert_eq!(parse(&fwd).from_tag(), Some("t1"), "row {i}");
     }
+}
+
+/// RFC 3261 7.1: `sip/2.0` is read as the version, and sent on in upper case.
+#[test]
+fn lower_case_version_is_accepted_and_sent_upper_case() {
+    let p = proxy(Arc::new(TestHook::default()));
+    let t0 = Instant::now();
+    let inv = invite("c-lc", "z9hG4bKlc1").replacen(" SIP/2.0\r\n", " sip/2.0\r\n", 1);
+    assert!(inv.starts_with("INVITE sip:+15550001111@callee.example.com sip/2.0\r\n"));
+    let outs = feed(&p, &inv, UAC, t0);
+    let fwd = to(&outs, HOP);
+    assert_eq!(fwd.len(), 1, "forwarded");
+    let text = String::from_utf8_lossy(&fwd[0].data).to_string();
+    assert!(
+        text.starts_with("INVITE sip:+15550001111@callee.example.com SIP/2.0\r\n"),
+        "{text}"
+    );
+    // A response in lower case is relayed in upper case too.
+    let ok = String::from_utf8_lossy(&answer(&fwd[0], 180, &[])).replacen("SIP/2.0", "sip/2.0", 1);
+    let up = p.handle(Bytes::from(ok), udp(HOP), t0);
+    assert_eq!(codes(&to(&up, UAC)), vec![180]);
+    assert!(up[0].data.starts_with(b"SIP/2.0 180 "));
+}
+
+/// Issue 13, no amplification: over UDP an INVITE that is never acknowledged gets its final
+/// response once per INVITE received, never on a timer, and its transaction is freed at Timer
+/// H. The same holds for a non-2xx relayed from downstream.
+#[test]
+fn unacknowledged_rejects_are_not_retransmitted() {
+    let hook = deciding(blocked());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let inv = invite("c-amp", "z9hG4bKamp1");
+    assert_eq!(codes(&feed(&p, &inv, UAC, t0)), vec![603]);
+    let mut sent = 1;
+    for ms in (50..40_000).step_by(50) {
+        let now = t0 + Duration::from_millis(ms);
+        sent += p.poll(now).len();
+        if ms == 1_000 {
+            // The INVITE again: one response for it.
+            sent += feed(&p, &inv, UAC, now).len();
+        }
+    }
+    assert_eq!(sent, 2, "one response per INVITE received");
+    assert_eq!(p.table_sizes(), (0, 0, 0), "freed at Timer H");
+    assert_eq!(p.stats().responses_sent(603), 1, "the 603 was built once");
+
+    // Forwarded, and refused downstream with 486: relayed once, not resent on a timer.
+    *hook.decision.lock().unwrap() = None;
+    let inv = invite("c-amp2", "z9hG4bKamp2");
+    let fwd = to(&feed(&p, &inv, UAC, t0), HOP).remove(0);
+    let busy = p.handle(answer(&fwd, 486, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&busy, UAC)), vec![486]);
+    let mut later = Vec::new();
+    for ms in (50..40_000).step_by(50) {
+        later.extend(p.poll(t0 + Duration::from_millis(ms)));
+    }
+    assert!(
+        to(&later, UAC).is_empty(),
+        "nothing more upstream: {:?}",
+        codes(&later)
+    );
+}
+
+/// The ACK a UA sends for a non-2xx final response to `inv`: the INVITE's branch, the
+/// response's To.
+fn ack_of(inv: &str, resp: &Output) -> String {
+    let to_line = parse(resp).value(super::msg::Hdr::To).unwrap().to_string();
+    let m = Message::parse(
+        Bytes::copy_from_slice(inv.as_bytes()),
+        &Limits::default(),
+        true,
+    )
+    .unwrap();
+    let old_to = m.value(super::msg::Hdr::To).unwrap().to_string();
+    inv.replacen("INVITE sip", "ACK sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(&format!("To: {old_to}\r\n"), &format!("To: {to_line}\r\n"))
+}
+
+/// Issue 13: the ACK of every non-2xx we answer ourselves ends here, whether we kept a
+/// transaction for it (a block) or not (483, 482, 420, 503, 400), and after that transaction
+/// is gone (Timer H) too. It never reaches the next hop.
+#[test]
+fn acks_of_our_own_answers_are_absorbed() {
+    let hook = Arc::new(TestHook::default());
+    let t0 = Instant::now();
+    let block = blocked();
+    // (what, the INVITE, the proxy's config, the hook's answer, the code, when the ACK comes)
+    type Case = (
+        &'static str,
+        String,
+        fn(&mut SipConfig),
+        Option<Disposition>,
+        u16,
+        u64,
+    );
+    let base = invite("c-ack", "z9hG4bKack1");
+    let cases: Vec<Case> = vec![
+        (
+            "max-forwards 0",
+            base.replace("Max-Forwards: 70", "Max-Forwards: 0"),
+            |_| {},
+            None,
+            483,
+            0,
+        ),
+        (
+            "proxy-require",
+            base.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nProxy-Require: x\r\n",
+            ),
+            |_| {},
+            None,
+            420,
+            0,
+        ),
+        (
+            "malformed",
+            base.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nUser-Agent: a\0b\r\n",
+            ),
+            |_| {},
+            None,
+            400,
+            0,
+        ),
+        ("overload", base.clone(), |c| c.max_calls = 0, None, 503, 0),
+        ("block", base.clone(), |_| {}, Some(block.clone()), 603, 0),
+        (
+            "block, after Timer H",
+            base.clone(),
+            |_| {},
+            Some(block),
+            603,
+            40,
+        ),
+    ];
+    for (what, inv, tune, decision, code, later) in cases {
+        *hook.decision.lock().unwrap() = decision;
+        let p = proxy_with(hook.clone(), tune);
+        let outs = feed(&p, &inv, UAC, t0);
+        assert_eq!(codes(&outs), vec![code], "{what}");
+        let at = t0 + Duration::from_secs(later);
+        p.poll(at);
+        // The UA's ACK is built from its clean INVITE (the malformed header aside).
+        let clean = inv.replace("User-Agent: a\0b\r\n", "");
+        let ack = ack_of(&clean, &outs[0]);
+        let after = feed(&p, &ack, UAC, at);
+        assert!(after.is_empty(), "{what}: the ACK went on: {after:?}");
+    }
+}
+
+/// Issue 13, screening bypass: a To tag of no dialog we Record-Routed makes nothing
+/// in-dialog. An INVITE or MESSAGE with one is screened as new; any request with one goes to
+/// the next hop only, whatever its Route or Request-URI names; from the next hop itself it is
+/// answered 481 (an ACK is dropped).
+#[test]
+fn a_made_up_to_tag_bypasses_nothing() {
+    let hook = deciding(blocked());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let fake = |inv: String| {
+        inv.replace(
+            "To: <sip:+15550001111@callee.example.com>",
+            "To: <sip:+15550001111@callee.example.com>;tag=fake",
+        )
+    };
+    let inv = fake(invite("c-bypass", "z9hG4bKby1"));
+    assert_eq!(
+        codes(&feed(&p, &inv, UAC, t0)),
+        vec![603],
+        "screened and blocked"
+    );
+    assert_eq!(hook.calls.lock().unwrap().as_slice(), ["c-bypass"]);
+    let msg = inv
+        .replacen("INVITE sip", "MESSAGE sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE")
+        .replace("z9hG4bKby1", "z9hG4bKby2");
+    assert_eq!(codes(&feed(&p, &msg, UAC, t0)), vec![603], "a MESSAGE too");
+
+    // Passed, it goes to the next hop and nowhere its Route or Request-URI names.
+    *hook.decision.lock().unwrap() = None;
+    let relay = fake(invite("c-bypass2", "z9hG4bKby3"))
+        .replacen(
+            "INVITE sip:+15550001111@callee.example.com",
+            "INVITE sip:+15550001111@198.51.100.9:5060",
+            1,
+        )
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:198.51.100.7:5060;lr>\r\n",
+        );
+    let outs = feed(&p, &relay, UAC, t0);
+    assert_eq!(to(&outs, HOP).len(), 1, "to the next hop: {outs:?}");
+    assert!(outs
+        .iter()
+        .all(|o| o.to.addr.ip().to_string() == "127.0.0.1"));
+    assert_eq!(hook.calls.lock().unwrap().len(), 3);
+
+    // Other methods are not screened but go to the next hop only.
+    let bye = "BYE sip:x@198.51.100.9:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKby4\r\nRoute: <sip:198.51.100.7:5060;lr>\r\nFrom: <sip:a@x>;tag=a9\r\nTo: <sip:b@y>;tag=fake\r\nCall-ID: c-none\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    let outs = feed(&p, bye, UAC, t0);
+    assert_eq!(outs.len(), 1);
+    assert_eq!(to(&outs, HOP).len(), 1);
+    // From the next hop there is nowhere to go back to.
+    let from_hop = bye.replace("127.0.0.1:5080", HOP);
+    assert_eq!(codes(&feed(&p, &from_hop, HOP, t0)), vec![481]);
+    let ack = from_hop
+        .replace("BYE sip", "ACK sip")
+        .replace("CSeq: 2 BYE", "CSeq: 2 ACK");
+    assert!(feed(&p, &ack, HOP, t0).is_empty());
+    assert_eq!(
+        hook.calls.lock().unwrap().len(),
+        3,
+        "none of these screened"
+    );
+    assert_eq!(p.stats().unknown_dialog.get(), 6);
+}
+
+/// Issue 13, no open relay: inside a dialog we Record-Routed, a Route or Request-URI naming
+/// another address is not followed (the request goes back along the call) unless the operator
+/// allows it; without a next hop, only allowed targets are reached.
+#[test]
+fn routes_and_request_uris_are_followed_only_to_allowed_targets() {
+    let hook = deciding(staying(None, &[]));
+    let t0 = Instant::now();
+    let info = "INFO sip:bob@203.0.113.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKrl2\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:203.0.113.6:5060;lr>\r\nFrom: <sip:+15552223333@client.example.com>;tag=a1\r\nTo: <sip:+15550001111@callee.example.com>;tag=callee1\r\nCall-ID: c-rl\r\nCSeq: 2 INFO\r\nContent-Length: 0\r\n\r\n";
+    for (allowed, want) in [
+        (vec![], HOP),
+        (vec!["203.0.113.6:5060"], "203.0.113.6:5060"),
+    ] {
+        let p = proxy_with(hook.clone(), |c| {
+            c.allowed_targets = allowed.iter().map(|a| a.parse().unwrap()).collect();
+        });
+        let fwd = to(&feed(&p, &invite("c-rl", "z9hG4bKrl1"), UAC, t0), HOP).remove(0);
+        p.handle(answer(&fwd, 200, &[]), udp(HOP), t0);
+        let outs = feed(&p, info, UAC, t0);
+        assert_eq!(outs.len(), 1, "{allowed:?}");
+        assert_eq!(
+            outs[0].to.addr,
+            want.parse::<SocketAddr>().unwrap(),
+            "{allowed:?}"
+        );
+    }
+    // Without a next hop: refused 403 unless the Request-URI is an allowed target.
+    let target = "INVITE sip:+15550001111@203.0.113.5:5060";
+    let inv = invite("c-nohop", "z9hG4bKrl3").replacen(
+        "INVITE sip:+15550001111@callee.example.com",
+        target,
+        1,
+    );
+    for (allowed, want) in [(false, Outcome::Answered(403)), (true, Outcome::Dropped)] {
+        let p = proxy_with(hook.clone(), |c| {
+            c.next_hop = None;
+            if allowed {
+                c.allowed_targets = vec!["203.0.113.5:5060".parse().unwrap()];
+            }
+        });
+        let outs = feed(&p, &inv, UAC, t0);
+        assert_eq!(outcome(&outs), want, "allowed: {allowed}");
+        assert_eq!(
+            to(&outs, "203.0.113.5:5060").len(),
+            usize::from(allowed),
+            "allowed: {allowed}"
+        );
+        assert_eq!(p.stats().relay_refused.get(), u64::from(!allowed));
+    }
+}
+
+/// Issue 13: a response goes only along Vias we wrote. With its transaction it follows where
+/// the request came from, whatever its second Via says; without one (a 2xx retransmission) it
+/// follows its second Via only when our branch vouches for that address.
+#[test]
+fn forged_second_vias_lead_nowhere() {
+    let hook = Arc::new(TestHook::default());
+    let p = proxy(hook);
+    let t0 = Instant::now();
+    let fwd = to(&feed(&p, &invite("c-via", "z9hG4bKv1"), UAC, t0), HOP).remove(0);
+    let forge = |r: Bytes| {
+        let s = String::from_utf8_lossy(&r).replace(
+            "client.example.com:5080;branch=z9hG4bKv1;rport=5080;received=127.0.0.1",
+            "192.0.2.66:5060;branch=z9hG4bKv1",
+        );
+        assert!(s.contains("192.0.2.66"));
+        Bytes::from(s)
+    };
+    // With the transaction: to the caller, not to the forged Via.
+    let r180 = p.handle(forge(answer(&fwd, 180, &[])), udp(HOP), t0);
+    assert_eq!(r180.len(), 1);
+    assert_eq!(r180[0].to.addr, UAC.parse::<SocketAddr>().unwrap());
+    let r200 = p.handle(answer(&fwd, 200, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&r200, UAC)), vec![200]);
+    // Without it: a true retransmission goes back, a forged one nowhere.
+    assert_eq!(
+        codes(&to(&p.handle(answer(&fwd, 200, &[]), udp(HOP), t0), UAC)),
+        vec![200]
+    );
+    assert!(p
+        .handle(forge(answer(&fwd, 200, &[])), udp(HOP), t0)
+        .is_empty());
+    assert_eq!(p.stats().forged_responses.get(), 1);
+    // A response whose top Via is not ours is dropped and counted.
+    let stray = String::from_utf8_lossy(&answer(&fwd, 200, &[])).replacen(
+        "127.0.0.1:5060",
+        "127.0.0.1:5999",
+        1,
+    );
+    assert!(p.handle(Bytes::from(stray), udp(HOP), t0).is_empty());
+    assert_eq!(p.stats().stray_responses.get(), 1);
+}
+
+/// Issue 13: an out-of-dialog MESSAGE is screened like an INVITE (answered here on a block,
+/// sent on with the hook's headers otherwise, but never with Record-Route, a 100 or a call
+/// entry); a REGISTER is answered 405 alike for every user, or relayed by policy.
+#[test]
+fn message_is_screened_and_register_follows_policy() {
+    let hook = deciding(blocked());
+    let p = proxy(hook.clone());
+    let t0 = Instant::now();
+    let msg = |call: &str| {
+        invite(call, &format!("z9hG4bK{call}"))
+            .replacen("INVITE sip", "MESSAGE sip", 1)
+            .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE")
+            .replace("application/sdp", "text/plain")
+    };
+    assert_eq!(codes(&feed(&p, &msg("m1"), UAC, t0)), vec![603]);
+    assert_eq!(hook.calls.lock().unwrap().as_slice(), ["m1"]);
+    *hook.decision.lock().unwrap() = Some(Disposition::Forward {
+        display_name: None,
+        headers: vec!["X-Verdict: warn".into()],
+        record_route: true,
+        anchor_media: true,
+        offer: None,
+        tag: None,
+    });
+    let outs = feed(&p, &msg("m2"), UAC, t0);
+    assert!(to(&outs, UAC).is_empty(), "no 100 for a MESSAGE");
+    let fwd = to(&outs, HOP);
+    assert_eq!(fwd.len(), 1);
+    let text = String::from_utf8_lossy(&fwd[0].data).to_string();
+    assert!(text.contains("\r\nX-Verdict: warn\r\n"), "{text}");
+    assert!(!text.contains("Record-Route"), "{text}");
+    assert_eq!(parse(&fwd[0]).body_bytes(), b"v=0\n", "the body as sent");
+    assert_eq!(p.table_sizes().2, 0, "no call entry");
+    let ok = p.handle(answer(&fwd[0], 200, &[]), udp(HOP), t0);
+    assert_eq!(codes(&to(&ok, UAC)), vec![200]);
+    assert!(hook.events.lock().unwrap().is_empty(), "no call events");
+
+    let register = |user: &str, n: u32| {
+        format!("REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKreg{n}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r{n}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:5080>\r\nContent-Length: 0\r\n\r\n")
+    };
+    let answers: Vec<String> = ["100", "101", "admin"]
+        .iter()
+        .zip(1..)
+        .map(|(u, n)| {
+            let outs = feed(&p, &register(u, n), UAC, t0);
+            assert_eq!(codes(&outs), vec![405]);
+            let text = String::from_utf8_lossy(&outs[0].data).to_string();
+            assert!(text.contains("\r\nAllow: "), "{text}");
+            text.lines().next().unwrap().to_string()
+        })
+        .collect();
+    assert!(answers
+        .iter()
+        .all(|a| a == "SIP/2.0 405 Method Not Allowed"));
+    assert_eq!(p.stats().register_refused.get(), 3);
+    let relay = proxy_with(hook.clone(), |c| {
+        c.register = super::config::RegisterPolicy::Relay
+    });
+    assert_eq!(
+        outcome(&feed(&relay, &register("100", 9), UAC, t0)),
+        Outcome::Forwarded
+    );
+}
+
+/// Issue 13: the caller of a warned call never learns it was flagged. Responses to its INVITE
+/// come back with its own From (not the display name rewritten for the callee) and without the
+/// headers added for the callee, even when the callee's side echoes them; the callee's own
+/// requests reach the caller with the caller's From in their To.
+#[test]
+fn the_warning_never_goes_back_to_the_caller() {
+    let hook = deciding(staying(
+        Some("SCAM? Alice"),
+        &[
+            "X-Scamguard-Verdict: warn;category=x",
+            "Alert-Info: <urn:alert:service:normal>",
+        ],
+    ));
+    let p = proxy(hook);
+    let t0 = Instant::now();
+    let inv = invite("c-leak", "z9hG4bKleak1");
+    let fwd = to(&feed(&p, &inv, UAC, t0), HOP).remove(0);
+    assert!(String::from_utf8_lossy(&fwd.data).contains("From: \"SCAM? Alice\""));
+    let from = "From: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\n";
+    // A callee side that echoes our headers (a B2BUA copying X- headers), and one that adds
+    // an Alert-Info of its own (kept: it is not ours).
+    let echo = [
+        "X-Scamguard-Verdict: warn;category=x".to_string(),
+        "Alert-Info: <urn:alert:service:normal>".to_string(),
+        "Alert-Info: <http://ring.example/tone>".to_string(),
+    ];
+    let mut up = Vec::new();
+    for code in [180, 200] {
+        up.extend(to(&p.handle(answer(&fwd, code, &echo), udp(HOP), t0), UAC));
+    }
+    // A 2xx retransmission after the client transaction is gone.
+    up.extend(to(&p.handle(answer(&fwd, 200, &echo), udp(HOP), t0), UAC));
+    assert_eq!(codes(&up), vec![180, 200, 200]);
+    for o in &up {
+        let text = String::from_utf8_lossy(&o.data).to_string();
+        assert!(text.contains(&format!("\r\n{from}")), "{text}");
+        assert!(!text.contains("SCAM?"), "{text}");
+        assert!(!text.contains("X-Scamguard-Verdict"), "{text}");
+        assert!(!text.contains("urn:alert"), "{text}");
+        assert!(
+            text.contains("Alert-Info: <http://ring.example/tone>"),
+            "{text}"
+        );
+    }
+    // The callee hangs up: its BYE's To is the From it saw.
+    let bye = format!("BYE sip:alice@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP {HOP};branch=z9hG4bKleak2\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:+15550001111@callee.example.com>;tag=callee1\r\nTo: \"SCAM? Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\nCall-ID: c-leak\r\nCSeq: 7 BYE\r\nX-Scamguard-Verdict: warn;category=x\r\nContent-Length: 0\r\n\r\n");
+    let down = to(&feed(&p, &bye, HOP, t0), UAC);
+    assert_eq!(down.len(), 1);
+    let text = String::from_utf8_lossy(&down[0].data).to_string();
+    assert!(
+        text.contains("\r\nTo: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("SCAM?") && !text.contains("X-Scamguard"),
+        "{text}"
+    );
 }

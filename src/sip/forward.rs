@@ -14,7 +14,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::edit::Splice;
-use super::msg::{split_commas, Hdr, Message, Via};
+use super::msg::{split_commas, Hdr, Message, StartLine, Via};
 use super::uri::{quote_display, NameAddr, Scheme, Uri};
 use super::Transport;
 
@@ -63,6 +63,57 @@ pub(super) struct Fwd<'a> {
     pub(super) headers: &'a [String],
     pub(super) record_route: bool,
     pub(super) body: Option<Vec<u8>>,
+    /// A request from the callee to a caller whose INVITE we changed: undo it (see [`Restore`]).
+    pub(super) restore: Option<&'a Restore>,
+}
+
+/// What the caller of a call we changed for the callee must get back as it was: a caller is
+/// never told its call was flagged. The callee's side copies the From we rewrote into its
+/// responses (and into the To of its own requests), and a B2BUA may echo the headers we added.
+#[derive(Debug)]
+pub(super) struct Restore {
+    /// The caller's From value as it sent it, when we rewrote its display name.
+    pub(super) from: Option<Box<str>>,
+    /// The INVITE's CSeq number: the responses to it are the ones that carry our From.
+    pub(super) cseq: u32,
+    /// The header lines we added (`Name: value`); an echo of one is dropped.
+    pub(super) added: Vec<String>,
+}
+
+impl Restore {
+    /// For an INVITE forwarded with these edits; `None` when it was forwarded unchanged.
+    pub(super) fn of(msg: &Message, fwd: &Fwd<'_>) -> Option<Restore> {
+        if fwd.display.is_none() && fwd.headers.is_empty() {
+            return None;
+        }
+        Some(Restore {
+            from: fwd
+                .display
+                .and_then(|_| msg.value(Hdr::From))
+                .map(Box::from),
+            cseq: msg.cseq().map_or(0, |c| c.0),
+            added: fwd.headers.to_vec(),
+        })
+    }
+
+    /// Undo our edits on a message towards the caller: `value_of` is the header (From on a
+    /// response to the INVITE, To on a request from the callee) that carries our rewrite.
+    fn apply(&self, sp: &mut Splice, msg: &Message, value_of: Option<Hdr>) {
+        if let (Some(from), Some(h)) = (&self.from, value_of.and_then(|k| msg.header(k))) {
+            sp.replace(h.value.clone(), from.as_bytes());
+        }
+        for h in &msg.headers {
+            let (name, value) = (msg.bytes(h.name.clone()), msg.bytes(h.value.clone()));
+            let ours = self.added.iter().any(|a| {
+                a.split_once(':').is_some_and(|(n, v)| {
+                    n.trim().as_bytes().eq_ignore_ascii_case(name) && v.trim().as_bytes() == value
+                })
+            });
+            if ours {
+                sp.delete(h.line.clone());
+            }
+        }
+    }
 }
 
 /// The received request with our edits spliced in.
@@ -96,6 +147,7 @@ pub(super) fn request(
         );
     }
     mark_received(&mut sp, msg, from);
+    upper_case_version(&mut sp, msg);
     match msg.header(Hdr::MaxForwards) {
         Some(h) => {
             let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
@@ -112,6 +164,9 @@ pub(super) fn request(
         if ours {
             remove_value(&mut sp, msg, hi, vr);
         }
+    }
+    if let Some(r) = fwd.restore {
+        r.apply(&mut sp, msg, Some(Hdr::To));
     }
     if let Some(name) = fwd.display {
         let q = quote_display(name);
@@ -140,9 +195,17 @@ pub(super) fn request(
     sp.apply(&msg.buf, msg.body.end)
 }
 
-/// A response with our Via popped (and an SDP replacement).
-pub(super) fn response(msg: &Message, body: Option<Vec<u8>>) -> Bytes {
+/// A response with our Via popped (and an SDP replacement); towards a caller whose INVITE we
+/// changed, with the change undone.
+pub(super) fn response(msg: &Message, body: Option<Vec<u8>>, restore: Option<&Restore>) -> Bytes {
     let mut sp = Splice::new();
+    if let Some(r) = restore {
+        let to_invite = msg
+            .cseq()
+            .is_some_and(|(n, m)| n == r.cseq && m == "INVITE");
+        r.apply(&mut sp, msg, to_invite.then_some(Hdr::From));
+    }
+    upper_case_version(&mut sp, msg);
     if let Some((hi, vr)) = first_value(msg, Hdr::Via) {
         remove_value(&mut sp, msg, hi, vr);
     }
@@ -155,6 +218,19 @@ pub(super) fn response(msg: &Message, body: Option<Vec<u8>>) -> Bytes {
     };
     fix_content_length(&mut sp, msg, len, body.is_some());
     sp.apply(&msg.buf, msg.body.end)
+}
+
+/// RFC 3261 7.1: the version is read in any case but sent in upper case. A message that passed
+/// the scanner has exactly `SIP/2.0` in some case where its start line says.
+fn upper_case_version(sp: &mut Splice, msg: &Message) {
+    const V: &[u8] = b"SIP/2.0";
+    let at = match &msg.start {
+        StartLine::Request { uri, .. } => uri.end + 1,
+        StartLine::Response { .. } => 0,
+    };
+    if msg.buf.get(at..at + V.len()).is_some_and(|v| v != V) {
+        sp.replace(at..at + V.len(), "SIP/2.0");
+    }
 }
 
 /// RFC 3581 / 18.2.1 on the received top Via: where the request really came from, so the

@@ -22,6 +22,12 @@ pub(crate) fn is_token(b: u8) -> bool {
         )
 }
 
+/// A character of `word` (RFC 3261 25.1), the Call-ID's alphabet.
+#[inline]
+pub(crate) fn is_word(b: u8) -> bool {
+    is_token(b) || b"()<>:\\\"/[]?{}".contains(&b)
+}
+
 /// Trim LWS (including folded line breaks) from both ends of a range.
 pub(crate) fn trim(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
     while r.start < r.end && is_lws(buf[r.start]) {

@@ -20,8 +20,10 @@ use super::Transport;
 
 /// What the application decides for a new call. Called once per initial INVITE transaction.
 pub trait Hook: Send + Sync + 'static {
-    /// A new initial INVITE (no To tag); called once per server transaction, never for its
-    /// retransmissions. Must not block: it runs on the receive path.
+    /// A new INVITE outside any dialog the proxy knows (no To tag, or one of no dialog it
+    /// Record-Routed), or such a MESSAGE ([`NewCall::message`]); called once per server
+    /// transaction, never for its retransmissions. Must not block: it runs on the receive
+    /// path. For a MESSAGE a forward is sent on without Record-Route, media or events.
     fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Disposition;
     /// Later facts about a call that was forwarded, with the tag its disposition gave it.
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant);
@@ -178,6 +180,9 @@ pub struct NewCall<'a> {
     pub transport: Transport,
     /// The source is one of `[sip] trusted_peers`: its asserted identity and `verstat` count.
     pub trusted: bool,
+    /// An out-of-dialog MESSAGE (RFC 3428), not an INVITE: there is no callee to alert and no
+    /// dialog, so it is answered here or sent on as it is, with headers added.
+    pub message: bool,
     pub call_id: &'a str,
     pub request_uri: Option<Uri<'a>>,
     pub from: Option<NameAddr<'a>>,
@@ -200,6 +205,7 @@ impl<'a> NewCall<'a> {
             source,
             transport,
             trusted,
+            message: msg.method() == b"MESSAGE",
             call_id: msg.call_id().unwrap_or(""),
             request_uri: msg.request_uri(),
             from: msg.from(),

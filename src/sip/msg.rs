@@ -11,7 +11,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::grammar::{
-    is_lws, is_token, parse_uint, quoted_string_end, skip_lws, token_end, trim, valid_host,
+    is_lws, is_token, is_word, parse_uint, quoted_string_end, skip_lws, token_end, trim, valid_host,
 };
 use super::uri::{NameAddr, Uri};
 
@@ -57,10 +57,14 @@ pub enum Problem {
     BadFrom,
     BadTo,
     BadContact,
+    /// A control byte (NUL, bare CR, DEL...) in a header line: never passed on.
+    ControlByte,
+    /// A Call-ID that is not `word ["@" word]`.
+    BadCallId,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 21] = [
+    pub const ALL: [Problem; 23] = [
         Problem::TooLarge,
         Problem::TooManyHeaders,
         Problem::LineTooLong,
@@ -82,6 +86,8 @@ impl Problem {
         Problem::BadFrom,
         Problem::BadTo,
         Problem::BadContact,
+        Problem::ControlByte,
+        Problem::BadCallId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +113,8 @@ impl Problem {
             Problem::BadFrom => "bad_from",
             Problem::BadTo => "bad_to",
             Problem::BadContact => "bad_contact",
+            Problem::ControlByte => "control_byte",
+            Problem::BadCallId => "bad_call_id",
         }
     }
 
@@ -450,6 +458,12 @@ impl Message {
         if self.header(Hdr::CallId).is_some_and(|h| h.value.is_empty()) {
             return Err(Problem::MissingHeader);
         }
+        if self
+            .header(Hdr::CallId)
+            .is_some_and(|h| !valid_call_id(&b[h.value.clone()]))
+        {
+            return Err(Problem::BadCallId);
+        }
         // CSeq: number and method matching the request line.
         let Some((num, meth)) = self.cseq_raw() else {
             return Err(Problem::BadCSeq);
@@ -493,6 +507,14 @@ impl Message {
             None => return Err(Problem::BadTo),
         };
         if is_request {
+            // `Contact:` with nothing after it is no contact-param and no STAR.
+            if self
+                .headers
+                .iter()
+                .any(|h| h.kind == Hdr::Contact && h.value.is_empty())
+            {
+                return Err(Problem::BadContact);
+            }
             for v in self.values(Hdr::Contact) {
                 let s = std::str::from_utf8(&b[v]).unwrap_or("<");
                 if s != "*" && NameAddr::parse(s).is_err() {
@@ -706,6 +728,9 @@ fn scan_headers(
             pos = line_next;
             continue;
         }
+        if has_control(&b[i..line_next]) {
+            problem.get_or_insert(Problem::ControlByte);
+        }
         let value = trim(b, i + 1..content_end);
         headers.push(Header {
             kind: Hdr::of(&b[name.clone()]),
@@ -718,16 +743,49 @@ fn scan_headers(
     Ok((headers, head_end, body_start))
 }
 
+/// Whether a header value holds a control byte that RFC 3261 allows nowhere in it: anything
+/// below 0x20 but HTAB and the CRLF of a folded line, and DEL. Inside a quoted string a
+/// backslash may escape one (RFC 3261 25.1 quoted-pair; RFC 4475 3.1.1.3 sends `\NUL`), but
+/// never CR or LF. Only a value with a suspicious byte is walked for quotes.
+fn has_control(v: &[u8]) -> bool {
+    let bad = |i: usize, c: u8| match c {
+        b'\t' | b'\n' => false,
+        b'\r' => v.get(i + 1) != Some(&b'\n'),
+        c => c < 0x20 || c == 0x7f,
+    };
+    if !v.iter().enumerate().any(|(i, &c)| bad(i, c)) {
+        return false;
+    }
+    let (mut quoted, mut i) = (false, 0);
+    while i < v.len() {
+        match v[i] {
+            b'\\' if quoted => {
+                if matches!(v.get(i + 1), None | Some(b'\r' | b'\n')) {
+                    return true;
+                }
+                i += 2;
+                continue;
+            }
+            b'"' => quoted = !quoted,
+            c if bad(i, c) => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 fn parse_start_line(
     b: &[u8],
     line: Range<usize>,
     problem: &mut Option<Problem>,
 ) -> Result<StartLine, Problem> {
     let l = &b[line.clone()];
-    if l.starts_with(b"SIP/") {
+    // RFC 3261 7.1: the SIP-Version string is case-insensitive (we send it in upper case).
+    if l.len() >= 4 && l[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = l.iter().position(|&c| c == b' ').ok_or(Problem::NotSip)?;
-        if &l[..sp] != b"SIP/2.0" {
+        if !l[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(Problem::BadVersion);
         }
         let rest = &l[sp + 1..];
@@ -767,8 +825,8 @@ fn parse_start_line(
     let uri_b = &b[uri.clone()];
     if sp2 == 0 || version.contains(&b' ') || version.contains(&b'\t') {
         problem.get_or_insert(Problem::BadStartLine);
-    } else if version != b"SIP/2.0" {
-        if version.starts_with(b"SIP/") {
+    } else if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        if version.len() >= 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
             problem.get_or_insert(Problem::BadVersion);
         } else {
             problem.get_or_insert(Problem::BadStartLine);
@@ -793,6 +851,12 @@ fn parse_start_line(
         }
     }
     Ok(StartLine::Request { method, uri })
+}
+
+/// `callid = word [ "@" word ]` (RFC 3261 25.1).
+fn valid_call_id(v: &[u8]) -> bool {
+    let mut parts = v.splitn(2, |&c| c == b'@');
+    parts.all(|w| !w.is_empty() && w.iter().all(|&c| is_word(c)))
 }
 
 /// A Via value that does not follow the grammar.
@@ -836,7 +900,8 @@ impl<'a> Via<'a> {
             let (name, value, next) = via_param(s, i + 1)?;
             i = next;
             if name.eq_ignore_ascii_case("branch") {
-                via.branch = Some(value.ok_or(ViaError)?);
+                // via-branch = "branch" EQUAL token: never empty.
+                via.branch = Some(value.filter(|v| !v.is_empty()).ok_or(ViaError)?);
             } else if name.eq_ignore_ascii_case("received") {
                 via.received = value;
             } else if name.eq_ignore_ascii_case("rport") {
@@ -1030,6 +1095,74 @@ mod tests {
                 &BASE.replace("SIP/2.0\r\n", "SIP/3.0\r\n"),
                 Some(Problem::BadVersion),
             ),
+            // Control bytes: refused wherever a header holds them raw (RFC 3261 25.1).
+            (
+                &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nUser-Agent: a\0b\r\n"),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace("Call-ID: c1", "Call-ID: c\r1"),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace("Call-ID: c1", "Call-ID: c1\r"),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace("CSeq: 1 INVITE", "CSeq: \r1 INVITE"),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nX-Case: \x7f\r\n"),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace(
+                    "Call-ID: c1\r\n",
+                    "Call-ID: c1\r\nContent-Type: application/sdp\x1b\r\n",
+                ),
+                Some(Problem::ControlByte),
+            ),
+            (
+                &BASE.replace("From: <", "From: \"Al\0ice\" <"),
+                Some(Problem::ControlByte),
+            ),
+            // ...but a quoted-pair may escape one (RFC 4475 3.1.1.3), and HTAB is white space.
+            (&BASE.replace("From: <", "From: \"Al\\\0ice\" <"), None),
+            (
+                &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nSubject: a\tb\r\n"),
+                None,
+            ),
+            // Call-ID = word ["@" word].
+            (&BASE.replace("Call-ID: c1", "Call-ID: c1@host"), None),
+            (
+                &BASE.replace("Call-ID: c1", "Call-ID: c 1@host"),
+                Some(Problem::BadCallId),
+            ),
+            (
+                &BASE.replace("Call-ID: c1", "Call-ID: c1@@host"),
+                Some(Problem::BadCallId),
+            ),
+            (
+                &BASE.replace("Call-ID: c1", "Call-ID: c$1"),
+                Some(Problem::BadCallId),
+            ),
+            // An empty Contact, an empty branch.
+            (
+                &BASE.replace("Call-ID: c1\r\n", "Call-ID: c1\r\nContact:\r\n"),
+                Some(Problem::BadContact),
+            ),
+            (
+                &BASE.replace("branch=z9hG4bK1", "branch="),
+                Some(Problem::BadVia),
+            ),
+            // RFC 3261 7.1: the version is case-insensitive.
+            (&BASE.replace("SIP/2.0\r\n", "sip/2.0\r\n"), None),
+            (&BASE.replace("SIP/2.0\r\n", "Sip/2.0\r\n"), None),
+            (
+                &BASE.replace("SIP/2.0\r\n", "sip/3.0\r\n"),
+                Some(Problem::BadVersion),
+            ),
             (
                 &BASE.replace("INVITE sip", "INVITE  sip"),
                 Some(Problem::BadStartLine),
@@ -1137,6 +1270,8 @@ mod tests {
         let r = parse("SIP/2.0 180 \r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n");
         assert_eq!(r.status(), Some(180));
         assert_eq!(r.problem, None);
+        let lower = parse("sip/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n");
+        assert_eq!((lower.status(), lower.problem), (Some(200), None));
         let big = Message::parse(
             Bytes::from_static(b"SIP/2.0 4294967301 x\r\n\r\n"),
             &Limits::default(),

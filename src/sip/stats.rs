@@ -25,6 +25,17 @@ pub struct SipStats {
     pub overload: Counter,
     pub hook_calls: Counter,
     pub stray_responses: Counter,
+    /// ACKs of final responses we originated, absorbed by their To tag (no transaction left).
+    pub acks_absorbed: Counter,
+    /// Requests with a To tag of no dialog we Record-Routed (screened as new or sent to the
+    /// next hop only, or answered 481 when they came from it).
+    pub unknown_dialog: Counter,
+    /// Requests refused 403 because nothing they name is a target we may send to.
+    pub relay_refused: Counter,
+    /// REGISTERs answered 405 by `[sip] register = "refuse"`.
+    pub register_refused: Counter,
+    /// Responses with our Via whose second Via our branch does not vouch for: dropped.
+    pub forged_responses: Counter,
     pub timeouts: Counter,
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
@@ -47,6 +58,11 @@ impl Default for SipStats {
             overload: Counter::default(),
             hook_calls: Counter::default(),
             stray_responses: Counter::default(),
+            acks_absorbed: Counter::default(),
+            unknown_dialog: Counter::default(),
+            relay_refused: Counter::default(),
+            register_refused: Counter::default(),
+            forged_responses: Counter::default(),
             timeouts: Counter::default(),
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
@@ -56,6 +72,39 @@ impl Default for SipStats {
 }
 
 impl SipStats {
+    /// What the edge refused or dropped (issue 13).
+    fn collect_edge(&self, out: &mut Exposition) {
+        for (name, help, c) in [
+            (
+                "sip_acks_absorbed_total",
+                "ACKs of final responses the proxy originated, absorbed by their To tag",
+                &self.acks_absorbed,
+            ),
+            (
+                "sip_unknown_dialog_total",
+                "Requests with a To tag of no dialog the proxy Record-Routed",
+                &self.unknown_dialog,
+            ),
+            (
+                "sip_relay_refused_total",
+                "Requests refused because they name no target the proxy may send to",
+                &self.relay_refused,
+            ),
+            (
+                "sip_register_refused_total",
+                "REGISTER requests refused by policy",
+                &self.register_refused,
+            ),
+            (
+                "sip_forged_responses_total",
+                "Responses dropped: their second Via is not where the request came from",
+                &self.forged_responses,
+            ),
+        ] {
+            out.counter(name, help, &[], c.get());
+        }
+    }
+
     pub fn malformed(&self, p: Problem) {
         self.malformed[p.index()].inc();
     }
@@ -160,6 +209,7 @@ impl Collect for SipStats {
             &[],
             self.stray_responses.get(),
         );
+        self.collect_edge(out);
         out.counter(
             "sip_timeouts_total",
             "Client transactions that timed out",

@@ -71,10 +71,10 @@ async fn calls_through(caller_transport: &str) {
             &addr.to_string(),
             "-i",
             "127.0.0.1",
-            "-p",
-            // SIPp's caller binds `-p` on its own transport: a port only checked for UDP was
-            // sometimes taken for TCP (about 1 run in 5).
-            &free_port().to_string(),
+            // No `-p`: SIPp's caller binds a port the system picks (its default), so nothing can
+            // take it between a check and SIPp's bind. A port picked here for UDP was sometimes
+            // taken for TCP (about 1 run in 5), and even one checked free for both is released
+            // before SIPp binds it; the callee's port must be known in advance, the caller's not.
             "-m",
             &calls.to_string(),
             "-r",

@@ -575,6 +575,7 @@ pub fn generate(t: Target) -> Vec<Case> {
     request_uris(&mut g);
     display_names(&mut g);
     header_counts(&mut g);
+    control_lines(&mut g);
     g.cases
 }
 
@@ -1053,9 +1054,9 @@ fn line_breaks(g: &mut Gen) {
     }
 }
 
-/// The SIP version of the request line. All refused: 505 for another `SIP/x.y`, 400 for the
-/// rest. `sip/2.0` is refused too: RFC 3261 7.1 makes the version case-insensitive, but the
-/// agent answers it 400 today and this corpus does not change the agent.
+/// The SIP version of the request line. Refused: 505 for another `SIP/x.y`, 400 for the rest;
+/// but `sip/2.0` and `Sip/2.0` are valid (RFC 3261 7.1: the version is case-insensitive) and
+/// screened as usual.
 fn versions(g: &mut Gen) {
     let long = format!("SIP/2.0{}", "0".repeat(9000));
     for v in [
@@ -1088,7 +1089,12 @@ fn versions(g: &mut Gen) {
         } else {
             format!("{v:?}")
         };
-        g.push("version", "request-line", variant, Label::Refuse, &d);
+        let label = if v.eq_ignore_ascii_case("SIP/2.0") {
+            Label::Screen
+        } else {
+            Label::Refuse
+        };
+        g.push("version", "request-line", variant, label, &d);
     }
 }
 
@@ -1286,6 +1292,64 @@ fn header_counts(g: &mut Gen) {
             "Via",
             format!("commas-x{n}"),
             Label::Screen,
+            &d,
+        );
+    }
+}
+
+/// Control bytes at the edges of every header line and of an extension header the template
+/// lacks, and bare CRs standing for line breaks (issue 13: messages holding NUL, bare CR or
+/// injected CRLF in Content-Type, P-Asserted-Identity, User-Agent, X- headers or Call-ID were
+/// forwarded). All must be answered 4xx or dropped: RFC 3261 allows no raw control byte but
+/// HTAB in a header. Appended after the other families, so their case numbers do not move.
+fn control_lines(g: &mut Gen) {
+    let names: Vec<&str> = HEADERS.iter().map(|(n, _)| *n).collect();
+    for name in names.iter().copied().chain(["X-Extra"]) {
+        for (ctl, c) in CONTROLS.iter().filter(|(_, c)| !c.contains(&b'\n')) {
+            for place in ["after-colon", "before-line-end"] {
+                let mut d = g.draft(&[]);
+                let i = match name {
+                    "X-Extra" => {
+                        let at = d.index("X-Case");
+                        d.insert(at, b"X-Extra: injected".to_vec());
+                        at
+                    }
+                    _ => d.index(name),
+                };
+                let line = d.lines[i].clone();
+                let at = match place {
+                    "after-colon" => name.len() + 1,
+                    _ => line.len(),
+                };
+                d.lines[i] = [&line[..at], *c, &line[at..]].concat();
+                g.push(
+                    "control-line",
+                    name,
+                    format!("{ctl}@{place}"),
+                    Label::Refuse,
+                    &d,
+                );
+            }
+        }
+    }
+    // A bare CR where a line break should be: one header line holding two.
+    for name in [
+        "Content-Type",
+        "P-Asserted-Identity",
+        "User-Agent",
+        "X-Case",
+        "Call-ID",
+    ] {
+        let mut d = g.draft(&[]);
+        let i = d.index(name);
+        let mut line = d.lines[i].clone();
+        line.extend_from_slice(b"\rX-Injected: 1");
+        d.lines[i] = line;
+        g.push(
+            "control-line",
+            name,
+            "bare-CR-header-split".into(),
+            Label::Refuse,
             &d,
         );
     }

@@ -26,10 +26,10 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use self::client_tx::{CKind, CState, ClientTx, Next, Relay};
-use self::route::next_via_target;
+use self::route::back_of;
 use self::server_tx::{SState, ServerTx};
-use super::config::SipConfig;
-use super::forward::{self, ip_of, Fwd, Local};
+use super::config::{RegisterPolicy, SipConfig};
+use super::forward::{self, ip_of, Fwd, Local, Restore};
 use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
 use super::response::{build_response, can_answer};
@@ -67,12 +67,14 @@ struct Call {
     expires: Instant,
     /// The application's value for this call, handed back with every event.
     tag: Option<CallTag>,
+    /// What to undo on the way back to the caller, when its INVITE was changed.
+    restore: Option<Arc<Restore>>,
 }
 
-/// A transaction whose retransmission timer runs.
+/// A transaction whose retransmission timer runs: only client transactions have one (Timers
+/// A and E; the server side runs no Timer G, see `server_tx`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timed {
-    Server(String),
     Client(String),
 }
 
@@ -80,6 +82,12 @@ enum Timed {
 /// a second late is harmless (Timer B/F answer 408 a little later, memory is freed a little
 /// later); checking every entry on every tick cost more than the calls themselves at high rates.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// What we answer OPTIONS and a refused REGISTER with.
+const ALLOW: &str = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, MESSAGE";
+
+/// The bits of a keyed hash in the To tags we give (12 hex digits).
+const TAG_MASK: u64 = 0xffff_ffff_ffff;
 
 /// A request on its way downstream, once it is known to go there: how to edit it and which
 /// call (and SDP direction) it belongs to.
@@ -91,6 +99,8 @@ struct Onward<'a> {
     dir: SdpDirection,
     /// The INVITE that starts a call.
     initial: bool,
+    /// A request from the callee in a call whose INVITE we changed.
+    restore: Option<Arc<Restore>>,
 }
 
 /// The proxy core. Share it as `Arc<Proxy>`; every method takes `&self`.
@@ -218,8 +228,17 @@ impl Proxy {
         }
     }
 
-    fn tag_for(&self, seed: &str) -> String {
-        format!("sg{:012x}", self.keys.hash_one(seed) & 0xffff_ffff_ffff)
+    /// The To tag of a response we originate for the transaction `key`: a keyed hash, so the
+    /// ACK of that response can be told ours without any state ([`Proxy::is_our_tag`]).
+    fn tag_for(&self, key: &str) -> String {
+        format!("sg{:012x}", self.keys.hash_one(key) & TAG_MASK)
+    }
+
+    fn is_our_tag(&self, tag: &str, key: &str) -> bool {
+        tag.len() == 14
+            && tag.starts_with("sg")
+            && u64::from_str_radix(&tag[2..], 16)
+                .is_ok_and(|t| t == self.keys.hash_one(key) & TAG_MASK)
     }
 
     /// Answer `msg` statelessly (no transaction).
@@ -232,7 +251,11 @@ impl Proxy {
         extra: &[String],
         out: &mut Vec<Output>,
     ) {
-        let seed = format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range());
+        // The transaction's key, as a transaction we keep would have it: the ACK of this
+        // response finds the tag ours (see `on_ack`). A request too broken for a key still
+        // gets a tag of its own.
+        let seed = Self::server_key(msg, msg.method())
+            .unwrap_or_else(|| format!("{}{:?}", msg.call_id().unwrap_or(""), msg.top_via_range()));
         let tag = self.tag_for(&seed);
         self.stats.response_sent(code);
         out.push(Output {
@@ -309,13 +332,25 @@ impl Proxy {
         if method == b"CANCEL" {
             return self.on_cancel(msg, from, now, out);
         }
-        let initial = method == b"INVITE" && msg.to_tag().is_none();
-        if self.answer_here(msg, from, initial, out)
-            || !self.open_server(&key, msg, from, now, initial, out)
+        let dialog = msg.to_tag().is_some() && self.known_dialog(msg);
+        // Screened: a new INVITE, and an out-of-dialog MESSAGE. A To tag of no dialog we know
+        // makes neither in-dialog: see `unknown_dialog`.
+        let screened = !dialog && (method == b"INVITE" || method == b"MESSAGE");
+        let initial = screened && method == b"INVITE";
+        let stranded = msg.to_tag().is_some() && !dialog && self.unknown_dialog(from);
+        if self.refuse_early(msg, from, stranded, out) || self.answer_here(msg, from, initial, out)
         {
             return;
         }
-        let disposition = initial.then(|| {
+        let Some(dest) = self.route(msg, dialog) else {
+            // Nowhere we may send it (no next hop, and not a target the operator allows).
+            self.stats.relay_refused.inc();
+            return self.respond(msg, from, 403, "Forbidden", &[], out);
+        };
+        if !self.open_server(&key, msg, from, now, initial, out) {
+            return;
+        }
+        let disposition = screened.then(|| {
             self.stats.hook_calls.inc();
             let trusted = self.cfg.trusted_peers.contains(&from.addr.ip());
             self.hook
@@ -327,17 +362,69 @@ impl Proxy {
                 None => return,
             },
             None => {
-                let (anchor, dir) = self.dialog_side(msg);
+                let (anchor, dir, restore) = self.dialog_side(msg);
                 Onward {
                     fwd: Fwd::default(),
                     tag: None,
                     anchor,
                     dir,
                     initial: false,
+                    restore,
                 }
             }
         };
-        self.forward_request(&key, msg, from, onward, now, out);
+        self.forward_request(&key, msg, (from, dest), onward, now, out);
+    }
+
+    /// Requests refused before anything else; true when answered.
+    ///
+    /// - REGISTER, unless `[sip] register = "relay"`: one answer for every user, so that no
+    ///   scanner learns which extensions exist.
+    /// - A request `stranded` by [`Proxy::unknown_dialog`]: 481.
+    fn refuse_early(
+        &self,
+        msg: &Message,
+        from: Peer,
+        stranded: bool,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        if msg.method() == b"REGISTER" && self.cfg.register == RegisterPolicy::Refuse {
+            self.stats.register_refused.inc();
+            self.respond(
+                msg,
+                from,
+                405,
+                "Method Not Allowed",
+                &[ALLOW.to_string()],
+                out,
+            );
+            return true;
+        }
+        if stranded {
+            self.respond(msg, from, 481, "Call/Transaction Does Not Exist", &[], out);
+        }
+        stranded
+    }
+
+    /// A request with a To tag that matches no dialog we Record-Routed and still track: a
+    /// dialog we never saw, or one we forgot (a restart, `max_call_secs`). A proxy keeps no
+    /// dialog state by RFC 3261, so it cannot tell those apart, and a 481 makes a UA end the
+    /// call (12.2.1.2): an emergency call must not end because the agent restarted. So it is
+    /// taken as outside any dialog: an INVITE or MESSAGE is screened as new (so a made-up To
+    /// tag bypasses nothing) and everything goes to the next hop only, never where its Route
+    /// or Request-URI points, as Kamailio's and OpenSIPS's sample configs only loose-route
+    /// what carries their own Route. What comes from the next hop itself has nowhere to go
+    /// back to: 481 (an ACK is dropped). Counts the request; true when it is answered so.
+    fn unknown_dialog(&self, from: Peer) -> bool {
+        self.stats.unknown_dialog.inc();
+        self.is_next_hop(from)
+    }
+
+    /// The source is the next hop (over TCP its connections come from any port).
+    fn is_next_hop(&self, from: Peer) -> bool {
+        self.cfg.next_hop.is_some_and(|h| {
+            h == from.addr || (from.transport == Transport::Tcp && h.ip() == from.addr.ip())
+        })
     }
 
     /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS to us, no
@@ -351,8 +438,7 @@ impl Proxy {
                 .is_some_and(|u| u.is_sip() && u.user.is_none())
         };
         let (code, phrase, extra) = if options && (mf == Some(0) || to_us()) {
-            let allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
-            (200, "OK", vec![allow.to_string()])
+            (200, "OK", vec![ALLOW.to_string()])
         } else if mf == Some(0) {
             (483, "Too Many Hops", Vec::new())
         } else if self.is_loop(msg) {
@@ -405,20 +491,27 @@ impl Proxy {
                 offer,
                 tag,
             } => {
-                self.send_trying(key, msg, from, out);
+                // A MESSAGE starts no call: no 100 (RFC 4320), no dialog, no media, no events.
+                let call = msg.method() == b"INVITE";
+                if call {
+                    self.send_trying(key, msg, from, out);
+                }
+                let anchor = call && *anchor_media;
                 let fwd = Fwd {
                     display: display_name.as_deref(),
                     headers,
-                    record_route: *record_route || *anchor_media,
+                    record_route: call && (*record_route || anchor),
                     // The initial offer was rewritten with the disposition: one hook call.
-                    body: offer.clone().filter(|_| *anchor_media),
+                    body: offer.clone().filter(|_| anchor),
+                    restore: None,
                 };
                 Some(Onward {
                     fwd,
-                    tag: tag.clone(),
-                    anchor: *anchor_media,
+                    tag: tag.clone().filter(|_| call),
+                    anchor,
                     dir: SdpDirection::FromCaller,
-                    initial: true,
+                    initial: call,
+                    restore: None,
                 })
             }
         }
@@ -426,19 +519,27 @@ impl Proxy {
 
     /// Whether the call of an in-dialog request has its media anchored, and which way the
     /// request flows in it (from the caller or the callee).
-    fn dialog_side(&self, msg: &Message) -> (bool, SdpDirection) {
+    /// What is to be undone on a request from the callee is returned with it.
+    fn dialog_side(&self, msg: &Message) -> (bool, SdpDirection, Option<Arc<Restore>>) {
         match msg.call_id().and_then(|id| self.calls.get(id)) {
             Some(c) => {
                 let ft = msg.from_tag().unwrap_or("");
-                let dir = if ft == c.caller_tag {
-                    SdpDirection::FromCaller
+                if ft == c.caller_tag {
+                    (c.anchor, SdpDirection::FromCaller, None)
                 } else {
-                    SdpDirection::FromCallee
-                };
-                (c.anchor, dir)
+                    (c.anchor, SdpDirection::FromCallee, c.restore.clone())
+                }
             }
-            None => (false, SdpDirection::FromCaller),
+            None => (false, SdpDirection::FromCaller, None),
         }
+    }
+
+    /// What to undo on a response on its way to the caller of a call we changed (its From
+    /// tag is the caller's).
+    fn restore_for_caller(&self, msg: &Message) -> Option<Arc<Restore>> {
+        let c = msg.call_id().and_then(|id| self.calls.get(id))?;
+        let r = c.restore.as_ref()?;
+        (msg.from_tag() == Some(c.caller_tag.as_str())).then(|| r.clone())
     }
 
     /// Send a request on downstream on a new client transaction linked to the server
@@ -447,18 +548,21 @@ impl Proxy {
         &self,
         key: &str,
         msg: &Message,
-        from: Peer,
+        path: (Peer, Peer),
         onward: Onward<'_>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
+        let (from, dest) = path;
         let Onward {
             mut fwd,
             tag,
             anchor,
             dir,
             initial,
+            restore,
         } = onward;
+        fwd.restore = restore.as_deref();
         let method = msg.method();
         let call_id = msg.call_id().unwrap_or("");
         if anchor && !initial && msg.body_is_sdp() {
@@ -469,11 +573,7 @@ impl Proxy {
             };
             fwd.body = self.rewrite(call_id, dir, kind, msg.body_bytes(), now);
         }
-        let Some(dest) = self.route(msg, msg.to_tag().is_none()) else {
-            self.final_upstream(key, msg, 502, "Bad Gateway", &[], now, out);
-            return;
-        };
-        let branch = self.branch(msg, msg.top_via().as_ref());
+        let branch = self.branch_for(msg, from);
         let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, &fwd);
         let kind = if method == b"INVITE" {
             CKind::Invite
@@ -495,7 +595,8 @@ impl Proxy {
         }
         if initial && !call_id.is_empty() {
             let dialog = fwd.record_route || anchor;
-            self.track_call(msg, (from, dest), dialog, anchor, tag, now);
+            let restore = Restore::of(msg, &fwd).map(Arc::new);
+            self.track_call(msg, (from, dest), (dialog, anchor), (tag, restore), now);
         }
         if method == b"BYE" {
             self.event(call_id, CallEvent::Ended, true, now);
@@ -509,9 +610,8 @@ impl Proxy {
         &self,
         msg: &Message,
         path: (Peer, Peer),
-        dialog: bool,
-        anchor: bool,
-        tag: Option<CallTag>,
+        (dialog, anchor): (bool, bool),
+        (tag, restore): (Option<CallTag>, Option<Arc<Restore>>),
         now: Instant,
     ) {
         let (from, dest) = path;
@@ -529,6 +629,7 @@ impl Proxy {
             downstream: dest,
             expires: now + life,
             tag,
+            restore,
         };
         let call_id = msg.call_id().unwrap_or("").to_owned();
         if self.calls.insert(call_id, c).is_none() {
@@ -539,24 +640,46 @@ impl Proxy {
     /// Forward a request without a transaction (the ACK of a 2xx, a CANCEL we hold nothing
     /// for): the next hop's retransmissions or the sender's are the only reliability it gets.
     fn forward_stateless(&self, msg: &Message, from: Peer, fwd: &Fwd<'_>, out: &mut Vec<Output>) {
-        let Some(dest) = self.route(msg, msg.to_tag().is_none()) else {
+        let dialog = msg.to_tag().is_some() && self.known_dialog(msg);
+        let Some(dest) = self.route(msg, dialog) else {
+            self.stats.relay_refused.inc();
             return;
         };
-        let branch = self.branch(msg, msg.top_via().as_ref());
+        let branch = self.branch_for(msg, from);
         let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, fwd);
         out.push(Output { to: dest, data });
     }
 
+    /// The branch of our Via on `msg`, received from `from`.
+    fn branch_for(&self, msg: &Message, from: Peer) -> String {
+        let below = msg.top_via();
+        let back = below.as_ref().and_then(|v| back_of(v, Some(from.addr)));
+        self.branch(msg, below.as_ref(), back)
+    }
+
     fn on_ack(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
-        if self.ack_server(msg, now) {
+        let Some(key) = Self::server_key(msg, b"ACK") else {
+            return;
+        };
+        if self.ack_server(&key, now) {
             return;
         }
-        // ACK for a 2xx: end to end, statelessly.
+        // The ACK of a non-2xx we originated without a transaction (483, 482, 420, 503, 400)
+        // or whose transaction has ended: it carries the To tag we gave, and ends here.
+        if msg.to_tag().is_some_and(|t| self.is_our_tag(t, &key)) {
+            self.stats.acks_absorbed.inc();
+            return;
+        }
+        // ACK for a 2xx: end to end, statelessly; of a dialog we do not know, to the next hop
+        // only (see `unknown_dialog`).
         if msg.max_forwards() == Some(0) || self.is_loop(msg) {
             return;
         }
+        if !self.known_dialog(msg) && self.unknown_dialog(from) {
+            return;
+        }
         let mut fwd = Fwd::default();
-        let (anchor, dir) = self.dialog_side(msg);
+        let (anchor, dir, _) = self.dialog_side(msg);
         if anchor && msg.body_is_sdp() {
             let id = msg.call_id().unwrap_or("");
             fwd.body = self.rewrite(id, dir, SdpKind::Answer, msg.body_bytes(), now);
@@ -605,13 +728,15 @@ impl Proxy {
         match self.client_response(&ckey, msg, code, now, out) {
             Next::Done => {}
             // Not ours to track (2xx retransmission, stateless request): route by the next Via.
-            Next::Stateless => match next_via_target(msg) {
-                Some(dest) => out.push(Output {
-                    to: dest,
-                    data: forward::response(msg, None),
-                }),
-                None => self.stats.stray_responses.inc(),
-            },
+            Next::Stateless => {
+                if let Some(dest) = self.response_target(msg) {
+                    let restore = self.restore_for_caller(msg);
+                    out.push(Output {
+                        to: dest,
+                        data: forward::response(msg, None, restore.as_deref()),
+                    });
+                }
+            }
             Next::Relay(r) => self.relay(msg, code, &r, now, out),
         }
     }
@@ -624,12 +749,16 @@ impl Proxy {
         } else {
             None
         };
-        let data = forward::response(msg, body);
+        let restore = match r.dir {
+            SdpDirection::FromCallee => self.restore_for_caller(msg),
+            SdpDirection::FromCaller => None,
+        };
+        let data = forward::response(msg, body, restore.as_deref());
         let upstream = r
             .server
             .as_deref()
             .and_then(|k| self.send_on_server(k, data.clone(), code, now))
-            .or_else(|| next_via_target(msg));
+            .or_else(|| self.response_target(msg));
         if let Some(to) = upstream {
             out.push(Output { to, data });
         }
@@ -677,10 +806,6 @@ impl Proxy {
         let mut again = Vec::new();
         for (at, t) in due {
             let next = match &t {
-                Timed::Server(k) => self
-                    .servers
-                    .get_mut(k)
-                    .and_then(|mut s| s.on_timer(at, now, t2, &mut out)),
                 Timed::Client(k) => self
                     .clients
                     .get_mut(k)

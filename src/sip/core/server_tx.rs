@@ -1,7 +1,14 @@
 //! The server transaction (RFC 3261 17.2, with RFC 6026's Accepted state): what we hold for a
 //! request we received, so that its retransmissions are answered from memory instead of being
-//! decided and forwarded again, the ACK of a non-2xx final response is absorbed here, and Timer
-//! G resends that final response over UDP until the ACK comes.
+//! decided and forwarded again, and the ACK of a non-2xx final response is absorbed here.
+//!
+//! Timer G is not run. RFC 3261 17.2.1 resends a final response to an INVITE over UDP until
+//! the ACK comes, 11 times in 32 s; sent to a packet's source address, which nothing has proved
+//! real, that makes every spoofed INVITE an 11-fold reflection at a victim. Here a source gets
+//! one response per request it sends: a caller that lost the response retransmits its INVITE
+//! (Timer A, while it has no provisional response) and that retransmission, which is what shows
+//! the address is real, gets the response again. A transaction left unacknowledged is freed at
+//! Timer H (64*T1) with nothing more sent.
 //!
 //! Knows nothing of where the request went or what the hook decided: the core and the client
 //! transaction do, and report the responses that go upstream through [`Proxy::final_upstream`]
@@ -17,7 +24,7 @@ use dashmap::mapref::entry::Entry;
 use super::super::msg::Message;
 use super::super::response::build_response;
 use super::super::Transport;
-use super::{Output, Peer, Proxy, Timed};
+use super::{Output, Peer, Proxy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SState {
@@ -30,42 +37,13 @@ pub(super) struct ServerTx {
     invite: bool,
     pub(super) state: SState,
     upstream: Peer,
-    /// The last response sent upstream (resent on a retransmitted request and by Timer G).
+    /// The last response sent upstream (resent on a retransmitted request, and only then).
     last: Option<Bytes>,
-    timer_g: Option<(Instant, Duration)>,
     pub(super) deadline: Instant,
     /// The key of the client transaction the request was forwarded on.
     pub(super) client: Option<String>,
     /// The received request, to build responses we originate later (408, 487).
     pub(super) request: Bytes,
-}
-
-impl ServerTx {
-    /// Timer G, for the record armed at `armed`: fire it and return when it fires next, or
-    /// `None` when the record is stale (the timer stopped or was re-armed).
-    pub(super) fn on_timer(
-        &mut self,
-        armed: Instant,
-        now: Instant,
-        t2: Duration,
-        out: &mut Vec<Output>,
-    ) -> Option<Instant> {
-        let (SState::Completed, Some((at, iv))) = (self.state, self.timer_g) else {
-            return None;
-        };
-        if at != armed {
-            return None;
-        }
-        if let Some(last) = self.last.clone() {
-            out.push(Output {
-                to: self.upstream,
-                data: last,
-            });
-        }
-        let iv = (iv * 2).min(t2);
-        self.timer_g = Some((now + iv, iv));
-        Some(now + iv)
-    }
 }
 
 impl Proxy {
@@ -167,7 +145,6 @@ impl Proxy {
             state: SState::Proceeding,
             upstream: from,
             last: None,
-            timer_g: None,
             deadline: now + self.server_lifetime(invite),
             client: None,
             request: msg.buf.clone(),
@@ -240,7 +217,7 @@ impl Proxy {
         let tag = self.tag_for(key);
         let data = build_response(req, code, phrase, extra, Some(&tag));
         self.stats.response_sent(code);
-        let accepted = self.complete_server(key, &mut s, data.clone(), code, now);
+        let accepted = self.complete_server(&mut s, data.clone(), code, now);
         out.push(Output {
             to: s.upstream,
             data,
@@ -261,7 +238,7 @@ impl Proxy {
         now: Instant,
     ) -> Option<Peer> {
         let mut s = self.servers.get_mut(key)?;
-        let accepted = self.complete_server(key, &mut s, data, code, now);
+        let accepted = self.complete_server(&mut s, data, code, now);
         let up = s.upstream;
         drop(s);
         if accepted {
@@ -272,15 +249,7 @@ impl Proxy {
 
     /// Record a response sent on a server transaction. Returns true when an INVITE was
     /// answered 2xx: the caller then replaces the entry by [`Proxy::accept`].
-    fn complete_server(
-        &self,
-        key: &str,
-        s: &mut ServerTx,
-        data: Bytes,
-        code: u16,
-        now: Instant,
-    ) -> bool {
-        let t1 = self.cfg.t1();
+    fn complete_server(&self, s: &mut ServerTx, data: Bytes, code: u16, now: Instant) -> bool {
         let udp = s.upstream.transport == Transport::Udp;
         if code < 200 {
             // Ringing keeps the transaction (and its client side, by Timer C) alive.
@@ -297,27 +266,25 @@ impl Proxy {
         s.client = None;
         s.state = SState::Completed;
         s.last = Some(data);
-        if s.invite && udp {
-            s.timer_g = Some((now + t1, t1));
-            self.arm(now + t1, Timed::Server(key.to_string()));
-        }
-        s.deadline = if s.invite || udp { now + t1 * 64 } else { now };
+        // Timer H (INVITE) or J (non-INVITE over UDP): absorb retransmissions and the ACK, then
+        // free. No Timer G (see the module comment).
+        s.deadline = if s.invite || udp {
+            now + self.cfg.t1() * 64
+        } else {
+            now
+        };
         false
     }
 
     /// The ACK of a non-2xx final response we sent: it ends Timer G and goes no further. True
     /// when the ACK belongs to a transaction of ours (absorbed); false for the ACK of a 2xx,
     /// which travels end to end.
-    pub(super) fn ack_server(&self, msg: &Message, now: Instant) -> bool {
-        let Some(key) = Self::server_key(msg, b"ACK") else {
-            return false;
-        };
-        let Some(mut s) = self.servers.get_mut(&key) else {
+    pub(super) fn ack_server(&self, key: &str, now: Instant) -> bool {
+        let Some(mut s) = self.servers.get_mut(key) else {
             return false;
         };
         if s.state == SState::Completed {
             s.state = SState::Confirmed;
-            s.timer_g = None;
             let udp = s.upstream.transport == Transport::Udp;
             s.deadline = if udp { now + self.cfg.t4() } else { now };
         }
