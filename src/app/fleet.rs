@@ -144,6 +144,8 @@ pub struct FleetStats {
     pub keys_dropped: Counter,
     pub breaker_opens: Counter,
     pub watched: Gauge,
+    /// Agents that flushed within the last minute, this one included.
+    pub agents: Gauge,
     /// Unix ms of the last flush that read totals back.
     last_ok_ms: AtomicU64,
     sharing: Option<Arc<Sharing>>,
@@ -184,6 +186,12 @@ impl Collect for FleetStats {
             "Keys read back every flush because their fleet totals are high.",
             &[],
             self.watched.get(),
+        );
+        out.gauge(
+            "scamguard_fleet_agents",
+            "Agents of the fleet that flushed within the last minute, this one included.",
+            &[],
+            self.agents.get(),
         );
         let last = self.last_ok_ms.load(Ordering::Relaxed);
         let lag = if last == 0 {
@@ -250,6 +258,9 @@ impl Shared {
         }
     }
 }
+
+/// An agent that has not flushed for this long is no longer counted in the fleet.
+const AGENT_TTL_MS: u64 = 60_000;
 
 /// The host's name, for the default agent id.
 fn host_name() -> String {
@@ -448,10 +459,26 @@ impl Runner {
         }
         let mut items = self.items(deltas);
         items.retain(|it| signals.shared_windows(it.family).is_some());
-        if items.is_empty() {
-            return;
-        }
+        // Every flush says this agent is alive, even with nothing to send: the fleet's agents are
+        // counted from it, and a Redis that stopped answering is noticed without traffic.
         let mut pipe = redis::pipe();
+        let agents = format!("{}agents", self.prefix);
+        pipe.cmd("ZADD")
+            .arg(&agents)
+            .arg(now)
+            .arg(&self.agent)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&agents)
+            .arg("-inf")
+            .arg(now.saturating_sub(AGENT_TTL_MS))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&agents)
+            .arg(AGENT_TTL_MS)
+            .ignore()
+            .cmd("ZCARD")
+            .arg(&agents);
         for it in &items {
             self.add_call(&mut pipe, signals, it, now);
         }
@@ -464,6 +491,11 @@ impl Runner {
                 self.stats.flushes_ok.inc();
                 self.stats.keys_sent.add(sent);
                 self.stats.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+                let mut values = values.into_iter();
+                if let Some(n) = values.next() {
+                    let n = redis::from_redis_value::<i64>(&n).unwrap_or(0);
+                    self.stats.agents.set(n);
+                }
                 self.install(signals, items, values, now);
             }
             Ok(Err(e)) => {
@@ -551,7 +583,13 @@ impl Runner {
     }
 
     /// Totals back into the signals' tables; keys worth it stay watched.
-    fn install(&mut self, signals: &SignalState, items: Vec<Item>, values: Vec<Value>, now: u64) {
+    fn install(
+        &mut self,
+        signals: &SignalState,
+        items: Vec<Item>,
+        values: impl Iterator<Item = Value>,
+        now: u64,
+    ) {
         for (it, v) in items.into_iter().zip(values) {
             let Some(w) = signals.shared_windows(it.family) else {
                 continue;
