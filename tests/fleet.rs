@@ -62,7 +62,10 @@ impl Redis {
         let r = Redis { child, port, dir };
         let end = std::time::Instant::now() + WAIT;
         while r.ping().as_deref() != Some("+PONG") {
-            assert!(std::time::Instant::now() < end, "redis-server never answered PING");
+            assert!(
+                std::time::Instant::now() < end,
+                "redis-server never answered PING"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         r
@@ -151,7 +154,11 @@ struct Fleet {
 }
 
 /// Three agents of fleet `name` on `redis`, each with `configure` applied to its config.
-async fn fleet(name: &str, redis: &Redis, configure: impl Fn(&mut scamguard::app::config::Config)) -> Fleet {
+async fn fleet(
+    name: &str,
+    redis: &Redis,
+    configure: impl Fn(&mut scamguard::app::config::Config),
+) -> Fleet {
     log_lines();
     let mut agents = Vec::new();
     for i in 0..3 {
@@ -200,7 +207,9 @@ impl Fleet {
     /// Waits until agent `i` has flushed what it counted, then until the others have read the
     /// fleet's totals back after that: two flushes each, so that one began after the last event.
     async fn settle(&self, i: usize) {
-        let order: Vec<usize> = std::iter::once(i).chain((0..3).filter(|j| *j != i)).collect();
+        let order: Vec<usize> = std::iter::once(i)
+            .chain((0..3).filter(|j| *j != i))
+            .collect();
         for j in order {
             let before = self.flushes(j).await;
             eventually("a flush after the call", || async {
@@ -223,7 +232,10 @@ impl Fleet {
         for k in 0..n {
             let i = k % 3;
             let callee = format!("+1617555{:04}", 5000 + k);
-            out.push(call.place(&self.agents[i], &format!("{tag}{k}"), caller, &callee).await);
+            out.push(
+                call.place(&self.agents[i], &format!("{tag}{k}"), caller, &callee)
+                    .await,
+            );
             self.settle(i).await;
         }
         out
@@ -264,7 +276,12 @@ trait AsyncCall {
 
 /// The INVITE of one call from `caller` to `callee`, sent to agent `h`; the forwarded INVITE
 /// and its verdict, or the agent's own final status.
-async fn send_invite(h: &Harness, id: &str, caller: &str, callee: &str) -> (String, Result<Msg, u16>) {
+async fn send_invite(
+    h: &Harness,
+    id: &str,
+    caller: &str,
+    callee: &str,
+) -> (String, Result<Msg, u16>) {
     let inv = invite(
         "UDP",
         h.sip(),
@@ -387,7 +404,10 @@ async fn a_campaign_spread_over_the_fleet_is_warned_then_blocked_at_the_fleets_l
     let got = f.campaign(caller, 12, "rr", Unanswered).await;
     assert_eq!(
         got,
-        ["pass", "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603", "603", "603", "603"]
+        [
+            "pass", "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603", "603", "603",
+            "603"
+        ]
     );
     let log = f.stop().await;
     assert_eq!(
@@ -418,7 +438,10 @@ async fn wangiri_fan_out_over_the_fleet_is_caught_at_the_fleets_levels() {
     let log = f.stop().await;
     assert_eq!(
         got,
-        ["pass", "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603", "603", "603", "603"],
+        [
+            "pass", "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603", "603", "603",
+            "603"
+        ],
         "{log:#?}"
     );
     assert_eq!(
@@ -480,10 +503,7 @@ async fn redis_paused_then_restarted_costs_no_call_and_the_fleet_converges_again
         k += 1;
     }
     for i in 0..3 {
-        assert_eq!(
-            f.metric(i, "scamguard_fleet_breaker_opens_total").await,
-            1
-        );
+        assert_eq!(f.metric(i, "scamguard_fleet_breaker_opens_total").await, 1);
         let agent = format!("breaker open, agent {name}-agent-{i} ");
         assert_eq!(lines_with(&agent), 1, "one line for agent {i}");
     }

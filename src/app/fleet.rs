@@ -161,7 +161,12 @@ impl Collect for FleetStats {
         );
         let help = "Flushes of counts to the fleet's Redis, by result.";
         for (r, c) in [("ok", &self.flushes_ok), ("failed", &self.flushes_failed)] {
-            out.counter("scamguard_fleet_flushes_total", help, &[("result", r)], c.get());
+            out.counter(
+                "scamguard_fleet_flushes_total",
+                help,
+                &[("result", r)],
+                c.get(),
+            );
         }
         out.counter(
             "scamguard_fleet_keys_sent_total",
@@ -612,5 +617,40 @@ impl Runner {
             }
         }
         self.stats.watched.set(self.watched.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_off_by_default_and_every_bad_key_is_named() {
+        let c = crate::app::config::Config::parse("c.toml", "").unwrap();
+        assert!(!c.fleet.enabled);
+        assert!(c.fleet.validate().is_empty());
+        let c = crate::app::config::Config::parse(
+            "c.toml",
+            "[fleet]\nenabled = true\nurl = \"http://x\"\nname = \"a b\"\nagent_id = \"{x}\"\n\
+             flush_ms = 0\ntimeout_ms = 0\nbreaker_failures = 0\n",
+        )
+        .unwrap();
+        let p = c.fleet.validate();
+        assert_eq!(p.len(), 6, "{p:#?}");
+        for (i, start) in [
+            "fleet.url \"http://x\" is not a Redis URL",
+            "fleet.name \"a b\" is not a name",
+            "fleet.agent_id \"{x}\" is not an id",
+            "fleet.flush_ms is 0; expected 10 to 10000",
+            "fleet.timeout_ms is 0; expected 1 to 10000",
+            "fleet.breaker_failures is 0",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(p[i].starts_with(start), "{i}: {}", p[i]);
+        }
+        let e = crate::app::config::Config::parse("c.toml", "[fleet]\nurls = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 }

@@ -557,7 +557,10 @@ mod tests {
         s.touched(Family::Caller, 9, &mut slot);
         assert_eq!(s.take_listed(), [(Family::Caller, 9)]);
         let d = drain(Family::Caller, 9, &mut slot).unwrap();
-        assert_eq!((d.pending.sum(Counter::Calls), d.pending.new_callees), (1, 1));
+        assert_eq!(
+            (d.pending.sum(Counter::Calls), d.pending.new_callees),
+            (1, 1)
+        );
         assert!(slot.pending.is_empty());
         let t = Totals {
             calls: 10,
@@ -593,7 +596,10 @@ mod tests {
         s.touched(Family::Caller, 2, &mut b);
         assert_eq!(s.take_listed(), [(Family::Caller, 2)]);
         assert_eq!(
-            drain(Family::Caller, 2, &mut b).unwrap().pending.sum(Counter::Calls),
+            drain(Family::Caller, 2, &mut b)
+                .unwrap()
+                .pending
+                .sum(Counter::Calls),
             1
         );
     }

@@ -682,7 +682,9 @@ impl Velocity {
         f: impl FnOnce(&mut Slot) -> R,
     ) -> Option<R> {
         let (table, _, _) = self.table(Velocity::kind_of(family)?);
-        table.update(token, |c| c.fleet.as_deref_mut().map(f)).flatten()
+        table
+            .update(token, |c| c.fleet.as_deref_mut().map(f))
+            .flatten()
     }
 
     pub fn config(&self) -> &VelocityConfig {
@@ -826,10 +828,7 @@ impl Velocity {
             }
         }
         if from_fleet.outcomes {
-            parts.push(format!(
-                "{} calls with an outcome",
-                seen.tally.settled()
-            ));
+            parts.push(format!("{} calls with an outcome", seen.tally.settled()));
         }
         if parts.is_empty() {
             return;

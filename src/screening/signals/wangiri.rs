@@ -289,10 +289,7 @@ impl Wangiri {
         let slot = self.slot(now_ms);
         let window = self.window_secs();
         let callee_h = self.numbers.key(callee) as u32;
-        let stable_callee = self
-            .sharing
-            .as_ref()
-            .map(|_| shared::callee_hash(callee));
+        let stable_callee = self.sharing.as_ref().map(|_| shared::callee_hash(callee));
         let cap = self.cap;
         let add = |s: &mut ShortCalls| {
             s.last_ms = s.last_ms.max(now_ms);
