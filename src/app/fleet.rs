@@ -622,8 +622,6 @@ impl Runner {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_section_is_off_by_default_and_every_bad_key_is_named() {
         let c = crate::app::config::Config::parse("c.toml", "").unwrap();
