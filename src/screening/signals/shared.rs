@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::velocity::Tally;
+use super::velocity::{Level, Tally};
 
 /// What a shared key counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,19 +229,6 @@ impl Slot {
     }
 }
 
-/// The fleet's view of one key at decision time: its last totals plus the local part not yet
-/// drained, or `None` when there is no fresh view (the fleet is unreachable, or the key was not
-/// read back lately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    pub calls: u32,
-    pub callees: u32,
-    pub tally: Tally,
-    pub short: u32,
-    pub ended: u32,
-    pub agents: u32,
-}
-
 /// The windows of one family's shared counts, in the units the local tables use.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
@@ -354,6 +341,17 @@ impl Windows {
     }
 }
 
+/// Half the lowest of `levels` (warn, else block): totals from there on are worth reading back
+/// every flush.
+pub fn watch_from(levels: &[Level]) -> u32 {
+    levels
+        .iter()
+        .filter_map(|l| l.warn.or(l.block))
+        .map(|v| v.div_ceil(2))
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
 /// The first slot of width `w` that starts at or after second `from`.
 fn first_slot_from(from: u32, w: u32) -> u32 {
     from.div_ceil(w.max(1))
@@ -422,9 +420,10 @@ impl Sharing {
         std::mem::take(&mut *self.listed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The fleet's view of `slot` now, with its undrained part; `None` when sharing is not in
-    /// force or the view is stale.
-    pub fn seen(&self, slot: &Slot, now_ms: u64) -> Option<Seen> {
+    /// The fleet's view of `slot` at decision time: its last totals plus the local part not
+    /// yet drained; `None` when sharing is not in force or the view is stale (the key was not
+    /// read back lately).
+    pub fn seen(&self, slot: &Slot, now_ms: u64) -> Option<Totals> {
         if !self.in_force() {
             return None;
         }
@@ -434,7 +433,7 @@ impl Sharing {
         }
         let p = &slot.pending;
         let t = p.tally();
-        Some(Seen {
+        Some(Totals {
             calls: v.calls.saturating_add(p.sum(Counter::Calls)),
             callees: v.callees.saturating_add(p.new_callees),
             tally: Tally {
@@ -447,6 +446,7 @@ impl Sharing {
             short: v.short.saturating_add(p.sum(Counter::Short)),
             ended: v.ended.saturating_add(p.sum(Counter::Ended)),
             agents: v.agents,
+            read_ms: v.read_ms,
         })
     }
 }

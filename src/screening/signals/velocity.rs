@@ -41,7 +41,7 @@ use serde::Deserialize;
 
 use self::suggest::{Observed, Sample, Seen};
 use super::bounded::{Aging, BoundedMap};
-use super::shared::{self, Counter, Family, Seen as FleetSeen, Sharing, Slot, Windows};
+use super::shared::{self, Counter, Family, Sharing, Slot, Totals, Windows};
 use super::wangiri::CallEnd;
 use crate::screening::Action;
 
@@ -658,7 +658,6 @@ impl Velocity {
     pub fn windows(&self, family: Family) -> Option<Windows> {
         let kind = Velocity::kind_of(family)?;
         let (_, th, n) = self.table(kind);
-        let half = |l: Level| l.warn.or(l.block).map(|v| v.div_ceil(2));
         Some(Windows {
             callee_ms: self.cfg.distinct_window_secs.clamp(1, 3_600) * 1000,
             callee_cap: self.distinct_cap[n],
@@ -666,11 +665,7 @@ impl Velocity {
             outcome_secs: self.slot_secs,
             share_secs: self.slot_secs,
             ttl_ms: self.keep_ms(),
-            watch_from: [half(th.per_minute), half(th.distinct_callees)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(u32::MAX),
+            watch_from: shared::watch_from(&[th.per_minute, th.distinct_callees]),
         })
     }
 
@@ -798,7 +793,7 @@ impl Velocity {
         now_ms: u64,
         callee: Option<u64>,
         new_callee: bool,
-    ) -> Option<FleetSeen> {
+    ) -> Option<Totals> {
         let sharing = self.sharing.as_ref()?;
         let slot = c.fleet.get_or_insert_with(|| Box::new(Slot::new(key)));
         let calls_slot = (now_ms / 1000) as u32 / shared::CALLS_SLOT_SECS;
@@ -812,7 +807,7 @@ impl Velocity {
     }
 
     /// Says in the reason which of the levels reached the fleet's totals decided.
-    fn note_fleet(&self, j: &mut Judged, from_fleet: &FromFleet, seen: &FleetSeen) {
+    fn note_fleet(&self, j: &mut Judged, from_fleet: &FromFleet, seen: &Totals) {
         let mut parts = Vec::new();
         for f in &j.findings {
             match f.measure {
@@ -1102,7 +1097,7 @@ struct FromFleet {
 fn with_fleet(
     mut measures: [u32; 4],
     tally: Tally,
-    seen: Option<FleetSeen>,
+    seen: Option<Totals>,
 ) -> ([u32; 4], Tally, FromFleet) {
     let Some(s) = seen else {
         return (measures, tally, FromFleet::default());

@@ -230,12 +230,7 @@ impl Wangiri {
             outcome_secs: self.slot_width(),
             share_secs: self.slot_width(),
             ttl_ms: window * 1000,
-            watch_from: levels
-                .iter()
-                .filter_map(|l| l.warn.or(l.block))
-                .map(|v| v.div_ceil(2))
-                .min()
-                .unwrap_or(u32::MAX),
+            watch_from: shared::watch_from(levels),
         })
     }
 
