@@ -16,6 +16,7 @@ mod decision_log;
 mod disposition;
 pub mod engine;
 mod feeds;
+pub mod fleet;
 mod screener;
 
 use std::net::SocketAddr;
@@ -206,6 +207,8 @@ struct Screening {
     media: Option<Arc<MediaEngine>>,
     certs: Arc<CertCache>,
     reports: Arc<ReportDesk>,
+    /// Present when `[fleet]` shares counts with other agents.
+    fleet: Option<fleet::Shared>,
 }
 
 /// Start, step 2: the hook over the rules, with the decision log, the media engine, the
@@ -223,7 +226,11 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
     };
     let (certs, fetcher) = CertCache::from_config(config.certs.clone())
         .map_err(|e| AppError(format!("certs: {e}")))?;
-    let engine = engine::build(config, certs.clone())?;
+    let mut engine = engine::build(config, certs.clone())?;
+    let fleet = config
+        .fleet
+        .enabled
+        .then(|| fleet::Shared::enable(&config.fleet, &mut engine.signals));
     // Reports inside the window are counted again before the first call is screened.
     let reports = Arc::new(
         ReportDesk::open(
@@ -251,6 +258,7 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         media,
         certs,
         reports,
+        fleet,
     };
     Ok((screening, fetcher))
 }
@@ -316,6 +324,9 @@ async fn bind_api(
     if let Some(m) = &screening.media {
         collectors.push(m.stats());
     }
+    if let Some(f) = &screening.fleet {
+        collectors.push(f.stats.clone());
+    }
     collectors.extend(rules.feeds.collectors());
     let mut state = api::State::new(
         config.api.clone(),
@@ -376,6 +387,10 @@ fn serve(
     );
     if let Some(f) = rules.feeds.rules.clone() {
         tasks.spawn(f.run(stopped(rx.clone())));
+    }
+    if let Some(f) = &screening.fleet {
+        let runner = f.runner(&config.fleet, sip.addr.port());
+        tasks.spawn(runner.run(screening.screener.clone(), stopped(rx.clone())));
     }
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(sip.udp, sip.tcp, sip.proxy, rx).await {

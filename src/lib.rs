@@ -16,7 +16,7 @@
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
-//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer, the decision log | |
+//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer, the decision log, the fleet's Redis task (`app::fleet`) | |
 //!
 //! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
 //! screening, metrics, tls`; `lists -> screening, metrics`; `certs -> screening, metrics, tls`; `sip, media

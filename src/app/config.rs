@@ -46,6 +46,8 @@ pub struct Config {
     pub feeds: Vec<crate::lists::feeds::FeedConfig>,
     /// `[publish]`: store lists this agent serves as signed feeds.
     pub publish: crate::lists::feeds::PublishConfig,
+    /// `[fleet]`: velocity and wangiri counts shared with other agents through Redis.
+    pub fleet: super::fleet::FleetConfig,
 }
 
 /// Where the decision log goes.
@@ -196,6 +198,7 @@ impl Config {
         p.extend(self.publish.validate());
         p.extend(self.certs.validate());
         p.extend(self.peers.validate());
+        p.extend(self.fleet.validate());
         p
     }
 

@@ -22,6 +22,7 @@ pub mod certchain;
 pub mod origins;
 pub mod plausible;
 pub mod report_book;
+pub mod shared;
 pub mod stir;
 pub mod text;
 pub mod velocity;
@@ -37,6 +38,7 @@ use self::brands::Brands;
 use self::origins::Origins;
 use self::plausible::Implausible;
 use self::report_book::{Promotion, Report, ReportBook, ReportsConfig};
+use self::shared::{Delta, Family, Sharing, Totals, Windows};
 use self::stir::{Attest, CertLookup, StirConfig, StirInput, StirOutcome};
 use self::velocity::{CallKeys, Finish, Start, Velocity, VelocityConfig};
 use self::wangiri::{CallEnd, Wangiri, WangiriConfig};
@@ -361,6 +363,8 @@ pub struct SignalState {
     origins: Origins,
     /// The caller-id checks, with every numbering plan compiled (once per process).
     plausible: plausible::Checker,
+    /// Present when velocity and wangiri counts are shared with a fleet.
+    sharing: Option<Arc<Sharing>>,
 }
 
 impl SignalState {
@@ -377,9 +381,68 @@ impl SignalState {
                 &cfg.plausibility.strict_countries,
                 &cfg.plausibility.service_callers,
             ),
+            sharing: None,
             brands,
             certs,
             cfg,
+        }
+    }
+
+    /// Velocity and wangiri counts are shared with a fleet from now on: every key keeps its
+    /// deltas for [`SignalState::drain_shared`] (at most `max_listed` keys between two drains)
+    /// and, while [`Sharing::set_in_force`] says so, weighs the totals installed with
+    /// [`SignalState::install_shared`]. Off, nothing of this costs anything.
+    pub fn share_with_fleet(&mut self, max_listed: usize) -> Arc<Sharing> {
+        let sharing = Arc::new(Sharing::new(max_listed));
+        self.velocity.share(sharing.clone());
+        self.wangiri.share(sharing.clone());
+        self.sharing = Some(sharing.clone());
+        sharing
+    }
+
+    /// The deltas counted since the last drain, one per key; empty when counts are not shared.
+    pub fn drain_shared(&self) -> Vec<Delta> {
+        let Some(sharing) = &self.sharing else {
+            return Vec::new();
+        };
+        sharing
+            .take_listed()
+            .into_iter()
+            .filter_map(|(family, token)| {
+                self.with_slot(family, token, |s| shared::drain(family, token, s))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// Installs the fleet's totals for a key drained or read before; whether the key is worth
+    /// reading back every flush (`false` too when the key is no longer tracked here).
+    pub fn install_shared(&self, family: Family, token: u64, totals: Totals) -> bool {
+        let Some(w) = self.shared_windows(family) else {
+            return false;
+        };
+        self.with_slot(family, token, |s| shared::install(s, totals, &w))
+            .unwrap_or(false)
+    }
+
+    /// The windows of a family's shared counts.
+    pub fn shared_windows(&self, family: Family) -> Option<Windows> {
+        self.velocity
+            .windows(family)
+            .or_else(|| self.wangiri.windows(family))
+    }
+
+    fn with_slot<R>(
+        &self,
+        family: Family,
+        token: u64,
+        f: impl FnOnce(&mut shared::Slot) -> R,
+    ) -> Option<R> {
+        match family {
+            Family::Caller | Family::Source | Family::Prefix => {
+                self.velocity.with_slot(family, token, f)
+            }
+            Family::Number | Family::Range => self.wangiri.with_slot(family, token, f),
         }
     }
 
@@ -689,14 +752,27 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                 cfg.levels.of(top.action),
                 top.key.clone(),
                 "wangiri",
-                format!(
-                    "{} {} rang {} distinct callees and hung up within seconds ({} of its {} recent calls)",
-                    top.scope, top.key, top.callees, top.short, top.ended
-                ),
+                wangiri_reason(top, cfg.wangiri.window_secs),
             ));
         }
     }
     Evaluation { hits, stir }
+}
+
+fn wangiri_reason(f: &wangiri::Finding, window_secs: u64) -> String {
+    let mut s = format!(
+        "{} {} rang {} distinct callees and hung up within seconds ({} of its {} recent calls)",
+        f.scope, f.key, f.callees, f.short, f.ended
+    );
+    if let Some(agents) = f.fleet {
+        let across = shared::across(agents);
+        s.push_str(&format!(
+            "; fleet: {} distinct callees in {} s {across}",
+            f.callees,
+            window_secs.clamp(1, 7 * 86_400)
+        ));
+    }
+    s
 }
 
 fn plausibility(

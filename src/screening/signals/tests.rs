@@ -671,3 +671,66 @@ fn an_attested_claim_of_a_calling_brand_is_weak_evidence() {
         Some(cfg.levels.block)
     );
 }
+
+/// With sharing on: a call is counted among its keys' deltas, which a drain hands over once;
+/// totals installed for the caller decide while in force and fresh, and say so in the reason;
+/// out of force (the breaker open) the agent's own counts decide again.
+#[test]
+fn fleet_totals_decide_while_in_force_and_the_local_counts_otherwise() {
+    use super::shared::{Family, Totals};
+    let mut cfg = SignalsConfig::default();
+    cfg.velocity.caller.per_second = velocity::Level::default();
+    cfg.velocity.caller.per_minute = velocity::Level::default();
+    cfg.velocity.min_outcomes = 3;
+    let mut s = state(cfg);
+    let sharing = s.share_with_fleet(100);
+    let call = |s: &SignalState, id: &str, callee: &str, at: u64| {
+        let input = SignalInput {
+            call_id: id,
+            caller: Some("+13125550177"),
+            callee: Some(callee),
+            ..Default::default()
+        };
+        let e = evaluate(&input, s, at);
+        e.hits
+            .into_iter()
+            .find(|h| h.reason.source == "velocity")
+            .map(|h| (h.score, h.reason.reason))
+    };
+    assert_eq!(call(&s, "a", "+16175550001", NOW_MS), None);
+    let deltas = s.drain_shared();
+    let caller = deltas
+        .iter()
+        .find(|d| d.family == Family::Caller)
+        .expect("the caller's deltas");
+    assert_eq!(&*caller.key, "+13125550177");
+    assert_eq!(caller.pending.callees.len(), 1);
+    assert!(s.drain_shared().is_empty(), "handed over once");
+    // The fleet saw 9 distinct callees of this caller, 8 unanswered, on 3 agents.
+    let totals = Totals {
+        callees: 9,
+        tally: velocity::Tally {
+            unanswered: 8,
+            ..Default::default()
+        },
+        agents: 3,
+        read_ms: NOW_MS + 100,
+        ..Totals::default()
+    };
+    assert!(s.install_shared(Family::Caller, caller.token, totals));
+    sharing.set_in_force(true, 1_000);
+    // 9 + this call's callee: 10, the caller's warn level.
+    let (score, reason) = call(&s, "b", "+16175550002", NOW_MS + 200).unwrap();
+    assert_eq!(score, 50);
+    assert_eq!(
+        reason,
+        "caller distinct-callees 10 (warn); of 8 recent calls with an outcome: 0 talked, 8 \
+         unanswered; fleet: 10 distinct callees in 60 s, 8 calls with an outcome across 3 agents"
+    );
+    // The breaker opens: the agent's own two callees decide, and they are nothing.
+    sharing.set_in_force(false, 1_000);
+    assert_eq!(call(&s, "c", "+16175550003", NOW_MS + 300), None);
+    // In force again but the view is stale: the same.
+    sharing.set_in_force(true, 1_000);
+    assert_eq!(call(&s, "d", "+16175550004", NOW_MS + 2_000), None);
+}

@@ -35,11 +35,13 @@ mod suggest;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use self::suggest::{Observed, Sample, Seen};
 use super::bounded::{Aging, BoundedMap};
+use super::shared::{self, Counter, Family, Sharing, Slot, Totals, Windows};
 use super::wangiri::CallEnd;
 use crate::screening::Action;
 
@@ -368,6 +370,14 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    fn family(self) -> Family {
+        match self {
+            KeyKind::Caller => Family::Caller,
+            KeyKind::Source => Family::Source,
+            KeyKind::Prefix => Family::Prefix,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::Caller => "caller",
@@ -428,6 +438,8 @@ pub struct Counts {
     sample: Sample,
     last_ms: u64,
     keep_ms: u64,
+    /// The key as text, its deltas and the fleet's totals, when counts are shared.
+    fleet: Option<Box<Slot>>,
 }
 
 impl Counts {
@@ -441,10 +453,12 @@ impl Counts {
             sample: Sample::default(),
             last_ms: 0,
             keep_ms,
+            fleet: None,
         }
     }
 
-    fn record(&mut self, now_ms: u64, callee: u32, distinct_cap: usize, window_s: u32) {
+    /// Counts a call; whether its callee is new within the window.
+    fn record(&mut self, now_ms: u64, callee: u32, distinct_cap: usize, window_s: u32) -> bool {
         let sec = (now_ms / 1000) as u32;
         let i = sec as usize % MINUTE;
         if self.stamps[i] != sec {
@@ -458,11 +472,13 @@ impl Counts {
         self.callees.retain(|(_, t)| *t > horizon);
         if let Some(c) = self.callees.iter_mut().find(|(h, _)| *h == callee) {
             c.1 = sec;
+            return false;
         } else if self.callees.len() < distinct_cap {
             self.callees.push((callee, sec));
         } else if let Some(oldest) = self.callees.iter_mut().min_by_key(|(_, t)| *t) {
             *oldest = (callee, sec);
         }
+        true
     }
 
     /// Per second, per minute, concurrent, distinct callees: in the order of [`MEASURES`].
@@ -554,6 +570,8 @@ pub struct Velocity {
     registry: Registry,
     observed: Observed,
     slot_secs: u32,
+    /// Present when counts are shared with a fleet.
+    sharing: Option<Arc<Sharing>>,
 }
 
 /// The keys one call was counted under, so its answer and end can be counted against the same
@@ -608,8 +626,60 @@ impl Velocity {
             registry: Registry::new(&cfg.verified_senders),
             observed: Observed::default(),
             slot_secs: outcomes::slot_secs(cfg.outcome_window_secs),
+            sharing: None,
             cfg,
         }
+    }
+
+    /// Counts are shared with a fleet from now on: each key keeps its deltas for
+    /// [`Velocity::drain_shared`] and weighs the fleet's totals once installed.
+    pub fn share(&mut self, sharing: Arc<Sharing>) {
+        self.sharing = Some(sharing);
+    }
+
+    fn table(&self, kind: KeyKind) -> (&BoundedMap<Counts>, &Thresholds, usize) {
+        match kind {
+            KeyKind::Caller => (&self.caller, &self.cfg.caller, 0),
+            KeyKind::Source => (&self.source, &self.cfg.source, 1),
+            KeyKind::Prefix => (&self.prefix, &self.cfg.prefix, 2),
+        }
+    }
+
+    fn kind_of(family: Family) -> Option<KeyKind> {
+        match family {
+            Family::Caller => Some(KeyKind::Caller),
+            Family::Source => Some(KeyKind::Source),
+            Family::Prefix => Some(KeyKind::Prefix),
+            Family::Number | Family::Range => None,
+        }
+    }
+
+    /// The windows of a family's shared counts; `None` for a family velocity does not keep.
+    pub fn windows(&self, family: Family) -> Option<Windows> {
+        let kind = Velocity::kind_of(family)?;
+        let (_, th, n) = self.table(kind);
+        Some(Windows {
+            callee_ms: self.cfg.distinct_window_secs.clamp(1, 3_600) * 1000,
+            callee_cap: self.distinct_cap[n],
+            calls_secs: shared::CALLS_SLOT_SECS,
+            outcome_secs: self.slot_secs,
+            share_secs: self.slot_secs,
+            ttl_ms: self.keep_ms(),
+            watch_from: shared::watch_from(&[th.per_minute, th.distinct_callees]),
+        })
+    }
+
+    /// Runs `f` on the shared slot of a key, if the key is still tracked.
+    pub fn with_slot<R>(
+        &self,
+        family: Family,
+        token: u64,
+        f: impl FnOnce(&mut Slot) -> R,
+    ) -> Option<R> {
+        let (table, _, _) = self.table(Velocity::kind_of(family)?);
+        table
+            .update(token, |c| c.fleet.as_deref_mut().map(f))
+            .flatten()
     }
 
     pub fn config(&self) -> &VelocityConfig {
@@ -648,6 +718,10 @@ impl Velocity {
         let slot = self.slot(now_ms);
         let minute = (now_ms / 60_000) as u32;
         let callee_h = self.caller.key(call.callee) as u32;
+        let stable_callee = self
+            .sharing
+            .as_ref()
+            .map(|_| shared::callee_hash(call.callee));
         let verified = call.caller.and_then(|c| self.registry.find(c));
         let prefix = call.caller.and_then(|c| {
             let digits = self.cfg.prefix_digits;
@@ -665,12 +739,13 @@ impl Velocity {
                 continue;
             }
             let k = table.key(key);
-            let ((measures, tally), evicted) = table.upsert(
+            let ((measures, tally, fleet), evicted) = table.upsert(
                 k,
                 now_ms,
                 || Counts::new(keep_ms),
                 |c| {
-                    c.record(now_ms, callee_h, self.distinct_cap[n], window);
+                    let new = c.record(now_ms, callee_h, self.distinct_cap[n], window);
+                    let fleet = self.count_shared(c, kind, k, key, now_ms, stable_callee, new);
                     let m = c.measures(now_ms, window);
                     let tally = c.outcomes.tally(slot);
                     if kind == KeyKind::Caller {
@@ -681,7 +756,7 @@ impl Velocity {
                         };
                         c.sample.observe(minute, m, seen, &self.observed);
                     }
-                    (m, tally)
+                    (m, tally, fleet)
                 },
             );
             drop(evicted);
@@ -694,12 +769,67 @@ impl Velocity {
             let sender = verified
                 .filter(|_| kind == KeyKind::Caller)
                 .and_then(|i| self.cfg.verified_senders.get(i));
-            if let Some(j) = self.judge(kind, th, measures, tally, attested, sender) {
+            let (measures, tally, from_fleet) = with_fleet(measures, tally, fleet);
+            if let Some(mut j) = self.judge(kind, th, measures, tally, attested, sender) {
+                if let Some(seen) = fleet {
+                    self.note_fleet(&mut j, &from_fleet, &seen);
+                }
                 out.push(j);
             }
         }
         out.sort_by_key(|j| std::cmp::Reverse(j.action));
         (keys, out)
+    }
+
+    /// With sharing on: counts the call among the key's deltas and returns the fleet's view of
+    /// the key, if fresh.
+    #[allow(clippy::too_many_arguments)]
+    fn count_shared(
+        &self,
+        c: &mut Counts,
+        kind: KeyKind,
+        token: u64,
+        key: &str,
+        now_ms: u64,
+        callee: Option<u64>,
+        new_callee: bool,
+    ) -> Option<Totals> {
+        let sharing = self.sharing.as_ref()?;
+        let slot = c.fleet.get_or_insert_with(|| Box::new(Slot::new(key)));
+        let calls_slot = (now_ms / 1000) as u32 / shared::CALLS_SLOT_SECS;
+        slot.pending.add(Counter::Calls, calls_slot, 1);
+        if let Some(h) = callee {
+            let cap = self.distinct_cap[self.table(kind).2];
+            slot.pending.callee(h, now_ms, new_callee, cap);
+        }
+        sharing.touched(kind.family(), token, slot);
+        sharing.seen(slot, now_ms)
+    }
+
+    /// Says in the reason which of the levels reached the fleet's totals decided.
+    fn note_fleet(&self, j: &mut Judged, from_fleet: &FromFleet, seen: &Totals) {
+        let mut parts = Vec::new();
+        for f in &j.findings {
+            match f.measure {
+                "calls-per-minute" if from_fleet.calls => {
+                    parts.push(format!("{} calls in 60 s", seen.calls));
+                }
+                "distinct-callees" if from_fleet.callees => parts.push(format!(
+                    "{} distinct callees in {} s",
+                    seen.callees,
+                    self.cfg.distinct_window_secs.clamp(1, 3_600)
+                )),
+                _ => {}
+            }
+        }
+        if from_fleet.outcomes {
+            parts.push(format!("{} calls with an outcome", seen.tally.settled()));
+        }
+        if parts.is_empty() {
+            return;
+        }
+        let across = shared::across(seen.agents);
+        let _ = write!(j.reason, "; fleet: {} {across}", parts.join(", "));
     }
 
     /// The levels one key reached, weighed with its outcomes (the table in the module doc).
@@ -827,9 +957,10 @@ impl Velocity {
     /// through from now, until its end says otherwise.
     pub fn call_answered(&self, keys: CallKeys, now_ms: u64) {
         let slot = self.slot(now_ms);
-        self.each(keys, |c| {
+        self.each(keys, |c, shared| {
             c.outcomes.add(slot, Outcome::Talked);
             c.last_ms = c.last_ms.max(now_ms);
+            shared(c, &[(Counter::Talked, slot, 1)]);
         });
     }
 
@@ -839,28 +970,60 @@ impl Velocity {
     pub fn call_ended(&self, keys: CallKeys, finish: Option<Finish>) {
         let outcome = finish.and_then(|f| self.outcome(&f).map(|o| (o, f)));
         let now = self.slot(finish.map_or(0, |f| f.now_ms));
-        self.each(keys, |c| {
+        self.each(keys, |c, shared| {
             c.concurrent = c.concurrent.saturating_sub(1);
             let Some((o, f)) = outcome else { return };
             c.last_ms = c.last_ms.max(f.now_ms);
             match (o, f.answered_ms) {
                 // Counted as talked at the answer.
                 (Outcome::Talked, Some(_)) => {}
-                (Outcome::HungUp, Some(a)) => c.outcomes.hung_up(self.slot(a), now),
-                (o, _) => c.outcomes.add(now, o),
+                (Outcome::HungUp, Some(a)) => {
+                    let answered = self.slot(a);
+                    c.outcomes.hung_up(answered, now);
+                    // The same move for the fleet, unless the answer's slot has slid out.
+                    if now.saturating_sub(answered) < outcomes::SLOTS as u32 {
+                        shared(
+                            c,
+                            &[
+                                (Counter::Talked, answered, -1),
+                                (Counter::HungUp, answered, 1),
+                            ],
+                        );
+                    } else {
+                        shared(c, &[(Counter::HungUp, now, 1)]);
+                    }
+                }
+                (o, _) => {
+                    c.outcomes.add(now, o);
+                    shared(c, &[(counter_of(o), now, 1)]);
+                }
             }
         });
     }
 
-    fn each(&self, keys: CallKeys, mut f: impl FnMut(&mut Counts)) {
-        for (table, k) in [
-            (&self.caller, keys.caller),
-            (&self.source, keys.source),
-            (&self.prefix, keys.prefix),
+    /// Runs `f` on each key of a call; `f` gets a way to add deltas for the fleet (a no-op when
+    /// counts are not shared).
+    fn each(
+        &self,
+        keys: CallKeys,
+        mut f: impl FnMut(&mut Counts, &mut dyn FnMut(&mut Counts, &[(Counter, u32, i32)])),
+    ) {
+        for (kind, k) in [
+            (KeyKind::Caller, keys.caller),
+            (KeyKind::Source, keys.source),
+            (KeyKind::Prefix, keys.prefix),
         ] {
-            if let Some(k) = k {
-                table.update(k, &mut f);
-            }
+            let Some(k) = k else { continue };
+            let mut shared = |c: &mut Counts, deltas: &[(Counter, u32, i32)]| {
+                let (Some(sharing), Some(slot)) = (&self.sharing, c.fleet.as_deref_mut()) else {
+                    return;
+                };
+                for (counter, slot_n, change) in deltas {
+                    slot.pending.add(*counter, *slot_n, *change);
+                }
+                sharing.touched(kind.family(), k, slot);
+            };
+            self.table(kind).0.update(k, |c| f(c, &mut shared));
         }
     }
 
@@ -917,6 +1080,46 @@ impl Velocity {
         self.caller.sweep(now_ms);
         self.source.sweep(now_ms);
         self.prefix.sweep(now_ms);
+    }
+}
+
+/// Which measures of a decision were the fleet's.
+#[derive(Debug, Default)]
+struct FromFleet {
+    calls: bool,
+    callees: bool,
+    outcomes: bool,
+}
+
+/// The local measures and outcomes with the fleet's view: per minute and distinct callees are
+/// the larger of the local count and the fleet's; the outcomes are the fleet's when it knows of
+/// more calls. Per second and concurrent calls stay local.
+fn with_fleet(
+    mut measures: [u32; 4],
+    tally: Tally,
+    seen: Option<Totals>,
+) -> ([u32; 4], Tally, FromFleet) {
+    let Some(s) = seen else {
+        return (measures, tally, FromFleet::default());
+    };
+    let from = FromFleet {
+        calls: s.calls > measures[1],
+        callees: s.callees > measures[3],
+        outcomes: s.tally.settled() > tally.settled(),
+    };
+    measures[1] = measures[1].max(s.calls);
+    measures[3] = measures[3].max(s.callees);
+    let tally = if from.outcomes { s.tally } else { tally };
+    (measures, tally, from)
+}
+
+fn counter_of(o: Outcome) -> Counter {
+    match o {
+        Outcome::Talked => Counter::Talked,
+        Outcome::HungUp => Counter::HungUp,
+        Outcome::QuickCancel => Counter::QuickCancel,
+        Outcome::Unanswered => Counter::Unanswered,
+        Outcome::Unwanted => Counter::Unwanted,
     }
 }
 

@@ -13,9 +13,12 @@
 //!
 //! Knows nothing of clocks (times are handed in), SIP or lists.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::bounded::{Aging, BoundedMap};
+use super::shared::{self, Counter, Family, Sharing, Slot, Windows};
 use super::velocity::Level;
 use crate::screening::Action;
 
@@ -106,6 +109,9 @@ pub struct Finding {
     pub short: u32,
     pub ended: u32,
     pub action: Action,
+    /// When the fleet's count of callees decided: the agents that counted them (0 when not
+    /// known).
+    pub fleet: Option<u32>,
 }
 
 const MAX_TRACKED: usize = 1_024;
@@ -120,6 +126,8 @@ pub struct ShortCalls {
     short: [u16; SLOTS],
     last_ms: u64,
     keep_ms: u64,
+    /// The key as text, its deltas and the fleet's totals, when counts are shared.
+    fleet: Option<Box<Slot>>,
 }
 
 impl Aging for ShortCalls {
@@ -167,6 +175,8 @@ pub struct Wangiri {
     numbers: BoundedMap<ShortCalls>,
     ranges: BoundedMap<ShortCalls>,
     cap: usize,
+    /// Present when counts are shared with a fleet.
+    sharing: Option<Arc<Sharing>>,
 }
 
 impl Wangiri {
@@ -187,8 +197,53 @@ impl Wangiri {
             numbers: BoundedMap::new(cfg.shards, cfg.max_keys),
             ranges: BoundedMap::new(cfg.shards, cfg.max_keys),
             cap: cap.clamp(1, MAX_TRACKED),
+            sharing: None,
             cfg,
         }
+    }
+
+    /// Counts are shared with a fleet from now on (see [`shared`]).
+    pub fn share(&mut self, sharing: Arc<Sharing>) {
+        self.sharing = Some(sharing);
+    }
+
+    fn table(&self, family: Family) -> Option<&BoundedMap<ShortCalls>> {
+        match family {
+            Family::Number => Some(&self.numbers),
+            Family::Range => Some(&self.ranges),
+            Family::Caller | Family::Source | Family::Prefix => None,
+        }
+    }
+
+    /// The windows of a family's shared counts; `None` for a family wangiri does not keep.
+    pub fn windows(&self, family: Family) -> Option<Windows> {
+        let levels: &[Level] = match self.table(family).map(|_| family) {
+            Some(Family::Number) => &[self.cfg.number, self.cfg.foreign_number],
+            Some(_) => &[self.cfg.range],
+            None => return None,
+        };
+        let window = u64::from(self.window_secs());
+        Some(Windows {
+            callee_ms: window * 1000,
+            callee_cap: self.cap,
+            calls_secs: shared::CALLS_SLOT_SECS,
+            outcome_secs: self.slot_width(),
+            share_secs: self.slot_width(),
+            ttl_ms: window * 1000,
+            watch_from: shared::watch_from(levels),
+        })
+    }
+
+    /// Runs `f` on the shared slot of a key, if the key is still tracked.
+    pub fn with_slot<R>(
+        &self,
+        family: Family,
+        token: u64,
+        f: impl FnOnce(&mut Slot) -> R,
+    ) -> Option<R> {
+        self.table(family)?
+            .update(token, |s| s.fleet.as_deref_mut().map(f))
+            .flatten()
     }
 
     fn range_of<'a>(&self, caller: &'a str) -> Option<&'a str> {
@@ -200,9 +255,12 @@ impl Wangiri {
         self.cfg.window_secs.clamp(1, 7 * 86_400) as u32
     }
 
+    fn slot_width(&self) -> u32 {
+        self.window_secs().div_ceil(SLOTS as u32).max(1)
+    }
+
     fn slot(&self, now_ms: u64) -> u32 {
-        let width = self.window_secs().div_ceil(SLOTS as u32).max(1);
-        (now_ms / 1000) as u32 / width
+        (now_ms / 1000) as u32 / self.slot_width()
     }
 
     /// Whether a call that rang for `ring_ms` and ended as `end` was a one-ring-and-cut.
@@ -226,22 +284,38 @@ impl Wangiri {
         let slot = self.slot(now_ms);
         let window = self.window_secs();
         let callee_h = self.numbers.key(callee) as u32;
+        let stable_callee = self.sharing.as_ref().map(|_| shared::callee_hash(callee));
         let cap = self.cap;
         let add = |s: &mut ShortCalls| {
             s.last_ms = s.last_ms.max(now_ms);
             s.end(slot, short);
             if !short {
-                return;
+                return false;
             }
             let horizon = sec.saturating_sub(window);
             s.callees.retain(|(_, t)| *t > horizon);
             if let Some(c) = s.callees.iter_mut().find(|(h, _)| *h == callee_h) {
                 c.1 = sec;
+                return false;
             } else if s.callees.len() < cap {
                 s.callees.push((callee_h, sec));
             } else if let Some(o) = s.callees.iter_mut().min_by_key(|(_, t)| *t) {
                 *o = (callee_h, sec);
             }
+            true
+        };
+        // With sharing on, the same end among the key's deltas.
+        let shared = |s: &mut ShortCalls, family: Family, token: u64, key: &str, new: bool| {
+            let Some(sharing) = &self.sharing else { return };
+            let f = s.fleet.get_or_insert_with(|| Box::new(Slot::new(key)));
+            f.pending.add(Counter::Ended, slot, 1);
+            if short {
+                f.pending.add(Counter::Short, slot, 1);
+                if let Some(h) = stable_callee {
+                    f.pending.callee(h, now_ms, new, cap);
+                }
+            }
+            sharing.touched(family, token, f);
         };
         let init = || ShortCalls {
             callees: Vec::new(),
@@ -250,16 +324,22 @@ impl Wangiri {
             short: [0; SLOTS],
             last_ms: now_ms,
             keep_ms: u64::from(window) * 1000,
+            fleet: None,
         };
-        let mut keys = vec![(&self.numbers, self.numbers.key(caller))];
+        let mut keys = vec![(Family::Number, &self.numbers, caller)];
         if let Some(r) = self.range_of(caller) {
-            keys.push((&self.ranges, self.ranges.key(r)));
+            keys.push((Family::Range, &self.ranges, r));
         }
-        for (table, k) in keys {
+        for (family, table, key) in keys {
+            let k = table.key(key);
+            let count = |s: &mut ShortCalls| {
+                let new = add(s);
+                shared(s, family, k, key, new);
+            };
             if short {
-                table.upsert(k, now_ms, init, add);
+                table.upsert(k, now_ms, init, count);
             } else {
-                table.update(k, add);
+                table.update(k, count);
             }
         }
     }
@@ -287,10 +367,21 @@ impl Wangiri {
             } else {
                 self.cfg.range
             };
-            let Some((callees, (short, ended))) =
-                table.peek(table.key(key), |s| (s.count(horizon), s.share(slot)))
-            else {
+            let sharing = self.sharing.as_deref();
+            let Some((local, (short, ended), seen)) = table.peek(table.key(key), |s| {
+                let seen = sharing
+                    .zip(s.fleet.as_deref())
+                    .and_then(|(sh, f)| sh.seen(f, now_ms));
+                (s.count(horizon), s.share(slot), seen)
+            }) else {
                 continue;
+            };
+            // The fleet's counts when they know of more, as velocity does.
+            let fleet = seen.filter(|f| f.callees > local).map(|f| f.agents);
+            let callees = seen.map_or(local, |f| f.callees.max(local));
+            let (short, ended) = match seen {
+                Some(f) if f.ended > ended => (f.short, f.ended),
+                _ => (short, ended),
             };
             if f64::from(short) < self.cfg.min_short_share * f64::from(ended) {
                 continue;
@@ -303,6 +394,7 @@ impl Wangiri {
                     short,
                     ended,
                     action,
+                    fleet,
                 });
             }
         }

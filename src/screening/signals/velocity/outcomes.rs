@@ -27,7 +27,7 @@ pub enum Outcome {
 
 const KINDS: usize = 5;
 /// Slots per window: the window slides in tenths.
-const SLOTS: usize = 10;
+pub const SLOTS: usize = 10;
 
 /// Calls with each outcome within the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
