@@ -304,7 +304,8 @@ struct Api {
 }
 
 /// Start, step 4: the API's state (every collector `/metrics` renders, the feed publisher, the
-/// report intake) and its listener.
+/// report intake) and its listener. The store rules are not among the collectors: the API
+/// renders its own [`Live`]'s, which are the same ones.
 async fn bind_api(
     config: &Config,
     rules: &Rules,
@@ -317,7 +318,6 @@ async fn bind_api(
         screener.log.stats.clone(),
         rules.files.clone(),
         proxy.stats().clone(),
-        rules.store.clone(),
         screening.certs.stats(),
         screening.reports.stats.clone(),
     ];

@@ -153,12 +153,6 @@ impl Collect for StoreRulesStats {
     }
 }
 
-impl Collect for StoreRules {
-    fn collect(&self, out: &mut Exposition) {
-        self.stats.collect(out);
-    }
-}
-
 /// Compiled store entries plus live edits; implements [`Rules`] for the store's part.
 pub struct StoreRules {
     base: ArcSwap<Base>,
