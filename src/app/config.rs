@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(
             c.validate(),
             [
-                "api.max_body_bytes, max_import_bytes and max_connections must be > 0",
+                "api.max_connections is 0; expected a positive number",
                 "sip.max_calls: must be at least 1, got 0",
                 "policy: need 0 < warn_at <= block_at, got warn_at 0 block_at 100",
             ]

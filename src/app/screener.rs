@@ -451,7 +451,7 @@ impl crate::api::Reporter for Screener {
 
     fn report(
         &self,
-        who: &str,
+        who: crate::lists::store::Who<'_>,
         reports: &[Report],
         now: i64,
     ) -> Result<Vec<(String, Promotion)>, StoreError> {
