@@ -48,6 +48,8 @@ pub struct Config {
     pub publish: crate::lists::feeds::PublishConfig,
     /// `[fleet]`: velocity and wangiri counts shared with other agents through Redis.
     pub fleet: super::fleet::FleetConfig,
+    /// `[health]`: when `/ready` calls the next hop dead.
+    pub health: super::health::HealthConfig,
 }
 
 /// Where the decision log goes.
@@ -199,6 +201,7 @@ impl Config {
         p.extend(self.certs.validate());
         p.extend(self.peers.validate());
         p.extend(self.fleet.validate());
+        p.extend(self.health.validate());
         p
     }
 
