@@ -5,14 +5,16 @@
 //! false while the next hop answers nothing, `validate` refusing the tokens file `run` refuses,
 //! and `feeds status` pointed at the agent's data directory.
 
-mod agent_common;
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 
-use common::{enc, request_on, tempdir, Agent, Resp, ADMIN, READER, WRITER};
 use serde_json::{json, Value};
+use support::agent::{self, Harness};
+use support::api::{tempdir, Agent};
+use support::http::{self, enc, request, request_on, Resp, ADMIN, READER, WRITER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -156,8 +158,8 @@ async fn wrong_tokens_get_an_address_refused_with_429_and_no_one_else() {
     assert_eq!(other.status, 200, "{}", other.text);
     let m = a.req("GET", "/metrics", None, b"").await.text;
     let rate_limited = "scamguard_api_requests_total{outcome=\"rate_limited\"}";
-    assert_eq!(agent_common::metric(&m, rate_limited), 3);
-    assert_eq!(agent_common::metric(&m, "scamguard_api_refused_sources"), 1);
+    assert_eq!(http::metric(&m, rate_limited), 3);
+    assert_eq!(http::metric(&m, "scamguard_api_refused_sources"), 1);
     // The attempt that crossed the limit is on record, with how long the address is refused.
     let records = audit_from(&a, "127.0.0.2").await;
     let refused = refusals(&records);
@@ -184,7 +186,7 @@ async fn audit_from(a: &Agent, from: &str) -> Vec<Value> {
 /// refused or dropped (a reset counts as nothing).
 async fn until_closed(mut s: TcpStream) -> String {
     let mut raw = Vec::new();
-    let read = tokio::time::timeout(agent_common::WAIT, s.read_to_end(&mut raw)).await;
+    let read = tokio::time::timeout(support::WAIT, s.read_to_end(&mut raw)).await;
     assert!(read.is_ok(), "the server never closed the connection");
     String::from_utf8_lossy(&raw).into_owned()
 }
@@ -222,13 +224,13 @@ async fn one_address_cannot_take_every_connection() {
         .await
         .text;
     assert_eq!(
-        agent_common::metric(&m, "scamguard_api_connections_refused_total"),
+        http::metric(&m, "scamguard_api_connections_refused_total"),
         1
     );
     // Once the idle ones go, the address is served again.
     drop(idle);
     let addr = a.addr;
-    agent_common::eventually("the address is served again", || async move {
+    support::eventually("the address is served again", || async move {
         let mut s = connect_from("127.0.0.1", addr).await;
         let _ = s
             .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -278,7 +280,7 @@ async fn idle_and_half_sent_requests_are_closed_and_slow_bodies_get_408() {
     );
     let m = a.req("GET", "/metrics", None, b"").await.text;
     let timeouts = |part: &str| {
-        agent_common::metric(
+        http::metric(
             &m,
             &format!("scamguard_api_read_timeouts_total{{part=\"{part}\"}}"),
         )
@@ -367,7 +369,7 @@ async fn control_characters_are_refused_in_reports() {
         format!("bot write {WRITER}\nviewer read {READER}\n"),
     )
     .unwrap();
-    let h = agent_common::Harness::start_with(&[], move |c| c.api.tokens_file = Some(tokens)).await;
+    let h = Harness::start_with(&[], move |c| c.api.tokens_file = Some(tokens)).await;
     let report = json!([
         {"caller": "+12025550143", "callee": "+12025550100", "category": "scam", "reporter": "a"},
         {"caller": "+12025550143", "callee": "+12025550100", "category": "scam",
@@ -375,14 +377,14 @@ async fn control_characters_are_refused_in_reports() {
     ]);
     let api = h.agent.api_addr;
     let body = report.to_string();
-    let r = common::request(api, "POST", "/v1/reports", Some(WRITER), body.as_bytes()).await;
+    let r = request(api, "POST", "/v1/reports", Some(WRITER), body.as_bytes()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     let err = r.json()["error"].as_str().unwrap().to_string();
     assert!(
         err.starts_with("report 2: reporter holds a control character (U+001B)"),
         "{err}"
     );
-    let r = common::request(
+    let r = request(
         api,
         "GET",
         "/v1/reports?caller=%2B12025550143",
@@ -397,13 +399,13 @@ async fn control_characters_are_refused_in_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_valid_prometheus_text() {
     // The whole agent, with media on, so every collector it has is rendered.
-    let h = agent_common::Harness::start(&[(
+    let h = Harness::start(&[(
         "[media]\n# Anchor the media of warned calls and speak a warning to the callee when they answer.\nenabled = false",
         "[media]\nenabled = true",
     )])
     .await;
     // Some traffic first, so labelled series (lists hit, refusals) exist too.
-    let inv = agent_common::invite(
+    let inv = agent::invite(
         "UDP",
         h.sip(),
         h.up_port(),
@@ -415,10 +417,11 @@ async fn metrics_are_valid_prometheus_text() {
         "",
     );
     h.send_up(&inv).await;
-    let r = agent_common::recv_final(&h.up).await;
+    let r = agent::recv_final(&h.up).await;
     assert_eq!(r.status(), Some(603));
-    let _ = common::request(h.agent.api_addr, "GET", "/v1/lists", Some("nope"), b"").await;
-    let (code, text) = agent_common::http_get(h.agent.api_addr, "/metrics").await;
+    let _ = request(h.agent.api_addr, "GET", "/v1/lists", Some("nope"), b"").await;
+    let r = http::get(h.agent.api_addr, "/metrics", None).await;
+    let (code, text) = (r.status, r.text);
     assert_eq!(code, 200);
     let problems = scamguard::metrics::problems(&text);
     assert!(problems.is_empty(), "{problems:#?}\n{text}");
@@ -429,7 +432,7 @@ async fn metrics_are_valid_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_false_while_the_next_hop_answers_nothing() {
-    let h = agent_common::Harness::start_with(&[], |c| {
+    let h = Harness::start_with(&[], |c| {
         // Timer B at 64 T1: a silent next hop times a call out in about a second.
         c.sip.t1_ms = 20;
         c.sip.tick_ms = 5;
@@ -438,7 +441,7 @@ async fn ready_is_false_while_the_next_hop_answers_nothing() {
     .await;
     let api = h.agent.api_addr;
     let call = |n: usize| {
-        agent_common::invite(
+        agent::invite(
             "UDP",
             h.sip(),
             h.up_port(),
@@ -455,24 +458,24 @@ async fn ready_is_false_while_the_next_hop_answers_nothing() {
         let h = &h;
         async move {
             loop {
-                let r = agent_common::recv_final(&h.up).await;
+                let r = agent::recv_final(&h.up).await;
                 if r.hdr("Call-ID") == Some(format!("dead{n}@itest").as_str()) {
-                    let ack = agent_common::ack_for(h.up_port(), &call(n), &r);
+                    let ack = agent::ack_for(h.up_port(), &call(n), &r);
                     h.send_up(&ack).await;
                     return r;
                 }
             }
         }
     };
-    assert_eq!(agent_common::http_get(api, "/ready").await.0, 200);
+    assert_eq!(http::get(api, "/ready", None).await.status, 200);
     for n in 0..2 {
         h.send_up(&call(n)).await;
         let r = final_of(n).await;
         assert_eq!(r.status(), Some(408), "{}", r.text);
     }
-    let (code, body) = agent_common::http_get(api, "/ready").await;
-    assert_eq!(code, 503, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
+    let r = http::get(api, "/ready", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    let v = r.json();
     assert_eq!(v["ready"], false);
     let why = v["reasons"][0].as_str().unwrap();
     let hop = h.down.local_addr().unwrap();
@@ -483,16 +486,16 @@ async fn ready_is_false_while_the_next_hop_answers_nothing() {
     // The next hop answers a call (busy is an answer): ready again.
     h.send_up(&call(2)).await;
     let inv = loop {
-        let (m, _) = agent_common::recv(&h.down).await;
+        let (m, _) = agent::recv(&h.down).await;
         if m.hdr("Call-ID") == Some("dead2@itest") {
             break m;
         }
     };
-    h.send_down(&agent_common::reply(&inv, 486, "Busy Here", "b", "", ""))
+    h.send_down(&agent::reply(&inv, 486, "Busy Here", "b", "", ""))
         .await;
     assert_eq!(final_of(2).await.status(), Some(486));
-    agent_common::eventually("ready again", || async move {
-        agent_common::http_get(api, "/ready").await.0 == 200
+    support::eventually("ready again", || async move {
+        http::get(api, "/ready", None).await.status == 200
     })
     .await;
     h.stop().await;
@@ -514,7 +517,7 @@ fn run_to_end(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = std::time::Instant::now() + agent_common::WAIT;
+    let end = std::time::Instant::now() + support::WAIT;
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > end {
             let _ = child.kill();
