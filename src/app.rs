@@ -17,6 +17,7 @@ mod disposition;
 pub mod engine;
 mod feeds;
 pub mod fleet;
+pub mod health;
 mod screener;
 
 use std::net::SocketAddr;
@@ -251,6 +252,10 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         media: media.clone(),
         clock: Default::default(),
         reports: reports.clone(),
+        next_hop: Arc::new(health::NextHopWatch::new(
+            config.health.clone(),
+            config.sip.next_hop,
+        )),
     });
     let screening = Screening {
         screener,
@@ -304,7 +309,8 @@ struct Api {
 }
 
 /// Start, step 4: the API's state (every collector `/metrics` renders, the feed publisher, the
-/// report intake) and its listener.
+/// report intake) and its listener. The store rules are not among the collectors: the API
+/// renders its own [`Live`]'s, which are the same ones.
 async fn bind_api(
     config: &Config,
     rules: &Rules,
@@ -317,7 +323,6 @@ async fn bind_api(
         screener.log.stats.clone(),
         rules.files.clone(),
         proxy.stats().clone(),
-        rules.store.clone(),
         screening.certs.stats(),
         screening.reports.stats.clone(),
     ];
@@ -337,6 +342,7 @@ async fn bind_api(
     .map_err(|e| AppError(format!("api: {e}")))?;
     state.publisher = rules.feeds.publisher.clone();
     state.reporter = Some(screener.clone());
+    state.ready.push(screener.next_hop.clone());
     let listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for the API on {}: {e}",

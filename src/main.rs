@@ -161,12 +161,21 @@ fn feeds(cmd: scamguard::lists::feeds::FeedsCmd) -> ExitCode {
             println!("private key: {} (mode 0600)", k.display());
             println!("public key:  {}", p.display());
         }),
-        FeedsCmd::Status { config } => match load(&config, &Overrides::default(), Config::validate)
-        {
-            Ok(c) => read_status(&c.store.data_dir)
-                .and_then(|s| write_status(&s, &mut std::io::stdout()).map_err(|e| e.to_string())),
-            Err(code) => return code,
-        },
+        FeedsCmd::Status { config, data } => {
+            let dir = match (config, data) {
+                (_, Some(d)) => d,
+                (Some(config), None) => {
+                    match load(&config, &Overrides::default(), Config::validate) {
+                        Ok(c) => c.store.data_dir,
+                        Err(code) => return code,
+                    }
+                }
+                // clap requires one of them.
+                (None, None) => return ExitCode::FAILURE,
+            };
+            read_status(&dir)
+                .and_then(|s| write_status(&s, &mut std::io::stdout()).map_err(|e| e.to_string()))
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::path::Path;
 
+use crate::lists::store::Who;
+
 /// What a token may do. Each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -65,6 +67,18 @@ pub enum Denied {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The address the request came from (`ip:port`), when it came over a socket.
+    pub source: Option<String>,
+}
+
+impl Caller {
+    /// The caller as the audit trail names it.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            name: &self.name,
+            source: self.source.as_deref(),
+        }
+    }
 }
 
 /// A bad line in the tokens file, naming file and line.
@@ -159,6 +173,7 @@ impl Tokens {
         Ok(Caller {
             name: t.name.clone(),
             role: t.role,
+            source: None,
         })
     }
 }

@@ -4,6 +4,8 @@
 //! Knows nothing of which endpoints exist, of tokens, or of lists beyond turning the store's
 //! errors into status codes.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::lists::overlay::WriteError;
 use crate::lists::store::StoreError;
+use crate::screening::entry::check_text;
 
 /// The body of every reply: a whole JSON document, or an export streamed as the store is read.
 pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
@@ -81,8 +84,13 @@ pub(super) fn fail_resp(f: Fail) -> Response<ResponseBody> {
 }
 
 /// The whole body, or 413 as soon as it is known to pass `cap`: from `Content-Length` before
-/// reading anything, else while streaming, so an unbounded body is never buffered.
-pub(super) async fn read_body(req: Request<RequestBody>, cap: usize) -> Result<Bytes, Fail> {
+/// reading anything, else while streaming, so an unbounded body is never buffered. A body not
+/// whole `within` that time is 408: a slow or stalled client holds a connection no longer.
+pub(super) async fn read_body(
+    req: Request<RequestBody>,
+    cap: usize,
+    within: Duration,
+) -> Result<Bytes, Fail> {
     let too_big = || {
         Fail::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -99,7 +107,17 @@ pub(super) async fn read_body(req: Request<RequestBody>, cap: usize) -> Result<B
             return Err(too_big());
         }
     }
-    match Limited::new(req.into_body(), cap).collect().await {
+    let read = tokio::time::timeout(within, Limited::new(req.into_body(), cap).collect());
+    let Ok(body) = read.await else {
+        return Err(Fail::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                within.as_secs()
+            ),
+        ));
+    };
+    match body {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
         Err(e) => Err(Fail::new(
@@ -107,6 +125,38 @@ pub(super) async fn read_body(req: Request<RequestBody>, cap: usize) -> Result<B
             format!("cannot read the request body: {e}"),
         )),
     }
+}
+
+/// 400 naming the first text in `v` (a field, or a field of a field: `a.b[2]`) that holds a
+/// control character, `what` (`entry 2`) first. Every text a client sends is checked this way
+/// before anything reads it, so no endpoint stores a NUL or a line break by forgetting to.
+pub(super) fn refuse_controls(v: &Value, what: &str) -> Result<(), Fail> {
+    fn walk(v: &Value, path: &mut String) -> Result<(), String> {
+        match v {
+            Value::String(s) => check_text(if path.is_empty() { "text" } else { path }, s),
+            Value::Array(items) => items.iter().enumerate().try_for_each(|(i, x)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let r = walk(x, path);
+                path.truncate(len);
+                r
+            }),
+            Value::Object(m) => m.iter().try_for_each(|(k, x)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                check_text("a field name", k)?;
+                let r = walk(x, path);
+                path.truncate(len);
+                r
+            }),
+            _ => Ok(()),
+        }
+    }
+    walk(v, &mut String::new())
+        .map_err(|m| Fail::new(StatusCode::BAD_REQUEST, format!("{what}: {m}")))
 }
 
 pub(super) fn qget<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -161,6 +211,36 @@ pub(super) fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_named_by_their_field() {
+        let ok = json!({"pattern": "+1202", "reason": "Fake \"IRS\" ✓", "n": 1, "a": [true, null]});
+        assert!(refuse_controls(&ok, "entry 1").is_ok());
+        for (v, want) in [
+            (
+                json!({"reason": "a\u{0}b"}),
+                "entry 1: reason holds a control character (U+0000)",
+            ),
+            (
+                json!({"x": {"source": ["ok", "\r\n"]}}),
+                "entry 1: x.source[1] holds a control character (U+000D)",
+            ),
+            (
+                json!({"a\tb": 1}),
+                "entry 1: a field name holds a control character (U+0009)",
+            ),
+            (
+                json!("\u{1b}[31m"),
+                "entry 1: text holds a control character (U+001B)",
+            ),
+        ] {
+            let Err(Fail(code, msg, _)) = refuse_controls(&v, "entry 1") else {
+                panic!("{v} passed");
+            };
+            assert_eq!(code, StatusCode::BAD_REQUEST);
+            assert!(msg.starts_with(want), "{msg}");
+        }
+    }
 
     #[test]
     fn query_and_path_decoding() {

@@ -7,7 +7,7 @@
 //! | method and path | role | what |
 //! | --- | --- | --- |
 //! | `GET /health` | none | the process answers |
-//! | `GET /ready` | none | lists loaded (503 until then) |
+//! | `GET /ready` | none | lists loaded and every [`Ready`] check passing (503 with `reasons`) |
 //! | `GET /metrics` | none | Prometheus text of every collector passed in |
 //! | `GET /v1/lists` | read | lists with entry counts, source (file, store, feed), last load error |
 //! | `GET /v1/lists/{list}/entries?prefix=&limit=&cursor=` | read | one page of a store list |
@@ -20,11 +20,15 @@
 //! | `GET /v1/reports?caller=&limit=` | read | the stored reports against a caller and its promotion |
 //! | `GET /v1/signals/velocity/suggest` | read | caller velocity thresholds suggested from the traffic seen |
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
-//! | `GET /v1/audit?since=&limit=` | admin | who changed what, when, before and after |
+//! | `GET /v1/audit?since=&limit=&kind=` | admin | who changed what, when, from where, before and after; `kind=refused`: refused requests |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
 //!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
-//! requests get a 4xx, never a panic; bodies are capped before they are read.
+//! requests get a 4xx, never a panic; bodies are capped before they are read and must arrive in
+//! time (408); text with a control character is refused (400) wherever it would be stored.
+//! Refused requests are recorded in the audit trail with the client's address, and an address
+//! that keeps sending wrong tokens, or holds too many connections, is refused by the guard
+//! (`guard.rs`) without touching anyone else.
 //!
 //! With `tls_cert` and `tls_key` set the listener speaks HTTPS only (rustls) and may be bound to
 //! any address; without them it must be loopback, so tokens never cross a network in clear. A
@@ -39,6 +43,7 @@
 //! through [`crate::lists::overlay::Live`].
 
 pub mod auth;
+mod guard;
 mod handlers;
 mod http;
 mod routes;
@@ -47,6 +52,7 @@ mod server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,7 +64,7 @@ use auth::Tokens;
 pub use handlers::parse_expires;
 pub use handlers::reports::{self, Reporter};
 pub use http::{BoxError, ResponseBody};
-pub use routes::route;
+pub use routes::{route, ClientAddr};
 pub use server::run;
 
 /// The `[api]` config section.
@@ -79,6 +85,19 @@ pub struct ApiConfig {
     pub max_import_bytes: usize,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are closed at once.
+    pub max_connections_per_source: usize,
+    /// Seconds a client has to send a request's headers (and to finish a TLS handshake); an
+    /// idle connection is closed after this long.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body; then 408 and the connection closes.
+    pub body_timeout_secs: u64,
+    /// Wrong or missing tokens from one address within `auth_ban_secs` before the address is
+    /// refused (429) for `auth_ban_secs`; 0 never refuses.
+    pub max_auth_failures: u32,
+    pub auth_ban_secs: u64,
+    /// Addresses whose failed tokens are remembered at once (the oldest are forgotten first).
+    pub max_auth_sources: usize,
     /// Largest page of entries or audit records.
     pub max_page: usize,
 }
@@ -93,6 +112,12 @@ impl Default for ApiConfig {
             max_body_bytes: 1 << 20,
             max_import_bytes: 256 << 20,
             max_connections: 64,
+            max_connections_per_source: 16,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            max_auth_failures: 10,
+            auth_ban_secs: 300,
+            max_auth_sources: 4096,
             max_page: 1000,
         }
     }
@@ -100,8 +125,9 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     /// Every problem, each naming the setting and what was expected; refuses settings that
-    /// would expose the API unsafely. Reads the TLS files, so that a missing or mismatched one
-    /// is reported with the rest.
+    /// would expose the API unsafely. Reads the TLS files and the tokens file, so that a missing,
+    /// mismatched or malformed one is reported with the rest (`file:line: message`), by the
+    /// same checks that [`State::new`] makes when the agent starts.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         let listen = self.listen.parse::<SocketAddr>();
@@ -122,10 +148,54 @@ impl ApiConfig {
             },
             Ok(Some(_)) => {}
         }
-        if self.max_body_bytes == 0 || self.max_import_bytes == 0 || self.max_connections == 0 {
-            p.push("api.max_body_bytes, max_import_bytes and max_connections must be > 0".into());
+        if let Err(e) = self.tokens() {
+            p.push(e);
+        }
+        for (k, v) in [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_import_bytes", self.max_import_bytes as u64),
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source as u64,
+            ),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("auth_ban_secs", self.auth_ban_secs),
+            ("max_auth_sources", self.max_auth_sources as u64),
+        ] {
+            if v == 0 {
+                p.push(format!("api.{k} is 0; expected a positive number"));
+            }
         }
         p
+    }
+
+    /// What the guard allows.
+    fn limits(&self) -> guard::Limits {
+        guard::Limits {
+            max_failures: self.max_auth_failures,
+            ban: Duration::from_secs(self.auth_ban_secs),
+            max_sources: self.max_auth_sources,
+            max_connections: self.max_connections_per_source,
+        }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+
+    /// The tokens of `tokens_file`, read and checked now (a missing file, or a bad line named
+    /// `file:line: ...`); none without the setting.
+    pub fn tokens(&self) -> Result<Tokens, String> {
+        match &self.tokens_file {
+            Some(p) => Tokens::load(p).map_err(|e| format!("api.tokens_file: {e}")),
+            None => Ok(Tokens::default()),
+        }
     }
 
     /// The TLS server config from `tls_cert` and `tls_key`, read and checked now (a missing,
@@ -157,6 +227,12 @@ pub trait Checker: Send + Sync {
     }
 }
 
+/// What `/ready` must hear from besides the lists (the app's view of its next hop, say).
+pub trait Ready: Send + Sync {
+    /// Why calls should not be sent to this agent now, or `None` when nothing stands in the way.
+    fn not_ready(&self) -> Option<String>;
+}
+
 /// Counters of the API.
 #[derive(Debug, Default)]
 pub struct ApiStats {
@@ -165,7 +241,16 @@ pub struct ApiStats {
     pub server_errors: Counter,
     pub unauthenticated: Counter,
     pub forbidden: Counter,
+    /// 429: the address is refused for too many wrong tokens.
+    pub rate_limited: Counter,
     pub tls_handshake_failures: Counter,
+    /// Connections closed at once: their address held `max_connections_per_source` already.
+    pub connections_refused: Counter,
+    /// Connections closed because the headers, or a body, did not arrive in time.
+    pub header_timeouts: Counter,
+    pub body_timeouts: Counter,
+    /// Refused requests not recorded in the audit trail, over the recording budget.
+    pub refusals_unrecorded: Counter,
 }
 
 impl Collect for ApiStats {
@@ -182,6 +267,7 @@ impl Collect for ApiStats {
             ("server_error", &self.server_errors),
             ("unauthenticated", &self.unauthenticated),
             ("forbidden", &self.forbidden),
+            ("rate_limited", &self.rate_limited),
         ] {
             out.counter(
                 "scamguard_api_requests_total",
@@ -195,6 +281,47 @@ impl Collect for ApiStats {
             "Admin API connections dropped because their TLS handshake failed or timed out",
             &[],
             self.tls_handshake_failures.get(),
+        );
+        out.counter(
+            "scamguard_api_connections_refused_total",
+            "Admin API connections closed at once: their address held max_connections_per_source",
+            &[],
+            self.connections_refused.get(),
+        );
+        for (part, c) in [
+            ("header", &self.header_timeouts),
+            ("body", &self.body_timeouts),
+        ] {
+            out.counter(
+                "scamguard_api_read_timeouts_total",
+                "Admin API requests whose headers or body did not arrive in time",
+                &[("part", part)],
+                c.get(),
+            );
+        }
+        out.counter(
+            "scamguard_api_refusals_unrecorded_total",
+            "Refused admin API requests not written to the audit trail, over its budget",
+            &[],
+            self.refusals_unrecorded.get(),
+        );
+    }
+}
+
+impl Collect for guard::Guard {
+    fn collect(&self, out: &mut Exposition) {
+        let (refused, remembered) = self.sizes(Instant::now());
+        out.gauge(
+            "scamguard_api_refused_sources",
+            "Client addresses refused (429) for too many wrong or missing tokens",
+            &[],
+            refused as i64,
+        );
+        out.gauge(
+            "scamguard_api_auth_failure_sources",
+            "Client addresses whose wrong or missing tokens are remembered",
+            &[],
+            remembered as i64,
         );
     }
 }
@@ -213,6 +340,10 @@ pub struct State {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where `POST /v1/reports` goes; without it the endpoint answers 404.
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// What else `/ready` waits on.
+    pub ready: Vec<Arc<dyn Ready>>,
+    /// Failed tokens and connections by client address.
+    guard: Arc<guard::Guard>,
 }
 
 impl State {
@@ -225,15 +356,11 @@ impl State {
         collectors: Vec<Arc<dyn Collect>>,
     ) -> Result<State, String> {
         let tls = cfg.tls()?.map(tokio_rustls::TlsAcceptor::from);
-        let tokens = match &cfg.tokens_file {
-            Some(p) => Tokens::load(p).map_err(|e| e.to_string())?,
-            None => Tokens::default(),
-        };
+        let tokens = cfg.tokens()?;
         if tokens.is_empty() {
             tracing::warn!("api: no tokens configured; only /health, /ready and /metrics answer");
         }
         Ok(State {
-            cfg,
             tokens,
             live,
             checker,
@@ -242,6 +369,9 @@ impl State {
             publisher: None,
             tls,
             reporter: None,
+            ready: Vec::new(),
+            guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
+            cfg,
         })
     }
 
@@ -325,5 +455,49 @@ mod tests {
                 "{listen} {cert:?} {key:?}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_missing_or_malformed_tokens_file_is_a_config_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("tokens");
+        std::fs::write(&good, "ops admin aaaaaaaaaaaaaaaaaaaa\n").unwrap();
+        let bad = dir.path().join("bad-tokens");
+        std::fs::write(&bad, "# ops\nops root aaaaaaaaaaaaaaaaaaaa\n").unwrap();
+        let c = |f: &PathBuf| ApiConfig {
+            tokens_file: Some(f.clone()),
+            ..ApiConfig::default()
+        };
+        assert_eq!(c(&good).validate(), Vec::<String>::new());
+        let p = c(&bad).validate();
+        let want = format!(
+            "api.tokens_file: {}:2: role \"root\" unknown",
+            bad.display()
+        );
+        assert!(p.len() == 1 && p[0].starts_with(&want), "{p:?}");
+        let p = c(&dir.path().join("gone")).validate();
+        assert!(p.len() == 1 && p[0].contains("gone"), "{p:?}");
+        // The agent's start makes the same check, with the same words.
+        let live = Arc::new(Live::new(
+            Arc::new(
+                crate::lists::store::Store::open(&crate::lists::store::StoreConfig {
+                    data_dir: dir.path().join("data"),
+                    ..Default::default()
+                })
+                .unwrap(),
+            ),
+            Arc::default(),
+            None,
+        ));
+        struct No;
+        impl Checker for No {
+            fn check(&self, _: &str, _: Option<&str>, _: Option<&str>) -> Value {
+                Value::Null
+            }
+        }
+        let e = State::new(c(&bad), live, Arc::new(No), vec![])
+            .err()
+            .unwrap();
+        assert!(e.starts_with(&want), "{e}");
     }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub publish: crate::lists::feeds::PublishConfig,
     /// `[fleet]`: velocity and wangiri counts shared with other agents through Redis.
     pub fleet: super::fleet::FleetConfig,
+    /// `[health]`: when `/ready` calls the next hop dead.
+    pub health: super::health::HealthConfig,
 }
 
 /// Where the decision log goes.
@@ -199,6 +201,7 @@ impl Config {
         p.extend(self.certs.validate());
         p.extend(self.peers.validate());
         p.extend(self.fleet.validate());
+        p.extend(self.health.validate());
         p
     }
 
@@ -310,7 +313,7 @@ mod tests {
         assert_eq!(
             c.validate(),
             [
-                "api.max_body_bytes, max_import_bytes and max_connections must be > 0",
+                "api.max_connections is 0; expected a positive number",
                 "sip.max_calls: must be at least 1, got 0",
                 "policy: need 0 < warn_at <= block_at, got warn_at 0 block_at 100",
             ]

@@ -66,7 +66,17 @@ fn is_token(s: &str) -> bool {
 }
 
 fn quoted_ok(s: &str) -> bool {
-    !s.contains(['"', '\r', '\n'])
+    !s.contains('"') && !s.contains(char::is_control)
+}
+
+/// `s` with every control character (a NUL, a tab, a line break) as a space: what goes into a
+/// header came from lists, feeds and callers, and the checks on the way in are not the last word.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(char::is_control) {
+        s.replace(char::is_control, " ").into()
+    } else {
+        s.into()
+    }
 }
 
 impl DispositionConfig {
@@ -89,13 +99,16 @@ impl DispositionConfig {
                 self.verdict_header
             ));
         }
-        if self.warn_display.contains(['\r', '\n']) || self.warn_display.chars().count() > 64 {
+        if self.warn_display.contains(char::is_control) || self.warn_display.chars().count() > 64 {
             p.push(
-                "disposition.warn_display must be one line of at most 64 characters".to_string(),
+                "disposition.warn_display must be one line of at most 64 printable characters"
+                    .to_string(),
             );
         }
-        if self.warn_alert_info.contains(['\r', '\n']) {
-            p.push("disposition.warn_alert_info must be one line".to_string());
+        if self.warn_alert_info.contains(char::is_control) {
+            p.push(
+                "disposition.warn_alert_info must be one line of printable characters".to_string(),
+            );
         }
         p
     }
@@ -112,7 +125,9 @@ pub struct CallView<'a> {
     pub message: bool,
 }
 
-/// A `generic-param` value: a token as is, anything else as an escaped quoted string.
+/// A `generic-param` value: a token as is, anything else as an escaped quoted string in which
+/// a control character is a space (RFC 3261 allows none raw, and a NUL or a line break must
+/// never reach the wire).
 fn param_value(s: &str) -> String {
     if is_token(s) {
         return s.to_string();
@@ -125,7 +140,7 @@ fn param_value(s: &str) -> String {
                 q.push('\\');
                 q.push(c);
             }
-            '\r' | '\n' => q.push(' '),
+            c if c.is_control() => q.push(' '),
             c => q.push(c),
         }
     }
@@ -206,7 +221,7 @@ impl DispositionConfig {
                 }
                 headers.extend(stir_failure(v));
                 Disposition::Forward {
-                    display_name: Some(self.warn_display.replace("{name}", name)),
+                    display_name: Some(self.warn_display.replace("{name}", &printable(name))),
                     headers,
                     record_route: true,
                     anchor_media: call.announce,
@@ -384,6 +399,53 @@ mod tests {
             panic!("a passed MESSAGE is forwarded");
         };
         assert!(!record_route);
+    }
+
+    #[test]
+    fn no_control_character_reaches_a_header() {
+        let c = DispositionConfig::default();
+        // However a reason got past the checks on the way in (a list, a feed, a signal), the
+        // header carries a space where it had a control character.
+        for (reason, category, want) in [
+            (
+                "evil\0\r\nVia: x",
+                "scam",
+                "X-Scamguard-Verdict: warn;category=scam;reason=\"evil   Via: x\"",
+            ),
+            (
+                "tab\there\u{7f}\u{85}",
+                "sc\u{0}am",
+                "X-Scamguard-Verdict: warn;category=\"sc am\";reason=\"tab here  \"",
+            ),
+        ] {
+            let mut v = verdict(Action::Warn, Refusal::Blocked, reason);
+            v.reasons[0].category = category.into();
+            let d = c.answer(
+                &v,
+                &CallView {
+                    display_name: Some("Bob\0\r\nX: y"),
+                    announce: false,
+                    message: false,
+                },
+            );
+            let Disposition::Forward {
+                headers,
+                display_name,
+                ..
+            } = d
+            else {
+                panic!("not forwarded");
+            };
+            assert_eq!(headers, [want.to_string()], "{reason:?}");
+            assert_eq!(display_name.as_deref(), Some("SCAM? Bob   X: y"));
+        }
+        let bad = DispositionConfig {
+            redress_url: "https://x.example/\0".into(),
+            warn_display: "SCAM?\t{name}".into(),
+            warn_alert_info: "<urn:x>\0".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().len(), 3, "{:?}", bad.validate());
     }
 
     #[test]

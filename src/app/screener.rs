@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use super::clock::{now_ms, Clock};
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
+use super::health::NextHopWatch;
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::report_desk::ReportDesk;
 use crate::lists::store::{StoreError, StoredReport};
@@ -100,6 +101,8 @@ pub struct Screener {
     pub clock: Clock,
     /// Where 607 reports go (queued: the SIP path never waits for the disk).
     pub reports: Arc<ReportDesk>,
+    /// Whether the next hop answers the calls forwarded to it, for `/ready`.
+    pub next_hop: Arc<NextHopWatch>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -322,6 +325,14 @@ impl Hook for Screener {
     }
 
     fn call_event(&self, call: &CallRef<'_>, event: CallEvent, now: Instant) {
+        match event {
+            CallEvent::TimedOut => self.next_hop.timed_out(now),
+            CallEvent::Answered | CallEvent::Failed(_) | CallEvent::Unwanted => {
+                self.next_hop.answered(now)
+            }
+            // A caller's CANCEL or BYE says nothing of whether the next hop answers.
+            CallEvent::Cancelled | CallEvent::Ended => {}
+        }
         let now = self.clock.unix_ms(now);
         let signals = &self.engine.signals;
         let id = call.call_id;
@@ -451,7 +462,7 @@ impl crate::api::Reporter for Screener {
 
     fn report(
         &self,
-        who: &str,
+        who: crate::lists::store::Who<'_>,
         reports: &[Report],
         now: i64,
     ) -> Result<Vec<(String, Promotion)>, StoreError> {

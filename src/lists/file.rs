@@ -13,6 +13,7 @@
 //!   `X` = any digit), `/^\+2126\d{8}$/` (regex over `+digits`).
 //! - `action`: `block`, `warn` or `allow`. `category`: one word of `a-z 0-9 - _`.
 //! - `reason`: a short explanation shown in verdicts. `source`: where the entry comes from.
+//!   Neither may hold a control character (a tab, a NUL...): they reach logs and SIP headers.
 //! - `expires` (optional, may be empty): `2027-01-31` (the entry stops matching at 00:00 UTC that
 //!   day) or an RFC 3339 date-time such as `2027-01-31T18:00:00Z`.
 //! - Fields may be quoted with `"` to hold commas; `""` inside quotes is one `"`. A field does
@@ -26,7 +27,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::screening::entry::{check_category, Entry, EntryAction, Pattern};
+use crate::screening::entry::{check_category, check_text, Entry, EntryAction, Pattern};
 
 /// One problem in a list file (or with the file as a whole when `line` is 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +200,9 @@ fn parse_line(fields: &[&str], columns: usize) -> Result<Entry, String> {
     if reason.is_empty() {
         return Err("reason is empty; expected a short explanation shown in verdicts".into());
     }
+    check_text("reason", reason)?;
     let source = fields.get(4).map(|s| s.trim()).unwrap_or("");
+    check_text("source", source)?;
     let expires = match fields.get(5) {
         Some(s) => parse_expiry(s)?,
         None => None,
@@ -486,6 +489,25 @@ mod tests {
             errs[7].starts_with("x.csv:9: regex /.*/ matches numbers of every length"),
             "{}",
             errs[7]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_file_and_line() {
+        // A NUL, a tab and a DEL, in quoted and unquoted fields, in the reason and the source.
+        let text = "pattern,action,category,reason,source\n\
+            +12025550143,block,scam,\"a\u{0}b\",s\n\
+            +12025550144,block,scam,r,\"x\ty\"\n\
+            +12025550145,block,scam,r\u{7f},s\n\
+            +12025550146,block,scam,fine,s\n";
+        let errs = parse(text).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "x.csv:2: reason holds a control character (U+0000); expected printable text",
+                "x.csv:3: source holds a control character (U+0009); expected printable text",
+                "x.csv:4: reason holds a control character (U+007F); expected printable text",
+            ]
         );
     }
 

@@ -235,6 +235,10 @@ pub fn parse_ftc(text: &str, d: &ImportDefaults) -> Result<(Vec<StoredEntry>, u6
         }
         if let Some(c) = subj_c {
             let s = fields[c].trim();
+            if let Err(m) = crate::screening::entry::check_text(FTC_SUBJECT, s) {
+                err.push(line, m);
+                continue;
+            }
             // Bounded: a number's distinct subjects are few, and the map dies with the import.
             if !s.is_empty() && a.subjects.len() < 64 {
                 *a.subjects.entry(s.to_string()).or_default() += 1;
@@ -530,11 +534,16 @@ mod tests {
             "{HEADER}4342481967,2026-09-23 00:02:35,,,,510,Other,\n\
              12345,2026-09-23 00:02:35,,,,510,Other,\n\
              4342481967,yesterday,,,,510,Other,\n\
-             4342481967,2026-09-23,,,,510\n"
+             4342481967,2026-09-23,,,,510\n\
+             4342481967,2026-09-23 00:02:35,,,,510,\"Debt\u{0}relief\",\n"
         );
         let err = parse_ftc(&t, &defaults()).unwrap_err();
         let lines: Vec<usize> = err.errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [3, 4, 5]);
+        assert_eq!(lines, [3, 4, 5, 6]);
+        assert_eq!(
+            err.errors[3].message,
+            "Subject holds a control character (U+0000); expected printable text"
+        );
         assert!(parse_ftc("number,date\n1,2\n", &defaults()).is_err());
     }
 }

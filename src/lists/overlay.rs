@@ -25,7 +25,7 @@ use crate::screening::{
     Entry, EntryMeta, IndexBuilder, Listed, Match, Number, Pattern, RuleIndex, Rules, ThousandBlock,
 };
 
-use super::store::{Change, Store, StoreError, StoredEntry};
+use super::store::{Change, Store, StoreError, StoredEntry, Who};
 
 /// A compiled store list: its index and its non-exact entries for the fallback scan.
 struct ListBase {
@@ -150,12 +150,6 @@ impl Collect for StoreRulesStats {
             &[],
             self.base_entries.get(),
         );
-    }
-}
-
-impl Collect for StoreRules {
-    fn collect(&self, out: &mut Exposition) {
-        self.stats.collect(out);
     }
 }
 
@@ -518,13 +512,16 @@ impl From<StoreError> for WriteError {
 }
 
 /// Check and canonicalise one entry for the store: the pattern parses (and is stored in its
-/// canonical text), the category is one word (defaulting to `operator`).
+/// canonical text), the category is one word (defaulting to `operator`), the reason and source
+/// hold no control character.
 pub fn validate_entry(e: &mut StoredEntry) -> Result<(), String> {
     e.pattern = canonical_pattern(&e.pattern)?;
     if e.category.trim().is_empty() {
         e.category = "operator".into();
     }
     crate::screening::entry::check_category(&e.category)?;
+    crate::screening::entry::check_text("reason", &e.reason)?;
+    crate::screening::entry::check_text("source", &e.source)?;
     Ok(())
 }
 
@@ -555,9 +552,9 @@ impl Live {
     }
 
     /// Add or replace entries of `list`, durable and enforced when this returns.
-    pub fn add(
+    pub fn add<'w>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         mut entries: Vec<StoredEntry>,
         now: i64,
@@ -581,9 +578,9 @@ impl Live {
     }
 
     /// Remove one entry; `None` when it was not there.
-    pub fn remove(
+    pub fn remove<'w>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         pattern: &str,
         now: i64,
@@ -600,9 +597,9 @@ impl Live {
     /// Import already-validated entries as one transaction, then recompile that list so the
     /// import is enforced when this returns.
     #[allow(clippy::too_many_arguments)]
-    pub fn import(
+    pub fn import<'w>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         entries: Vec<StoredEntry>,
         replace: bool,

@@ -173,9 +173,9 @@ impl ReportDesk {
 
     /// Store `reports` durably (all or none), then count them and write any promotion they
     /// bring. Blocks on the disk: call it on a blocking thread.
-    pub fn take(
+    pub fn take<'w>(
         &self,
-        who: &str,
+        who: impl Into<crate::lists::store::Who<'w>>,
         reports: &[Report],
         now: i64,
     ) -> Result<Vec<Promoted>, StoreError> {

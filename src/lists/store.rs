@@ -113,7 +113,8 @@ CREATE TABLE IF NOT EXISTS audit (
     list    TEXT NOT NULL,
     pattern TEXT,
     before  TEXT,
-    after   TEXT
+    after   TEXT,
+    source  TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE TABLE IF NOT EXISTS reports (
@@ -203,7 +204,9 @@ pub struct StoredEntry {
     pub updated: i64,
 }
 
-/// One audit record: who changed what, when, with the entry before and after.
+/// One audit record: who changed what, when, from where, with the entry before and after. A
+/// refused request is recorded too, as `what` = `refused` with an empty `list` (no list name
+/// is empty, so a feed's changes never see it) and what was asked in `after`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
     pub id: i64,
@@ -214,6 +217,29 @@ pub struct AuditRecord {
     pub pattern: Option<String>,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
+    /// The address a request came from (`ip:port`); none for the CLI and the agent's own work.
+    pub source: Option<String>,
+}
+
+/// Who makes a change, for the audit trail: a name (an API token's, an operator's, `expiry`)
+/// and, for a request from the network, the address it came from. A bare name converts into
+/// one without an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who<'a> {
+    pub name: &'a str,
+    pub source: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Who<'a> {
+    fn from(name: &'a str) -> Who<'a> {
+        Who { name, source: None }
+    }
+}
+
+impl<'a> From<&'a String> for Who<'a> {
+    fn from(name: &'a String) -> Who<'a> {
+        Who::from(name.as_str())
+    }
 }
 
 /// What one entry write did, for the live overlay and the HTTP reply.
@@ -283,6 +309,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The audit trail's `source` column (where a request came from) joined the schema after
+/// version 2 files were written: add it to such a file, once. The column is nullable and every
+/// statement names its columns, so builds before it read and write the file unchanged and the
+/// schema version need not move (an older build would refuse a newer version).
+fn add_audit_source(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'source'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN source TEXT")?;
+    }
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -339,6 +381,7 @@ impl Store {
                 .pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(corrupt)?;
         }
+        add_audit_source(&writer).map_err(corrupt)?;
         let total: i64 = writer
             .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
             .map_err(corrupt)?;
@@ -386,13 +429,14 @@ impl Store {
     }
 
     /// Add or replace entries of one list, all in one durable transaction, each audited.
-    pub fn upsert(
+    pub fn upsert<'w>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         entries: &[StoredEntry],
         now: i64,
     ) -> Result<Vec<Change>, StoreError> {
+        let who = who.into();
         valid_list_name(list)?;
         for e in entries {
             check_entry(e)?;
@@ -431,12 +475,13 @@ impl Store {
                 let what = if before.is_some() { "update" } else { "add" };
                 audit.execute(params![
                     now,
-                    who,
+                    who.name,
                     what,
                     list,
                     after.pattern,
                     before.as_ref().map(to_json),
-                    Some(to_json(&after))
+                    Some(to_json(&after)),
+                    who.source
                 ])?;
                 changes.push(match before {
                     Some(before) => Change::Updated { before, after },
@@ -465,13 +510,14 @@ impl Store {
     }
 
     /// Remove one entry; `None` when it was not there (nothing is written then).
-    pub fn remove(
+    pub fn remove<'w>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         pattern: &str,
         now: i64,
     ) -> Result<Option<StoredEntry>, StoreError> {
+        let who = who.into();
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let before = tx
@@ -485,12 +531,13 @@ impl Store {
             )?;
             tx.prepare_cached(INSERT_AUDIT)?.execute(params![
                 now,
-                who,
+                who.name,
                 "remove",
                 list,
                 b.pattern,
                 Some(to_json(b)),
-                None::<String>
+                None::<String>,
+                who.source
             ])?;
             tx.commit()?;
             self.total.fetch_sub(1, Ordering::Relaxed);
@@ -503,9 +550,9 @@ impl Store {
     /// audit record summarises the import (a per-entry record would double a million-row write).
     /// `progress` is called every 10,000 entries with the count so far.
     #[allow(clippy::too_many_arguments)]
-    pub fn import<I>(
+    pub fn import<'w, I>(
         &self,
-        who: &str,
+        who: impl Into<Who<'w>>,
         list: &str,
         entries: I,
         replace: bool,
@@ -516,6 +563,7 @@ impl Store {
     where
         I: IntoIterator<Item = StoredEntry>,
     {
+        let who = who.into();
         valid_list_name(list)?;
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
@@ -558,12 +606,13 @@ impl Store {
         });
         tx.prepare_cached(INSERT_AUDIT)?.execute(params![
             now,
-            who,
+            who.name,
             "import",
             list,
             None::<String>,
             None::<String>,
-            Some(after.to_string())
+            Some(after.to_string()),
+            who.source
         ])?;
         tx.commit()?;
         self.total.store(total, Ordering::Relaxed);
@@ -601,6 +650,7 @@ impl Store {
                     e.list,
                     e.pattern,
                     Some(to_json(e)),
+                    None::<String>,
                     None::<String>
                 ])?;
             }
@@ -678,12 +728,23 @@ impl Store {
 
     /// Audit records with `at >= since`, oldest first, at most `limit`.
     pub fn audit(&self, since: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_of(since, limit, None)
+    }
+
+    /// Like [`Store::audit`], of one kind only: `Some(false)` the changes, `Some(true)` the
+    /// refused requests, `None` both.
+    pub fn audit_of(
+        &self,
+        since: i64,
+        limit: usize,
+        refused: Option<bool>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = lock(&self.reader);
         let mut st = conn.prepare_cached(
-            "SELECT id, at, who, what, list, pattern, before, after FROM audit
-             WHERE at >= ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, at, who, what, list, pattern, before, after, source FROM audit
+             WHERE at >= ?1 AND (?3 IS NULL OR (what = 'refused') = ?3) ORDER BY id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![since, limit as i64], |r| {
+        let rows = st.query_map(params![since, limit as i64, refused], |r| {
             let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
             Ok(AuditRecord {
                 id: r.get(0)?,
@@ -694,9 +755,41 @@ impl Store {
                 pattern: r.get(5)?,
                 before: json(r.get(6)?),
                 after: json(r.get(7)?),
+                source: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record refused requests (a wrong token, a role too low, an address refused for too many
+    /// of those), in one durable transaction: `what` = `refused`, an empty list, and `detail`
+    /// (what was asked, why it was refused) as `after`. The caller bounds how many it writes.
+    pub fn audit_refused(
+        &self,
+        refused: &[(i64, Who<'_>, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        {
+            let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+            for (at, who, detail) in refused {
+                audit.execute(params![
+                    at,
+                    who.name,
+                    "refused",
+                    "",
+                    None::<String>,
+                    None::<String>,
+                    Some(detail.to_string()),
+                    who.source
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -711,8 +804,8 @@ const UPSERT: &str = "INSERT INTO entries
         category = excluded.category, reason = excluded.reason, source = excluded.source,
         expires = excluded.expires, updated = excluded.updated";
 
-const INSERT_AUDIT: &str = "INSERT INTO audit (at, who, what, list, pattern, before, after)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_AUDIT: &str = "INSERT INTO audit (at, who, what, list, pattern, before, after, source)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Caps on free-text fields so one request cannot bloat every snapshot.
 const MAX_FIELD: usize = 512;
@@ -733,6 +826,9 @@ fn check_entry(e: &StoredEntry) -> Result<(), StoreError> {
                 "{name} longer than {MAX_FIELD} bytes"
             )));
         }
+        // Whatever the caller checked, nothing stored may carry a control character into a
+        // log, an export or a SIP header.
+        crate::screening::entry::check_text(name, v).map_err(StoreError::Invalid)?;
     }
     Ok(())
 }
@@ -999,5 +1095,123 @@ mod tests {
             Store::open(&cfg(d.path())),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn changes_and_refusals_are_audited_with_their_address() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&cfg(d.path())).unwrap();
+        let api = Who {
+            name: "bot",
+            source: Some("192.0.2.7:40000"),
+        };
+        s.upsert(
+            api,
+            "main",
+            &[entry("+12025550143", EntryAction::Block)],
+            10,
+        )
+        .unwrap();
+        s.remove("cli:op", "main", "+12025550143", 11).unwrap();
+        let refused = serde_json::json!({"method": "GET", "path": "/v1/lists", "status": 401});
+        let nobody = Who {
+            name: "",
+            source: Some("198.51.100.9:1234"),
+        };
+        s.audit_refused(&[(12, nobody, refused.clone())]).unwrap();
+        let a = s.audit(0, 10).unwrap();
+        let got: Vec<_> = a
+            .iter()
+            .map(|r| {
+                (
+                    r.who.as_str(),
+                    r.what.as_str(),
+                    r.list.as_str(),
+                    r.source.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("bot", "add", "main", Some("192.0.2.7:40000")),
+                ("cli:op", "remove", "main", None),
+                ("", "refused", "", Some("198.51.100.9:1234")),
+            ]
+        );
+        assert_eq!(a[2].after.as_ref(), Some(&refused));
+        assert_eq!(a[2].pattern, None);
+        let whats = |refused| -> Vec<String> {
+            let v = s.audit_of(0, 10, refused).unwrap();
+            v.into_iter().map(|r| r.what).collect()
+        };
+        assert_eq!(whats(Some(false)), ["add", "remove"]);
+        assert_eq!(whats(Some(true)), ["refused"]);
+        assert_eq!(whats(None).len(), 3);
+    }
+
+    #[test]
+    fn an_audit_trail_from_before_sources_gains_the_column_and_keeps_its_records() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            // A version 2 file as earlier builds wrote it: no `source` in the audit trail.
+            let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+            c.execute_batch(&SCHEMA.replace(",\n    source  TEXT\n", "\n"))
+                .unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .unwrap();
+            c.execute(
+                "INSERT INTO audit (at, who, what, list, pattern) VALUES (1, 'old', 'add', 'l', 'p')",
+                [],
+            )
+            .unwrap();
+            let cols: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'source'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(cols, 0, "the old schema has no source column");
+        }
+        let s = Store::open(&cfg(d.path())).unwrap();
+        s.upsert("new", "l", &[entry("+12025550143", EntryAction::Block)], 2)
+            .unwrap();
+        let a = s.audit(0, 10).unwrap();
+        assert_eq!(
+            a.iter()
+                .map(|r| (r.who.as_str(), r.source.as_deref()))
+                .collect::<Vec<_>>(),
+            [("old", None), ("new", None)]
+        );
+        drop(s);
+        // Opening it again changes nothing more.
+        Store::open(&cfg(d.path())).unwrap();
+    }
+
+    #[test]
+    fn control_characters_are_never_stored() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&cfg(d.path())).unwrap();
+        for (field, set) in [
+            (
+                "reason",
+                (|e: &mut StoredEntry| e.reason = "a\0b".into()) as fn(&mut StoredEntry),
+            ),
+            ("source", |e| e.source = "x\r\ny".into()),
+            ("category", |e| e.category = "sc\u{7f}am".into()),
+        ] {
+            let mut e = entry("+12025550143", EntryAction::Block);
+            set(&mut e);
+            let r = s.upsert("op", "main", std::slice::from_ref(&e), 1);
+            assert!(
+                matches!(&r, Err(StoreError::Invalid(m)) if m.starts_with(&format!("{field} holds a control character"))),
+                "{field}: {r:?}"
+            );
+            let r = s.import("op", "main", vec![e], false, 1, "", |_| {});
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{field}: {r:?}");
+        }
+        assert_eq!(s.total(), 0);
+        assert!(s.audit(0, 10).unwrap().is_empty());
     }
 }

@@ -452,6 +452,19 @@ pub fn check_category(c: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check free text that is stored and shown again (an entry's reason or source): no control
+/// characters (C0, DEL, C1). A log line, a CSV file or a SIP header would carry them raw, and
+/// no operator means one. `field` names the text in the message.
+pub fn check_text(field: &str, v: &str) -> Result<(), String> {
+    match v.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{field} holds a control character (U+{:04X}); expected printable text",
+            u32::from(c)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +584,21 @@ mod tests {
     #[test]
     fn categories() {
         assert!(check_category("premium-rate").is_ok());
+        assert_eq!(check_text("reason", "Fake \"IRS\", 40 reports"), Ok(()));
+        assert_eq!(check_text("source", "ticket-ü"), Ok(()));
+        for (bad, code) in [
+            ("a\0b", "U+0000"),
+            ("a\tb", "U+0009"),
+            ("\r\n", "U+000D"),
+            ("\u{7f}", "U+007F"),
+            ("\u{85}", "U+0085"),
+        ] {
+            let e = check_text("reason", bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!("reason holds a control character ({code})")),
+                "{e}"
+            );
+        }
         assert!(check_category("dno").is_ok());
         assert!(check_category("").is_err());
         assert!(check_category("Scam Call").is_err());

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{blocking, limit, list_name, now, parse_expires, OneOrMany};
 use crate::api::auth::Caller;
-use crate::api::http::{json_resp, qget, read_body, Fail, Reply, RequestBody};
+use crate::api::http::{json_resp, qget, read_body, refuse_controls, Fail, Reply, RequestBody};
 use crate::api::State;
 use crate::lists::store::{Change, PageQuery, StoredEntry};
 use crate::screening::EntryAction;
@@ -85,7 +85,7 @@ pub(in crate::api) async fn add(
     req: Request<RequestBody>,
 ) -> Reply {
     list_name(&list)?;
-    let body = read_body(req, st.cfg.max_body_bytes).await?;
+    let body = read_body(req, st.cfg.max_body_bytes, st.cfg.body_timeout()).await?;
     let parsed: OneOrMany = serde_json::from_slice(&body)
         .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
     let (items, many) = match parsed {
@@ -97,6 +97,9 @@ pub(in crate::api) async fn add(
             StatusCode::BAD_REQUEST,
             "empty array: nothing to add",
         ));
+    }
+    for (i, v) in items.iter().enumerate() {
+        refuse_controls(v, &format!("entry {}", i + 1))?;
     }
     let mut good = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
@@ -114,7 +117,7 @@ pub(in crate::api) async fn add(
         ));
     }
     let live = st.live.clone();
-    let changes = blocking(move || Ok(live.add(&who.name, &list, good, now())?)).await?;
+    let changes = blocking(move || Ok(live.add(who.who(), &list, good, now())?)).await?;
     let out: Vec<&StoredEntry> = changes
         .iter()
         .filter_map(|c| match c {
@@ -135,7 +138,7 @@ pub(in crate::api) async fn add(
 pub(in crate::api) async fn remove(st: &State, who: Caller, list: &str, pattern: &str) -> Reply {
     list_name(list)?;
     let (live, list, pattern) = (st.live.clone(), list.to_string(), pattern.to_string());
-    let gone = blocking(move || Ok(live.remove(&who.name, &list, &pattern, now())?)).await?;
+    let gone = blocking(move || Ok(live.remove(who.who(), &list, &pattern, now())?)).await?;
     match gone {
         Some(e) => Ok(json_resp(StatusCode::OK, &json!({ "removed": e }))),
         None => Err(Fail::new(

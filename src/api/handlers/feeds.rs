@@ -12,7 +12,7 @@ use hyper::{Response, StatusCode};
 use super::now;
 use crate::api::auth::Role;
 use crate::api::http::{full, qget, Fail, Reply};
-use crate::api::routes::auth;
+use crate::api::routes::{auth, Asker};
 use crate::api::State;
 use crate::lists::feeds::{SIGNATURE_HEADER, VERSION_HEADER};
 
@@ -21,6 +21,7 @@ pub(in crate::api) async fn answer(
     feed: &str,
     query: &[(String, String)],
     headers: &HeaderMap,
+    asker: &Asker,
 ) -> Reply {
     let Some(p) = st.publisher.clone() else {
         return Err(Fail::new(
@@ -39,7 +40,7 @@ pub(in crate::api) async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !bearer.is_some_and(|t| p.feed_token_ok(feed, t)) {
-        auth(st, headers, Role::Read)?;
+        auth(st, asker, Role::Read).await?;
     }
     let since =
         match qget(query, "since") {

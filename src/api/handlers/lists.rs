@@ -79,7 +79,7 @@ pub(in crate::api) async fn import(
     }
     let replace = qbool(q, "replace")?;
     let defaults = import_defaults(&format, q)?;
-    let body = read_body(req, st.cfg.max_import_bytes).await?;
+    let body = read_body(req, st.cfg.max_import_bytes, st.cfg.body_timeout()).await?;
     let live = st.live.clone();
     let (sum, skipped) = blocking(move || {
         let text = std::str::from_utf8(&body)
@@ -94,7 +94,7 @@ pub(in crate::api) async fn import(
                 )
             })?;
         let detail = format!("format={format}");
-        let sum = live.import(&who.name, &list, entries, replace, now(), &detail)?;
+        let sum = live.import(who.who(), &list, entries, replace, now(), &detail)?;
         Ok((sum, skipped))
     })
     .await?;

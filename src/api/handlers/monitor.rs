@@ -16,21 +16,29 @@ pub(in crate::api) fn health() -> Response<ResponseBody> {
     json_resp(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// `GET /ready`: 503 until the lists are loaded, so a balancer sends no calls before then.
+/// `GET /ready`: 503 until the lists are loaded, and while anything else the agent was given
+/// stands in the way (a next hop that answers nothing), so a balancer sends no calls then.
+/// `reasons` says why.
 pub(in crate::api) fn ready(st: &State) -> Response<ResponseBody> {
-    let ready = st.live.ready();
+    let mut reasons: Vec<String> = Vec::new();
+    if !st.live.ready() {
+        reasons.push("the lists are not loaded yet".into());
+    }
+    reasons.extend(st.ready.iter().filter_map(|r| r.not_ready()));
+    let ready = reasons.is_empty();
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_resp(code, &json!({"ready": ready}))
+    json_resp(code, &json!({"ready": ready, "reasons": reasons}))
 }
 
 /// `GET /metrics`: Prometheus text of the API, the rules and every collector passed in.
 pub(in crate::api) fn metrics(st: &State) -> Response<ResponseBody> {
     let mut e = Exposition::default();
     st.stats.collect(&mut e);
+    st.guard.collect(&mut e);
     st.live.rules.stats.collect(&mut e);
     for c in &st.collectors {
         c.collect(&mut e);

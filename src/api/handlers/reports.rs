@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use super::{blocking, limit, now, parse_time, OneOrMany};
 use crate::api::auth::Caller;
-use crate::api::http::{json_resp, qget, read_body, Fail, Reply, RequestBody};
+use crate::api::http::{json_resp, qget, read_body, refuse_controls, Fail, Reply, RequestBody};
 use crate::api::State;
-use crate::lists::store::{StoreError, StoredReport};
+use crate::lists::store::{StoreError, StoredReport, Who};
 use crate::screening::entry::check_category;
 use crate::screening::signals::report_book::{Promotion, Report, ReportSource};
 
@@ -29,7 +29,7 @@ pub trait Reporter: Send + Sync {
     /// by caller. Blocks on the disk.
     fn report(
         &self,
-        who: &str,
+        who: Who<'_>,
         reports: &[Report],
         now: i64,
     ) -> Result<Vec<(String, Promotion)>, StoreError>;
@@ -162,7 +162,7 @@ fn promotion_json(caller: &str, p: &Promotion) -> Value {
 /// `POST /v1/reports`: one report object or an array; all or nothing; 201 once stored.
 pub(in crate::api) async fn post(st: &State, who: Caller, req: Request<RequestBody>) -> Reply {
     let (reporter, limits) = reporter_of(st)?;
-    let body = read_body(req, st.cfg.max_body_bytes).await?;
+    let body = read_body(req, st.cfg.max_body_bytes, st.cfg.body_timeout()).await?;
     let parsed: OneOrMany = serde_json::from_slice(&body)
         .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
     let items = match parsed {
@@ -184,6 +184,9 @@ pub(in crate::api) async fn post(st: &State, who: Caller, req: Request<RequestBo
             ),
         ));
     }
+    for (i, v) in items.iter().enumerate() {
+        refuse_controls(v, &format!("report {}", i + 1))?;
+    }
     let t = now();
     let mut good = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
@@ -201,7 +204,7 @@ pub(in crate::api) async fn post(st: &State, who: Caller, req: Request<RequestBo
         ));
     }
     let n = good.len();
-    let promoted = blocking(move || Ok(reporter.report(&who.name, &good, t)?)).await?;
+    let promoted = blocking(move || Ok(reporter.report(who.who(), &good, t)?)).await?;
     let promotions: Vec<Value> = promoted.iter().map(|(c, p)| promotion_json(c, p)).collect();
     Ok(json_resp(
         StatusCode::CREATED,

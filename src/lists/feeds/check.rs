@@ -1,10 +1,12 @@
 //! Whether a partner's answer may be applied: the signature verifies over the version it
 //! claims, the body parses and agrees with that version, it does not go backwards, an increment
-//! applies on the version held, and every entry is one this agent could have written. An answer
-//! is refused whole, never in part.
+//! applies on the version held, and every entry is one this agent could have written (no control
+//! character in its texts, no field past the store's cap). An answer is refused whole, never in
+//! part.
 //!
 //! Pure: knows nothing of HTTP, the database or the rules in force.
 
+use crate::screening::entry::check_text;
 use crate::screening::{EntryAction, Pattern};
 
 use super::keys::{verify, VerifyingKey};
@@ -106,6 +108,15 @@ pub fn check_answer(
                 "entry {i}: a field exceeds {MAX_FIELD} bytes"
             )));
         }
+        // The entries' texts reach logs and SIP headers: a partner's control characters are
+        // refused like an operator's.
+        for (field, v) in [
+            ("category", &e.category),
+            ("reason", &e.reason),
+            ("source", &e.source),
+        ] {
+            check_text(field, v).map_err(|m| Refusal::Malformed(format!("entry {i}: {m}")))?;
+        }
     }
     for (i, t) in b.removed.iter().enumerate() {
         if t.pattern.trim().is_empty() || t.pattern.len() > MAX_FIELD {
@@ -133,6 +144,12 @@ mod tests {
         tampered[i] = b'4';
         let bad_pattern = body(5, true, None, &["call me maybe"]);
         let bad_sig = sign(&k, 5, &bad_pattern);
+        let nul = String::from_utf8(body(5, true, None, &["+12025550143"]))
+            .unwrap()
+            .replace("\"reason\":\"r\"", "\"reason\":\"r\\u0000\"")
+            .into_bytes();
+        assert!(nul != body(5, true, None, &["+12025550143"]));
+        let nul_sig = sign(&k, 5, &nul);
         let old = body(2, true, None, &[]);
         let old_sig = sign(&k, 2, &old);
         type Case<'a> = (
@@ -169,6 +186,14 @@ mod tests {
                 "5",
                 &bad_sig,
                 &bad_pattern,
+                Err("malformed"),
+            ),
+            (
+                "a NUL in a reason",
+                0,
+                "5",
+                &nul_sig,
+                &nul,
                 Err("malformed"),
             ),
             ("backwards", 3, "2", &old_sig, &old, Err("backwards")),

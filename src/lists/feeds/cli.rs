@@ -17,10 +17,15 @@ pub enum FeedsCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Show each subscribed feed's version, last success, last error and entry count.
+    /// Show each subscribed feed's version, last success, last error and entry count, as
+    /// saved in the agent's data directory: the config's `store.data_dir`, or `--data`.
     Status {
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "data")]
+        config: Option<PathBuf>,
+        /// The agent's data directory (what `run --data` was given), replacing the config's
+        /// store.data_dir.
+        #[arg(long, visible_alias = "data-dir")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -51,8 +56,18 @@ pub fn write_status(status: &[FeedStatus], out: &mut impl std::io::Write) -> std
     Ok(())
 }
 
-/// The persisted status of every feed in `data_dir` (for `scamguard feeds status`).
+/// The persisted status of every feed in `data_dir` (for `scamguard feeds status`). A directory
+/// without the feeds database is an error naming it: creating an empty one would report "no
+/// feed polled" about the wrong directory.
 pub fn read_status(data_dir: &Path) -> Result<Vec<FeedStatus>, String> {
+    let db = data_dir.join(crate::lists::store::FEEDS_DB);
+    if !db.is_file() {
+        return Err(format!(
+            "{}: no such file; expected the data directory of an agent with [[feeds]] \
+             (its store.data_dir, or --data DIR)",
+            db.display()
+        ));
+    }
     let saved = FeedsDb::open(data_dir)
         .and_then(|db| db.saved())
         .map_err(StoreError::detail)?;
@@ -68,4 +83,28 @@ pub fn read_status(data_dir: &Path) -> Result<Vec<FeedStatus>, String> {
             entries: f.entries,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_the_directory_it_is_given_and_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = dir.path().join("not-the-agent");
+        let e = read_status(&wrong).unwrap_err();
+        assert!(
+            e.contains(
+                &wrong
+                    .join(crate::lists::store::FEEDS_DB)
+                    .display()
+                    .to_string()
+            ),
+            "{e}"
+        );
+        assert!(!wrong.exists(), "status created {}", wrong.display());
+        FeedsDb::open(dir.path()).unwrap();
+        assert_eq!(read_status(dir.path()).unwrap().len(), 0);
+    }
 }

@@ -80,12 +80,13 @@ impl Store {
     /// Append reports in one durable transaction (all or none), each with an audit record
     /// (`what` = `report`, list `reports`, pattern = caller). Past the row cap the oldest rows
     /// are deleted in the same transaction, so the table never holds more than the cap.
-    pub fn append_reports(
+    pub fn append_reports<'w>(
         &self,
-        who: &str,
+        who: impl Into<super::Who<'w>>,
         reports: &[Report],
         now: i64,
     ) -> Result<(), StoreError> {
+        let who = who.into();
         for r in reports {
             check_report(r)?;
         }
@@ -108,17 +109,18 @@ impl Store {
                     r.category,
                     r.reporter,
                     source_str(r.source),
-                    who,
+                    who.name,
                     now
                 ])?;
                 audit.execute(params![
                     now,
-                    who,
+                    who.name,
                     "report",
                     "reports",
                     r.caller,
                     None::<String>,
-                    serde_json::to_string(r).ok()
+                    serde_json::to_string(r).ok(),
+                    who.source
                 ])?;
             }
         }
