@@ -261,6 +261,7 @@ impl Hook for Screener {
             identity: call.identity,
             verstat: p.verstat,
             live: true,
+            outbound: false,
         };
         let v = self.screen(&facts, unix_ms);
         let callee = self
