@@ -291,7 +291,7 @@ impl Hook for Screener {
                     announce,
                 }),
             ),
-            Disposition::Reject { .. } => {
+            _ => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
                 // it would count as a concurrent call until the signals' call timeout. No callee
                 // saw it, so it is no outcome for velocity or wangiri.

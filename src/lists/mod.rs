@@ -413,7 +413,8 @@ mod tests {
         let n = Number::parse_e164("+12025550177").unwrap();
         assert!(idx.lookup(n, 0).is_none());
         assert_eq!(
-            idx.lookup_callback(n, 0).map(|m| m.meta.category.to_string()),
+            idx.lookup_callback(n, 0)
+                .map(|m| m.meta.category.to_string()),
             Some("callback-tech-support".into())
         );
     }

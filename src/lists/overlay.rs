@@ -811,7 +811,10 @@ mod tests {
             r.fold(&store).unwrap();
         }
         r.apply(&[Change::Removed(
-            store.remove("t", "ops", "+18885550123", 2).unwrap().unwrap(),
+            store
+                .remove("t", "ops", "+18885550123", 2)
+                .unwrap()
+                .unwrap(),
         )]);
         assert_eq!(dialled(&r), Some(("+1888555*".into(), EntryAction::Warn)));
         let layered = Layered {

@@ -72,11 +72,7 @@ impl DtmfReceiver {
         }
         let (ev, ended) = (payload[0], payload[1] & 0x80 != 0);
         let ts = rtp::timestamp(pkt);
-        if let Some(p) = self
-            .recent
-            .iter_mut()
-            .find(|p| p.ts == ts && p.event == ev)
-        {
+        if let Some(p) = self.recent.iter_mut().find(|p| p.ts == ts && p.event == ev) {
             p.ended |= ended;
             return None;
         }

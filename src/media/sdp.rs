@@ -602,9 +602,7 @@ mod tests {
 
     #[test]
     fn answers_an_offer_with_one_codec_and_telephone_events() {
-        let with_video = format!(
-            "{OFFER}m=video 51372 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n"
-        );
+        let with_video = format!("{OFFER}m=video 51372 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n");
         let s = Sdp::parse(with_video.as_bytes()).unwrap();
         assert_eq!(s.audio.telephone_event(), Some(101));
         let a = s.answer(7, ip("203.0.113.5"), 30000).unwrap();
@@ -618,7 +616,9 @@ mod tests {
         // A-law first, no DTMF, the offerer only listening: we only send.
         let recv = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
                     m=audio 4000 RTP/AVP 8 0\r\na=recvonly\r\n";
-        let a = Sdp::parse(recv.as_bytes()).unwrap().answer(1, ip("2001:db8::5"), 30002);
+        let a = Sdp::parse(recv.as_bytes())
+            .unwrap()
+            .answer(1, ip("2001:db8::5"), 30002);
         assert_eq!(
             String::from_utf8(a.unwrap()).unwrap(),
             "v=0\r\no=scamguard 1 1 IN IP6 2001:db8::5\r\ns=scamguard\r\nc=IN IP6 2001:db8::5\r\n\
@@ -631,7 +631,13 @@ mod tests {
             recv.replace("recvonly", "inactive"),
             recv.replace("8 0", "9"),
         ] {
-            assert_eq!(Sdp::parse(bad.as_bytes()).unwrap().answer(1, ip("192.0.2.9"), 30000), None, "{bad}");
+            assert_eq!(
+                Sdp::parse(bad.as_bytes())
+                    .unwrap()
+                    .answer(1, ip("192.0.2.9"), 30000),
+                None,
+                "{bad}"
+            );
         }
     }
 

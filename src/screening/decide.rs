@@ -177,8 +177,7 @@ impl Engine {
         if self.screening.is_emergency(call.callee, callee) {
             return pass(Vec::new());
         }
-        let Some(m) = callee.and_then(|n| rules.lookup_callback(n, (now_ms / 1000) as i64))
-        else {
+        let Some(m) = callee.and_then(|n| rules.lookup_callback(n, (now_ms / 1000) as i64)) else {
             return pass(Vec::new());
         };
         let cfg = self.scoring.config();

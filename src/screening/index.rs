@@ -906,11 +906,15 @@ mod tests {
         let idx = b.build();
         let n = |s: &str| Number::parse_e164(s).unwrap();
         // As a caller, the callback number meets only the ordinary prefix entry.
-        assert_eq!(win(&idx, "+18005550199", 0).as_deref(), Some("warn +1800555*"));
+        assert_eq!(
+            win(&idx, "+18005550199", 0).as_deref(),
+            Some("warn +1800555*")
+        );
         let hit = idx.lookup_callback(n("+18005550199"), 0).unwrap();
         assert_eq!((hit.action, &*hit.meta.list), (EntryAction::Block, "cb"));
         assert_eq!(
-            idx.lookup_callback(n("+493012345"), 0).map(|m| m.pattern.to_string()),
+            idx.lookup_callback(n("+493012345"), 0)
+                .map(|m| m.pattern.to_string()),
             Some("+4930*".into())
         );
         assert!(idx.lookup_callback(n("+18005550100"), 0).is_none());

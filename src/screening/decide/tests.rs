@@ -435,7 +435,12 @@ fn rules_with_callbacks() -> RuleIndex {
     let mut b = IndexBuilder::new();
     for (list, p, a, cat) in [
         ("scam", "+12025550143", "block", "scam"),
-        ("callbacks", "+18005550199", "block", "callback-tech-support"),
+        (
+            "callbacks",
+            "+18005550199",
+            "block",
+            "callback-tech-support",
+        ),
         ("callbacks", "+1888555*", "warn", "callback-refund"),
         ("callbacks", "+18885550100", "allow", "callback"),
         ("callbacks", "+1911*", "block", "callback"),
@@ -471,11 +476,31 @@ fn an_outbound_call_is_screened_by_its_callee_against_callback_entries() {
     let e = engine(AnonymousPolicy::Reject, &[], false);
     // (caller, callee, action, the entry named, its category)
     let cases: &[(&str, &str, Action, Option<(&str, &str)>)] = &[
-        ("+14155550100", "+18005550199", Action::Block, Some(("+18005550199", "callback-tech-support"))),
-        ("+14155550100", "18005550199", Action::Block, Some(("+18005550199", "callback-tech-support"))),
-        ("+14155550100", "+18885550123", Action::Warn, Some(("+1888555*", "callback-refund"))),
+        (
+            "+14155550100",
+            "+18005550199",
+            Action::Block,
+            Some(("+18005550199", "callback-tech-support")),
+        ),
+        (
+            "+14155550100",
+            "18005550199",
+            Action::Block,
+            Some(("+18005550199", "callback-tech-support")),
+        ),
+        (
+            "+14155550100",
+            "+18885550123",
+            Action::Warn,
+            Some(("+1888555*", "callback-refund")),
+        ),
         // The genuine line inside the range is the operator's exception.
-        ("+14155550100", "+18885550100", Action::Pass, Some(("+18885550100", "callback"))),
+        (
+            "+14155550100",
+            "+18885550100",
+            Action::Pass,
+            Some(("+18885550100", "callback")),
+        ),
         ("+14155550100", "+18005550100", Action::Pass, None),
         // Emergency numbers are never looked up, even with an entry on their E.164 form.
         ("+14155550100", "911", Action::Pass, None),
@@ -483,23 +508,43 @@ fn an_outbound_call_is_screened_by_its_callee_against_callback_entries() {
         // The caller is one of ours: its own listing and its anonymity count for nothing, and
         // an ordinary caller entry on the callee is not a callback entry.
         ("+12025550143", "+18005550100", Action::Pass, None),
-        ("+14155550100", "+12025550143", Action::Warn, Some(("+12025550143", "callback"))),
-        ("", "+18885550123", Action::Warn, Some(("+1888555*", "callback-refund"))),
+        (
+            "+14155550100",
+            "+12025550143",
+            Action::Warn,
+            Some(("+12025550143", "callback")),
+        ),
+        (
+            "",
+            "+18885550123",
+            Action::Warn,
+            Some(("+1888555*", "callback-refund")),
+        ),
     ];
     for (caller, callee, want, entry) in cases {
         let v = e.decide(&outbound(caller, callee), &idx, NOW_MS);
         assert_eq!(v.action, *want, "{caller} -> {callee}: {v:?}");
-        let first = v.reasons.first().map(|r| (r.entry.as_str(), r.category.as_str()));
+        let first = v
+            .reasons
+            .first()
+            .map(|r| (r.entry.as_str(), r.category.as_str()));
         assert_eq!(first, *entry, "{caller} -> {callee}: {v:?}");
         if let Some(r) = v.reasons.first() {
-            assert_eq!(r.source, Source::list("callbacks"), "typed: the list names it");
+            assert_eq!(
+                r.source,
+                Source::list("callbacks"),
+                "typed: the list names it"
+            );
         }
     }
     // The same numbers as an inbound call: the callback entries are not caller entries.
     let v = e.decide(&call("+18005550199", "+14155550100", false), &idx, NOW_MS);
     assert_eq!(v.action, Action::Pass, "{v:?}");
     let v = e.decide(&call("+12025550143", "+14155550100", false), &idx, NOW_MS);
-    assert_eq!((v.action, v.reasons[0].category.as_str()), (Action::Block, "scam"));
+    assert_eq!(
+        (v.action, v.reasons[0].category.as_str()),
+        (Action::Block, "scam")
+    );
 }
 
 #[test]
@@ -510,7 +555,9 @@ fn a_log_only_callback_list_is_shown_not_enforced_and_counts_no_call() {
     assert_eq!(v.action, Action::Pass);
     assert!(v.reasons[0].reason.starts_with("(log-only +100)"), "{v:?}");
     assert!(
-        v.reasons.iter().any(|r| r.reason.contains("would have made this call block")),
+        v.reasons
+            .iter()
+            .any(|r| r.reason.contains("would have made this call block")),
         "{v:?}"
     );
 }
@@ -533,5 +580,9 @@ fn an_outbound_call_is_no_call_for_the_signals() {
         ..call("+14155550100", "+18005550199", false)
     };
     e.decide(&inbound, &idx, NOW_MS);
-    assert_eq!(e.signals.calls_tracked(), 1, "the same call inbound is tracked");
+    assert_eq!(
+        e.signals.calls_tracked(),
+        1,
+        "the same call inbound is tracked"
+    );
 }

@@ -11,6 +11,7 @@
 //! we change in `sip::forward` and the responses we write in `sip::response`.
 
 mod client_tx;
+mod hold;
 mod route;
 mod server_tx;
 
@@ -67,6 +68,8 @@ struct Call {
     expires: Instant,
     /// The application's value for this call, handed back with every event.
     tag: Option<CallTag>,
+    /// The server transaction of an INVITE held for the application ([`Disposition::Hold`]).
+    held: Option<String>,
 }
 
 /// A transaction whose retransmission timer runs.
@@ -412,6 +415,7 @@ impl Proxy {
                     record_route: *record_route || *anchor_media,
                     // The initial offer was rewritten with the disposition: one hook call.
                     body: offer.clone().filter(|_| *anchor_media),
+                    user: None,
                 };
                 Some(Onward {
                     fwd,
@@ -420,6 +424,22 @@ impl Proxy {
                     dir: SdpDirection::FromCaller,
                     initial: true,
                 })
+            }
+            Disposition::Hold {
+                code,
+                phrase,
+                headers,
+                sdp,
+                tag,
+            } => {
+                let provisional = (*code, phrase.as_str(), headers.as_slice(), sdp.as_slice());
+                self.hold(key, msg, from, provisional, tag.clone(), now, out);
+                None
+            }
+            Disposition::Divert { user, then } => {
+                let mut onward = self.apply_disposition(key, msg, from, then, now, out)?;
+                onward.fwd.user = Some(user);
+                Some(onward)
             }
         }
     }
@@ -529,6 +549,7 @@ impl Proxy {
             downstream: dest,
             expires: now + life,
             tag,
+            held: None,
         };
         let call_id = msg.call_id().unwrap_or("").to_owned();
         if self.calls.insert(call_id, c).is_none() {
@@ -588,6 +609,8 @@ impl Proxy {
                 if let (Some(k), Ok(inv)) = (ikey, Message::parse(req, &self.limits, true)) {
                     self.final_upstream(&k, &inv, 487, "Request Terminated", &[], now, out);
                 }
+                // A call held for the application ends here: it must learn of it.
+                self.event(msg.call_id().unwrap_or(""), CallEvent::Cancelled, true, now);
             }
         }
     }
@@ -663,6 +686,7 @@ impl Proxy {
     /// against its deadline once a second.
     pub fn poll(&self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        self.resume_held(now, &mut out);
         let t2 = self.cfg.t2();
         let due: Vec<(Instant, Timed)> = {
             let mut heap = self.timed.lock().unwrap_or_else(|e| e.into_inner());
@@ -755,13 +779,18 @@ impl Proxy {
             }
         }
         let mut gone = 0;
-        self.calls.retain(|_, c| {
+        let mut held = Vec::new();
+        self.calls.retain(|id, c| {
             let keep = now < c.expires;
             gone += usize::from(!keep);
+            if let (false, Some(key)) = (keep, &c.held) {
+                held.push((id.clone(), key.clone(), c.tag.clone()));
+            }
             keep
         });
         for _ in 0..gone {
             self.stats.calls.dec();
         }
+        self.held_expired(held, now, out);
     }
 }
