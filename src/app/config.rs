@@ -46,6 +46,8 @@ pub struct Config {
     pub feeds: Vec<crate::lists::feeds::FeedConfig>,
     /// `[publish]`: store lists this agent serves as signed feeds.
     pub publish: crate::lists::feeds::PublishConfig,
+    /// `[callback]`: outbound calls of protected subscribers screened by their destination.
+    pub callback: super::callback::CallbackConfig,
 }
 
 /// Where the decision log goes.
@@ -196,6 +198,8 @@ impl Config {
         p.extend(self.publish.validate());
         p.extend(self.certs.validate());
         p.extend(self.peers.validate());
+        p.extend(self.callback.validate());
+        p.extend(self.callback.validate_against(&self.policy, &self.media));
         p
     }
 

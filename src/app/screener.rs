@@ -100,6 +100,8 @@ pub struct Screener {
     pub clock: Clock,
     /// Where 607 reports go (queued: the SIP path never waits for the disk).
     pub reports: Arc<ReportDesk>,
+    /// Callback protection of outbound calls, when `[callback]` is enabled.
+    pub callback: Option<Arc<super::callback::Callback>>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -112,6 +114,9 @@ pub struct Tagged {
     pub callee: String,
     /// Present when the callee will hear the spoken warning.
     pub announce: Option<Announcement>,
+    /// An outbound call of a protected subscriber (`super::callback`): its media, when
+    /// anchored, carried an early prompt to the caller; its callee's 607 is no report.
+    pub outbound: bool,
 }
 
 /// What the prompt of an announced call depends on.
@@ -122,7 +127,7 @@ pub struct Announcement {
 }
 
 /// Why a warned call gets no spoken warning, for the decision log.
-fn skipped(e: &MediaError) -> &'static str {
+pub(super) fn skipped(e: &MediaError) -> &'static str {
     match e {
         MediaError::Sdp(_) => "announcement skipped: the SDP offer does not parse",
         MediaError::NotPlainRtp(_) => "announcement skipped: the media is encrypted (SRTP/DTLS)",
@@ -158,7 +163,7 @@ impl Screener {
     }
 
     /// The engine over the rules in force now: file lists, store lists and feeds.
-    fn screen(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
+    pub(super) fn screen(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
         verdict_in_force(
             &self.engine,
             &self.lists,
@@ -199,7 +204,7 @@ impl Screener {
         Ok(Some((body, Announcement { category })))
     }
 
-    fn count(&self, v: &Verdict) {
+    pub(super) fn count(&self, v: &Verdict) {
         match v.action {
             Action::Pass => self.stats.pass.inc(),
             Action::Warn => self.stats.warn.inc(),
@@ -247,6 +252,9 @@ impl Hook for Screener {
         let unix_ms = self.clock.unix_ms(now);
         let trusted = call.trusted;
         let p = call.parties();
+        if let Some(outbound) = self.outbound(call, &p, now) {
+            return outbound;
+        }
         let source = call.source.ip().to_string();
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
         // it), its source, its Identity and the live signal state.
@@ -289,6 +297,7 @@ impl Hook for Screener {
                     caller: v.caller.clone(),
                     callee: callee.clone(),
                     announce,
+                    outbound: false,
                 }),
             ),
             _ => {
@@ -313,6 +322,7 @@ impl Hook for Screener {
             decision_us,
             source: call.source.to_string(),
             note,
+            outbound: false,
         });
         answer
     }
@@ -334,7 +344,7 @@ impl Hook for Screener {
         // A 607 from the callee is a report against the caller (RFC 8197): a signal, not proof,
         // since the caller id may be spoofed; the report book needs several reporters.
         if let (CallEvent::Unwanted, Some(t)) = (event, tagged) {
-            if t.caller.starts_with('+') {
+            if t.caller.starts_with('+') && !t.outbound {
                 self.reports.submit(Report {
                     caller: t.caller.clone(),
                     callee: Some(t.callee.clone()),
@@ -374,6 +384,14 @@ impl Hook for Screener {
         let (Some(media), Some(t)) = (&self.media, tagged) else {
             return;
         };
+        if t.outbound {
+            // No prompt for the callee: an answer only starts the call's idle timer.
+            let _ = match release {
+                None => media.answered(id),
+                Some(why) => Ok(drop(media.release(id, why))),
+            };
+            return;
+        }
         let Some(a) = &t.announce else { return };
         match release {
             None => {
@@ -395,7 +413,10 @@ impl Hook for Screener {
         _now: Instant,
     ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
-        call.tag::<Tagged>()?.announce.as_ref()?;
+        let t = call.tag::<Tagged>()?;
+        if t.announce.is_none() && !t.outbound {
+            return None;
+        }
         let r = match kind {
             SdpKind::Offer => media.offer(call.call_id, side(dir), body),
             SdpKind::Answer => media.answer(call.call_id, side(dir), body),
@@ -408,6 +429,10 @@ impl Hook for Screener {
                 None
             }
         }
+    }
+
+    fn resumed(&self, _now: Instant) -> Vec<(String, Disposition)> {
+        self.resumed_calls()
     }
 }
 
