@@ -386,10 +386,10 @@ impl Hook for Screener {
         };
         if t.outbound {
             // No prompt for the callee: an answer only starts the call's idle timer.
-            let _ = match release {
-                None => media.answered(id),
-                Some(why) => Ok(drop(media.release(id, why))),
-            };
+            match release {
+                None => drop(media.answered(id)),
+                Some(why) => drop(media.release(id, why)),
+            }
             return;
         }
         let Some(a) = &t.announce else { return };

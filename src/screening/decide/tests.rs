@@ -474,8 +474,9 @@ fn outbound<'a>(caller: &'a str, callee: &'a str) -> Call<'a> {
 fn an_outbound_call_is_screened_by_its_callee_against_callback_entries() {
     let idx = rules_with_callbacks();
     let e = engine(AnonymousPolicy::Reject, &[], false);
-    // (caller, callee, action, the entry named, its category)
-    let cases: &[(&str, &str, Action, Option<(&str, &str)>)] = &[
+    // (caller, callee, action, the entry named and its category)
+    type Case<'a> = (&'a str, &'a str, Action, Option<(&'a str, &'a str)>);
+    let cases: &[Case] = &[
         (
             "+14155550100",
             "+18005550199",
