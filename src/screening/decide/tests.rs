@@ -15,20 +15,25 @@ use crate::screening::signals::SignalsConfig;
 const NOW_MS: u64 = 1_790_000_000_000;
 
 fn rules() -> RuleIndex {
-    let mut b = IndexBuilder::new();
-    for (list, p, a, cat) in [
+    index(&[
         ("scam", "+12025550143", "block", "scam"),
         ("scam", "+120255501XX", "warn", "robocall"),
         ("ok", "+12025550150", "allow", "partner"),
         ("premium", "+1900*", "warn", "premium-rate"),
         ("stir", "+13125550111", "warn", "robocall"),
-    ] {
+    ])
+}
+
+/// An index of (list, pattern, action, category) entries.
+fn index(entries: &[(&str, &str, &str, &str)]) -> RuleIndex {
+    let mut b = IndexBuilder::new();
+    for (list, p, a, cat) in entries {
         b.add(
             list,
             &Entry {
                 pattern: Pattern::parse(p).unwrap(),
                 action: EntryAction::parse(a).unwrap(),
-                category: cat.into(),
+                category: cat.to_string(),
                 reason: format!("{cat} entry"),
                 source: "test".into(),
                 expires: None,
@@ -432,8 +437,7 @@ fn own_blocks_count_for_live_calls_only() {
 /// refund range (warn) with one genuine number in it (allow), and a callback entry on the
 /// emergency number's international form, which must never matter.
 fn rules_with_callbacks() -> RuleIndex {
-    let mut b = IndexBuilder::new();
-    for (list, p, a, cat) in [
+    index(&[
         ("scam", "+12025550143", "block", "scam"),
         (
             "callbacks",
@@ -445,20 +449,7 @@ fn rules_with_callbacks() -> RuleIndex {
         ("callbacks", "+18885550100", "allow", "callback"),
         ("callbacks", "+1911*", "block", "callback"),
         ("callbacks", "+12025550143", "warn", "callback"),
-    ] {
-        b.add(
-            list,
-            &Entry {
-                pattern: Pattern::parse(p).unwrap(),
-                action: EntryAction::parse(a).unwrap(),
-                category: cat.into(),
-                reason: format!("{cat} entry"),
-                source: "test".into(),
-                expires: None,
-            },
-        );
-    }
-    b.build()
+    ])
 }
 
 fn outbound<'a>(caller: &'a str, callee: &'a str) -> Call<'a> {
