@@ -142,8 +142,8 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    /// A forward that also carries the application's rewritten offer and its tag for the call;
-    /// a reject is returned as it is.
+    /// A forward (diverted or not) that also carries the application's rewritten offer and its
+    /// tag for the call; a reject or a hold is returned as it is.
     pub fn with_call(mut self, rewritten: Option<Vec<u8>>, call_tag: CallTag) -> Disposition {
         match &mut self {
             Disposition::Forward { offer, tag, .. } => {

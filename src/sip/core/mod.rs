@@ -7,8 +7,9 @@
 //! timer.
 //!
 //! This file holds the tables and the flow of a message through them; the transaction state
-//! machines are in `server_tx` and `client_tx`, next hops and branches in `route`, the bytes
-//! we change in `sip::forward` and the responses we write in `sip::response`.
+//! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, next
+//! hops and branches in `route`, the bytes we change in `sip::forward` and the responses we
+//! write in `sip::response`.
 
 mod client_tx;
 mod hold;
