@@ -10,6 +10,7 @@
 //! `app` translates between the wire and the decisions: `sip` never sees a list and `screening`
 //! never sees a header.
 
+mod callback;
 mod clock;
 pub mod config;
 mod decision_log;
@@ -27,6 +28,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use self::callback::{BlockAs, CallbackConfig};
 pub use self::clock::now_ms;
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
@@ -241,7 +243,9 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         )
         .map_err(|e| AppError(format!("reports: {e}; refusing to start")))?,
     );
+    let callback = callback::Callback::new(&config.callback, &config.policy)?.map(Arc::new);
     let screener = Arc::new(Screener {
+        callback,
         lists: rules.lists.clone(),
         store: rules.store.clone(),
         feeds: rules.feeds.rules.clone(),
@@ -331,6 +335,9 @@ async fn bind_api(
     }
     if let Some(f) = &screening.fleet {
         collectors.push(f.stats.clone());
+    }
+    if let Some(cb) = &screener.callback {
+        collectors.push(cb.stats.clone());
     }
     collectors.extend(rules.feeds.collectors());
     let mut state = api::State::new(

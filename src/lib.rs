@@ -11,7 +11,7 @@
 //! | [`screening`] | pure decisions: numbers, the compiled rule index, signals, typed evidence, the scoring fold, [`screening::Engine::decide`] | sockets, SIP, files, clocks, tokio, every other module |
 //! | [`lists`] | list entries: file formats, the SQLite store, the live overlay, reload, callers' reports (the report desk), signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
 //! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
-//! | [`media`] | RTP: SDP rewrite, relay, announcement playback | SIP transactions, lists, verdicts |
+//! | [`media`] | RTP: SDP rewrite, relay, announcement playback, early media, RFC 4733 digits | SIP transactions, lists, verdicts |
 //! | [`api`] | the admin HTTP server; [`api::route`] answers a request without a socket | SIP, media |
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |

@@ -50,6 +50,8 @@ pub struct Config {
     pub fleet: super::fleet::FleetConfig,
     /// `[health]`: when `/ready` calls the next hop dead.
     pub health: super::health::HealthConfig,
+    /// `[callback]`: outbound calls of protected subscribers screened by their destination.
+    pub callback: super::callback::CallbackConfig,
 }
 
 /// Where the decision log goes.
@@ -202,6 +204,8 @@ impl Config {
         p.extend(self.peers.validate());
         p.extend(self.fleet.validate());
         p.extend(self.health.validate());
+        p.extend(self.callback.validate());
+        p.extend(self.callback.validate_against(&self.policy, &self.media));
         p
     }
 

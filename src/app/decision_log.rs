@@ -34,6 +34,11 @@ pub struct Record {
     /// Anything else the operator should know (e.g. why a warned call got no announcement).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,
+    /// An outbound call of a protected subscriber: `callee` is the destination it dialled
+    /// (hashed unless `callback.hash_destinations = false`) and the reasons are callback
+    /// entries.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outbound: bool,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -183,6 +188,7 @@ mod tests {
                 decision_us: 7,
                 source: "127.0.0.1:5080".into(),
                 note: None,
+                outbound: false,
             });
         }
         let stats = log.stats.clone();

@@ -103,6 +103,8 @@ pub struct Screener {
     pub reports: Arc<ReportDesk>,
     /// Whether the next hop answers the calls forwarded to it, for `/ready`.
     pub next_hop: Arc<NextHopWatch>,
+    /// Callback protection of outbound calls, when `[callback]` is enabled.
+    pub callback: Option<Arc<super::callback::Callback>>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -115,6 +117,9 @@ pub struct Tagged {
     pub callee: String,
     /// Present when the callee will hear the spoken warning.
     pub announce: Option<Announcement>,
+    /// An outbound call of a protected subscriber (`super::callback`): its media, when
+    /// anchored, carried an early prompt to the caller; its callee's 607 is no report.
+    pub outbound: bool,
 }
 
 /// What the prompt of an announced call depends on.
@@ -125,7 +130,7 @@ pub struct Announcement {
 }
 
 /// Why a warned call gets no spoken warning, for the decision log.
-fn skipped(e: &MediaError) -> &'static str {
+pub(super) fn skipped(e: &MediaError) -> &'static str {
     match e {
         MediaError::Sdp(_) => "announcement skipped: the SDP offer does not parse",
         MediaError::NotPlainRtp(_) => "announcement skipped: the media is encrypted (SRTP/DTLS)",
@@ -161,7 +166,7 @@ impl Screener {
     }
 
     /// The engine over the rules in force now: file lists, store lists and feeds.
-    fn screen(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
+    pub(super) fn screen(&self, call: &Call<'_>, now_ms: u64) -> Verdict {
         verdict_in_force(
             &self.engine,
             &self.lists,
@@ -202,7 +207,7 @@ impl Screener {
         Ok(Some((body, Announcement { category })))
     }
 
-    fn count(&self, v: &Verdict) {
+    pub(super) fn count(&self, v: &Verdict) {
         match v.action {
             Action::Pass => self.stats.pass.inc(),
             Action::Warn => self.stats.warn.inc(),
@@ -250,6 +255,9 @@ impl Hook for Screener {
         let unix_ms = self.clock.unix_ms(now);
         let trusted = call.trusted;
         let p = call.parties();
+        if let Some(outbound) = self.outbound(call, &p, now) {
+            return outbound;
+        }
         let source = call.source.ip().to_string();
         // A real call, not a question: its own Call-ID (velocity and wangiri link its end to
         // it), its source, its Identity and the live signal state.
@@ -266,6 +274,7 @@ impl Hook for Screener {
             // A MESSAGE is judged as its sender's call would be, but it is no call: it starts
             // nothing in the signals' state, which would wait for an end that never comes.
             live: !call.message,
+            outbound: false,
         };
         let v = self.screen(&facts, unix_ms);
         let callee = self
@@ -295,10 +304,11 @@ impl Hook for Screener {
                     caller: v.caller.clone(),
                     callee: callee.clone(),
                     announce,
+                    outbound: false,
                 }),
             ),
             Disposition::Reject { .. } if call.message => answer,
-            Disposition::Reject { .. } => {
+            _ => {
                 // The SIP layer reports no end for a call it refused itself: end it here, or
                 // it would count as a concurrent call until the signals' call timeout. No callee
                 // saw it, so it is no outcome for velocity or wangiri.
@@ -320,6 +330,7 @@ impl Hook for Screener {
             decision_us,
             source: call.source.to_string(),
             note,
+            outbound: false,
         });
         answer
     }
@@ -349,7 +360,7 @@ impl Hook for Screener {
         // A 607 from the callee is a report against the caller (RFC 8197): a signal, not proof,
         // since the caller id may be spoofed; the report book needs several reporters.
         if let (CallEvent::Unwanted, Some(t)) = (event, tagged) {
-            if t.caller.starts_with('+') {
+            if t.caller.starts_with('+') && !t.outbound {
                 self.reports.submit(Report {
                     caller: t.caller.clone(),
                     callee: Some(t.callee.clone()),
@@ -389,6 +400,14 @@ impl Hook for Screener {
         let (Some(media), Some(t)) = (&self.media, tagged) else {
             return;
         };
+        if t.outbound {
+            // No prompt for the callee: an answer only starts the call's idle timer.
+            match release {
+                None => drop(media.answered(id)),
+                Some(why) => drop(media.release(id, why)),
+            }
+            return;
+        }
         let Some(a) = &t.announce else { return };
         match release {
             None => {
@@ -410,7 +429,10 @@ impl Hook for Screener {
         _now: Instant,
     ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
-        call.tag::<Tagged>()?.announce.as_ref()?;
+        let t = call.tag::<Tagged>()?;
+        if t.announce.is_none() && !t.outbound {
+            return None;
+        }
         let r = match kind {
             SdpKind::Offer => media.offer(call.call_id, side(dir), body),
             SdpKind::Answer => media.answer(call.call_id, side(dir), body),
@@ -423,6 +445,10 @@ impl Hook for Screener {
                 None
             }
         }
+    }
+
+    fn resumed(&self, _now: Instant) -> Vec<(String, Disposition)> {
+        self.resumed_calls()
     }
 }
 

@@ -403,6 +403,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The shipped callback list loads, and its entries reach only the callback lookup.
+    #[test]
+    fn shipped_callback_list_loads_as_callback_entries() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
+        let f = load_file(&dir.join("callback.csv"), 1 << 20).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((f.name.as_str(), f.entries), ("callback", 3));
+        let idx = f.builder.build();
+        let n = Number::parse_e164("+12025550177").unwrap();
+        assert!(idx.lookup(n, 0).is_none());
+        assert_eq!(
+            idx.lookup_callback(n, 0)
+                .map(|m| m.meta.category.to_string()),
+            Some("callback-tech-support".into())
+        );
+    }
+
     #[test]
     fn caps_and_missing_dir() {
         let dir = tempdir("caps");

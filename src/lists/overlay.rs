@@ -368,13 +368,21 @@ impl StoreRules {
     }
 }
 
-impl Rules for StoreRules {
-    fn lookup(&self, n: Number, now: i64) -> Option<Match> {
+impl StoreRules {
+    /// The winning entry among caller entries, or among callback entries with `callback`: the
+    /// compiled lists keep the two apart, the overlay's puts and the fallback scan are filtered.
+    fn best(&self, n: Number, now: i64, callback: bool) -> Option<Match> {
         let base = self.base.load();
         let ov = self.overlay.load();
         let mut best: Option<Match> = None;
+        let kind = |meta: &EntryMeta| meta.is_callback() == callback;
         for l in &base.lists {
-            let Some(m) = l.index.lookup(n, now) else {
+            let found = if callback {
+                l.index.lookup_callback(n, now)
+            } else {
+                l.index.lookup(n, now)
+            };
+            let Some(m) = found else {
                 continue;
             };
             if !ov.edited(&l.name, &m.pattern) {
@@ -385,24 +393,34 @@ impl Rules for StoreRules {
             // non-exact entries (a list holds each pattern once).
             self.stats.fallback_scans.inc();
             for (p, meta) in &l.others {
-                if meta.is_live(now) && p.matches(n) && !ov.edited(&l.name, p) {
+                if kind(meta) && meta.is_live(now) && p.matches(n) && !ov.edited(&l.name, p) {
                     best = Match::best(best, Some(make_match(p, meta)));
                 }
             }
         }
         if let Some(v) = ov.exact.get(&n.value()) {
             for (p, meta) in v {
-                if meta.is_live(now) {
+                if kind(meta) && meta.is_live(now) {
                     best = Match::best(best, Some(make_match(p, meta)));
                 }
             }
         }
         for ((_, p), meta) in &ov.others {
-            if meta.is_live(now) && p.matches(n) {
+            if kind(meta) && meta.is_live(now) && p.matches(n) {
                 best = Match::best(best, Some(make_match(p, meta)));
             }
         }
         best
+    }
+}
+
+impl Rules for StoreRules {
+    fn lookup(&self, n: Number, now: i64) -> Option<Match> {
+        self.best(n, now, false)
+    }
+
+    fn lookup_callback(&self, n: Number, now: i64) -> Option<Match> {
+        self.best(n, now, true)
     }
 
     /// The compiled lists' numbers, less those edited since the last fold (a removed entry
@@ -455,6 +473,12 @@ impl Rules for Layered<'_> {
         self.sources
             .iter()
             .fold(None, |best, s| Match::best(best, s.lookup(n, now)))
+    }
+
+    fn lookup_callback(&self, n: Number, now: i64) -> Option<Match> {
+        self.sources
+            .iter()
+            .fold(None, |best, s| Match::best(best, s.lookup_callback(n, now)))
     }
 
     /// Every source's listed numbers as one set: a number listed by two sources is one number.
@@ -743,6 +767,63 @@ mod tests {
     fn verdict(r: &StoreRules, n: &str, now: i64) -> Option<(String, String, EntryAction)> {
         r.lookup(num(n), now)
             .map(|m| (m.meta.list.to_string(), m.pattern.to_string(), m.action))
+    }
+
+    /// Callback entries written through the API are enforced at once for dialled numbers, and
+    /// never, before or after a fold, for callers; removing one lets the next best take over.
+    #[test]
+    fn store_callback_entries_match_dialled_numbers_only() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            data_dir: d.path().into(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let r = StoreRules::load(&store).unwrap();
+        let cb = |p: &str, a| StoredEntry {
+            category: "callback-refund".into(),
+            ..e(p, a)
+        };
+        let items = [
+            cb("+18885550123", EntryAction::Block),
+            cb("+1888555*", EntryAction::Warn),
+            e("+1888*", EntryAction::Warn),
+        ];
+        r.apply(&store.upsert("t", "ops", &items, 1).unwrap());
+        let dialled = |r: &StoreRules| {
+            r.lookup_callback(num("+18885550123"), 5)
+                .map(|m| (m.pattern.to_string(), m.action))
+        };
+        for folded in [false, true] {
+            assert_eq!(
+                dialled(&r),
+                Some(("+18885550123".into(), EntryAction::Block)),
+                "folded: {folded}"
+            );
+            assert_eq!(
+                verdict(&r, "+18885550123", 5),
+                Some(("ops".into(), "+1888*".into(), EntryAction::Warn)),
+                "a caller meets only the caller entry (folded: {folded})"
+            );
+            r.fold(&store).unwrap();
+        }
+        r.apply(&[Change::Removed(
+            store
+                .remove("t", "ops", "+18885550123", 2)
+                .unwrap()
+                .unwrap(),
+        )]);
+        assert_eq!(dialled(&r), Some(("+1888555*".into(), EntryAction::Warn)));
+        let layered = Layered {
+            sources: &[&RuleIndex::empty(), &r],
+        };
+        assert_eq!(
+            layered
+                .lookup_callback(num("+18885550999"), 5)
+                .map(|m| m.pattern.to_string()),
+            Some("+1888555*".into())
+        );
+        assert!(layered.lookup_callback(num("+18885560000"), 5).is_none());
     }
 
     #[test]

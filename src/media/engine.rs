@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
+use super::dtmf::DtmfReceiver;
 use super::g711::Codec;
 use super::prompts::{Prompt, PromptSet, FRAME};
 use super::rtp;
@@ -52,6 +53,30 @@ pub enum Release {
     /// The agent is stopping.
     Shutdown,
 }
+
+/// What the caller must do after an early prompt before its call may go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Hear the prompt to its end.
+    Hear,
+    /// Hear it, then press `digit` (RFC 4733 telephone-event) within `wait`.
+    Press { digit: char, wait: Duration },
+}
+
+/// How an early prompt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Played to its end ([`Gate::Hear`]).
+    Played,
+    /// The digit was pressed after the prompt, in time.
+    Confirmed,
+    /// No digit in time.
+    TimedOut,
+}
+
+/// Told once how an early prompt ended, from the session's task. Never told when the session
+/// is released first (the call was cancelled or failed meanwhile).
+pub type Done = Box<dyn FnOnce(Heard) + Send>;
 
 /// Resolves when a released session's task has ended and its ports are free.
 pub struct Closing(JoinHandle<()>);
@@ -106,6 +131,15 @@ enum Ctl {
         prompt: Arc<Prompt>,
         codec: Codec,
         pt: u8,
+    },
+    /// Play to the caller before the call goes on (early media), then wait as `gate` says.
+    Early {
+        prompt: Arc<Prompt>,
+        codec: Codec,
+        pt: u8,
+        te: Option<u8>,
+        gate: Gate,
+        done: Done,
     },
 }
 
@@ -209,6 +243,73 @@ impl MediaEngine {
             let _ = h.ctl.try_send(Ctl::Answered);
         }
         self.inner.maybe_play(&mut h)
+    }
+
+    /// Answer the caller's SDP `offer` ourselves and play `prompt` to the caller before the call
+    /// goes anywhere (early media, for a 183): opens the session (two port pairs) and returns our
+    /// SDP answer, pointing the caller at leg A, with the first G.711 codec of the offer and
+    /// telephone-events when offered. When the prompt has played (and with [`Gate::Press`] the
+    /// digit was pressed after it, or not in time) the session's task calls `done` once.
+    ///
+    /// The session then stays, silent, for the call to go on: forward the INVITE with the body
+    /// [`MediaEngine::offer`]`(id, Side::Caller, offer)` returns and the callee's answers go
+    /// through [`MediaEngine::answer`] as for any anchored call; or [`MediaEngine::release`] it.
+    /// The caller's audio reaches nobody until then. Must be called inside a tokio runtime.
+    pub fn early(
+        &self,
+        call_id: &str,
+        offer: &[u8],
+        prompt: Arc<Prompt>,
+        gate: Gate,
+        done: Done,
+    ) -> Result<Vec<u8>, MediaError> {
+        let parsed = Sdp::parse(offer)?;
+        let audio = &parsed.audio;
+        if !audio.plain_rtp() {
+            return Err(MediaError::NotPlainRtp(audio.proto.clone()));
+        }
+        let (codec, pt) = audio.first_g711().ok_or(MediaError::NoG711)?;
+        let inner = &self.inner;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let Entry::Vacant(e) = inner.sessions.entry(call_id.to_string()) else {
+            return Err(MediaError::Exists);
+        };
+        // Answerable before any port is taken: nothing to give back on refusal.
+        parsed
+            .answer(0, inner.advertise, 0)
+            .ok_or(MediaError::NotListening)?;
+        let h = Inner::open(&self.inner, call_id, &rt)?;
+        let answer = parsed
+            .answer(h.id, inner.advertise, h.a_port)
+            .ok_or(MediaError::NotListening)?;
+        let _ = h.ctl.try_send(Ctl::Remote {
+            side: Side::Caller,
+            rtp: audio.rtp_addr(),
+            rtcp: audio.rtcp_addr(),
+        });
+        inner.stats.prompts_started.inc();
+        let _ = h.ctl.try_send(Ctl::Early {
+            prompt,
+            codec,
+            pt,
+            te: audio.telephone_event(),
+            gate,
+            done,
+        });
+        e.insert(h);
+        Ok(answer)
+    }
+
+    /// The callee answered a call whose callee hears no prompt: the session now ends after
+    /// `idle_timeout_secs` without media instead of `setup_timeout_secs`.
+    pub fn answered(&self, call_id: &str) -> Result<(), MediaError> {
+        let h = self
+            .inner
+            .sessions
+            .get(call_id)
+            .ok_or(MediaError::UnknownCall)?;
+        let _ = h.ctl.try_send(Ctl::Answered);
+        Ok(())
     }
 
     /// End a call's media: the task stops and its ports are freed. `None` if unknown.
@@ -473,30 +574,85 @@ impl Peer {
     }
 }
 
-/// Our RTP stream to the callee: the prompt, then the caller's audio restamped into it.
+/// Our RTP stream to one party: a prompt, then the other party's audio restamped into it.
 ///
-/// Why restamp rather than let the caller's own SSRC appear after the prompt: the callee's
-/// jitter buffer has locked onto the prompt's SSRC, sequence and timestamp; several phones and
-/// gateways ignore or stall on a second SSRC or treat a jump as massive loss. Restamping costs
-/// three stores per packet. RTCP is passed through unchanged (its reports name the caller's
-/// own SSRC, which receivers treat as informational).
+/// Why restamp rather than let the other party's own SSRC appear after the prompt: the
+/// listener's jitter buffer has locked onto the prompt's SSRC, sequence and timestamp; several
+/// phones and gateways ignore or stall on a second SSRC or treat a jump as massive loss.
+/// Restamping costs three stores per packet. RTCP is passed through unchanged (its reports name
+/// the sender's own SSRC, which receivers treat as informational).
 struct OutStream {
     ssrc: u32,
     next_seq: u16,
     next_ts: u32,
     last_sent: Instant,
-    /// Caller SSRC being restamped and its offsets.
+    /// The other party's SSRC being restamped and its offsets.
     shift: Option<(u32, u16, u32)>,
 }
 
+impl OutStream {
+    fn new(now: Instant) -> OutStream {
+        OutStream {
+            ssrc: fastrand::u32(..),
+            next_seq: fastrand::u16(..),
+            next_ts: fastrand::u32(..),
+            last_sent: now,
+            shift: None,
+        }
+    }
+
+    /// Rewrite a relayed packet into this stream.
+    fn restamp(&mut self, pkt: &mut [u8], now: Instant) {
+        let (ssrc, seq, ts) = (rtp::ssrc(pkt), rtp::seq(pkt), rtp::timestamp(pkt));
+        let mut first = false;
+        let (seq_off, ts_off) = match self.shift {
+            Some((s, so, to)) if s == ssrc => (so, to),
+            _ => {
+                // Continue our stream: next sequence number, timestamp advanced by the
+                // wall-clock time since our last packet (at least one frame).
+                let frames = (now.duration_since(self.last_sent).as_millis() / 20).max(1);
+                let ts_at = self
+                    .next_ts
+                    .wrapping_add(FRAME as u32 * (frames as u32).saturating_sub(1));
+                let so = self.next_seq.wrapping_sub(seq);
+                let to = ts_at.wrapping_sub(ts);
+                self.shift = Some((ssrc, so, to));
+                first = true;
+                (so, to)
+            }
+        };
+        let (nseq, nts) = (seq.wrapping_add(seq_off), ts.wrapping_add(ts_off));
+        rtp::restamp(pkt, nseq, nts, self.ssrc, first);
+        // Only move forward (reordered packets keep their own place).
+        if nseq.wrapping_sub(self.next_seq) < 0x8000 {
+            self.next_seq = nseq.wrapping_add(1);
+            self.next_ts = nts.wrapping_add(FRAME as u32);
+            self.last_sent = now;
+        }
+    }
+}
+
 struct Playing {
+    /// Who hears it: the callee after answer, the caller for early media.
+    to: Side,
     prompt: Arc<Prompt>,
     codec: Codec,
     pt: u8,
     idx: usize,
     start: Instant,
-    /// A caller frame to mix into the next prompt frame (when the caller is not held).
+    /// A frame of the other party to mix into the next prompt frame (when it is not held).
     mix: Option<[u8; FRAME]>,
+}
+
+/// What an early prompt waits for, and whom to tell how it went.
+struct Gating {
+    gate: Gate,
+    /// The caller's telephone-event payload type, when it offered one.
+    te: Option<u8>,
+    dtmf: DtmfReceiver,
+    /// Set once the prompt has played: the digit counts from then until this instant.
+    deadline: Option<Instant>,
+    done: Option<Done>,
 }
 
 struct Task {
@@ -517,28 +673,53 @@ enum Ev {
     Pkt(u8, std::io::Result<(usize, SocketAddr)>),
 }
 
+/// Index of a side in the per-side arrays.
+fn ix(s: Side) -> usize {
+    match s {
+        Side::Caller => 0,
+        Side::Callee => 1,
+    }
+}
+
+fn other(s: Side) -> Side {
+    match s {
+        Side::Caller => Side::Callee,
+        Side::Callee => Side::Caller,
+    }
+}
+
 struct State {
-    caller: Peer,
-    callee: Peer,
+    /// The caller and the callee, by [`ix`].
+    peers: [Peer; 2],
     answered: bool,
     last_activity: Instant,
     play: Option<Playing>,
-    out: Option<OutStream>,
-    /// The callee spoke first: play the waiting prompt now.
+    /// Our stream towards each party, once a prompt has played to it.
+    out: [Option<OutStream>; 2],
+    /// The listener spoke first: play the waiting prompt now.
     start_now: bool,
+    gating: Option<Gating>,
+}
+
+impl State {
+    /// When the timer must fire next: the prompt's next frame, else the digit's deadline.
+    fn timed(&self) -> bool {
+        self.play.is_some() || self.gating.as_ref().is_some_and(|g| g.deadline.is_some())
+    }
 }
 
 impl Task {
     async fn run(self, a: Leg, b: Leg, mut ctl: mpsc::Receiver<Ctl>) {
         let mut st = State {
-            caller: Peer::default(),
-            callee: Peer::default(),
+            peers: [Peer::default(), Peer::default()],
             answered: false,
             last_activity: Instant::now(),
             play: None,
-            out: None,
+            out: [None, None],
             start_now: false,
+            gating: None,
         };
+        let legs = [&a, &b];
         let mut tick: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
         let period = (self.idle.min(self.setup) / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -554,7 +735,7 @@ impl Task {
                     None => break false,
                     Some(c) => Ev::Ctl(c),
                 },
-                _ = &mut tick, if st.play.is_some() => Ev::Tick,
+                _ = &mut tick, if st.timed() => Ev::Tick,
                 _ = idle.tick() => Ev::Idle,
                 r = a.rtp.recv_from(&mut ba) => Ev::Pkt(0, r),
                 r = b.rtp.recv_from(&mut bb) => Ev::Pkt(1, r),
@@ -563,7 +744,7 @@ impl Task {
             };
             match ev {
                 Ev::Ctl(c) => self.control(&mut st, c, &mut tick),
-                Ev::Tick => self.play_due(&mut st, &b, &mut tick),
+                Ev::Tick => self.on_tick(&mut st, legs, &mut tick),
                 Ev::Idle => {
                     let limit = if st.answered { self.idle } else { self.setup };
                     if st.last_activity.elapsed() >= limit {
@@ -575,12 +756,13 @@ impl Task {
                     while let Ok(c) = ctl.try_recv() {
                         self.control(&mut st, c, &mut tick);
                     }
-                    match which {
-                        0 => self.on_caller(&mut st, &mut ba[..n], src, false, &b),
-                        1 => self.on_callee(&mut st, &bb[..n], src, false, &a),
-                        2 => self.on_caller(&mut st, &mut bc[..n], src, true, &b),
-                        _ => self.on_callee(&mut st, &bd[..n], src, true, &a),
-                    }
+                    let (from, pkt, rtcp) = match which {
+                        0 => (Side::Caller, &mut ba[..n], false),
+                        1 => (Side::Callee, &mut bb[..n], false),
+                        2 => (Side::Caller, &mut bc[..n], true),
+                        _ => (Side::Callee, &mut bd[..n], true),
+                    };
+                    self.on_packet(&mut st, from, pkt, src, rtcp, legs);
                     if st.start_now {
                         st.start_now = false;
                         tick.as_mut().reset(Instant::now());
@@ -606,58 +788,117 @@ impl Task {
         st.last_activity = Instant::now();
         match c {
             Ctl::Remote { side, rtp, rtcp } => {
-                let p = match side {
-                    Side::Caller => &mut st.caller,
-                    Side::Callee => &mut st.callee,
-                };
+                let p = &mut st.peers[ix(side)];
                 p.sdp_rtp = rtp;
                 p.sdp_rtcp = rtcp;
             }
             Ctl::Answered => st.answered = true,
             Ctl::Play { prompt, codec, pt } => {
                 st.answered = true;
-                let now = Instant::now();
-                st.out = Some(OutStream {
-                    ssrc: fastrand::u32(..),
-                    next_seq: fastrand::u16(..),
-                    next_ts: fastrand::u32(..),
-                    last_sent: now,
-                    shift: None,
+                self.start_prompt(st, Side::Callee, (prompt, codec, pt), tick);
+            }
+            Ctl::Early {
+                prompt,
+                codec,
+                pt,
+                te,
+                gate,
+                done,
+            } => {
+                st.gating = Some(Gating {
+                    gate,
+                    te,
+                    dtmf: DtmfReceiver::new(),
+                    deadline: None,
+                    done: Some(done),
                 });
-                // Start when the callee's media is known to flow (its first RTP proves the path
-                // is open and, behind NAT, gives the address to send to); wait at most
-                // `prompt_start_wait` for that.
-                let start = if st.callee.rtp.is_some() {
-                    now
-                } else {
-                    now + self.start_wait
-                };
-                st.play = Some(Playing {
-                    prompt,
-                    codec,
-                    pt,
-                    idx: 0,
-                    start,
-                    mix: None,
-                });
-                tick.as_mut().reset(start);
+                self.start_prompt(st, Side::Caller, (prompt, codec, pt), tick);
             }
         }
     }
 
-    /// Send every prompt frame that is due; re-arm the timer for the next one.
-    fn play_due(&self, st: &mut State, b: &Leg, tick: &mut Pin<Box<Sleep>>) {
+    /// Start playing to `to` when its media is known to flow (its first RTP proves the path
+    /// is open and, behind NAT, gives the address to send to); wait at most `start_wait` for
+    /// that.
+    fn start_prompt(
+        &self,
+        st: &mut State,
+        to: Side,
+        (prompt, codec, pt): (Arc<Prompt>, Codec, u8),
+        tick: &mut Pin<Box<Sleep>>,
+    ) {
         let now = Instant::now();
-        let target = st.callee.target(false);
-        let (Some(p), Some(out)) = (st.play.as_mut(), st.out.as_mut()) else {
+        st.out[ix(to)] = Some(OutStream::new(now));
+        let start = if st.peers[ix(to)].rtp.is_some() {
+            now
+        } else {
+            now + self.start_wait
+        };
+        st.play = Some(Playing {
+            to,
+            prompt,
+            codec,
+            pt,
+            idx: 0,
+            start,
+            mix: None,
+        });
+        tick.as_mut().reset(start);
+    }
+
+    fn on_tick(&self, st: &mut State, legs: [&Leg; 2], tick: &mut Pin<Box<Sleep>>) {
+        if st.play.is_some() {
+            return self.play_due(st, legs, tick);
+        }
+        let expired = st
+            .gating
+            .as_ref()
+            .and_then(|g| g.deadline)
+            .is_some_and(|d| d <= Instant::now());
+        if expired {
+            self.stats.unconfirmed.inc();
+            self.finish(st, Heard::TimedOut);
+        }
+    }
+
+    /// The early prompt's outcome is known: tell it once, and stop listening for digits.
+    fn finish(&self, st: &mut State, heard: Heard) {
+        if let Some(done) = st.gating.take().and_then(|mut g| g.done.take()) {
+            tracing::debug!(call_id = %self.call_id, ?heard, "early prompt done");
+            done(heard);
+        }
+    }
+
+    /// The prompt has played: an early one now waits for its digit, or is done.
+    fn played(&self, st: &mut State, tick: &mut Pin<Box<Sleep>>) {
+        self.stats.prompts_played.inc();
+        let wait = match st.gating.as_ref().map(|g| g.gate) {
+            None => return,
+            Some(Gate::Hear) => return self.finish(st, Heard::Played),
+            Some(Gate::Press { wait, .. }) => wait,
+        };
+        let deadline = Instant::now() + wait;
+        if let Some(g) = st.gating.as_mut() {
+            g.deadline = Some(deadline);
+        }
+        tick.as_mut().reset(deadline);
+    }
+
+    /// Send every prompt frame that is due; re-arm the timer for the next one.
+    fn play_due(&self, st: &mut State, legs: [&Leg; 2], tick: &mut Pin<Box<Sleep>>) {
+        let now = Instant::now();
+        let Some(to) = st.play.as_ref().map(|p| p.to) else {
+            return;
+        };
+        let target = st.peers[ix(to)].target(false);
+        let (Some(p), Some(out)) = (st.play.as_mut(), st.out[ix(to)].as_mut()) else {
             return;
         };
         let frames = p.prompt.frames(p.codec);
         loop {
             if p.idx >= frames.len() {
                 st.play = None;
-                self.stats.prompts_played.inc();
-                return;
+                return self.played(st, tick);
             }
             let due = p.start + PTIME * p.idx as u32;
             if due > now {
@@ -683,7 +924,7 @@ impl Task {
                 }
             }
             if let Some(t) = target {
-                if b.rtp.try_send_to(&pkt, t).is_err() {
+                if legs[ix(to)].rtp.try_send_to(&pkt, t).is_err() {
                     self.stats.dropped_other.inc();
                 }
             }
@@ -694,18 +935,42 @@ impl Task {
         }
     }
 
-    fn on_caller(&self, st: &mut State, pkt: &mut [u8], src: SocketAddr, rtcp: bool, b: &Leg) {
-        if !st.caller.accept(src, rtcp) {
+    /// A packet from one party: latch, count, look for the caller's digit, then relay it to the
+    /// other party (held or mixed while a prompt plays to that party, restamped into our stream
+    /// once one has).
+    fn on_packet(
+        &self,
+        st: &mut State,
+        from: Side,
+        pkt: &mut [u8],
+        src: SocketAddr,
+        rtcp: bool,
+        legs: [&Leg; 2],
+    ) {
+        let to = other(from);
+        if !st.peers[ix(from)].accept(src, rtcp) {
             self.stats.dropped_unrelated.inc();
             return;
         }
-        st.last_activity = Instant::now();
-        if rtcp || rtp::is_rtcp(pkt) {
-            // RTCP on its own port goes to the callee's RTCP address; muxed RTCP stays muxed.
+        let now = Instant::now();
+        st.last_activity = now;
+        let is_rtcp = rtcp || rtp::is_rtcp(pkt);
+        if !is_rtcp {
+            // The listener's first packet starts a prompt waiting for it.
+            if let Some(p) = st.play.as_mut().filter(|p| p.to == from) {
+                if p.idx == 0 && p.start > now {
+                    p.start = now;
+                    st.start_now = true;
+                }
+            }
+        }
+        if is_rtcp {
+            // RTCP on its own port goes to the other party's RTCP address; muxed RTCP stays
+            // muxed.
             let (sock, t) = if rtcp {
-                (&b.rtcp, st.callee.target(true))
+                (&legs[ix(to)].rtcp, st.peers[ix(to)].target(true))
             } else {
-                (&b.rtp, st.callee.target(false))
+                (&legs[ix(to)].rtp, st.peers[ix(to)].target(false))
             };
             self.send(sock, pkt, t, &self.stats.rtcp_relayed);
             return;
@@ -714,7 +979,10 @@ impl Task {
             self.stats.dropped_other.inc();
             return;
         }
-        if let Some(p) = st.play.as_mut() {
+        if from == Side::Caller {
+            self.listen_for_digit(st, pkt);
+        }
+        if let Some(p) = st.play.as_mut().filter(|p| p.to == to) {
             if !self.hold_caller && rtp::payload_type(pkt) == p.pt {
                 if let Ok(f) = <[u8; FRAME]>::try_from(rtp::payload(pkt)) {
                     p.mix = Some(f);
@@ -723,74 +991,35 @@ impl Task {
             self.stats.dropped_held.inc();
             return;
         }
-        if let Some(out) = st.out.as_mut() {
-            let (ssrc, seq, ts) = (rtp::ssrc(pkt), rtp::seq(pkt), rtp::timestamp(pkt));
-            let now = Instant::now();
-            let mut first = false;
-            let (seq_off, ts_off) = match out.shift {
-                Some((s, so, to)) if s == ssrc => (so, to),
-                _ => {
-                    // Continue our stream: next sequence number, timestamp advanced by the
-                    // wall-clock time since our last packet (at least one frame).
-                    let frames = (now.duration_since(out.last_sent).as_millis() / 20).max(1);
-                    let ts_at = out
-                        .next_ts
-                        .wrapping_add(FRAME as u32 * (frames as u32).saturating_sub(1));
-                    let so = out.next_seq.wrapping_sub(seq);
-                    let to = ts_at.wrapping_sub(ts);
-                    out.shift = Some((ssrc, so, to));
-                    first = true;
-                    (so, to)
-                }
-            };
-            let (nseq, nts) = (seq.wrapping_add(seq_off), ts.wrapping_add(ts_off));
-            rtp::restamp(pkt, nseq, nts, out.ssrc, first);
-            // Only move forward (reordered packets keep their own place).
-            if nseq.wrapping_sub(out.next_seq) < 0x8000 {
-                out.next_seq = nseq.wrapping_add(1);
-                out.next_ts = nts.wrapping_add(FRAME as u32);
-                out.last_sent = now;
-            }
+        if let Some(out) = st.out[ix(to)].as_mut() {
+            out.restamp(pkt, now);
         }
         self.send(
-            &b.rtp,
+            &legs[ix(to)].rtp,
             pkt,
-            st.callee.target(false),
+            st.peers[ix(to)].target(false),
             &self.stats.rtp_relayed,
         );
     }
 
-    fn on_callee(&self, st: &mut State, pkt: &[u8], src: SocketAddr, rtcp: bool, a: &Leg) {
-        if !st.callee.accept(src, rtcp) {
-            self.stats.dropped_unrelated.inc();
+    /// A telephone-event of the caller while an early prompt asks for a digit: the right digit
+    /// after the prompt has played confirms. One pressed during the prompt does not count, so
+    /// the warning is heard in full.
+    fn listen_for_digit(&self, st: &mut State, pkt: &[u8]) {
+        let Some(g) = st.gating.as_mut() else {
+            return;
+        };
+        let Gate::Press { digit, .. } = g.gate else {
+            return;
+        };
+        if g.te != Some(rtp::payload_type(pkt)) {
             return;
         }
-        let now = Instant::now();
-        st.last_activity = now;
-        let is_rtcp = rtcp || rtp::is_rtcp(pkt);
-        if !is_rtcp {
-            if let Some(p) = st.play.as_mut() {
-                if p.idx == 0 && p.start > now {
-                    p.start = now;
-                    st.start_now = true;
-                }
-            }
+        let pressed = g.dtmf.push(pkt);
+        if pressed == Some(digit) && g.deadline.is_some() {
+            self.stats.confirmed.inc();
+            self.finish(st, Heard::Confirmed);
         }
-        if !is_rtcp && !rtp::is_rtp_like(pkt) {
-            self.stats.dropped_other.inc();
-            return;
-        }
-        let (sock, t) = if rtcp {
-            (&a.rtcp, st.caller.target(true))
-        } else {
-            (&a.rtp, st.caller.target(false))
-        };
-        let c = if is_rtcp {
-            &self.stats.rtcp_relayed
-        } else {
-            &self.stats.rtp_relayed
-        };
-        self.send(sock, pkt, t, c);
     }
 
     /// Non-blocking send: a full socket buffer drops the packet (late audio is useless).

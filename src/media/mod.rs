@@ -5,6 +5,11 @@
 //! caller, leg B the callee), relays RTP/RTCP between them with symmetric-RTP latching, and when
 //! the callee answers plays a prompt (G.711, 20 ms packets) to the callee before relaying.
 //!
+//! For a call whose *caller* is to hear a warning before anything rings (callback protection),
+//! [`MediaEngine::early`] answers the caller's offer itself (early media), plays the prompt to
+//! the caller, optionally waits for a digit ([`dtmf`]), and says how it went; the call may then
+//! go on through the same session like any anchored call.
+//!
 //! Knows call ids, SDP and RTP only: nothing of SIP transactions, dialogs or blocklists.
 //!
 //! | file | what |
@@ -14,6 +19,7 @@
 //! | [`wav`] | strict WAV reader for prompts |
 //! | [`prompts`] | prompt set: load, pre-encode, select per callee |
 //! | [`engine`] | sessions, ports, the relay/playback task |
+//! | [`dtmf`] | RFC 4733 telephone-events in: the digits a party presses |
 //! | [`rtp`] | RTP header fields |
 //!
 //! # How a caller of this module drives it
@@ -21,15 +27,17 @@
 //! | dialog event | call |
 //! | --- | --- |
 //! | initial INVITE with SDP | [`MediaEngine::offer`]`(id, Side::Caller, body)`: forward the returned body; on `Err` forward the original and play nothing |
+//! | initial INVITE the agent answers with early media | [`MediaEngine::early`]`(id, body, prompt, gate, done)`: send the returned answer in a 183; `done` says when the call may go on; then `offer(id, Side::Caller, body)` for the INVITE forwarded |
 //! | 183/200 with SDP from the callee | [`MediaEngine::answer`]`(id, Side::Callee, body)` |
 //! | late offer (INVITE without SDP) | `offer(id, Side::Callee, body)` for the 200, `answer(id, Side::Caller, body)` for the ACK |
-//! | 2xx to the initial INVITE | [`MediaEngine::connected`]`(id, callee_number, category)`: the prompt starts once the codec is known |
+//! | 2xx to the initial INVITE | [`MediaEngine::connected`]`(id, callee_number, category)`: the prompt starts once the codec is known; [`MediaEngine::answered`] when the callee hears none |
 //! | re-INVITE / UPDATE | `offer(id, sender_side, body)`, then `answer(id, responder_side, body)`: ports stay the same |
 //! | BYE, CANCEL, failure | [`MediaEngine::release`]; forgotten sessions are freed by the setup/idle timers anyway |
 //!
 //! Limits: one callee per call id (parallel forks answering with different SDP overwrite each
 //! other's address); only the first `m=audio` stream is anchored; RTCP passes unchanged.
 
+pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod prompts;
@@ -45,7 +53,7 @@ use serde::Deserialize;
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 
-pub use engine::{Closing, MediaEngine, Release, Side};
+pub use engine::{Closing, Gate, Heard, MediaEngine, Release, Side};
 pub use g711::Codec;
 pub use prompts::{Prompt, PromptSet};
 pub use sdp::SdpError;
@@ -198,6 +206,10 @@ pub enum MediaError {
     NoPorts,
     /// Called outside a tokio runtime.
     NoRuntime,
+    /// The offerer would not hear us (sendonly or inactive audio).
+    NotListening,
+    /// This call id already has a session.
+    Exists,
     /// A config or prompt file problem: what, where and what was expected.
     Config(String),
 }
@@ -219,6 +231,8 @@ impl fmt::Display for MediaError {
             MediaError::Full(n) => write!(f, "media session limit of {n} reached"),
             MediaError::NoPorts => write!(f, "no free RTP port pair"),
             MediaError::NoRuntime => write!(f, "media engine used outside a tokio runtime"),
+            MediaError::NotListening => write!(f, "the offer does not receive audio"),
+            MediaError::Exists => write!(f, "a media session for this call exists already"),
             MediaError::Config(s) => write!(f, "{s}"),
         }
     }
@@ -256,6 +270,9 @@ pub struct MediaStats {
     pub dropped_unrelated: Counter,
     /// Caller audio dropped while the prompt played.
     pub dropped_held: Counter,
+    /// Early prompts that asked for a digit: pressed in time, or not.
+    pub confirmed: Counter,
+    pub unconfirmed: Counter,
     /// Not RTP/RTCP, or no address to send to yet, or the socket buffer was full.
     pub dropped_other: Counter,
 }
@@ -322,6 +339,18 @@ impl Collect for MediaStats {
         ] {
             out.counter(
                 "scamguard_media_prompts_total",
+                h,
+                &[("outcome", what)],
+                c.get(),
+            );
+        }
+        let h = "Early prompts that asked for a digit, by outcome";
+        for (what, c) in [
+            ("confirmed", &self.confirmed),
+            ("timed_out", &self.unconfirmed),
+        ] {
+            out.counter(
+                "scamguard_media_confirmations_total",
                 h,
                 &[("outcome", what)],
                 c.get(),

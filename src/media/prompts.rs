@@ -156,11 +156,7 @@ impl PromptSet {
     /// (with or without `+`): the longest configured code that prefixes it picks the language,
     /// else `default_prompt`. With a `category`, `<lang>-<category>` is used when it exists.
     pub fn select(&self, callee: &str, category: Option<&str>) -> Arc<Prompt> {
-        let digits = callee.strip_prefix('+').unwrap_or(callee);
-        let lang = (1..=3.min(digits.len()))
-            .rev()
-            .find_map(|n| digits.get(..n).and_then(|p| self.country.get(p)))
-            .unwrap_or(&self.default);
+        let lang = self.language(callee);
         if let Some(cat) = category {
             if let Some(p) = self.by_name.get(&format!("{lang}-{cat}")) {
                 return p.clone();
@@ -172,6 +168,26 @@ impl PromptSet {
             .cloned()
             // load() guarantees the default exists; an empty prompt is the harmless fallback.
             .unwrap_or_else(|| Arc::new(Prompt::from_samples("silence", &[])))
+    }
+
+    /// The language for a number: the longest configured country code that prefixes it, else
+    /// `default_prompt`.
+    fn language(&self, number: &str) -> &String {
+        let digits = number.strip_prefix('+').unwrap_or(number);
+        (1..=3.min(digits.len()))
+            .rev()
+            .find_map(|n| digits.get(..n).and_then(|p| self.country.get(p)))
+            .unwrap_or(&self.default)
+    }
+
+    /// The prompt for `category` only, never the general warning: `<lang>-<category>` for the
+    /// listener's number, else `<default_prompt>-<category>`, else `None`. For prompts that say
+    /// something else than "this call is suspected to be a scam" (the callback prompts).
+    pub fn select_exact(&self, number: &str, category: &str) -> Option<Arc<Prompt>> {
+        [self.language(number), &self.default]
+            .into_iter()
+            .find_map(|lang| self.by_name.get(&format!("{lang}-{category}")))
+            .cloned()
     }
 
     /// Whether any language has a prompt for `category` (`<lang>-<category>.wav`).

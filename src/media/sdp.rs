@@ -3,6 +3,9 @@
 //! direction, and rewrite the addresses and ports to our own while leaving every other byte as it
 //! was (line endings included).
 //!
+//! For early media the agent answers an offer itself ([`Sdp::answer`]): one G.711 codec and, when
+//! offered, RFC 4733 telephone-events, every other stream refused.
+//!
 //! Works on bytes because `s=`/`i=` lines may hold any charset; only the lines it reads are
 //! interpreted, as ASCII. Knows nothing of SIP, sockets or sessions; never panics on input.
 
@@ -117,6 +120,15 @@ impl AudioInfo {
             .find_map(|&pt| self.codec_of(pt).map(|c| (c, pt)))
     }
 
+    /// The payload type this SDP lists for RFC 4733 telephone-events at 8000 Hz (DTMF digits).
+    pub fn telephone_event(&self) -> Option<u8> {
+        self.payloads.iter().copied().find(|&pt| {
+            self.rtpmap.iter().any(|(p, name, rate)| {
+                *p == pt && *rate == 8000 && name.eq_ignore_ascii_case("telephone-event")
+            })
+        })
+    }
+
     fn codec_of(&self, pt: u8) -> Option<Codec> {
         if let Some((_, name, rate)) = self.rtpmap.iter().find(|(p, _, _)| *p == pt) {
             if *rate != 8000 {
@@ -158,6 +170,8 @@ struct Layout {
     audio_c_insert: usize,
     /// Another active `m=` section relies on the session-level `c=`.
     others_use_session_c: bool,
+    /// Every `m=` line, in order (an answer has one for each).
+    m_lines: Vec<usize>,
 }
 
 /// A parsed SDP body: the facts about its audio stream plus where those facts sit in the bytes.
@@ -234,6 +248,7 @@ impl<'a> Sdp<'a> {
         let mut audio_rtcp = None;
         let mut audio_c_insert = 0;
         let mut others_use_session_c = false;
+        let mut m_lines = Vec::new();
         let mut audio = AudioInfo {
             addr: None,
             port: 0,
@@ -270,6 +285,7 @@ impl<'a> Sdp<'a> {
             match (kind, section) {
                 (b'm', _) => {
                     close_other(&mut other, &mut others_use_session_c);
+                    m_lines.push(i);
                     let bad = SdpError::BadLine {
                         line: n,
                         expected: "m=<media> <port> <proto> <fmt> ...",
@@ -402,9 +418,55 @@ impl<'a> Sdp<'a> {
                 audio_rtcp,
                 audio_c_insert,
                 others_use_session_c,
+                m_lines,
             },
             audio,
         })
+    }
+
+    /// Our own answer to this offer (RFC 3264 6), for early media from the agent: the audio
+    /// stream at `ip:rtp_port` with `codec` at the payload type the offer gave it, plus
+    /// telephone-events when offered (so the caller can press a digit), every other stream
+    /// refused with port 0. The direction mirrors the offer's: `None` when the offerer would
+    /// not receive (sendonly, inactive) or lists no G.711, so nothing could be heard.
+    pub fn answer(&self, session: u64, ip: IpAddr, rtp_port: u16) -> Option<Vec<u8>> {
+        let a = &self.audio;
+        let (codec, pt) = a.first_g711()?;
+        let dir = match a.direction {
+            Direction::SendRecv => "sendrecv",
+            Direction::RecvOnly => "sendonly",
+            Direction::SendOnly | Direction::Inactive => return None,
+        };
+        let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        let mut out = format!(
+            "v=0\r\no=scamguard {session} 1 IN {fam} {ip}\r\ns=scamguard\r\nc=IN {fam} {ip}\r\nt=0 0\r\n"
+        );
+        for &i in &self.layout.m_lines {
+            if i != self.layout.audio_m {
+                // Refused: same media and protocol, port 0, one format (RFC 3264 6).
+                let line = text(self.raw, self.layout.lines[i]);
+                let mut t = line.get(2..).unwrap_or("").split_ascii_whitespace();
+                let (media, _, proto) = (t.next(), t.next(), t.next());
+                let fmt = t.next().unwrap_or("0");
+                out.push_str(&format!(
+                    "m={} 0 {} {fmt}\r\n",
+                    media.unwrap_or("application"),
+                    proto.unwrap_or("RTP/AVP")
+                ));
+                continue;
+            }
+            let te = a.telephone_event();
+            let fmts = te.map_or_else(|| pt.to_string(), |te| format!("{pt} {te}"));
+            out.push_str(&format!("m=audio {rtp_port} {} {fmts}\r\n", a.proto));
+            out.push_str(&format!("a=rtpmap:{pt} {}/8000\r\n", codec.name()));
+            if let Some(te) = te {
+                out.push_str(&format!(
+                    "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+                ));
+            }
+            out.push_str(&format!("a=ptime:20\r\na={dir}\r\n"));
+        }
+        Some(out.into_bytes())
     }
 
     /// The body with the audio stream pointed at `ip:rtp_port` (RTCP at `rtp_port + 1`).
@@ -536,6 +598,47 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn answers_an_offer_with_one_codec_and_telephone_events() {
+        let with_video = format!("{OFFER}m=video 51372 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n");
+        let s = Sdp::parse(with_video.as_bytes()).unwrap();
+        assert_eq!(s.audio.telephone_event(), Some(101));
+        let a = s.answer(7, ip("203.0.113.5"), 30000).unwrap();
+        assert_eq!(
+            String::from_utf8(a).unwrap(),
+            "v=0\r\no=scamguard 7 1 IN IP4 203.0.113.5\r\ns=scamguard\r\nc=IN IP4 203.0.113.5\r\n\
+             t=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n\
+             a=sendrecv\r\nm=video 0 RTP/AVP 99\r\n"
+        );
+        // A-law first, no DTMF, the offerer only listening: we only send.
+        let recv = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                    m=audio 4000 RTP/AVP 8 0\r\na=recvonly\r\n";
+        let a = Sdp::parse(recv.as_bytes())
+            .unwrap()
+            .answer(1, ip("2001:db8::5"), 30002);
+        assert_eq!(
+            String::from_utf8(a.unwrap()).unwrap(),
+            "v=0\r\no=scamguard 1 1 IN IP6 2001:db8::5\r\ns=scamguard\r\nc=IN IP6 2001:db8::5\r\n\
+             t=0 0\r\nm=audio 30002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n\
+             a=sendonly\r\n"
+        );
+        // Nothing to be heard: no answer.
+        for bad in [
+            recv.replace("recvonly", "sendonly"),
+            recv.replace("recvonly", "inactive"),
+            recv.replace("8 0", "9"),
+        ] {
+            assert_eq!(
+                Sdp::parse(bad.as_bytes())
+                    .unwrap()
+                    .answer(1, ip("192.0.2.9"), 30000),
+                None,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! emergency rules, every signal) and lets the scoring policy weigh it in a single fold. The
 //! proxy, `scamguard check`, `/v1/check`, the tests and the benches all call it.
 //!
+//! An outbound call of a protected subscriber ([`Call::outbound`]) is decided apart
+//! ([`Engine::decide`] hands it to `decide_outbound`): its callee is looked up among the callback
+//! entries ([`Rules::lookup_callback`]) and nothing else counts, since the caller is one of ours.
+//!
 //! Knows nothing of SIP, sockets, files or clocks: `now` comes in, and the signals' live state
 //! (velocity, wangiri, reports, own blocks) is the only thing a decision touches besides its
 //! arguments. A live call that is blocked for what its number did is noted against the
@@ -40,6 +44,10 @@ pub struct Call<'a> {
     pub verstat: Option<&'a str>,
     /// A real call, counted by velocity and wangiri; false for a question (`check`).
     pub live: bool,
+    /// The caller is a protected subscriber of this network dialling out (the operator's
+    /// `[callback]` section says which calls are): the callee is screened against the callback
+    /// entries, the caller not at all, and no signal counts the call.
+    pub outbound: bool,
 }
 
 impl<'a> Call<'a> {
@@ -76,6 +84,9 @@ pub struct Engine {
 impl Engine {
     /// The verdict for one call. `now_ms` is Unix time in milliseconds.
     pub fn decide<R: Rules + ?Sized>(&self, call: &Call<'_>, rules: &R, now_ms: u64) -> Verdict {
+        if call.outbound {
+            return self.decide_outbound(call, rules, now_ms);
+        }
         let caller_n = self.screening.plan.normalise(call.caller);
         let callee_n = self.screening.plan.normalise(call.callee);
         let caller = caller_n.map(|n| n.to_string());
@@ -140,6 +151,56 @@ impl Engine {
             caller: caller.unwrap_or_else(|| call.caller.trim().to_string()),
             reasons: explain(&weighing),
             stir_failure: eval.stir.code().filter(|c| *c != StirCode::NoIdentity),
+        }
+    }
+
+    /// An outbound call of a protected subscriber: is the number dialled one that scammers ask
+    /// their victims to call? A call to an emergency number is not looked up at all. The best
+    /// callback entry for the callee is the only evidence, weighed by the same policy as any
+    /// list entry (log-only names, thresholds, the tenant of the subscriber's number or peer).
+    fn decide_outbound<R: Rules + ?Sized>(
+        &self,
+        call: &Call<'_>,
+        rules: &R,
+        now_ms: u64,
+    ) -> Verdict {
+        let caller = self.screening.plan.normalise(call.caller);
+        let caller = caller.map_or_else(|| call.caller.trim().to_string(), |n| n.to_string());
+        let callee = self.screening.plan.normalise(call.callee);
+        let pass = |reasons| Verdict {
+            action: Action::Pass,
+            caller: caller.clone(),
+            reasons,
+            refusal: Refusal::Blocked,
+            stir_failure: None,
+        };
+        if self.screening.is_emergency(call.callee, callee) {
+            return pass(Vec::new());
+        }
+        let Some(m) = callee.and_then(|n| rules.lookup_callback(n, (now_ms / 1000) as i64)) else {
+            return pass(Vec::new());
+        };
+        let cfg = self.scoring.config();
+        let (score, effect) = match m.action {
+            EntryAction::Allow => (0, Effect::Allows),
+            EntryAction::Warn => (cfg.list_warn_score, Effect::Scores),
+            EntryAction::Block => (cfg.list_block_score, Effect::Scores),
+        };
+        let evidence = [Evidence {
+            score,
+            effect,
+            reason: list_reason(&m),
+        }];
+        // The tenant is the subscriber's: chosen by its peer, else by its own number.
+        let tenancy = Tenancy {
+            callee: Some(caller.as_str()).filter(|c| c.starts_with('+')),
+            peer: call.source,
+        };
+        let weighing = self.scoring.weigh(&evidence, &tenancy);
+        Verdict {
+            action: weighing.action,
+            reasons: explain(&weighing),
+            ..pass(Vec::new())
         }
     }
 

@@ -433,6 +433,17 @@ impl Entry {
     }
 }
 
+/// Whether entries of `category` are callback entries: `callback` or `callback-<what>`
+/// (`callback-tech-support`). They list numbers scammers ask victims to call, and match only
+/// the number a protected subscriber dials ([`super::Rules::lookup_callback`]), never a caller.
+/// A category convention, like `dno`, so that list files, the store, the API and feeds carry
+/// them without a format of their own.
+pub fn is_callback_category(category: &str) -> bool {
+    category
+        .strip_prefix("callback")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+}
+
 /// Check a category word: non-empty, lowercase ASCII letters, digits, `-` and `_`, at most 32
 /// characters, because it becomes a metric label value and a log field.
 pub fn check_category(c: &str) -> Result<(), String> {
@@ -578,6 +589,19 @@ mod tests {
                 want,
                 "{re}"
             );
+        }
+    }
+
+    #[test]
+    fn callback_categories() {
+        for (c, want) in [
+            ("callback", true),
+            ("callback-tech-support", true),
+            ("callbacks", false),
+            ("scam-callback", false),
+            ("dno", false),
+        ] {
+            assert_eq!(is_callback_category(c), want, "{c}");
         }
     }
 

@@ -17,6 +17,12 @@
 //! Precedence: the most specific matching entry wins (see [`Specificity`]); at equal specificity
 //! allow beats block beats warn. Expired entries (`expires <= now`) never match.
 //!
+//! Callback entries (category `callback` or `callback-*`, see
+//! [`super::entry::is_callback_category`]) are compiled into an index of their own inside this
+//! one: [`Rules::lookup`] never sees them (a caller is never matched against a number scammers
+//! ask victims to call), only [`Rules::lookup_callback`] does, for the number a protected
+//! subscriber dials.
+//!
 //! The build also counts exact numbers per thousand-block ([`blocks`]), so that "which numbers
 //! near the caller are listed" is one probe per call ([`Rules::listed_in`]).
 //!
@@ -26,7 +32,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::entry::{DigitPattern, Entry, EntryAction, Pattern, RegexPattern, Specificity};
+use super::entry::{
+    is_callback_category, DigitPattern, Entry, EntryAction, Pattern, RegexPattern, Specificity,
+};
 use super::exact::ExactTable;
 use super::number::{Number, MAX_DIGITS, POW10};
 
@@ -51,6 +59,11 @@ pub struct EntryMeta {
 impl EntryMeta {
     pub fn is_live(&self, now: i64) -> bool {
         self.expires.map_or(true, |e| now < e)
+    }
+
+    /// A callback entry: it matches dialled numbers of protected subscribers, never callers.
+    pub fn is_callback(&self) -> bool {
+        is_callback_category(&self.category)
     }
 
     /// Rank among entries of one pattern: a Do-Not-Originate block (category `dno`) first,
@@ -122,6 +135,14 @@ pub trait Rules {
     fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
         let _ = (block, now, into);
     }
+
+    /// The winning callback entry for `number` dialled by a protected subscriber, with the same
+    /// precedence as [`Rules::lookup`] among callback entries only. Sources that hold none
+    /// answer `None`.
+    fn lookup_callback(&self, number: Number, now: i64) -> Option<Match> {
+        let _ = (number, now);
+        None
+    }
 }
 
 /// Multiply-shift hashing for `u64` keys: the keys are phone numbers, not attacker-chosen hash
@@ -175,6 +196,8 @@ pub struct RuleIndex {
     regexes: Vec<(Arc<RegexPattern>, u32)>,
     /// Exact numbers by thousand-block, for the block signal.
     blocks: BlockTable,
+    /// The callback entries, compiled apart (see the module doc).
+    callback: Option<Box<RuleIndex>>,
     /// Regexes anchored on literal digits (`^\+2126...`): (required prefix, index in
     /// `regexes`); run only for numbers with that prefix.
     regex_prefixed: Vec<(Number, usize)>,
@@ -225,6 +248,21 @@ pub struct IndexStats {
 }
 
 impl IndexStats {
+    /// Both indexes' figures added up (the caller index and its callback index).
+    fn plus(self, o: &IndexStats) -> IndexStats {
+        IndexStats {
+            exact: self.exact + o.exact,
+            prefixes: self.prefixes + o.prefixes,
+            digit_patterns: self.digit_patterns + o.digit_patterns,
+            regexes: self.regexes + o.regexes,
+            metas: self.metas + o.metas,
+            exact_bytes: self.exact_bytes + o.exact_bytes,
+            other_bytes: self.other_bytes + o.other_bytes,
+            block_numbers: self.block_numbers + o.block_numbers,
+            block_bytes: self.block_bytes + o.block_bytes,
+        }
+    }
+
     pub fn entries(&self) -> usize {
         self.exact + self.prefixes + self.digit_patterns + self.regexes
     }
@@ -259,7 +297,7 @@ impl RuleIndex {
                 .map(|g| map_bytes(g.map.capacity()))
                 .sum::<usize>()
             + self.regexes.len() * 256;
-        IndexStats {
+        let own = IndexStats {
             exact: self.exact.len(),
             prefixes: self.prefix_count,
             digit_patterns: self.digit_count,
@@ -269,6 +307,10 @@ impl RuleIndex {
             other_bytes: other,
             block_numbers: self.blocks.len(),
             block_bytes: self.blocks.bytes(),
+        };
+        match &self.callback {
+            Some(c) => own.plus(&c.stats()),
+            None => own,
         }
     }
 
@@ -281,6 +323,11 @@ impl RuleIndex {
 
     /// Visit every entry (pattern, metadata); an entry listed twice is visited twice.
     pub fn for_each(&self, mut f: impl FnMut(Pattern, &Arc<EntryMeta>)) {
+        self.visit(&mut f);
+    }
+
+    // Not generic, so that visiting the callback index inside is no recursion of types.
+    fn visit(&self, f: &mut dyn FnMut(Pattern, &Arc<EntryMeta>)) {
         let mut each_slot = |slot: u32, pat: &dyn Fn() -> Pattern| {
             if slot & GROUP_BIT != 0 {
                 if let Some(g) = self.groups.get((slot & !GROUP_BIT) as usize) {
@@ -312,6 +359,9 @@ impl RuleIndex {
         }
         for (r, slot) in &self.regexes {
             each_slot(*slot, &|| Pattern::Regex(r.clone()));
+        }
+        if let Some(c) = &self.callback {
+            c.visit(f);
         }
     }
 
@@ -462,6 +512,13 @@ impl RuleIndex {
     }
 }
 
+impl RuleIndex {
+    /// See [`Rules::lookup_callback`].
+    pub fn lookup_callback(&self, n: Number, now: i64) -> Option<Match> {
+        self.callback.as_ref()?.lookup(n, now)
+    }
+}
+
 impl Rules for RuleIndex {
     fn lookup(&self, number: Number, now: i64) -> Option<Match> {
         RuleIndex::lookup(self, number, now)
@@ -469,6 +526,10 @@ impl Rules for RuleIndex {
 
     fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
         RuleIndex::listed_in(self, block, now, into);
+    }
+
+    fn lookup_callback(&self, number: Number, now: i64) -> Option<Match> {
+        RuleIndex::lookup_callback(self, number, now)
     }
 }
 
@@ -494,6 +555,8 @@ pub struct IndexBuilder {
     regexes: Vec<(Arc<RegexPattern>, u32)>,
     /// The meta id of the entry added last.
     last_meta: Option<u32>,
+    /// Callback entries, staged apart (see the module doc).
+    callback: Option<Box<IndexBuilder>>,
 }
 
 impl IndexBuilder {
@@ -503,7 +566,15 @@ impl IndexBuilder {
 
     /// Entries added so far.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.prefixes.len() + self.digits.len() + self.regexes.len()
+        self.exact.len()
+            + self.prefixes.len()
+            + self.digits.len()
+            + self.regexes.len()
+            + self.callback.as_ref().map_or(0, |c| c.len())
+    }
+
+    fn callback(&mut self) -> &mut IndexBuilder {
+        self.callback.get_or_insert_with(Box::default)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -532,6 +603,15 @@ impl IndexBuilder {
 
     /// Add an entry of list `list`.
     pub fn add(&mut self, list: &str, entry: &Entry) {
+        if is_callback_category(&entry.category) {
+            self.callback().add_here(list, entry);
+        } else {
+            self.add_here(list, entry);
+        }
+    }
+
+    /// Add to this builder's own entries, whatever the category.
+    fn add_here(&mut self, list: &str, entry: &Entry) {
         // Consecutive entries of a file nearly always share their metadata: comparing with the
         // last one is a few short string compares, where interning hashes all of it (most of
         // the load time of a million-line list).
@@ -556,11 +636,19 @@ impl IndexBuilder {
             source: self.intern_str(&entry.source),
             expires: entry.expires,
         };
-        self.add_with_meta(&entry.pattern, &meta);
+        self.add_meta_here(&entry.pattern, &meta);
     }
 
     /// Add a pattern with metadata taken from another index (carrying a list over a reload).
     pub fn add_with_meta(&mut self, pattern: &Pattern, meta: &EntryMeta) {
+        if meta.is_callback() {
+            self.callback().add_meta_here(pattern, meta);
+        } else {
+            self.add_meta_here(pattern, meta);
+        }
+    }
+
+    fn add_meta_here(&mut self, pattern: &Pattern, meta: &EntryMeta) {
         let meta = EntryMeta {
             list: self.intern_str(&meta.list),
             category: self.intern_str(&meta.category),
@@ -583,7 +671,10 @@ impl IndexBuilder {
     }
 
     /// Move every entry of `other` into this builder.
-    pub fn merge(&mut self, other: IndexBuilder) {
+    pub fn merge(&mut self, mut other: IndexBuilder) {
+        if let Some(c) = other.callback.take() {
+            self.callback().merge(*c);
+        }
         let map: Vec<u32> = other
             .metas
             .iter()
@@ -621,8 +712,10 @@ impl IndexBuilder {
             prefixes,
             digits,
             regexes,
+            callback,
             ..
         } = self;
+        let callback = callback.map(|c| Box::new(c.build()));
         let mut groups: Vec<Box<[u32]>> = Vec::new();
         // Sorted by id within a rank so that `dedup` sees repeated ids side by side.
         let rank = |id: &u32| (std::cmp::Reverse(metas[*id as usize].rank()), *id);
@@ -761,6 +854,7 @@ impl IndexBuilder {
             regex_prefixed,
             regex_set,
             blocks,
+            callback,
         }
     }
 }
@@ -795,6 +889,43 @@ mod tests {
 
     /// (pattern, action, expires)
     type Spec<'a> = (&'a str, &'a str, Option<i64>);
+
+    #[test]
+    fn callback_entries_match_dialled_numbers_only() {
+        let mut b = IndexBuilder::new();
+        let mut cb = entry("+18005550199", "block", None);
+        cb.category = "callback-tech-support".into();
+        b.add("cb", &cb);
+        b.add("t", &entry("+1800555*", "warn", None));
+        let mut staged = IndexBuilder::new();
+        let mut cb2 = entry("+4930*", "warn", None);
+        cb2.category = "callback".into();
+        staged.add("cb", &cb2);
+        b.merge(staged);
+        assert_eq!(b.len(), 3);
+        let idx = b.build();
+        let n = |s: &str| Number::parse_e164(s).unwrap();
+        // As a caller, the callback number meets only the ordinary prefix entry.
+        assert_eq!(
+            win(&idx, "+18005550199", 0).as_deref(),
+            Some("warn +1800555*")
+        );
+        let hit = idx.lookup_callback(n("+18005550199"), 0).unwrap();
+        assert_eq!((hit.action, &*hit.meta.list), (EntryAction::Block, "cb"));
+        assert_eq!(
+            idx.lookup_callback(n("+493012345"), 0)
+                .map(|m| m.pattern.to_string()),
+            Some("+4930*".into())
+        );
+        assert!(idx.lookup_callback(n("+18005550100"), 0).is_none());
+        // Callback entries are entries of their list for counting and carrying over.
+        assert_eq!(idx.stats().entries(), 3);
+        assert_eq!(idx.entries_of("cb").len(), 2);
+        // No thousand-block counts them: they say nothing of callers nearby.
+        let mut near = Listed::default();
+        idx.listed_in(ThousandBlock::of(n("+18005550199")).unwrap(), 0, &mut near);
+        assert!(near.is_empty());
+    }
 
     #[test]
     fn precedence_table() {

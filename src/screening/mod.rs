@@ -76,4 +76,8 @@ impl Rules for Snapshot {
     fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {
         self.index.listed_in(block, now, into);
     }
+
+    fn lookup_callback(&self, number: Number, now: i64) -> Option<Match> {
+        self.index.lookup_callback(number, now)
+    }
 }

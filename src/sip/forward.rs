@@ -65,6 +65,8 @@ pub(super) struct Fwd<'a> {
     pub(super) body: Option<Vec<u8>>,
     /// A request from the callee to a caller whose INVITE we changed: undo it (see [`Restore`]).
     pub(super) restore: Option<&'a Restore>,
+    /// A new user part for the Request-URI (a diverted call).
+    pub(super) user: Option<&'a str>,
 }
 
 /// What the caller of a call we changed for the callee must get back as it was: a caller is
@@ -148,6 +150,9 @@ pub(super) fn request(
     }
     mark_received(&mut sp, msg, from);
     upper_case_version(&mut sp, msg);
+    if let Some(user) = fwd.user {
+        retarget(&mut sp, msg, user);
+    }
     match msg.header(Hdr::MaxForwards) {
         Some(h) => {
             let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
@@ -193,6 +198,21 @@ pub(super) fn request(
     };
     fix_content_length(&mut sp, msg, body_len, fwd.body.is_some());
     sp.apply(&msg.buf, msg.body.end)
+}
+
+/// Replace the Request-URI's user part by `user`. Only a user made of characters a SIP user
+/// part may hold unescaped is written (the app's config is checked, but bytes are not trusted
+/// here); a URI without a user part is left as it is.
+fn retarget(sp: &mut Splice, msg: &Message, user: &str) {
+    let safe = !user.is_empty()
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+    let old = msg.request_uri().and_then(|u| u.user);
+    if let (true, Some(old)) = (safe, old) {
+        let at = off(&msg.buf, old);
+        sp.replace(at..at + old.len(), user);
+    }
 }
 
 /// A response with our Via popped (and an SDP replacement); towards a caller whose INVITE we

@@ -39,6 +39,14 @@ pub trait Hook: Send + Sync + 'static {
         body: &[u8],
         now: Instant,
     ) -> Option<Vec<u8>>;
+    /// Calls held by [`Disposition::Hold`] whose fate is now known: each Call-ID with what to do
+    /// with it (a reject, a forward or a divert; another hold is answered 500). Asked on every
+    /// timer tick of the proxy ([`super::Proxy::poll`]), so it must be cheap when nothing waits.
+    /// A Call-ID no longer held (cancelled, timed out, unknown) is ignored.
+    fn resumed(&self, now: Instant) -> Vec<(String, Disposition)> {
+        let _ = now;
+        Vec::new()
+    }
 }
 
 /// What the application keeps with a forwarded call. Opaque to the proxy, which only holds it
@@ -111,15 +119,44 @@ pub enum Disposition {
         /// Kept with the call and handed back with its events.
         tag: Option<CallTag>,
     },
+    /// Answer the INVITE with a provisional response carrying the application's own SDP answer
+    /// (early media: a 183 the caller hears before anything rings, and nothing is billed) and
+    /// hold it: nothing goes downstream until [`Hook::resumed`] gives the call's disposition.
+    /// Meanwhile the call is tracked (a CANCEL is reported as [`CallEvent::Cancelled`]); one
+    /// still held after Timer C is answered 408 and reported as [`CallEvent::TimedOut`].
+    Hold {
+        /// 180..=199 (another code is sent as 183 Session Progress).
+        code: u16,
+        phrase: String,
+        /// Header lines (without line breaks) added to the provisional response.
+        headers: Vec<String>,
+        /// The SDP answer to the INVITE's offer.
+        sdp: Vec<u8>,
+        /// Kept with the call (and with the forward it may become) and handed back with events.
+        tag: Option<CallTag>,
+    },
+    /// Do what `then` says with the Request-URI's user part replaced by `user`: forwarded, the
+    /// call reaches the next hop as one dialled to `user` (a diversion to a safe line).
+    Divert {
+        user: String,
+        then: Box<Disposition>,
+    },
 }
 
 impl Disposition {
-    /// A forward that also carries the application's rewritten offer and its tag for the call;
-    /// a reject is returned as it is.
+    /// A forward (diverted or not) that also carries the application's rewritten offer and its
+    /// tag for the call; a reject or a hold is returned as it is.
     pub fn with_call(mut self, rewritten: Option<Vec<u8>>, call_tag: CallTag) -> Disposition {
-        if let Disposition::Forward { offer, tag, .. } = &mut self {
-            *offer = rewritten;
-            *tag = Some(call_tag);
+        match &mut self {
+            Disposition::Forward { offer, tag, .. } => {
+                *offer = rewritten;
+                *tag = Some(call_tag);
+            }
+            Disposition::Divert { then, .. } => {
+                let inner = std::mem::replace(&mut **then, Disposition::pass());
+                **then = inner.with_call(rewritten, call_tag);
+            }
+            Disposition::Reject { .. } | Disposition::Hold { .. } => {}
         }
         self
     }

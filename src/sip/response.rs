@@ -26,7 +26,20 @@ pub(crate) fn build_response(
     extra: &[String],
     to_tag: Option<&str>,
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(512);
+    build_response_with_body(req, code, phrase, extra, to_tag, &[])
+}
+
+/// [`build_response`] with a body (its Content-Type goes in `extra`): the early-media answer
+/// of a held call.
+pub(crate) fn build_response_with_body(
+    req: &Message,
+    code: u16,
+    phrase: &str,
+    extra: &[String],
+    to_tag: Option<&str>,
+    body: &[u8],
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(512 + body.len());
     let _ = write!(Adapter(&mut out), "SIP/2.0 {code} {phrase}\r\n");
     let b: &[u8] = &req.buf;
     let mut seen = [false; 4];
@@ -71,7 +84,8 @@ pub(crate) fn build_response(
             out.put_slice(b"\r\n");
         }
     }
-    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    let _ = write!(Adapter(&mut out), "Content-Length: {}\r\n\r\n", body.len());
+    out.put_slice(body);
     out.freeze()
 }
 

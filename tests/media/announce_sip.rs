@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::agent::*;
 use crate::support::http::{metric, metrics};
-use crate::support::{eventually, free_port_range, root, WAIT};
-use scamguard::media::{wav, Codec};
+use crate::support::rtp::{hear_prompt, media_addr, recv_rtp, rtp_packet, sdp};
+use crate::support::{eventually, free_port_range};
+use scamguard::media::Codec;
 use tokio::net::UdpSocket;
-use tokio::time::timeout;
 
 /// An even port range of `n` ports none of which is bound now; tests run in parallel and each
 /// gets its own range. A port taken between this check and the agent's bind shows up as a
@@ -32,79 +32,6 @@ async fn start(range: (u16, u16)) -> Harness {
         c.media.max_sessions = 2;
     })
     .await
-}
-
-fn sdp(user: &str, port: u16, fmts: &str, rtpmaps: &str) -> String {
-    format!(
-        "v=0\r\no={user} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {fmts}\r\n{rtpmaps}a=sendrecv\r\n"
-    )
-}
-
-/// The `c=` address and `m=audio` port of an SDP body.
-fn media_addr(body: &str) -> SocketAddr {
-    let ip = body
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .expect("c= line")
-        .trim();
-    let port = body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .expect("m=audio line")
-        .split(' ')
-        .next()
-        .unwrap();
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-struct Rtp {
-    marker: bool,
-    pt: u8,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    payload: Vec<u8>,
-}
-
-fn parse_rtp(b: &[u8]) -> Rtp {
-    assert!(b.len() >= 12 && b[0] >> 6 == 2, "not RTP: {b:?}");
-    Rtp {
-        marker: b[1] & 0x80 != 0,
-        pt: b[1] & 0x7f,
-        seq: u16::from_be_bytes([b[2], b[3]]),
-        ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-        ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-        payload: b[12..].to_vec(),
-    }
-}
-
-fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, fill: u8) -> Vec<u8> {
-    let mut p = vec![0x80, pt];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend(std::iter::repeat(fill).take(160));
-    p
-}
-
-async fn recv_rtp(s: &UdpSocket) -> (Rtp, SocketAddr) {
-    let mut buf = [0u8; 2048];
-    let (n, from) = timeout(WAIT, s.recv_from(&mut buf))
-        .await
-        .expect("RTP in time")
-        .unwrap();
-    (parse_rtp(&buf[..n]), from)
-}
-
-/// The prompt as the test reads it from disk: `prompts/en.wav`, padded to 20 ms frames.
-fn prompt_samples() -> Vec<i16> {
-    let bytes = std::fs::read(root().join("prompts/en.wav")).unwrap();
-    let mut s = wav::decode(&bytes).expect("prompts/en.wav decodes");
-    while s.len() % 160 != 0 {
-        s.push(0);
-    }
-    s
 }
 
 async fn announced_call(codec: Codec) {
@@ -175,46 +102,14 @@ async fn announced_call(codec: Codec) {
     let kick = rtp_packet(pt, 1000, 5000, 0xCA11EE, 0x55);
     callee_rtp.send_to(&kick, leg_b).await.unwrap();
 
-    let expected: Vec<u8> = prompt_samples().iter().map(|&s| codec.encode(s)).collect();
-    let frames = expected.len() / 160;
-    assert!(frames > 10, "a real prompt");
-    let mut got = Vec::with_capacity(expected.len());
-    let (first, from) = recv_rtp(&callee_rtp).await;
-    assert_eq!(from, leg_b, "the prompt comes from the callee's leg");
-    assert!(first.marker, "marker on the first prompt packet");
-    assert_eq!(first.pt, pt);
-    got.extend_from_slice(&first.payload);
-    let (mut seq, mut ts) = (first.seq, first.ts);
-    let mut last_at = Instant::now();
-    for i in 1..frames {
-        let (p, from) = recv_rtp(&callee_rtp).await;
-        assert_eq!(from, leg_b);
-        assert!(!p.marker, "marker on prompt packet {i}");
-        assert_eq!(p.pt, pt);
-        assert_eq!(p.ssrc, first.ssrc, "one SSRC");
-        assert_eq!(p.seq, seq.wrapping_add(1), "sequence at packet {i}");
-        assert_eq!(p.ts, ts.wrapping_add(160), "timestamp at packet {i}");
-        (seq, ts) = (p.seq, p.ts);
-        got.extend_from_slice(&p.payload);
-        last_at = Instant::now();
-    }
+    let heard = hear_prompt(&callee_rtp, leg_b, codec, pt, "en").await;
+    let (first, frames, last_at, seq) = (&heard.first, heard.frames, heard.last_at, heard.seq);
     // Not faster than real time: frame i is not sent before i * 20 ms after the answer.
     assert!(
         last_at.duration_since(answered_at) >= Duration::from_millis(20 * (frames as u64 - 1)),
         "{frames} frames in {:?}",
         last_at.duration_since(answered_at)
     );
-    assert_eq!(got.len(), expected.len());
-    let want: Vec<i16> = expected.iter().map(|&c| codec.decode(c)).collect();
-    let heard: Vec<i16> = got.iter().map(|&c| codec.decode(c)).collect();
-    if let Some(i) = (0..want.len()).find(|&i| want[i] != heard[i]) {
-        panic!(
-            "prompt differs at sample {i} (frame {}): {} != {}",
-            i / 160,
-            heard[i],
-            want[i]
-        );
-    }
 
     // The kick went on to the caller, from the caller's leg.
     let (k, from) = recv_rtp(&caller_rtp).await;

@@ -1,6 +1,7 @@
 //! Media anchoring and the announcement: the media engine over real UDP (`media_relay`), nothing
 //! left behind after hundreds of sessions (`media_leak`), and the prompt heard through the whole
-//! agent over SIP (`announce_sip`). One test binary: its tests run in parallel threads of one
+//! agent over SIP (`announce_sip`), and the callback warning a protected subscriber hears before a
+//! listed number rings (`callback`). One test binary: its tests run in parallel threads of one
 //! process, on port ranges kept apart (fixed ones in `media_relay` and `media_leak`, the others
 //! from `support::free_port_range`); the descriptor count of `media_leak` runs in a process of its
 //! own.
@@ -9,5 +10,6 @@
 mod support;
 
 mod announce_sip;
+mod callback;
 mod media_leak;
 mod media_relay;

@@ -1,8 +1,9 @@
 //! What every integration test binary (`tests/*/main.rs`) shares, included in each as `support`:
 //! the bound on waiting ([`WAIT`], [`eventually`]), free ports, a way to run a test alone in a
 //! process of its own ([`alone`]), one HTTP client and one `/metrics` reader ([`http`]), one
-//! `sip::Hook` for the bare proxy ([`hook`]), and the harnesses of the whole agent ([`agent`]),
-//! of the admin API alone ([`api`]) and of STIR/SHAKEN certificates ([`stir_pki`]).
+//! `sip::Hook` for the bare proxy ([`hook`]), a party's RTP and prompt checks ([`rtp`]), and the
+//! harnesses of the whole agent ([`agent`]), of the admin API alone ([`api`]) and of STIR/SHAKEN
+//! certificates ([`stir_pki`]).
 //!
 //! The tests of one binary run in parallel threads of one process: nothing here keeps state a
 //! test could see from another, except the port ranges handed out, which are kept apart so.
@@ -13,6 +14,7 @@ pub mod agent;
 pub mod api;
 pub mod hook;
 pub mod http;
+pub mod rtp;
 pub mod stir_pki;
 
 use std::net::{TcpListener, UdpSocket};

@@ -374,6 +374,15 @@ impl Rules for FeedRules {
         best
     }
 
+    /// A partner's callback entries, under the same trust as the rest of its feed.
+    fn lookup_callback(&self, n: Number, now: i64) -> Option<Match> {
+        let mut best = None;
+        for s in &self.slots {
+            best = Match::best(best, s.index.load().lookup_callback(n, now));
+        }
+        best
+    }
+
     /// Each feed's numbers as its trust compiled them: a log-only feed counts none, a
     /// block-as-warn feed's count as warnings do, a partner's allow entries never reach here.
     fn listed_in(&self, block: ThousandBlock, now: i64, into: &mut Listed) {

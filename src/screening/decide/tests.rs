@@ -15,20 +15,25 @@ use crate::screening::signals::SignalsConfig;
 const NOW_MS: u64 = 1_790_000_000_000;
 
 fn rules() -> RuleIndex {
-    let mut b = IndexBuilder::new();
-    for (list, p, a, cat) in [
+    index(&[
         ("scam", "+12025550143", "block", "scam"),
         ("scam", "+120255501XX", "warn", "robocall"),
         ("ok", "+12025550150", "allow", "partner"),
         ("premium", "+1900*", "warn", "premium-rate"),
         ("stir", "+13125550111", "warn", "robocall"),
-    ] {
+    ])
+}
+
+/// An index of (list, pattern, action, category) entries.
+fn index(entries: &[(&str, &str, &str, &str)]) -> RuleIndex {
+    let mut b = IndexBuilder::new();
+    for (list, p, a, cat) in entries {
         b.add(
             list,
             &Entry {
                 pattern: Pattern::parse(p).unwrap(),
                 action: EntryAction::parse(a).unwrap(),
-                category: cat.into(),
+                category: cat.to_string(),
                 reason: format!("{cat} entry"),
                 source: "test".into(),
                 expires: None,
@@ -426,4 +431,150 @@ fn own_blocks_count_for_live_calls_only() {
     );
     let v = e.decide(&live("+13125550150"), &none, NOW_MS);
     assert_eq!((v.action, v.reasons.len()), (Action::Pass, 0), "{v:?}");
+}
+
+/// The caller lists of [`rules`] plus callback entries: a listed tech-support line (block), a
+/// refund range (warn) with one genuine number in it (allow), and a callback entry on the
+/// emergency number's international form, which must never matter.
+fn rules_with_callbacks() -> RuleIndex {
+    index(&[
+        ("scam", "+12025550143", "block", "scam"),
+        (
+            "callbacks",
+            "+18005550199",
+            "block",
+            "callback-tech-support",
+        ),
+        ("callbacks", "+1888555*", "warn", "callback-refund"),
+        ("callbacks", "+18885550100", "allow", "callback"),
+        ("callbacks", "+1911*", "block", "callback"),
+        ("callbacks", "+12025550143", "warn", "callback"),
+    ])
+}
+
+fn outbound<'a>(caller: &'a str, callee: &'a str) -> Call<'a> {
+    Call {
+        outbound: true,
+        live: true,
+        source: Some("192.0.2.20"),
+        ..call(caller, callee, false)
+    }
+}
+
+#[test]
+fn an_outbound_call_is_screened_by_its_callee_against_callback_entries() {
+    let idx = rules_with_callbacks();
+    let e = engine(AnonymousPolicy::Reject, &[], false);
+    // (caller, callee, action, the entry named and its category)
+    type Case<'a> = (&'a str, &'a str, Action, Option<(&'a str, &'a str)>);
+    let cases: &[Case] = &[
+        (
+            "+14155550100",
+            "+18005550199",
+            Action::Block,
+            Some(("+18005550199", "callback-tech-support")),
+        ),
+        (
+            "+14155550100",
+            "18005550199",
+            Action::Block,
+            Some(("+18005550199", "callback-tech-support")),
+        ),
+        (
+            "+14155550100",
+            "+18885550123",
+            Action::Warn,
+            Some(("+1888555*", "callback-refund")),
+        ),
+        // The genuine line inside the range is the operator's exception.
+        (
+            "+14155550100",
+            "+18885550100",
+            Action::Pass,
+            Some(("+18885550100", "callback")),
+        ),
+        ("+14155550100", "+18005550100", Action::Pass, None),
+        // Emergency numbers are never looked up, even with an entry on their E.164 form.
+        ("+14155550100", "911", Action::Pass, None),
+        ("+14155550100", "+1911", Action::Pass, None),
+        // The caller is one of ours: its own listing and its anonymity count for nothing, and
+        // an ordinary caller entry on the callee is not a callback entry.
+        ("+12025550143", "+18005550100", Action::Pass, None),
+        (
+            "+14155550100",
+            "+12025550143",
+            Action::Warn,
+            Some(("+12025550143", "callback")),
+        ),
+        (
+            "",
+            "+18885550123",
+            Action::Warn,
+            Some(("+1888555*", "callback-refund")),
+        ),
+    ];
+    for (caller, callee, want, entry) in cases {
+        let v = e.decide(&outbound(caller, callee), &idx, NOW_MS);
+        assert_eq!(v.action, *want, "{caller} -> {callee}: {v:?}");
+        let first = v
+            .reasons
+            .first()
+            .map(|r| (r.entry.as_str(), r.category.as_str()));
+        assert_eq!(first, *entry, "{caller} -> {callee}: {v:?}");
+        if let Some(r) = v.reasons.first() {
+            assert_eq!(
+                r.source,
+                Source::list("callbacks"),
+                "typed: the list names it"
+            );
+        }
+    }
+    // The same numbers as an inbound call: the callback entries are not caller entries.
+    let v = e.decide(&call("+18005550199", "+14155550100", false), &idx, NOW_MS);
+    assert_eq!(v.action, Action::Pass, "{v:?}");
+    let v = e.decide(&call("+12025550143", "+14155550100", false), &idx, NOW_MS);
+    assert_eq!(
+        (v.action, v.reasons[0].category.as_str()),
+        (Action::Block, "scam")
+    );
+}
+
+#[test]
+fn a_log_only_callback_list_is_shown_not_enforced_and_counts_no_call() {
+    let idx = rules_with_callbacks();
+    let e = engine(AnonymousPolicy::Pass, &["callbacks"], false);
+    let v = e.decide(&outbound("+14155550100", "+18005550199"), &idx, NOW_MS);
+    assert_eq!(v.action, Action::Pass);
+    assert!(v.reasons[0].reason.starts_with("(log-only +100)"), "{v:?}");
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| r.reason.contains("would have made this call block")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn an_outbound_call_is_no_call_for_the_signals() {
+    let idx = rules_with_callbacks();
+    let mut e = engine(AnonymousPolicy::Pass, &[], false);
+    let mut cfg = e.signals.config().clone();
+    cfg.velocity.enabled = true;
+    e.signals = SignalState::new(
+        cfg,
+        Arc::new(Brands::from_toml("", "none").unwrap()),
+        Arc::new(NoCertificates),
+    );
+    e.decide(&outbound("+14155550100", "+18005550199"), &idx, NOW_MS);
+    assert_eq!(e.signals.calls_tracked(), 0);
+    let inbound = Call {
+        live: true,
+        ..call("+14155550100", "+18005550199", false)
+    };
+    e.decide(&inbound, &idx, NOW_MS);
+    assert_eq!(
+        e.signals.calls_tracked(),
+        1,
+        "the same call inbound is tracked"
+    );
 }

@@ -7,10 +7,12 @@
 //! timer.
 //!
 //! This file holds the tables and the flow of a message through them; the transaction state
-//! machines are in `server_tx` and `client_tx`, next hops and branches in `route`, the bytes
-//! we change in `sip::forward` and the responses we write in `sip::response`.
+//! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, next
+//! hops and branches in `route`, the bytes we change in `sip::forward` and the responses we
+//! write in `sip::response`.
 
 mod client_tx;
+mod hold;
 mod route;
 mod server_tx;
 
@@ -69,6 +71,8 @@ struct Call {
     tag: Option<CallTag>,
     /// What to undo on the way back to the caller, when its INVITE was changed.
     restore: Option<Arc<Restore>>,
+    /// The server transaction of an INVITE held for the application ([`Disposition::Hold`]).
+    held: Option<String>,
 }
 
 /// A transaction whose retransmission timer runs: only client transactions have one (Timers
@@ -504,6 +508,7 @@ impl Proxy {
                     // The initial offer was rewritten with the disposition: one hook call.
                     body: offer.clone().filter(|_| anchor),
                     restore: None,
+                    user: None,
                 };
                 Some(Onward {
                     fwd,
@@ -513,6 +518,22 @@ impl Proxy {
                     initial: call,
                     restore: None,
                 })
+            }
+            Disposition::Hold {
+                code,
+                phrase,
+                headers,
+                sdp,
+                tag,
+            } => {
+                let provisional = (*code, phrase.as_str(), headers.as_slice(), sdp.as_slice());
+                self.hold(key, msg, from, provisional, tag.clone(), now, out);
+                None
+            }
+            Disposition::Divert { user, then } => {
+                let mut onward = self.apply_disposition(key, msg, from, then, now, out)?;
+                onward.fwd.user = Some(user);
+                Some(onward)
             }
         }
     }
@@ -630,6 +651,7 @@ impl Proxy {
             expires: now + life,
             tag,
             restore,
+            held: None,
         };
         let call_id = msg.call_id().unwrap_or("").to_owned();
         if self.calls.insert(call_id, c).is_none() {
@@ -711,6 +733,8 @@ impl Proxy {
                 if let (Some(k), Ok(inv)) = (ikey, Message::parse(req, &self.limits, true)) {
                     self.final_upstream(&k, &inv, 487, "Request Terminated", &[], now, out);
                 }
+                // A call held for the application ends here: it must learn of it.
+                self.event(msg.call_id().unwrap_or(""), CallEvent::Cancelled, true, now);
             }
         }
     }
@@ -792,6 +816,7 @@ impl Proxy {
     /// against its deadline once a second.
     pub fn poll(&self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        self.resume_held(now, &mut out);
         let t2 = self.cfg.t2();
         let due: Vec<(Instant, Timed)> = {
             let mut heap = self.timed.lock().unwrap_or_else(|e| e.into_inner());
@@ -880,13 +905,18 @@ impl Proxy {
             }
         }
         let mut gone = 0;
-        self.calls.retain(|_, c| {
+        let mut held = Vec::new();
+        self.calls.retain(|id, c| {
             let keep = now < c.expires;
             gone += usize::from(!keep);
+            if let (false, Some(key)) = (keep, &c.held) {
+                held.push((id.clone(), key.clone(), c.tag.clone()));
+            }
             keep
         });
         for _ in 0..gone {
             self.stats.calls.dec();
         }
+        self.held_expired(held, now, out);
     }
 }
