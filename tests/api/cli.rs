@@ -257,7 +257,7 @@ fn validate_shipped_config() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.starts_with("OK: config/scamguard.toml valid; 3 lists"),
+        out.starts_with("OK: config/scamguard.toml valid; 4 lists"),
         "{out}"
     );
     assert_eq!(out.lines().count(), 1);
