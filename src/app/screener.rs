@@ -255,7 +255,12 @@ impl Hook for Screener {
         let unix_ms = self.clock.unix_ms(now);
         let trusted = call.trusted;
         let p = call.parties();
-        if let Some(outbound) = self.outbound(call, &p, now) {
+        // Callback protection is for calls: a MESSAGE dials nobody back and can hear no
+        // warning, so it goes the inbound way.
+        let outbound = (!call.message)
+            .then(|| self.outbound(call, &p, now))
+            .flatten();
+        if let Some(outbound) = outbound {
             return outbound;
         }
         let source = call.source.ip().to_string();

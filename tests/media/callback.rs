@@ -345,6 +345,24 @@ async fn other_destinations_and_other_callers_are_not_held() {
     h.send_up(&inv).await;
     let (f, _) = recv(&h.down).await;
     assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"));
+    // A MESSAGE of a protected subscriber to a listed number: no call, so the inbound way.
+    let msg = invite(
+        "UDP",
+        h.sip(),
+        h.up_port(),
+        "cb-message",
+        "z9hG4bKcbmsg",
+        &format!("<sip:{SUBSCRIBER}@127.0.0.1>;tag=m"),
+        WARNED,
+        "",
+        "",
+    )
+    .replacen("INVITE sip", "MESSAGE sip", 1)
+    .replacen("CSeq: 1 INVITE", "CSeq: 1 MESSAGE", 1);
+    h.send_up(&msg).await;
+    let (f, _) = recv(&h.down).await;
+    assert_eq!(f.method(), "MESSAGE");
+    assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"));
     let m = metrics(h.agent.api_addr).await;
     assert_eq!(metric(&m, "scamguard_media_sessions_started_total"), 0);
     assert_eq!(
@@ -352,7 +370,9 @@ async fn other_destinations_and_other_callers_are_not_held() {
         1
     );
     let (log, _d) = h.stop().await;
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 3);
     assert_eq!(log[0]["outbound"], true);
-    assert!(log[1].get("outbound").is_none(), "{}", log[1]);
+    for l in &log[1..] {
+        assert!(l.get("outbound").is_none(), "{l}");
+    }
 }
