@@ -358,16 +358,7 @@ impl AsyncCall for OneRing {
         };
         h.send_down(&reply(&f, 180, "Ringing", "r", "", "")).await;
         assert_eq!(recv_final(&h.up).await.status(), Some(180));
-        let sent = Msg { text: inv.clone() };
-        let cancel = format!(
-            "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {id}\r\n\
-             CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-            sent.start_line().split(' ').nth(1).unwrap(),
-            sent.hdr("Via").unwrap(),
-            sent.hdr("From").unwrap(),
-            sent.hdr("To").unwrap()
-        );
-        h.send_up(&cancel).await;
+        h.send_up(&cancel_for(&inv)).await;
         assert_eq!(recv_final(&h.up).await.hdr("CSeq"), Some("1 CANCEL"));
         let (c, _) = recv(&h.down).await;
         assert_eq!(c.method(), "CANCEL");

@@ -542,16 +542,7 @@ async fn wangiri_one_ring_and_cut_flags_the_next_call() {
         assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"), "{id}");
         h.send_down(&reply(&f, 180, "Ringing", "r", "", "")).await;
         assert_eq!(recv_final(&h.up).await.status(), Some(180));
-        let sent = Msg { text: inv.clone() };
-        let cancel = format!(
-            "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {id}\r\n\
-             CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-            sent.start_line().split(' ').nth(1).unwrap(),
-            sent.hdr("Via").unwrap(),
-            sent.hdr("From").unwrap(),
-            sent.hdr("To").unwrap()
-        );
-        h.send_up(&cancel).await;
+        h.send_up(&cancel_for(&inv)).await;
         let ok = recv_final(&h.up).await;
         assert_eq!(ok.hdr("CSeq"), Some("1 CANCEL"));
         let (c, _) = recv(&h.down).await;

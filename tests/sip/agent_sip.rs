@@ -388,16 +388,7 @@ async fn cancel_before_answer() {
     h.send_down(&reply(&f, 180, "Ringing", "cc", "", "")).await;
     assert_eq!(recv_final(&h.up).await.status(), Some(180));
 
-    let sent = Msg { text: inv.clone() };
-    let cancel = format!(
-        "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: cancel1@itest\r\n\
-         CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-        sent.start_line().split(' ').nth(1).unwrap(),
-        sent.hdr("Via").unwrap(),
-        sent.hdr("From").unwrap(),
-        sent.hdr("To").unwrap()
-    );
-    h.send_up(&cancel).await;
+    h.send_up(&cancel_for(&inv)).await;
     let ok = recv_final(&h.up).await;
     assert_eq!(ok.start_line(), "SIP/2.0 200 OK");
     assert_eq!(ok.hdr("CSeq"), Some("1 CANCEL"));

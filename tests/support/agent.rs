@@ -242,6 +242,23 @@ pub fn ack_for(port: u16, invite: &str, resp: &Msg) -> String {
     )
 }
 
+/// The caller's CANCEL of `invite` (RFC 3261 9.1: its Request-URI, top Via, From, To and
+/// Call-ID, CSeq number with method CANCEL).
+pub fn cancel_for(invite: &str) -> String {
+    let inv = Msg {
+        text: invite.to_string(),
+    };
+    format!(
+        "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        inv.start_line().split(' ').nth(1).unwrap(),
+        inv.hdr("Via").unwrap(),
+        inv.hdr("From").unwrap(),
+        inv.hdr("To").unwrap(),
+        inv.hdr("Call-ID").unwrap()
+    )
+}
+
 /// SIP datagrams the agent has received over UDP so far.
 pub async fn udp_in(api: SocketAddr) -> u64 {
     metric(
