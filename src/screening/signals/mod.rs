@@ -745,7 +745,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     }
 
     if let Some(caller) = input.caller {
-        let foreign = plausible::is_foreign(caller, &cfg.plausibility.home_countries);
+        let foreign = || plausible::is_foreign(caller, &cfg.plausibility.home_countries);
         if let Some(top) = state.wangiri.check(caller, foreign, now_ms).first() {
             hits.push(hit(
                 Signal::Wangiri,

@@ -344,9 +344,9 @@ impl Wangiri {
         }
     }
 
-    /// The thresholds `caller` (and its range) has reached, strongest first; `foreign` when the
-    /// number belongs to no home country.
-    pub fn check(&self, caller: &str, foreign: bool, now_ms: u64) -> Vec<Finding> {
+    /// The thresholds `caller` (and its range) has reached, strongest first; `foreign` says
+    /// whether the number belongs to no home country, asked only of a number with one-rings.
+    pub fn check(&self, caller: &str, foreign: impl Fn() -> bool, now_ms: u64) -> Vec<Finding> {
         let mut out = Vec::new();
         if !self.cfg.enabled {
             return out;
@@ -354,19 +354,11 @@ impl Wangiri {
         let sec = (now_ms / 1000) as u32;
         let slot = self.slot(now_ms);
         let horizon = sec.saturating_sub(self.window_secs());
-        let mut scopes = vec![("number", &self.numbers, caller, caller.to_string())];
+        let mut scopes = vec![("number", &self.numbers, caller)];
         if let Some(r) = self.range_of(caller) {
-            let shown = format!("{r}{}", "X".repeat(self.cfg.range_tail_digits));
-            scopes.push(("range", &self.ranges, r, shown));
+            scopes.push(("range", &self.ranges, r));
         }
-        for (scope, table, key, shown) in scopes {
-            let level = if scope == "number" && foreign {
-                self.cfg.foreign_number
-            } else if scope == "number" {
-                self.cfg.number
-            } else {
-                self.cfg.range
-            };
+        for (scope, table, key) in scopes {
             let sharing = self.sharing.as_deref();
             let Some((local, (short, ended), seen)) = table.peek(table.key(key), |s| {
                 let seen = sharing
@@ -386,7 +378,17 @@ impl Wangiri {
             if f64::from(short) < self.cfg.min_short_share * f64::from(ended) {
                 continue;
             }
+            let level = match scope {
+                "number" if foreign() => self.cfg.foreign_number,
+                "number" => self.cfg.number,
+                _ => self.cfg.range,
+            };
             if let Some(action) = level.reached(callees) {
+                let shown = if scope == "number" {
+                    key.to_string()
+                } else {
+                    format!("{key}{}", "X".repeat(self.cfg.range_tail_digits))
+                };
                 out.push(Finding {
                     scope,
                     key: shown,
@@ -510,7 +512,7 @@ mod tests {
                     10_000_000 + u64::from(c) * 10_000,
                 );
             }
-            let f = w.check(&caller, false, 10_000_000 + u64::from(*n) * 10_000);
+            let f = w.check(&caller, || false, 10_000_000 + u64::from(*n) * 10_000);
             let got_n = f
                 .iter()
                 .find(|x| x.scope == "number")
@@ -542,9 +544,9 @@ mod tests {
         }
         let now = 10_000_000 + 300 * 12_000;
         assert!(
-            w.check(caller, false, now).is_empty(),
+            w.check(caller, || false, now).is_empty(),
             "{:?}",
-            w.check(caller, false, now)
+            w.check(caller, || false, now)
         );
 
         // The same fan-out from a number whose calls are mostly one-rings is wangiri.
@@ -558,7 +560,7 @@ mod tests {
             };
             w.call_ended(caller, &callee, 2_000, end, 10_000_000 + c * 10_000);
         }
-        let f = w.check(caller, false, 10_000_000 + 30 * 10_000);
+        let f = w.check(caller, || false, 10_000_000 + 30 * 10_000);
         assert_eq!(
             f.iter()
                 .map(|f| (f.scope, f.callees, f.short, f.ended, f.action))
@@ -578,7 +580,7 @@ mod tests {
             w.call_ended(caller, &callee, 1_000, CallEnd::Cancelled, 20_000_000 + c);
             w.call_ended(caller, &callee, 1_000, CallEnd::Refused, 20_000_100 + c);
         }
-        let f = w.check(caller, false, 20_001_000);
+        let f = w.check(caller, || false, 20_001_000);
         assert_eq!((f[0].short, f[0].ended, f[0].action), (6, 6, Action::Warn));
     }
 
@@ -598,10 +600,10 @@ mod tests {
             );
         }
         assert_eq!(
-            w.check("+2693591000", false, 20_000)[0].action,
+            w.check("+2693591000", || false, 20_000)[0].action,
             Action::Warn
         );
-        assert!(w.check("+2693591000", false, 700_000).is_empty());
+        assert!(w.check("+2693591000", || false, 700_000).is_empty());
     }
 
     #[test]
@@ -620,8 +622,8 @@ mod tests {
         }
         // Three one-rings: the pattern for a number that earns on calls back from abroad, not
         // yet for a domestic number (which may be a person who misdialled).
-        assert!(w.check(caller, false, T + 10_000).is_empty());
-        let f = w.check(caller, true, T + 10_000);
+        assert!(w.check(caller, || false, T + 10_000).is_empty());
+        let f = w.check(caller, || true, T + 10_000);
         assert_eq!((f[0].callees, f[0].action), (3, Action::Warn));
         for c in 3..10u64 {
             w.call_ended(
@@ -632,7 +634,10 @@ mod tests {
                 T + c * 3_000,
             );
         }
-        assert_eq!(w.check(caller, true, T + 40_000)[0].action, Action::Block);
+        assert_eq!(
+            w.check(caller, || true, T + 40_000)[0].action,
+            Action::Block
+        );
         // A foreign caller whose calls are mostly talked through is no wangiri, however many.
         let talker = "+221779999999";
         for c in 0..20u64 {
@@ -649,6 +654,6 @@ mod tests {
                 T + c * 3_000,
             );
         }
-        assert!(w.check(talker, true, T + 70_000).is_empty());
+        assert!(w.check(talker, || true, T + 70_000).is_empty());
     }
 }
