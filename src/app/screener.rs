@@ -455,6 +455,13 @@ impl Hook for Screener {
     fn resumed(&self, _now: Instant) -> Vec<(String, Disposition)> {
         self.resumed_calls()
     }
+
+    /// An emergency number, as the decision itself judges the callee: such a call gets through
+    /// the SIP edge's source budgets and bans (see `sip::core::budget`).
+    fn urgent(&self, target: &str) -> bool {
+        let s = &self.engine.screening;
+        s.is_emergency(target, s.plan.normalise(target))
+    }
 }
 
 impl crate::api::Checker for Screener {

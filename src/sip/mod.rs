@@ -15,6 +15,7 @@
 //! | `core` | the sans-IO transaction-stateful proxy ([`Proxy`]); `core::server_tx`, `core::client_tx` hold the transaction state machines, `core::route` the next hops |
 //! | `hook` | the [`Hook`] trait the application implements |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
+//! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
 //! | `config`, `stats` | the `[sip]` section and the counters |
 //!
 //! Wiring (what the composition root does):
@@ -50,6 +51,7 @@ pub mod caller;
 pub mod config;
 pub mod core;
 pub mod edit;
+pub mod flood;
 mod forward;
 pub mod framing;
 mod grammar;

@@ -5,6 +5,7 @@
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 
+use super::flood::FloodStats;
 use super::msg::Problem;
 use super::Transport;
 
@@ -40,6 +41,8 @@ pub struct SipStats {
     pub tcp_connections: Gauge,
     pub tcp_refused: Counter,
     pub send_errors: Counter,
+    /// Per-source fairness (`sip::flood`).
+    pub flood: FloodStats,
 }
 
 impl Default for SipStats {
@@ -67,6 +70,7 @@ impl Default for SipStats {
             tcp_connections: Gauge::default(),
             tcp_refused: Counter::default(),
             send_errors: Counter::default(),
+            flood: FloodStats::default(),
         }
     }
 }
@@ -210,6 +214,7 @@ impl Collect for SipStats {
             self.stray_responses.get(),
         );
         self.collect_edge(out);
+        self.flood.collect(out);
         out.counter(
             "sip_timeouts_total",
             "Client transactions that timed out",

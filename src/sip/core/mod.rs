@@ -8,9 +8,10 @@
 //!
 //! This file holds the tables and the flow of a message through them; the transaction state
 //! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, next
-//! hops and branches in `route`, the bytes we change in `sip::forward` and the responses we
-//! write in `sip::response`.
+//! hops and branches in `route`, the per-source budgets in `budget` (counted by `sip::flood`),
+//! the bytes we change in `sip::forward` and the responses we write in `sip::response`.
 
+mod budget;
 mod client_tx;
 mod hold;
 mod route;
@@ -31,6 +32,7 @@ use self::client_tx::{CKind, CState, ClientTx, Next, Relay};
 use self::route::back_of;
 use self::server_tx::{SState, ServerTx};
 use super::config::{RegisterPolicy, SipConfig};
+use super::flood::{shrink, Sources};
 use super::forward::{self, ip_of, Fwd, Local, Restore};
 use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
@@ -129,6 +131,8 @@ pub struct Proxy {
     /// (16 bytes instead of a whole transaction) and expire in arrival order.
     accepted: dashmap::DashSet<u64>,
     accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+    /// Messages and server transactions per source, and bans (`sip::flood`).
+    sources: Sources,
 }
 
 impl Proxy {
@@ -149,6 +153,10 @@ impl Proxy {
             },
         };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        let core = (cfg.next_hop.iter().chain(&cfg.allowed_targets))
+            .map(SocketAddr::ip)
+            .chain(cfg.trusted_peers.iter().copied());
+        let sources = Sources::new(cfg.flood.clone(), core.collect::<Vec<_>>());
         Proxy {
             limits: cfg.limits(),
             cfg,
@@ -167,6 +175,7 @@ impl Proxy {
             timed: std::sync::Mutex::new(BinaryHeap::new()),
             accepted: dashmap::DashSet::new(),
             accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            sources,
         }
     }
 
@@ -199,6 +208,9 @@ impl Proxy {
     }
 
     fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if !self.admit(&data, from, now) {
+            return; // a banned source's: dropped unparsed
+        }
         if data.iter().all(|c| c.is_ascii_whitespace()) {
             return; // a keep-alive, not a message
         }
@@ -449,9 +461,7 @@ impl Proxy {
             (482, "Loop Detected", Vec::new())
         } else if let Some(pr) = msg.value(Hdr::ProxyRequire) {
             (420, "Bad Extension", vec![format!("Unsupported: {pr}")])
-        } else if self.in_flight() >= self.cfg.max_transactions
-            || (initial && self.calls.len() >= self.cfg.max_calls)
-        {
+        } else if self.over_budget(msg, from, initial) {
             self.stats.overload.inc();
             let retry = format!("Retry-After: {}", self.cfg.retry_after_secs);
             (503, "Service Unavailable", vec![retry])
@@ -869,6 +879,7 @@ impl Proxy {
             let keep = now < s.deadline;
             if !keep {
                 self.stats.transactions.dec();
+                self.closed_server(s);
             }
             keep
         });
@@ -918,5 +929,22 @@ impl Proxy {
             self.stats.calls.dec();
         }
         self.held_expired(held, now, out);
+        self.sources.sweep(now, &self.stats.flood);
+        // A burst's entries are gone; give back the room they took.
+        shrink(&self.servers);
+        shrink(&self.clients);
+        shrink(&self.calls);
+        if self.accepted.capacity() > 4096 && self.accepted.capacity() > 4 * self.accepted.len() {
+            self.accepted.shrink_to_fit();
+        }
+        let mut order = self.accepted_order.lock().unwrap_or_else(|e| e.into_inner());
+        if order.capacity() > 4096 && order.capacity() > 4 * order.len() {
+            order.shrink_to_fit();
+        }
+        drop(order);
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        if timed.capacity() > 4096 && timed.capacity() > 4 * timed.len() {
+            timed.shrink_to_fit();
+        }
     }
 }
