@@ -329,14 +329,13 @@ impl Sources {
             return false;
         }
         match urgent_call {
-            Some(id) => {
-                if !s.urgent_calls.iter().any(|c| &**c == id) {
-                    if s.urgent_calls.len() >= URGENT_CALLS {
-                        s.urgent_calls.remove(0);
-                    }
-                    s.urgent_calls.push(id.into());
+            Some(id) if !s.urgent_calls.iter().any(|c| &**c == id) => {
+                if s.urgent_calls.len() >= URGENT_CALLS {
+                    s.urgent_calls.remove(0);
                 }
+                s.urgent_calls.push(id.into());
             }
+            Some(_) => {}
             None if s.urgent_calls.is_empty() || !belongs(&s.urgent_calls) => return false,
             None => {}
         }
@@ -361,9 +360,7 @@ impl Sources {
 
     /// Server transactions `ip` holds (0 for the core and untracked sources).
     pub fn transactions(&self, ip: IpAddr) -> usize {
-        self.table
-            .get(&key_of(ip))
-            .map_or(0, |s| s.transactions)
+        self.table.get(&key_of(ip)).map_or(0, |s| s.transactions)
     }
 
     /// A server transaction opened for `ip`; returns the key to hand back to
@@ -387,9 +384,7 @@ impl Sources {
 
     /// Whether `ip` is banned now (for tests and diagnostics).
     pub fn is_banned(&self, ip: IpAddr, now: Instant) -> bool {
-        self.table
-            .get(&key_of(ip))
-            .is_some_and(|s| s.banned(now))
+        self.table.get(&key_of(ip)).is_some_and(|s| s.banned(now))
     }
 
     /// Forget sources that hold nothing: no transaction, no ban, quiet for a window. Then give
@@ -409,7 +404,9 @@ impl Sources {
             is_banned || s.transactions > 0 || now.saturating_duration_since(s.seen) < window
         });
         stats.banned.set(banned);
-        stats.sources.set(i64::try_from(self.table.len()).unwrap_or(i64::MAX));
+        stats
+            .sources
+            .set(i64::try_from(self.table.len()).unwrap_or(i64::MAX));
         shrink(&self.table);
     }
 }

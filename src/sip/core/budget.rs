@@ -79,8 +79,11 @@ impl Proxy {
         if !f.enabled || self.sources.is_core(ip) {
             return false;
         }
-        let reserve =
-            self.cfg.max_transactions.saturating_mul(usize::from(f.core_reserve_percent)) / 100;
+        let reserve = self
+            .cfg
+            .max_transactions
+            .saturating_mul(usize::from(f.core_reserve_percent))
+            / 100;
         let shared = self.cfg.max_transactions - reserve;
         let counter = if self.sources.transactions(ip) >= f.max_transactions_per_source {
             &self.stats.flood.refused_source
@@ -97,7 +100,9 @@ impl Proxy {
     }
 
     fn is_urgent(&self, msg: &Message) -> bool {
-        let target = msg.request_uri().and_then(|u| user_of(&u).map(Cow::into_owned));
+        let target = msg
+            .request_uri()
+            .and_then(|u| user_of(&u).map(Cow::into_owned));
         target.is_some_and(|t| self.hook.urgent(&t))
     }
 }

@@ -937,7 +937,10 @@ impl Proxy {
         if self.accepted.capacity() > 4096 && self.accepted.capacity() > 4 * self.accepted.len() {
             self.accepted.shrink_to_fit();
         }
-        let mut order = self.accepted_order.lock().unwrap_or_else(|e| e.into_inner());
+        let mut order = self
+            .accepted_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if order.capacity() > 4096 && order.capacity() > 4 * order.len() {
             order.shrink_to_fit();
         }
