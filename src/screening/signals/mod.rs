@@ -759,7 +759,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     Evaluation { hits, stir }
 }
 
-fn wangiri_reason(f: &wangiri::Finding, window_secs: u64) -> String {
+fn wangiri_reason(f: &wangiri::FanOut, window_secs: u64) -> String {
     let mut s = format!(
         "{} {} rang {} distinct callees and hung up within seconds ({} of its {} recent calls)",
         f.scope, f.key, f.callees, f.short, f.ended
