@@ -44,12 +44,14 @@ pub struct SipConfig {
     /// An answered call with no session timer is forgotten after this long without an
     /// in-dialog request (with one, after its Session-Expires without a refresh).
     pub call_idle_secs: u64,
-    /// TCP connections with everyone but the next hop and `allowed_targets`, either direction.
+    /// TCP connections with everyone but the next hop, `allowed_targets` and `trusted_peers`,
+    /// either direction.
     pub max_tcp_connections: usize,
     /// Of those, connections with one IP address.
     pub max_tcp_connections_per_source: usize,
-    /// TCP connections with the next hop and `allowed_targets` (either side connecting): a
-    /// budget of their own, so that no flood from elsewhere takes the path to the core.
+    /// TCP connections with the next hop, `allowed_targets` and `trusted_peers` (either side
+    /// connecting): a budget of their own, so that no flood from elsewhere takes the path to
+    /// the core or the peers it serves.
     pub max_tcp_core_connections: usize,
     /// A TCP connection without a message for this long is closed.
     pub tcp_idle_secs: u64,

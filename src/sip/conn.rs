@@ -1,7 +1,7 @@
 //! Who may hold a stream connection (TCP today, TLS later: the rules are the transport's, not
-//! the socket's): a budget of its own for the peers the agent serves (the next hop and
-//! `[sip] allowed_targets`), a total for everyone else, and a cap per source address within that
-//! total. One address that opens connections as fast as it can therefore takes at most its own
+//! the socket's): a budget of its own for the peers the agent serves (the next hop,
+//! `[sip] allowed_targets` and `trusted_peers`), a total for everyone else, and a cap per source
+//! address within that total. One address that opens connections as fast as it can therefore takes at most its own
 //! share; it never takes the last connection another source, or the path to the core, needs.
 //!
 //! A source is an IPv4 address or an IPv6 /64: one host is usually given a whole /64, and

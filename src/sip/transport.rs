@@ -144,14 +144,15 @@ pub async fn run(
     Ok(())
 }
 
-/// The connection budgets `[sip]` asks for. The core's budget covers the next hop and the
-/// allowed targets, by address, whichever side connects.
+/// The connection budgets `[sip]` asks for. The core's budget covers the next hop, the
+/// allowed targets and the trusted peers, by address, whichever side connects.
 fn caps(cfg: &super::SipConfig) -> Caps {
     let core = cfg
         .next_hop
         .iter()
         .chain(&cfg.allowed_targets)
         .map(SocketAddr::ip)
+        .chain(cfg.trusted_peers.iter().copied())
         .collect();
     Caps {
         core,
