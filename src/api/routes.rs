@@ -17,13 +17,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::auth::{Caller, Denied, Role};
-use super::handlers::{admin, check, entries, feeds, lists, monitor, reports, signals};
+use super::handlers::{admin, check, disputes, entries, feeds, lists, monitor, reports, signals};
 use super::http::{
     fail_resp, json_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody,
     ResponseBody,
 };
 use super::State;
-use crate::lists::store::Who;
+use crate::lists::store::{DisputeStatus, Who};
 use crate::screening::entry::check_text;
 
 /// The address a request came from: the listener puts it in each request's extensions.
@@ -161,11 +161,24 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
             auth(st, &asker, Role::Admin).await?;
             admin::reload(st).await
         }
+        (&Method::GET, ["v1", "disputes"]) => {
+            auth(st, &asker, Role::Read).await?;
+            disputes::list(st, &query).await
+        }
+        (&Method::POST, ["v1", "disputes", id, "lift"]) => {
+            let who = auth(st, &asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Lifted).await
+        }
+        (&Method::POST, ["v1", "disputes", id, "uphold"]) => {
+            let who = auth(st, &asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Upheld).await
+        }
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _])
-        | (_, ["v1", "signals", "velocity", "suggest"]) => Err(Fail::new(
+        | (_, ["v1", "signals", "velocity", "suggest"])
+        | (_, ["v1", "disputes"] | ["v1", "disputes", _, "lift" | "uphold"]) => Err(Fail::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         )),
