@@ -75,8 +75,10 @@ impl Histogram {
             Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
             None => self.over.fetch_add(1, Ordering::Relaxed),
         };
-        self.sum_micros
-            .fetch_add((v * 1e6).min(u64::MAX as f64 / 4.0) as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            (v * 1e6).min(u64::MAX as f64 / 4.0) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn count(&self) -> u64 {

@@ -158,7 +158,15 @@ impl RedressConfig {
 
 /// Upper bounds of the time-to-resolution histogram, seconds: a minute to a month.
 const RESOLUTION_BOUNDS: &[f64] = &[
-    60.0, 600.0, 3_600.0, 21_600.0, 86_400.0, 259_200.0, 604_800.0, 1_209_600.0, 2_592_000.0,
+    60.0,
+    600.0,
+    3_600.0,
+    21_600.0,
+    86_400.0,
+    259_200.0,
+    604_800.0,
+    1_209_600.0,
+    2_592_000.0,
 ];
 
 /// Disputes by what became of them, refused submissions, and the time to resolution.
@@ -202,7 +210,12 @@ impl Collect for RedressStats {
             ("lifted", &self.lifted),
             ("upheld", &self.upheld),
         ] {
-            out.counter("scamguard_redress_disputes_total", h, &[("outcome", o)], c.get());
+            out.counter(
+                "scamguard_redress_disputes_total",
+                h,
+                &[("outcome", o)],
+                c.get(),
+            );
         }
         let h = "Dispute submissions and connections the redress form refused, by why";
         for (w, c) in [
@@ -292,7 +305,10 @@ impl Redress {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<super::BoxError>,
     {
-        let req = req.map(|b| b.map_err(|e| std::io::Error::other(e.into())).boxed_unsync());
+        let req = req.map(|b| {
+            b.map_err(|e| std::io::Error::other(e.into()))
+                .boxed_unsync()
+        });
         let path = req.uri().path();
         if path != "/" && path != "/redress" {
             return page(StatusCode::NOT_FOUND, "Not found", "There is nothing here.");
@@ -313,7 +329,10 @@ impl Redress {
         if let Some(ip) = addr.map(|a| a.ip()) {
             let now = Instant::now();
             // Every submission counts, good or bad: the form is no oracle to hammer.
-            let refused = self.guard.refused(ip, now).or_else(|| self.guard.failed(ip, now));
+            let refused = self
+                .guard
+                .refused(ip, now)
+                .or_else(|| self.guard.failed(ip, now));
             if let Some(left) = refused {
                 self.stats.rate_limited.inc();
                 let mut r = page(
@@ -467,7 +486,10 @@ fn html(code: StatusCode, title: &str, body: &str) -> Response<ResponseBody> {
         "content-security-policy",
         HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -547,7 +569,12 @@ mod tests {
             ("contact", "<script>", 200, "may not hold < or >"),
             ("contact", "a\u{0}b", 200, "control character (U+0000)"),
             ("number", "+1\r\n202", 32, "control character (U+000D)"),
-            ("statement", &"x".repeat(11), 10, "longer than 10 characters"),
+            (
+                "statement",
+                &"x".repeat(11),
+                10,
+                "longer than 10 characters",
+            ),
         ];
         for (name, v, max, want) in cases {
             let e = checked(name, v, max, name == "statement").unwrap_err();
@@ -570,7 +597,10 @@ mod tests {
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("redress.allow_list \"a b\""));
         assert!(p[1].starts_with("redress.listen \"nowhere\""));
-        assert_eq!(p[2], "redress.max_per_address is 0; expected a positive number");
+        assert_eq!(
+            p[2],
+            "redress.max_per_address is 0; expected a positive number"
+        );
         assert!(toml::from_str::<RedressConfig>("enable = true").is_err());
     }
 }

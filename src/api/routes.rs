@@ -161,30 +161,50 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
             auth(st, &asker, Role::Admin).await?;
             admin::reload(st).await
         }
-        (&Method::GET, ["v1", "disputes"]) => {
-            auth(st, &asker, Role::Read).await?;
-            disputes::list(st, &query).await
-        }
-        (&Method::POST, ["v1", "disputes", id, "lift"]) => {
-            let who = auth(st, &asker, Role::Write).await?;
-            disputes::resolve(st, who, id, DisputeStatus::Lifted).await
-        }
-        (&Method::POST, ["v1", "disputes", id, "uphold"]) => {
-            let who = auth(st, &asker, Role::Write).await?;
-            disputes::resolve(st, who, id, DisputeStatus::Upheld).await
-        }
+        (_, ["v1", "disputes", rest @ ..]) => disputes_route(st, &asker, rest, &query).await,
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _])
-        | (_, ["v1", "signals", "velocity", "suggest"])
-        | (_, ["v1", "disputes"] | ["v1", "disputes", _, "lift" | "uphold"]) => Err(Fail::new(
+        | (_, ["v1", "signals", "velocity", "suggest"]) => Err(Fail::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         )),
         _ => Err(Fail::new(
             StatusCode::NOT_FOUND,
             format!("no endpoint {path}"),
+        )),
+    }
+}
+
+/// `/v1/disputes`, `/v1/disputes/{id}/lift|uphold`: the operator's side of redress.
+async fn disputes_route(
+    st: &State,
+    asker: &Asker,
+    rest: &[&str],
+    query: &[(String, String)],
+) -> Reply {
+    let method = &asker.method;
+    match (method, rest) {
+        (&Method::GET, []) => {
+            auth(st, asker, Role::Read).await?;
+            disputes::list(st, query).await
+        }
+        (&Method::POST, [id, "lift"]) => {
+            let who = auth(st, asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Lifted).await
+        }
+        (&Method::POST, [id, "uphold"]) => {
+            let who = auth(st, asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Upheld).await
+        }
+        (_, [] | [_, "lift" | "uphold"]) => Err(Fail::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {}", asker.path),
+        )),
+        _ => Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {}", asker.path),
         )),
     }
 }

@@ -95,7 +95,10 @@ impl ChallengeConfig {
         let Ok(prompts) = PromptSet::load(media) else {
             return Vec::new();
         };
-        if prompts.select_exact(&media.default_prompt, PROMPT).is_some() {
+        if prompts
+            .select_exact(&media.default_prompt, PROMPT)
+            .is_some()
+        {
             return Vec::new();
         }
         vec![format!(
@@ -295,7 +298,13 @@ impl Screener {
 
     /// The right digit came: the call goes on, anchored. None came: it is refused as a block
     /// is, its ports are freed now, and the failure counts against the caller.
-    fn settle(&self, media: &MediaEngine, held: &Held<Slot>, heard: Heard, now_ms: u64) -> Disposition {
+    fn settle(
+        &self,
+        media: &MediaEngine,
+        held: &Held<Slot>,
+        heard: Heard,
+        now_ms: u64,
+    ) -> Disposition {
         let stats = &self.challenges.stats;
         if heard == Heard::Confirmed {
             stats.passed.inc();
@@ -307,7 +316,11 @@ impl Screener {
         let signals = &self.engine.signals;
         // Refused here, so the proxy reports no end: end it for velocity and wangiri.
         signals.call_ended(id, CallEnd::Refused, now_ms);
-        if let Some(t) = held.tag.get::<Tagged>().filter(|t| t.caller.starts_with('+')) {
+        if let Some(t) = held
+            .tag
+            .get::<Tagged>()
+            .filter(|t| t.caller.starts_with('+'))
+        {
             signals.challenge_failed(&t.caller, now_ms);
         }
         tracing::info!(call_id = id, "challenge failed: no digit in time; refused");

@@ -128,9 +128,7 @@ impl PolicyConfig {
                 self.warn_at, self.block_at
             ));
         }
-        if self.challenge_at != 0
-            && !(self.warn_at..=self.block_at).contains(&self.challenge_at)
-        {
+        if self.challenge_at != 0 && !(self.warn_at..=self.block_at).contains(&self.challenge_at) {
             p.push(format!(
                 "policy.challenge_at {}: expected 0 (off) or warn_at <= challenge_at <= block_at ({} to {})",
                 self.challenge_at, self.warn_at, self.block_at
@@ -569,14 +567,30 @@ mod tests {
             ..lm(action, "suspects", "challenge")
         };
         // (evidence, callee, action, overridden by)
-        let cases: Vec<(Vec<Evidence>, Option<&str>, Action, Option<&str>)> = vec![
+        type Case = (
+            Vec<Evidence>,
+            Option<&'static str>,
+            Action,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (vec![sh(Signal::Stir, 60, false)], None, Warn, None),
             (vec![sh(Signal::Stir, 70, false)], None, Challenge, None),
             (vec![sh(Signal::Stir, 99, false)], None, Challenge, None),
             (vec![sh(Signal::Stir, 100, false)], None, Block, None),
             // An entry in category `challenge` challenges at any action ...
-            (vec![challenge_entry(EntryAction::Warn)], None, Challenge, None),
-            (vec![challenge_entry(EntryAction::Block)], None, Challenge, None),
+            (
+                vec![challenge_entry(EntryAction::Warn)],
+                None,
+                Challenge,
+                None,
+            ),
+            (
+                vec![challenge_entry(EntryAction::Block)],
+                None,
+                Challenge,
+                None,
+            ),
             (
                 vec![
                     challenge_entry(EntryAction::Block),
@@ -606,7 +620,10 @@ mod tests {
                 Some("allow"),
             ),
             (
-                vec![challenge_entry(EntryAction::Warn), sh(Signal::Dno, 100, true)],
+                vec![
+                    challenge_entry(EntryAction::Warn),
+                    sh(Signal::Dno, 100, true),
+                ],
                 None,
                 Block,
                 Some("dno"),
@@ -627,7 +644,11 @@ mod tests {
                     peer: None,
                 },
             );
-            assert_eq!((d.action, d.overridden_by), (*action, *over), "case {i}: {d:?}");
+            assert_eq!(
+                (d.action, d.overridden_by),
+                (*action, *over),
+                "case {i}: {d:?}"
+            );
         }
         // Off by default: the same score warns.
         let off = Scoring::new(PolicyConfig::default());

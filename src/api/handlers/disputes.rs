@@ -48,12 +48,7 @@ pub(in crate::api) async fn list(st: &State, q: &[(String, String)]) -> Reply {
 }
 
 /// `POST /v1/disputes/{id}/lift` (`to` = lifted) or `/uphold` (`to` = upheld).
-pub(in crate::api) async fn resolve(
-    st: &State,
-    who: Caller,
-    id: &str,
-    to: DisputeStatus,
-) -> Reply {
+pub(in crate::api) async fn resolve(st: &State, who: Caller, id: &str, to: DisputeStatus) -> Reply {
     let id: i64 = id.parse().map_err(|_| {
         Fail::new(
             StatusCode::BAD_REQUEST,
@@ -103,7 +98,12 @@ pub(in crate::api) async fn resolve(
     }
     let took = after.resolved.unwrap_or(before.opened) - before.opened;
     stats.resolution.observe(took.max(0) as f64);
-    tracing::info!(dispute = id, status = to.as_str(), took_secs = took, "redress: dispute resolved");
+    tracing::info!(
+        dispute = id,
+        status = to.as_str(),
+        took_secs = took,
+        "redress: dispute resolved"
+    );
     Ok(json_resp(
         StatusCode::OK,
         &json!({"dispute": after, "entry": entry, "resolution_secs": took}),

@@ -204,7 +204,8 @@ impl Store {
     /// One dispute, if it exists.
     pub fn dispute(&self, id: i64) -> Result<Option<Dispute>, StoreError> {
         let conn = lock(&self.reader);
-        let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM disputes WHERE id = ?1"))?;
+        let mut st =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM disputes WHERE id = ?1"))?;
         Ok(st.query_row(params![id], row_to_dispute).optional()?)
     }
 
@@ -218,7 +219,9 @@ impl Store {
         now: i64,
     ) -> Result<(Dispute, Dispute), StoreError> {
         if to == DisputeStatus::Open {
-            return Err(StoreError::Invalid("a dispute is resolved as lifted or upheld".into()));
+            return Err(StoreError::Invalid(
+                "a dispute is resolved as lifted or upheld".into(),
+            ));
         }
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
@@ -312,7 +315,9 @@ mod tests {
             .open_dispute(new("+12025550143"), Some("192.0.2.1:4000"), LIMITS, 1000)
             .unwrap();
         assert_eq!((a.id, a.status), (1, DisputeStatus::Open));
-        let b = s.open_dispute(new("+12025550144"), None, LIMITS, 1001).unwrap();
+        let b = s
+            .open_dispute(new("+12025550144"), None, LIMITS, 1001)
+            .unwrap();
         let full = s.open_dispute(new("+12025550145"), None, LIMITS, 1002);
         assert!(matches!(full, Err(StoreError::Full(_))), "{full:?}");
         let ops = Who {
@@ -345,7 +350,8 @@ mod tests {
         assert_eq!(audit[2].who, "ops");
         assert!(audit.iter().all(|r| r.list.is_empty()), "no feed sees them");
         // A resolved dispute is kept for its time, then deleted with the next one opened.
-        s.open_dispute(new("+12025550146"), None, LIMITS, 1601).unwrap();
+        s.open_dispute(new("+12025550146"), None, LIMITS, 1601)
+            .unwrap();
         assert_eq!(s.dispute(a.id).unwrap(), None);
     }
 }

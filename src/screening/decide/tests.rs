@@ -595,11 +595,20 @@ fn challenge_entries_and_failed_challenges() {
         ..PolicyConfig::default()
     });
     let decide = |caller, callee| e.decide(&call(caller, callee, false), &rules, NOW_MS);
-    assert_eq!(decide("+12025550171", "+12025550100").action, Action::Challenge);
-    assert_eq!(decide("+12025550172", "+12025550100").action, Action::Challenge);
+    assert_eq!(
+        decide("+12025550171", "+12025550100").action,
+        Action::Challenge
+    );
+    assert_eq!(
+        decide("+12025550172", "+12025550100").action,
+        Action::Challenge
+    );
     assert_eq!(decide("+12025550171", "911").action, Action::Pass);
     // A warn entry scores challenge_at, but a subscriber dialling out is warned, not challenged.
-    assert_eq!(decide("+12025550180", "+12025550100").action, Action::Challenge);
+    assert_eq!(
+        decide("+12025550180", "+12025550100").action,
+        Action::Challenge
+    );
     let out = Call {
         outbound: true,
         ..call("+12025550100", "+18005550199", false)
@@ -614,5 +623,9 @@ fn challenge_entries_and_failed_challenges() {
         .find(|r| r.source == Source::Signal(crate::screening::Signal::Challenge))
         .unwrap_or_else(|| panic!("{v:?}"));
     assert!(failed.reason.starts_with("(+25) "), "{}", failed.reason);
-    assert_eq!(v.action, Action::Challenge, "75 with the entry: still challenged");
+    assert_eq!(
+        v.action,
+        Action::Challenge,
+        "75 with the entry: still challenged"
+    );
 }
