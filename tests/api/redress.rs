@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use crate::support::agent::*;
-use crate::support::http::{enc, get, metric, metrics, request, write_tokens, ADMIN, READER, WRITER};
+use crate::support::http::{
+    enc, get, metric, metrics, request, write_tokens, ADMIN, READER, WRITER,
+};
 
 const BLOCKED: &str = "+12025550143";
 const CALLEE: &str = "+14155550100";
@@ -28,26 +30,20 @@ async fn start(dir: &Path, per_address: u32) -> Harness {
     .await
 }
 
-/// A call from `caller`; its final answer, or the INVITE the callee got.
-async fn call(h: &Harness, id: &str, caller: &str) -> Result<Msg, Msg> {
-    let inv = invite(
-        "UDP",
-        h.sip(),
-        h.up_port(),
+/// A call from `caller`: the agent's final answer (`Ok`), or the INVITE the callee got.
+async fn dial(h: &Harness, id: &str, caller: &str) -> Result<Msg, Msg> {
+    let m = call(
+        h,
         id,
-        &format!("z9hG4bK{id}"),
         &format!("<sip:{caller}@127.0.0.1>;tag={id}"),
         CALLEE,
         "",
-        "",
-    );
-    h.send_up(&inv).await;
-    tokio::select! {
-        (m, _) = recv(&h.down) => Err(m),
-        m = recv_final(&h.up) => {
-            h.send_up(&ack_for(h.up_port(), &inv, &m)).await;
-            Ok(m)
-        }
+    )
+    .await;
+    if m.method() == "INVITE" {
+        Err(m)
+    } else {
+        Ok(m)
     }
 }
 
@@ -68,7 +64,7 @@ async fn a_lifted_dispute_lets_the_next_call_through() {
     let site = h.agent.redress_addr.expect("the redress listener");
     let api = h.agent.api_addr;
 
-    let refused = call(&h, "rd-1", BLOCKED).await.expect("refused");
+    let refused = dial(&h, "rd-1", BLOCKED).await.expect("refused");
     assert_eq!(refused.status(), Some(603));
     assert_eq!(
         refused.hdr("Reason"),
@@ -77,8 +73,15 @@ async fn a_lifted_dispute_lets_the_next_call_through() {
 
     let page = get(site, "/redress", None).await;
     assert_eq!(page.status, 200);
-    assert!(page.headers.to_ascii_lowercase().contains("content-type: text/html"));
-    assert!(page.headers.contains("default-src 'none'"), "{}", page.headers);
+    assert!(page
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: text/html"));
+    assert!(
+        page.headers.contains("default-src 'none'"),
+        "{}",
+        page.headers
+    );
     assert!(page.text.contains("<form method=\"post\""), "{}", page.text);
 
     let body = form(
@@ -95,9 +98,15 @@ async fn a_lifted_dispute_lets_the_next_call_through() {
     assert_eq!(list.status, 200, "{}", list.text);
     let d = &list.json()["disputes"][0];
     assert_eq!(d["number"], BLOCKED, "read by the numbering plan");
-    assert_eq!(d["statement"], "We are a bakery. Our order calls are refused.");
+    assert_eq!(
+        d["statement"],
+        "We are a bakery. Our order calls are refused."
+    );
     assert_eq!(d["status"], "open");
-    assert!(d["source"].as_str().unwrap().starts_with("127.0.0.1:"), "{d}");
+    assert!(
+        d["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{d}"
+    );
 
     let lift = |token| request(api, "POST", "/v1/disputes/1/lift", Some(token), b"");
     assert_eq!(lift(READER).await.status, 403);
@@ -112,7 +121,9 @@ async fn a_lifted_dispute_lets_the_next_call_through() {
     let entries = get(api, "/v1/lists/disputes/entries", Some(READER)).await;
     assert_eq!(entries.json()["entries"][0]["pattern"], BLOCKED);
 
-    let through = call(&h, "rd-2", BLOCKED).await.expect_err("the call passes");
+    let through = dial(&h, "rd-2", BLOCKED)
+        .await
+        .expect_err("the call passes");
     assert_eq!(through.method(), "INVITE");
     assert_eq!(through.hdr("X-Scamguard-Verdict"), Some("pass"));
 
@@ -121,7 +132,10 @@ async fn a_lifted_dispute_lets_the_next_call_through() {
         ("scamguard_redress_disputes_total{outcome=\"opened\"}", 1),
         ("scamguard_redress_disputes_total{outcome=\"lifted\"}", 1),
         ("scamguard_redress_resolution_seconds_count", 1),
-        ("scamguard_redress_resolution_seconds_bucket{le=\"+Inf\"}", 1),
+        (
+            "scamguard_redress_resolution_seconds_bucket{le=\"+Inf\"}",
+            1,
+        ),
     ] {
         assert_eq!(metric(&m, series), want, "{series}");
     }
@@ -158,7 +172,11 @@ async fn the_form_refuses_html_controls_and_floods() {
             400,
             "control character (U+0000)",
         ),
-        (form("hello", "ana@example.org", "wrong"), 400, "is not a phone number"),
+        (
+            form("hello", "ana@example.org", "wrong"),
+            400,
+            "is not a phone number",
+        ),
         (
             form(BLOCKED, "ana@example.org", &"x".repeat(20_000)),
             413,
@@ -178,7 +196,11 @@ async fn the_form_refuses_html_controls_and_floods() {
     // Six submissions from this address in the window, good or bad: the seventh is refused.
     let r = post(form(BLOCKED, "ana@example.org", "again")).await;
     assert_eq!(r.status, 429, "{}", r.text);
-    assert!(r.headers.to_ascii_lowercase().contains("retry-after:"), "{}", r.headers);
+    assert!(
+        r.headers.to_ascii_lowercase().contains("retry-after:"),
+        "{}",
+        r.headers
+    );
 
     let all = get(api, "/v1/disputes", Some(READER)).await.json();
     assert_eq!(all["disputes"].as_array().unwrap().len(), 2, "{all}");
@@ -186,10 +208,14 @@ async fn the_form_refuses_html_controls_and_floods() {
     assert_eq!(upheld.status, 200, "{}", upheld.text);
     assert_eq!(upheld.json()["dispute"]["status"], "upheld");
     assert_eq!(upheld.json()["entry"], serde_json::Value::Null);
-    let open = get(api, "/v1/disputes?status=open", Some(READER)).await.json();
+    let open = get(api, "/v1/disputes?status=open", Some(READER))
+        .await
+        .json();
     assert_eq!(open["disputes"].as_array().unwrap().len(), 1);
     assert_eq!(
-        get(api, "/v1/disputes?status=closed", Some(READER)).await.status,
+        get(api, "/v1/disputes?status=closed", Some(READER))
+            .await
+            .status,
         400
     );
 
@@ -203,7 +229,7 @@ async fn the_form_refuses_html_controls_and_floods() {
         assert_eq!(metric(&m, series), want, "{series}");
     }
     // The caller is still blocked: an upheld dispute changes nothing.
-    let still = call(&h, "rd-3", BLOCKED).await.expect("refused");
+    let still = dial(&h, "rd-3", BLOCKED).await.expect("refused");
     assert_eq!(still.status(), Some(603));
     h.stop().await;
 }

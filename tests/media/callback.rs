@@ -112,7 +112,7 @@ pub(crate) async fn early_answer(h: &Harness, range: (u16, u16)) -> (Msg, Socket
 
 /// The far end answers the forwarded INVITE `f` with SDP; the subscriber gets the 200. Returns
 /// the far end's RTP socket, leg B (where it sends) and the 200.
-pub(crate) async fn far_end_answers(h: &Harness, f: &Msg) -> (UdpSocket, SocketAddr, Msg) {
+async fn far_end_answers(h: &Harness, f: &Msg) -> (UdpSocket, SocketAddr, Msg) {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let leg_b = media_addr(f.body());
     let down_port = h.down.local_addr().unwrap().port();
@@ -129,6 +129,43 @@ pub(crate) async fn far_end_answers(h: &Harness, f: &Msg) -> (UdpSocket, SocketA
     let ok = recv_final(&h.up).await;
     assert_eq!(ok.status(), Some(200));
     (rtp, leg_b, ok)
+}
+
+/// The far end answers the forwarded INVITE `f` and the call is anchored through the session
+/// that played the caller's prompt (`heard` from leg A, the caller's next RTP sequence `seq`):
+/// the caller's media stays where the 183 pointed it, the far end's audio reaches the caller
+/// restamped into the prompt's stream, and the caller's reaches the far end.
+pub(crate) async fn connected_both_ways(
+    h: &Harness,
+    f: &Msg,
+    (caller, leg_a): (&UdpSocket, SocketAddr),
+    heard: &crate::support::rtp::Heard,
+    seq: u16,
+) {
+    let (far, leg_b, ok) = far_end_answers(h, f).await;
+    assert_ne!(leg_b, leg_a);
+    assert_eq!(
+        media_addr(ok.body()),
+        leg_a,
+        "the caller's media stays where the 183 pointed it: relayed, not handed back"
+    );
+    far.send_to(&rtp_packet(0, 900, 7000, 0xFA2, 0x44), leg_b)
+        .await
+        .unwrap();
+    let (a, from) = recv_rtp(caller).await;
+    assert_eq!(from, leg_a);
+    assert_eq!(
+        (a.ssrc, a.seq),
+        (heard.first.ssrc, heard.seq.wrapping_add(1))
+    );
+    assert!(a.payload.iter().all(|&b| b == 0x44));
+    caller
+        .send_to(&rtp_packet(0, seq, 9000, 0x5B, 0x22), leg_a)
+        .await
+        .unwrap();
+    let (b, from) = recv_rtp(&far).await;
+    assert_eq!(from, leg_b);
+    assert!(b.payload.iter().all(|&x| x == 0x22));
 }
 
 /// Every port of the range can be bound again: nothing of the call holds one.
@@ -173,32 +210,7 @@ async fn the_confirm_digit_after_the_warning_connects_the_call_anchored() {
         "no verdict towards the listed number"
     );
     assert!(f.hdr("Record-Route").is_some());
-    let (far, leg_b, ok) = far_end_answers(&h, &f).await;
-    assert_ne!(leg_b, leg_a);
-    assert_eq!(
-        media_addr(ok.body()),
-        leg_a,
-        "the subscriber's media stays where the 183 said"
-    );
-
-    // The far end's audio reaches the subscriber, restamped into the warning's stream.
-    far.send_to(&rtp_packet(0, 900, 7000, 0xFA2, 0x44), leg_b)
-        .await
-        .unwrap();
-    let (a, from) = recv_rtp(&sub).await;
-    assert_eq!(from, leg_a);
-    assert_eq!(
-        (a.ssrc, a.seq),
-        (heard.first.ssrc, heard.seq.wrapping_add(1))
-    );
-    assert!(a.payload.iter().all(|&b| b == 0x44));
-    // And the subscriber's audio reaches the far end.
-    sub.send_to(&rtp_packet(0, seq, 9000, 0x5B, 0x22), leg_a)
-        .await
-        .unwrap();
-    let (b, from) = recv_rtp(&far).await;
-    assert_eq!(from, leg_b);
-    assert!(b.payload.iter().all(|&x| x == 0x22));
+    connected_both_ways(&h, &f, (&sub, leg_a), &heard, seq).await;
 
     let m = metrics(h.agent.api_addr).await;
     assert_eq!(

@@ -12,10 +12,10 @@
 use scamguard::app::config::Config;
 use scamguard::media::Codec;
 
-use crate::callback::{dial_from, early_answer, far_end_answers, ports_free, with_media};
+use crate::callback::{connected_both_ways, dial_from, early_answer, ports_free, with_media};
 use crate::support::agent::*;
 use crate::support::http::{metric, metrics};
-use crate::support::rtp::{hear_prompt, press, recv_rtp, rtp_packet};
+use crate::support::rtp::{hear_prompt, press, rtp_packet};
 
 const SUSPECT: &str = "+12025550161";
 const OTHER_SUSPECT: &str = "+12025550162";
@@ -58,30 +58,7 @@ async fn the_right_digit_connects_the_challenged_caller_with_audio_both_ways() {
         f.text
     );
     assert_eq!(f.hdr("X-Scamguard-Verdict"), None, "untouched");
-    let (far, leg_b, ok) = far_end_answers(&h, &f).await;
-    assert_ne!(leg_b, leg_a);
-    assert_eq!(
-        crate::support::rtp::media_addr(ok.body()),
-        leg_a,
-        "the caller's media stays where the 183 pointed it: relayed, not handed back"
-    );
-    far.send_to(&rtp_packet(0, 900, 7000, 0xFA2, 0x44), leg_b)
-        .await
-        .unwrap();
-    let (a, from) = recv_rtp(&caller).await;
-    assert_eq!(from, leg_a);
-    assert_eq!(
-        (a.ssrc, a.seq),
-        (heard.first.ssrc, heard.seq.wrapping_add(1))
-    );
-    assert!(a.payload.iter().all(|&b| b == 0x44));
-    caller
-        .send_to(&rtp_packet(0, seq, 9000, 0xC4, 0x22), leg_a)
-        .await
-        .unwrap();
-    let (b, from) = recv_rtp(&far).await;
-    assert_eq!(from, leg_b);
-    assert!(b.payload.iter().all(|&x| x == 0x22));
+    connected_both_ways(&h, &f, (&caller, leg_a), &heard, seq).await;
 
     let m = metrics(h.agent.api_addr).await;
     for (series, want) in [
@@ -169,7 +146,11 @@ async fn a_full_table_warns_a_hang_up_frees_and_emergency_calls_are_never_held()
     // An emergency call from a suspect goes straight through.
     let (_third, _) = dial_from(&h, "ch-911", OTHER_SUSPECT, "911").await;
     let (f, _) = recv(&h.down).await;
-    assert!(f.start_line().starts_with("INVITE sip:911@"), "{}", f.start_line());
+    assert!(
+        f.start_line().starts_with("INVITE sip:911@"),
+        "{}",
+        f.start_line()
+    );
     assert_eq!(f.hdr("X-Scamguard-Verdict"), Some("pass"));
     // The first caller hangs up during its challenge: 487, and its ports are freed.
     h.send_up(&cancel_for(&first_inv)).await;
@@ -178,7 +159,11 @@ async fn a_full_table_warns_a_hang_up_frees_and_emergency_calls_are_never_held()
         statuses.push(recv_final(&h.up).await.status());
     }
     statuses.sort();
-    assert_eq!(statuses, [Some(200), Some(487)], "CANCEL's 200 and the INVITE's 487");
+    assert_eq!(
+        statuses,
+        [Some(200), Some(487)],
+        "CANCEL's 200 and the INVITE's 487"
+    );
     let api = h.agent.api_addr;
     crate::support::eventually("the challenge is freed", || async move {
         metric(&metrics(api).await, "scamguard_challenges_active") == 0
@@ -189,7 +174,10 @@ async fn a_full_table_warns_a_hang_up_frees_and_emergency_calls_are_never_held()
         metric(&m, "scamguard_challenges_unchallenged_total{why=\"full\"}"),
         1
     );
-    assert_eq!(metric(&m, "scamguard_challenges_total{outcome=\"started\"}"), 1);
+    assert_eq!(
+        metric(&m, "scamguard_challenges_total{outcome=\"started\"}"),
+        1
+    );
     let (log, _d) = h.stop().await;
     assert_eq!(log.len(), 3, "{log:?}");
     assert_eq!(log[1]["action"], "warn");

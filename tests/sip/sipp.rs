@@ -122,6 +122,17 @@ fn workdir(name: &str) -> PathBuf {
     d
 }
 
+/// SIPp's `-inf` file in `dir`: one `caller;callee;` line per call, in order.
+fn calls_csv(dir: &Path, calls: impl Iterator<Item = (String, String)>) -> PathBuf {
+    let csv = dir.join("calls.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "SEQUENTIAL").unwrap();
+    for (caller, callee) in calls {
+        writeln!(f, "{caller};{callee};").unwrap();
+    }
+    csv
+}
+
 /// One SIPp run: `calls` calls from `caller(i)` to `callee` through the agent, optionally with a
 /// SIPp callee behind it running `uas`. SIPp places 10 calls a second: from one number that is a
 /// burst the velocity signal warns and blocks, so a scenario about another verdict varies the
@@ -159,13 +170,7 @@ async fn run_calls(
         (sipp(&args, &log), log)
     });
 
-    let csv = dir.join("calls.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "SEQUENTIAL").unwrap();
-    for i in 0..CALLS {
-        writeln!(f, "{};{callee};", caller(i)).unwrap();
-    }
-    drop(f);
+    let csv = calls_csv(&dir, (0..CALLS).map(|i| (caller(i), callee.to_string())));
     let uac_log = dir.join("uac.log");
     let args: Vec<String> = vec![
         "-sf".into(),
@@ -313,13 +318,10 @@ async fn sipp_warned_call_hears_the_announcement() {
     ];
     let uas = sipp(&uas_args, &uas_log);
 
-    let csv = dir.join("calls.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "SEQUENTIAL").unwrap();
-    for _ in 0..CALLS {
-        writeln!(f, "+19005550123;+12025550100;").unwrap();
-    }
-    drop(f);
+    let csv = calls_csv(
+        &dir,
+        (0..CALLS).map(|_| ("+19005550123".into(), "+12025550100".into())),
+    );
     let uac_log = dir.join("uac.log");
     let uac_args: Vec<String> = vec![
         "-sf".into(),
@@ -396,7 +398,14 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
     let score = |v: &scamguard::screening::Verdict| {
         v.reasons
             .iter()
-            .filter_map(|r| r.reason.strip_prefix("(+")?.split_once(')')?.0.parse::<i32>().ok())
+            .filter_map(|r| {
+                r.reason
+                    .strip_prefix("(+")?
+                    .split_once(')')?
+                    .0
+                    .parse::<i32>()
+                    .ok()
+            })
             .sum::<i32>()
     };
     let before = h.agent.screener.verdict(ROBOT, CALLEE, None, false);
@@ -404,13 +413,7 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
     assert!(before.reasons.iter().all(|r| r.source != "challenge"));
 
     let dir = workdir("challenge-burst");
-    let csv = dir.join("calls.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "SEQUENTIAL").unwrap();
-    for _ in 0..CALLS {
-        writeln!(f, "{ROBOT};{CALLEE};").unwrap();
-    }
-    drop(f);
+    let csv = calls_csv(&dir, (0..CALLS).map(|_| (ROBOT.into(), CALLEE.into())));
     let log = dir.join("uac.log");
     let args: Vec<String> = vec![
         "-sf".into(),
@@ -433,7 +436,13 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
         dir.join("uac_errors.log").display().to_string(),
         h.sip().to_string(),
     ];
-    wait(sipp(&args, &log), "SIPp robodialer", Duration::from_secs(60), &log).await;
+    wait(
+        sipp(&args, &log),
+        "SIPp robodialer",
+        Duration::from_secs(60),
+        &log,
+    )
+    .await;
 
     assert!(
         h.down.try_recv_from(&mut [0u8; 2048]).is_err(),
@@ -441,8 +450,14 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
     );
     let m = metrics(h.agent.api_addr).await;
     for (series, want) in [
-        ("scamguard_challenges_total{outcome=\"started\"}", CALLS as u64),
-        ("scamguard_challenges_total{outcome=\"failed\"}", CALLS as u64),
+        (
+            "scamguard_challenges_total{outcome=\"started\"}",
+            CALLS as u64,
+        ),
+        (
+            "scamguard_challenges_total{outcome=\"failed\"}",
+            CALLS as u64,
+        ),
         ("scamguard_challenges_total{outcome=\"passed\"}", 0),
     ] {
         assert_eq!(metric(&m, series), want, "{series}");
@@ -453,7 +468,11 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
         .iter()
         .find(|r| r.source == "challenge")
         .unwrap_or_else(|| panic!("no challenge reason: {:?}", after.reasons));
-    assert!(failed.reason.starts_with("(+75) "), "capped: {}", failed.reason);
+    assert!(
+        failed.reason.starts_with("(+75) "),
+        "capped: {}",
+        failed.reason
+    );
     assert!(score(&after) > score(&before), "{before:?} -> {after:?}");
     assert_eq!(after.action, scamguard::screening::Action::Block);
     let (log, _d) = h.stop().await;
