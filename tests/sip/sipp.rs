@@ -133,6 +133,37 @@ fn calls_csv(dir: &Path, calls: impl Iterator<Item = (String, String)>) -> PathB
     csv
 }
 
+/// A SIPp caller's arguments: `scenario` placing the `calls` calls of `csv` at `rate` a second
+/// towards `target`, with `extra` options, its errors logged in `dir`.
+fn uac_args(
+    (scenario, csv, calls, rate): (String, &Path, usize, u32),
+    dir: &Path,
+    extra: &[String],
+    target: String,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-sf".into(),
+        scenario,
+        "-inf".into(),
+        csv.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_port().to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-r".into(),
+        rate.to_string(),
+        "-nostdin".into(),
+        "-trace_err".into(),
+        "-error_file".into(),
+        dir.join("uac_errors.log").display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(target);
+    args
+}
+
 /// One SIPp run: `calls` calls from `caller(i)` to `callee` through the agent, optionally with a
 /// SIPp callee behind it running `uas`. SIPp places 10 calls a second: from one number that is a
 /// burst the velocity signal warns and blocks, so a scenario about another verdict varies the
@@ -172,27 +203,12 @@ async fn run_calls(
 
     let csv = calls_csv(&dir, (0..CALLS).map(|i| (caller(i), callee.to_string())));
     let uac_log = dir.join("uac.log");
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario(uac),
-        "-inf".into(),
-        csv.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        free_port().to_string(),
-        "-t".into(),
-        transport.into(),
-        "-m".into(),
-        CALLS.to_string(),
-        "-r".into(),
-        "10".into(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-        "-error_file".into(),
-        dir.join("uac_errors.log").display().to_string(),
+    let args = uac_args(
+        (scenario(uac), &csv, CALLS, 10),
+        &dir,
+        &["-t".into(), transport.into()],
         format!("127.0.0.1:{listen}"),
-    ];
+    );
     let uac_child = sipp(&args, &uac_log);
     wait(uac_child, "SIPp caller", Duration::from_secs(60), &uac_log).await;
     if let Some((child, log)) = uas_child {
@@ -415,27 +431,12 @@ async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises()
     let dir = workdir("challenge-burst");
     let csv = calls_csv(&dir, (0..CALLS).map(|_| (ROBOT.into(), CALLEE.into())));
     let log = dir.join("uac.log");
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario("uac_challenge.xml"),
-        "-inf".into(),
-        csv.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        free_port().to_string(),
-        "-m".into(),
-        CALLS.to_string(),
-        "-r".into(),
-        "20".into(),
-        "-l".into(),
-        CALLS.to_string(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-        "-error_file".into(),
-        dir.join("uac_errors.log").display().to_string(),
+    let args = uac_args(
+        (scenario("uac_challenge.xml"), &csv, CALLS, 20),
+        &dir,
+        &["-l".into(), CALLS.to_string()],
         h.sip().to_string(),
-    ];
+    );
     wait(
         sipp(&args, &log),
         "SIPp robodialer",
