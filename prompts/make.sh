@@ -36,4 +36,11 @@ say es-callback-warn es "Atención: el número al que llama ha sido denunciado c
 say es-callback-confirm es "Atención: el número al que llama ha sido denunciado como estafa. Microsoft y Amazon nunca le piden que les llame por un virus o un reembolso. Para continuar de todos modos, pulse 1."
 say es-callback-block es "El número al que llama ha sido denunciado como estafa y no está disponible. Microsoft y Amazon nunca le piden que les llame por un virus o un reembolso."
 say es-callback-redirect es "El número al que llama ha sido denunciado como estafa. Le ponemos en contacto con una línea de ayuda segura."
+
+# The challenge (src/app/challenge.rs): heard by a suspect caller before the call rings, as
+# early media; the call goes on only once the caller presses the digit of challenge.digit (5 by
+# default): change both together.
+say en-challenge-press en-us "This call is being screened. To be connected, press 5."
+say de-challenge-press de "Dieser Anruf wird geprüft. Um verbunden zu werden, drücken Sie die 5."
+say es-challenge-press es "Esta llamada está siendo verificada. Para ser conectado, pulse 5."
 ls -l ./*.wav

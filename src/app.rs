@@ -11,6 +11,7 @@
 //! never sees a header.
 
 mod callback;
+mod challenge;
 mod clock;
 pub mod config;
 mod decision_log;
@@ -19,6 +20,7 @@ pub mod engine;
 mod feeds;
 pub mod fleet;
 pub mod health;
+mod held;
 mod screener;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use self::callback::{BlockAs, CallbackConfig};
+pub use self::challenge::ChallengeConfig;
 pub use self::clock::now_ms;
 pub use self::decision_log::{DecisionLog, Record};
 pub use self::disposition::{BlockResponse, DispositionConfig};
@@ -64,6 +67,8 @@ pub struct Agent {
     pub sip_addr: SocketAddr,
     /// Where the admin API is served.
     pub api_addr: SocketAddr,
+    /// Where the redress form is served, when `[redress]` is enabled.
+    pub redress_addr: Option<SocketAddr>,
     pub lists: Arc<ListSet>,
     pub files: Arc<ListFiles>,
     pub live: Arc<Live>,
@@ -132,12 +137,14 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let sip = bind_sip(&config, screening.screener.clone()).await?;
     let api = bind_api(&config, &rules, &screening, &sip.proxy).await?;
     let (sip_addr, api_addr, api_scheme) = (sip.addr, api.addr, api.state.scheme());
+    let redress_addr = api.redress.as_ref().map(|r| r.0);
     let proxy = sip.proxy.clone();
     let (shutdown, tasks) = serve(&config, &rules, &screening, fetcher, sip, api);
     log_ready(&config, &rules.lists, sip_addr, api_scheme, api_addr);
     Ok(Agent {
         sip_addr,
         api_addr,
+        redress_addr,
         lists: rules.lists,
         files: rules.files,
         live: rules.live,
@@ -246,6 +253,7 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
     let callback = callback::Callback::new(&config.callback, &config.policy)?.map(Arc::new);
     let screener = Arc::new(Screener {
         callback,
+        challenges: Arc::new(challenge::Challenge::new(&config.challenge)),
         lists: rules.lists.clone(),
         store: rules.store.clone(),
         feeds: rules.feeds.rules.clone(),
@@ -305,11 +313,12 @@ async fn bind_sip(config: &Config, hook: Arc<Screener>) -> Result<Sip, AppError>
     })
 }
 
-/// The admin API, bound but not yet served.
+/// The admin API and the redress form (when enabled), bound but not yet served.
 struct Api {
     addr: SocketAddr,
     listener: TcpListener,
     state: Arc<api::State>,
+    redress: Option<(SocketAddr, TcpListener, Arc<api::redress::Redress>)>,
 }
 
 /// Start, step 4: the API's state (every collector `/metrics` renders, the feed publisher, the
@@ -339,6 +348,9 @@ async fn bind_api(
     if let Some(cb) = &screener.callback {
         collectors.push(cb.stats.clone());
     }
+    collectors.push(screener.challenges.stats.clone());
+    let redress_stats = Arc::new(api::redress::RedressStats::default());
+    collectors.push(redress_stats.clone());
     collectors.extend(rules.feeds.collectors());
     let mut state = api::State::new(
         config.api.clone(),
@@ -350,20 +362,42 @@ async fn bind_api(
     state.publisher = rules.feeds.publisher.clone();
     state.reporter = Some(screener.clone());
     state.ready.push(screener.next_hop.clone());
-    let listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
-        AppError(format!(
-            "cannot listen for the API on {}: {e}",
-            config.api.listen
-        ))
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| AppError(format!("API socket: {e}")))?;
+    state.disputes = api::redress::Disputes {
+        allow_list: config.redress.allow_list.clone(),
+        stats: redress_stats.clone(),
+    };
+    let (listener, addr) = listen("the API", &config.api.listen).await?;
+    let redress = if config.redress.enabled {
+        let r = api::redress::Redress::new(
+            config.redress.clone(),
+            redress_stats,
+            rules.live.clone(),
+            screener.clone(),
+        )
+        .map_err(|e| AppError(format!("redress: {e}")))?;
+        let (l, a) = listen("the redress form", &config.redress.listen).await?;
+        tracing::info!("redress form on {}://{a}", r.scheme());
+        Some((a, l, Arc::new(r)))
+    } else {
+        None
+    };
     Ok(Api {
         addr,
         listener,
         state: Arc::new(state),
+        redress,
     })
+}
+
+/// A TCP listener on `addr`, and the address it got.
+async fn listen(what: &str, addr: &str) -> Result<(TcpListener, SocketAddr), AppError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError(format!("cannot listen for {what} on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError(format!("{what}: socket: {e}")))?;
+    Ok((listener, local))
 }
 
 /// Start, step 5: every task, SIP last: the API, the certificate fetcher, the signals' sweep,
@@ -380,6 +414,14 @@ fn serve(
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let stop = stopped(rx.clone());
+    if let Some((_, listener, redress)) = api.redress {
+        let stop = stopped(rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = api::redress::run(listener, redress, stop).await {
+                tracing::error!("redress form stopped: {e}");
+            }
+        });
+    }
     tasks.spawn(async move {
         if let Err(e) = api::run(api.listener, api.state, stop).await {
             tracing::error!("API server stopped: {e}");

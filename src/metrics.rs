@@ -45,6 +45,51 @@ impl Gauge {
     }
 }
 
+/// A distribution over fixed upper bounds (Prometheus `le`), with its sum and count. Lock-free:
+/// one atomic per bucket.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations at or below each bound (not cumulative; rendering sums them).
+    buckets: Box<[AtomicU64]>,
+    /// Observations above the last bound.
+    over: AtomicU64,
+    /// The sum, in millionths, so it fits an atomic integer.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// `bounds` ascending.
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            over: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let v = v.max(0.0);
+        match self.bounds.iter().position(|b| v <= *b) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        self.sum_micros.fetch_add(
+            (v * 1e6).min(u64::MAX as f64 / 4.0) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + self.over.load(Ordering::Relaxed)
+    }
+}
+
 /// Something that can write its metrics in the Prometheus text format.
 pub trait Collect: Send + Sync {
     fn collect(&self, out: &mut Exposition);
@@ -88,6 +133,21 @@ impl Exposition {
 
     pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: i64) {
         self.sample(name, "gauge", help, labels, v as f64);
+    }
+
+    /// A histogram's `_bucket` series (cumulative, `+Inf` last), `_sum` and `_count`.
+    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.family(name, "histogram", help);
+        let mut total = 0;
+        for (b, n) in h.bounds.iter().zip(h.buckets.iter()) {
+            total += n.load(Ordering::Relaxed);
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{b}\"}} {total}");
+        }
+        total += h.over.load(Ordering::Relaxed);
+        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(self.text, "{name}_sum {sum}");
+        let _ = writeln!(self.text, "{name}_count {total}");
     }
 
     pub fn finish(self) -> String {
@@ -299,6 +359,29 @@ mod tests {
             s,
             "# HELP x_total things\n# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 3\nx_total{kind=\"c\"} 7\n# HELP y level\n# TYPE y gauge\ny -2\n"
         );
+    }
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        struct H(Histogram);
+        impl Collect for H {
+            fn collect(&self, out: &mut Exposition) {
+                out.histogram("t_seconds", "time", &self.0);
+            }
+        }
+        let h = H(Histogram::new(&[1.0, 10.0]));
+        for v in [0.5, 1.0, 3.0, 50.0] {
+            h.0.observe(v);
+        }
+        let s = render(&[&h]);
+        assert_eq!(
+            s,
+            "# HELP t_seconds time\n# TYPE t_seconds histogram\nt_seconds_bucket{le=\"1\"} 2\n\
+             t_seconds_bucket{le=\"10\"} 3\nt_seconds_bucket{le=\"+Inf\"} 4\nt_seconds_sum 54.5\n\
+             t_seconds_count 4\n"
+        );
+        assert_eq!(problems(&s), Vec::<String>::new());
+        assert_eq!(h.0.count(), 4);
     }
 
     #[test]

@@ -22,6 +22,11 @@
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=&kind=` | admin | who changed what, when, from where, before and after; `kind=refused`: refused requests |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
+//! | `GET /v1/disputes?status=&after=&limit=` | read | disputes of blocked callers from the redress form |
+//! | `POST /v1/disputes/{id}/lift` | write | lift the block: an `allow` entry (reason: the dispute's id) in `redress.allow_list` |
+//! | `POST /v1/disputes/{id}/uphold` | write | the block stands |
+//!
+//! The redress form itself is a listener of its own, for the public ([`redress`]).
 //!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
 //! requests get a 4xx, never a panic; bodies are capped before they are read and must arrive in
@@ -46,6 +51,7 @@ pub mod auth;
 mod guard;
 mod handlers;
 mod http;
+pub mod redress;
 mod routes;
 mod server;
 
@@ -344,6 +350,8 @@ pub struct State {
     pub ready: Vec<Arc<dyn Ready>>,
     /// Failed tokens and connections by client address.
     guard: Arc<guard::Guard>,
+    /// Where a lifted dispute's allow entry goes, and the redress counters.
+    pub disputes: redress::Disputes,
 }
 
 impl State {
@@ -371,6 +379,7 @@ impl State {
             reporter: None,
             ready: Vec::new(),
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
+            disputes: redress::Disputes::default(),
             cfg,
         })
     }

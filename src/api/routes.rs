@@ -17,13 +17,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::auth::{Caller, Denied, Role};
-use super::handlers::{admin, check, entries, feeds, lists, monitor, reports, signals};
+use super::handlers::{admin, check, disputes, entries, feeds, lists, monitor, reports, signals};
 use super::http::{
     fail_resp, json_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody,
     ResponseBody,
 };
 use super::State;
-use crate::lists::store::Who;
+use crate::lists::store::{DisputeStatus, Who};
 use crate::screening::entry::check_text;
 
 /// The address a request came from: the listener puts it in each request's extensions.
@@ -161,6 +161,7 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
             auth(st, &asker, Role::Admin).await?;
             admin::reload(st).await
         }
+        (_, ["v1", "disputes", rest @ ..]) => disputes_route(st, &asker, rest, &query).await,
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
@@ -172,6 +173,38 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         _ => Err(Fail::new(
             StatusCode::NOT_FOUND,
             format!("no endpoint {path}"),
+        )),
+    }
+}
+
+/// `/v1/disputes`, `/v1/disputes/{id}/lift|uphold`: the operator's side of redress.
+async fn disputes_route(
+    st: &State,
+    asker: &Asker,
+    rest: &[&str],
+    query: &[(String, String)],
+) -> Reply {
+    let method = &asker.method;
+    match (method, rest) {
+        (&Method::GET, []) => {
+            auth(st, asker, Role::Read).await?;
+            disputes::list(st, query).await
+        }
+        (&Method::POST, [id, "lift"]) => {
+            let who = auth(st, asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Lifted).await
+        }
+        (&Method::POST, [id, "uphold"]) => {
+            let who = auth(st, asker, Role::Write).await?;
+            disputes::resolve(st, who, id, DisputeStatus::Upheld).await
+        }
+        (_, [] | [_, "lift" | "uphold"]) => Err(Fail::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {}", asker.path),
+        )),
+        _ => Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {}", asker.path),
         )),
     }
 }

@@ -21,17 +21,17 @@
 //! reached.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ring::hmac;
 use serde::Deserialize;
 
 use super::decision_log::Record;
-use super::screener::{skipped, Screener, Tagged};
+use super::held::{self, onward, Held, Queue};
+use super::screener::{Screener, Tagged};
 use super::AppError;
-use crate::media::sdp::Sdp;
-use crate::media::{dtmf, Gate, Heard, MediaConfig, MediaEngine, PromptSet, Release, Side};
+use crate::media::{dtmf, Gate, Heard, MediaConfig, MediaEngine, PromptSet, Release};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::{Action, Call, PolicyConfig, Verdict};
 use crate::sip::{CallTag, Disposition, NewCall};
@@ -269,18 +269,6 @@ enum Then {
     Divert,
 }
 
-/// A held call, as its prompt's callback carries it to the queue.
-struct Held {
-    call_id: String,
-    then: Then,
-    /// The INVITE's offer, to anchor the call when it goes on.
-    offer: Vec<u8>,
-    tag: CallTag,
-}
-
-/// Held calls whose prompt has ended, for the proxy's next tick.
-type Decided = Arc<Mutex<Vec<(Held, Heard)>>>;
-
 /// The compiled `[callback]` section and the calls it holds.
 pub struct Callback {
     cfg: CallbackConfig,
@@ -288,12 +276,9 @@ pub struct Callback {
     peers: Vec<String>,
     key: Option<hmac::Key>,
     digit: char,
-    decided: Decided,
+    /// Held calls whose prompt has ended.
+    decided: Arc<Queue<Then>>,
     pub stats: Arc<CallbackStats>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Callback {
@@ -373,19 +358,6 @@ fn refusal(text: &str) -> Disposition {
 const LISTED: &str = "scamguard: the number dialled is listed as a scam callback number";
 const UNCONFIRMED: &str = "scamguard: the caller did not confirm the call to a listed number";
 
-/// Forward an outbound call. It carries no verdict header: it goes towards the number
-/// dialled, the very one that is listed.
-fn onward(offer: Option<Vec<u8>>, tag: CallTag) -> Disposition {
-    Disposition::Forward {
-        display_name: None,
-        headers: Vec::new(),
-        record_route: true,
-        anchor_media: offer.is_some(),
-        offer,
-        tag: Some(tag),
-    }
-}
-
 impl Screener {
     /// A new call, if it is an outbound call of a protected subscriber: its disposition, its
     /// count and its log line. `None` for every other call.
@@ -422,6 +394,7 @@ impl Screener {
             callee: callee.clone(),
             announce: None,
             outbound: true,
+            early: true,
         });
         let (answer, note) = self.outbound_answer(cb, call, &v, tag);
         self.count(&v);
@@ -455,7 +428,8 @@ impl Screener {
                 cb.stats.passed.inc();
                 return (onward(None, tag), None);
             }
-            Action::Warn => (Then::Go, WARN, &cb.stats.warned),
+            // No outbound verdict is a challenge (`decide_outbound`): as a warning if one were.
+            Action::Warn | Action::Challenge => (Then::Go, WARN, &cb.stats.warned),
             Action::Block if redirect => (Then::Divert, REDIRECT, &cb.stats.redirected),
             Action::Block => (Then::Refuse, BLOCK, &cb.stats.blocked),
         };
@@ -465,6 +439,8 @@ impl Screener {
             Err(why) => {
                 cb.stats.unannounced.inc();
                 let d = match then {
+                    // Forwarded with no verdict header: it goes towards the number dialled,
+                    // the very one that is listed.
                     Then::Go => onward(None, tag),
                     Then::Refuse => refusal(LISTED),
                     Then::Divert => Disposition::Divert {
@@ -491,13 +467,9 @@ impl Screener {
             .media
             .as_ref()
             .ok_or("callback: no early media (media is disabled)")?;
-        let offer = call
-            .sdp()
-            .filter(|b| !b.is_empty())
-            .ok_or("callback: no early media (the INVITE carries no SDP offer)")?;
         // A digit can only be asked of a caller that offered telephone-events; without them
         // the warning is played and the call goes on.
-        let dtmf = Sdp::parse(offer).is_ok_and(|s| s.audio.telephone_event().is_some());
+        let dtmf = held::offer(call).is_some_and(held::offers_digits);
         let (prompt, gate) = match (then, cb.cfg.confirm && dtmf) {
             (Then::Go, true) => (
                 CONFIRM,
@@ -512,33 +484,16 @@ impl Screener {
             .prompts()
             .select_exact(subscriber, prompt)
             .ok_or("callback: no early media (no prompt for it)")?;
-        let held = Held {
-            call_id: call.call_id.to_string(),
-            then,
-            offer: offer.to_vec(),
-            tag: tag.clone(),
-        };
-        let decided = cb.decided.clone();
-        let done = Box::new(move |heard| lock(&decided).push((held, heard)));
-        let sdp = media
-            .early(call.call_id, offer, prompt, gate, done)
-            .map_err(|e| skipped(&e))?;
-        Ok(Disposition::Hold {
-            code: 183,
-            phrase: "Session Progress".into(),
-            headers: Vec::new(),
-            sdp,
-            tag: Some(tag),
-        })
+        cb.decided.hold(media, call, (prompt, gate), then, tag)
     }
 
     /// Held calls whose prompt has ended, with what becomes of them.
-    pub(super) fn resumed_calls(&self) -> Vec<(String, Disposition)> {
+    pub(super) fn callback_resumed(&self) -> Vec<(String, Disposition)> {
         let (Some(cb), Some(media)) = (self.callback.as_deref(), self.media.as_deref()) else {
             return Vec::new();
         };
-        let decided = std::mem::take(&mut *lock(&cb.decided));
-        decided
+        cb.decided
+            .take()
             .into_iter()
             .map(|(held, heard)| {
                 let d = resume(cb, media, &held, heard);
@@ -550,21 +505,14 @@ impl Screener {
 
 /// What a held call gets once its prompt has ended. A refused call's media is released here;
 /// one that goes on keeps its session, now anchoring the call.
-fn resume(cb: &Callback, media: &MediaEngine, held: &Held, heard: Heard) -> Disposition {
+fn resume(cb: &Callback, media: &MediaEngine, held: &Held<Then>, heard: Heard) -> Disposition {
     let id = held.call_id.as_str();
     let refuse = |text| {
         drop(media.release(id, Release::Failed));
         refusal(text)
     };
-    let anchored = || match media.offer(id, Side::Caller, &held.offer) {
-        Ok(body) => onward(Some(body), held.tag.clone()),
-        Err(e) => {
-            // The session is gone (idled out): the call goes on end to end.
-            tracing::info!(call_id = id, "callback: not anchored: {e}");
-            onward(None, held.tag.clone())
-        }
-    };
-    match (held.then, heard) {
+    let anchored = || held::anchored(media, held);
+    match (held.kind, heard) {
         (Then::Refuse, _) => refuse(LISTED),
         (Then::Go, Heard::TimedOut) => {
             cb.stats.unconfirmed.inc();

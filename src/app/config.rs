@@ -52,6 +52,10 @@ pub struct Config {
     pub health: super::health::HealthConfig,
     /// `[callback]`: outbound calls of protected subscribers screened by their destination.
     pub callback: super::callback::CallbackConfig,
+    /// `[challenge]`: how a challenged caller is asked for its digit.
+    pub challenge: super::challenge::ChallengeConfig,
+    /// `[redress]`: the public dispute form the 603+ `Reason` points at.
+    pub redress: crate::api::redress::RedressConfig,
 }
 
 /// Where the decision log goes.
@@ -206,6 +210,9 @@ impl Config {
         p.extend(self.health.validate());
         p.extend(self.callback.validate());
         p.extend(self.callback.validate_against(&self.policy, &self.media));
+        p.extend(self.challenge.validate());
+        p.extend(self.challenge.validate_against(&self.policy, &self.media));
+        p.extend(self.redress.validate());
         p
     }
 

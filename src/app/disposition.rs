@@ -175,6 +175,26 @@ fn stir_failure(v: &Verdict) -> Option<String> {
 }
 
 impl DispositionConfig {
+    /// The refusal of a blocked call (and of a failed challenge): 603+ with the redress URL in
+    /// its `Reason`, or 608 with the jCard's `Call-Info`.
+    pub fn blocked(&self) -> Disposition {
+        match self.block_response {
+            BlockResponse::NetworkBlocked => Disposition::Reject {
+                code: 603,
+                phrase: "Network Blocked".into(),
+                headers: vec![format!(
+                    "Reason: SIP;cause=603;text=\"v=analytics1;url={}\"",
+                    self.redress_url
+                )],
+            },
+            BlockResponse::Rejected => Disposition::Reject {
+                code: 608,
+                phrase: "Rejected".into(),
+                headers: vec![format!("Call-Info: <{}>;purpose=jwscard", self.jwscard_url)],
+            },
+        }
+    }
+
     /// The SIP answer to a verdict: what the proxy does with the call.
     pub fn answer(&self, v: &Verdict, call: &CallView) -> Disposition {
         match v.action {
@@ -184,23 +204,10 @@ impl DispositionConfig {
                     phrase: "Anonymity Disallowed".into(),
                     headers: Vec::new(),
                 },
-                Refusal::Blocked => match self.block_response {
-                    BlockResponse::NetworkBlocked => Disposition::Reject {
-                        code: 603,
-                        phrase: "Network Blocked".into(),
-                        headers: vec![format!(
-                            "Reason: SIP;cause=603;text=\"v=analytics1;url={}\"",
-                            self.redress_url
-                        )],
-                    },
-                    BlockResponse::Rejected => Disposition::Reject {
-                        code: 608,
-                        phrase: "Rejected".into(),
-                        headers: vec![format!("Call-Info: <{}>;purpose=jwscard", self.jwscard_url)],
-                    },
-                },
+                Refusal::Blocked => self.blocked(),
             },
-            Action::Warn if call.message => Disposition::Forward {
+            // The app holds a challenged call itself; one it cannot hold is warned.
+            Action::Warn | Action::Challenge if call.message => Disposition::Forward {
                 display_name: None,
                 headers: std::iter::once(format!("{}: {}", self.verdict_header, verdict_value(v)))
                     .chain(stir_failure(v))
@@ -210,7 +217,7 @@ impl DispositionConfig {
                 offer: None,
                 tag: None,
             },
-            Action::Warn => {
+            Action::Warn | Action::Challenge => {
                 let name = call
                     .display_name
                     .filter(|d| !d.trim().is_empty())

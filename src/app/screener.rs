@@ -29,6 +29,7 @@ use crate::sip::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDir
 pub struct CallStats {
     pub pass: Counter,
     pub warn: Counter,
+    pub challenge: Counter,
     pub block: Counter,
     /// Hits by list name; bounded by the number of lists the operator configured.
     pub hits: DashMap<String, Counter>,
@@ -46,6 +47,7 @@ impl Collect for CallStats {
         for (a, c) in [
             ("pass", &self.pass),
             ("warn", &self.warn),
+            ("challenge", &self.challenge),
             ("block", &self.block),
         ] {
             out.counter("scamguard_calls_total", help, &[("action", a)], c.get());
@@ -105,6 +107,8 @@ pub struct Screener {
     pub next_hop: Arc<NextHopWatch>,
     /// Callback protection of outbound calls, when `[callback]` is enabled.
     pub callback: Option<Arc<super::callback::Callback>>,
+    /// The challenges of suspect callers (`[challenge]`), in progress and counted.
+    pub challenges: Arc<super::challenge::Challenge>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -117,9 +121,13 @@ pub struct Tagged {
     pub callee: String,
     /// Present when the callee will hear the spoken warning.
     pub announce: Option<Announcement>,
-    /// An outbound call of a protected subscriber (`super::callback`): its media, when
-    /// anchored, carried an early prompt to the caller; its callee's 607 is no report.
+    /// An outbound call of a protected subscriber (`super::callback`): its callee's 607 is
+    /// no report.
     pub outbound: bool,
+    /// Held for an early prompt to the caller (`super::held`: a callback warning, a
+    /// challenge): its media, when anchored, went through that prompt's session, and the callee
+    /// hears no prompt of its own.
+    pub early: bool,
 }
 
 /// What the prompt of an announced call depends on.
@@ -207,10 +215,37 @@ impl Screener {
         Ok(Some((body, Announcement { category })))
     }
 
+    /// Count an inbound call's verdict and write its decision-log line.
+    fn finish(
+        &self,
+        call: &NewCall<'_>,
+        v: Verdict,
+        callee: String,
+        started: Instant,
+        unix_ms: u64,
+        note: Option<&'static str>,
+    ) {
+        let decision_us = started.elapsed().as_micros() as u64;
+        self.count(&v);
+        self.log.write(Record {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
+            call_id: call.call_id.to_string(),
+            caller: v.caller,
+            callee,
+            action: v.action,
+            reasons: v.reasons,
+            decision_us,
+            source: call.source.to_string(),
+            note,
+            outbound: false,
+        });
+    }
+
     pub(super) fn count(&self, v: &Verdict) {
         match v.action {
             Action::Pass => self.stats.pass.inc(),
             Action::Warn => self.stats.warn.inc(),
+            Action::Challenge => self.stats.challenge.inc(),
             Action::Block => self.stats.block.inc(),
         }
         for r in &v.reasons {
@@ -281,18 +316,32 @@ impl Hook for Screener {
             live: !call.message,
             outbound: false,
         };
-        let v = self.screen(&facts, unix_ms);
+        let mut v = self.screen(&facts, unix_ms);
         let callee = self
             .engine
             .screening
             .plan
             .normalise(&p.callee)
             .map_or_else(|| p.callee.to_string(), |n| n.to_string());
+        // A challenged call is held for its digit; one that cannot be (a MESSAGE dials no one
+        // who could press it) is warned instead, never blocked.
+        let mut unchallenged = None;
+        if v.action == Action::Challenge {
+            match (!call.message).then(|| self.challenge(call, &v, &callee)) {
+                Some(Ok(hold)) => {
+                    self.finish(call, v, callee, started, unix_ms, None);
+                    return hold;
+                }
+                Some(Err(why)) => unchallenged = Some(why),
+                None => {}
+            }
+            v.action = Action::Warn;
+        }
         let (offer, announce, note) = match self.plan_announcement(call, &v) {
             _ if call.message => (None, None, Some("MESSAGE: judged, not counted as a call")),
-            Ok(Some((body, a))) => (Some(body), Some(a), None),
-            Ok(None) => (None, None, None),
-            Err(why) => (None, None, Some(why)),
+            Ok(Some((body, a))) => (Some(body), Some(a), unchallenged),
+            Ok(None) => (None, None, unchallenged),
+            Err(why) => (None, None, unchallenged.or(Some(why))),
         };
         let answer = self.disposition.answer(
             &v,
@@ -310,6 +359,7 @@ impl Hook for Screener {
                     callee: callee.clone(),
                     announce,
                     outbound: false,
+                    early: false,
                 }),
             ),
             Disposition::Reject { .. } if call.message => answer,
@@ -323,20 +373,7 @@ impl Hook for Screener {
                 answer
             }
         };
-        let decision_us = started.elapsed().as_micros() as u64;
-        self.count(&v);
-        self.log.write(Record {
-            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
-            call_id: call.call_id.to_string(),
-            caller: v.caller,
-            callee,
-            action: v.action,
-            reasons: v.reasons,
-            decision_us,
-            source: call.source.to_string(),
-            note,
-            outbound: false,
-        });
+        self.finish(call, v, callee, started, unix_ms, note);
         answer
     }
 
@@ -405,7 +442,7 @@ impl Hook for Screener {
         let (Some(media), Some(t)) = (&self.media, tagged) else {
             return;
         };
-        if t.outbound {
+        if t.early {
             // No prompt for the callee: an answer only starts the call's idle timer.
             match release {
                 None => drop(media.answered(id)),
@@ -435,7 +472,7 @@ impl Hook for Screener {
     ) -> Option<Vec<u8>> {
         let media = self.media.as_ref()?;
         let t = call.tag::<Tagged>()?;
-        if t.announce.is_none() && !t.outbound {
+        if t.announce.is_none() && !t.early {
             return None;
         }
         let r = match kind {
@@ -452,8 +489,10 @@ impl Hook for Screener {
         }
     }
 
-    fn resumed(&self, _now: Instant) -> Vec<(String, Disposition)> {
-        self.resumed_calls()
+    fn resumed(&self, now: Instant) -> Vec<(String, Disposition)> {
+        let mut v = self.callback_resumed();
+        v.extend(self.challenge_resumed(now));
+        v
     }
 
     /// An emergency number, as the decision itself judges the callee: such a call gets through

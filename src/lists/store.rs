@@ -10,6 +10,9 @@
 //! [`report_rows`](self::report_rows)): each is durable before it counts, and the table is
 //! bounded by a row cap and the report window.
 //!
+//! Disputes of wrongly blocked callers are here too (see [`disputes`](self::disputes)), opened
+//! by the redress form and resolved by operators.
+//!
 //! The SQL of signed feeds is here too (see [`feeds`](self::feeds)): the publisher's reads of
 //! this file, and the subscriber's own `feeds.db`.
 //!
@@ -27,8 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::screening::EntryAction;
 
+mod disputes;
 mod feeds;
 mod report_rows;
+pub use disputes::{Dispute, DisputeLimits, DisputeStatus, NewDispute};
 pub use feeds::{
     FeedEntry, FeedRead, FeedReader, FeedState, FeedUpdate, FeedsDb, SavedFeed, Tombstone, FEEDS_DB,
 };
@@ -382,6 +387,7 @@ impl Store {
                 .map_err(corrupt)?;
         }
         add_audit_source(&writer).map_err(corrupt)?;
+        disputes::add_disputes(&writer).map_err(corrupt)?;
         let total: i64 = writer
             .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
             .map_err(corrupt)?;

@@ -22,6 +22,10 @@ use super::signals::{evaluate, SignalInput, SignalState};
 use super::verdict::{Refusal, Verdict};
 use super::{Action, EntryAction};
 
+/// The category of a caller's entry (warn or block) that asks for a challenge instead: the
+/// caller must press a digit before the call rings (see [`super::scoring`]).
+pub const CHALLENGE_CATEGORY: &str = "challenge";
+
 /// The facts of one call, in domain words, as the network (or a person asking) gave them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Call<'a> {
@@ -197,8 +201,14 @@ impl Engine {
             peer: call.source,
         };
         let weighing = self.scoring.weigh(&evidence, &tenancy);
+        // A challenge is for strangers calling in; the subscriber dialling out is ours, and
+        // its own confirmation is the callback section's warning.
+        let action = match weighing.action {
+            Action::Challenge => Action::Warn,
+            a => a,
+        };
         Verdict {
-            action: weighing.action,
+            action,
             reasons: explain(&weighing),
             ..pass(Vec::new())
         }
@@ -264,15 +274,19 @@ impl Engine {
         let stage = list_action.max(anonymous).unwrap_or(Action::Pass);
         let mut score = match stage {
             Action::Block => cfg.list_block_score,
-            Action::Warn => cfg.list_warn_score,
+            // Neither stage says challenge (an entry's category does, below).
+            Action::Warn | Action::Challenge => cfg.list_warn_score,
             Action::Pass => 0,
         };
         if let (Some(m), Some(_)) = (&listed, list_action) {
             let dno = stage == Action::Block && m.meta.category.eq_ignore_ascii_case("dno");
+            let challenge = m.meta.category.eq_ignore_ascii_case(CHALLENGE_CATEGORY);
             out.push(Evidence {
                 score: std::mem::take(&mut score),
                 effect: if dno {
                     Effect::DoNotOriginate
+                } else if challenge {
+                    Effect::Challenges
                 } else {
                     Effect::Scores
                 },

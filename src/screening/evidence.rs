@@ -33,6 +33,8 @@ pub enum Signal {
     Neighbour,
     /// Several other numbers of the caller's 100- or 1000-block listed, reported or blocked.
     Blocks,
+    /// Challenges the caller failed lately (no digit in time): a robodialer's mark.
+    Challenge,
 }
 
 impl Signal {
@@ -47,6 +49,7 @@ impl Signal {
             Signal::Gateway => "gateway",
             Signal::Neighbour => "neighbour",
             Signal::Blocks => "blocks",
+            Signal::Challenge => "challenge",
         }
     }
 }
@@ -124,6 +127,9 @@ pub enum Effect {
     EmergencyCallee,
     /// The policy refuses withheld identities: a block is answered 433, not 603.
     RefusesAnonymous,
+    /// An operator's entry in category `challenge`: the caller is challenged rather than
+    /// warned or blocked, unless the rest of the evidence blocks on its own.
+    Challenges,
 }
 
 /// One thing that may count towards a verdict, before the scoring policy weighs it.

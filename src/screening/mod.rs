@@ -36,6 +36,9 @@ use serde::Serialize;
 pub enum Action {
     Pass,
     Warn,
+    /// Between a warning and a block: the caller must press a digit before the call goes on
+    /// (the app answers it with early media); one that cannot be challenged is warned.
+    Challenge,
     Block,
 }
 
@@ -44,6 +47,7 @@ impl Action {
         match self {
             Action::Pass => "pass",
             Action::Warn => "warn",
+            Action::Challenge => "challenge",
             Action::Block => "block",
         }
     }

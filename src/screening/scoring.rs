@@ -5,6 +5,11 @@
 //! never places calls, so allowing one is a contradiction that the block resolves; remove the
 //! number from the DNO list to let it through.
 //!
+//! A third threshold, `challenge_at` (off at 0), sits between them: a call scoring there is
+//! challenged (the caller must press a digit before it rings), and so is a call whose caller has
+//! an entry in category `challenge`, unless the rest of the evidence reaches the block level on
+//! its own. A tenant that never blocks never challenges either: a challenge can end in a refusal.
+//!
 //! Tenants (chosen by the source peer, else by the callee's longest matching prefix) bring their
 //! own thresholds, a "warn, never block" switch and their own log-only names. Every list, feed
 //! or signal can run log-only: evaluated and shown as "would have", never enforced.
@@ -21,6 +26,9 @@ use super::Action;
 pub struct PolicyConfig {
     pub warn_at: i32,
     pub block_at: i32,
+    /// Scores from this up to `block_at` challenge the caller instead of warning; 0: never by
+    /// score (entries in category `challenge` still do).
+    pub challenge_at: i32,
     /// Scores of list entries by action.
     pub list_warn_score: i32,
     pub list_block_score: i32,
@@ -35,6 +43,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             warn_at: 50,
             block_at: 100,
+            challenge_at: 0,
             list_warn_score: 50,
             list_block_score: 100,
             log_only: Vec::new(),
@@ -119,6 +128,12 @@ impl PolicyConfig {
                 self.warn_at, self.block_at
             ));
         }
+        if self.challenge_at != 0 && !(self.warn_at..=self.block_at).contains(&self.challenge_at) {
+            p.push(format!(
+                "policy.challenge_at {}: expected 0 (off) or warn_at <= challenge_at <= block_at ({} to {})",
+                self.challenge_at, self.warn_at, self.block_at
+            ));
+        }
         for t in &self.tenants {
             if t.name.is_empty() {
                 p.push("policy.tenant: name is required".into());
@@ -185,8 +200,11 @@ impl Scoring {
 #[derive(Default)]
 struct Tally {
     score: i32,
+    /// The score without the `challenge` entries' own: what the rest of the evidence says.
+    rest: i32,
     dno: bool,
     allow: bool,
+    challenge: bool,
 }
 
 impl Scoring {
@@ -202,6 +220,7 @@ impl Scoring {
         let warn_at = tenant.and_then(|t| t.warn_at).unwrap_or(cfg.warn_at);
         let block_at = tenant.and_then(|t| t.block_at).unwrap_or(cfg.block_at);
         let never_block = tenant.is_some_and(|t| t.never_block);
+        let challenge_at = cfg.challenge_at;
         // Calls to emergency numbers are never held back, log-only or not.
         let enforced: Vec<bool> = evidence
             .iter()
@@ -214,6 +233,10 @@ impl Scoring {
                     t.score = t.score.saturating_add(e.score);
                     t.dno |= e.effect == Effect::DoNotOriginate;
                     t.allow |= e.effect == Effect::Allows;
+                    t.challenge |= e.effect == Effect::Challenges;
+                    if e.effect != Effect::Challenges {
+                        t.rest = t.rest.saturating_add(e.score);
+                    }
                 }
             }
             t
@@ -223,14 +246,18 @@ impl Scoring {
                 (Action::Block, Some("dno"))
             } else if t.allow {
                 (Action::Pass, Some("allow"))
+            } else if t.challenge && t.rest < block_at {
+                (Action::Challenge, None)
             } else if t.score >= block_at {
                 (Action::Block, None)
+            } else if challenge_at > 0 && t.score >= challenge_at {
+                (Action::Challenge, None)
             } else if t.score >= warn_at {
                 (Action::Warn, None)
             } else {
                 (Action::Pass, None)
             };
-            if a == Action::Block && never_block {
+            if matches!(a, Action::Block | Action::Challenge) && never_block {
                 (Action::Warn, Some("never-block"))
             } else {
                 (a, why)
@@ -520,6 +547,121 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn challenge_sits_between_warn_and_block() {
+        use Action::*;
+        let p = Scoring::new(PolicyConfig {
+            challenge_at: 70,
+            tenants: vec![TenantConfig {
+                name: "acme".into(),
+                callee_prefixes: vec!["+4420794".into()],
+                never_block: true,
+                ..TenantConfig::default()
+            }],
+            ..PolicyConfig::default()
+        });
+        let challenge_entry = |action: EntryAction| Evidence {
+            effect: Effect::Challenges,
+            ..lm(action, "suspects", "challenge")
+        };
+        // (evidence, callee, action, overridden by)
+        type Case = (
+            Vec<Evidence>,
+            Option<&'static str>,
+            Action,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![sh(Signal::Stir, 60, false)], None, Warn, None),
+            (vec![sh(Signal::Stir, 70, false)], None, Challenge, None),
+            (vec![sh(Signal::Stir, 99, false)], None, Challenge, None),
+            (vec![sh(Signal::Stir, 100, false)], None, Block, None),
+            // An entry in category `challenge` challenges at any action ...
+            (
+                vec![challenge_entry(EntryAction::Warn)],
+                None,
+                Challenge,
+                None,
+            ),
+            (
+                vec![challenge_entry(EntryAction::Block)],
+                None,
+                Challenge,
+                None,
+            ),
+            (
+                vec![
+                    challenge_entry(EntryAction::Block),
+                    sh(Signal::Velocity, 50, false),
+                ],
+                None,
+                Challenge,
+                None,
+            ),
+            // ... unless the rest blocks on its own, or an allow or DNO decides.
+            (
+                vec![
+                    challenge_entry(EntryAction::Warn),
+                    sh(Signal::Velocity, 100, false),
+                ],
+                None,
+                Block,
+                None,
+            ),
+            (
+                vec![
+                    challenge_entry(EntryAction::Warn),
+                    lm(EntryAction::Allow, "allow", "customer"),
+                ],
+                None,
+                Pass,
+                Some("allow"),
+            ),
+            (
+                vec![
+                    challenge_entry(EntryAction::Warn),
+                    sh(Signal::Dno, 100, true),
+                ],
+                None,
+                Block,
+                Some("dno"),
+            ),
+            // A tenant that never blocks never challenges.
+            (
+                vec![challenge_entry(EntryAction::Warn)],
+                Some("+442079450000"),
+                Warn,
+                Some("never-block"),
+            ),
+        ];
+        for (i, (evidence, callee, action, over)) in cases.iter().enumerate() {
+            let d = p.weigh(
+                evidence,
+                &Tenancy {
+                    callee: *callee,
+                    peer: None,
+                },
+            );
+            assert_eq!(
+                (d.action, d.overridden_by),
+                (*action, *over),
+                "case {i}: {d:?}"
+            );
+        }
+        // Off by default: the same score warns.
+        let off = Scoring::new(PolicyConfig::default());
+        let d = off.weigh(&[sh(Signal::Stir, 70, false)], &Tenancy::default());
+        assert_eq!(d.action, Warn);
+        let bad = PolicyConfig {
+            challenge_at: 120,
+            ..PolicyConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            ["policy.challenge_at 120: expected 0 (off) or warn_at <= challenge_at <= block_at (50 to 100)"]
+        );
     }
 
     #[test]

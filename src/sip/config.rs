@@ -39,10 +39,29 @@ pub struct SipConfig {
     pub max_line_length: usize,
     /// Server plus client transactions in flight; over it new requests get 503.
     pub max_transactions: usize,
-    /// Calls tracked for events and media anchoring.
+    /// Calls tracked for events and media anchoring. When it is reached, the answered calls
+    /// idle longest are forgotten to make room before a new call is refused.
     pub max_calls: usize,
+    /// An answered call with no session timer is forgotten after this long without an
+    /// in-dialog request (with one, after its Session-Expires without a refresh).
+    pub call_idle_secs: u64,
+    /// TCP connections with everyone but the next hop, `allowed_targets` and `trusted_peers`,
+    /// either direction.
     pub max_tcp_connections: usize,
+    /// Of those, connections with one IP address.
+    pub max_tcp_connections_per_source: usize,
+    /// TCP connections with the next hop, `allowed_targets` and `trusted_peers` (either side
+    /// connecting): a budget of their own, so that no flood from elsewhere takes the path to
+    /// the core or the peers it serves.
+    pub max_tcp_core_connections: usize,
+    /// A TCP connection without a message for this long is closed.
     pub tcp_idle_secs: u64,
+    /// A message that stays incomplete this long after its first byte closes its connection,
+    /// as does a peer that takes nothing we write for this long.
+    pub tcp_read_timeout_secs: u64,
+    /// Requests whose User-Agent holds one of these names (case-insensitive, as a whole word)
+    /// are dropped unanswered and counted: scanners, not phones.
+    pub deny_user_agents: Vec<String>,
     /// UDP receive tasks (0: one per CPU).
     pub udp_workers: usize,
     /// SO_RCVBUF of the UDP socket, bytes (0: the system default). A burst of datagrams that
@@ -54,7 +73,8 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Timer C: how long a proxied INVITE may ring.
     pub timer_c_secs: u64,
-    /// How long a call entry lives at most (the dialog of a long call simply stops being tracked).
+    /// How long a call entry lives at most, refreshed or not (the dialog of a long call simply
+    /// stops being tracked); also the longest session interval a call's peers may set.
     pub max_call_secs: u64,
     pub retry_after_secs: u32,
     /// Period of the timer task.
@@ -79,8 +99,16 @@ impl Default for SipConfig {
             max_line_length: 8192,
             max_transactions: 200_000,
             max_calls: 200_000,
+            call_idle_secs: 3600,
             max_tcp_connections: 1024,
-            tcp_idle_secs: 300,
+            max_tcp_connections_per_source: 32,
+            max_tcp_core_connections: 64,
+            tcp_idle_secs: 120,
+            tcp_read_timeout_secs: 20,
+            deny_user_agents: super::scanners::DEFAULT_DENY
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             udp_workers: 0,
             udp_recv_buffer_bytes: 4 << 20,
             t1_ms: 500,
@@ -159,6 +187,7 @@ impl SipConfig {
                 p.push(format!("sip.{key}: must be at least 1, got 0"));
             }
         }
+        self.validate_edge(&mut p);
         if self.t1_ms == 0 || self.t2_ms < self.t1_ms {
             p.push(format!(
                 "sip.t1_ms/t2_ms: expected 0 < t1 <= t2, got {}/{}",
@@ -173,6 +202,42 @@ impl SipConfig {
         }
         p.extend(self.flood.validate());
         p
+    }
+
+    /// The connection caps, the timers that reclaim connections and calls, and the scanners'
+    /// names.
+    fn validate_edge(&self, p: &mut Vec<String>) {
+        for (key, v) in [
+            ("max_tcp_connections", self.max_tcp_connections),
+            ("max_tcp_core_connections", self.max_tcp_core_connections),
+            ("tcp_idle_secs", self.tcp_idle_secs as usize),
+            ("tcp_read_timeout_secs", self.tcp_read_timeout_secs as usize),
+        ] {
+            if v == 0 {
+                p.push(format!("sip.{key}: must be at least 1, got 0"));
+            }
+        }
+        if !(1..=self.max_tcp_connections.max(1)).contains(&self.max_tcp_connections_per_source) {
+            p.push(format!(
+                "sip.max_tcp_connections_per_source: expected 1..=max_tcp_connections ({}), got {}",
+                self.max_tcp_connections, self.max_tcp_connections_per_source
+            ));
+        }
+        // Shorter than Timer H would forget a call before its ACK and first re-INVITE are done.
+        let floor = (self.t1_ms.saturating_mul(64)).div_ceil(1000).max(1);
+        if !(floor..=self.max_call_secs.max(floor)).contains(&self.call_idle_secs) {
+            p.push(format!(
+                "sip.call_idle_secs: expected {floor}..=max_call_secs ({}), got {}",
+                self.max_call_secs, self.call_idle_secs
+            ));
+        }
+        for (i, name) in self.deny_user_agents.iter().enumerate() {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                p.push(format!(
+                    "sip.deny_user_agents[{i}]: expected a non-empty name without control characters, got {name:?}"
+                ));
+            }
+        }
     }
 }
 
@@ -208,6 +273,33 @@ mod tests {
         let p = bad.validate();
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("sip.advertise"), "{p:?}");
+    }
+
+    #[test]
+    fn validate_checks_the_edge_caps_and_timers() {
+        let bad = SipConfig {
+            max_tcp_connections: 8,
+            max_tcp_connections_per_source: 9,
+            max_tcp_core_connections: 0,
+            tcp_read_timeout_secs: 0,
+            call_idle_secs: 10,
+            deny_user_agents: vec!["sipcli".into(), " ".into(), "bad\nname".into()],
+            ..SipConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            [
+                "sip.max_tcp_core_connections: must be at least 1, got 0",
+                "sip.tcp_read_timeout_secs: must be at least 1, got 0",
+                "sip.max_tcp_connections_per_source: expected 1..=max_tcp_connections (8), got 9",
+                "sip.call_idle_secs: expected 32..=max_call_secs (14400), got 10",
+                "sip.deny_user_agents[1]: expected a non-empty name without control characters, got \" \"",
+                "sip.deny_user_agents[2]: expected a non-empty name without control characters, got \"bad\\nname\"",
+            ]
+        );
+        let shipped: SipConfig =
+            toml::from_str("deny_user_agents = []\ncall_idle_secs = 32\n").unwrap();
+        assert_eq!(shipped.validate(), Vec::<String>::new());
     }
 
     #[test]

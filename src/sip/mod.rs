@@ -14,6 +14,8 @@
 //! | `response` | responses we originate, built from the request they answer |
 //! | `core` | the sans-IO transaction-stateful proxy ([`Proxy`]); `core::server_tx`, `core::client_tx` hold the transaction state machines, `core::route` the next hops |
 //! | `hook` | the [`Hook`] trait the application implements |
+//! | `scanners` | the User-Agent deny list: scanning tools dropped unanswered |
+//! | `conn` | the stream connections' budgets: the core's own, a total, a share per source |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
 //! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
 //! | `config`, `stats` | the `[sip]` section and the counters |
@@ -49,6 +51,7 @@
 
 pub mod caller;
 pub mod config;
+pub mod conn;
 pub mod core;
 pub mod edit;
 pub mod flood;
@@ -58,6 +61,7 @@ mod grammar;
 pub mod hook;
 pub mod msg;
 mod response;
+pub mod scanners;
 pub mod stats;
 pub mod transport;
 pub mod uri;

@@ -6,6 +6,7 @@
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 
 use super::flood::FloodStats;
+use super::conn::Refusal;
 use super::msg::Problem;
 use super::Transport;
 
@@ -39,10 +40,21 @@ pub struct SipStats {
     pub forged_responses: Counter,
     pub timeouts: Counter,
     pub tcp_connections: Gauge,
-    pub tcp_refused: Counter,
+    /// Connections refused by `sip::conn`'s budgets, by [`Refusal`].
+    tcp_refused: [Counter; Refusal::ALL.len()],
+    /// Connections closed because a message stayed incomplete past `tcp_read_timeout_secs`.
+    pub tcp_read_timeouts: Counter,
     pub send_errors: Counter,
     /// Per-source fairness (`sip::flood`).
     pub flood: FloodStats,
+    /// Answered calls forgotten when a new call found the table full (the idlest first).
+    pub calls_evicted: Counter,
+    /// Calls forgotten at their deadline: idle, past their session interval, or never ended.
+    pub calls_expired: Counter,
+    /// Requests dropped for a User-Agent of `[sip] deny_user_agents`.
+    pub scanners_dropped: Counter,
+    /// Out-of-dialog OPTIONS answered here (never relayed, so they reveal nothing behind us).
+    pub options_answered: Counter,
 }
 
 impl Default for SipStats {
@@ -68,9 +80,14 @@ impl Default for SipStats {
             forged_responses: Counter::default(),
             timeouts: Counter::default(),
             tcp_connections: Gauge::default(),
-            tcp_refused: Counter::default(),
+            tcp_refused: Default::default(),
+            tcp_read_timeouts: Counter::default(),
             send_errors: Counter::default(),
             flood: FloodStats::default(),
+            calls_evicted: Counter::default(),
+            calls_expired: Counter::default(),
+            scanners_dropped: Counter::default(),
+            options_answered: Counter::default(),
         }
     }
 }
@@ -104,9 +121,49 @@ impl SipStats {
                 "Responses dropped: their second Via is not where the request came from",
                 &self.forged_responses,
             ),
+            (
+                "sip_tcp_read_timeouts_total",
+                "TCP connections closed: a message stayed incomplete past tcp_read_timeout_secs",
+                &self.tcp_read_timeouts,
+            ),
+            (
+                "sip_calls_evicted_total",
+                "Answered calls forgotten to make room for a new call, the idlest first",
+                &self.calls_evicted,
+            ),
+            (
+                "sip_calls_expired_total",
+                "Calls forgotten at their deadline: idle, past their session interval, or unanswered",
+                &self.calls_expired,
+            ),
+            (
+                "sip_scanners_dropped_total",
+                "Requests dropped for a User-Agent on the deny list",
+                &self.scanners_dropped,
+            ),
+            (
+                "sip_options_answered_total",
+                "Out-of-dialog OPTIONS answered by the agent itself",
+                &self.options_answered,
+            ),
         ] {
             out.counter(name, help, &[], c.get());
         }
+        for why in Refusal::ALL {
+            out.counter(
+                "sip_tcp_refused_total",
+                "TCP connections refused: over the total, over the source's share, or over the core's budget",
+                &[("reason", why.as_str())],
+                self.tcp_refused[why as usize].get(),
+            );
+        }
+    }
+
+    pub fn tcp_refused(&self, why: Refusal) {
+        self.tcp_refused[why as usize].inc();
+    }
+    pub fn tcp_refused_count(&self, why: Refusal) -> u64 {
+        self.tcp_refused[why as usize].get()
     }
 
     pub fn malformed(&self, p: Problem) {
@@ -226,12 +283,6 @@ impl Collect for SipStats {
             "Open SIP TCP connections",
             &[],
             self.tcp_connections.get(),
-        );
-        out.counter(
-            "sip_tcp_refused_total",
-            "TCP connections refused over the cap",
-            &[],
-            self.tcp_refused.get(),
         );
         out.counter(
             "sip_send_errors_total",

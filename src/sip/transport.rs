@@ -2,6 +2,13 @@
 //! blocking socket), a TCP listener with capped, idle-timed connections framed by Content-Length,
 //! outbound TCP connections to peers, and the timer task that drives [`Proxy::poll`].
 //!
+//! A TCP connection is a task, never a thread, so a slow or silent client holds no worker. It
+//! holds a place in the connection budgets (`sip::conn`: the core's own, a total, a share per
+//! source) from accept or connect to close, and it is closed when it idles for `tcp_idle_secs`,
+//! when a message stays incomplete for `tcp_read_timeout_secs` (counted from its first byte,
+//! so a byte now and then does not keep it open), or when it does not take what we write
+//! within that same time.
+//!
 //! UDP is served by plain threads blocking in `recv_from`, not by tokio tasks: per datagram that
 //! is one receive and one send system call, where a task also pays the failed receive that
 //! parks it, the epoll wake-up and the hand-over between runtime threads. Under load that was
@@ -19,9 +26,10 @@ use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::conn::{Budgets, Caps, Slot};
 use super::core::{ConnId, Output, Peer, Proxy};
 use super::framing::Framer;
 use super::Transport;
@@ -34,7 +42,7 @@ struct Net {
     conns: DashMap<ConnId, mpsc::Sender<Bytes>>,
     by_addr: DashMap<SocketAddr, ConnId>,
     next_id: AtomicU64,
-    slots: Arc<Semaphore>,
+    budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -82,7 +90,7 @@ pub async fn run(
         conns: DashMap::new(),
         by_addr: DashMap::new(),
         next_id: AtomicU64::new(1),
-        slots: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+        budgets: Budgets::new(caps(&cfg)),
         shutdown: shutdown.clone(),
     });
     let mut tasks = JoinSet::new();
@@ -106,19 +114,24 @@ pub async fn run(
         Duration::from_millis(cfg.tick_ms.max(1)),
         shutdown.clone(),
     ));
-    let idle = Duration::from_secs(cfg.tcp_idle_secs.max(1));
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            acc = tcp.accept() => {
-                let Ok((stream, peer)) = acc else { continue };
-                match net.slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tasks.spawn(serve_conn(net.clone(), stream, peer, permit, idle, shutdown.clone()));
+            // Finished connections leave their result in the set until taken: take them, or
+            // a flood of short connections grows it without bound.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            acc = tcp.accept() => match acc {
+                Ok((stream, peer)) => match net.budgets.take(peer.ip()) {
+                    Ok(slot) => {
+                        tasks.spawn(serve_conn(net.clone(), stream, peer, slot, shutdown.clone()));
                     }
-                    Err(_) => net.proxy.stats().tcp_refused.inc(),
-                }
-            }
+                    // Closed at once: a refused connection costs nothing more.
+                    Err(why) => net.proxy.stats().tcp_refused(why),
+                },
+                // Out of descriptors, most likely: the error repeats at once, so wait a
+                // moment rather than spin on it.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
         }
     }
     tasks.shutdown().await;
@@ -129,6 +142,24 @@ pub async fn run(
     })
     .await;
     Ok(())
+}
+
+/// The connection budgets `[sip]` asks for. The core's budget covers the next hop, the
+/// allowed targets and the trusted peers, by address, whichever side connects.
+fn caps(cfg: &super::SipConfig) -> Caps {
+    let core = cfg
+        .next_hop
+        .iter()
+        .chain(&cfg.allowed_targets)
+        .map(SocketAddr::ip)
+        .chain(cfg.trusted_peers.iter().copied())
+        .collect();
+    Caps {
+        core,
+        max_core: cfg.max_tcp_core_connections,
+        max_total: cfg.max_tcp_connections,
+        max_per_source: cfg.max_tcp_connections_per_source,
+    }
 }
 
 fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Receiver<bool>) {
@@ -205,9 +236,9 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
 /// Register a connection id for `addr` at once (so a burst of messages shares one connection),
 /// then connect in the background and serve it.
 fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
-    let Ok(permit) = net.slots.clone().try_acquire_owned() else {
-        net.proxy.stats().tcp_refused.inc();
-        return;
+    let slot = match net.budgets.take(addr.ip()) {
+        Ok(slot) => slot,
+        Err(why) => return net.proxy.stats().tcp_refused(why),
     };
     let id = net.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(256);
@@ -219,10 +250,9 @@ fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
     rt.spawn(async move {
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
-                let idle = Duration::from_secs(net.proxy.config().tcp_idle_secs.max(1));
                 // Stays open for responses and further requests; it ends by idleness.
                 let shutdown = net.shutdown.clone();
-                serve_registered(net, stream, addr, id, permit, idle, shutdown, rx).await;
+                serve_registered(net, stream, addr, id, slot, shutdown, rx).await;
             }
             _ => {
                 net.proxy.stats().send_errors.inc();
@@ -237,54 +267,70 @@ async fn serve_conn(
     net: Arc<Net>,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    idle: Duration,
+    slot: Slot,
     shutdown: watch::Receiver<bool>,
 ) {
     let id = net.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(256);
     net.conns.insert(id, tx);
     net.by_addr.insert(peer, id);
-    serve_registered(net, stream, peer, id, permit, idle, shutdown, rx).await;
+    serve_registered(net, stream, peer, id, slot, shutdown, rx).await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Read, frame and hand on a connection's messages until it closes, idles, stalls in a
+/// message, or stops taking what we write; then forget it and give its slot back.
 async fn serve_registered(
     net: Arc<Net>,
     stream: TcpStream,
     peer: SocketAddr,
     id: ConnId,
-    _permit: OwnedSemaphorePermit,
-    idle: Duration,
+    _slot: Slot,
     mut shutdown: watch::Receiver<bool>,
     mut rx: mpsc::Receiver<Bytes>,
 ) {
     let stats = net.proxy.stats().clone();
     stats.tcp_connections.inc();
+    let cfg = net.proxy.config();
+    let idle = Duration::from_secs(cfg.tcp_idle_secs.max(1));
+    let stall = Duration::from_secs(cfg.tcp_read_timeout_secs.max(1));
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let writer = tokio::spawn(async move {
+    // A peer that does not read fills its socket buffer and then this queue (whose overflow
+    // is dropped and counted in `dispatch`); past `stall` the writer gives up and the
+    // connection closes.
+    let mut writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                break;
+            match tokio::time::timeout(stall, wr.write_all(&b)).await {
+                Ok(Ok(())) => {}
+                _ => break,
             }
         }
     });
-    let max = net.proxy.config().max_message_size;
-    let mut framer = Framer::new(max);
+    let mut framer = Framer::new(cfg.max_message_size);
     let mut buf = vec![0u8; 16384];
+    // When the message now buffered began to arrive.
+    let mut partial: Option<Instant> = None;
     'conn: loop {
+        let wait = partial.map_or(idle, |t| {
+            (t + stall).saturating_duration_since(Instant::now())
+        });
         let n = tokio::select! {
             _ = stopped(&mut shutdown) => break,
-            r = tokio::time::timeout(idle, rd.read(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                Ok(Ok(n)) => n,
+            _ = &mut writer => break,
+            r = tokio::time::timeout(wait, rd.read(&mut buf)) => match r {
+                Ok(Ok(n)) if n > 0 => n,
+                Err(_) if partial.is_some() => {
+                    stats.tcp_read_timeouts.inc();
+                    break;
+                }
+                _ => break,
             },
         };
         framer.push(&buf[..n]);
         loop {
             match framer.next_message() {
                 Ok(Some(m)) => {
+                    partial = None;
                     let p = Peer {
                         transport: Transport::Tcp,
                         addr: peer,
@@ -299,6 +345,9 @@ async fn serve_registered(
                     break 'conn;
                 }
             }
+        }
+        if framer.buffered() > 0 && partial.is_none() {
+            partial = Some(Instant::now());
         }
     }
     net.conns.remove(&id);

@@ -504,7 +504,7 @@ fn openapi_documents_every_endpoint() {
         );
         n += 1;
     }
-    assert_eq!(n, 16);
+    assert_eq!(n, 19);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use crate::support::agent::*;
 use crate::support::http::{metric, metrics};
 use crate::support::rtp::{hear_prompt, media_addr, press, recv_rtp, rtp_packet, sdp};
 use crate::support::{eventually, free_port_range, root};
+use scamguard::app::config::Config;
 use scamguard::app::{BlockAs, CallbackConfig};
 use scamguard::media::Codec;
 use tokio::net::UdpSocket;
@@ -29,6 +30,20 @@ const SAFE_LINE: &str = "159";
 /// An agent with media on (its own port range), protecting calls from 127.0.0.1 (the test's
 /// caller), with `callback` applied to the section.
 async fn start(callback: impl FnOnce(&mut CallbackConfig)) -> (Harness, (u16, u16)) {
+    with_media(2, |c| {
+        c.callback.enabled = true;
+        c.callback.peers = vec!["127.0.0.1".parse().unwrap()];
+        callback(&mut c.callback);
+    })
+    .await
+}
+
+/// An agent with media on, `sessions` at most, on a port range of its own; `configure` sees the
+/// config last.
+pub(crate) async fn with_media(
+    sessions: usize,
+    configure: impl FnOnce(&mut Config),
+) -> (Harness, (u16, u16)) {
     let base = free_port_range(20);
     let range = (base, base + 19);
     let h = Harness::start_with(&[], |c| {
@@ -36,10 +51,8 @@ async fn start(callback: impl FnOnce(&mut CallbackConfig)) -> (Harness, (u16, u1
         c.media.prompts_dir = root().join("prompts").display().to_string();
         c.media.port_min = range.0;
         c.media.port_max = range.1;
-        c.media.max_sessions = 2;
-        c.callback.enabled = true;
-        c.callback.peers = vec!["127.0.0.1".parse().unwrap()];
-        callback(&mut c.callback);
+        c.media.max_sessions = sessions;
+        configure(c);
     })
     .await;
     (h, range)
@@ -47,6 +60,16 @@ async fn start(callback: impl FnOnce(&mut CallbackConfig)) -> (Harness, (u16, u1
 
 /// The subscriber: its RTP socket and its INVITE (PCMU and telephone-event 101) to `callee`.
 async fn dial(h: &Harness, call_id: &str, callee: &str) -> (UdpSocket, String) {
+    dial_from(h, call_id, SUBSCRIBER, callee).await
+}
+
+/// A caller `caller`: its RTP socket and its INVITE (PCMU and telephone-event 101) to `callee`.
+pub(crate) async fn dial_from(
+    h: &Harness,
+    call_id: &str,
+    caller: &str,
+    callee: &str,
+) -> (UdpSocket, String) {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let offer = sdp(
         "sub",
@@ -60,7 +83,7 @@ async fn dial(h: &Harness, call_id: &str, callee: &str) -> (UdpSocket, String) {
         h.up_port(),
         call_id,
         &format!("z9hG4bK{call_id}"),
-        &format!("<sip:{SUBSCRIBER}@127.0.0.1>;tag=sub"),
+        &format!("<sip:{caller}@127.0.0.1>;tag=sub"),
         callee,
         "",
         &offer,
@@ -71,7 +94,7 @@ async fn dial(h: &Harness, call_id: &str, callee: &str) -> (UdpSocket, String) {
 
 /// The agent's 183: its SDP answers the offer from a port of the range, PCMU and
 /// telephone-events; returns where the subscriber's media goes (leg A).
-async fn early_answer(h: &Harness, range: (u16, u16)) -> (Msg, SocketAddr) {
+pub(crate) async fn early_answer(h: &Harness, range: (u16, u16)) -> (Msg, SocketAddr) {
     let (r, _) = recv(&h.up).await;
     assert_eq!(r.status(), Some(183), "{}", r.text);
     assert_eq!(r.hdr("Content-Type"), Some("application/sdp"));
@@ -108,8 +131,45 @@ async fn far_end_answers(h: &Harness, f: &Msg) -> (UdpSocket, SocketAddr, Msg) {
     (rtp, leg_b, ok)
 }
 
+/// The far end answers the forwarded INVITE `f` and the call is anchored through the session
+/// that played the caller's prompt (`heard` from leg A, the caller's next RTP sequence `seq`):
+/// the caller's media stays where the 183 pointed it, the far end's audio reaches the caller
+/// restamped into the prompt's stream, and the caller's reaches the far end.
+pub(crate) async fn connected_both_ways(
+    h: &Harness,
+    f: &Msg,
+    (caller, leg_a): (&UdpSocket, SocketAddr),
+    heard: &crate::support::rtp::Heard,
+    seq: u16,
+) {
+    let (far, leg_b, ok) = far_end_answers(h, f).await;
+    assert_ne!(leg_b, leg_a);
+    assert_eq!(
+        media_addr(ok.body()),
+        leg_a,
+        "the caller's media stays where the 183 pointed it: relayed, not handed back"
+    );
+    far.send_to(&rtp_packet(0, 900, 7000, 0xFA2, 0x44), leg_b)
+        .await
+        .unwrap();
+    let (a, from) = recv_rtp(caller).await;
+    assert_eq!(from, leg_a);
+    assert_eq!(
+        (a.ssrc, a.seq),
+        (heard.first.ssrc, heard.seq.wrapping_add(1))
+    );
+    assert!(a.payload.iter().all(|&b| b == 0x44));
+    caller
+        .send_to(&rtp_packet(0, seq, 9000, 0x5B, 0x22), leg_a)
+        .await
+        .unwrap();
+    let (b, from) = recv_rtp(&far).await;
+    assert_eq!(from, leg_b);
+    assert!(b.payload.iter().all(|&x| x == 0x22));
+}
+
 /// Every port of the range can be bound again: nothing of the call holds one.
-async fn ports_free(h: &Harness, range: (u16, u16)) {
+pub(crate) async fn ports_free(h: &Harness, range: (u16, u16)) {
     let api = h.agent.api_addr;
     eventually(
         "the media session ends and frees its ports",
@@ -150,32 +210,7 @@ async fn the_confirm_digit_after_the_warning_connects_the_call_anchored() {
         "no verdict towards the listed number"
     );
     assert!(f.hdr("Record-Route").is_some());
-    let (far, leg_b, ok) = far_end_answers(&h, &f).await;
-    assert_ne!(leg_b, leg_a);
-    assert_eq!(
-        media_addr(ok.body()),
-        leg_a,
-        "the subscriber's media stays where the 183 said"
-    );
-
-    // The far end's audio reaches the subscriber, restamped into the warning's stream.
-    far.send_to(&rtp_packet(0, 900, 7000, 0xFA2, 0x44), leg_b)
-        .await
-        .unwrap();
-    let (a, from) = recv_rtp(&sub).await;
-    assert_eq!(from, leg_a);
-    assert_eq!(
-        (a.ssrc, a.seq),
-        (heard.first.ssrc, heard.seq.wrapping_add(1))
-    );
-    assert!(a.payload.iter().all(|&b| b == 0x44));
-    // And the subscriber's audio reaches the far end.
-    sub.send_to(&rtp_packet(0, seq, 9000, 0x5B, 0x22), leg_a)
-        .await
-        .unwrap();
-    let (b, from) = recv_rtp(&far).await;
-    assert_eq!(from, leg_b);
-    assert!(b.payload.iter().all(|&x| x == 0x22));
+    connected_both_ways(&h, &f, (&sub, leg_a), &heard, seq).await;
 
     let m = metrics(h.agent.api_addr).await;
     assert_eq!(

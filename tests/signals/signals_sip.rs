@@ -27,27 +27,6 @@ use serde_json::Value;
 const CALLEE: &str = "+12025550100";
 const TOKEN: &str = "signals-sip-read-token-0123456789";
 
-/// Places a call from `from_hdr` (with `extra` headers) and returns the agent's final answer to
-/// the caller, or the INVITE it forwarded to the callee: whichever comes first.
-async fn call(h: &Harness, id: &str, from_hdr: &str, callee: &str, extra: &str) -> Msg {
-    let inv = invite(
-        "UDP",
-        h.sip(),
-        h.up_port(),
-        id,
-        &format!("z9hG4bK{id}"),
-        from_hdr,
-        callee,
-        extra,
-        "",
-    );
-    h.send_up(&inv).await;
-    tokio::select! {
-        r = recv_final(&h.up) => r,
-        f = recv(&h.down) => f.0,
-    }
-}
-
 /// The decision log line of `call_id`; exactly one per call.
 fn logged<'a>(log: &'a [Value], call_id: &str) -> &'a Value {
     let mine: Vec<&Value> = log.iter().filter(|l| l["call_id"] == call_id).collect();

@@ -168,7 +168,7 @@ async fn message_is_screened_and_register_reveals_nothing() {
             "REGISTER sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKreg{n}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:{user}@{sip}>;tag=r{n}\r\nTo: <sip:{user}@{sip}>\r\n\
              Call-ID: reg{n}@itest\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\n\
-             User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n",
+             User-Agent: itest-phone/1.0\r\nContent-Length: 0\r\n\r\n",
             sip = h.sip(),
             port = h.up_port()
         );

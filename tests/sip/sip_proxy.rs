@@ -136,14 +136,15 @@ async fn reject_with_headers_absorbs_ack_and_retransmissions() {
             &format!("callee.example.com>;tag={tag}\r\n"),
         );
     uac.send_to(ack.as_bytes(), srv.addr).await.unwrap();
-    // An OPTIONS to the downstream's user proves ordering: it arrives, the ACK did not.
-    let opt = format!(
-        "OPTIONS sip:bob@callee.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKopt1\r\nMax-Forwards: 5\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@callee.example.com>\r\nCall-ID: after-ack\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    // An INFO to the downstream's user proves ordering: it arrives, the ACK did not. (Not an
+    // OPTIONS: the proxy answers those itself.)
+    let info = format!(
+        "INFO sip:bob@callee.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinfo1\r\nMax-Forwards: 5\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@callee.example.com>\r\nCall-ID: after-ack\r\nCSeq: 1 INFO\r\nContent-Length: 0\r\n\r\n"
     );
-    uac.send_to(opt.as_bytes(), srv.addr).await.unwrap();
+    uac.send_to(info.as_bytes(), srv.addr).await.unwrap();
     let (first_down, _, _) = recv(&down).await;
     assert!(
-        first_down.method_is("OPTIONS"),
+        first_down.method_is("INFO"),
         "the ACK must not be forwarded"
     );
     assert_eq!(srv.proxy.stats().hook_calls.get(), 1);

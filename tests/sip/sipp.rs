@@ -122,6 +122,48 @@ fn workdir(name: &str) -> PathBuf {
     d
 }
 
+/// SIPp's `-inf` file in `dir`: one `caller;callee;` line per call, in order.
+fn calls_csv(dir: &Path, calls: impl Iterator<Item = (String, String)>) -> PathBuf {
+    let csv = dir.join("calls.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "SEQUENTIAL").unwrap();
+    for (caller, callee) in calls {
+        writeln!(f, "{caller};{callee};").unwrap();
+    }
+    csv
+}
+
+/// A SIPp caller's arguments: `scenario` placing the `calls` calls of `csv` at `rate` a second
+/// towards `target`, with `extra` options, its errors logged in `dir`.
+fn uac_args(
+    (scenario, csv, calls, rate): (String, &Path, usize, u32),
+    dir: &Path,
+    extra: &[String],
+    target: String,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-sf".into(),
+        scenario,
+        "-inf".into(),
+        csv.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_port().to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-r".into(),
+        rate.to_string(),
+        "-nostdin".into(),
+        "-trace_err".into(),
+        "-error_file".into(),
+        dir.join("uac_errors.log").display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(target);
+    args
+}
+
 /// One SIPp run: `calls` calls from `caller(i)` to `callee` through the agent, optionally with a
 /// SIPp callee behind it running `uas`. SIPp places 10 calls a second: from one number that is a
 /// burst the velocity signal warns and blocks, so a scenario about another verdict varies the
@@ -159,35 +201,14 @@ async fn run_calls(
         (sipp(&args, &log), log)
     });
 
-    let csv = dir.join("calls.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "SEQUENTIAL").unwrap();
-    for i in 0..CALLS {
-        writeln!(f, "{};{callee};", caller(i)).unwrap();
-    }
-    drop(f);
+    let csv = calls_csv(&dir, (0..CALLS).map(|i| (caller(i), callee.to_string())));
     let uac_log = dir.join("uac.log");
-    let args: Vec<String> = vec![
-        "-sf".into(),
-        scenario(uac),
-        "-inf".into(),
-        csv.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        free_port().to_string(),
-        "-t".into(),
-        transport.into(),
-        "-m".into(),
-        CALLS.to_string(),
-        "-r".into(),
-        "10".into(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-        "-error_file".into(),
-        dir.join("uac_errors.log").display().to_string(),
+    let args = uac_args(
+        (scenario(uac), &csv, CALLS, 10),
+        &dir,
+        &["-t".into(), transport.into()],
         format!("127.0.0.1:{listen}"),
-    ];
+    );
     let uac_child = sipp(&args, &uac_log);
     wait(uac_child, "SIPp caller", Duration::from_secs(60), &uac_log).await;
     if let Some((child, log)) = uas_child {
@@ -313,13 +334,10 @@ async fn sipp_warned_call_hears_the_announcement() {
     ];
     let uas = sipp(&uas_args, &uas_log);
 
-    let csv = dir.join("calls.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "SEQUENTIAL").unwrap();
-    for _ in 0..CALLS {
-        writeln!(f, "+19005550123;+12025550100;").unwrap();
-    }
-    drop(f);
+    let csv = calls_csv(
+        &dir,
+        (0..CALLS).map(|_| ("+19005550123".into(), "+12025550100".into())),
+    );
     let uac_log = dir.join("uac.log");
     let uac_args: Vec<String> = vec![
         "-sf".into(),
@@ -368,4 +386,97 @@ async fn sipp_warned_call_hears_the_announcement() {
         echoed >= (CALLS * 495 / 2) as u64,
         "{echoed} echoed packets relayed\n{m}"
     );
+}
+
+/// Issue 17: a robodialer's burst meets the challenge. SIPp places six calls at once from one
+/// suspect number (the shipped example list warns +1202555016X, a fictional range: 75, between
+/// `policy.challenge_at` = 70 and the block level) through the agent in this process; it presses
+/// no digit, so every call must get the 183 and then 603+ with the redress URL, and nothing may
+/// reach the callee. Each failure is a signal for the caller: its score rises. Velocity is off
+/// here, so that the burst's rate cannot decide a call before its challenge does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_robocall_burst_fails_every_challenge_and_the_callers_score_rises() {
+    const CALLS: usize = 6;
+    const ROBOT: &str = "+12025550163";
+    const CALLEE: &str = "+14155550100";
+    let base = free_port_range(40);
+    let h = crate::support::agent::Harness::start_with(&[], |c| {
+        c.media.enabled = true;
+        c.media.prompts_dir = root().join("prompts").display().to_string();
+        c.media.port_min = base;
+        c.media.port_max = base + 39;
+        c.media.max_sessions = CALLS;
+        c.policy.challenge_at = 70;
+        c.challenge.timeout_secs = 1;
+        c.signals.velocity.enabled = false;
+    })
+    .await;
+    let score = |v: &scamguard::screening::Verdict| {
+        v.reasons
+            .iter()
+            .filter_map(|r| {
+                r.reason
+                    .strip_prefix("(+")?
+                    .split_once(')')?
+                    .0
+                    .parse::<i32>()
+                    .ok()
+            })
+            .sum::<i32>()
+    };
+    let before = h.agent.screener.verdict(ROBOT, CALLEE, None, false);
+    assert_eq!(before.action, scamguard::screening::Action::Challenge);
+    assert!(before.reasons.iter().all(|r| r.source != "challenge"));
+
+    let dir = workdir("challenge-burst");
+    let csv = calls_csv(&dir, (0..CALLS).map(|_| (ROBOT.into(), CALLEE.into())));
+    let log = dir.join("uac.log");
+    let args = uac_args(
+        (scenario("uac_challenge.xml"), &csv, CALLS, 20),
+        &dir,
+        &["-l".into(), CALLS.to_string()],
+        h.sip().to_string(),
+    );
+    wait(
+        sipp(&args, &log),
+        "SIPp robodialer",
+        Duration::from_secs(60),
+        &log,
+    )
+    .await;
+
+    assert!(
+        h.down.try_recv_from(&mut [0u8; 2048]).is_err(),
+        "no call reached the callee"
+    );
+    let m = metrics(h.agent.api_addr).await;
+    for (series, want) in [
+        (
+            "scamguard_challenges_total{outcome=\"started\"}",
+            CALLS as u64,
+        ),
+        (
+            "scamguard_challenges_total{outcome=\"failed\"}",
+            CALLS as u64,
+        ),
+        ("scamguard_challenges_total{outcome=\"passed\"}", 0),
+    ] {
+        assert_eq!(metric(&m, series), want, "{series}");
+    }
+    let after = h.agent.screener.verdict(ROBOT, CALLEE, None, false);
+    let failed = after
+        .reasons
+        .iter()
+        .find(|r| r.source == "challenge")
+        .unwrap_or_else(|| panic!("no challenge reason: {:?}", after.reasons));
+    assert!(
+        failed.reason.starts_with("(+75) "),
+        "capped: {}",
+        failed.reason
+    );
+    assert!(score(&after) > score(&before), "{before:?} -> {after:?}");
+    assert_eq!(after.action, scamguard::screening::Action::Block);
+    let (log, _d) = h.stop().await;
+    assert_eq!(log.len(), CALLS);
+    assert!(log.iter().all(|l| l["action"] == "challenge"), "{log:?}");
 }

@@ -226,6 +226,27 @@ pub fn invite(
     )
 }
 
+/// Places a call from `from_hdr` (with `extra` headers) and returns the agent's final answer to
+/// the caller, or the INVITE it forwarded to the callee: whichever comes first.
+pub async fn call(h: &Harness, id: &str, from_hdr: &str, callee: &str, extra: &str) -> Msg {
+    let inv = invite(
+        "UDP",
+        h.sip(),
+        h.up_port(),
+        id,
+        &format!("z9hG4bK{id}"),
+        from_hdr,
+        callee,
+        extra,
+        "",
+    );
+    h.send_up(&inv).await;
+    tokio::select! {
+        r = recv_final(&h.up) => r,
+        f = recv(&h.down) => f.0,
+    }
+}
+
 /// The ACK for a non-2xx final answer: same branch, the To of the response.
 pub fn ack_for(port: u16, invite: &str, resp: &Msg) -> String {
     let inv = Msg {

@@ -6,6 +6,7 @@
 
 pub(super) mod admin;
 pub(super) mod check;
+pub(super) mod disputes;
 pub(super) mod entries;
 pub(super) mod feeds;
 pub(super) mod lists;
@@ -33,7 +34,7 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-pub(super) fn now() -> i64 {
+pub(in crate::api) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -578,3 +578,54 @@ fn an_outbound_call_is_no_call_for_the_signals() {
         "the same call inbound is tracked"
     );
 }
+
+/// A caller's entry in category `challenge` challenges, a failed challenge weighs on the next
+/// call, an emergency callee passes, and an outbound call is never challenged.
+#[test]
+fn challenge_entries_and_failed_challenges() {
+    let rules = index(&[
+        ("suspects", "+12025550171", "warn", "challenge"),
+        ("suspects", "+12025550172", "block", "challenge"),
+        ("callback", "+18005550199", "warn", "callback"),
+        ("scam", "+12025550180", "warn", "robocall"),
+    ]);
+    let mut e = engine(AnonymousPolicy::Pass, &[], false);
+    e.scoring = Scoring::new(PolicyConfig {
+        challenge_at: 50,
+        ..PolicyConfig::default()
+    });
+    let decide = |caller, callee| e.decide(&call(caller, callee, false), &rules, NOW_MS);
+    assert_eq!(
+        decide("+12025550171", "+12025550100").action,
+        Action::Challenge
+    );
+    assert_eq!(
+        decide("+12025550172", "+12025550100").action,
+        Action::Challenge
+    );
+    assert_eq!(decide("+12025550171", "911").action, Action::Pass);
+    // A warn entry scores challenge_at, but a subscriber dialling out is warned, not challenged.
+    assert_eq!(
+        decide("+12025550180", "+12025550100").action,
+        Action::Challenge
+    );
+    let out = Call {
+        outbound: true,
+        ..call("+12025550100", "+18005550199", false)
+    };
+    assert_eq!(e.decide(&out, &rules, NOW_MS).action, Action::Warn);
+
+    e.signals.challenge_failed("+12025550171", NOW_MS);
+    let v = decide("+12025550171", "+12025550100");
+    let failed = v
+        .reasons
+        .iter()
+        .find(|r| r.source == Source::Signal(crate::screening::Signal::Challenge))
+        .unwrap_or_else(|| panic!("{v:?}"));
+    assert!(failed.reason.starts_with("(+25) "), "{}", failed.reason);
+    assert_eq!(
+        v.action,
+        Action::Challenge,
+        "75 with the entry: still challenged"
+    );
+}

@@ -601,7 +601,9 @@ pub fn about_the_number(e: &Evidence, caller: &str) -> bool {
             | Signal::Plausibility
             | Signal::Gateway
             | Signal::Neighbour
-            | Signal::Blocks => false,
+            | Signal::Blocks
+            // A failed challenge may be a spoofed number's: it says nothing of its block.
+            | Signal::Challenge => false,
         },
     }
 }

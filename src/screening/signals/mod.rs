@@ -19,6 +19,7 @@ pub mod blocks;
 pub mod bounded;
 pub mod brands;
 pub mod certchain;
+pub mod challenge;
 pub mod origins;
 pub mod plausible;
 pub mod report_book;
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use self::blocks::{BlockBook, BlocksConfig, Nearby};
 use self::bounded::{Aging, BoundedMap};
 use self::brands::Brands;
+use self::challenge::{ChallengeBook, ChallengeSignalConfig};
 use self::origins::Origins;
 use self::plausible::Implausible;
 use self::report_book::{Promotion, Report, ReportBook, ReportsConfig};
@@ -109,7 +111,8 @@ impl LevelScores {
     fn of(&self, a: Action) -> i32 {
         match a {
             Action::Block => self.block,
-            Action::Warn => self.warn,
+            // No signal reports a challenge level; were one to, it weighs as a warning.
+            Action::Warn | Action::Challenge => self.warn,
             Action::Pass => 0,
         }
     }
@@ -288,6 +291,7 @@ pub struct SignalsConfig {
     pub dno: DnoConfig,
     pub plausibility: PlausibilityConfig,
     pub blocks: BlocksConfig,
+    pub challenge: ChallengeSignalConfig,
     /// Scores of warn/block levels (velocity, wangiri, reports, brands).
     pub levels: LevelScores,
     /// Calls in progress remembered for concurrency and wangiri; the oldest go beyond it.
@@ -307,6 +311,7 @@ impl Default for SignalsConfig {
             dno: DnoConfig::default(),
             plausibility: PlausibilityConfig::default(),
             blocks: BlocksConfig::default(),
+            challenge: ChallengeSignalConfig::default(),
             levels: LevelScores::default(),
             max_calls: 200_000,
             max_call_secs: 4 * 3_600,
@@ -327,6 +332,7 @@ impl SignalsConfig {
         p.extend(self.wangiri.validate());
         p.extend(self.blocks.validate());
         p.extend(self.plausibility.validate());
+        p.extend(self.challenge.validate());
         p
     }
 }
@@ -358,6 +364,8 @@ pub struct SignalState {
     reports: Arc<ReportBook>,
     /// Reports and own blocks per number block; the report book tells it of each report.
     blocks: Arc<BlockBook>,
+    /// Challenges each caller failed lately.
+    challenges: ChallengeBook,
     calls: BoundedMap<CallRec>,
     /// Which sources sign their calls, for neighbour spoofing.
     origins: Origins,
@@ -375,6 +383,7 @@ impl SignalState {
             wangiri: Wangiri::new(cfg.wangiri.clone()),
             reports: Arc::new(ReportBook::new(cfg.reports.clone()).with_blocks(blocks.clone())),
             blocks,
+            challenges: ChallengeBook::new(cfg.challenge.clone()),
             calls: BoundedMap::new(16, cfg.max_calls),
             origins: Origins::new(MAX_ORIGINS, cfg.plausibility.signing_origin_min_calls),
             plausible: plausible::Checker::new(
@@ -486,6 +495,18 @@ impl SignalState {
         self.blocks.blocked(caller, now_ms);
     }
 
+    /// `caller` (E.164) was challenged and pressed no digit in time: its later calls weigh a
+    /// little more for a while ([`challenge`]).
+    pub fn challenge_failed(&self, caller: &str, now_ms: u64) {
+        if self.cfg.challenge.enabled {
+            self.challenges.failed(caller, now_ms);
+        }
+    }
+
+    pub fn challenges(&self) -> &ChallengeBook {
+        &self.challenges
+    }
+
     /// The report book, for whoever stores reports before counting them.
     pub fn reports_shared(&self) -> Arc<ReportBook> {
         self.reports.clone()
@@ -559,6 +580,7 @@ impl SignalState {
         self.origins.sweep(now_ms);
         self.reports.sweep((now_ms / 1000) as i64);
         self.blocks.sweep(now_ms);
+        self.challenges.sweep(now_ms);
     }
 
     /// Calls in progress tracked.
@@ -700,6 +722,9 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     if let Some(nearby) = &input.nearby {
         hits.extend(blocks::assess(nearby, &state.blocks, now_ms));
     }
+    if let Some(caller) = input.caller.filter(|_| cfg.challenge.enabled) {
+        hits.extend(state.challenges.assess(caller, now_ms));
+    }
 
     // Velocity counts the call and links it to its end event.
     if let Some(callee) = input.callee.filter(|_| !input.question) {
@@ -759,7 +784,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
     Evaluation { hits, stir }
 }
 
-fn wangiri_reason(f: &wangiri::Finding, window_secs: u64) -> String {
+fn wangiri_reason(f: &wangiri::FanOut, window_secs: u64) -> String {
     let mut s = format!(
         "{} {} rang {} distinct callees and hung up within seconds ({} of its {} recent calls)",
         f.scope, f.key, f.callees, f.short, f.ended

@@ -58,7 +58,7 @@ impl Implausible {
 
 /// What is wrong with a caller id, and how sure that is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub struct BadCallerId {
     pub why: Implausible,
     /// False when only the range-by-range metadata, or a country outside the strict ones, says
     /// so: the number may be in a range opened since, and the finding should weigh little.
@@ -67,9 +67,9 @@ pub struct Finding {
     pub detail: String,
 }
 
-impl Finding {
-    fn firm(why: Implausible, detail: String) -> Finding {
-        Finding {
+impl BadCallerId {
+    fn firm(why: Implausible, detail: String) -> BadCallerId {
+        BadCallerId {
             why,
             firm: true,
             detail,
@@ -293,18 +293,18 @@ impl Checker {
         caller: Option<&str>,
         raw: Option<&str>,
         callee: Option<&str>,
-    ) -> Option<Finding> {
+    ) -> Option<BadCallerId> {
         let received = match raw.map(read_raw) {
             None => None,
             Some(Raw::NoNumber) => return None,
             Some(Raw::NotDialable(why)) => {
-                return Some(Finding::firm(
+                return Some(BadCallerId::firm(
                     Implausible::NotDialable,
                     format!("is not dialable: {why}"),
                 ))
             }
             Some(Raw::TooLong(n)) => {
-                return Some(Finding::firm(
+                return Some(BadCallerId::firm(
                     Implausible::TooLong,
                     format!("has {n} digits, more than the 15 any international number has"),
                 ))
@@ -343,9 +343,9 @@ impl Checker {
     }
 
     /// A caller id the dialling plan could not place, written without `+`.
-    fn check_unplaced(&self, d: &[u8], callee: Option<&str>) -> Option<Finding> {
+    fn check_unplaced(&self, d: &[u8], callee: Option<&str>) -> Option<BadCallerId> {
         if d.len() <= SHORT_CODE_MAX {
-            return Some(Finding::firm(
+            return Some(BadCallerId::firm(
                 Implausible::ShortCode,
                 format!(
                     "has only {} digit{}: a short code, not a subscriber number",
@@ -385,15 +385,15 @@ impl Checker {
     }
 
     /// E.164 digits (without the `+`).
-    fn check_international(&self, d: &[u8]) -> Option<Finding> {
+    fn check_international(&self, d: &[u8]) -> Option<BadCallerId> {
         if d.is_empty() {
-            return Some(Finding::firm(
+            return Some(BadCallerId::firm(
                 Implausible::NotDialable,
                 "is not dialable: it has no digits".into(),
             ));
         }
         if d.len() > MAX_DIGITS {
-            return Some(Finding::firm(
+            return Some(BadCallerId::firm(
                 Implausible::TooLong,
                 format!(
                     "has {} digits, more than the 15 any international number has",
@@ -403,21 +403,21 @@ impl Checker {
         }
         let Some((plan, cc_len)) = self.numbering.plan_of(d) else {
             let shown = String::from_utf8_lossy(&d[..d.len().min(3)]).into_owned();
-            return Some(Finding::firm(
+            return Some(BadCallerId::firm(
                 Implausible::Unallocated,
                 format!("begins with no country's code (+{shown}...)"),
             ));
         };
         let nsn = &d[cc_len..];
         if let Some(reserve) = fictional(d) {
-            return Some(Finding::firm(
+            return Some(BadCallerId::firm(
                 Implausible::Fictional,
                 format!("is in a range reserved for fiction and tests ({reserve})"),
             ));
         }
         if plan.cc() == 1 {
             if let Some(why) = nanp_structure(nsn) {
-                return Some(Finding {
+                return Some(BadCallerId {
                     why: Implausible::Unallocated,
                     firm: self.is_strict(1),
                     detail: format!("is not a NANP number: {why}"),
@@ -432,7 +432,7 @@ impl Checker {
     }
 
     /// A national significant number under `plan`.
-    fn judge(&self, plan: &numbering::Plan, nsn: &[u8]) -> Option<Finding> {
+    fn judge(&self, plan: &numbering::Plan, nsn: &[u8]) -> Option<BadCallerId> {
         if let Some(what) = emergency::reached(nsn, Some(plan.regions())) {
             return Some(emergency_finding(&what));
         }
@@ -455,7 +455,7 @@ impl Checker {
         };
         match plan.fit(nsn) {
             Fit::Valid => None,
-            Fit::ShortCode { shortest } => Some(Finding::firm(
+            Fit::ShortCode { shortest } => Some(BadCallerId::firm(
                 Implausible::ShortCode,
                 format!(
                     "is a short code: {n} digits after +{cc}, where numbers that place calls and begin the same way have at least {shortest}"
@@ -467,7 +467,7 @@ impl Checker {
                 firm,
             } => {
                 let firm = firm && strict;
-                Some(Finding {
+                Some(BadCallerId {
                     why: Implausible::WrongLength,
                     firm,
                     detail: format!(
@@ -479,7 +479,7 @@ impl Checker {
             }
             Fit::Unallocated { prefix, firm } => {
                 let firm = firm && strict;
-                Some(Finding {
+                Some(BadCallerId {
                     why: Implausible::Unallocated,
                     firm,
                     detail: format!(
@@ -493,8 +493,8 @@ impl Checker {
     }
 }
 
-fn emergency_finding(what: &str) -> Finding {
-    Finding::firm(
+fn emergency_finding(what: &str) -> BadCallerId {
+    BadCallerId::firm(
         Implausible::EmergencyCaller,
         format!("is {what}, which never places calls"),
     )

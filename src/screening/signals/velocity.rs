@@ -389,7 +389,7 @@ impl KeyKind {
 
 /// One threshold reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub struct Crossed {
     pub kind: KeyKind,
     pub measure: &'static str,
     pub value: u32,
@@ -402,7 +402,7 @@ pub struct Finding {
 pub struct Judged {
     pub kind: KeyKind,
     pub action: Action,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<Crossed>,
     pub tally: Tally,
     pub health: Health,
     /// The levels' factor when the outcomes were too few (1 otherwise).
@@ -882,7 +882,7 @@ impl Velocity {
                 continue;
             };
             weighed |= !(HARD_BLOCK[i] && action == Action::Block);
-            findings.push(Finding {
+            findings.push(Crossed {
                 kind,
                 measure: MEASURES[i],
                 value: measures[i],

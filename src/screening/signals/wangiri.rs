@@ -100,7 +100,7 @@ pub enum CallEnd {
 
 /// One threshold reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub struct FanOut {
     /// `number` or `range`
     pub scope: &'static str,
     pub key: String,
@@ -346,7 +346,7 @@ impl Wangiri {
 
     /// The thresholds `caller` (and its range) has reached, strongest first; `foreign` says
     /// whether the number belongs to no home country, asked only of a number with one-rings.
-    pub fn check(&self, caller: &str, foreign: impl Fn() -> bool, now_ms: u64) -> Vec<Finding> {
+    pub fn check(&self, caller: &str, foreign: impl Fn() -> bool, now_ms: u64) -> Vec<FanOut> {
         let mut out = Vec::new();
         if !self.cfg.enabled {
             return out;
@@ -389,7 +389,7 @@ impl Wangiri {
                 } else {
                     format!("{key}{}", "X".repeat(self.cfg.range_tail_digits))
                 };
-                out.push(Finding {
+                out.push(FanOut {
                     scope,
                     key: shown,
                     callees,

@@ -55,6 +55,10 @@ impl Proxy {
             // will: the next hop (or an allowed target), never a target it merely names.
             downstream: self.route(msg, false).unwrap_or(from),
             expires: now + Duration::from_secs(self.cfg.timer_c_secs),
+            born: now,
+            refreshed: None,
+            session: None,
+            min_se: 0,
             tag,
             restore: None,
             held: Some(key.to_owned()),

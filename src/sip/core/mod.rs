@@ -7,13 +7,15 @@
 //! timer.
 //!
 //! This file holds the tables and the flow of a message through them; the transaction state
-//! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, next
-//! hops and branches in `route`, the per-source budgets in `budget` (counted by `sip::flood`),
-//! the bytes we change in `sip::forward` and the responses we write in `sip::response`.
+//! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, how
+//! long calls live and which leave a full table in `lifetime`, the per-source budgets in
+//! `budget` (counted by `sip::flood`), next hops and branches in `route`, the bytes we change in
+//! `sip::forward` and the responses we write in `sip::response`.
 
 mod budget;
 mod client_tx;
 mod hold;
+mod lifetime;
 mod route;
 mod server_tx;
 
@@ -37,6 +39,7 @@ use super::forward::{self, ip_of, Fwd, Local, Restore};
 use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
 use super::response::{build_response, can_answer};
+use super::scanners::DenyList;
 use super::stats::SipStats;
 use super::Transport;
 
@@ -69,6 +72,14 @@ struct Call {
     upstream: Peer,
     downstream: Peer,
     expires: Instant,
+    /// When its INVITE came: no refresh keeps it past `max_call_secs` from then.
+    born: Instant,
+    /// When the call was answered or last showed life since (None: not answered yet).
+    refreshed: Option<Instant>,
+    /// The session interval of its last 2xx (RFC 4028), when it has one.
+    session: Option<Duration>,
+    /// The largest `Min-SE` its requests asked for, seconds.
+    min_se: u64,
     /// The application's value for this call, handed back with every event.
     tag: Option<CallTag>,
     /// What to undo on the way back to the caller, when its INVITE was changed.
@@ -133,6 +144,10 @@ pub struct Proxy {
     accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
     /// Messages and server transactions per source, and bans (`sip::flood`).
     sources: Sources,
+    /// `[sip] deny_user_agents`.
+    deny: DenyList,
+    /// When a full call table last had nothing to evict (see `lifetime`).
+    fruitless: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Proxy {
@@ -157,6 +172,7 @@ impl Proxy {
             .map(SocketAddr::ip)
             .chain(cfg.trusted_peers.iter().copied());
         let sources = Sources::new(cfg.flood.clone(), core.collect::<Vec<_>>());
+        let deny = DenyList::new(&cfg.deny_user_agents);
         Proxy {
             limits: cfg.limits(),
             cfg,
@@ -176,6 +192,8 @@ impl Proxy {
             accepted: dashmap::DashSet::new(),
             accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
             sources,
+            deny,
+            fruitless: std::sync::Mutex::new(None),
         }
     }
 
@@ -222,6 +240,9 @@ impl Proxy {
                 return;
             }
         };
+        if msg.is_request() && self.is_scanner(&msg) {
+            return;
+        }
         if let Some(p) = msg.problem {
             self.stats.malformed(p);
             if msg.is_request() && !msg.method_is("ACK") && can_answer(&msg) {
@@ -242,6 +263,17 @@ impl Proxy {
         } else {
             self.on_response(&msg, now, out);
         }
+    }
+
+    /// A request from a tool on `[sip] deny_user_agents`: dropped unanswered, and counted.
+    fn is_scanner(&self, msg: &Message) -> bool {
+        let denied = msg
+            .header_by_name("User-Agent")
+            .is_some_and(|ua| self.deny.denies(ua));
+        if denied {
+            self.stats.scanners_dropped.inc();
+        }
+        denied
     }
 
     /// The To tag of a response we originate for the transaction `key`: a keyed hash, so the
@@ -354,7 +386,14 @@ impl Proxy {
         let screened = !dialog && (method == b"INVITE" || method == b"MESSAGE");
         let initial = screened && method == b"INVITE";
         let stranded = msg.to_tag().is_some() && !dialog && self.unknown_dialog(from);
-        if self.refuse_early(msg, from, stranded, out) || self.answer_here(msg, from, initial, out)
+        if dialog {
+            self.call_touched(msg, now);
+        }
+        if initial && self.calls.len() >= self.cfg.max_calls {
+            self.make_room(now);
+        }
+        if self.refuse_early(msg, from, stranded, out)
+            || self.answer_here(msg, from, (initial, dialog), out)
         {
             return;
         }
@@ -423,7 +462,7 @@ impl Proxy {
     }
 
     /// A request with a To tag that matches no dialog we Record-Routed and still track: a
-    /// dialog we never saw, or one we forgot (a restart, `max_call_secs`). A proxy keeps no
+    /// dialog we never saw, or one we forgot (a restart, an idle or evicted call). A proxy keeps no
     /// dialog state by RFC 3261, so it cannot tell those apart, and a 481 makes a UA end the
     /// call (12.2.1.2): an emergency call must not end because the agent restarted. So it is
     /// taken as outside any dialog: an INVITE or MESSAGE is screened as new (so a made-up To
@@ -443,9 +482,18 @@ impl Proxy {
         })
     }
 
-    /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS to us, no
-    /// hops left, loops, extensions we must refuse, overload. True when answered.
-    fn answer_here(&self, msg: &Message, from: Peer, initial: bool, out: &mut Vec<Output>) -> bool {
+    /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS outside a dialog,
+    /// no hops left, loops, extensions we must refuse, overload. True when answered.
+    ///
+    /// An OPTIONS outside a dialog gets our 200 whoever it names: relayed, the core's 200 for
+    /// a user it has and 404 for one it has not would tell a scanner which extensions exist.
+    fn answer_here(
+        &self,
+        msg: &Message,
+        from: Peer,
+        (initial, dialog): (bool, bool),
+        out: &mut Vec<Output>,
+    ) -> bool {
         let mf = msg.max_forwards();
         let options = msg.method() == b"OPTIONS";
         let to_us = || {
@@ -454,6 +502,7 @@ impl Proxy {
                 .is_some_and(|u| u.is_sip() && u.user.is_none())
         };
         let (code, phrase, extra) = if options && (mf == Some(0) || to_us()) {
+            self.stats.options_answered.inc();
             (200, "OK", vec![ALLOW.to_string()])
         } else if mf == Some(0) {
             (483, "Too Many Hops", Vec::new())
@@ -461,6 +510,9 @@ impl Proxy {
             (482, "Loop Detected", Vec::new())
         } else if let Some(pr) = msg.value(Hdr::ProxyRequire) {
             (420, "Bad Extension", vec![format!("Unsupported: {pr}")])
+        } else if options && !dialog {
+            self.stats.options_answered.inc();
+            (200, "OK", vec![ALLOW.to_string()])
         } else if self.over_budget(msg, from, initial) {
             self.stats.overload.inc();
             let retry = format!("Retry-After: {}", self.cfg.retry_after_secs);
@@ -646,12 +698,8 @@ impl Proxy {
         now: Instant,
     ) {
         let (from, dest) = path;
-        // Without Record-Route the entry only lives until the INVITE transaction ends.
-        let life = if dialog {
-            Duration::from_secs(self.cfg.max_call_secs)
-        } else {
-            Duration::from_secs(self.cfg.timer_c_secs) + self.cfg.t1() * 128
-        };
+        // Until the answer (see `lifetime`); without Record-Route the entry goes at the answer.
+        let life = self.ringing_life();
         let c = Call {
             anchor,
             dialog,
@@ -659,6 +707,10 @@ impl Proxy {
             upstream: from,
             downstream: dest,
             expires: now + life,
+            born: now,
+            refreshed: None,
+            session: None,
+            min_se: 0,
             tag,
             restore,
             held: None,
@@ -707,7 +759,9 @@ impl Proxy {
         if msg.max_forwards() == Some(0) || self.is_loop(msg) {
             return;
         }
-        if !self.known_dialog(msg) && self.unknown_dialog(from) {
+        if self.known_dialog(msg) {
+            self.call_touched(msg, now);
+        } else if self.unknown_dialog(from) {
             return;
         }
         let mut fwd = Fwd::default();
@@ -795,6 +849,11 @@ impl Proxy {
             .or_else(|| self.response_target(msg));
         if let Some(to) = upstream {
             out.push(Output { to, data });
+        }
+        if (200..300).contains(&code) {
+            self.call_refreshed(&r.call, msg, now);
+        } else if r.initial && code < 200 {
+            self.call_ringing(&r.call, now);
         }
         if r.initial && r.first_final {
             self.call_outcome(&r.call, code, now);
@@ -927,6 +986,7 @@ impl Proxy {
         });
         for _ in 0..gone {
             self.stats.calls.dec();
+            self.stats.calls_expired.inc();
         }
         self.held_expired(held, now, out);
         self.sources.sweep(now, &self.stats.flood);

@@ -29,13 +29,13 @@ fn callee_of(country: &str) -> &'static str {
 }
 
 /// The finding for a caller id received by a network whose default country is `country`.
-fn judge_with(c: &Checker, country: &str, raw: &str) -> Option<Finding> {
+fn judge_with(c: &Checker, country: &str, raw: &str) -> Option<BadCallerId> {
     let plan = NumberPlan::for_country(country).expect("a known country");
     let caller = plan.normalise(raw).map(|n| n.to_string());
     c.check(caller.as_deref(), Some(raw), Some(callee_of(country)))
 }
 
-fn judge(country: &str, raw: &str) -> Option<Finding> {
+fn judge(country: &str, raw: &str) -> Option<BadCallerId> {
     judge_with(&checker(), country, raw)
 }
 
