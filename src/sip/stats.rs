@@ -5,8 +5,8 @@
 
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 
-use super::flood::FloodStats;
 use super::conn::Refusal;
+use super::flood::FloodStats;
 use super::msg::Problem;
 use super::Transport;
 
