@@ -494,6 +494,13 @@ impl Hook for Screener {
         v.extend(self.challenge_resumed(now));
         v
     }
+
+    /// An emergency number, as the decision itself judges the callee: such a call gets through
+    /// the SIP edge's source budgets and bans (see `sip::core::budget`).
+    fn urgent(&self, target: &str) -> bool {
+        let s = &self.engine.screening;
+        s.is_emergency(target, s.plan.normalise(target))
+    }
 }
 
 impl crate::api::Checker for Screener {

@@ -28,7 +28,7 @@ pub struct Parties<'a> {
 
 /// The number-ish user of a URI: the tel number or the SIP user, unescaped, with any `;param`
 /// suffix inside the user part removed (`+12025550143;verstat=...`).
-fn user_of<'a>(uri: &Uri<'a>) -> Option<Cow<'a, str>> {
+pub(super) fn user_of<'a>(uri: &Uri<'a>) -> Option<Cow<'a, str>> {
     match uri.scheme {
         Scheme::Tel | Scheme::Sip | Scheme::Sips => {
             let base = uri.user_base()?;

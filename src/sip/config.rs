@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::flood::FloodConfig;
 use super::msg::Limits;
 use super::Transport;
 
@@ -78,6 +79,8 @@ pub struct SipConfig {
     pub retry_after_secs: u32,
     /// Period of the timer task.
     pub tick_ms: u64,
+    /// `[sip.flood]`: per-source rate, bans and transaction budgets (see `sip::flood`).
+    pub flood: FloodConfig,
 }
 
 impl Default for SipConfig {
@@ -115,6 +118,7 @@ impl Default for SipConfig {
             max_call_secs: 4 * 3600,
             retry_after_secs: 5,
             tick_ms: 50,
+            flood: FloodConfig::default(),
         }
     }
 }
@@ -196,6 +200,7 @@ impl SipConfig {
                 self.tick_ms
             ));
         }
+        p.extend(self.flood.validate());
         p
     }
 

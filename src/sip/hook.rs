@@ -47,6 +47,14 @@ pub trait Hook: Send + Sync + 'static {
         let _ = now;
         Vec::new()
     }
+    /// Whether a new INVITE to `target` (its Request-URI's user part, unescaped) must be carried
+    /// even from a source over its budget: an emergency call, which only the application can
+    /// recognise. Asked only where the edge would refuse or drop the INVITE (a banned source, a
+    /// full transaction budget), so it must be cheap and never block.
+    fn urgent(&self, target: &str) -> bool {
+        let _ = target;
+        false
+    }
 }
 
 /// What the application keeps with a forwarded call. Opaque to the proxy, which only holds it

@@ -17,6 +17,7 @@
 //! | `scanners` | the User-Agent deny list: scanning tools dropped unanswered |
 //! | `conn` | the stream connections' budgets: the core's own, a total, a share per source |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
+//! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
 //! | `config`, `stats` | the `[sip]` section and the counters |
 //!
 //! Wiring (what the composition root does):
@@ -53,6 +54,7 @@ pub mod config;
 pub mod conn;
 pub mod core;
 pub mod edit;
+pub mod flood;
 mod forward;
 pub mod framing;
 mod grammar;

@@ -6,6 +6,7 @@
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
 
 use super::conn::Refusal;
+use super::flood::FloodStats;
 use super::msg::Problem;
 use super::Transport;
 
@@ -44,6 +45,8 @@ pub struct SipStats {
     /// Connections closed because a message stayed incomplete past `tcp_read_timeout_secs`.
     pub tcp_read_timeouts: Counter,
     pub send_errors: Counter,
+    /// Per-source fairness (`sip::flood`).
+    pub flood: FloodStats,
     /// Answered calls forgotten when a new call found the table full (the idlest first).
     pub calls_evicted: Counter,
     /// Calls forgotten at their deadline: idle, past their session interval, or never ended.
@@ -80,6 +83,7 @@ impl Default for SipStats {
             tcp_refused: Default::default(),
             tcp_read_timeouts: Counter::default(),
             send_errors: Counter::default(),
+            flood: FloodStats::default(),
             calls_evicted: Counter::default(),
             calls_expired: Counter::default(),
             scanners_dropped: Counter::default(),
@@ -267,6 +271,7 @@ impl Collect for SipStats {
             self.stray_responses.get(),
         );
         self.collect_edge(out);
+        self.flood.collect(out);
         out.counter(
             "sip_timeouts_total",
             "Client transactions that timed out",

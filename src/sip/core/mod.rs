@@ -8,10 +8,11 @@
 //!
 //! This file holds the tables and the flow of a message through them; the transaction state
 //! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, how
-//! long calls live and which leave a full table in `lifetime`, next hops and branches in
-//! `route`, the bytes we change in `sip::forward` and the responses we write in
-//! `sip::response`.
+//! long calls live and which leave a full table in `lifetime`, the per-source budgets in
+//! `budget` (counted by `sip::flood`), next hops and branches in `route`, the bytes we change in
+//! `sip::forward` and the responses we write in `sip::response`.
 
+mod budget;
 mod client_tx;
 mod hold;
 mod lifetime;
@@ -33,6 +34,7 @@ use self::client_tx::{CKind, CState, ClientTx, Next, Relay};
 use self::route::back_of;
 use self::server_tx::{SState, ServerTx};
 use super::config::{RegisterPolicy, SipConfig};
+use super::flood::{shrink, Sources};
 use super::forward::{self, ip_of, Fwd, Local, Restore};
 use super::hook::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 use super::msg::{Hdr, Limits, Message, Problem};
@@ -140,6 +142,8 @@ pub struct Proxy {
     /// (16 bytes instead of a whole transaction) and expire in arrival order.
     accepted: dashmap::DashSet<u64>,
     accepted_order: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+    /// Messages and server transactions per source, and bans (`sip::flood`).
+    sources: Sources,
     /// `[sip] deny_user_agents`.
     deny: DenyList,
     /// When a full call table last had nothing to evict (see `lifetime`).
@@ -164,6 +168,10 @@ impl Proxy {
             },
         };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        let core = (cfg.next_hop.iter().chain(&cfg.allowed_targets))
+            .map(SocketAddr::ip)
+            .chain(cfg.trusted_peers.iter().copied());
+        let sources = Sources::new(cfg.flood.clone(), core.collect::<Vec<_>>());
         let deny = DenyList::new(&cfg.deny_user_agents);
         Proxy {
             limits: cfg.limits(),
@@ -183,6 +191,7 @@ impl Proxy {
             timed: std::sync::Mutex::new(BinaryHeap::new()),
             accepted: dashmap::DashSet::new(),
             accepted_order: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            sources,
             deny,
             fruitless: std::sync::Mutex::new(None),
         }
@@ -217,6 +226,9 @@ impl Proxy {
     }
 
     fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+        if !self.admit(&data, from, now) {
+            return; // a banned source's: dropped unparsed
+        }
         if data.iter().all(|c| c.is_ascii_whitespace()) {
             return; // a keep-alive, not a message
         }
@@ -501,9 +513,7 @@ impl Proxy {
         } else if options && !dialog {
             self.stats.options_answered.inc();
             (200, "OK", vec![ALLOW.to_string()])
-        } else if self.in_flight() >= self.cfg.max_transactions
-            || (initial && self.calls.len() >= self.cfg.max_calls)
-        {
+        } else if self.over_budget(msg, from, initial) {
             self.stats.overload.inc();
             let retry = format!("Retry-After: {}", self.cfg.retry_after_secs);
             (503, "Service Unavailable", vec![retry])
@@ -928,6 +938,7 @@ impl Proxy {
             let keep = now < s.deadline;
             if !keep {
                 self.stats.transactions.dec();
+                self.closed_server(s);
             }
             keep
         });
@@ -978,5 +989,25 @@ impl Proxy {
             self.stats.calls_expired.inc();
         }
         self.held_expired(held, now, out);
+        self.sources.sweep(now, &self.stats.flood);
+        // A burst's entries are gone; give back the room they took.
+        shrink(&self.servers);
+        shrink(&self.clients);
+        shrink(&self.calls);
+        if self.accepted.capacity() > 4096 && self.accepted.capacity() > 4 * self.accepted.len() {
+            self.accepted.shrink_to_fit();
+        }
+        let mut order = self
+            .accepted_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if order.capacity() > 4096 && order.capacity() > 4 * order.len() {
+            order.shrink_to_fit();
+        }
+        drop(order);
+        let mut timed = self.timed.lock().unwrap_or_else(|e| e.into_inner());
+        if timed.capacity() > 4096 && timed.capacity() > 4 * timed.len() {
+            timed.shrink_to_fit();
+        }
     }
 }

@@ -16,6 +16,7 @@
 
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ pub(super) struct ServerTx {
     pub(super) client: Option<String>,
     /// The received request, to build responses we originate later (408, 487).
     pub(super) request: Bytes,
+    /// The source counted for this transaction by `sip::flood` (none for the core).
+    pub(super) source: Option<IpAddr>,
 }
 
 impl Proxy {
@@ -86,8 +89,9 @@ impl Proxy {
 
     /// Replace the server transaction `key`, just answered 2xx, by its accepted record.
     fn accept(&self, key: &str, now: Instant) {
-        if self.servers.remove(key).is_some() {
+        if let Some((_, s)) = self.servers.remove(key) {
             self.stats.transactions.dec();
+            self.closed_server(&s);
         }
         // Capped like the transactions: past the cap a retransmitted INVITE would be
         // forwarded again (and absorbed by the next hop's transaction), never lost.
@@ -100,6 +104,13 @@ impl Proxy {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push_back((now + self.cfg.t1() * 64, h));
+        }
+    }
+
+    /// A server transaction left the table: its source holds one fewer.
+    pub(super) fn closed_server(&self, s: &ServerTx) {
+        if let Some(k) = s.source {
+            self.sources.closed(k);
         }
     }
 
@@ -148,6 +159,7 @@ impl Proxy {
             deadline: now + self.server_lifetime(invite),
             client: None,
             request: msg.buf.clone(),
+            source: None,
         };
         // 100 Trying at once, except for a new call the hook is about to decide: it answers in
         // microseconds, and a final response stops retransmissions as well as a 100 does (RFC
@@ -168,6 +180,7 @@ impl Proxy {
                 false
             }
             Entry::Vacant(v) => {
+                tx.source = self.sources.opened(from.addr.ip());
                 v.insert(tx);
                 self.stats.transactions.inc();
                 true
