@@ -99,7 +99,7 @@ impl Proxy {
         true
     }
 
-    fn is_urgent(&self, msg: &Message) -> bool {
+    pub(super) fn is_urgent(&self, msg: &Message) -> bool {
         let target = msg
             .request_uri()
             .and_then(|u| user_of(&u).map(Cow::into_owned));

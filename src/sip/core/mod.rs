@@ -267,9 +267,12 @@ impl Proxy {
 
     /// A request from a tool on `[sip] deny_user_agents`: dropped unanswered, and counted.
     fn is_scanner(&self, msg: &Message) -> bool {
+        // A call to an emergency number is never dropped, whatever software places it: a
+        // softphone may share a scanner's name, and a missed 911 costs more than a scan.
         let denied = msg
             .header_by_name("User-Agent")
-            .is_some_and(|ua| self.deny.denies(ua));
+            .is_some_and(|ua| self.deny.denies(ua))
+            && !(msg.method() == b"INVITE" && self.is_urgent(msg));
         if denied {
             self.stats.scanners_dropped.inc();
         }

@@ -160,6 +160,13 @@ fn scanners_are_dropped_by_name_and_options_answered_here() {
     assert!(feed(&p, &reg, UAC, t0).is_empty());
     assert_eq!(p.stats().scanners_dropped.get(), 2);
     assert!(hook.calls.lock().unwrap().is_empty(), "never screened");
+    // Even a scanner's name never stops a call to an emergency number.
+    let sos = scan
+        .replace("INVITE sip:+15550001111@", "INVITE sip:911@")
+        .replace("Call-ID: scan", "Call-ID: scan-sos")
+        .replace("z9hG4bKscan", "z9hG4bKscansos");
+    assert_eq!(to(&feed(&p, &sos, UAC, t0), HOP).len(), 1, "911 forwarded");
+    assert_eq!(p.stats().scanners_dropped.get(), 2);
     // A phone's User-Agent goes through.
     let phone = invite("phone", "z9hG4bKphone").replace(
         "Max-Forwards: 70\r\n",
