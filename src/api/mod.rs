@@ -22,6 +22,7 @@
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=&kind=` | admin | who changed what, when, from where, before and after; `kind=refused`: refused requests |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
+//! | `/console/...` | a session of any role | the web console ([`console`]): its own login, roles and CSRF tokens |
 //!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
 //! requests get a 4xx, never a panic; bodies are capped before they are read and must arrive in
@@ -43,6 +44,7 @@
 //! through [`crate::lists::overlay::Live`].
 
 pub mod auth;
+pub mod console;
 mod guard;
 mod handlers;
 mod http;
@@ -100,6 +102,14 @@ pub struct ApiConfig {
     pub max_auth_sources: usize,
     /// Largest page of entries or audit records.
     pub max_page: usize,
+    /// Serve the web console under `/console` (same tokens and roles as the API).
+    pub console: bool,
+    /// How long a console login lasts, in seconds.
+    pub session_secs: u64,
+    /// Console sessions kept at once; past it the one closest to its end is dropped.
+    pub max_sessions: usize,
+    /// Screened calls kept in memory for the console's live tail, overview and what-if.
+    pub recent_calls: usize,
 }
 
 impl Default for ApiConfig {
@@ -119,6 +129,10 @@ impl Default for ApiConfig {
             auth_ban_secs: 300,
             max_auth_sources: 4096,
             max_page: 1000,
+            console: true,
+            session_secs: 8 * 3600,
+            max_sessions: 256,
+            recent_calls: 10_000,
         }
     }
 }
@@ -163,6 +177,9 @@ impl ApiConfig {
             ("body_timeout_secs", self.body_timeout_secs),
             ("auth_ban_secs", self.auth_ban_secs),
             ("max_auth_sources", self.max_auth_sources as u64),
+            ("session_secs", self.session_secs),
+            ("max_sessions", self.max_sessions as u64),
+            ("recent_calls", self.recent_calls as u64),
         ] {
             if v == 0 {
                 p.push(format!("api.{k} is 0; expected a positive number"));
@@ -344,6 +361,8 @@ pub struct State {
     pub ready: Vec<Arc<dyn Ready>>,
     /// Failed tokens and connections by client address.
     guard: Arc<guard::Guard>,
+    /// The web console's sessions and the app's view of recent calls.
+    pub console: console::Console,
 }
 
 impl State {
@@ -371,6 +390,10 @@ impl State {
             reporter: None,
             ready: Vec::new(),
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
+            console: console::Console::new(
+                Duration::from_secs(cfg.session_secs),
+                cfg.max_sessions,
+            ),
             cfg,
         })
     }

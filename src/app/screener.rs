@@ -11,6 +11,7 @@ use dashmap::DashMap;
 
 use super::clock::{now_ms, Clock};
 use super::decision_log::{DecisionLog, Record};
+use crate::api::console::Row;
 use super::disposition::{CallView, DispositionConfig};
 use super::health::NextHopWatch;
 use crate::lists::overlay::{Layered, StoreRules};
@@ -105,6 +106,8 @@ pub struct Screener {
     pub next_hop: Arc<NextHopWatch>,
     /// Callback protection of outbound calls, when `[callback]` is enabled.
     pub callback: Option<Arc<super::callback::Callback>>,
+    /// The console's ring of recent calls, when the console is on.
+    pub recent: Option<Arc<crate::api::console::Recent>>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -249,6 +252,27 @@ pub fn verdict_in_force(
     engine.decide(call, &rules, now_ms)
 }
 
+/// [`verdict_in_force`] for the console's what-if: `extra` rules layered over those in force
+/// and the evidence weighed by `scoring`. A question: nothing is counted.
+pub(super) fn verdict_in_force_with(
+    s: &Screener,
+    call: &Call<'_>,
+    extra: Option<&dyn crate::screening::Rules>,
+    scoring: &crate::screening::Scoring,
+    now_ms: u64,
+) -> Verdict {
+    let files = s.lists.current();
+    let mut sources: Vec<&dyn crate::screening::Rules> = vec![&**files, &*s.store];
+    if let Some(f) = &s.feeds {
+        sources.push(&**f);
+    }
+    if let Some(x) = extra {
+        sources.push(x);
+    }
+    let rules = Layered { sources: &sources };
+    s.engine.decide_scored(call, &rules, now_ms, scoring)
+}
+
 impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Disposition {
         let started = Instant::now();
@@ -325,6 +349,25 @@ impl Hook for Screener {
         };
         let decision_us = started.elapsed().as_micros() as u64;
         self.count(&v);
+        if let Some(recent) = &self.recent {
+            recent.push(Row {
+                seq: 0,
+                time_ms: unix_ms,
+                call_id: call.call_id.to_string(),
+                caller: v.caller.clone(),
+                callee: callee.clone(),
+                display_name: p.display_name.clone(),
+                anonymous: p.anonymous,
+                source: call.source.to_string(),
+                action: v.action,
+                reasons: v.reasons.clone(),
+                answer: super::console::answer_text(&answer),
+                stir: super::console::stir_text(&v, call.identity.is_some()),
+                note: note.map(str::to_string),
+                decision_us,
+                facts: super::console::facts(&facts, call.message),
+            });
+        }
         self.log.write(Record {
             time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
             call_id: call.call_id.to_string(),
