@@ -22,7 +22,9 @@
 //! | `GET /v1/feeds/{feed}?since=` | read, or the feed's own token | a signed feed snapshot or increment (docs/feeds.md) |
 //! | `GET /v1/audit?since=&limit=&kind=` | admin | who changed what, when, from where, before and after; `kind=refused`: refused requests |
 //! | `POST /v1/reload` | admin | re-read list files; per-file errors |
-//! | `/console/...` | a session of any role | the web console ([`console`]): its own login, roles and CSRF tokens |
+//!
+//! The web console is served under `/console` by the same listener ([`console`]), with the same
+//! tokens and roles behind its own login, sessions and CSRF tokens.
 //!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
 //! requests get a 4xx, never a panic; bodies are capped before they are read and must arrive in
@@ -390,10 +392,7 @@ impl State {
             reporter: None,
             ready: Vec::new(),
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
-            console: console::Console::new(
-                Duration::from_secs(cfg.session_secs),
-                cfg.max_sessions,
-            ),
+            console: console::Console::new(Duration::from_secs(cfg.session_secs), cfg.max_sessions),
             cfg,
         })
     }

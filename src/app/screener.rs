@@ -11,9 +11,9 @@ use dashmap::DashMap;
 
 use super::clock::{now_ms, Clock};
 use super::decision_log::{DecisionLog, Record};
-use crate::api::console::Row;
 use super::disposition::{CallView, DispositionConfig};
 use super::health::NextHopWatch;
+use crate::api::console::Row;
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::report_desk::ReportDesk;
 use crate::lists::store::{StoreError, StoredReport};

@@ -68,8 +68,8 @@ async fn send(st: &State, method: &str, path: &str, cookie: &str, body: &str) ->
     let r = api::route(st, req).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let text = String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec())
-        .unwrap();
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     Got {
         status,
         headers,
@@ -154,9 +154,24 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
         "format=plain&text=%2B12025550188",
         "write",
     ),
-    ("POST", "/console/reports/promote", "caller=%2B12025550199", "write"),
-    ("POST", "/console/reports/allow", "caller=%2B12025550199", "write"),
-    ("POST", "/console/reports/dismiss", "caller=%2B12025550199", "write"),
+    (
+        "POST",
+        "/console/reports/promote",
+        "caller=%2B12025550199",
+        "write",
+    ),
+    (
+        "POST",
+        "/console/reports/allow",
+        "caller=%2B12025550199",
+        "write",
+    ),
+    (
+        "POST",
+        "/console/reports/dismiss",
+        "caller=%2B12025550199",
+        "write",
+    ),
     ("GET", "/console/audit", "", "admin"),
 ];
 
@@ -171,7 +186,7 @@ fn rank(role: &str) -> u8 {
 #[tokio::test]
 async fn every_console_route_enforces_its_role() {
     let dir = tempdir();
-    let st = state(&dir.path(), |_| {}).0;
+    let st = state(dir.path(), |_| {}).0;
     let sessions = [
         ("read", login(&st, READER).await),
         ("write", login(&st, WRITER).await),
@@ -195,7 +210,11 @@ async fn every_console_route_enforces_its_role() {
             let r = send(&st, method, path, &s.cookie, &body).await;
             if rank(role) < rank(need) {
                 assert_eq!(r.status, 403, "{role} on {method} {path}: {}", r.text);
-                assert!(r.text.contains(&format!("role {need} needed")), "{}", r.text);
+                assert!(
+                    r.text.contains(&format!("role {need} needed")),
+                    "{}",
+                    r.text
+                );
             } else {
                 assert!(
                     ![401, 403].contains(&r.status) && r.header("location") != "/console/login",
@@ -218,7 +237,7 @@ async fn every_console_route_enforces_its_role() {
 #[tokio::test]
 async fn a_write_without_the_csrf_token_or_from_another_site_changes_nothing() {
     let dir = tempdir();
-    let st = state(&dir.path(), |_| {}).0;
+    let st = state(dir.path(), |_| {}).0;
     let w = login(&st, WRITER).await;
     let add = "pattern=%2B12025550177&action=block";
     for body in [add.to_string(), format!("{add}&csrf=0{}", &w.csrf[1..])] {
@@ -278,7 +297,7 @@ async fn a_write_without_the_csrf_token_or_from_another_site_changes_nothing() {
 #[tokio::test]
 async fn wrong_tokens_at_the_login_are_audited_and_rate_limited() {
     let dir = tempdir();
-    let st = state(&dir.path(), |c| c.max_auth_failures = 3).0;
+    let st = state(dir.path(), |c| c.max_auth_failures = 3).0;
     let form = send(&st, "GET", "/console/login", "", "").await;
     let double = form.cookie("sg_login").unwrap();
     let cookie = format!("sg_login={double}");
@@ -288,12 +307,26 @@ async fn wrong_tokens_at_the_login_are_audited_and_rate_limited() {
     assert_eq!(r.status, 403);
     assert!(r.cookie("sg_session").is_none());
     for _ in 0..3 {
-        let r = send(&st, "POST", "/console/login", &cookie, &body("guess-guess-guess")).await;
+        let r = send(
+            &st,
+            "POST",
+            "/console/login",
+            &cookie,
+            &body("guess-guess-guess"),
+        )
+        .await;
         assert_eq!(r.status, 401, "{}", r.text);
         assert!(r.cookie("sg_session").is_none());
     }
     // The fourth failure refuses the address, and then a good token is refused too.
-    let r = send(&st, "POST", "/console/login", &cookie, &body("guess-guess-guess")).await;
+    let r = send(
+        &st,
+        "POST",
+        "/console/login",
+        &cookie,
+        &body("guess-guess-guess"),
+    )
+    .await;
     assert_eq!(r.status, 401);
     let r = send(&st, "POST", "/console/login", &cookie, &body(ADMIN)).await;
     assert_eq!(r.status, 429, "{}", r.text);
@@ -311,9 +344,10 @@ async fn wrong_tokens_at_the_login_are_audited_and_rate_limited() {
         .count();
     assert_eq!(logins, 4, "{refused:?}");
     assert!(
-        refused
-            .iter()
-            .any(|r| r.after.as_ref().is_some_and(|a| a.get("refused_for_secs").is_some())),
+        refused.iter().any(|r| r
+            .after
+            .as_ref()
+            .is_some_and(|a| a.get("refused_for_secs").is_some())),
         "{refused:?}"
     );
 }
@@ -321,7 +355,7 @@ async fn wrong_tokens_at_the_login_are_audited_and_rate_limited() {
 #[tokio::test]
 async fn pages_carry_the_csp_and_refuse_framing() {
     let dir = tempdir();
-    let st = state(&dir.path(), |_| {}).0;
+    let st = state(dir.path(), |_| {}).0;
     let a = login(&st, ADMIN).await;
     for path in [
         "/console/login",
@@ -330,7 +364,11 @@ async fn pages_carry_the_csp_and_refuse_framing() {
         "/console/audit",
         "/console/nowhere",
     ] {
-        let cookie = if path.ends_with("login") { "" } else { &a.cookie };
+        let cookie = if path.ends_with("login") {
+            ""
+        } else {
+            &a.cookie
+        };
         let r = send(&st, "GET", path, cookie, "").await;
         let csp = r.header("content-security-policy");
         assert!(

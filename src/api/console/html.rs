@@ -122,8 +122,13 @@ fn guard_headers(r: &mut Response<ResponseBody>) {
     let h = r.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    // Not `no-referrer`: with it a browser sends `Origin: null`, and the same-site check of a
+    // form post (mod.rs) could not tell our own forms from another site's.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
 
 /// A reply of `ctype` with the console's headers; not cached unless `cache` says so.
@@ -153,7 +158,10 @@ pub fn redirect(to: &str) -> Response<ResponseBody> {
 
 /// A page that says what went wrong, with the status it goes with.
 pub fn problem(code: StatusCode, who: Option<&Session>, msg: &str) -> Response<ResponseBody> {
-    let body = format!("<div class=\"card\"><p class=\"error\">{}</p></div>", esc(msg));
+    let body = format!(
+        "<div class=\"card\"><p class=\"error\">{}</p></div>",
+        esc(msg)
+    );
     html(
         code,
         page(code.canonical_reason().unwrap_or("Error"), "", who, &body),
@@ -171,7 +179,10 @@ pub fn asset(name: &str) -> Option<Response<ResponseBody>> {
             "text/javascript; charset=utf-8",
             include_bytes!("assets/sse.min.js"),
         ),
-        "console.css" => ("text/css; charset=utf-8", include_bytes!("assets/console.css")),
+        "console.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("assets/console.css"),
+        ),
         _ => return None,
     };
     let mut r = reply(StatusCode::OK, ctype, Bytes::from_static(body));
@@ -184,10 +195,7 @@ pub fn asset(name: &str) -> Option<Response<ResponseBody>> {
 
 /// The class of an action's badge.
 pub fn action_badge(a: crate::screening::Action) -> String {
-    format!(
-        "<span class=\"action action-{0}\">{0}</span>",
-        a.as_str()
-    )
+    format!("<span class=\"action action-{0}\">{0}</span>", a.as_str())
 }
 
 #[cfg(test)]

@@ -48,8 +48,7 @@ pub fn random_hex(rng: &SystemRandom) -> Option<String> {
 /// Equal texts, in time that does not depend on where they differ.
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -54,6 +54,10 @@ pub async fn page(cx: &Ctx<'_>) -> Response<ResponseBody> {
          <tbody>{rows}</tbody></table><p class=\"muted\">The newest {PAGE} records, newest first.</p></div>",
         enc(other)
     );
-    let title = if refused { "Audit: refused requests" } else { "Audit" };
+    let title = if refused {
+        "Audit: refused requests"
+    } else {
+        "Audit"
+    };
     shown(cx, title, "audit", Ok(body))
 }

@@ -54,9 +54,10 @@ pub async fn page(cx: &Ctx<'_>) -> Response<ResponseBody> {
     let subs: String = subs
         .iter()
         .map(|s| {
-            let age = s
-                .last_success
-                .map_or_else(|| "never".into(), |at| format!("{} ({} s ago)", when(at), t - at));
+            let age = s.last_success.map_or_else(
+                || "never".into(),
+                |at| format!("{} ({} s ago)", when(at), t - at),
+            );
             let failing = match (s.last_error_at, s.last_success) {
                 (Some(e), Some(ok)) => e > ok,
                 (Some(_), None) => true,

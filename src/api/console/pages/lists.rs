@@ -268,7 +268,10 @@ struct Diff {
 pub async fn import(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
     let format = cx.f("format").unwrap_or("csv").to_string();
     if !["csv", "ftc", "plain"].contains(&format.as_str()) {
-        let n = note("error", &format!("format {format:?}: expected csv, ftc or plain"));
+        let n = note(
+            "error",
+            &format!("format {format:?}: expected csv, ftc or plain"),
+        );
         return one_with(cx, list, n).await;
     }
     let replace = cx.f("replace") == Some("true");
@@ -289,8 +292,15 @@ pub async fn import(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
     if cx.f("confirm") == Some("yes") {
         let who = cx.caller();
         let r = blocking(move || {
-            live.import(who.who(), &name, entries, replace, now(), &format!("format={format}; console"))
-                .map_err(|e| e.to_string())
+            live.import(
+                who.who(),
+                &name,
+                entries,
+                replace,
+                now(),
+                &format!("format={format}; console"),
+            )
+            .map_err(|e| e.to_string())
         })
         .await;
         let n = match r {

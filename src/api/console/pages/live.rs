@@ -56,11 +56,19 @@ impl Filter {
     }
 
     pub fn matches(&self, r: &Row) -> bool {
-        self.caller.as_ref().map_or(true, |c| r.caller.contains(c.as_str()))
-            && self.callee.as_ref().map_or(true, |c| r.callee.contains(c.as_str()))
+        self.caller
+            .as_ref()
+            .map_or(true, |c| r.caller.contains(c.as_str()))
+            && self
+                .callee
+                .as_ref()
+                .map_or(true, |c| r.callee.contains(c.as_str()))
             && self.action.map_or(true, |a| r.action == a)
             && self.reason.as_ref().map_or(true, |n| r.cites(n))
-            && self.source.as_ref().map_or(true, |s| r.source.contains(s.as_str()))
+            && self
+                .source
+                .as_ref()
+                .map_or(true, |s| r.source.contains(s.as_str()))
     }
 
     /// The filters as a query string, for the stream's URL.
@@ -145,7 +153,8 @@ fn filter_form(f: &Filter) -> String {
 pub fn page(cx: &Ctx<'_>) -> Response<ResponseBody> {
     let f = Filter::of(cx);
     let Some(desk) = &cx.st.console.desk else {
-        let body = "<div class=\"card\"><p class=\"muted\">This listener screens no calls.</p></div>";
+        let body =
+            "<div class=\"card\"><p class=\"muted\">This listener screens no calls.</p></div>";
         return html::html(
             StatusCode::OK,
             html::page("Live verdicts", "live", Some(&cx.who), body),
@@ -234,8 +243,10 @@ pub fn stream(cx: &Ctx<'_>) -> Response<ResponseBody> {
     );
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -350,6 +361,7 @@ async fn entry_html(cx: &Ctx<'_>, r: &Arc<Row>) -> String {
         esc(&e.category),
         esc(&e.reason),
         esc(if e.source.is_empty() { "-" } else { &e.source }),
-        e.expires.map_or_else(|| "never".to_string(), |t| esc(&when(t))),
+        e.expires
+            .map_or_else(|| "never".to_string(), |t| esc(&when(t))),
     )
 }

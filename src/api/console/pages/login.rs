@@ -116,7 +116,10 @@ pub async fn submit(
     let secure = st.scheme() == "https";
     let mut r = html::redirect("/console/live");
     let ttl = st.console.sessions.ttl().as_secs();
-    set(&mut r, &session::set_cookie(session::COOKIE, &id, ttl, secure));
+    set(
+        &mut r,
+        &session::set_cookie(session::COOKIE, &id, ttl, secure),
+    );
     set(
         &mut r,
         &session::set_cookie(session::LOGIN_COOKIE, "", 0, secure),

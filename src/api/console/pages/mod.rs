@@ -36,7 +36,11 @@ pub(super) async fn answer(cx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resp
         (&Method::POST, ["reports", what]) => reports::decide(cx, what).await,
         (&Method::GET, ["feeds"]) => feeds::page(cx).await,
         (&Method::GET, ["audit"]) => audit::page(cx).await,
-        _ => html::problem(StatusCode::NOT_FOUND, Some(&cx.who), "No such console page."),
+        _ => html::problem(
+            StatusCode::NOT_FOUND,
+            Some(&cx.who),
+            "No such console page.",
+        ),
     }
 }
 

@@ -117,11 +117,10 @@ pub async fn page(cx: &Ctx<'_>) -> Response<ResponseBody> {
         None => (Vec::new(), 0, Vec::new()),
     };
     let flagged = || rows.iter().filter(|r| r.action != Action::Pass);
-    let blocked = top(
-        rows.iter()
-            .filter(|r| r.action == Action::Block)
-            .map(|r| r.caller.clone()),
-    );
+    let blocked = top(rows
+        .iter()
+        .filter(|r| r.action == Action::Block)
+        .map(|r| r.caller.clone()));
     let blocks = top(flagged().map(|r| block_of(&r.caller)));
     let brands = top(flagged().flat_map(|r| {
         r.reasons
@@ -131,7 +130,10 @@ pub async fn page(cx: &Ctx<'_>) -> Response<ResponseBody> {
             .collect::<Vec<_>>()
     }));
     let peers = top(flagged().map(|r| r.source.split(':').next().unwrap_or("").to_string()));
-    let wangiri = top(rows.iter().filter(|r| r.cites("wangiri")).map(|r| block_of(&r.caller)));
+    let wangiri = top(rows
+        .iter()
+        .filter(|r| r.cites("wangiri"))
+        .map(|r| block_of(&r.caller)));
     let covered = if rows.len() >= cap && cap > 0 {
         format!(
             "<p class=\"muted\">Counted from the last {cap} calls the agent keeps, since {}.</p>",

@@ -16,8 +16,8 @@ use super::{blocking, note, shown};
 use crate::api::auth::Role;
 use crate::api::handlers::now;
 use crate::api::http::ResponseBody;
-use crate::lists::store::StoredEntry;
 use crate::lists::report_desk::REPORTS_LIST;
+use crate::lists::store::StoredEntry;
 use crate::screening::EntryAction;
 
 /// The store list an operator's allow goes to.
