@@ -14,6 +14,7 @@ mod callback;
 mod challenge;
 mod clock;
 pub mod config;
+mod console;
 mod decision_log;
 mod disposition;
 pub mod engine;
@@ -268,6 +269,10 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
             config.health.clone(),
             config.sip.next_hop,
         )),
+        recent: config
+            .api
+            .console
+            .then(|| Arc::new(api::console::Recent::new(config.api.recent_calls))),
     });
     let screening = Screening {
         screener,
@@ -362,6 +367,13 @@ async fn bind_api(
     state.publisher = rules.feeds.publisher.clone();
     state.reporter = Some(screener.clone());
     state.ready.push(screener.next_hop.clone());
+    if let Some(recent) = &screener.recent {
+        state.console.desk = Some(Arc::new(console::ConsoleDesk {
+            screener: screener.clone(),
+            recent: recent.clone(),
+            feeds: rules.feeds.rules.clone(),
+        }));
+    }
     state.disputes = api::redress::Disputes {
         allow_list: config.redress.allow_list.clone(),
         stats: redress_stats.clone(),

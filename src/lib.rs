@@ -12,7 +12,7 @@
 //! | [`lists`] | list entries: file formats, the SQLite store (with disputes of blocked callers), the live overlay, reload, callers' reports (the report desk), signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
 //! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback, early media, RFC 4733 digits | SIP transactions, lists, verdicts |
-//! | [`api`] | the admin HTTP server, and the public redress form on a listener of its own; [`api::route`] answers a request without a socket | SIP, media |
+//! | [`api`] | the admin HTTP server with its web console (`api::console`), and the public redress form on a listener of its own; [`api::route`] answers a request without a socket | SIP, media |
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |

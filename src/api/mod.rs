@@ -28,6 +28,9 @@
 //!
 //! The redress form itself is a listener of its own, for the public ([`redress`]).
 //!
+//! The web console is served under `/console` by the same listener ([`console`]), with the same
+//! tokens and roles behind its own login, sessions and CSRF tokens.
+//!
 //! Tokens and roles are in [`auth`]. Errors are JSON `{"error": "...", "details": [...]}`; bad
 //! requests get a 4xx, never a panic; bodies are capped before they are read and must arrive in
 //! time (408); text with a control character is refused (400) wherever it would be stored.
@@ -48,6 +51,7 @@
 //! through [`crate::lists::overlay::Live`].
 
 pub mod auth;
+pub mod console;
 mod guard;
 mod handlers;
 mod http;
@@ -106,6 +110,14 @@ pub struct ApiConfig {
     pub max_auth_sources: usize,
     /// Largest page of entries or audit records.
     pub max_page: usize,
+    /// Serve the web console under `/console` (same tokens and roles as the API).
+    pub console: bool,
+    /// How long a console login lasts, in seconds.
+    pub session_secs: u64,
+    /// Console sessions kept at once; past it the one closest to its end is dropped.
+    pub max_sessions: usize,
+    /// Screened calls kept in memory for the console's live tail, overview and what-if.
+    pub recent_calls: usize,
 }
 
 impl Default for ApiConfig {
@@ -125,6 +137,10 @@ impl Default for ApiConfig {
             auth_ban_secs: 300,
             max_auth_sources: 4096,
             max_page: 1000,
+            console: true,
+            session_secs: 8 * 3600,
+            max_sessions: 256,
+            recent_calls: 10_000,
         }
     }
 }
@@ -169,6 +185,9 @@ impl ApiConfig {
             ("body_timeout_secs", self.body_timeout_secs),
             ("auth_ban_secs", self.auth_ban_secs),
             ("max_auth_sources", self.max_auth_sources as u64),
+            ("session_secs", self.session_secs),
+            ("max_sessions", self.max_sessions as u64),
+            ("recent_calls", self.recent_calls as u64),
         ] {
             if v == 0 {
                 p.push(format!("api.{k} is 0; expected a positive number"));
@@ -352,6 +371,8 @@ pub struct State {
     guard: Arc<guard::Guard>,
     /// Where a lifted dispute's allow entry goes, and the redress counters.
     pub disputes: redress::Disputes,
+    /// The web console's sessions and the app's view of recent calls.
+    pub console: console::Console,
 }
 
 impl State {
@@ -380,6 +401,7 @@ impl State {
             ready: Vec::new(),
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
             disputes: redress::Disputes::default(),
+            console: console::Console::new(Duration::from_secs(cfg.session_secs), cfg.max_sessions),
             cfg,
         })
     }

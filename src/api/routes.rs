@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::auth::{Caller, Denied, Role};
+use super::console;
 use super::handlers::{admin, check, disputes, entries, feeds, lists, monitor, reports, signals};
 use super::http::{
     fail_resp, json_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody,
@@ -36,7 +37,7 @@ pub(super) struct Asker {
     method: Method,
     path: String,
     authorization: Option<HeaderValue>,
-    addr: Option<SocketAddr>,
+    pub(super) addr: Option<SocketAddr>,
 }
 
 impl Asker {
@@ -162,6 +163,8 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
             admin::reload(st).await
         }
         (_, ["v1", "disputes", rest @ ..]) => disputes_route(st, &asker, rest, &query).await,
+        // The console checks its own sessions, roles and CSRF tokens.
+        (_, ["console", rest @ ..]) => console::route(st, req, rest, &query, &asker).await,
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
@@ -283,18 +286,18 @@ pub(super) async fn auth(st: &State, asker: &Asker, need: Role) -> Result<Caller
 }
 
 /// A refused request, for the audit trail.
-struct Refusal {
-    status: StatusCode,
-    why: String,
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) why: String,
     /// The token's name when it was known (a role too low).
-    name: String,
+    pub(super) name: String,
     /// Set when this refusal got the address refused, for so long.
-    banned: Option<Duration>,
+    pub(super) banned: Option<Duration>,
 }
 
 /// Write one refused request to the audit trail, within the recording budget (past it the
 /// refusal is only counted, and the next record says how many were not written).
-async fn record_refusal(st: &State, asker: &Asker, r: Refusal, now: Instant) {
+pub(super) async fn record_refusal(st: &State, asker: &Asker, r: Refusal, now: Instant) {
     let unrecorded = match st.guard.may_record(now) {
         Ok(n) => n,
         Err(()) => {

@@ -13,6 +13,7 @@ use super::clock::{now_ms, Clock};
 use super::decision_log::{DecisionLog, Record};
 use super::disposition::{CallView, DispositionConfig};
 use super::health::NextHopWatch;
+use crate::api::console::Row;
 use crate::lists::overlay::{Layered, StoreRules};
 use crate::lists::report_desk::ReportDesk;
 use crate::lists::store::{StoreError, StoredReport};
@@ -22,6 +23,7 @@ use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::signals::report_book::{Promotion, Report, ReportSource};
 use crate::screening::signals::wangiri::CallEnd;
 use crate::screening::{Action, Call, Engine, Verdict};
+use crate::sip::caller::Parties;
 use crate::sip::{CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind};
 
 /// Calls by action, hits by list, and what happened to forwarded calls.
@@ -109,6 +111,8 @@ pub struct Screener {
     pub callback: Option<Arc<super::callback::Callback>>,
     /// The challenges of suspect callers (`[challenge]`), in progress and counted.
     pub challenges: Arc<super::challenge::Challenge>,
+    /// The console's ring of recent calls, when the console is on.
+    pub recent: Option<Arc<crate::api::console::Recent>>,
 }
 
 /// What the app keeps with a forwarded call; the proxy hands it back with each event, so the
@@ -215,7 +219,7 @@ impl Screener {
         Ok(Some((body, Announcement { category })))
     }
 
-    /// Count an inbound call's verdict and write its decision-log line.
+    /// Count an inbound call's verdict, write its decision-log line and show it to the console.
     fn finish(
         &self,
         call: &NewCall<'_>,
@@ -224,9 +228,29 @@ impl Screener {
         started: Instant,
         unix_ms: u64,
         note: Option<&'static str>,
+        (answer, p, facts): (&Disposition, &Parties<'_>, &Call<'_>),
     ) {
         let decision_us = started.elapsed().as_micros() as u64;
         self.count(&v);
+        if let Some(recent) = &self.recent {
+            recent.push(Row {
+                seq: 0,
+                time_ms: unix_ms,
+                call_id: call.call_id.to_string(),
+                caller: v.caller.clone(),
+                callee: callee.clone(),
+                display_name: p.display_name.clone(),
+                anonymous: p.anonymous,
+                source: call.source.to_string(),
+                action: v.action,
+                reasons: v.reasons.clone(),
+                answer: super::console::answer_text(answer),
+                stir: super::console::stir_text(&v, call.identity.is_some()),
+                note: note.map(str::to_string),
+                decision_us,
+                facts: super::console::facts(facts, call.message),
+            });
+        }
         self.log.write(Record {
             time: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
             call_id: call.call_id.to_string(),
@@ -284,6 +308,27 @@ pub fn verdict_in_force(
     engine.decide(call, &rules, now_ms)
 }
 
+/// [`verdict_in_force`] for the console's what-if: `extra` rules layered over those in force
+/// and the evidence weighed by `scoring`. A question: nothing is counted.
+pub(super) fn verdict_in_force_with(
+    s: &Screener,
+    call: &Call<'_>,
+    extra: Option<&dyn crate::screening::Rules>,
+    scoring: &crate::screening::Scoring,
+    now_ms: u64,
+) -> Verdict {
+    let files = s.lists.current();
+    let mut sources: Vec<&dyn crate::screening::Rules> = vec![&**files, &*s.store];
+    if let Some(f) = &s.feeds {
+        sources.push(&**f);
+    }
+    if let Some(x) = extra {
+        sources.push(x);
+    }
+    let rules = Layered { sources: &sources };
+    s.engine.decide_scored(call, &rules, now_ms, scoring)
+}
+
 impl Hook for Screener {
     fn new_call(&self, call: &NewCall<'_>, now: Instant) -> Disposition {
         let started = Instant::now();
@@ -329,7 +374,7 @@ impl Hook for Screener {
         if v.action == Action::Challenge {
             match (!call.message).then(|| self.challenge(call, &v, &callee)) {
                 Some(Ok(hold)) => {
-                    self.finish(call, v, callee, started, unix_ms, None);
+                    self.finish(call, v, callee, started, unix_ms, None, (&hold, &p, &facts));
                     return hold;
                 }
                 Some(Err(why)) => unchallenged = Some(why),
@@ -373,7 +418,15 @@ impl Hook for Screener {
                 answer
             }
         };
-        self.finish(call, v, callee, started, unix_ms, note);
+        self.finish(
+            call,
+            v,
+            callee,
+            started,
+            unix_ms,
+            note,
+            (&answer, &p, &facts),
+        );
         answer
     }
 

@@ -37,7 +37,7 @@ pub use disputes::{Dispute, DisputeLimits, DisputeStatus, NewDispute};
 pub use feeds::{
     FeedEntry, FeedRead, FeedReader, FeedState, FeedUpdate, FeedsDb, SavedFeed, Tombstone, FEEDS_DB,
 };
-pub use report_rows::StoredReport;
+pub use report_rows::{ReportGroup, StoredReport};
 
 /// The `[store]` config section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -737,6 +737,22 @@ impl Store {
         self.audit_of(since, limit, None)
     }
 
+    /// The newest `limit` records of one kind (see [`Store::audit_of`]), newest first: what an
+    /// operator reads first.
+    pub fn audit_newest(
+        &self,
+        limit: usize,
+        refused: Option<bool>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut st = conn.prepare_cached(
+            "SELECT id, at, who, what, list, pattern, before, after, source FROM audit
+             WHERE (?2 IS NULL OR (what = 'refused') = ?2) ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit as i64, refused], audit_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Like [`Store::audit`], of one kind only: `Some(false)` the changes, `Some(true)` the
     /// refused requests, `None` both.
     pub fn audit_of(
@@ -750,20 +766,7 @@ impl Store {
             "SELECT id, at, who, what, list, pattern, before, after, source FROM audit
              WHERE at >= ?1 AND (?3 IS NULL OR (what = 'refused') = ?3) ORDER BY id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![since, limit as i64, refused], |r| {
-            let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                who: r.get(2)?,
-                what: r.get(3)?,
-                list: r.get(4)?,
-                pattern: r.get(5)?,
-                before: json(r.get(6)?),
-                after: json(r.get(7)?),
-                source: r.get(8)?,
-            })
-        })?;
+        let rows = st.query_map(params![since, limit as i64, refused], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -809,6 +812,22 @@ const UPSERT: &str = "INSERT INTO entries
     ON CONFLICT(list, pattern) DO UPDATE SET action = excluded.action,
         category = excluded.category, reason = excluded.reason, source = excluded.source,
         expires = excluded.expires, updated = excluded.updated";
+
+/// One audit row, selected as `id, at, who, what, list, pattern, before, after, source`.
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        who: r.get(2)?,
+        what: r.get(3)?,
+        list: r.get(4)?,
+        pattern: r.get(5)?,
+        before: json(r.get(6)?),
+        after: json(r.get(7)?),
+        source: r.get(8)?,
+    })
+}
 
 const INSERT_AUDIT: &str = "INSERT INTO audit (at, who, what, list, pattern, before, after, source)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";

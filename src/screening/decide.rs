@@ -88,6 +88,18 @@ pub struct Engine {
 impl Engine {
     /// The verdict for one call. `now_ms` is Unix time in milliseconds.
     pub fn decide<R: Rules + ?Sized>(&self, call: &Call<'_>, rules: &R, now_ms: u64) -> Verdict {
+        self.decide_scored(call, rules, now_ms, &self.scoring)
+    }
+
+    /// [`Engine::decide`] with the evidence weighed by `scoring` instead of the engine's own:
+    /// the same evidence under other thresholds, for an operator's what-if preview.
+    pub fn decide_scored<R: Rules + ?Sized>(
+        &self,
+        call: &Call<'_>,
+        rules: &R,
+        now_ms: u64,
+        scoring: &Scoring,
+    ) -> Verdict {
         if call.outbound {
             return self.decide_outbound(call, rules, now_ms);
         }
@@ -139,7 +151,7 @@ impl Engine {
             callee: callee.as_deref(),
             peer: call.source,
         };
-        let weighing = self.scoring.weigh(&evidence, &tenancy);
+        let weighing = scoring.weigh(&evidence, &tenancy);
         if call.live && weighing.action == Action::Block {
             if let (Some(n), Some(c)) = (caller_n, caller.as_deref()) {
                 self.note_block(n, c, &evidence, &tenancy, now_ms);

@@ -16,6 +16,7 @@ pub mod hook;
 pub mod http;
 pub mod rtp;
 pub mod stir_pki;
+pub mod webdriver;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;

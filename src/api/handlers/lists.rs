@@ -27,7 +27,10 @@ pub(in crate::api) async fn all(st: &State) -> Reply {
 
 /// The import's defaults for what a line leaves out: from the query, else by format (an FTC
 /// export carries complaints, so it warns rather than blocks).
-fn import_defaults(format: &str, q: &[(String, String)]) -> Result<ImportDefaults, Fail> {
+pub(in crate::api) fn import_defaults(
+    format: &str,
+    q: &[(String, String)],
+) -> Result<ImportDefaults, Fail> {
     let ftc = format == "ftc";
     let action = match qget(q, "action") {
         None if ftc => EntryAction::Warn,

@@ -76,6 +76,18 @@ impl Publisher {
         })
     }
 
+    /// Every feed this agent publishes.
+    pub fn feeds(&self) -> &[PublishedFeed] {
+        &self.feeds
+    }
+
+    /// The version a subscriber would be handed now (the store's, which grows with every
+    /// change) and the audit id of `list`'s last change (0 when none is on record).
+    pub fn freshness(&self, list: &str) -> Result<(u64, i64), StoreError> {
+        self.store
+            .read(|r| Ok((r.version()?, r.last_change(list)?)))
+    }
+
     pub fn feed(&self, name: &str) -> Option<&PublishedFeed> {
         self.feeds.iter().find(|f| f.name == name)
     }

@@ -23,6 +23,19 @@ pub struct StoredReport {
     pub received: i64,
 }
 
+/// Reports against one caller, summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportGroup {
+    pub caller: String,
+    pub reports: u64,
+    /// Distinct reporters: what promotes a caller.
+    pub reporters: u64,
+    /// The categories reported, comma-separated.
+    pub categories: String,
+    /// Unix seconds of the newest report.
+    pub last: i64,
+}
+
 fn source_str(s: ReportSource) -> &'static str {
     match s {
         ReportSource::Sip607 => "sip607",
@@ -172,6 +185,56 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Callers reported after `since`, most distinct reporters first, at most `limit`: the
+    /// report desk's queue as an operator reads it.
+    pub fn report_groups(&self, since: i64, limit: usize) -> Result<Vec<ReportGroup>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut st = conn.prepare_cached(
+            "SELECT caller, count(*), count(DISTINCT reporter), group_concat(DISTINCT category), max(at)
+             FROM reports WHERE at > ?1 GROUP BY caller
+             ORDER BY count(DISTINCT reporter) DESC, max(at) DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![since, limit as i64], |r| {
+            Ok(ReportGroup {
+                caller: r.get(0)?,
+                reports: r.get::<_, i64>(1)?.max(0) as u64,
+                reporters: r.get::<_, i64>(2)?.max(0) as u64,
+                categories: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                last: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// An operator dismissed the reports against `caller`: its stored rows go, in one
+    /// transaction with an audit record (`what` = `dismiss`) saying how many. Returns how many.
+    pub fn dismiss_reports<'w>(
+        &self,
+        who: impl Into<super::Who<'w>>,
+        caller: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let who = who.into();
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM reports WHERE caller = ?1", params![caller])?;
+        tx.execute(
+            INSERT_AUDIT,
+            params![
+                now,
+                who.name,
+                "dismiss",
+                "reports",
+                caller,
+                serde_json::json!({ "reports": n }).to_string(),
+                None::<String>,
+                who.source
+            ],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     /// Delete reports made at or before `before` (outside the window: they count for nothing).
