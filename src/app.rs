@@ -335,6 +335,7 @@ async fn bind_api(
     }
     if let Some(f) = &screening.fleet {
         collectors.push(f.stats.clone());
+        collectors.push(f.edits.clone());
     }
     if let Some(cb) = &screener.callback {
         collectors.push(cb.stats.clone());
@@ -350,6 +351,9 @@ async fn bind_api(
     state.publisher = rules.feeds.publisher.clone();
     state.reporter = Some(screener.clone());
     state.ready.push(screener.next_hop.clone());
+    if let Some(f) = &screening.fleet {
+        state.fleet = Some(f.edits.clone());
+    }
     let listener = TcpListener::bind(&config.api.listen).await.map_err(|e| {
         AppError(format!(
             "cannot listen for the API on {}: {e}",
@@ -404,6 +408,13 @@ fn serve(
     if let Some(f) = &screening.fleet {
         let runner = f.runner(&config.fleet, sip.addr.port());
         tasks.spawn(runner.run(screening.screener.clone(), stopped(rx.clone())));
+        let mut edits = f.edit_runner(&config.fleet, sip.addr.port(), rules.live.clone());
+        if screening.reports.enabled() {
+            let relay = Arc::new(fleet::Relay::new(config.signals.reports.queue));
+            screening.reports.share(relay.clone());
+            edits = edits.with_reports(relay, screening.reports.clone());
+        }
+        tasks.spawn(edits.run(stopped(rx.clone())));
     }
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(sip.udp, sip.tcp, sip.proxy, rx).await {

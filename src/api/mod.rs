@@ -61,6 +61,7 @@ use crate::lists::overlay::Live;
 use crate::metrics::{Collect, Counter, Exposition};
 
 use auth::Tokens;
+pub use handlers::fleet::FleetView;
 pub use handlers::parse_expires;
 pub use handlers::reports::{self, Reporter};
 pub use http::{BoxError, ResponseBody};
@@ -342,6 +343,8 @@ pub struct State {
     pub reporter: Option<Arc<dyn Reporter>>,
     /// What else `/ready` waits on.
     pub ready: Vec<Arc<dyn Ready>>,
+    /// The fleet this agent belongs to (`GET /v1/fleet`); without it the endpoint answers 404.
+    pub fleet: Option<Arc<dyn FleetView>>,
     /// Failed tokens and connections by client address.
     guard: Arc<guard::Guard>,
 }
@@ -370,6 +373,7 @@ impl State {
             tls,
             reporter: None,
             ready: Vec::new(),
+            fleet: None,
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
             cfg,
         })

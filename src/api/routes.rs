@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::auth::{Caller, Denied, Role};
-use super::handlers::{admin, check, entries, feeds, lists, monitor, reports, signals};
+use super::handlers::{admin, check, entries, feeds, fleet, lists, monitor, reports, signals};
 use super::http::{
     fail_resp, json_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody,
     ResponseBody,
@@ -153,6 +153,10 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         (&Method::GET, ["v1", "feeds", feed]) => {
             feeds::answer(st, feed, &query, req.headers(), &asker).await
         }
+        (&Method::GET, ["v1", "fleet"]) => {
+            auth(st, &asker, Role::Read).await?;
+            fleet::fleet(st)
+        }
         (&Method::GET, ["v1", "audit"]) => {
             auth(st, &asker, Role::Admin).await?;
             admin::audit(st, &query).await
@@ -163,6 +167,7 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         }
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
+        | (_, ["v1", "fleet"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _])
         | (_, ["v1", "signals", "velocity", "suggest"]) => Err(Fail::new(

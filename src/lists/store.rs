@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::screening::EntryAction;
 
 mod feeds;
+mod fleet_rows;
 mod report_rows;
 pub use feeds::{
     FeedEntry, FeedRead, FeedReader, FeedState, FeedUpdate, FeedsDb, SavedFeed, Tombstone, FEEDS_DB,
@@ -744,20 +745,7 @@ impl Store {
             "SELECT id, at, who, what, list, pattern, before, after, source FROM audit
              WHERE at >= ?1 AND (?3 IS NULL OR (what = 'refused') = ?3) ORDER BY id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![since, limit as i64, refused], |r| {
-            let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                who: r.get(2)?,
-                what: r.get(3)?,
-                list: r.get(4)?,
-                pattern: r.get(5)?,
-                before: json(r.get(6)?),
-                after: json(r.get(7)?),
-                source: r.get(8)?,
-            })
-        })?;
+        let rows = st.query_map(params![since, limit as i64, refused], row_to_audit)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -852,6 +840,22 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
         expires: r.get(6)?,
         created: r.get(7)?,
         updated: r.get(8)?,
+    })
+}
+
+/// One row of `SELECT id, at, who, what, list, pattern, before, after, source FROM audit`.
+fn row_to_audit(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        who: r.get(2)?,
+        what: r.get(3)?,
+        list: r.get(4)?,
+        pattern: r.get(5)?,
+        before: json(r.get(6)?),
+        after: json(r.get(7)?),
+        source: r.get(8)?,
     })
 }
 

@@ -8,6 +8,7 @@ pub(super) mod admin;
 pub(super) mod check;
 pub(super) mod entries;
 pub(super) mod feeds;
+pub mod fleet;
 pub(super) mod lists;
 pub(super) mod monitor;
 pub mod reports;
