@@ -349,6 +349,7 @@ async fn bind_api(
     }
     if let Some(f) = &screening.fleet {
         collectors.push(f.stats.clone());
+        collectors.push(f.edits.clone());
     }
     if let Some(cb) = &screener.callback {
         collectors.push(cb.stats.clone());
@@ -378,6 +379,9 @@ async fn bind_api(
         allow_list: config.redress.allow_list.clone(),
         stats: redress_stats.clone(),
     };
+    if let Some(f) = &screening.fleet {
+        state.fleet = Some(f.edits.clone());
+    }
     let (listener, addr) = listen("the API", &config.api.listen).await?;
     let redress = if config.redress.enabled {
         let r = api::redress::Redress::new(
@@ -458,6 +462,13 @@ fn serve(
     if let Some(f) = &screening.fleet {
         let runner = f.runner(&config.fleet, sip.addr.port());
         tasks.spawn(runner.run(screening.screener.clone(), stopped(rx.clone())));
+        let mut edits = f.edit_runner(&config.fleet, sip.addr.port(), rules.live.clone());
+        if screening.reports.enabled() {
+            let relay = Arc::new(fleet::Relay::new(config.signals.reports.queue));
+            screening.reports.share(relay.clone());
+            edits = edits.with_reports(relay, screening.reports.clone());
+        }
+        tasks.spawn(edits.run(stopped(rx.clone())));
     }
     tasks.spawn(async move {
         if let Err(e) = crate::sip::run(sip.udp, sip.tcp, sip.proxy, rx).await {

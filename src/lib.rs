@@ -9,14 +9,14 @@
 //! | module | what it is for | what it knows nothing of |
 //! | --- | --- | --- |
 //! | [`screening`] | pure decisions: numbers, the compiled rule index, signals, typed evidence, the scoring fold, [`screening::Engine::decide`] | sockets, SIP, files, clocks, tokio, every other module |
-//! | [`lists`] | list entries: file formats, the SQLite store (with disputes of blocked callers), the live overlay, reload, callers' reports (the report desk), signed feeds (it owns the feeds' HTTP client) | SIP, media, the API |
+//! | [`lists`] | list entries: file formats, the SQLite store (with disputes of blocked callers), the live overlay, reload, callers' reports (the report desk), signed feeds (it owns the feeds' HTTP client), list edits as a fleet shares them (`lists::edits`) | SIP, media, the API |
 //! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback, early media, RFC 4733 digits | SIP transactions, lists, verdicts |
 //! | [`api`] | the admin HTTP server with its web console (`api::console`), and the public redress form on a listener of its own; [`api::route`] answers a request without a socket | SIP, media |
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
-//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log, the fleet's Redis task (`app::fleet`) | |
+//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log, the fleet's Redis tasks (`app::fleet`: shared counts, the list edit stream, reports) | |
 //!
 //! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
 //! screening, metrics, tls`; `lists -> screening, metrics`; `certs -> screening, metrics, tls`; `sip, media

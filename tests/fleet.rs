@@ -154,6 +154,9 @@ fn lines_with(needle: &str) -> usize {
 struct Fleet {
     agents: Vec<Harness>,
     name: String,
+    url: String,
+    /// The API tokens every agent reads (`support::http::write_tokens`).
+    tokens: tempfile::TempDir,
 }
 
 /// Three agents of fleet `name` on `redis`, each with `configure` applied to its config.
@@ -162,14 +165,43 @@ async fn fleet(
     redis: &Redis,
     configure: impl Fn(&mut scamguard::app::config::Config),
 ) -> Fleet {
+    fleet_of(3, name, redis, configure).await
+}
+
+/// `n` agents of fleet `name` on `redis`, each sharing counts before this returns.
+async fn fleet_of(
+    n: usize,
+    name: &str,
+    redis: &Redis,
+    configure: impl Fn(&mut scamguard::app::config::Config),
+) -> Fleet {
     log_lines();
-    let mut agents = Vec::new();
-    for i in 0..3 {
+    let tokens = tempfile::tempdir().unwrap();
+    write_tokens(&tokens.path().join("tokens"));
+    let mut f = Fleet {
+        agents: Vec::new(),
+        name: name.into(),
+        url: redis.url(),
+        tokens,
+    };
+    for _ in 0..n {
+        f.join(&configure).await;
+    }
+    f
+}
+
+impl Fleet {
+    /// One more agent, `<name>-agent-<i>`, sharing counts and following the edit stream before
+    /// this returns.
+    async fn join(&mut self, configure: &impl Fn(&mut scamguard::app::config::Config)) {
+        let i = self.agents.len();
+        let (name, url) = (self.name.clone(), self.url.clone());
+        let tokens = self.tokens.path().join("tokens");
         let h = Harness::start_with(&[], |c| {
             c.fleet = FleetConfig {
                 enabled: true,
-                url: redis.url(),
-                name: name.into(),
+                url,
+                name: name.clone(),
                 agent_id: format!("{name}-agent-{i}"),
                 flush_ms: 50,
                 timeout_ms: 100,
@@ -177,22 +209,18 @@ async fn fleet(
                 breaker_probe_ms: 200,
                 ..FleetConfig::default()
             };
+            c.api.tokens_file = Some(tokens);
             configure(c);
         })
         .await;
-        agents.push(h);
+        self.agents.push(h);
+        eventually("the agent shares counts", || self.up(i, 1)).await;
+        eventually("the agent follows the edit stream", || async {
+            self.metric(i, "scamguard_fleet_edits_up").await == 1
+        })
+        .await;
     }
-    let f = Fleet {
-        agents,
-        name: name.into(),
-    };
-    for i in 0..3 {
-        eventually("every agent shares counts", || f.up(i, 1)).await;
-    }
-    f
-}
 
-impl Fleet {
     async fn metric(&self, i: usize, series: &str) -> u64 {
         metric(&metrics(self.agents[i].agent.api_addr).await, series)
     }
@@ -241,6 +269,66 @@ impl Fleet {
             self.settle(i).await;
         }
         out
+    }
+
+    /// What agent `i` answers for a call from `caller` now (`/v1/check`): pass, warn or block.
+    async fn verdict(&self, i: usize, caller: &str) -> String {
+        let r = get(
+            self.agents[i].agent.api_addr,
+            &format!("/v1/check?caller={}", enc(caller)),
+            Some(READER),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["action"].as_str().unwrap().to_string()
+    }
+
+    /// Adds one entry of list `list` through agent `i`'s API; 201 means durable there.
+    async fn add(&self, i: usize, list: &str, pattern: &str, action: &str) {
+        let body = serde_json::json!({"pattern": pattern, "action": action, "category": "scam",
+            "reason": "fleet test"});
+        let r = request(
+            self.agents[i].agent.api_addr,
+            "POST",
+            &format!("/v1/lists/{list}/entries"),
+            Some(WRITER),
+            body.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    async fn remove(&self, i: usize, list: &str, pattern: &str) {
+        let r = request(
+            self.agents[i].agent.api_addr,
+            "DELETE",
+            &format!("/v1/lists/{list}/entries/{}", enc(pattern)),
+            Some(WRITER),
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// Waits until every agent in `on` answers `want` for `caller`; how long each took from
+    /// `since` (shown, never asserted: no timing assertion in a test).
+    async fn enforced(
+        &self,
+        on: &[usize],
+        caller: &str,
+        want: &str,
+        since: std::time::Instant,
+    ) -> Vec<std::time::Duration> {
+        let mut took = Vec::new();
+        for &i in on {
+            eventually(
+                &format!("agent {i} answers {want} for {caller}"),
+                || async { self.verdict(i, caller).await == want },
+            )
+            .await;
+            took.push(since.elapsed());
+        }
+        took
     }
 
     async fn stop(self) -> Vec<serde_json::Value> {
@@ -541,5 +629,265 @@ async fn redis_paused_then_restarted_costs_no_call_and_the_fleet_converges_again
         ["pass", "pass", "pass", "pass", "pass", "warn", "warn", "warn", "603"]
     );
     drop(redis);
+    f.stop().await;
+}
+
+// ------------------------------------------------------------------ list edits
+
+/// (4) An entry added through agent A's API is enforced on B and C, and so is its removal. The
+/// delays are shown (never asserted): from A's 201 to each of B and C answering the new verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_add_and_remove_on_one_agent_are_enforced_on_the_others() {
+    let redis = Redis::start();
+    let f = fleet("edits", &redis, |_| {}).await;
+    let caller = "+13125550901";
+    for i in 0..3 {
+        assert_eq!(f.verdict(i, caller).await, "pass");
+    }
+    let mut delays = Vec::new();
+    for round in 0..5 {
+        let caller = format!("+1312555091{round}");
+        let t = std::time::Instant::now();
+        f.add(0, "main", &caller, "block").await;
+        assert_eq!(
+            f.verdict(0, &caller).await,
+            "block",
+            "enforced on A at once"
+        );
+        delays.extend(f.enforced(&[1, 2], &caller, "block", t).await);
+        let t = std::time::Instant::now();
+        f.remove(0, "main", &caller).await;
+        assert_eq!(f.verdict(0, &caller).await, "pass");
+        delays.extend(f.enforced(&[1, 2], &caller, "pass", t).await);
+    }
+    delays.sort();
+    println!(
+        "edit reached B and C after (ms, sorted, {} samples): {:?}",
+        delays.len(),
+        delays.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    // Each agent's audit trail says where the change came from; none was sent back out.
+    for i in 1..3 {
+        // At least: a batch Redis took without answering in time is sent again, and applied
+        // again (an add and its removal in one batch change the entry twice more).
+        let applied = f.metric(i, "scamguard_fleet_edits_applied_total").await;
+        assert!(
+            applied >= 10,
+            "agent {i} applied {applied} of 5 adds and 5 removals"
+        );
+        assert_eq!(
+            f.metric(i, "scamguard_fleet_edits_published_total").await,
+            0
+        );
+    }
+    assert_eq!(
+        f.metric(0, "scamguard_fleet_edits_published_total").await,
+        10
+    );
+    let r = get(
+        f.agents[1].agent.api_addr,
+        "/v1/audit?since=0",
+        Some(support::http::ADMIN),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let records = r.json();
+    let first = &records["records"][0];
+    assert_eq!(first["who"], "bot", "{records}");
+    assert_eq!(first["source"], "fleet edits-agent-0", "{records}");
+    f.stop().await;
+}
+
+/// (5) An agent started after edits were made catches up from the fleet's snapshot, then
+/// follows the stream; its own entries that the fleet lacked reach the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_started_late_catches_up() {
+    let redis = Redis::start();
+    let mut f = fleet_of(2, "late", &redis, |_| {}).await;
+    f.add(0, "main", "+13125550921", "block").await;
+    f.add(1, "main", "+13125550922", "warn").await;
+    f.add(0, "main", "+13125550923", "block").await;
+    f.enforced(&[1], "+13125550923", "block", std::time::Instant::now())
+        .await;
+    f.remove(1, "main", "+13125550923").await;
+    f.enforced(&[1], "+13125550921", "block", std::time::Instant::now())
+        .await;
+    f.enforced(&[0], "+13125550923", "pass", std::time::Instant::now())
+        .await;
+    f.join(&|_| {}).await;
+    assert_eq!(f.verdict(2, "+13125550921").await, "block");
+    assert_eq!(f.verdict(2, "+13125550922").await, "warn");
+    assert_eq!(f.verdict(2, "+13125550923").await, "pass");
+    assert_eq!(f.metric(2, "scamguard_fleet_snapshot_loads_total").await, 1);
+    // It follows the stream from there, and its own edits go out.
+    let t = std::time::Instant::now();
+    f.add(0, "main", "+13125550924", "block").await;
+    f.enforced(&[2], "+13125550924", "block", t).await;
+    f.add(2, "main", "+13125550925", "block").await;
+    f.enforced(&[0, 1], "+13125550925", "block", t).await;
+    f.stop().await;
+}
+
+/// Edits made while Redis is paused are acknowledged (durable on their agent and enforced
+/// there), kept in the outbox, and published once Redis answers again; then Redis restarted
+/// empty: an edit made while it was down still reaches every agent, and what the agents held
+/// stays enforced everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_made_while_redis_is_down_wait_in_the_outbox_and_go_out_after() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let f = fleet("outbox", &redis, |_| {}).await;
+    f.add(0, "main", "+13125550931", "block").await;
+    f.enforced(&[1, 2], "+13125550931", "block", std::time::Instant::now())
+        .await;
+    redis.signal("-STOP");
+    eventually("A's edits wait", || async {
+        f.metric(0, "scamguard_fleet_edits_up").await == 0
+    })
+    .await;
+    f.add(0, "main", "+13125550932", "block").await;
+    f.remove(0, "main", "+13125550931").await;
+    assert_eq!(f.verdict(0, "+13125550932").await, "block");
+    eventually("A's two changes wait in its outbox", || async {
+        f.metric(0, "scamguard_fleet_outbox").await == 2
+    })
+    .await;
+    assert_eq!(f.verdict(1, "+13125550932").await, "pass", "not there yet");
+    let t = std::time::Instant::now();
+    redis.signal("-CONT");
+    f.enforced(&[1, 2], "+13125550932", "block", t).await;
+    f.enforced(&[1, 2], "+13125550931", "pass", t).await;
+    eventually("the outbox drains", || async {
+        f.metric(0, "scamguard_fleet_outbox").await == 0
+    })
+    .await;
+
+    // Restarted empty, with an edit made meanwhile on B.
+    drop(redis);
+    eventually("B's edits wait", || async {
+        f.metric(1, "scamguard_fleet_edits_up").await == 0
+    })
+    .await;
+    f.add(1, "main", "+13125550933", "warn").await;
+    let redis = Redis::start_on(port);
+    let t = std::time::Instant::now();
+    f.enforced(&[0, 2], "+13125550933", "warn", t).await;
+    for i in 0..3 {
+        assert_eq!(f.verdict(i, "+13125550932").await, "block");
+        assert_eq!(f.verdict(i, "+13125550931").await, "pass");
+    }
+    // The new Redis holds the fleet's lists again, for an agent that joins later.
+    let held: Vec<String> = redis.query(redis::cmd("HKEYS").arg("sg:outbox:{lists}:l:main"));
+    assert!(held.contains(&"+13125550932".to_string()), "{held:?}");
+    assert!(held.contains(&"+13125550933".to_string()), "{held:?}");
+    assert!(!held.contains(&"+13125550931".to_string()), "{held:?}");
+    f.stop().await;
+    drop(redis);
+}
+
+// ------------------------------------------------------------------ reports
+
+/// The callee answers `607 Unwanted`: a report against the caller, by the callee.
+struct Unwanted607;
+
+impl AsyncCall for Unwanted607 {
+    async fn place(&self, h: &Harness, id: &str, caller: &str, callee: &str) -> String {
+        let (inv, f) = send_invite(h, id, caller, callee).await;
+        let f = match f {
+            Ok(f) => f,
+            Err(status) => return status.to_string(),
+        };
+        h.send_down(&reply(&f, 607, "Unwanted", "u", "", "")).await;
+        let r = recv_final(&h.up).await;
+        assert_eq!(r.status(), Some(607), "{id}");
+        h.send_up(&ack_for(h.up_port(), &inv, &r)).await;
+        callee_acked(h, id).await;
+        shown(&f)
+    }
+}
+
+/// (3) 607s from three distinct callees, one on each agent, count together: no agent saw more
+/// than one reporter (the warn level is 3), yet the caller is promoted once, by one agent, and
+/// the entry is enforced on all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_different_agents_promote_exactly_one_entry() {
+    let redis = Redis::start();
+    let f = fleet("reports", &redis, |c| {
+        c.signals.velocity.enabled = false;
+    })
+    .await;
+    let caller = "+13125550941";
+    let got = f.campaign(caller, 3, "rep", Unwanted607).await;
+    assert_eq!(got, ["pass", "pass", "pass"]);
+    let t = std::time::Instant::now();
+    let took = f.enforced(&[0, 1, 2], caller, "warn", t).await;
+    println!(
+        "promotion enforced on the 3 agents after (ms): {:?}",
+        took.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    let mut promotions = 0;
+    for i in 0..3 {
+        promotions += f.metric(i, "scamguard_report_promotions_total").await;
+        let r = get(
+            f.agents[i].agent.api_addr,
+            "/v1/lists/reports/entries",
+            Some(READER),
+        )
+        .await;
+        let entries = r.json()["entries"].clone();
+        assert_eq!(entries.as_array().unwrap().len(), 1, "{entries}");
+        assert_eq!(entries[0]["pattern"], caller);
+        let reason = entries[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("reported by 3 distinct reporters across the fleet"),
+            "{reason}"
+        );
+    }
+    assert_eq!(promotions, 1, "exactly one agent wrote the promotion");
+    let held: Option<String> =
+        redis.query(redis::cmd("GET").arg(format!("sg:reports:{{rp:{caller}}}:p")));
+    assert_eq!(held.as_deref(), Some("warn"));
+    // Another 607 changes nothing: the fleet holds the level already.
+    let got = f.campaign(caller, 1, "rep4-", Unwanted607).await;
+    assert_eq!(got, ["warn"]);
+    let mut promotions = 0;
+    for i in 0..3 {
+        promotions += f.metric(i, "scamguard_report_promotions_total").await;
+    }
+    assert_eq!(promotions, 1);
+    f.stop().await;
+}
+
+/// `GET /v1/fleet` lists the agents with their versions, list versions and heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_lists_its_agents() {
+    let redis = Redis::start();
+    let f = fleet("view", &redis, |_| {}).await;
+    let names = || async {
+        let r = get(f.agents[2].agent.api_addr, "/v1/fleet", Some(READER)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    };
+    eventually("all three agents are listed", || async {
+        names().await["agents"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let v = names().await;
+    assert_eq!(v["fleet"], "view");
+    assert_eq!(v["agent"], "view-agent-2");
+    for (i, a) in v["agents"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(a["agent"], format!("view-agent-{i}"));
+        assert_eq!(a["version"], env!("CARGO_PKG_VERSION"));
+        assert!(a["heartbeat_ms"].as_u64().unwrap() > 0, "{a}");
+    }
+    let m = metrics(f.agents[2].agent.api_addr).await;
+    for i in 0..3 {
+        metric(
+            &m,
+            &format!("scamguard_fleet_list_version{{agent=\"view-agent-{i}\"}}"),
+        );
+    }
+    let r = get(f.agents[0].agent.api_addr, "/v1/fleet", None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
     f.stop().await;
 }

@@ -71,6 +71,7 @@ use crate::lists::overlay::Live;
 use crate::metrics::{Collect, Counter, Exposition};
 
 use auth::Tokens;
+pub use handlers::fleet::FleetView;
 pub use handlers::parse_expires;
 pub use handlers::reports::{self, Reporter};
 pub use http::{BoxError, ResponseBody};
@@ -367,6 +368,8 @@ pub struct State {
     pub reporter: Option<Arc<dyn Reporter>>,
     /// What else `/ready` waits on.
     pub ready: Vec<Arc<dyn Ready>>,
+    /// The fleet this agent belongs to (`GET /v1/fleet`); without it the endpoint answers 404.
+    pub fleet: Option<Arc<dyn FleetView>>,
     /// Failed tokens and connections by client address.
     guard: Arc<guard::Guard>,
     /// Where a lifted dispute's allow entry goes, and the redress counters.
@@ -399,6 +402,7 @@ impl State {
             tls,
             reporter: None,
             ready: Vec::new(),
+            fleet: None,
             guard: Arc::new(guard::Guard::new(cfg.limits(), Instant::now())),
             disputes: redress::Disputes::default(),
             console: console::Console::new(Duration::from_secs(cfg.session_secs), cfg.max_sessions),

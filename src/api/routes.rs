@@ -18,7 +18,9 @@ use serde_json::json;
 
 use super::auth::{Caller, Denied, Role};
 use super::console;
-use super::handlers::{admin, check, disputes, entries, feeds, lists, monitor, reports, signals};
+use super::handlers::{
+    admin, check, disputes, entries, feeds, fleet, lists, monitor, reports, signals,
+};
 use super::http::{
     fail_resp, json_resp, parse_query, percent_decode, BoxError, Fail, Reply, RequestBody,
     ResponseBody,
@@ -154,6 +156,10 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         (&Method::GET, ["v1", "feeds", feed]) => {
             feeds::answer(st, feed, &query, req.headers(), &asker).await
         }
+        (&Method::GET, ["v1", "fleet"]) => {
+            auth(st, &asker, Role::Read).await?;
+            fleet::fleet(st)
+        }
         (&Method::GET, ["v1", "audit"]) => {
             auth(st, &asker, Role::Admin).await?;
             admin::audit(st, &query).await
@@ -167,6 +173,7 @@ async fn dispatch(st: &State, req: Request<RequestBody>) -> Reply {
         (_, ["console", rest @ ..]) => console::route(st, req, rest, &query, &asker).await,
         (_, ["health"] | ["ready"] | ["metrics"] | ["v1", "lists"] | ["v1", "check"])
         | (_, ["v1", "audit"] | ["v1", "reload"] | ["v1", "feeds", _] | ["v1", "reports"])
+        | (_, ["v1", "fleet"])
         | (_, ["v1", "lists", _, "entries" | "import" | "export"])
         | (_, ["v1", "lists", _, "entries", _])
         | (_, ["v1", "signals", "velocity", "suggest"]) => Err(Fail::new(

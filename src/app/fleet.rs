@@ -18,7 +18,16 @@
 //! the agent's own counts until a probe (every `breaker_probe_ms`) succeeds, which closes it
 //! with one more line.
 //!
+//! List edits travel on their own task and connection ([`edits`]): the fleet's edit stream, its
+//! snapshot and each agent's outbox.
+//!
 //! Knows nothing of SIP or of how a decision is made: it moves deltas out and totals in.
+
+mod edits;
+mod reports;
+
+pub use edits::{AgentRow, EditRunner, EditStats};
+pub use reports::Relay;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +69,10 @@ pub struct FleetConfig {
     pub max_keys_per_flush: usize,
     /// Keys read back every flush at most, because their fleet totals are high.
     pub max_watched: usize,
+    /// How often list edits are published to the fleet's edit stream and read from it.
+    pub edit_poll_ms: u64,
+    /// Edits the stream keeps (about); an agent away for longer loads the snapshot instead.
+    pub stream_max_len: u64,
 }
 
 impl Default for FleetConfig {
@@ -75,6 +88,8 @@ impl Default for FleetConfig {
             breaker_probe_ms: 1_000,
             max_keys_per_flush: 20_000,
             max_watched: 10_000,
+            edit_poll_ms: 100,
+            stream_max_len: 100_000,
         }
     }
 }
@@ -114,6 +129,7 @@ impl FleetConfig {
             ("flush_ms", self.flush_ms, 10, 10_000),
             ("timeout_ms", self.timeout_ms, 1, 10_000),
             ("breaker_probe_ms", self.breaker_probe_ms, 10, 600_000),
+            ("edit_poll_ms", self.edit_poll_ms, 10, 1_000),
         ] {
             if !(lo..=hi).contains(&v) {
                 p.push(format!(
@@ -123,6 +139,12 @@ impl FleetConfig {
         }
         if self.breaker_failures == 0 {
             p.push("fleet.breaker_failures is 0; expected at least 1 failure".into());
+        }
+        if self.stream_max_len < 1_000 {
+            p.push(format!(
+                "fleet.stream_max_len is {}; expected at least 1000 edits",
+                self.stream_max_len
+            ));
         }
         if self.max_keys_per_flush == 0 || self.max_watched == 0 {
             p.push("fleet.max_keys_per_flush and max_watched must be at least 1".into());
@@ -226,6 +248,8 @@ impl Collect for FleetStats {
 pub struct Shared {
     pub sharing: Arc<Sharing>,
     pub stats: Arc<FleetStats>,
+    /// The edit stream's, which `GET /v1/fleet` reads too.
+    pub edits: Arc<EditStats>,
 }
 
 impl Shared {
@@ -236,16 +260,29 @@ impl Shared {
             sharing: Some(sharing.clone()),
             ..FleetStats::default()
         });
-        Shared { sharing, stats }
+        let edits = Arc::new(EditStats::new(&cfg.name));
+        Shared {
+            sharing,
+            stats,
+            edits,
+        }
+    }
+
+    /// The edit stream's task for the agent listening for SIP on `sip_port`.
+    pub fn edit_runner(
+        &self,
+        cfg: &FleetConfig,
+        sip_port: u16,
+        live: Arc<crate::lists::overlay::Live>,
+    ) -> EditRunner {
+        let agent = agent_id(cfg, sip_port);
+        let _ = self.edits.agent.set(agent.clone());
+        EditRunner::new(cfg, agent, live, self.edits.clone())
     }
 
     /// The flush task for the agent listening for SIP on `sip_port`.
     pub fn runner(&self, cfg: &FleetConfig, sip_port: u16) -> Runner {
-        let agent = if cfg.agent_id.is_empty() {
-            format!("{}:{sip_port}", host_name())
-        } else {
-            cfg.agent_id.clone()
-        };
+        let agent = agent_id(cfg, sip_port);
         Runner {
             client: Client::open(cfg.url.as_str()).ok(),
             con: None,
@@ -266,6 +303,15 @@ impl Shared {
 
 /// An agent that has not flushed for this long is no longer counted in the fleet.
 const AGENT_TTL_MS: u64 = 60_000;
+
+/// This agent's id in the fleet: the configured one, else `host:sip-port`.
+fn agent_id(cfg: &FleetConfig, sip_port: u16) -> String {
+    if cfg.agent_id.is_empty() {
+        format!("{}:{sip_port}", host_name())
+    } else {
+        cfg.agent_id.clone()
+    }
+}
 
 /// The host's name, for the default agent id.
 fn host_name() -> String {

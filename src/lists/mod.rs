@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod csv;
+pub mod edits;
 pub mod feeds;
 pub mod file;
 pub mod import;

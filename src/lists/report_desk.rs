@@ -8,6 +8,13 @@
 //! drained on a blocking thread, and are dropped (and counted) when it is full. API reports are
 //! written on the request's blocking thread, so a `201` means stored and counted.
 //!
+//! In a fleet ([`SharedReports`], given by the app when `[fleet]` is on) the reports are also
+//! counted fleet-wide, and while the fleet answers, a promotion is the fleet's: the desk hands
+//! stored reports on instead of promoting on its own count, and writes a promotion only when the
+//! fleet says this agent is the one to write it ([`ReportDesk::promote_for_fleet`]). The entry
+//! then reaches the other agents as any list edit does. While the fleet is away the desk promotes
+//! on its own counts, as a lone agent.
+//!
 //! Knows nothing of SIP syntax or HTTP: reports arrive here in domain words.
 
 use std::sync::{Arc, Mutex};
@@ -76,6 +83,14 @@ impl Collect for ReportStats {
     }
 }
 
+/// Reports counted fleet-wide (the app's, when `[fleet]` is on).
+pub trait SharedReports: Send + Sync {
+    /// Whether the fleet counts reports and decides promotions now.
+    fn in_force(&self) -> bool;
+    /// Hands stored reports on to be counted fleet-wide; never waits.
+    fn relay(&self, reports: &[Report]);
+}
+
 /// A promotion that a batch of reports brought about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Promoted {
@@ -95,6 +110,8 @@ pub struct ReportDesk {
     /// write an older promotion (a warn) over a newer one (a block).
     taking: Mutex<()>,
     pub stats: Arc<ReportStats>,
+    /// Set once when the agent is in a fleet.
+    shared: std::sync::OnceLock<Arc<dyn SharedReports>>,
 }
 
 fn unix_now() -> i64 {
@@ -145,7 +162,13 @@ impl ReportDesk {
             drain: Mutex::new(Some(drain)),
             taking: Mutex::new(()),
             stats: Arc::new(ReportStats::default()),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts reports fleet-wide from now on, through `shared` (once; later calls are ignored).
+    pub fn share(&self, shared: Arc<dyn SharedReports>) {
+        let _ = self.shared.set(shared);
     }
 
     pub fn enabled(&self) -> bool {
@@ -185,6 +208,15 @@ impl ReportDesk {
             return Err(e);
         }
         self.stats.stored.add(reports.len() as u64);
+        if let Some(shared) = self.shared.get().filter(|s| s.in_force()) {
+            // Counted here too (the evidence, the number block's reputation), but the fleet's
+            // count promotes, once, on the agent it picks.
+            for r in reports {
+                self.book.record(r, now);
+            }
+            shared.relay(reports);
+            return Ok(Vec::new());
+        }
         let mut promoted: Vec<Promoted> = Vec::new();
         for r in reports {
             let Some(p) = self.book.record(r, now) else {
@@ -206,6 +238,37 @@ impl ReportDesk {
             self.promote(p, source, now);
         }
         Ok(promoted)
+    }
+
+    /// Writes the promotion the fleet picked this agent to write: `reporters` distinct
+    /// reporters across the fleet, the latest at `latest` (unix seconds). Blocks on the disk.
+    pub fn promote_for_fleet(
+        &self,
+        caller: &str,
+        action: Action,
+        reporters: u32,
+        latest: i64,
+        source: ReportSource,
+        now: i64,
+    ) {
+        let ttl = match action {
+            Action::Block => self.cfg.block_ttl_secs,
+            _ => self.cfg.warn_ttl_secs,
+        };
+        let p = Promoted {
+            caller: caller.to_string(),
+            promotion: Promotion {
+                action,
+                expires: latest.saturating_add(ttl),
+                reporters,
+                evidence: format!(
+                    "{reporters} distinct reporters across the fleet within {} days; latest report at {latest}",
+                    self.cfg.window_secs / 86_400
+                ),
+            },
+        };
+        let _one = self.taking.lock().unwrap_or_else(|p| p.into_inner());
+        self.promote(&p, source, now);
     }
 
     /// Write (or refresh) the caller's entry in the `reports` list. A failure is logged, not

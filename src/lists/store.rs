@@ -32,6 +32,7 @@ use crate::screening::EntryAction;
 
 mod disputes;
 mod feeds;
+mod fleet_rows;
 mod report_rows;
 pub use disputes::{Dispute, DisputeLimits, DisputeStatus, NewDispute};
 pub use feeds::{

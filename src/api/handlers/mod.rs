@@ -9,6 +9,7 @@ pub(super) mod check;
 pub(super) mod disputes;
 pub(super) mod entries;
 pub(super) mod feeds;
+pub mod fleet;
 pub(super) mod lists;
 pub(super) mod monitor;
 pub mod reports;
