@@ -379,7 +379,7 @@ mod tests {
         b.add(
             "old",
             "main",
-            vec![entry("+12025550199", EntryAction::Block)],
+            vec![entry("+13035550199", EntryAction::Block)],
             1,
         )
         .unwrap();
@@ -408,7 +408,7 @@ mod tests {
             .apply_list("agent-a", "ops", "main", all.clone(), 20)
             .unwrap());
         assert_eq!(b.store.total() as usize, LIST_PART + 5);
-        assert_eq!(action(&b, "+12025550199"), None, "replaced");
+        assert_eq!(action(&b, "+13035550199"), None, "replaced");
         assert_eq!(action(&b, "+12025550003"), Some(EntryAction::Warn));
         assert!(!b.apply_list("agent-a", "ops", "main", all, 21).unwrap());
         // Only B's own change goes out from B; the list it applied came from the fleet.
@@ -416,7 +416,7 @@ mod tests {
         assert_eq!(out.edits.len(), 1, "{:?}", out.edits);
         assert_eq!(
             out.edits[0].key(),
-            Some(("main".to_string(), "+12025550199".to_string()))
+            Some(("main".to_string(), "+13035550199".to_string()))
         );
     }
 }
