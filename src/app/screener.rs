@@ -225,8 +225,7 @@ impl Screener {
         call: &NewCall<'_>,
         v: Verdict,
         callee: String,
-        started: Instant,
-        unix_ms: u64,
+        (started, unix_ms): (Instant, u64),
         note: Option<&'static str>,
         (answer, p, facts): (&Disposition, &Parties<'_>, &Call<'_>),
     ) {
@@ -374,7 +373,14 @@ impl Hook for Screener {
         if v.action == Action::Challenge {
             match (!call.message).then(|| self.challenge(call, &v, &callee)) {
                 Some(Ok(hold)) => {
-                    self.finish(call, v, callee, started, unix_ms, None, (&hold, &p, &facts));
+                    self.finish(
+                        call,
+                        v,
+                        callee,
+                        (started, unix_ms),
+                        None,
+                        (&hold, &p, &facts),
+                    );
                     return hold;
                 }
                 Some(Err(why)) => unchallenged = Some(why),
@@ -422,8 +428,7 @@ impl Hook for Screener {
             call,
             v,
             callee,
-            started,
-            unix_ms,
+            (started, unix_ms),
             note,
             (&answer, &p, &facts),
         );
