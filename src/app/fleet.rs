@@ -461,25 +461,8 @@ impl Runner {
     async fn connect(&mut self) -> Result<(), &'static str> {
         let client = self.client.as_ref().ok_or("has an invalid URL")?;
         let t = Duration::from_millis(self.cfg.timeout_ms);
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(t)
-            .set_response_timeout(t);
-        let script = &self.script;
-        let attempt = async {
-            let mut con = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            script.load_async(&mut con).await?;
-            Ok::<_, redis::RedisError>(con)
-        };
-        match timeout(t, attempt).await {
-            Ok(Ok(con)) => {
-                self.con = Some(con);
-                Ok(())
-            }
-            Ok(Err(_)) => Err("refused the connection"),
-            Err(_) => Err("did not answer in time"),
-        }
+        self.con = Some(connect_with(client, t, &[&self.script]).await?);
+        Ok(())
     }
 
     async fn flush(&mut self, signals: &SignalState) {
@@ -663,6 +646,32 @@ impl Runner {
             }
         }
         self.stats.watched.set(self.watched.len() as i64);
+    }
+}
+
+/// A multiplexed connection with `scripts` loaded, every step within `t`: the one way the shared
+/// counts and the edit stream reach Redis, so neither can wait longer than its timeout.
+async fn connect_with(
+    client: &Client,
+    t: Duration,
+    scripts: &[&Script],
+) -> Result<MultiplexedConnection, &'static str> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(t)
+        .set_response_timeout(t);
+    let attempt = async {
+        let mut con = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        for s in scripts {
+            s.load_async(&mut con).await?;
+        }
+        Ok::<_, redis::RedisError>(con)
+    };
+    match timeout(t, attempt).await {
+        Ok(Ok(con)) => Ok(con),
+        Ok(Err(_)) => Err("refused the connection"),
+        Err(_) => Err("did not answer in time"),
     }
 }
 

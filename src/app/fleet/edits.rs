@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, Script, Value};
+use redis::{Client, FromRedisValue, Script, Value};
 use tokio::time::timeout;
 
 use super::super::clock::now_ms;
@@ -493,28 +493,9 @@ impl EditRunner {
 
     async fn connect(&mut self) -> Result<(), Fail> {
         let client = self.client.as_ref().ok_or("has an invalid URL")?;
-        let t = self.t();
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(t)
-            .set_response_timeout(t);
         let scripts = [&self.publish, &self.seed, &self.report_script];
-        let attempt = async {
-            let mut con = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            for s in scripts {
-                s.load_async(&mut con).await?;
-            }
-            Ok::<_, redis::RedisError>(con)
-        };
-        match timeout(t, attempt).await {
-            Ok(Ok(con)) => {
-                self.con = Some(con);
-                Ok(())
-            }
-            Ok(Err(_)) => Err("refused the connection"),
-            Err(_) => Err("did not answer in time"),
-        }
+        self.con = Some(super::connect_with(client, self.t(), &scripts).await?);
+        Ok(())
     }
 
     /// One command's answer, under the timeout.
