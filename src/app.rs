@@ -258,7 +258,7 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         reports: reports.clone(),
         next_hop: Arc::new(health::NextHopWatch::new(
             config.health.clone(),
-            config.sip.next_hop,
+            config.sip.next_hop.as_ref().map(ToString::to_string),
         )),
     });
     let screening = Screening {
@@ -463,6 +463,7 @@ fn log_ready(
         config
             .sip
             .next_hop
+            .as_ref()
             .map_or_else(|| "none".to_string(), |a| a.to_string()),
         snapshot.lists.len(),
         snapshot.index.stats().entries()

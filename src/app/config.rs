@@ -52,6 +52,9 @@ pub struct Config {
     pub health: super::health::HealthConfig,
     /// `[callback]`: outbound calls of protected subscribers screened by their destination.
     pub callback: super::callback::CallbackConfig,
+    /// `[dns]`: the servers that resolve host names of next hops and targets, and the bounds
+    /// on requests waiting for them. Copied into `sip.dns` when the file is parsed.
+    pub dns: crate::sip::DnsConfig,
 }
 
 /// Where the decision log goes.
@@ -167,7 +170,7 @@ impl Config {
 
     /// Parse config text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut c: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
@@ -177,7 +180,9 @@ impl Config {
                 line,
                 message: e.message().trim().to_string(),
             }
-        })
+        })?;
+        c.sip.dns = c.dns.clone();
+        Ok(c)
     }
 
     /// Every problem in every section at once, each naming the setting and what was expected.
@@ -214,7 +219,7 @@ impl Config {
     pub fn validate_for_run(&self) -> Vec<String> {
         let mut p = self.validate();
         if self.sip.next_hop.is_none() {
-            p.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
+            p.push("sip.next_hop is not set; expected the address or host name of the core or PBX that passed and warned calls go to (or --next-hop)".into());
         }
         p
     }
@@ -230,7 +235,7 @@ impl Config {
             self.sip.listen = addr("listen", l)?;
         }
         if let Some(n) = &o.next_hop {
-            self.sip.next_hop = Some(addr("next-hop", n)?);
+            self.sip.next_hop = Some(n.parse().map_err(|e| format!("--next-hop {e}"))?);
         }
         if let Some(a) = &o.api {
             addr("api", a)?;

@@ -15,6 +15,7 @@
 //! | `core` | the sans-IO transaction-stateful proxy ([`Proxy`]); `core::server_tx`, `core::client_tx` hold the transaction state machines, `core::route` the next hops |
 //! | `hook` | the [`Hook`] trait the application implements |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
+//! | `dns` | RFC 3263 resolution of host names for the core (NAPTR, SRV, A/AAAA), and `[dns]` |
 //! | `config`, `stats` | the `[sip]` section and the counters |
 //!
 //! Wiring (what the composition root does):
@@ -49,6 +50,7 @@
 pub mod caller;
 pub mod config;
 pub mod core;
+pub mod dns;
 pub mod edit;
 mod forward;
 pub mod framing;
@@ -60,8 +62,9 @@ pub mod stats;
 pub mod transport;
 pub mod uri;
 
-pub use self::config::SipConfig;
-pub use self::core::{ConnId, Output, Peer, Proxy};
+pub use self::config::{Hop, SipConfig};
+pub use self::core::{ConnId, Name, Output, Peer, Proxy, Resolved};
+pub use self::dns::DnsConfig;
 pub use self::hook::{
     CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind,
 };

@@ -1,7 +1,7 @@
 //! SIP over real sockets: the bare proxy with the tests' hook (`sip_proxy`), the RFC 4475 torture
 //! messages and the generated malformed corpus (`sip_corpus`), SIPp through the bare proxy
 //! (`sip_sipp`) and through the real `scamguard` binary (`sipp`), the whole agent end to end
-//! (`agent_sip`), and what the edge refuses to an attacker or a careless peer (`edge_sip`). One test binary: its tests run in parallel threads of one process, each on its
+//! (`agent_sip`), host names through a real DNS server (`dns_sip`), and what the edge refuses to an attacker or a careless peer (`edge_sip`). One test binary: its tests run in parallel threads of one process, each on its
 //! own sockets (port 0, or ports checked free just before use).
 
 #[path = "../support/mod.rs"]
@@ -11,6 +11,7 @@ mod support;
 mod malformed;
 
 mod agent_sip;
+mod dns_sip;
 mod edge_sip;
 mod sip_corpus;
 mod sip_proxy;
