@@ -148,6 +148,7 @@ fn a_failed_name_answers_503_and_is_remembered_for_its_negative_ttl() {
     let p = proxy(|c| c.dns.negative_secs = 10);
     let t0 = Instant::now();
     feed(&p, &invite("c1"), t0);
+    assert_eq!(p.take_queries(), vec![hop()]);
     let outs = p.resolved(
         &hop(),
         Resolved::Failed {
