@@ -122,14 +122,15 @@ Content-Length: 0\r\n\
     )
 }
 
-/// A UAS's 200 OK to `req`: every Via, From, To with a tag, Call-ID, CSeq.
+/// A UAS's 200 OK to `req`: every Via, From, To with a tag, Call-ID, CSeq (each header's
+/// line ends in its CRLF).
 fn ok(req: &Message) -> String {
     let mut s = "SIP/2.0 200 OK\r\n".to_string();
     for h in &req.headers {
         let line = String::from_utf8_lossy(req.bytes(h.line.clone())).to_string();
         match h.kind {
-            Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => s += &format!("{line}\r\n"),
-            Hdr::To => s += &format!("{line};tag=uas\r\n"),
+            Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => s.push_str(&line),
+            Hdr::To => s.push_str(&line.replace("\r\n", ";tag=uas\r\n")),
             _ => {}
         }
     }
