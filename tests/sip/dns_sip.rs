@@ -266,7 +266,7 @@ async fn a_refused_srv_target_fails_over_to_the_next() {
 #[tokio::test]
 async fn with_dns_down_a_named_target_is_refused_and_addresses_still_work() {
     let (uas, mut rx) = udp_uas("127.0.0.1:0").await;
-    let mut dns = Dns::start(&[format!("--host-record=down.test,127.0.0.1")]);
+    let mut dns = Dns::start(&["--host-record=down.test,127.0.0.1".to_string()]);
     let hook = TestHook::passing();
     // No next hop: each call goes where its Request-URI says, to a target the operator allows.
     let server = Server::start(hook, |c| {
