@@ -296,14 +296,21 @@ mod tests {
         assert!(c.validate().is_empty());
         assert_eq!(c.lists.dir, PathBuf::from("x"));
         assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+        // A host name is a next hop too (resolved by DNS); a malformed one is not.
+        c.apply(&Overrides {
+            next_hop: Some("core:5060".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.sip.next_hop, Some("core:5060".parse().unwrap()));
         let e = c
             .apply(&Overrides {
-                next_hop: Some("core:5060".into()),
+                next_hop: Some("core:99999".into()),
                 ..Default::default()
             })
             .unwrap_err();
         assert!(
-            e.starts_with("--next-hop \"core:5060\" is not an address"),
+            e.starts_with("--next-hop \"core:99999\" is neither IP:PORT nor a host name"),
             "{e}"
         );
         let c = Config::parse("c.toml", "[log]\ndecisions = { file = \"d.jsonl\" }\n").unwrap();
