@@ -267,7 +267,7 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         reports: reports.clone(),
         next_hop: Arc::new(health::NextHopWatch::new(
             config.health.clone(),
-            config.sip.next_hop,
+            config.sip.next_hop.as_ref().map(ToString::to_string),
         )),
         recent: config
             .api
@@ -528,6 +528,7 @@ fn log_ready(
         config
             .sip
             .next_hop
+            .as_ref()
             .map_or_else(|| "none".to_string(), |a| a.to_string()),
         snapshot.lists.len(),
         snapshot.index.stats().entries()

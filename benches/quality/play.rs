@@ -216,7 +216,7 @@ pub async fn play(day: &Day, root: &Path) -> Vec<Outcome> {
     }
     let mut c = Config::parse("scamguard.toml", &text).expect("shipped config");
     c.sip.listen = "127.0.0.1:0".parse().unwrap();
-    c.sip.next_hop = Some(uas.local_addr().unwrap());
+    c.sip.next_hop = Some(uas.local_addr().unwrap().into());
     c.api.listen = "127.0.0.1:0".into();
     c.lists.dir = lists.clone();
     c.store.data_dir = dir.path().join("data");

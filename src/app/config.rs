@@ -56,6 +56,9 @@ pub struct Config {
     pub challenge: super::challenge::ChallengeConfig,
     /// `[redress]`: the public dispute form the 603+ `Reason` points at.
     pub redress: crate::api::redress::RedressConfig,
+    /// `[dns]`: the servers that resolve host names of next hops and targets, and the bounds
+    /// on requests waiting for them. Copied into `sip.dns` when the file is parsed.
+    pub dns: crate::sip::DnsConfig,
 }
 
 /// Where the decision log goes.
@@ -171,7 +174,7 @@ impl Config {
 
     /// Parse config text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut c: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
@@ -181,7 +184,9 @@ impl Config {
                 line,
                 message: e.message().trim().to_string(),
             }
-        })
+        })?;
+        c.sip.dns = c.dns.clone();
+        Ok(c)
     }
 
     /// Every problem in every section at once, each naming the setting and what was expected.
@@ -221,7 +226,7 @@ impl Config {
     pub fn validate_for_run(&self) -> Vec<String> {
         let mut p = self.validate();
         if self.sip.next_hop.is_none() {
-            p.push("sip.next_hop is not set; expected the address of the core or PBX that passed and warned calls go to (or --next-hop)".into());
+            p.push("sip.next_hop is not set; expected the address or host name of the core or PBX that passed and warned calls go to (or --next-hop)".into());
         }
         p
     }
@@ -237,7 +242,7 @@ impl Config {
             self.sip.listen = addr("listen", l)?;
         }
         if let Some(n) = &o.next_hop {
-            self.sip.next_hop = Some(addr("next-hop", n)?);
+            self.sip.next_hop = Some(n.parse().map_err(|e| format!("--next-hop {e}"))?);
         }
         if let Some(a) = &o.api {
             addr("api", a)?;
@@ -298,14 +303,21 @@ mod tests {
         assert!(c.validate().is_empty());
         assert_eq!(c.lists.dir, PathBuf::from("x"));
         assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+        // A host name is a next hop too (resolved by DNS); a malformed one is not.
+        c.apply(&Overrides {
+            next_hop: Some("core:5060".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.sip.next_hop, Some("core:5060".parse().unwrap()));
         let e = c
             .apply(&Overrides {
-                next_hop: Some("core:5060".into()),
+                next_hop: Some("core:99999".into()),
                 ..Default::default()
             })
             .unwrap_err();
         assert!(
-            e.starts_with("--next-hop \"core:5060\" is not an address"),
+            e.starts_with("--next-hop \"core:99999\" is neither IP:PORT nor a host name"),
             "{e}"
         );
         let c = Config::parse("c.toml", "[log]\ndecisions = { file = \"d.jsonl\" }\n").unwrap();

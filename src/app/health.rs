@@ -12,7 +12,6 @@
 //! Fed by the hook's call events, not by the SIP layer's counters: those count every
 //! transaction, towards callers too, and no answers at all. Knows nothing of SIP messages.
 
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -67,12 +66,12 @@ struct Seen {
 pub struct NextHopWatch {
     cfg: HealthConfig,
     /// Named in messages; `None` when the config has none (`scamguard check`).
-    hop: Option<SocketAddr>,
+    hop: Option<String>,
     seen: Mutex<Seen>,
 }
 
 impl NextHopWatch {
-    pub fn new(cfg: HealthConfig, hop: Option<SocketAddr>) -> NextHopWatch {
+    pub fn new(cfg: HealthConfig, hop: Option<String>) -> NextHopWatch {
         NextHopWatch {
             cfg,
             hop,
@@ -82,6 +81,7 @@ impl NextHopWatch {
 
     fn hop(&self) -> String {
         self.hop
+            .as_ref()
             .map_or_else(|| "the next hop".into(), |h| format!("next hop {h}"))
     }
 

@@ -2,12 +2,16 @@
 //!
 //! Knows nothing of screening policy (whether to Record-Route is the hook's decision).
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::dns::DnsConfig;
 use super::flood::FloodConfig;
+
 use super::msg::Limits;
 use super::Transport;
 
@@ -19,15 +23,16 @@ pub struct SipConfig {
     /// Host written in our Via and Record-Route; default: the listen IP (must be set when
     /// listening on an unspecified address such as 0.0.0.0).
     pub advertise: Option<String>,
-    /// Where initial requests go (the core or PBX behind us). Also the fallback for in-dialog
-    /// targets that are not IP literals (no DNS on the hot path).
-    pub next_hop: Option<SocketAddr>,
-    /// Transport towards `next_hop`.
+    /// Where initial requests go (the core or PBX behind us): `IP:PORT`, or a host name that
+    /// is resolved by RFC 3263 (`host` alone: NAPTR, SRV, then A/AAAA; `host:port`: A/AAAA).
+    pub next_hop: Option<Hop>,
+    /// Transport towards `next_hop` when it is an address or a name with a port (a name
+    /// without one gets its transport from NAPTR and SRV).
     pub next_hop_transport: Transport,
-    /// Addresses besides `next_hop` that a Route or Request-URI may name and be followed to.
-    /// Anything else is never a destination: requests outside a dialog go to `next_hop`, those
-    /// inside one back along the call (no open relay).
-    pub allowed_targets: Vec<SocketAddr>,
+    /// Addresses or host names besides `next_hop` that a Route or Request-URI may name and be
+    /// followed to. Anything else is never a destination: requests outside a dialog go to
+    /// `next_hop`, those inside one back along the call (no open relay).
+    pub allowed_targets: Vec<Hop>,
     /// What to do with REGISTER: refuse it (405, the same answer for every user, so that it
     /// cannot be used to find which extensions exist), or relay it to `next_hop`.
     pub register: RegisterPolicy,
@@ -81,6 +86,10 @@ pub struct SipConfig {
     pub tick_ms: u64,
     /// `[sip.flood]`: per-source rate, bans and transaction budgets (see `sip::flood`).
     pub flood: FloodConfig,
+    /// The `[dns]` section (a section of its own in the file, copied here by the app's config
+    /// loader, since the core parks requests by its bounds).
+    #[serde(skip)]
+    pub dns: DnsConfig,
 }
 
 impl Default for SipConfig {
@@ -119,8 +128,101 @@ impl Default for SipConfig {
             retry_after_secs: 5,
             tick_ms: 50,
             flood: FloodConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
+}
+
+/// A destination as the operator writes it: an IP address and port, or a host name with an
+/// optional port that is resolved off the hot path (see `sip::dns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    Addr(SocketAddr),
+    /// Lower case, without a trailing dot.
+    Name {
+        host: String,
+        port: Option<u16>,
+    },
+}
+
+impl Hop {
+    /// The address, when the operator wrote one rather than a name.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Hop::Addr(a) => Some(*a),
+            Hop::Name { .. } => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Hop {
+    fn from(a: SocketAddr) -> Hop {
+        Hop::Addr(a)
+    }
+}
+
+impl FromStr for Hop {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Hop, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Hop::Addr(a));
+        }
+        let bad = || {
+            format!("{s:?} is neither IP:PORT nor a host name with an optional :PORT (such as pbx.example.net or pbx.example.net:5060)")
+        };
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+            ),
+            None => (s, None),
+        };
+        // An IP without a port is not a name: 5060 is not assumed for it.
+        if host.parse::<std::net::IpAddr>().is_ok() || !is_host_name(host) {
+            return Err(bad());
+        }
+        Ok(Hop::Name {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hop::Addr(a) => write!(f, "{a}"),
+            Hop::Name { host, port: None } => write!(f, "{host}"),
+            Hop::Name {
+                host,
+                port: Some(p),
+            } => write!(f, "{host}:{p}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Hop, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A DNS host name (RFC 1123): dot-separated labels of letters, digits and inner hyphens, at
+/// most 63 bytes each and 253 in all, and not all digits (which would be a mistyped address).
+pub fn is_host_name(h: &str) -> bool {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    !h.is_empty()
+        && h.len() <= 253
+        && !h.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
 }
 
 /// `[sip] register`.
@@ -201,6 +303,7 @@ impl SipConfig {
             ));
         }
         p.extend(self.flood.validate());
+        p.extend(self.dns.validate());
         p
     }
 

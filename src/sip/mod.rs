@@ -18,6 +18,7 @@
 //! | `conn` | the stream connections' budgets: the core's own, a total, a share per source |
 //! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
 //! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
+//! | `dns` | RFC 3263 resolution of host names for the core (NAPTR, SRV, A/AAAA), and `[dns]` |
 //! | `config`, `stats` | the `[sip]` section and the counters |
 //!
 //! Wiring (what the composition root does):
@@ -53,6 +54,7 @@ pub mod caller;
 pub mod config;
 pub mod conn;
 pub mod core;
+pub mod dns;
 pub mod edit;
 pub mod flood;
 mod forward;
@@ -66,8 +68,9 @@ pub mod stats;
 pub mod transport;
 pub mod uri;
 
-pub use self::config::SipConfig;
-pub use self::core::{ConnId, Output, Peer, Proxy};
+pub use self::config::{Hop, SipConfig};
+pub use self::core::{ConnId, Name, Output, Peer, Proxy, Resolved};
+pub use self::dns::DnsConfig;
 pub use self::hook::{
     CallEvent, CallRef, CallTag, Disposition, Hook, NewCall, SdpDirection, SdpKind,
 };

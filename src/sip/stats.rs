@@ -55,6 +55,14 @@ pub struct SipStats {
     pub scanners_dropped: Counter,
     /// Out-of-dialog OPTIONS answered here (never relayed, so they reveal nothing behind us).
     pub options_answered: Counter,
+    /// Requests parked while their target's host name was resolved.
+    pub dns_parked: Counter,
+    /// Requests answered 503 at once because the bounds on names or parked requests were full.
+    pub dns_refused: Counter,
+    /// Requests answered 503/504 because their target's name could not be resolved in time.
+    pub dns_failed: Counter,
+    /// Requests sent on to the next address of their target's name (RFC 3263 4.3).
+    pub dns_failovers: Counter,
 }
 
 impl Default for SipStats {
@@ -88,6 +96,10 @@ impl Default for SipStats {
             calls_expired: Counter::default(),
             scanners_dropped: Counter::default(),
             options_answered: Counter::default(),
+            dns_parked: Counter::default(),
+            dns_refused: Counter::default(),
+            dns_failed: Counter::default(),
+            dns_failovers: Counter::default(),
         }
     }
 }
@@ -145,6 +157,26 @@ impl SipStats {
                 "sip_options_answered_total",
                 "Out-of-dialog OPTIONS answered by the agent itself",
                 &self.options_answered,
+            ),
+            (
+                "sip_dns_parked_total",
+                "Requests that waited for their target's host name to be resolved",
+                &self.dns_parked,
+            ),
+            (
+                "sip_dns_refused_total",
+                "Requests answered 503 because too many names or waiting requests were held",
+                &self.dns_refused,
+            ),
+            (
+                "sip_dns_failed_total",
+                "Requests answered 503 or 504 because their target's name did not resolve",
+                &self.dns_failed,
+            ),
+            (
+                "sip_dns_failovers_total",
+                "Requests sent on to the next address of their target's name",
+                &self.dns_failovers,
             ),
         ] {
             out.counter(name, help, &[], c.get());

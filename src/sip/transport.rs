@@ -14,6 +14,10 @@
 //! parks it, the epoll wake-up and the hand-over between runtime threads. Under load that was
 //! a large share of the proxy's CPU per call. TCP and timers stay on the runtime.
 //!
+//! Host names the core asks for ([`Proxy::take_queries`]) are resolved here, each in a task of
+//! its own (`sip::dns`), and the answers handed back ([`Proxy::resolved`]); a TCP connection
+//! that cannot be made is reported ([`Proxy::unreachable`]) so the request fails over.
+//!
 //! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
 
 use std::net::SocketAddr;
@@ -31,6 +35,7 @@ use tokio::task::JoinSet;
 
 use super::conn::{Budgets, Caps, Slot};
 use super::core::{ConnId, Output, Peer, Proxy};
+use super::dns::Resolver;
 use super::framing::Framer;
 use super::Transport;
 
@@ -44,6 +49,7 @@ struct Net {
     next_id: AtomicU64,
     budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
+    resolver: Arc<Resolver>,
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -92,6 +98,7 @@ pub async fn run(
         next_id: AtomicU64::new(1),
         budgets: Budgets::new(caps(&cfg)),
         shutdown: shutdown.clone(),
+        resolver: Arc::new(Resolver::new(&cfg.dns)),
     });
     let mut tasks = JoinSet::new();
     let workers = if cfg.udp_workers > 0 {
@@ -151,7 +158,7 @@ fn caps(cfg: &super::SipConfig) -> Caps {
         .next_hop
         .iter()
         .chain(&cfg.allowed_targets)
-        .map(SocketAddr::ip)
+        .filter_map(|h| h.addr().map(|a| a.ip()))
         .chain(cfg.trusted_peers.iter().copied())
         .collect();
     Caps {
@@ -205,6 +212,23 @@ async fn timer_task(net: Arc<Net>, tick: Duration, mut shutdown: watch::Receiver
 /// Send what the core produced. Never waits: UDP sends on loopback or a LAN return at once,
 /// TCP messages are queued to the connection's writer task.
 fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
+    for name in net.proxy.take_queries() {
+        let net2 = net.clone();
+        net.rt.spawn(async move {
+            let answer = net2.resolver.resolve(&name).await;
+            match &answer {
+                super::core::Resolved::Failed { why, .. } => tracing::warn!(
+                    "DNS: cannot resolve {name} ({why}); requests to it are answered 503"
+                ),
+                super::core::Resolved::TimedOut => tracing::warn!(
+                    "DNS: no answer for {name} in time; requests to it are answered 504"
+                ),
+                super::core::Resolved::Found { .. } => {}
+            }
+            let outs = net2.proxy.resolved(&name, answer, Instant::now());
+            dispatch(&net2, outs);
+        });
+    }
     for o in outs {
         match o.to.transport {
             Transport::Udp => {
@@ -258,6 +282,13 @@ fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
                 net.proxy.stats().send_errors.inc();
                 net.conns.remove(&id);
                 net.by_addr.remove_if(&addr, |_, v| *v == id);
+                // What was queued for the connection: its requests try their next address.
+                let mut rx = rx;
+                rx.close();
+                while let Ok(b) = rx.try_recv() {
+                    let outs = net.proxy.unreachable(b, Instant::now());
+                    dispatch(&net, outs);
+                }
             }
         }
     });

@@ -61,7 +61,7 @@ async fn final_on(s: &mut TcpStream, buf: &mut Vec<u8>) -> Msg {
 async fn a_tcp_flood_from_one_source_stops_neither_udp_nor_other_sources_nor_the_core() {
     let core = TcpListener::bind("127.0.0.5:0").await.unwrap();
     let srv = Server::start(TestHook::passing(), |c| {
-        c.next_hop = Some(core.local_addr().unwrap());
+        c.next_hop = Some(core.local_addr().unwrap().into());
         c.next_hop_transport = Transport::Tcp;
         c.max_tcp_connections = 5;
         c.max_tcp_connections_per_source = 4;
@@ -146,7 +146,7 @@ async fn a_tcp_flood_from_one_source_stops_neither_udp_nor_other_sources_nor_the
 async fn a_half_sent_message_closes_its_connection_and_an_idle_one_stays() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let srv = Server::start(TestHook::passing(), |c| {
-        c.next_hop = Some(down.local_addr().unwrap());
+        c.next_hop = Some(down.local_addr().unwrap().into());
         c.tcp_read_timeout_secs = 1;
         c.tcp_idle_secs = 300;
     })
@@ -250,7 +250,7 @@ async fn answered_call(srv: &Server, uac: &UdpSocket, down: &UdpSocket, call_id:
 async fn a_full_call_table_evicts_an_answered_call_whose_bye_never_came() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let srv = Server::start(TestHook::answering(staying()), |c| {
-        c.next_hop = Some(down.local_addr().unwrap());
+        c.next_hop = Some(down.local_addr().unwrap().into());
         c.max_calls = 1;
         c.t1_ms = 20;
         c.t2_ms = 80;
@@ -295,7 +295,7 @@ async fn a_full_call_table_evicts_an_answered_call_whose_bye_never_came() {
 async fn an_idle_answered_call_expires() {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let srv = Server::start(TestHook::answering(staying()), |c| {
-        c.next_hop = Some(down.local_addr().unwrap());
+        c.next_hop = Some(down.local_addr().unwrap().into());
         c.t1_ms = 20;
         c.t2_ms = 80;
         c.tick_ms = 10;
@@ -440,7 +440,7 @@ async fn svwar_learns_no_extension_through_the_agent() {
         assert_eq!(found, known, "svwar -m {method} straight at the core");
     }
 
-    let shipped = Harness::start_with(&[], |c| c.sip.next_hop = Some(core_addr)).await;
+    let shipped = Harness::start_with(&[], |c| c.sip.next_hop = Some(core_addr.into())).await;
     for (method, found) in scan_all(shipped.sip(), &all).await {
         assert!(found.is_empty(), "svwar -m {method} learned {found:?}");
     }
@@ -452,7 +452,7 @@ async fn svwar_learns_no_extension_through_the_agent() {
     shipped.stop().await;
 
     let open = Harness::start_with(&[], |c| {
-        c.sip.next_hop = Some(core_addr);
+        c.sip.next_hop = Some(core_addr.into());
         c.sip.deny_user_agents.clear();
     })
     .await;

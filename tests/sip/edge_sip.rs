@@ -442,7 +442,7 @@ fn the_generated_corpus_holds_its_labels_in_the_core() {
     let mut refused = 0;
     for (transport, letter) in [(Transport::Udp, "UDP"), (Transport::Tcp, "TCP")] {
         let cfg = SipConfig {
-            next_hop: Some(hop),
+            next_hop: Some(hop.into()),
             ..SipConfig::default()
         };
         let proxy = Proxy::new(cfg, me, TestHook::passing(), Arc::new(SipStats::default()));

@@ -62,7 +62,7 @@ async fn start(tune: impl FnOnce(&mut SipConfig)) -> (Server, UdpSocket) {
     let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let next_hop = down.local_addr().unwrap();
     let server = Server::start(TestHook::answering(forward_all()), |c| {
-        c.next_hop = Some(next_hop);
+        c.next_hop = Some(next_hop.into());
         // One receive task: a panic in it would leave nobody to answer the probes.
         c.udp_workers = 1;
         c.tcp_idle_secs = 5;

@@ -26,7 +26,7 @@ async fn start_with(
     next_hop_transport: Transport,
 ) -> Server {
     Server::start(hook, |c| {
-        c.next_hop = Some(next_hop);
+        c.next_hop = Some(next_hop.into());
         c.next_hop_transport = next_hop_transport;
         c.udp_workers = 2;
     })

@@ -40,7 +40,7 @@ async fn calls_through(caller_transport: &str) {
         offer: None,
         tag: None,
     });
-    let server = Server::start(hook.clone(), |c| c.next_hop = Some(uas_addr)).await;
+    let server = Server::start(hook.clone(), |c| c.next_hop = Some(uas_addr.into())).await;
     let addr = server.addr;
 
     let dir =

@@ -49,7 +49,7 @@ impl Harness {
         let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut c = Config::parse("scamguard.toml", &shipped_config(edits)).unwrap();
         c.sip.listen = "127.0.0.1:0".parse().unwrap();
-        c.sip.next_hop = Some(down.local_addr().unwrap());
+        c.sip.next_hop = Some(down.local_addr().unwrap().into());
         c.api.listen = "127.0.0.1:0".into();
         c.lists.dir = root().join("blocklists");
         c.store.data_dir = dir.path().join("data");

@@ -2,12 +2,15 @@
 //! it is retransmitted over UDP (Timers A and E), given up on (Timers B, F and C), cancelled
 //! when the caller cancels, and its responses are matched, filtered (100 Trying and
 //! retransmissions stop here) and told apart as provisional or first final. The ACK of a non-2xx
-//! final response and the CANCEL are built here from the request we sent.
+//! final response and the CANCEL are built here from the request we sent. A request to a name
+//! with several addresses (SRV targets) moves to the next one when the one tried is refused or
+//! says nothing at all (RFC 3263 4.3).
 //!
 //! Knows nothing of what the response means for the call or where it goes upstream: it says
 //! what to relay ([`Next`]) and the core does the rest.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -59,6 +62,12 @@ pub(super) struct ClientTx {
     pub(super) anchor: bool,
     /// Direction of the request; responses flow the other way.
     pub(super) dir: SdpDirection,
+    /// Every address of the name the request went to, `dest` among them, and how many of
+    /// them have been tried.
+    pub(super) alt: Option<Arc<[Peer]>>,
+    pub(super) tried: usize,
+    /// Timer B/F's deadline, when a shorter one waits for a first response to fail over.
+    pub(super) giveup: Instant,
 }
 
 /// What to do with a response once its client transaction has seen it.
@@ -119,7 +128,48 @@ impl ClientTx {
             initial: false,
             anchor: false,
             dir: SdpDirection::FromCaller,
+            alt: None,
+            tried: 1,
+            giveup: now + t1 * 64,
         }
+    }
+
+    /// The addresses to fail over to (all of the name's, the first being `dest`): until the
+    /// first response, wait at most `failover_ms` before trying the next.
+    pub(super) fn with_alternatives(
+        mut self,
+        alt: Option<Arc<[Peer]>>,
+        now: Instant,
+        failover_ms: u64,
+    ) -> ClientTx {
+        if alt.as_ref().is_some_and(|a| a.len() > 1) {
+            self.deadline = self
+                .deadline
+                .min(now + Duration::from_millis(failover_ms.max(1)));
+            self.alt = alt;
+        }
+        self
+    }
+
+    /// Move to the next address, when there is one and nothing has answered yet: the request
+    /// is sent there afresh (same bytes: the addresses of one SRV set share a transport).
+    fn next_target(&mut self, now: Instant, t1: Duration, failover_ms: u64) -> Option<Peer> {
+        if self.state != CState::Calling || self.kind == CKind::Cancel {
+            return None;
+        }
+        let next = *self.alt.as_ref()?.get(self.tried)?;
+        self.tried += 1;
+        self.dest = next;
+        self.retrans = (next.transport == Transport::Udp).then(|| (now + t1, t1));
+        self.giveup = now + t1 * 64;
+        let last = self.alt.as_ref().is_some_and(|a| self.tried >= a.len());
+        self.deadline = if last {
+            self.giveup
+        } else {
+            self.giveup
+                .min(now + Duration::from_millis(failover_ms.max(1)))
+        };
+        Some(next)
     }
 
     /// Timer A/E, like [`super::server_tx::ServerTx::on_timer`].
@@ -245,6 +295,8 @@ impl ClientTx {
             Next::Done
         } else if code < 200 {
             self.state = CState::Proceeding;
+            // Answered: no failover any more, Timer F's full time.
+            self.deadline = self.giveup;
             if code == 100 {
                 Next::Done
             } else {
@@ -268,6 +320,58 @@ impl Proxy {
         if self.clients.insert(key, tx).is_none() {
             self.stats.transactions.inc();
         }
+    }
+
+    /// Send the request of `ckey` to its next address (RFC 3263 4.3); false when it has none
+    /// or has had a response.
+    pub(super) fn fail_over(&self, ckey: &str, now: Instant, out: &mut Vec<Output>) -> bool {
+        let t1 = self.cfg.t1();
+        let Some((next, data, retrans, initial, call)) =
+            self.clients.get_mut(ckey).and_then(|mut c| {
+                let next = c.next_target(now, t1, self.cfg.dns.failover_ms)?;
+                Some((
+                    next,
+                    c.request.clone(),
+                    c.retrans,
+                    c.initial,
+                    c.call_id.clone(),
+                ))
+            })
+        else {
+            return false;
+        };
+        self.stats.dns_failovers.inc();
+        if let Some((at, _)) = retrans {
+            self.arm(at, Timed::Client(ckey.to_owned()));
+        }
+        if initial {
+            if let Some(mut c) = self.calls.get_mut(&call) {
+                c.downstream = next;
+            }
+        }
+        out.push(Output { to: next, data });
+        true
+    }
+
+    /// The transport could not deliver `data` (a refused or failed TCP connection): the request
+    /// it was goes to its next address, if it has one. Anything else is left to its timers.
+    pub fn unreachable(&self, data: Bytes, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Ok(msg) = Message::parse(data, &self.limits, false) else {
+            return out;
+        };
+        let (Some(via), Ok(method)) = (msg.top_via(), std::str::from_utf8(msg.method())) else {
+            return out;
+        };
+        if !msg.is_request() || !self.me.via_is_ours(&via) {
+            return out;
+        }
+        let ckey = format!("{}|{method}", via.branch.unwrap_or(""));
+        self.fail_over(&ckey, now, &mut out);
+        for o in &out {
+            self.stats.sent(o.to.transport);
+        }
+        out
     }
 
     pub(super) fn remove_client(&self, key: &str) -> Option<ClientTx> {

@@ -53,7 +53,10 @@ impl Proxy {
             upstream: from,
             // Nothing went downstream yet; a request in our early dialog goes where the INVITE
             // will: the next hop (or an allowed target), never a target it merely names.
-            downstream: self.route(msg, false).unwrap_or(from),
+            downstream: match self.route(msg, false, now) {
+                Some(super::names::Routed::Go(d)) => d.peer,
+                _ => from,
+            },
             expires: now + Duration::from_secs(self.cfg.timer_c_secs),
             born: now,
             refreshed: None,
@@ -105,7 +108,8 @@ impl Proxy {
         match self.apply_disposition(&key, &msg, upstream, &d, now, out) {
             Some(mut onward) => {
                 onward.tag = onward.tag.or(tag);
-                self.forward_request(&key, &msg, (upstream, downstream), onward, now, out);
+                let path = (upstream, downstream.into());
+                self.forward_request(&key, &msg, path, onward, now, out);
             }
             // Refused by the application, which knows it: nothing to report.
             None => self.forget_call(call_id),

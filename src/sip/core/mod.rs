@@ -9,13 +9,15 @@
 //! This file holds the tables and the flow of a message through them; the transaction state
 //! machines are in `server_tx` and `client_tx`, calls held for the application in `hold`, how
 //! long calls live and which leave a full table in `lifetime`, the per-source budgets in
-//! `budget` (counted by `sip::flood`), next hops and branches in `route`, the bytes we change in
-//! `sip::forward` and the responses we write in `sip::response`.
+//! `budget` (counted by `sip::flood`), next hops and branches in `route`, host names and the
+//! requests waiting for them in `names`, the bytes we change in `sip::forward` and the responses
+//! we write in `sip::response`.
 
 mod budget;
 mod client_tx;
 mod hold;
 mod lifetime;
+mod names;
 mod route;
 mod server_tx;
 
@@ -31,6 +33,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use self::client_tx::{CKind, CState, ClientTx, Next, Relay};
+use self::names::{Dest, NameState, Routed};
+pub use self::names::{Name, Resolved};
 use self::route::back_of;
 use self::server_tx::{SState, ServerTx};
 use super::config::{RegisterPolicy, SipConfig};
@@ -148,6 +152,15 @@ pub struct Proxy {
     deny: DenyList,
     /// When a full call table last had nothing to evict (see `lifetime`).
     fruitless: std::sync::Mutex<Option<Instant>>,
+    /// Host names: answers for their TTL, and requests waiting for one (`names`).
+    names: DashMap<Name, NameState>,
+    /// Requests parked in `names`, over all names.
+    parked: std::sync::atomic::AtomicUsize,
+    /// Names to resolve, for the transport ([`Proxy::take_queries`]).
+    queries: std::sync::Mutex<Vec<Name>>,
+    has_queries: std::sync::atomic::AtomicBool,
+    /// The configured next hop's name, when it is one.
+    hop_name: Option<Name>,
 }
 
 impl Proxy {
@@ -168,11 +181,14 @@ impl Proxy {
             },
         };
         let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        // A hop written as a name has no fixed address to reserve for; its traffic shares the
+        // budgets of everyone else (list it in trusted_peers by address to reserve for it).
         let core = (cfg.next_hop.iter().chain(&cfg.allowed_targets))
-            .map(SocketAddr::ip)
+            .filter_map(|h| h.addr().map(|a| a.ip()))
             .chain(cfg.trusted_peers.iter().copied());
         let sources = Sources::new(cfg.flood.clone(), core.collect::<Vec<_>>());
         let deny = DenyList::new(&cfg.deny_user_agents);
+        let hop_name = route::hop_name(cfg.next_hop.as_ref(), cfg.next_hop_transport);
         Proxy {
             limits: cfg.limits(),
             cfg,
@@ -194,6 +210,11 @@ impl Proxy {
             sources,
             deny,
             fruitless: std::sync::Mutex::new(None),
+            names: DashMap::new(),
+            parked: std::sync::atomic::AtomicUsize::new(0),
+            queries: std::sync::Mutex::new(Vec::new()),
+            has_queries: std::sync::atomic::AtomicBool::new(false),
+            hop_name,
         }
     }
 
@@ -400,10 +421,15 @@ impl Proxy {
         {
             return;
         }
-        let Some(dest) = self.route(msg, dialog) else {
-            // Nowhere we may send it (no next hop, and not a target the operator allows).
-            self.stats.relay_refused.inc();
-            return self.respond(msg, from, 403, "Forbidden", &[], out);
+        let dest = match self.route(msg, dialog, now) {
+            Some(Routed::Go(d)) => d,
+            Some(Routed::Wait(name)) => return self.park(name, msg, from, now, out),
+            Some(Routed::Fail(code)) => return self.answer_unrouted(msg, from, code, out),
+            None => {
+                // Nowhere we may send it (no next hop, and not a target the operator allows).
+                self.stats.relay_refused.inc();
+                return self.respond(msg, from, 403, "Forbidden", &[], out);
+            }
         };
         if !self.open_server(&key, msg, from, now, initial, out) {
             return;
@@ -480,9 +506,16 @@ impl Proxy {
 
     /// The source is the next hop (over TCP its connections come from any port).
     fn is_next_hop(&self, from: Peer) -> bool {
-        self.cfg.next_hop.is_some_and(|h| {
+        let is = |h: SocketAddr| {
             h == from.addr || (from.transport == Transport::Tcp && h.ip() == from.addr.ip())
-        })
+        };
+        match (&self.cfg.next_hop, &self.hop_name) {
+            (_, Some(name)) => self
+                .known_addrs(name)
+                .is_some_and(|t| t.iter().any(|p| is(p.addr))),
+            (Some(super::config::Hop::Addr(a)), None) => is(*a),
+            _ => false,
+        }
     }
 
     /// Requests answered here instead of forwarded (RFC 3261 16.3): OPTIONS outside a dialog,
@@ -634,12 +667,12 @@ impl Proxy {
         &self,
         key: &str,
         msg: &Message,
-        path: (Peer, Peer),
+        path: (Peer, Dest),
         onward: Onward<'_>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let (from, dest) = path;
+        let (from, Dest { peer: dest, alt }) = path;
         let Onward {
             mut fwd,
             tag,
@@ -674,7 +707,8 @@ impl Proxy {
             anchor,
             dir,
             ..ClientTx::new(kind, dest, data.clone(), now, self.cfg.t1())
-        };
+        }
+        .with_alternatives(alt, now, self.cfg.dns.failover_ms);
         self.add_client(ckey.clone(), tx);
         if let Some(mut s) = self.servers.get_mut(key) {
             s.client = Some(ckey);
@@ -726,11 +760,23 @@ impl Proxy {
 
     /// Forward a request without a transaction (the ACK of a 2xx, a CANCEL we hold nothing
     /// for): the next hop's retransmissions or the sender's are the only reliability it gets.
-    fn forward_stateless(&self, msg: &Message, from: Peer, fwd: &Fwd<'_>, out: &mut Vec<Output>) {
+    fn forward_stateless(
+        &self,
+        msg: &Message,
+        from: Peer,
+        fwd: &Fwd<'_>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let dialog = msg.to_tag().is_some() && self.known_dialog(msg);
-        let Some(dest) = self.route(msg, dialog) else {
-            self.stats.relay_refused.inc();
-            return;
+        let dest = match self.route(msg, dialog, now) {
+            Some(Routed::Go(d)) => d.peer,
+            Some(Routed::Wait(name)) => return self.park(name, msg, from, now, out),
+            Some(Routed::Fail(code)) => return self.answer_unrouted(msg, from, code, out),
+            None => {
+                self.stats.relay_refused.inc();
+                return;
+            }
         };
         let branch = self.branch_for(msg, from);
         let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, fwd);
@@ -773,7 +819,7 @@ impl Proxy {
             let id = msg.call_id().unwrap_or("");
             fwd.body = self.rewrite(id, dir, SdpKind::Answer, msg.body_bytes(), now);
         }
-        self.forward_stateless(msg, from, &fwd, out);
+        self.forward_stateless(msg, from, &fwd, now, out);
     }
 
     fn on_cancel(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
@@ -788,7 +834,7 @@ impl Proxy {
             if msg.max_forwards() == Some(0) {
                 return self.respond(msg, from, 483, "Too Many Hops", &[], out);
             }
-            return self.forward_stateless(msg, from, &Fwd::default(), out);
+            return self.forward_stateless(msg, from, &Fwd::default(), now, out);
         };
         self.respond(msg, from, 200, "OK", &[], out);
         if state != SState::Proceeding {
@@ -962,6 +1008,9 @@ impl Proxy {
             self.remove_client(&k);
         }
         for k in timed_out {
+            if self.fail_over(&k, now, out) {
+                continue;
+            }
             if let Some(c) = self.remove_client(&k) {
                 self.client_timed_out(c, now, out);
             }
@@ -1012,5 +1061,6 @@ impl Proxy {
         if timed.capacity() > 4096 && timed.capacity() > 4 * timed.len() {
             timed.shrink_to_fit();
         }
+        self.sweep_names(now, out);
     }
 }

@@ -8,16 +8,28 @@
 //! outside one to the next hop. A response leaves by the Via below ours only when our branch
 //! carries a keyed hash of that Via's address, so a forged second Via sends it nowhere.
 //!
-//! Only IP literals are used: no DNS on the hot path. Knows nothing of transactions.
+//! A target may be a host name: its answer is looked up in the proxy's table of names
+//! (`names`), and when there is none yet the request waits for it there; no DNS is done here.
+//! Knows nothing of transactions.
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::time::Instant;
 
+use super::super::config::{is_host_name, Hop};
 use super::super::forward::{ip_of, BRANCH_PREFIX};
 use super::super::msg::{Hdr, Message, Via};
 use super::super::uri::{NameAddr, Scheme, Uri};
 use super::super::Transport;
+use super::names::{Dest, Name, Routed};
 use super::{Peer, Proxy};
+
+/// What a Route or Request-URI names: an address, or a host name to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Addr(Peer),
+    Name(Name),
+}
 
 impl Proxy {
     /// RFC 3261 16.11-style branch: a hash of the request's identity and the Via below ours,
@@ -85,34 +97,58 @@ impl Proxy {
     /// Where a request goes. Outside a dialog we Record-Routed (`dialog` false): the next hop,
     /// or without one a target the operator allows. Inside one: the target its Route or
     /// Request-URI names when that is the next hop or an allowed target, else back along the
-    /// call (towards the callee side for the caller's requests, and the other way). Only IP
-    /// literals are used (no DNS); anything else is never followed.
-    pub(super) fn route(&self, msg: &Message, dialog: bool) -> Option<Peer> {
-        let hop = self.cfg.next_hop.map(|addr| Peer {
-            transport: self.cfg.next_hop_transport,
-            addr,
-            conn: None,
-        });
+    /// call (towards the callee side for the caller's requests, and the other way). A name is
+    /// followed by the answer the table of names holds for it at `now`; without one the
+    /// request is to wait ([`Routed::Wait`]).
+    pub(super) fn route(&self, msg: &Message, dialog: bool, now: Instant) -> Option<Routed> {
+        let hop = self
+            .cfg
+            .next_hop
+            .as_ref()
+            .map(|h| match (h, &self.hop_name) {
+                (_, Some(name)) => self.lookup_name(name, now),
+                (Hop::Addr(addr), None) => Routed::Go(Dest::from(Peer {
+                    transport: self.cfg.next_hop_transport,
+                    addr: *addr,
+                    conn: None,
+                })),
+                (Hop::Name { .. }, None) => Routed::Fail(503),
+            });
         if !dialog && hop.is_some() {
             return hop;
         }
-        let named = self.named_target(msg).filter(|p| {
-            self.cfg.allowed_targets.contains(&p.addr) || hop.is_some_and(|h| h.addr == p.addr)
-        });
-        if named.is_some() || !dialog {
-            return named;
+        let named = self.named_target(msg).filter(|t| self.may_follow(t));
+        match named {
+            Some(Target::Addr(p)) => return Some(Routed::Go(p.into())),
+            Some(Target::Name(n)) => return Some(self.lookup_name(&n, now)),
+            None if !dialog => return None,
+            None => {}
         }
         let call = msg.call_id().and_then(|id| self.calls.get(id))?;
         let ft = msg.from_tag().unwrap_or("");
-        Some(if ft == call.caller_tag {
+        Some(Routed::Go(Dest::from(if ft == call.caller_tag {
             call.downstream
         } else {
             call.upstream
-        })
+        })))
     }
 
-    /// The first Route not ours, else the Request-URI when it is not ours, as an address.
-    fn named_target(&self, msg: &Message) -> Option<Peer> {
+    /// The operator lets requests go to `t`: it is the next hop or one of `allowed_targets`.
+    /// Names are compared as names (a name and an address it resolves to are not the same
+    /// target), with the port when the configured one has it.
+    fn may_follow(&self, t: &Target) -> bool {
+        let mut hops = self.cfg.next_hop.iter().chain(&self.cfg.allowed_targets);
+        match t {
+            Target::Addr(p) => hops.any(|h| *h == Hop::Addr(p.addr)),
+            Target::Name(n) => hops.any(|h| match h {
+                Hop::Name { host, port } => *host == n.host && (port.is_none() || *port == n.port),
+                Hop::Addr(_) => false,
+            }),
+        }
+    }
+
+    /// The first Route not ours, else the Request-URI when it is not ours, as a target.
+    fn named_target(&self, msg: &Message) -> Option<Target> {
         let mut routes = msg
             .values_str(Hdr::Route)
             .filter_map(|v| NameAddr::parse(v).ok());
@@ -158,24 +194,53 @@ pub(super) fn back_of(v: &Via<'_>, from: Option<SocketAddr>) -> Option<SocketAdd
     Some(SocketAddr::new(ip, port.or(v.port).unwrap_or(5060)))
 }
 
-fn uri_target(u: &Uri<'_>) -> Option<Peer> {
+fn uri_target(u: &Uri<'_>) -> Option<Target> {
     if !u.is_sip() {
         return None;
     }
-    let ip = ip_of(u.host)?;
-    let port = u
-        .port
-        .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
-    let tcp = u
-        .param("transport")
-        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
-        || u.scheme == Scheme::Sips;
+    let secure = u.scheme == Scheme::Sips;
+    let param = u.param("transport").and_then(|t| {
+        if t.eq_ignore_ascii_case("tcp") {
+            Some(Transport::Tcp)
+        } else if t.eq_ignore_ascii_case("udp") {
+            Some(Transport::Udp)
+        } else {
+            None
+        }
+    });
+    let Some(ip) = ip_of(u.host) else {
+        if !is_host_name(u.host) {
+            return None;
+        }
+        return Some(Target::Name(Name {
+            host: u.host.trim_end_matches('.').to_ascii_lowercase(),
+            port: u.port,
+            transport: if secure { Some(Transport::Tcp) } else { param },
+            secure,
+        }));
+    };
+    let port = u.port.unwrap_or(if secure { 5061 } else { 5060 });
+    let tcp = param == Some(Transport::Tcp) || secure;
     let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-    Some(Peer {
+    Some(Target::Addr(Peer {
         transport,
         addr: SocketAddr::new(ip, port),
         conn: None,
-    })
+    }))
+}
+
+/// The name a configured next hop is resolved by: a name without a port is looked up by
+/// NAPTR and SRV, which choose the transport; with a port, `next_hop_transport` holds.
+pub(super) fn hop_name(hop: Option<&Hop>, transport: Transport) -> Option<Name> {
+    match hop? {
+        Hop::Addr(_) => None,
+        Hop::Name { host, port } => Some(Name {
+            host: host.clone(),
+            port: *port,
+            transport: port.map(|_| transport),
+            secure: false,
+        }),
+    }
 }
 
 fn via_target(v: &Via<'_>) -> Option<Peer> {
