@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 
 use super::grammar::{
-    is_lws, is_token, parse_uint, quoted_string_end, skip_lws, token_end, valid_host,
+    is_lws, is_token, is_uri_param, is_uri_user, parse_uint, quoted_string_end, skip_lws,
+    token_end, valid_host,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,9 @@ pub struct UriError;
 
 fn valid_escapes(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut i = 0;
+    let Some(mut i) = memchr::memchr(b'%', b) else {
+        return true;
+    };
     while i < b.len() {
         if b[i] == b'%' {
             if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
@@ -54,14 +57,6 @@ fn valid_escapes(s: &str) -> bool {
         }
     }
     true
-}
-
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
 }
 
 /// Remove `%xx` escapes; invalid UTF-8 after unescaping is replaced.
@@ -89,7 +84,7 @@ pub fn unescape(s: &str) -> Cow<'_, str> {
 
 impl<'a> Uri<'a> {
     pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
-        let colon = raw.find(':').ok_or(UriError)?;
+        let colon = memchr::memchr(b':', raw.as_bytes()).ok_or(UriError)?;
         let scheme_raw = &raw[..colon];
         let sb = scheme_raw.as_bytes();
         if sb.is_empty()
@@ -170,44 +165,32 @@ impl<'a> Uri<'a> {
 /// the RFC 3261 character sets and stored into `uri`.
 fn sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a str) -> Result<(), UriError> {
     let mut hp = rest;
-    if let Some(at) = rest.find('@') {
+    if let Some(at) = memchr::memchr(b'@', rest.as_bytes()) {
         let userinfo = &rest[..at];
-        let user = userinfo.split(':').next().unwrap_or("");
-        let ok_user = !user.is_empty()
-            && valid_escapes(userinfo)
-            && user.bytes().all(|c| {
-                is_unreserved(c)
-                    || matches!(
-                        c,
-                        b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-                    )
-            });
+        let user = &userinfo[..memchr::memchr(b':', userinfo.as_bytes()).unwrap_or(userinfo.len())];
+        let ok_user = !user.is_empty() && valid_escapes(userinfo) && user.bytes().all(is_uri_user);
         if !ok_user {
             return Err(UriError);
         }
         uri.user = Some(user);
         hp = &rest[at + 1..];
     }
-    let (hostport, tail) = hp.split_at(hp.find([';', '?']).unwrap_or(hp.len()));
+    let (hostport, tail) =
+        hp.split_at(memchr::memchr2(b';', b'?', hp.as_bytes()).unwrap_or(hp.len()));
     let (host, port) = split_hostport(hostport).ok_or(UriError)?;
     uri.host = host;
     uri.port = port;
-    let (params, headers) = match tail.find('?') {
+    let (params, headers) = match memchr::memchr(b'?', tail.as_bytes()) {
         Some(q) => (&tail[..q], Some(&tail[q + 1..])),
         None => (tail, None),
     };
     let ok_params = valid_escapes(params)
-        && params.bytes().all(|c| {
-            is_unreserved(c)
-                || matches!(
-                    c,
-                    b'%' | b';' | b'=' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$'
-                )
-        })
+        && params.bytes().all(is_uri_param)
         && params
-            .split(';')
+            .as_bytes()
+            .split(|&c| c == b';')
             .skip(1)
-            .all(|p| !p.is_empty() && !p.starts_with('='));
+            .all(|p| p.first().is_some_and(|&c| c != b'='));
     if !ok_params {
         return Err(UriError);
     }
@@ -227,7 +210,7 @@ fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
         };
         (&s[..=close], port)
     } else {
-        match s.rfind(':') {
+        match memchr::memrchr(b':', s.as_bytes()) {
             Some(c) => (&s[..c], Some(&s[c + 1..])),
             None => (s, None),
         }
@@ -244,17 +227,25 @@ fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
 
 /// Find `name` in a `;a=b;c` parameter string.
 pub fn param_in<'a>(params: &'a str, name: &str) -> Option<&'a str> {
-    for p in params.split(';') {
-        let p = p.trim_matches(|c: char| c.is_ascii_whitespace());
-        let (n, v) = match p.find('=') {
+    // Byte searches, not `str::split`: this runs for every parameter looked up on every
+    // message, and the separators are ASCII, so every cut is on a character boundary.
+    let b = params.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = memchr::memchr(b';', &b[start..]).map_or(b.len(), |e| start + e);
+        let p = params[start..end].trim_matches(|c: char| c.is_ascii_whitespace());
+        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
             Some(e) => (p[..e].trim_end(), p[e + 1..].trim_start()),
             None => (p, ""),
         };
         if !n.is_empty() && n.eq_ignore_ascii_case(name) {
             return Some(v);
         }
+        if end == b.len() {
+            return None;
+        }
+        start = end + 1;
     }
-    None
 }
 
 /// `[display-name] <URI> *(;param)` or `addr-spec *(;param)`.
@@ -331,7 +322,7 @@ impl<'a> NameAddr<'a> {
                     }
                     let raw = &s[st..i];
                     let uri = Uri::parse(raw)?;
-                    if raw.contains('?') || raw.contains(',') {
+                    if memchr::memchr2(b'?', b',', raw.as_bytes()).is_some() {
                         return Err(UriError);
                     }
                     let params = header_params(s, i)?;
@@ -344,7 +335,9 @@ impl<'a> NameAddr<'a> {
                 }
             }
         }
-        let gt = s[lt..].find('>').map(|p| p + lt).ok_or(UriError)?;
+        let gt = memchr::memchr(b'>', &b[lt..])
+            .map(|p| p + lt)
+            .ok_or(UriError)?;
         let raw = &s[lt + 1..gt];
         if raw.bytes().any(is_lws) {
             return Err(UriError);
