@@ -269,15 +269,6 @@ Content-Length: 0\r\n\
     )
 }
 
-/// The URI inside `<...>` of a name-addr value.
-fn uri_of(v: &str) -> String {
-    v.split('<')
-        .nth(1)
-        .and_then(|r| r.split('>').next())
-        .unwrap_or(v)
-        .to_string()
-}
-
 fn record(routes: &[String]) -> Vec<String> {
     routes
         .iter()

@@ -308,3 +308,41 @@ fn via_target(v: &Via<'_>) -> Option<Peer> {
         conn: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sips_and_transport_tls_are_tls_and_sips_names_ask_naptr() {
+        let addr: SocketAddr = "192.0.2.7:5061".parse().unwrap();
+        for (uri, t) in [
+            ("sip:a@192.0.2.7:5061;transport=tls", Transport::Tls),
+            ("sips:a@192.0.2.7:5061", Transport::Tls),
+            ("sips:a@192.0.2.7:5061;transport=tcp", Transport::Tls),
+            ("sip:a@192.0.2.7:5061;transport=tcp", Transport::Tcp),
+            ("sip:a@192.0.2.7:5061", Transport::Udp),
+        ] {
+            let u = Uri::parse(uri).unwrap();
+            match uri_target(&u) {
+                Some(Target::Addr(p)) => assert_eq!((p.transport, p.addr), (t, addr), "{uri}"),
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        let u = Uri::parse("sips:a@192.0.2.7").unwrap();
+        assert!(matches!(uri_target(&u), Some(Target::Addr(p)) if p.addr.port() == 5061));
+        // A sips: name without a transport leaves the choice to NAPTR (SIPS services only).
+        let u = Uri::parse("sips:a@PBX.example.net").unwrap();
+        match uri_target(&u) {
+            Some(Target::Name(n)) => {
+                assert_eq!(
+                    (n.host.as_str(), n.transport, n.secure),
+                    ("pbx.example.net", None, true)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let hop = hop_name(Some(&"pbx.example.net".parse().unwrap()), Transport::Tls).unwrap();
+        assert!(hop.secure && hop.transport.is_none());
+    }
+}
