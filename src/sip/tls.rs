@@ -218,34 +218,42 @@ pub fn validate(cfg: &SipConfig, p: &mut Vec<String>) {
             p.push(format!("sip.tls_client_roots: {e}"));
         }
     }
-    if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
-        match crate::tls::read_certs(cert) {
-            Err(e) => p.push(format!("sip.tls_cert: {e}")),
-            Ok(chain) => {
-                if let Err(e) = crate::tls::read_key(key).and_then(|k| {
-                    ClientConfig::builder_with_provider(crate::tls::provider())
-                        .with_safe_default_protocol_versions()
-                        .map_err(|e| format!("TLS: {e}"))?
-                        .with_root_certificates(RootCertStore::empty())
-                        .with_client_auth_cert(chain.clone(), k)
-                        .map(|_| ())
-                        .map_err(|e| mismatch(cert, key, e))
-                }) {
-                    p.push(format!("sip.tls_key: {e}"));
-                }
-                // Peers reach us by the host we advertise (Via, Record-Route): the
-                // certificate must be for it, or every peer that checks will refuse us.
-                let names = chain.first().map(cert_names).unwrap_or_default();
-                if let Some(host) = cfg.advertise.as_deref().filter(|h| {
-                    super::config::is_host_name(h) && h.parse::<std::net::IpAddr>().is_err()
-                }) {
-                    if !names.iter().any(|n| name_covers(n, host)) {
-                        p.push(format!(
-                            "sip.tls_cert: {} is for {names:?}, not for sip.advertise {host:?}; peers that check the name will refuse the connection",
-                            cert.display()
-                        ));
-                    }
-                }
+    let chain = cfg
+        .tls_cert
+        .as_ref()
+        .map(|c| (c, crate::tls::read_certs(c)));
+    let key_der = cfg.tls_key.as_ref().map(|k| (k, crate::tls::read_key(k)));
+    if let Some((_, Err(e))) = &chain {
+        p.push(format!("sip.tls_cert: {e}"));
+    }
+    if let Some((_, Err(e))) = &key_der {
+        p.push(format!("sip.tls_key: {e}"));
+    }
+    if let (Some((cert, Ok(chain))), Some((key, Ok(k)))) = (chain, key_der) {
+        let matched = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))
+            .and_then(|b| {
+                b.with_root_certificates(RootCertStore::empty())
+                    .with_client_auth_cert(chain.clone(), k)
+                    .map_err(|e| mismatch(cert, key, e))
+            });
+        if let Err(e) = matched {
+            p.push(format!("sip.tls_key: {e}"));
+        }
+        // Peers reach us by the host we advertise (Via, Record-Route): the certificate must
+        // be for it, or every peer that checks will refuse us.
+        let names = chain.first().map(cert_names).unwrap_or_default();
+        if let Some(host) = cfg
+            .advertise
+            .as_deref()
+            .filter(|h| super::config::is_host_name(h) && h.parse::<std::net::IpAddr>().is_err())
+        {
+            if !names.iter().any(|n| name_covers(n, host)) {
+                p.push(format!(
+                    "sip.tls_cert: {} is for {names:?}, not for sip.advertise {host:?}; peers that check the name will refuse the connection",
+                    cert.display()
+                ));
             }
         }
     }
@@ -332,6 +340,7 @@ mod tests {
         assert!(has(&["sip.tls_cert", "elsewhere.example.net"]), "{p:?}");
         let half = SipConfig {
             tls_listen: Some("127.0.0.1:5061".parse().unwrap()),
+            tls_cert: Some(d.path().join("missing.pem")),
             tls_require_client_cert: true,
             trusted_peer_names: vec!["core.example.net".into()],
             ..SipConfig::default()
