@@ -66,6 +66,8 @@ impl std::error::Error for AppError {}
 pub struct Agent {
     /// Where SIP is served (UDP and TCP).
     pub sip_addr: SocketAddr,
+    /// Where SIP over TLS is served, when `[sip] tls_listen` is set.
+    pub sip_tls_addr: Option<SocketAddr>,
     /// Where the admin API is served.
     pub api_addr: SocketAddr,
     /// Where the redress form is served, when `[redress]` is enabled.
@@ -138,12 +140,20 @@ pub async fn start(config: Config) -> Result<Agent, AppError> {
     let sip = bind_sip(&config, screening.screener.clone()).await?;
     let api = bind_api(&config, &rules, &screening, &sip.proxy).await?;
     let (sip_addr, api_addr, api_scheme) = (sip.addr, api.addr, api.state.scheme());
+    let sip_tls_addr = sip.tls_addr;
     let redress_addr = api.redress.as_ref().map(|r| r.0);
     let proxy = sip.proxy.clone();
     let (shutdown, tasks) = serve(&config, &rules, &screening, fetcher, sip, api);
-    log_ready(&config, &rules.lists, sip_addr, api_scheme, api_addr);
+    log_ready(
+        &config,
+        &rules.lists,
+        (sip_addr, sip_tls_addr),
+        api_scheme,
+        api_addr,
+    );
     Ok(Agent {
         sip_addr,
+        sip_tls_addr,
         api_addr,
         redress_addr,
         lists: rules.lists,
@@ -290,6 +300,9 @@ struct Sip {
     addr: SocketAddr,
     udp: UdpSocket,
     tcp: TcpListener,
+    /// SIP over TLS: the listener when there is one, and the configs.
+    tls: crate::sip::transport::Tls,
+    tls_addr: Option<SocketAddr>,
     proxy: Arc<Proxy>,
 }
 
@@ -304,17 +317,39 @@ async fn bind_sip(config: &Config, hook: Arc<Screener>) -> Result<Sip, AppError>
     let addr = udp
         .local_addr()
         .map_err(|e| AppError(format!("SIP socket: {e}")))?;
-    let proxy = Arc::new(Proxy::new(
+    // The configs are read even without a listener: a sips: target may turn up in any call.
+    let setup = crate::sip::tls::load(&config.sip).map_err(AppError)?;
+    let listener = match config.sip.tls_listen {
+        Some(l) => Some(
+            TcpListener::bind(l)
+                .await
+                .map_err(|e| AppError(format!("cannot listen for SIP over TLS on {l}: {e}")))?,
+        ),
+        None => None,
+    };
+    let tls_addr = match &listener {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| AppError(format!("SIP TLS socket: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut proxy = Proxy::new(
         config.sip.clone(),
         addr,
         hook,
         Arc::new(SipStats::default()),
-    ));
+    );
+    if let Some(t) = tls_addr {
+        proxy = proxy.with_tls_port(t.port());
+    }
     Ok(Sip {
         addr,
         udp,
         tcp,
-        proxy,
+        tls: crate::sip::transport::Tls { listener, setup },
+        tls_addr,
+        proxy: Arc::new(proxy),
     })
 }
 
@@ -471,7 +506,8 @@ fn serve(
         tasks.spawn(edits.run(stopped(rx.clone())));
     }
     tasks.spawn(async move {
-        if let Err(e) = crate::sip::run(sip.udp, sip.tcp, sip.proxy, rx).await {
+        let tls = Some(sip.tls);
+        if let Err(e) = crate::sip::transport::run_tls(sip.udp, sip.tcp, tls, sip.proxy, rx).await {
             tracing::error!("SIP server stopped: {e}");
         }
     });
@@ -518,13 +554,14 @@ async fn suggest_thresholds(s: Arc<Screener>, mut stop: watch::Receiver<bool>) {
 fn log_ready(
     config: &Config,
     lists: &ListSet,
-    sip_addr: SocketAddr,
+    (sip_addr, tls_addr): (SocketAddr, Option<SocketAddr>),
     api_scheme: &str,
     api_addr: SocketAddr,
 ) {
     let snapshot = lists.snapshot();
+    let tls = tls_addr.map_or_else(String::new, |a| format!(" and tls {a}"));
     tracing::info!(
-        "scamguard ready: SIP on udp+tcp {sip_addr}, API on {api_scheme}://{api_addr}, next hop {}, {} file lists with {} entries",
+        "scamguard ready: SIP on udp+tcp {sip_addr}{tls}, API on {api_scheme}://{api_addr}, next hop {}, {} file lists with {} entries",
         config
             .sip
             .next_hop

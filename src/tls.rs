@@ -1,4 +1,5 @@
-//! TLS plumbing shared by the admin API (server side) and the x5u fetcher (client side): PEM
+//! TLS plumbing shared by the admin API (server side), the x5u fetcher (client side) and SIP
+//! over TLS (`sip::tls`): PEM
 //! files and folders read into rustls configs with the `ring` provider, every failure a message
 //! naming the file or folder and what was expected.
 //!
@@ -17,7 +18,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 /// ALPN: both sides only speak HTTP/1.1 (hyper's http1); saying so lets a peer fail early.
 const HTTP1: &[u8] = b"http/1.1";
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider of every config we build (see the module's note on `ring`).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -27,8 +28,32 @@ pub struct SipConfig {
     /// is resolved by RFC 3263 (`host` alone: NAPTR, SRV, then A/AAAA; `host:port`: A/AAAA).
     pub next_hop: Option<Hop>,
     /// Transport towards `next_hop` when it is an address or a name with a port (a name
-    /// without one gets its transport from NAPTR and SRV).
+    /// without one gets its transport from NAPTR and SRV, unless this is `tls`, which asks
+    /// for `_sips._tcp`): `udp`, `tcp` or `tls`.
     pub next_hop_transport: Transport,
+    /// SIP over TLS listen address (such as `0.0.0.0:5061`); unset: no TLS listener. Needs
+    /// `tls_cert` and `tls_key`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (ours first) the TLS listener shows, and shows as a client to a
+    /// TLS peer that asks for one.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Folder of CA certificates (`*.pem`, `*.crt`) that TLS next hops and targets are verified
+    /// against, with the host name from the URI or DNS; unset: the system's (`/etc/ssl/certs`).
+    pub tls_roots: Option<PathBuf>,
+    /// Folder of CA certificates that TLS clients' certificates are checked against (mutual
+    /// TLS); unset: no client certificate is asked for.
+    pub tls_client_roots: Option<PathBuf>,
+    /// Refuse a TLS client that shows no certificate from `tls_client_roots`.
+    pub tls_require_client_cert: bool,
+    /// Names a TLS client's certificate (checked against `tls_client_roots`) may prove to be
+    /// trusted like `trusted_peers` (its P-Asserted-Identity and `verstat` believed).
+    /// `*.example.net` covers one label.
+    pub trusted_peer_names: Vec<String>,
+    /// A TLS connection whose handshake is not done this long after the TCP accept or connect
+    /// is closed (it holds a connection slot, never a worker, meanwhile).
+    pub tls_handshake_secs: u64,
     /// Addresses or host names besides `next_hop` that a Route or Request-URI may name and be
     /// followed to. Anything else is never a destination: requests outside a dialog go to
     /// `next_hop`, those inside one back along the call (no open relay).
@@ -50,8 +75,8 @@ pub struct SipConfig {
     /// An answered call with no session timer is forgotten after this long without an
     /// in-dialog request (with one, after its Session-Expires without a refresh).
     pub call_idle_secs: u64,
-    /// TCP connections with everyone but the next hop, `allowed_targets` and `trusted_peers`,
-    /// either direction.
+    /// TCP and TLS connections with everyone but the next hop, `allowed_targets` and
+    /// `trusted_peers`, either direction.
     pub max_tcp_connections: usize,
     /// Of those, connections with one IP address.
     pub max_tcp_connections_per_source: usize,
@@ -59,7 +84,7 @@ pub struct SipConfig {
     /// connecting): a budget of their own, so that no flood from elsewhere takes the path to
     /// the core or the peers it serves.
     pub max_tcp_core_connections: usize,
-    /// A TCP connection without a message for this long is closed.
+    /// A TCP or TLS connection without a message for this long is closed.
     pub tcp_idle_secs: u64,
     /// A message that stays incomplete this long after its first byte closes its connection,
     /// as does a peer that takes nothing we write for this long.
@@ -101,6 +126,14 @@ impl Default for SipConfig {
             next_hop: None,
             trusted_peers: Vec::new(),
             next_hop_transport: Transport::Udp,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_roots: None,
+            tls_client_roots: None,
+            tls_require_client_cert: false,
+            trusted_peer_names: Vec::new(),
+            tls_handshake_secs: 10,
             allowed_targets: Vec::new(),
             register: RegisterPolicy::Refuse,
             max_message_size: 65535,
@@ -304,6 +337,7 @@ impl SipConfig {
         }
         p.extend(self.flood.validate());
         p.extend(self.dns.validate());
+        super::tls::validate(self, &mut p);
         p
     }
 

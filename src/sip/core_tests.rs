@@ -1104,3 +1104,77 @@ fn the_warning_never_goes_back_to_the_caller() {
 }
 
 mod lifetime;
+
+/// A UDP caller and a TLS next hop: our Via says TLS with `alias` and the TLS port, and we
+/// Record-Route twice (RFC 5658), so that the caller reaches us over UDP and the callee over
+/// TLS; either side's in-dialog request has both Routes popped.
+#[test]
+fn a_call_between_udp_and_tls_is_record_routed_once_per_side() {
+    let hook = deciding(staying(None, &[]));
+    let cfg = SipConfig {
+        next_hop: Some(HOP.parse().unwrap()),
+        next_hop_transport: Transport::Tls,
+        ..SipConfig::default()
+    };
+    let p = Proxy::new(
+        cfg,
+        ME.parse().unwrap(),
+        hook,
+        Arc::new(SipStats::default()),
+    )
+    .with_tls_port(5061);
+    let t0 = Instant::now();
+    let outs = feed(&p, &invite("c-tls", "z9hG4bKt1"), UAC, t0);
+    let fwd = to(&outs, HOP).remove(0);
+    assert_eq!(fwd.to.transport, Transport::Tls);
+    let m = parse(&fwd);
+    let via = m
+        .values_str(super::msg::Hdr::Via)
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        via.starts_with("SIP/2.0/TLS 127.0.0.1:5061;branch=") && via.ends_with(";alias"),
+        "{via}"
+    );
+    let rr: Vec<&str> = m.values_str(super::msg::Hdr::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        [
+            "<sip:127.0.0.1:5061;transport=tls;lr>",
+            "<sip:127.0.0.1:5060;lr>"
+        ]
+    );
+    let up = p.handle(
+        answer(&fwd, 200, &[]),
+        Peer {
+            transport: Transport::Tls,
+            ..udp(HOP)
+        },
+        t0,
+    );
+    assert_eq!(codes(&up), [200]);
+    // The caller's BYE carries the Record-Route reversed: both name us and both are popped.
+    let bye = "BYE sip:uas@127.0.0.1:5070;transport=tls SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKtb\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5061;transport=tls;lr>\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\nTo: <sip:+15550001111@callee.example.com>;tag=callee1\r\nCall-ID: c-tls\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    let down = to(&feed(&p, bye, UAC, t0), HOP);
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].to.transport, Transport::Tls);
+    let text = String::from_utf8_lossy(&down[0].data).to_string();
+    assert!(!text.contains("Route:"), "both our Routes popped: {text}");
+}
+
+#[test]
+fn a_sips_request_never_leaves_in_the_clear() {
+    let hook = deciding(staying(None, &[]));
+    let p = proxy(hook);
+    let t0 = Instant::now();
+    // Outside a dialog a sips: request goes to the next hop, which is UDP here: refused 480.
+    let sips = invite("c-sips", "z9hG4bKs1").replace(
+        "INVITE sip:+15550001111@callee.example.com",
+        "INVITE sips:+15550001111@callee.example.com",
+    );
+    let outs = feed(&p, &sips, UAC, t0);
+    assert_eq!(codes(&outs), [480]);
+    assert!(to(&outs, HOP).is_empty(), "nothing sent in the clear");
+    assert_eq!(p.stats().sips_refused.get(), 1);
+}

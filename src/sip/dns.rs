@@ -107,14 +107,13 @@ pub struct Resolver {
     negative: Duration,
 }
 
-/// The NAPTR services we can use (RFC 3263 4.1); TLS is not one of them yet.
+/// The NAPTR services we can use (RFC 3263 4.1): for a `sips:` URI only SIPS+D2T (TLS).
 fn naptr_transport(service: &[u8], secure: bool) -> Option<Transport> {
     let s = service.to_ascii_uppercase();
     match (s.as_slice(), secure) {
         (b"SIP+D2U", false) => Some(Transport::Udp),
         (b"SIP+D2T", false) => Some(Transport::Tcp),
-        // sips: is carried over TCP like everywhere else in this proxy (no TLS yet).
-        (b"SIPS+D2T", _) => Some(Transport::Tcp),
+        (b"SIPS+D2T", _) => Some(Transport::Tls),
         _ => None,
     }
 }
@@ -194,7 +193,7 @@ impl Resolver {
         let outcome = if let Some(port) = name.port {
             // A port given: A/AAAA only (4.2), over the transport asked or the scheme's.
             let t = name.transport.unwrap_or(if name.secure {
-                Transport::Tcp
+                Transport::Tls
             } else {
                 Transport::Udp
             });
@@ -265,7 +264,7 @@ impl Resolver {
             }
         }
         let tries: &[(&str, Transport)] = match (name.transport, name.secure) {
-            (_, true) => &[("_sips._tcp", Transport::Tcp)],
+            (_, true) | (Some(Transport::Tls), _) => &[("_sips._tcp", Transport::Tls)],
             (Some(Transport::Udp), false) => &[("_sip._udp", Transport::Udp)],
             (Some(Transport::Tcp), false) => &[("_sip._tcp", Transport::Tcp)],
             (None, false) => &[("_sip._udp", Transport::Udp), ("_sip._tcp", Transport::Tcp)],
@@ -282,8 +281,8 @@ impl Resolver {
             return Err(last);
         }
         // No SRV either (4.2): the host's addresses on the scheme's default port.
-        let (port, t) = if name.secure {
-            (5061, Transport::Tcp)
+        let (port, t) = if name.secure || name.transport == Some(Transport::Tls) {
+            (5061, Transport::Tls)
         } else {
             (5060, name.transport.unwrap_or(Transport::Udp))
         };

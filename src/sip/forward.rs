@@ -35,12 +35,15 @@ pub(super) struct Local {
     pub(super) port: u16,
     /// `host` as an IP, or the bound IP: a peer may name us by either.
     pub(super) ip: Option<IpAddr>,
+    /// The TLS listener's port, when there is one.
+    pub(super) tls_port: Option<u16>,
 }
 
 impl Local {
     fn is_ours_host(&self, host: &str, port: Option<u16>, sips: bool) -> bool {
         let default = if sips { 5061 } else { 5060 };
-        if port.unwrap_or(default) != self.port {
+        let port = port.unwrap_or(default);
+        if port != self.port && Some(port) != self.tls_port {
             return false;
         }
         host.eq_ignore_ascii_case(&self.host) || (self.ip.is_some() && ip_of(host) == self.ip)
@@ -53,6 +56,27 @@ impl Local {
 
     pub(super) fn uri_is_ours(&self, u: &Uri<'_>) -> bool {
         u.is_sip() && self.is_ours_host(u.host, u.port, u.scheme == Scheme::Sips)
+    }
+
+    /// The port peers reach us at over `t`: the TLS listener's for TLS (without one, the
+    /// shared port, and TLS peers reach us only on the connections we open).
+    fn port_for(&self, t: Transport) -> u16 {
+        match (t, self.tls_port) {
+            (Transport::Tls, Some(p)) => p,
+            _ => self.port,
+        }
+    }
+
+    /// Our Record-Route URI for the side of a call reached over `t`: `sips:` when the request
+    /// was (RFC 3261 16.6 item 4 / RFC 5630), else with its transport.
+    fn record_route(&self, t: Transport, sips: bool) -> String {
+        let port = self.port_for(t);
+        match (t, sips) {
+            (Transport::Tls, true) => format!("<sips:{}:{port};lr>", self.host),
+            (Transport::Tls, false) => format!("<sip:{}:{port};transport=tls;lr>", self.host),
+            (Transport::Tcp, _) => format!("<sip:{}:{port};transport=tcp;lr>", self.host),
+            (Transport::Udp, _) => format!("<sip:{}:{port};lr>", self.host),
+        }
     }
 }
 
@@ -119,34 +143,44 @@ impl Restore {
 }
 
 /// The received request with our edits spliced in.
+///
+/// Over TLS our Via carries `alias` (RFC 5923): the next hop may send its requests back on
+/// the connection we opened. When the call's two sides differ in TLS (one side TLS, the other
+/// not) we Record-Route twice (RFC 5658), one URI per side, so neither side is asked to reach
+/// us over a transport it did not use.
 pub(super) fn request(
     me: &Local,
     msg: &Message,
-    from: SocketAddr,
+    (from, in_t): (SocketAddr, Transport),
     out_t: Transport,
     branch: &str,
     fwd: &Fwd<'_>,
 ) -> Bytes {
     let mut sp = Splice::new();
+    let alias = if out_t == Transport::Tls {
+        ";alias"
+    } else {
+        ""
+    };
     sp.insert(
         msg.head_start,
         format!(
-            "Via: SIP/2.0/{} {}:{};branch={branch}\r\n",
+            "Via: SIP/2.0/{} {}:{};branch={branch}{alias}\r\n",
             out_t.as_str(),
             me.host,
-            me.port
+            me.port_for(out_t)
         ),
     );
     if fwd.record_route {
-        let t = if out_t == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
-        sp.insert(
-            msg.head_start,
-            format!("Record-Route: <sip:{}:{}{t};lr>\r\n", me.host, me.port),
-        );
+        let sips = msg.request_uri().is_some_and(|u| u.scheme == Scheme::Sips);
+        // The top one faces the callee (its route set keeps our order), the one below the
+        // caller (whose route set is reversed).
+        let out_face = me.record_route(out_t, sips);
+        sp.insert(msg.head_start, format!("Record-Route: {out_face}\r\n"));
+        if (in_t == Transport::Tls) != (out_t == Transport::Tls) {
+            let in_face = me.record_route(in_t, sips);
+            sp.insert(msg.head_start, format!("Record-Route: {in_face}\r\n"));
+        }
     }
     mark_received(&mut sp, msg, from);
     upper_case_version(&mut sp, msg);
@@ -160,16 +194,7 @@ pub(super) fn request(
         }
         None => sp.insert(msg.head_end, "Max-Forwards: 70\r\n"),
     }
-    // Loose routing: pop a top Route that names us.
-    if let Some((hi, vr)) = first_value(msg, Hdr::Route) {
-        let ours = msg
-            .str(vr.clone())
-            .and_then(|s| NameAddr::parse(s).ok())
-            .is_some_and(|n| me.uri_is_ours(&n.uri));
-        if ours {
-            remove_value(&mut sp, msg, hi, vr);
-        }
-    }
+    pop_our_routes(&mut sp, msg, me);
     if let Some(r) = fwd.restore {
         r.apply(&mut sp, msg, Some(Hdr::To));
     }
@@ -295,6 +320,35 @@ fn find_flag(v: &str, name: &str) -> Option<usize> {
         from = en;
     }
     None
+}
+
+/// Loose routing: pop the top Routes that name us (two when we Record-Routed twice).
+fn pop_our_routes(sp: &mut Splice, msg: &Message, me: &Local) {
+    let mut popped = 0;
+    for h in msg.headers.iter().filter(|h| h.kind == Hdr::Route) {
+        let vals: Vec<Range<usize>> = split_commas(&msg.buf, h.value.clone()).collect();
+        let ours = vals
+            .iter()
+            .take(2 - popped)
+            .take_while(|vr| {
+                msg.str((*vr).clone())
+                    .and_then(|s| NameAddr::parse(s).ok())
+                    .is_some_and(|n| me.uri_is_ours(&n.uri))
+            })
+            .count();
+        popped += ours;
+        if ours == vals.len() {
+            sp.delete(h.line.clone());
+        } else {
+            if ours > 0 {
+                sp.delete(vals[0].start..vals[ours].start);
+            }
+            return;
+        }
+        if popped == 2 {
+            return;
+        }
+    }
 }
 
 fn first_value(msg: &Message, kind: Hdr) -> Option<(usize, Range<usize>)> {

@@ -16,7 +16,8 @@
 //! | `hook` | the [`Hook`] trait the application implements |
 //! | `scanners` | the User-Agent deny list: scanning tools dropped unanswered |
 //! | `conn` | the stream connections' budgets: the core's own, a total, a share per source |
-//! | `transport` | UDP/TCP sockets and the timer task ([`run`]) |
+//! | `transport` | UDP/TCP/TLS sockets and the timer task ([`run`]) |
+//! | `tls` | the `[sip]` TLS settings read into rustls configs, and the names a peer's certificate proves |
 //! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
 //! | `dns` | RFC 3263 resolution of host names for the core (NAPTR, SRV, A/AAAA), and `[dns]` |
 //! | `config`, `stats` | the `[sip]` section and the counters |
@@ -65,6 +66,7 @@ pub mod msg;
 mod response;
 pub mod scanners;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod uri;
 
@@ -86,6 +88,8 @@ pub enum Transport {
     #[default]
     Udp,
     Tcp,
+    /// TLS over TCP (RFC 3261 26.2, `sips:` and `transport=tls`).
+    Tls,
 }
 
 impl Transport {
@@ -93,7 +97,13 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
+    }
+
+    /// A stream (TCP or TLS): framed by Content-Length, reliable, on a connection.
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
     }
 }
 

@@ -16,6 +16,13 @@ pub struct SipStats {
     pub rx_tcp: Counter,
     pub tx_udp: Counter,
     pub tx_tcp: Counter,
+    pub rx_tls: Counter,
+    pub tx_tls: Counter,
+    /// TLS connections closed because the handshake did not finish within
+    /// `tls_handshake_secs`, or failed (a bad or untrusted certificate, a non-TLS client).
+    pub tls_handshake_failures: Counter,
+    /// `sips:` requests answered 480 because their next hop is not TLS.
+    pub sips_refused: Counter,
     malformed: [Counter; Problem::ALL.len()],
     /// Malformed requests answered with 400/505 and those dropped for lack of headers.
     pub malformed_answered: Counter,
@@ -72,6 +79,10 @@ impl Default for SipStats {
             rx_tcp: Counter::default(),
             tx_udp: Counter::default(),
             tx_tcp: Counter::default(),
+            rx_tls: Counter::default(),
+            tx_tls: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            sips_refused: Counter::default(),
             malformed: Default::default(),
             malformed_answered: Counter::default(),
             malformed_dropped: Counter::default(),
@@ -132,6 +143,16 @@ impl SipStats {
                 "sip_forged_responses_total",
                 "Responses dropped: their second Via is not where the request came from",
                 &self.forged_responses,
+            ),
+            (
+                "sip_tls_handshake_failures_total",
+                "TLS connections closed in the handshake: failed, or not done in time",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "sip_sips_refused_total",
+                "sips: requests answered 480: their next hop is not TLS",
+                &self.sips_refused,
             ),
             (
                 "sip_tcp_read_timeouts_total",
@@ -218,12 +239,14 @@ impl SipStats {
         match t {
             Transport::Udp => self.rx_udp.inc(),
             Transport::Tcp => self.rx_tcp.inc(),
+            Transport::Tls => self.rx_tls.inc(),
         }
     }
     pub fn sent(&self, t: Transport) {
         match t {
             Transport::Udp => self.tx_udp.inc(),
             Transport::Tcp => self.tx_tcp.inc(),
+            Transport::Tls => self.tx_tls.inc(),
         }
     }
 }
@@ -235,6 +258,8 @@ impl Collect for SipStats {
             ("in", "tcp", &self.rx_tcp),
             ("out", "udp", &self.tx_udp),
             ("out", "tcp", &self.tx_tcp),
+            ("in", "tls", &self.rx_tls),
+            ("out", "tls", &self.tx_tls),
         ];
         for (dir, transport, c) in messages {
             out.counter(

@@ -1,6 +1,17 @@
 //! Sockets around the sans-IO [`Proxy`]: UDP receive threads (one per core by default, sharing one
 //! blocking socket), a TCP listener with capped, idle-timed connections framed by Content-Length,
-//! outbound TCP connections to peers, and the timer task that drives [`Proxy::poll`].
+//! a TLS listener beside it (`[sip] tls_listen`) whose connections are served the same way once
+//! their handshake is done, outbound TCP and TLS connections to peers, and the timer task that
+//! drives [`Proxy::poll`].
+//!
+//! A TLS connection is a TCP connection with a handshake first: it takes its place in the same
+//! budgets at accept or connect, before any handshake, and a handshake not done within
+//! `tls_handshake_secs` closes it, so a flood of half-open handshakes takes at most its
+//! source's share and never a worker. An outbound TLS connection verifies the server against
+//! `tls_roots` and the host name that led to it ([`Proxy::tls_server_name`], sent as SNI), or
+//! its IP address when the target was an IP literal. A client certificate checked against
+//! `tls_client_roots` is handed to the core with each message as the names it proves
+//! ([`Proxy::handle_verified`]). One connection per target and transport, reused.
 //!
 //! A TCP connection is a task, never a thread, so a slow or silent client holds no worker. It
 //! holds a place in the connection budgets (`sip::conn`: the core's own, a total, a share per
@@ -27,17 +38,26 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::conn::{Budgets, Caps, Slot};
-use super::core::{ConnId, Output, Peer, Proxy};
+use super::core::{CertNames, ConnId, Output, Peer, Proxy};
 use super::dns::Resolver;
 use super::framing::Framer;
+use super::tls::TlsSetup;
 use super::Transport;
+
+/// SIP over TLS for [`run_tls`]: the listener (bound by the caller to `[sip] tls_listen`), when
+/// there is one, and the configs ([`super::tls::load`]).
+pub struct Tls {
+    pub listener: Option<TcpListener>,
+    pub setup: TlsSetup,
+}
 
 struct Net {
     /// Blocking (with a read timeout so the receive threads notice shutdown).
@@ -45,7 +65,11 @@ struct Net {
     rt: Handle,
     proxy: Arc<Proxy>,
     conns: DashMap<ConnId, mpsc::Sender<Bytes>>,
-    by_addr: DashMap<SocketAddr, ConnId>,
+    /// The connection to use for each stream transport and peer address.
+    by_addr: DashMap<(Transport, SocketAddr), ConnId>,
+    /// For the TLS connections we open; none: TLS is not configured, and a TLS target is
+    /// unreachable.
+    connector: Option<tokio_rustls::TlsConnector>,
     next_id: AtomicU64,
     budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
@@ -69,6 +93,26 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 pub async fn run(
     udp: UdpSocket,
     tcp: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    run_tls(udp, tcp, None, proxy, shutdown).await
+}
+
+/// Accept on `l`, or never when there is no listener.
+async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`], with SIP over TLS too: a listener when `tls` has one, and TLS connections to
+/// targets that ask for it.
+pub async fn run_tls(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    tls: Option<Tls>,
     proxy: Arc<Proxy>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -99,7 +143,20 @@ pub async fn run(
         budgets: Budgets::new(caps(&cfg)),
         shutdown: shutdown.clone(),
         resolver: Arc::new(Resolver::new(&cfg.dns)),
+        connector: tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsConnector::from(t.setup.client.clone())),
     });
+    let (tls_listener, acceptor) = match tls {
+        Some(Tls {
+            listener: Some(l),
+            setup: TlsSetup {
+                server: Some(server),
+                ..
+            },
+        }) => (Some(l), Some(tokio_rustls::TlsAcceptor::from(server))),
+        _ => (None, None),
+    };
     let mut tasks = JoinSet::new();
     let workers = if cfg.udp_workers > 0 {
         cfg.udp_workers
@@ -138,6 +195,16 @@ pub async fn run(
                 // Out of descriptors, most likely: the error repeats at once, so wait a
                 // moment rather than spin on it.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            acc = accept_on(tls_listener.as_ref()) => match (acc, &acceptor) {
+                (Ok((stream, peer)), Some(acceptor)) => match net.budgets.take(peer.ip()) {
+                    Ok(slot) => {
+                        let conn = serve_tls(net.clone(), acceptor.clone(), stream, peer, slot);
+                        tasks.spawn(conn);
+                    }
+                    Err(why) => net.proxy.stats().tcp_refused(why),
+                },
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
             },
         }
     }
@@ -236,11 +303,11 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
                     net.proxy.stats().send_errors.inc();
                 }
             }
-            Transport::Tcp => {
+            t @ (Transport::Tcp | Transport::Tls) => {
                 let id =
                     o.to.conn
                         .filter(|id| net.conns.contains_key(id))
-                        .or_else(|| net.by_addr.get(&o.to.addr).map(|r| *r));
+                        .or_else(|| net.by_addr.get(&(t, o.to.addr)).map(|r| *r));
                 let tx = id.and_then(|id| net.conns.get(&id).map(|s| s.clone()));
                 match tx {
                     Some(tx) => {
@@ -249,7 +316,7 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
                         }
                     }
                     None => {
-                        open_outbound(net, o.to.addr, o.data);
+                        open_outbound(net, t, o.to.addr, o.data);
                     }
                 }
             }
@@ -259,7 +326,7 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
 
 /// Register a connection id for `addr` at once (so a burst of messages shares one connection),
 /// then connect in the background and serve it.
-fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
+fn open_outbound(net: &Arc<Net>, t: Transport, addr: SocketAddr, first: Bytes) {
     let slot = match net.budgets.take(addr.ip()) {
         Ok(slot) => slot,
         Err(why) => return net.proxy.stats().tcp_refused(why),
@@ -268,30 +335,75 @@ fn open_outbound(net: &Arc<Net>, addr: SocketAddr, first: Bytes) {
     let (tx, rx) = mpsc::channel(256);
     let _ = tx.try_send(first);
     net.conns.insert(id, tx);
-    net.by_addr.insert(addr, id);
+    net.by_addr.insert((t, addr), id);
     let net = net.clone();
     let rt = net.rt.clone();
     rt.spawn(async move {
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                // Stays open for responses and further requests; it ends by idleness.
-                let shutdown = net.shutdown.clone();
-                serve_registered(net, stream, addr, id, slot, shutdown, rx).await;
-            }
-            _ => {
-                net.proxy.stats().send_errors.inc();
-                net.conns.remove(&id);
-                net.by_addr.remove_if(&addr, |_, v| *v == id);
-                // What was queued for the connection: its requests try their next address.
-                let mut rx = rx;
-                rx.close();
-                while let Ok(b) = rx.try_recv() {
-                    let outs = net.proxy.unreachable(b, Instant::now());
-                    dispatch(&net, outs);
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
+        let shutdown = net.shutdown.clone();
+        let stream = match connected {
+            Ok(Ok(stream)) => Some(stream),
+            _ => None,
+        };
+        // Each stays open for responses and further requests; it ends by idleness.
+        match (stream, t) {
+            (Some(stream), Transport::Tls) => {
+                if let Some(tls) = connect_tls(&net, stream, addr).await {
+                    let at = (t, addr);
+                    return serve_registered(net, tls, at, id, slot, shutdown, rx, None).await;
                 }
             }
+            (Some(stream), _) => {
+                let _ = stream.set_nodelay(true);
+                let at = (t, addr);
+                return serve_registered(net, stream, at, id, slot, shutdown, rx, None).await;
+            }
+            (None, _) => {}
+        }
+        net.proxy.stats().send_errors.inc();
+        net.conns.remove(&id);
+        net.by_addr.remove_if(&(t, addr), |_, v| *v == id);
+        // What was queued for the connection: its requests try their next address.
+        let mut rx = rx;
+        rx.close();
+        while let Ok(b) = rx.try_recv() {
+            let outs = net.proxy.unreachable(b, Instant::now());
+            dispatch(&net, outs);
         }
     });
+}
+
+/// The TLS handshake of a connection we opened to `addr`, verifying the server by the name
+/// the core routed by (or by the address). `None`: no TLS configured, or the handshake failed
+/// or did not finish in time (counted).
+async fn connect_tls(
+    net: &Arc<Net>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = net.connector.as_ref()?;
+    let _ = stream.set_nodelay(true);
+    let name = net
+        .proxy
+        .tls_server_name(addr)
+        .and_then(|n| ServerName::try_from(n).ok())
+        .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+    let shown = name.to_str().into_owned();
+    let hs = Duration::from_secs(net.proxy.config().tls_handshake_secs.max(1));
+    match tokio::time::timeout(hs, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            net.proxy.stats().tls_handshake_failures.inc();
+            tracing::warn!("SIP TLS: handshake with {addr} as {shown} failed: {e}");
+            None
+        }
+        Err(_) => {
+            net.proxy.stats().tls_handshake_failures.inc();
+            tracing::warn!("SIP TLS: no handshake from {addr} in time");
+            None
+        }
+    }
 }
 
 async fn serve_conn(
@@ -301,31 +413,77 @@ async fn serve_conn(
     slot: Slot,
     shutdown: watch::Receiver<bool>,
 ) {
+    let _ = stream.set_nodelay(true);
     let id = net.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(256);
     net.conns.insert(id, tx);
-    net.by_addr.insert(peer, id);
-    serve_registered(net, stream, peer, id, slot, shutdown, rx).await;
+    let at = (Transport::Tcp, peer);
+    net.by_addr.insert(at, id);
+    serve_registered(net, stream, at, id, slot, shutdown, rx, None).await;
+}
+
+/// An accepted TLS connection: the handshake within `tls_handshake_secs` (the slot is held
+/// meanwhile; no worker is), then served like TCP, with the names its client certificate
+/// proves, if it showed one.
+async fn serve_tls(
+    net: Arc<Net>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+) {
+    let _ = stream.set_nodelay(true);
+    let hs = Duration::from_secs(net.proxy.config().tls_handshake_secs.max(1));
+    let tls = match tokio::time::timeout(hs, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            net.proxy.stats().tls_handshake_failures.inc();
+            tracing::debug!("SIP TLS: handshake from {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            net.proxy.stats().tls_handshake_failures.inc();
+            return;
+        }
+    };
+    // rustls has checked the chain against `tls_client_roots`; what it names is the core's
+    // to judge.
+    let names: Option<CertNames> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| super::tls::cert_names(c).into());
+    let id = net.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(256);
+    net.conns.insert(id, tx);
+    let at = (Transport::Tls, peer);
+    net.by_addr.insert(at, id);
+    let shutdown = net.shutdown.clone();
+    serve_registered(net, tls, at, id, slot, shutdown, rx, names).await;
 }
 
 /// Read, frame and hand on a connection's messages until it closes, idles, stalls in a
 /// message, or stops taking what we write; then forget it and give its slot back.
-async fn serve_registered(
+#[allow(clippy::too_many_arguments)]
+async fn serve_registered<S>(
     net: Arc<Net>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    (transport, peer): (Transport, SocketAddr),
     id: ConnId,
     _slot: Slot,
     mut shutdown: watch::Receiver<bool>,
     mut rx: mpsc::Receiver<Bytes>,
-) {
+    names: Option<CertNames>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let stats = net.proxy.stats().clone();
     stats.tcp_connections.inc();
     let cfg = net.proxy.config();
     let idle = Duration::from_secs(cfg.tcp_idle_secs.max(1));
     let stall = Duration::from_secs(cfg.tcp_read_timeout_secs.max(1));
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     // A peer that does not read fills its socket buffer and then this queue (whose overflow
     // is dropped and counted in `dispatch`); past `stall` the writer gives up and the
     // connection closes.
@@ -363,11 +521,13 @@ async fn serve_registered(
                 Ok(Some(m)) => {
                     partial = None;
                     let p = Peer {
-                        transport: Transport::Tcp,
+                        transport,
                         addr: peer,
                         conn: Some(id),
                     };
-                    let outs = net.proxy.handle(m, p, Instant::now());
+                    let outs = net
+                        .proxy
+                        .handle_verified(m, p, names.as_ref(), Instant::now());
                     dispatch(&net, outs);
                 }
                 Ok(None) => break,
@@ -382,7 +542,7 @@ async fn serve_registered(
         }
     }
     net.conns.remove(&id);
-    net.by_addr.remove_if(&peer, |_, v| *v == id);
+    net.by_addr.remove_if(&(transport, peer), |_, v| *v == id);
     stats.tcp_connections.dec();
     writer.abort();
 }

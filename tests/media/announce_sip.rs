@@ -234,3 +234,46 @@ async fn warned_call_without_g711_is_forwarded_unanchored_and_logged_why() {
         "announcement skipped: neither PCMU nor PCMA is offered"
     );
 }
+
+/// SRTP (RFC 4568 SDES keys, on RTP/SAVP or offered "best effort" on RTP/AVP) cannot carry a
+/// cleartext prompt: the warned call goes on tagged, its SDP untouched, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warned_call_with_srtp_gets_no_announcement_and_is_logged_why() {
+    let range = free_range(20);
+    let h = start(range).await;
+    let crypto =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    let savp = sdp("alice", 40000, "0", crypto).replace("RTP/AVP", "RTP/SAVP");
+    let avp_keyed = sdp("alice", 40002, "0", crypto);
+    for (i, offer) in [savp, avp_keyed].iter().enumerate() {
+        let inv = invite(
+            "UDP",
+            h.sip(),
+            h.up_port(),
+            &format!("srtp{i}@itest"),
+            &format!("z9hG4bKsrtp{i}"),
+            "<sip:+12025550162@127.0.0.1>;tag=s",
+            "+16175551234",
+            "",
+            offer,
+        );
+        h.send_up(&inv).await;
+        let (f, _) = recv(&h.down).await;
+        assert!(f
+            .hdr("X-Scamguard-Verdict")
+            .unwrap()
+            .starts_with("warn;category=example;"));
+        assert_eq!(f.body(), offer.as_str(), "SDP untouched: no cleartext leg");
+    }
+    let m = metrics(h.agent.api_addr).await;
+    assert_eq!(metric(&m, "scamguard_media_sessions_started_total"), 0);
+    let (log, _d) = h.stop().await;
+    assert_eq!(log.len(), 2);
+    for row in &log {
+        assert_eq!(row["action"], "warn");
+        assert_eq!(
+            row["note"],
+            "announcement skipped: the media is encrypted (SRTP/DTLS)"
+        );
+    }
+}

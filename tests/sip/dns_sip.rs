@@ -23,14 +23,14 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
 
 /// A dnsmasq serving `records` (its own command-line options) on a loopback port until dropped.
-struct Dns {
+pub(crate) struct Dns {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 impl Dns {
-    fn start(records: &[String]) -> Dns {
+    pub(crate) fn start(records: &[String]) -> Dns {
         let port = crate::support::free_port();
         Dns::start_on(port, records)
     }
@@ -93,7 +93,7 @@ impl Drop for Dns {
     }
 }
 
-fn dns_config(server: SocketAddr) -> DnsConfig {
+pub(crate) fn dns_config(server: SocketAddr) -> DnsConfig {
     DnsConfig {
         servers: vec![server],
         timeout_ms: 500,
@@ -138,7 +138,9 @@ fn ok(req: &Message) -> String {
 }
 
 /// A UDP UAS on `addr` answering every INVITE 200; returns the Call-IDs it answered.
-async fn udp_uas(addr: &str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+pub(crate) async fn udp_uas(
+    addr: &str,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let sock = UdpSocket::bind(addr).await.unwrap();
     let local = sock.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -186,7 +188,7 @@ async fn tcp_uas() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>)
 }
 
 /// Send an INVITE for `call` to `target` through `proxy`; the final status the caller gets.
-async fn call(proxy: SocketAddr, call: &str, target: &str) -> u16 {
+pub(crate) async fn call(proxy: SocketAddr, call: &str, target: &str) -> u16 {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     sock.send_to(invite(call, local, target).as_bytes(), proxy)

@@ -458,7 +458,7 @@ fn the_generated_corpus_holds_its_labels_in_the_core() {
             };
             let outs = match transport {
                 Transport::Udp => proxy.handle(Bytes::copy_from_slice(&c.data), peer, t0),
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let mut f = Framer::new(65535);
                     f.push(&c.data);
                     let mut outs = Vec::new();

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use scamguard::sip::transport::{run_tls, Tls};
 use scamguard::sip::{
     run, CallEvent, CallRef, Disposition, Hook, NewCall, Proxy, SdpDirection, SdpKind, SipConfig,
     SipStats,
@@ -20,6 +21,8 @@ pub type Seen = (String, Option<String>, Option<String>);
 pub struct TestHook {
     decision: Disposition,
     pub calls: Mutex<Vec<Seen>>,
+    /// (Call-ID, whether the proxy said its source is a trusted peer) of each decided call.
+    pub trusted: Mutex<Vec<(String, bool)>>,
     pub events: Mutex<Vec<(String, CallEvent)>>,
 }
 
@@ -36,6 +39,7 @@ impl TestHook {
         Arc::new(TestHook {
             decision,
             calls: Mutex::default(),
+            trusted: Mutex::default(),
             events: Mutex::default(),
         })
     }
@@ -67,6 +71,10 @@ impl Hook for TestHook {
             .lock()
             .unwrap()
             .push((call.call_id.to_string(), from_user, pai));
+        self.trusted
+            .lock()
+            .unwrap()
+            .push((call.call_id.to_string(), call.trusted));
         let mut d = self.decision.clone();
         if let Disposition::Forward {
             anchor_media: true,
@@ -101,6 +109,8 @@ impl Hook for TestHook {
 /// The proxy served over UDP and TCP on one port of 127.0.0.1 until dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The TLS listener, when started with [`Server::start_tls`].
+    pub tls_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
     _stop: watch::Sender<bool>,
 }
@@ -109,6 +119,20 @@ impl Server {
     /// Serve `hook` with the default config as `configure` changes it (the next hop, timers);
     /// `listen` is the bound address.
     pub async fn start(hook: Arc<TestHook>, configure: impl FnOnce(&mut SipConfig)) -> Server {
+        Server::serve(hook, configure, false).await
+    }
+
+    /// [`Server::start`] with a TLS listener on another port of 127.0.0.1 too; `configure`
+    /// names the certificate, key and roots (`sip::tls::load` reads them).
+    pub async fn start_tls(hook: Arc<TestHook>, configure: impl FnOnce(&mut SipConfig)) -> Server {
+        Server::serve(hook, configure, true).await
+    }
+
+    async fn serve(
+        hook: Arc<TestHook>,
+        configure: impl FnOnce(&mut SipConfig),
+        tls: bool,
+    ) -> Server {
         // UDP and TCP on the same port; retry if the TCP side of a free UDP port is taken.
         let (udp, tcp) = loop {
             let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -120,11 +144,35 @@ impl Server {
         let mut cfg = SipConfig::default();
         configure(&mut cfg);
         cfg.listen = addr;
-        let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
         let (stop, rx) = watch::channel(false);
-        tokio::spawn(run(udp, tcp, proxy.clone(), rx));
+        if !tls {
+            let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
+            tokio::spawn(run(udp, tcp, proxy.clone(), rx));
+            return Server {
+                addr,
+                tls_addr: None,
+                proxy,
+                _stop: stop,
+            };
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_addr = listener.local_addr().unwrap();
+        cfg.tls_listen = Some(tls_addr);
+        let problems = cfg.validate();
+        assert!(problems.is_empty(), "{problems:?}");
+        let setup = scamguard::sip::tls::load(&cfg).unwrap();
+        let proxy = Arc::new(
+            Proxy::new(cfg, addr, hook, Arc::new(SipStats::default()))
+                .with_tls_port(tls_addr.port()),
+        );
+        let tls = Tls {
+            listener: Some(listener),
+            setup,
+        };
+        tokio::spawn(run_tls(udp, tcp, Some(tls), proxy.clone(), rx));
         Server {
             addr,
+            tls_addr: Some(tls_addr),
             proxy,
             _stop: stop,
         }

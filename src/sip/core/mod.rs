@@ -47,8 +47,12 @@ use super::scanners::DenyList;
 use super::stats::SipStats;
 use super::Transport;
 
-/// Identifies one TCP connection of the transport layer.
+/// Identifies one TCP or TLS connection of the transport layer.
 pub type ConnId = u64;
+
+/// The names a TLS client proved with its certificate (checked by the transport against
+/// `[sip] tls_client_roots`; see `sip::tls::cert_names`), handed in with its messages.
+pub type CertNames = Arc<[String]>;
 
 /// Where a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +200,7 @@ impl Proxy {
                 host,
                 port: local.port(),
                 ip,
+                tls_port: None,
             },
             hook,
             stats,
@@ -218,6 +223,13 @@ impl Proxy {
         }
     }
 
+    /// The port the TLS listener is bound to (written in our Via and Record-Route over TLS,
+    /// and recognised as ours when it comes back).
+    pub fn with_tls_port(mut self, port: u16) -> Proxy {
+        self.me.tls_port = Some(port);
+        self
+    }
+
     pub fn stats(&self) -> &Arc<SipStats> {
         &self.stats
     }
@@ -237,16 +249,47 @@ impl Proxy {
 
     /// Handle one received message (a datagram, or one framed stream message).
     pub fn handle(&self, data: Bytes, from: Peer, now: Instant) -> Vec<Output> {
+        self.handle_verified(data, from, None, now)
+    }
+
+    /// [`Proxy::handle`] for a message from a TLS client that proved `names` with its
+    /// certificate: one of `[sip] trusted_peer_names` among them makes it a trusted peer.
+    pub fn handle_verified(
+        &self,
+        data: Bytes,
+        from: Peer,
+        names: Option<&CertNames>,
+        now: Instant,
+    ) -> Vec<Output> {
         self.stats.received(from.transport);
         let mut out = Vec::new();
-        self.handle_into(data, from, now, &mut out);
+        self.handle_into(data, from, names, now, &mut out);
         for o in &out {
             self.stats.sent(o.to.transport);
         }
         out
     }
 
-    fn handle_into(&self, data: Bytes, from: Peer, now: Instant, out: &mut Vec<Output>) {
+    /// One of `names` is a `trusted_peer_names` entry (`*.example.net` covering one label).
+    fn vouched(&self, names: Option<&CertNames>) -> bool {
+        let Some(names) = names else {
+            return false;
+        };
+        self.cfg.trusted_peer_names.iter().any(|t| {
+            names
+                .iter()
+                .any(|n| super::tls::name_covers(t, n) || n.eq_ignore_ascii_case(t))
+        })
+    }
+
+    fn handle_into(
+        &self,
+        data: Bytes,
+        from: Peer,
+        names: Option<&CertNames>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         if !self.admit(&data, from, now) {
             return; // a banned source's: dropped unparsed
         }
@@ -280,7 +323,7 @@ impl Proxy {
             return;
         }
         if msg.is_request() {
-            self.on_request(&msg, from, now, out);
+            self.on_request(&msg, (from, names), now, out);
         } else {
             self.on_response(&msg, now, out);
         }
@@ -390,7 +433,13 @@ impl Proxy {
         }
     }
 
-    fn on_request(&self, msg: &Message, from: Peer, now: Instant, out: &mut Vec<Output>) {
+    fn on_request(
+        &self,
+        msg: &Message,
+        (from, names): (Peer, Option<&CertNames>),
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let method = msg.method();
         if method == b"ACK" {
             return self.on_ack(msg, from, now, out);
@@ -422,8 +471,13 @@ impl Proxy {
             return;
         }
         let dest = match self.route(msg, dialog, now) {
+            Some(Routed::Go(d)) if self.insecure_for_sips(msg, &d) => {
+                return self.respond(msg, from, 480, "Temporarily Unavailable", &[], out);
+            }
             Some(Routed::Go(d)) => d,
-            Some(Routed::Wait(name)) => return self.park(name, msg, from, now, out),
+            Some(Routed::Wait(name)) => {
+                return self.park(name, msg, (from, names.cloned()), now, out)
+            }
             Some(Routed::Fail(code)) => return self.answer_unrouted(msg, from, code, out),
             None => {
                 // Nowhere we may send it (no next hop, and not a target the operator allows).
@@ -436,7 +490,7 @@ impl Proxy {
         }
         let disposition = screened.then(|| {
             self.stats.hook_calls.inc();
-            let trusted = self.cfg.trusted_peers.contains(&from.addr.ip());
+            let trusted = self.cfg.trusted_peers.contains(&from.addr.ip()) || self.vouched(names);
             self.hook
                 .new_call(&NewCall::new(msg, from.addr, from.transport, trusted), now)
         });
@@ -507,7 +561,7 @@ impl Proxy {
     /// The source is the next hop (over TCP its connections come from any port).
     fn is_next_hop(&self, from: Peer) -> bool {
         let is = |h: SocketAddr| {
-            h == from.addr || (from.transport == Transport::Tcp && h.ip() == from.addr.ip())
+            h == from.addr || (from.transport.is_stream() && h.ip() == from.addr.ip())
         };
         match (&self.cfg.next_hop, &self.hop_name) {
             (_, Some(name)) => self
@@ -693,7 +747,14 @@ impl Proxy {
             fwd.body = self.rewrite(call_id, dir, kind, msg.body_bytes(), now);
         }
         let branch = self.branch_for(msg, from);
-        let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, &fwd);
+        let data = forward::request(
+            &self.me,
+            msg,
+            (from.addr, from.transport),
+            dest.transport,
+            &branch,
+            &fwd,
+        );
         let kind = if method == b"INVITE" {
             CKind::Invite
         } else {
@@ -770,8 +831,9 @@ impl Proxy {
     ) {
         let dialog = msg.to_tag().is_some() && self.known_dialog(msg);
         let dest = match self.route(msg, dialog, now) {
+            Some(Routed::Go(d)) if self.insecure_for_sips(msg, &d) => return,
             Some(Routed::Go(d)) => d.peer,
-            Some(Routed::Wait(name)) => return self.park(name, msg, from, now, out),
+            Some(Routed::Wait(name)) => return self.park(name, msg, (from, None), now, out),
             Some(Routed::Fail(code)) => return self.answer_unrouted(msg, from, code, out),
             None => {
                 self.stats.relay_refused.inc();
@@ -779,7 +841,14 @@ impl Proxy {
             }
         };
         let branch = self.branch_for(msg, from);
-        let data = forward::request(&self.me, msg, from.addr, dest.transport, &branch, fwd);
+        let data = forward::request(
+            &self.me,
+            msg,
+            (from.addr, from.transport),
+            dest.transport,
+            &branch,
+            fwd,
+        );
         out.push(Output { to: dest, data });
     }
 

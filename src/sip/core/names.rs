@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::super::msg::Message;
 use super::super::Transport;
-use super::{Output, Peer, Proxy};
+use super::{CertNames, Output, Peer, Proxy};
 
 /// A host name to resolve, with what RFC 3263 needs to do it: the URI's port, its `transport`
 /// parameter and whether it is `sips:`.
@@ -104,6 +104,8 @@ pub(super) enum NameState {
 pub(super) struct Parked {
     data: Bytes,
     from: Peer,
+    /// What its TLS client's certificate proved, for when it is handled again.
+    names: Option<CertNames>,
     /// A hash of the request's transaction key: its retransmissions are not parked twice.
     key: u64,
     deadline: Instant,
@@ -145,7 +147,7 @@ impl Proxy {
         &self,
         name: Name,
         msg: &Message,
-        from: Peer,
+        (from, names): (Peer, Option<CertNames>),
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -181,6 +183,7 @@ impl Proxy {
             parked.push(Parked {
                 data: msg.buf.clone(),
                 from,
+                names,
                 key,
                 deadline: now + Duration::from_millis(dns.park_ms),
             });
@@ -252,7 +255,7 @@ impl Proxy {
         self.parked.fetch_sub(parked.len(), Ordering::Relaxed);
         let mut out = Vec::new();
         for p in parked {
-            self.handle_into(p.data, p.from, now, &mut out);
+            self.handle_into(p.data, p.from, p.names.as_ref(), now, &mut out);
         }
         for o in &out {
             self.stats.sent(o.to.transport);

@@ -153,8 +153,11 @@ impl Proxy {
             .values_str(Hdr::Route)
             .filter_map(|v| NameAddr::parse(v).ok());
         let mut first = routes.next();
-        if first.as_ref().is_some_and(|r| self.me.uri_is_ours(&r.uri)) {
-            first = routes.next();
+        // Ours, once or twice (see `forward::request`).
+        for _ in 0..2 {
+            if first.as_ref().is_some_and(|r| self.me.uri_is_ours(&r.uri)) {
+                first = routes.next();
+            }
         }
         match &first {
             Some(r) => uri_target(&r.uri),
@@ -163,6 +166,40 @@ impl Proxy {
                 .filter(|u| !self.me.uri_is_ours(u))
                 .and_then(|u| uri_target(&u)),
         }
+    }
+
+    /// A `sips:` request (RFC 3261 26.2.2: TLS on every hop) that would leave over a hop that
+    /// is not TLS: it is answered 480 instead, never sent in the clear.
+    pub(super) fn insecure_for_sips(&self, msg: &Message, d: &Dest) -> bool {
+        let sips = msg.request_uri().is_some_and(|u| u.scheme == Scheme::Sips);
+        let insecure = sips && d.peer.transport != Transport::Tls;
+        if insecure {
+            self.stats.sips_refused.inc();
+        }
+        insecure
+    }
+
+    /// The host name whose certificate a TLS connection to `addr` must show (RFC 5922: the
+    /// name of the URI or the configured hop that led there, not the SRV target): the next
+    /// hop's name first, else any name resolved to it. `None`: `addr` was reached by an IP
+    /// literal, and the certificate must carry that address.
+    pub fn tls_server_name(&self, addr: SocketAddr) -> Option<String> {
+        let at = |targets: &[Peer]| {
+            targets
+                .iter()
+                .any(|p| p.addr == addr && p.transport == Transport::Tls)
+        };
+        if let Some(n) = &self.hop_name {
+            if self.known_addrs(n).is_some_and(|t| at(&t)) {
+                return Some(n.host.clone());
+            }
+        }
+        self.names.iter().find_map(|e| match e.value() {
+            super::names::NameState::Ready { targets, .. } if at(targets) => {
+                Some(e.key().host.clone())
+            }
+            _ => None,
+        })
     }
 
     /// The request is in a dialog we Record-Routed and still track: its Call-ID is a call
@@ -204,6 +241,8 @@ fn uri_target(u: &Uri<'_>) -> Option<Target> {
             Some(Transport::Tcp)
         } else if t.eq_ignore_ascii_case("udp") {
             Some(Transport::Udp)
+        } else if t.eq_ignore_ascii_case("tls") {
+            Some(Transport::Tls)
         } else {
             None
         }
@@ -215,13 +254,23 @@ fn uri_target(u: &Uri<'_>) -> Option<Target> {
         return Some(Target::Name(Name {
             host: u.host.trim_end_matches('.').to_ascii_lowercase(),
             port: u.port,
-            transport: if secure { Some(Transport::Tcp) } else { param },
+            // sips: is TLS whatever the parameter says (RFC 3261 26.2.2); without one NAPTR
+            // chooses among the SIPS services (RFC 3263 4.1).
+            transport: if secure {
+                param.map(|_| Transport::Tls)
+            } else {
+                param
+            },
             secure,
         }));
     };
-    let port = u.port.unwrap_or(if secure { 5061 } else { 5060 });
-    let tcp = param == Some(Transport::Tcp) || secure;
-    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    let tls = secure || param == Some(Transport::Tls);
+    let port = u.port.unwrap_or(if tls { 5061 } else { 5060 });
+    let transport = match param {
+        _ if tls => Transport::Tls,
+        Some(Transport::Tcp) => Transport::Tcp,
+        _ => Transport::Udp,
+    };
     Some(Target::Addr(Peer {
         transport,
         addr: SocketAddr::new(ip, port),
@@ -230,7 +279,8 @@ fn uri_target(u: &Uri<'_>) -> Option<Target> {
 }
 
 /// The name a configured next hop is resolved by: a name without a port is looked up by
-/// NAPTR and SRV, which choose the transport; with a port, `next_hop_transport` holds.
+/// NAPTR and SRV, which choose the transport (only the SIPS services when
+/// `next_hop_transport` is `tls`); with a port, `next_hop_transport` holds.
 pub(super) fn hop_name(hop: Option<&Hop>, transport: Transport) -> Option<Name> {
     match hop? {
         Hop::Addr(_) => None,
@@ -238,7 +288,7 @@ pub(super) fn hop_name(hop: Option<&Hop>, transport: Transport) -> Option<Name> 
             host: host.clone(),
             port: *port,
             transport: port.map(|_| transport),
-            secure: false,
+            secure: transport == Transport::Tls,
         }),
     }
 }
@@ -247,6 +297,8 @@ fn via_target(v: &Via<'_>) -> Option<Peer> {
     let addr = back_of(v, None)?;
     let transport = if v.transport.eq_ignore_ascii_case("TCP") {
         Transport::Tcp
+    } else if v.transport.eq_ignore_ascii_case("TLS") {
+        Transport::Tls
     } else {
         Transport::Udp
     };
@@ -255,4 +307,42 @@ fn via_target(v: &Via<'_>) -> Option<Peer> {
         addr,
         conn: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sips_and_transport_tls_are_tls_and_sips_names_ask_naptr() {
+        let addr: SocketAddr = "192.0.2.7:5061".parse().unwrap();
+        for (uri, t) in [
+            ("sip:a@192.0.2.7:5061;transport=tls", Transport::Tls),
+            ("sips:a@192.0.2.7:5061", Transport::Tls),
+            ("sips:a@192.0.2.7:5061;transport=tcp", Transport::Tls),
+            ("sip:a@192.0.2.7:5061;transport=tcp", Transport::Tcp),
+            ("sip:a@192.0.2.7:5061", Transport::Udp),
+        ] {
+            let u = Uri::parse(uri).unwrap();
+            match uri_target(&u) {
+                Some(Target::Addr(p)) => assert_eq!((p.transport, p.addr), (t, addr), "{uri}"),
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        let u = Uri::parse("sips:a@192.0.2.7").unwrap();
+        assert!(matches!(uri_target(&u), Some(Target::Addr(p)) if p.addr.port() == 5061));
+        // A sips: name without a transport leaves the choice to NAPTR (SIPS services only).
+        let u = Uri::parse("sips:a@PBX.example.net").unwrap();
+        match uri_target(&u) {
+            Some(Target::Name(n)) => {
+                assert_eq!(
+                    (n.host.as_str(), n.transport, n.secure),
+                    ("pbx.example.net", None, true)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let hop = hop_name(Some(&"pbx.example.net".parse().unwrap()), Transport::Tls).unwrap();
+        assert!(hop.secure && hop.transport.is_none());
+    }
 }
