@@ -18,6 +18,10 @@
 //! its own (`sip::dns`), and the answers handed back ([`Proxy::resolved`]); a TCP connection
 //! that cannot be made is reported ([`Proxy::unreachable`]) so the request fails over.
 //!
+//! With `[hep]` on, every message read from or written to a socket is also handed to the HEP
+//! capture (`sip::capture`), which only queues it. The agent's side of a message is the SIP
+//! socket's bound address (a TCP connection's too), as Kamailio reports its listening socket.
+//!
 //! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
 
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::capture::Capture;
 use super::conn::{Budgets, Caps, Slot};
 use super::core::{ConnId, Output, Peer, Proxy};
 use super::dns::Resolver;
@@ -50,6 +55,17 @@ struct Net {
     budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
     resolver: Arc<Resolver>,
+    /// The SIP socket's address: our side of every captured message.
+    local: SocketAddr,
+    capture: Option<Arc<Capture>>,
+}
+
+impl Net {
+    fn capture(&self, data: &Bytes, transport: Transport, src: SocketAddr, dst: SocketAddr) {
+        if let Some(c) = &self.capture {
+            c.sip(data.clone(), transport, src, dst);
+        }
+    }
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -65,11 +81,13 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Serve SIP on `udp` and `tcp` (normally bound to the same address) until `shutdown` turns
-/// true. Transactions still in flight are abandoned at shutdown.
+/// true, copying every message to `capture` when given. Transactions still in flight are
+/// abandoned at shutdown.
 pub async fn run(
     udp: UdpSocket,
     tcp: TcpListener,
     proxy: Arc<Proxy>,
+    capture: Option<Arc<Capture>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let cfg = proxy.config().clone();
@@ -89,6 +107,7 @@ pub async fn run(
     }
     udp.set_nonblocking(false)?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let local = udp.local_addr()?;
     let net = Arc::new(Net {
         udp,
         rt: Handle::current(),
@@ -99,6 +118,8 @@ pub async fn run(
         budgets: Budgets::new(caps(&cfg)),
         shutdown: shutdown.clone(),
         resolver: Arc::new(Resolver::new(&cfg.dns)),
+        local,
+        capture,
     });
     let mut tasks = JoinSet::new();
     let workers = if cfg.udp_workers > 0 {
@@ -188,9 +209,9 @@ fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Rece
             addr: src,
             conn: None,
         };
-        let outs = net
-            .proxy
-            .handle(Bytes::copy_from_slice(&buf[..n]), peer, Instant::now());
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        net.capture(&data, Transport::Udp, src, net.local);
+        let outs = net.proxy.handle(data, peer, Instant::now());
         dispatch(net, outs);
     }
 }
@@ -230,6 +251,7 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
         });
     }
     for o in outs {
+        net.capture(&o.data, o.to.transport, net.local, o.to.addr);
         match o.to.transport {
             Transport::Udp => {
                 if net.udp.send_to(&o.data, o.to.addr).is_err() {
@@ -367,6 +389,7 @@ async fn serve_registered(
                         addr: peer,
                         conn: Some(id),
                     };
+                    net.capture(&m, Transport::Tcp, peer, net.local);
                     let outs = net.proxy.handle(m, p, Instant::now());
                     dispatch(&net, outs);
                 }

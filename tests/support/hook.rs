@@ -122,7 +122,7 @@ impl Server {
         cfg.listen = addr;
         let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
         let (stop, rx) = watch::channel(false);
-        tokio::spawn(run(udp, tcp, proxy.clone(), rx));
+        tokio::spawn(run(udp, tcp, proxy.clone(), None, rx));
         Server {
             addr,
             proxy,
