@@ -1,6 +1,6 @@
 //! The web console, served under `/console` by the admin listener: what an operator sees of the
 //! agent (live verdicts, an overview, check and what-if, lists, reports, feeds, audit) and the
-//! few things they steer (entries, imports, reports).
+//! few things they steer (entries, imports, reports, disputes).
 //!
 //! Pages are HTML rendered here; htmx and its Server-Sent Events extension (vendored, see
 //! `assets/README.md`) swap the live tail in without any script of ours, so the CSP allows no
@@ -23,6 +23,7 @@
 //! | `GET /console/lists`, `GET /console/lists/{list}` | read | lists, hit counters, entries |
 //! | `POST /console/lists/{list}/add`, `/remove`, `/import` | write | entries; an import is a dry run until confirmed |
 //! | `GET /console/reports`, `POST /console/reports/{promote,dismiss,allow}` | read, write | reported callers and the operator's decision |
+//! | `GET /console/disputes`, `POST /console/disputes/{id}/{lift,uphold}` | read, write | open disputes of blocked callers and the operator's decision (the API's own) |
 //! | `GET /console/feeds` | read | publishers and subscriptions |
 //! | `GET /console/audit` | admin | who changed what, before and after |
 //!
@@ -133,9 +134,10 @@ fn need(method: &Method, segs: &[&str]) -> Option<Role> {
     match (method, segs) {
         (&Method::GET, ["live"] | ["live", "stream"] | ["live", _]) => Some(read),
         (&Method::GET, ["overview"] | ["check"] | ["whatif"] | ["feeds"]) => Some(read),
-        (&Method::GET, ["lists"] | ["lists", _] | ["reports"]) => Some(read),
+        (&Method::GET, ["lists"] | ["lists", _] | ["reports"] | ["disputes"]) => Some(read),
         (&Method::POST, ["lists", _, "add" | "remove" | "import"]) => Some(write),
         (&Method::POST, ["reports", "promote" | "dismiss" | "allow"]) => Some(write),
+        (&Method::POST, ["disputes", _, "lift" | "uphold"]) => Some(write),
         (&Method::GET, ["audit"]) => Some(Role::Admin),
         _ => None,
     }
