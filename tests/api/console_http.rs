@@ -38,6 +38,17 @@ impl Got {
         })
     }
 
+    /// The value of the first attribute `name` on the page.
+    fn field_attr(&self, name: &str) -> String {
+        let key = format!("{name}=\"");
+        let at = self
+            .text
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.text));
+        let rest = &self.text[at + key.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
     /// The value of the first hidden field `name` on the page.
     fn field(&self, name: &str) -> String {
         let key = format!("name=\"{name}\" value=\"");
@@ -138,6 +149,7 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/console/reports", "", "read"),
     ("GET", "/console/feeds", "", "read"),
     ("GET", "/console/disputes", "", "read"),
+    ("GET", "/console/imports/0123", "", "write"),
     (
         "POST",
         "/console/lists/ops/add",
@@ -235,7 +247,7 @@ async fn every_console_route_enforces_its_role() {
         .iter()
         .filter(|r| r.who == "viewer" && r.source.as_deref() == Some(ADDR))
         .count();
-    assert_eq!(viewer, 9, "{refused:?}");
+    assert_eq!(viewer, 10, "{refused:?}");
 }
 
 #[tokio::test]
@@ -523,5 +535,137 @@ async fn disputes_are_shown_escaped_and_resolved_as_the_api_resolves_them() {
             .iter()
             .any(|a| a.what == "add" && a.pattern.as_deref() == Some("+12025550143")),
         "{trail:?}"
+    );
+}
+
+/// A multipart body as a browser sends the import form with a file.
+fn multipart(boundary: &str, fields: &[(&str, &str)], file: &str) -> String {
+    let mut b = String::new();
+    for (k, v) in fields {
+        b.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    b.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\n{file}\r\n--{boundary}--\r\n"
+    ));
+    b
+}
+
+async fn post_multipart(st: &State, path: &str, cookie: &str, body: String) -> Got {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("cookie", cookie)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ClientAddr(ADDR.parse().unwrap()));
+    let r = api::route(st, req).await;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Got {
+        status,
+        headers,
+        text,
+    }
+}
+
+#[tokio::test]
+async fn an_uploaded_import_is_a_dry_run_until_its_owner_confirms_it() {
+    let dir = tempdir();
+    let st = state(dir.path(), |_| {}).0;
+    let w = login(&st, WRITER).await;
+    let a = login(&st, ADMIN).await;
+    let path = "/console/lists/ops/import";
+    // Without the CSRF field in the multipart body: refused.
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &[("format", "plain")], "+12025550177"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Bad lines are named as the loader names them, and nothing is staged.
+    let fields = [
+        ("csrf", w.csrf.as_str()),
+        ("format", "plain"),
+        ("replace", "false"),
+    ];
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &fields, "+12025550177\nnope\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("import.plain:2:"), "{}", r.text);
+    assert!(!r.text.contains("name=\"staged\""), "{}", r.text);
+    // A good file: the diff, nothing written.
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &fields, "+12025550177\n+12025550178\n"),
+    )
+    .await;
+    assert!(
+        r.text
+            .contains("<strong id=\"diff-added\">2</strong> added"),
+        "{}",
+        r.text
+    );
+    assert_eq!(st.live.store.get("ops", "+12025550177").unwrap(), None);
+    let staged = r.field("staged");
+    // Another operator cannot confirm it.
+    let r = send(
+        &st,
+        "POST",
+        path,
+        &a.cookie,
+        &format!("confirm=yes&staged={staged}&csrf={}", a.csrf),
+    )
+    .await;
+    assert!(
+        r.text.contains("has expired or was confirmed already"),
+        "{}",
+        r.text
+    );
+    // Its owner can, once; the job's progress reaches 100% with the entries enforced.
+    let confirm = format!("confirm=yes&staged={staged}&csrf={}", w.csrf);
+    let r = send(&st, "POST", path, &w.cookie, &confirm).await;
+    assert!(r.text.contains("id=\"import-progress\""), "{}", r.text);
+    let job = r.field_attr("data-job");
+    let page = format!("/console/imports/{job}");
+    crate::support::eventually("the import finished", || {
+        let (st, cookie, page) = (&st, w.cookie.clone(), page.clone());
+        async move {
+            let p = send(st, "GET", &page, &cookie, "").await;
+            p.text.contains("id=\"import-percent\">100%")
+        }
+    })
+    .await;
+    // Another operator's id finds nothing.
+    let other = send(&st, "GET", &page, &a.cookie, "").await;
+    assert!(other.text.contains("No such import"), "{}", other.text);
+    let done = send(&st, "GET", &page, &w.cookie, "").await.text;
+    assert!(
+        !done.contains("hx-get"),
+        "a finished job is not asked again: {done}"
+    );
+    assert!(done.contains("2 written, 0 replaced"), "{done}");
+    assert!(st.live.store.get("ops", "+12025550178").unwrap().is_some());
+    let r = send(&st, "POST", path, &w.cookie, &confirm).await;
+    assert!(
+        r.text.contains("has expired or was confirmed already"),
+        "{}",
+        r.text
     );
 }

@@ -3,7 +3,8 @@
 //! opens it, previews and adds an entry and sees the next call blocked, promotes a report; a
 //! `read` operator sees no write controls and is refused a forged write (`browser`); a blocked
 //! caller's dispute sent on the redress form is lifted in the console and the caller's next call
-//! passes (`disputes`). Screenshots go to
+//! passes (`disputes`); an uploaded list file is diffed, imported with a progress bar and
+//! enforced (`import`). Screenshots go to
 //! `target/console-screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
@@ -14,3 +15,4 @@ mod support;
 
 mod browser;
 mod disputes;
+mod import;

@@ -33,6 +33,7 @@ pub(super) async fn answer(cx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resp
         (&Method::POST, ["lists", list, "add"]) => lists::add(cx, list).await,
         (&Method::POST, ["lists", list, "remove"]) => lists::remove(cx, list).await,
         (&Method::POST, ["lists", list, "import"]) => lists::import(cx, list).await,
+        (&Method::GET, ["imports", id]) => lists::progress(cx, id),
         (&Method::GET, ["reports"]) => reports::page(cx).await,
         (&Method::POST, ["reports", what]) => reports::decide(cx, what).await,
         (&Method::GET, ["disputes"]) => disputes::page(cx).await,
