@@ -97,6 +97,11 @@ async fn an_uploaded_file_is_diffed_then_imported_with_progress() {
     let state = b.text(&b.one("#import-state").await).await;
     assert_eq!(state, "Imported into imported: 2 written, 2 replaced.");
     b.screenshot("23-import-done").await;
+    b.click(&b.one("#import-list").await).await;
+    let entries = wait_text(&b, "#entries", ADDED).await;
+    assert!(!entries.contains(REMOVED), "{entries}");
+    let changed = wait_text(&b, "#entries tr", CHANGED).await;
+    assert!(changed.contains("block"), "{changed}");
     assert_eq!(call(&h, "import3", ADDED).await, Some(603));
     assert_eq!(call(&h, "import4", REMOVED).await, None, "replaced away");
     let r = request(api, "GET", "/v1/lists/imported/entries", Some(WRITER), b"").await;

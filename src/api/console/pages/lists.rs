@@ -424,10 +424,18 @@ fn progress_html(id: &str, job: &Option<std::sync::Arc<Job>>) -> String {
     format!(
         "<div class=\"card\" id=\"import-progress\" data-job=\"{}\"{poll}><p>Import into <strong>{}</strong></p>\
          <progress id=\"import-bar\" max=\"100\" value=\"{pct}\">{pct}%</progress> <span id=\"import-percent\">{pct}%</span>\
-         <p id=\"import-state\">{}</p></div>",
+         <p id=\"import-state\">{}</p>{}</div>",
         esc(id),
         esc(&job.list),
-        esc(&state)
+        esc(&state),
+        if poll.is_empty() {
+            format!(
+                "<p><a id=\"import-list\" href=\"/console/lists/{}\">Show the list as it is now</a></p>",
+                enc(&job.list)
+            )
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -506,8 +514,14 @@ fn diff(
 
 fn diff_html(cx: &Ctx<'_>, list: &str, d: &Diff, staged: &str, replace: bool) -> String {
     let line = |sign: &str, class: &str, e: &StoredEntry| {
+        let what = match class {
+            "added" => "added",
+            "changed-from" => "changed, was",
+            "changed-to" => "changed, now",
+            _ => "removed",
+        };
         format!(
-            "<tr class=\"{class}\"><td class=\"mono\">{sign}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td class=\"mono\">{sign}</td><td>{what}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&e.pattern),
             e.action.as_str(),
             esc(&e.category),
