@@ -272,6 +272,9 @@ mod tests {
         assert_eq!(c.validate(), Vec::<String>::new());
         assert_eq!(c.lists.dir, PathBuf::from("blocklists"));
         assert_eq!(c.screening.default_country, "US");
+        // HEP capture ships off, every key at its default.
+        assert_eq!(c.hep, crate::sip::HepConfig::default());
+        assert!(!c.hep.enabled());
     }
 
     #[test]
