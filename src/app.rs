@@ -230,13 +230,24 @@ struct Screening {
     reports: Arc<ReportDesk>,
     /// Present when `[fleet]` shares counts with other agents.
     fleet: Option<fleet::Shared>,
+    /// Present when `[hep]` names a collector: the SIP transport and the decision log copy to it.
+    hep: Option<Arc<crate::sip::Capture>>,
 }
 
 /// Start, step 2: the hook over the rules, with the decision log, the media engine, the
 /// certificate cache and the report desk. Also returns the certificate fetcher, which [`serve`]
 /// runs.
 fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFetcher), AppError> {
-    let (log, log_writer) = DecisionLog::start(&config.log.decisions)
+    let hep = match crate::sip::Capture::new(&config.hep) {
+        Ok(Some((capture, drain))) => {
+            drain.spawn().map_err(|e| AppError(format!("hep: {e}")))?;
+            tracing::info!("HEP3 capture to {}", config.hep.collector);
+            Some(capture)
+        }
+        Ok(None) => None,
+        Err(e) => return Err(AppError(format!("hep: {}: {e}", config.hep.collector))),
+    };
+    let (log, log_writer) = DecisionLog::start(&config.log.decisions, hep.clone())
         .map_err(|e| AppError(format!("decision log: {e}")))?;
     let media = if config.media.enabled {
         let engine =
@@ -291,6 +302,7 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         certs,
         reports,
         fleet,
+        hep,
     };
     Ok((screening, fetcher))
 }
@@ -390,6 +402,9 @@ async fn bind_api(
         collectors.push(cb.stats.clone());
     }
     collectors.push(screener.challenges.stats.clone());
+    if let Some(h) = &screening.hep {
+        collectors.push(h.stats.clone());
+    }
     let redress_stats = Arc::new(api::redress::RedressStats::default());
     collectors.push(redress_stats.clone());
     collectors.extend(rules.feeds.collectors());
@@ -505,9 +520,12 @@ fn serve(
         }
         tasks.spawn(edits.run(stopped(rx.clone())));
     }
+    let hep = screening.hep.clone();
     tasks.spawn(async move {
         let tls = Some(sip.tls);
-        if let Err(e) = crate::sip::transport::run_tls(sip.udp, sip.tcp, tls, sip.proxy, rx).await {
+        if let Err(e) =
+            crate::sip::transport::run_tls(sip.udp, sip.tcp, tls, sip.proxy, hep, rx).await
+        {
             tracing::error!("SIP server stopped: {e}");
         }
     });

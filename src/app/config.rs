@@ -59,6 +59,8 @@ pub struct Config {
     /// `[dns]`: the servers that resolve host names of next hops and targets, and the bounds
     /// on requests waiting for them. Copied into `sip.dns` when the file is parsed.
     pub dns: crate::sip::DnsConfig,
+    /// `[hep]`: HEP3 copies of the SIP messages and of each decision to a Homer collector.
+    pub hep: crate::sip::HepConfig,
 }
 
 /// Where the decision log goes.
@@ -218,6 +220,7 @@ impl Config {
         p.extend(self.challenge.validate());
         p.extend(self.challenge.validate_against(&self.policy, &self.media));
         p.extend(self.redress.validate());
+        p.extend(self.hep.validate());
         p
     }
 
@@ -269,6 +272,9 @@ mod tests {
         assert_eq!(c.validate(), Vec::<String>::new());
         assert_eq!(c.lists.dir, PathBuf::from("blocklists"));
         assert_eq!(c.screening.default_country, "US");
+        // HEP capture ships off, every key at its default.
+        assert_eq!(c.hep, crate::sip::HepConfig::default());
+        assert!(!c.hep.enabled());
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! The hot path hands a finished record to a bounded queue and moves on (the writer polls the
 //! queue, so handing over never wakes a thread); when the queue is full
 //! the record is dropped and counted (`scamguard_decision_log_dropped_total`) rather than letting
-//! memory grow. Knows nothing of SIP or how decisions are made.
+//! memory grow.
+//!
+//! With `[hep]` on, the writer also hands each line, as written, to the HEP capture as a log
+//! record keyed by the call's Call-ID, so Homer shows the decision beside the call's flow: the
+//! line is made once, off the SIP path, and the capture only queues it.
+//!
+//! Knows nothing of SIP messages or how decisions are made.
 
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -16,6 +22,7 @@ use serde::Serialize;
 use super::config::LogTarget;
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::{Action, Reason};
+use crate::sip::Capture;
 
 /// One screened call.
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +101,7 @@ impl DecisionLog {
     /// clone is dropped, after writing what was queued.
     pub fn start(
         target: &LogTarget,
+        hep: Option<Arc<Capture>>,
     ) -> std::io::Result<(DecisionLog, std::thread::JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match target {
             LogTarget::Stdout => Box::new(std::io::stdout()),
@@ -112,7 +120,7 @@ impl DecisionLog {
         let s = stats.clone();
         let handle = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || writer(rx, out, &s))?;
+            .spawn(move || writer(rx, out, &s, hep.as_deref()))?;
         Ok((DecisionLog { tx, stats }, handle))
     }
 
@@ -131,20 +139,31 @@ impl DecisionLog {
 /// call, which at thousands of calls a second is more than the line itself costs.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn writer(rx: Receiver<Record>, out: Box<dyn Write + Send>, stats: &LogStats) {
+fn writer(
+    rx: Receiver<Record>,
+    out: Box<dyn Write + Send>,
+    stats: &LogStats,
+    hep: Option<&Capture>,
+) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = Vec::with_capacity(1024);
     loop {
         // Drain what is queued, then flush once: one write per drain, not per line.
         let mut wrote = false;
         let gone = loop {
             match rx.try_recv() {
                 Ok(r) => {
-                    let ok =
-                        serde_json::to_writer(&mut out, &r).is_ok() && out.write_all(b"\n").is_ok();
+                    line.clear();
+                    let ok = serde_json::to_writer(&mut line, &r).is_ok()
+                        && out.write_all(&line).is_ok()
+                        && out.write_all(b"\n").is_ok();
                     if ok {
                         stats.written.inc();
                     } else {
                         stats.write_errors.inc();
+                    }
+                    if let Some(h) = hep {
+                        h.log(&r.call_id, line.clone(), r.time);
                     }
                     wrote = true;
                 }
@@ -171,7 +190,7 @@ mod tests {
     fn writes_one_json_line_per_record_to_a_file() {
         let path = std::env::temp_dir().join(format!("sg-declog-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let (log, handle) = DecisionLog::start(&LogTarget::File(path.clone())).unwrap();
+        let (log, handle) = DecisionLog::start(&LogTarget::File(path.clone()), None).unwrap();
         for i in 0..3 {
             log.write(Record {
                 time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_500_000),

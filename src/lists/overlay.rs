@@ -630,10 +630,26 @@ impl Live {
         now: i64,
         detail: &str,
     ) -> Result<super::store::ImportSummary, WriteError> {
+        self.import_with_progress(who, list, entries, replace, now, detail, &mut |_| {})
+    }
+
+    /// [`Live::import`], telling `progress` the entries written so far as it goes (every
+    /// 10,000, and all of them once committed, before the list is compiled).
+    #[allow(clippy::too_many_arguments)]
+    pub fn import_with_progress<'w>(
+        &self,
+        who: impl Into<Who<'w>>,
+        list: &str,
+        entries: Vec<StoredEntry>,
+        replace: bool,
+        now: i64,
+        detail: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<super::store::ImportSummary, WriteError> {
         let _w = lock(&self.write_lock);
         let sum = self
             .store
-            .import(who, list, entries, replace, now, detail, |_| {})?;
+            .import(who, list, entries, replace, now, detail, progress)?;
         drop(_w);
         self.rules.fold_list(&self.store, list)?;
         Ok(sum)

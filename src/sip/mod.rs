@@ -19,6 +19,7 @@
 //! | `transport` | UDP/TCP/TLS sockets and the timer task ([`run`]) |
 //! | `tls` | the `[sip]` TLS settings read into rustls configs, and the names a peer's certificate proves |
 //! | `flood` | per-source fairness: messages per source per window, bans, transaction budgets (`[sip.flood]`) |
+//! | `capture` | HEP3 copies of every message for a Homer collector (`[hep]`): a bounded queue and a sender thread |
 //! | `dns` | RFC 3263 resolution of host names for the core (NAPTR, SRV, A/AAAA), and `[dns]` |
 //! | `config`, `stats` | the `[sip]` section and the counters |
 //!
@@ -46,12 +47,13 @@
 //! let stats = Arc::new(sip::SipStats::default()); // also register it with the metrics endpoint
 //! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats));
 //! let (stop, stopped) = tokio::sync::watch::channel(false);
-//! tokio::spawn(sip::run(udp, tcp, proxy, stopped));
+//! tokio::spawn(sip::run(udp, tcp, proxy, None, stopped));
 //! // ... later: stop.send(true) ends every task.
 //! # drop(stop); Ok(()) }
 //! ```
 
 pub mod caller;
+pub mod capture;
 pub mod config;
 pub mod conn;
 pub mod core;
@@ -70,6 +72,7 @@ pub mod tls;
 pub mod transport;
 pub mod uri;
 
+pub use self::capture::{Capture, HepConfig};
 pub use self::config::{Hop, SipConfig};
 pub use self::core::{ConnId, Name, Output, Peer, Proxy, Resolved};
 pub use self::dns::DnsConfig;

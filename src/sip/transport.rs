@@ -29,6 +29,10 @@
 //! its own (`sip::dns`), and the answers handed back ([`Proxy::resolved`]); a TCP connection
 //! that cannot be made is reported ([`Proxy::unreachable`]) so the request fails over.
 //!
+//! With `[hep]` on, every message read from or written to a socket is also handed to the HEP
+//! capture (`sip::capture`), which only queues it. The agent's side of a message is the SIP
+//! socket's bound address (a TCP connection's too), as Kamailio reports its listening socket.
+//!
 //! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
 
 use std::net::SocketAddr;
@@ -45,6 +49,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::capture::Capture;
 use super::conn::{Budgets, Caps, Slot};
 use super::core::{CertNames, ConnId, Output, Peer, Proxy};
 use super::dns::Resolver;
@@ -74,6 +79,17 @@ struct Net {
     budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
     resolver: Arc<Resolver>,
+    /// The SIP socket's address: our side of every captured message.
+    local: SocketAddr,
+    capture: Option<Arc<Capture>>,
+}
+
+impl Net {
+    fn capture(&self, data: &Bytes, transport: Transport, src: SocketAddr, dst: SocketAddr) {
+        if let Some(c) = &self.capture {
+            c.sip(data.clone(), transport, src, dst);
+        }
+    }
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -89,14 +105,16 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Serve SIP on `udp` and `tcp` (normally bound to the same address) until `shutdown` turns
-/// true. Transactions still in flight are abandoned at shutdown.
+/// true, copying every message to `capture` when given. Transactions still in flight are
+/// abandoned at shutdown.
 pub async fn run(
     udp: UdpSocket,
     tcp: TcpListener,
     proxy: Arc<Proxy>,
+    capture: Option<Arc<Capture>>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    run_tls(udp, tcp, None, proxy, shutdown).await
+    run_tls(udp, tcp, None, proxy, capture, shutdown).await
 }
 
 /// Accept on `l`, or never when there is no listener.
@@ -114,6 +132,7 @@ pub async fn run_tls(
     tcp: TcpListener,
     tls: Option<Tls>,
     proxy: Arc<Proxy>,
+    capture: Option<Arc<Capture>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let cfg = proxy.config().clone();
@@ -133,6 +152,7 @@ pub async fn run_tls(
     }
     udp.set_nonblocking(false)?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let local = udp.local_addr()?;
     let net = Arc::new(Net {
         udp,
         rt: Handle::current(),
@@ -146,6 +166,8 @@ pub async fn run_tls(
         connector: tls
             .as_ref()
             .map(|t| tokio_rustls::TlsConnector::from(t.setup.client.clone())),
+        local,
+        capture,
     });
     let (tls_listener, acceptor) = match tls {
         Some(Tls {
@@ -255,9 +277,9 @@ fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Rece
             addr: src,
             conn: None,
         };
-        let outs = net
-            .proxy
-            .handle(Bytes::copy_from_slice(&buf[..n]), peer, Instant::now());
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        net.capture(&data, Transport::Udp, src, net.local);
+        let outs = net.proxy.handle(data, peer, Instant::now());
         dispatch(net, outs);
     }
 }
@@ -297,6 +319,7 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
         });
     }
     for o in outs {
+        net.capture(&o.data, o.to.transport, net.local, o.to.addr);
         match o.to.transport {
             Transport::Udp => {
                 if net.udp.send_to(&o.data, o.to.addr).is_err() {
@@ -525,6 +548,7 @@ async fn serve_registered<S>(
                         addr: peer,
                         conn: Some(id),
                     };
+                    net.capture(&m, transport, peer, net.local);
                     let outs = net
                         .proxy
                         .handle_verified(m, p, names.as_ref(), Instant::now());

@@ -1,7 +1,8 @@
 //! The web console over HTTP, without a browser and without a socket: every console route
 //! checks its role on the server, a write without the session's CSRF token (or from another
 //! site) is refused and changes nothing, the login form counts and audits wrong tokens, and
-//! every page carries the CSP and frame headers.
+//! every page carries the CSP and frame headers. Disputes are resolved through the API's own
+//! code: audited, enforced and refused to the read role alike.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,6 +36,17 @@ impl Got {
             v.strip_prefix(&format!("{name}="))
                 .map(|rest| rest.split(';').next().unwrap().to_string())
         })
+    }
+
+    /// The value of the first attribute `name` on the page.
+    fn field_attr(&self, name: &str) -> String {
+        let key = format!("{name}=\"");
+        let at = self
+            .text
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.text));
+        let rest = &self.text[at + key.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
     }
 
     /// The value of the first hidden field `name` on the page.
@@ -136,6 +148,8 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/console/lists/ops", "", "read"),
     ("GET", "/console/reports", "", "read"),
     ("GET", "/console/feeds", "", "read"),
+    ("GET", "/console/disputes", "", "read"),
+    ("GET", "/console/imports/0123", "", "write"),
     (
         "POST",
         "/console/lists/ops/add",
@@ -172,6 +186,8 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
         "caller=%2B12025550199",
         "write",
     ),
+    ("POST", "/console/disputes/1/lift", "", "write"),
+    ("POST", "/console/disputes/1/uphold", "", "write"),
     ("GET", "/console/audit", "", "admin"),
 ];
 
@@ -231,7 +247,7 @@ async fn every_console_route_enforces_its_role() {
         .iter()
         .filter(|r| r.who == "viewer" && r.source.as_deref() == Some(ADDR))
         .count();
-    assert_eq!(viewer, 7, "{refused:?}");
+    assert_eq!(viewer, 10, "{refused:?}");
 }
 
 #[tokio::test]
@@ -401,4 +417,255 @@ async fn pages_carry_the_csp_and_refuse_framing() {
     let w = login(&st, WRITER).await;
     let page = send(&st, "GET", "/console/lists/ops", &w.cookie, "").await;
     assert!(page.text.contains("/console/lists/ops/add\""));
+}
+
+#[tokio::test]
+async fn disputes_are_shown_escaped_and_resolved_as_the_api_resolves_them() {
+    use scamguard::lists::store::{DisputeLimits, DisputeStatus, NewDispute};
+    let dir = tempdir();
+    let st = state(dir.path(), |_| {}).0;
+    let limits = DisputeLimits {
+        max_open: 10,
+        keep_resolved_secs: 86_400,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let open = |number: &str, statement: &str| {
+        st.live
+            .store
+            .open_dispute(
+                NewDispute {
+                    number,
+                    contact: "ann@example.org",
+                    statement,
+                },
+                Some("198.51.100.4"),
+                limits,
+                now - 7_300,
+            )
+            .unwrap()
+    };
+    // The form refuses `<` and `>`; the console escapes what it shows all the same.
+    let lifted = open("+12025550143", "I am the \"bakery\" & I called my mum");
+    let upheld = open("+12025550185", "not a scam");
+
+    let r = login(&st, READER).await;
+    let page = send(&st, "GET", "/console/disputes", &r.cookie, "").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("+12025550143") && page.text.contains("ann@example.org"));
+    assert!(
+        page.text
+            .contains("I am the &quot;bakery&quot; &amp; I called my mum"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("2 h 1 min"), "the age: {}", page.text);
+    assert!(
+        !page.text.contains("/lift") && !page.text.contains("/uphold"),
+        "a reader sees no buttons: {}",
+        page.text
+    );
+    // A forged POST from the reader (with its own CSRF token) is refused and changes nothing.
+    let path = format!("/console/disputes/{}/lift", lifted.id);
+    let forged = send(&st, "POST", &path, &r.cookie, &format!("csrf={}", r.csrf)).await;
+    assert_eq!(forged.status, 403, "{}", forged.text);
+    let d = st.live.store.dispute(lifted.id).unwrap().unwrap();
+    assert_eq!(d.status, DisputeStatus::Open);
+    assert_eq!(st.live.store.get("disputes", "+12025550143").unwrap(), None);
+
+    let w = login(&st, WRITER).await;
+    let page = send(&st, "GET", "/console/disputes", &w.cookie, "").await;
+    assert!(
+        page.text.contains(&path),
+        "a writer sees the buttons: {}",
+        page.text
+    );
+    // Without the token: refused.
+    let r = send(&st, "POST", &path, &w.cookie, "").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = send(&st, "POST", &path, &w.cookie, &format!("csrf={}", w.csrf)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains(&format!(
+            "Dispute {} lifted: +12025550143 is allowed (list disputes).",
+            lifted.id
+        )),
+        "{}",
+        r.text
+    );
+    let e = st
+        .live
+        .store
+        .get("disputes", "+12025550143")
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.reason, format!("dispute {}", lifted.id));
+    let d = st.live.store.dispute(lifted.id).unwrap().unwrap();
+    assert_eq!(d.status, DisputeStatus::Lifted);
+    assert_eq!(d.resolved_by.as_deref(), Some("bot"));
+    // Lifted once: a second lift is refused and says why.
+    let again = send(&st, "POST", &path, &w.cookie, &format!("csrf={}", w.csrf)).await;
+    assert!(again.text.contains("is lifted already"), "{}", again.text);
+
+    let path = format!("/console/disputes/{}/uphold", upheld.id);
+    let r = send(&st, "POST", &path, &w.cookie, &format!("csrf={}", w.csrf)).await;
+    assert!(r.text.contains("upheld: the block stays"), "{}", r.text);
+    assert_eq!(
+        st.live.store.dispute(upheld.id).unwrap().unwrap().status,
+        DisputeStatus::Upheld
+    );
+    assert_eq!(st.live.store.get("disputes", "+12025550185").unwrap(), None);
+    // Resolved disputes leave the page.
+    let page = send(&st, "GET", "/console/disputes", &w.cookie, "").await;
+    assert!(!page.text.contains("dispute-"), "{}", page.text);
+    // Audited as the API's lift and uphold are, under the operator's name and address.
+    let trail = st.live.store.audit_of(0, 1000, Some(false)).unwrap();
+    for what in ["dispute-lift", "dispute-uphold"] {
+        assert!(
+            trail
+                .iter()
+                .any(|a| a.what == what && a.who == "bot" && a.source.as_deref() == Some(ADDR)),
+            "{what}: {trail:?}"
+        );
+    }
+    assert!(
+        trail
+            .iter()
+            .any(|a| a.what == "add" && a.pattern.as_deref() == Some("+12025550143")),
+        "{trail:?}"
+    );
+}
+
+/// A multipart body as a browser sends the import form with a file.
+fn multipart(boundary: &str, fields: &[(&str, &str)], file: &str) -> String {
+    let mut b = String::new();
+    for (k, v) in fields {
+        b.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    b.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\n{file}\r\n--{boundary}--\r\n"
+    ));
+    b
+}
+
+async fn post_multipart(st: &State, path: &str, cookie: &str, body: String) -> Got {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("cookie", cookie)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ClientAddr(ADDR.parse().unwrap()));
+    let r = api::route(st, req).await;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Got {
+        status,
+        headers,
+        text,
+    }
+}
+
+#[tokio::test]
+async fn an_uploaded_import_is_a_dry_run_until_its_owner_confirms_it() {
+    let dir = tempdir();
+    let st = state(dir.path(), |_| {}).0;
+    let w = login(&st, WRITER).await;
+    let a = login(&st, ADMIN).await;
+    let path = "/console/lists/ops/import";
+    // Without the CSRF field in the multipart body: refused.
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &[("format", "plain")], "+12025550177"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Bad lines are named as the loader names them, and nothing is staged.
+    let fields = [
+        ("csrf", w.csrf.as_str()),
+        ("format", "plain"),
+        ("replace", "false"),
+    ];
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &fields, "+12025550177\nnope\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("import.plain:2:"), "{}", r.text);
+    assert!(!r.text.contains("name=\"staged\""), "{}", r.text);
+    // A good file: the diff, nothing written.
+    let r = post_multipart(
+        &st,
+        path,
+        &w.cookie,
+        multipart("XyZ", &fields, "+12025550177\n+12025550178\n"),
+    )
+    .await;
+    assert!(
+        r.text
+            .contains("<strong id=\"diff-added\">2</strong> added"),
+        "{}",
+        r.text
+    );
+    assert_eq!(st.live.store.get("ops", "+12025550177").unwrap(), None);
+    let staged = r.field("staged");
+    // Another operator cannot confirm it.
+    let r = send(
+        &st,
+        "POST",
+        path,
+        &a.cookie,
+        &format!("confirm=yes&staged={staged}&csrf={}", a.csrf),
+    )
+    .await;
+    assert!(
+        r.text.contains("has expired or was confirmed already"),
+        "{}",
+        r.text
+    );
+    // Its owner can, once; the job's progress reaches 100% with the entries enforced.
+    let confirm = format!("confirm=yes&staged={staged}&csrf={}", w.csrf);
+    let r = send(&st, "POST", path, &w.cookie, &confirm).await;
+    assert!(r.text.contains("id=\"import-progress\""), "{}", r.text);
+    let job = r.field_attr("data-job");
+    let page = format!("/console/imports/{job}");
+    crate::support::eventually("the import finished", || {
+        let (st, cookie, page) = (&st, w.cookie.clone(), page.clone());
+        async move {
+            let p = send(st, "GET", &page, &cookie, "").await;
+            p.text.contains("id=\"import-percent\">100%")
+        }
+    })
+    .await;
+    // Another operator's id finds nothing.
+    let other = send(&st, "GET", &page, &a.cookie, "").await;
+    assert!(other.text.contains("No such import"), "{}", other.text);
+    let done = send(&st, "GET", &page, &w.cookie, "").await.text;
+    assert!(
+        !done.contains("hx-get"),
+        "a finished job is not asked again: {done}"
+    );
+    assert!(done.contains("2 written, 0 replaced"), "{done}");
+    assert!(st.live.store.get("ops", "+12025550178").unwrap().is_some());
+    let r = send(&st, "POST", path, &w.cookie, &confirm).await;
+    assert!(
+        r.text.contains("has expired or was confirmed already"),
+        "{}",
+        r.text
+    );
 }

@@ -8,9 +8,9 @@ use crate::support::eventually;
 use crate::support::http::{request, write_tokens, ADMIN, READER};
 use crate::support::webdriver::{Browser, El};
 
-const CALLEE: &str = "+14155550100";
+pub(crate) const CALLEE: &str = "+14155550100";
 /// On the shipped example blocklist.
-const LISTED: &str = "+12025550143";
+pub(crate) const LISTED: &str = "+12025550143";
 /// Clean callers: one for the what-if and the added entry, one to be reported.
 const NEW_ENTRY: &str = "+14155552672";
 const REPORTED: &str = "+14155552673";
@@ -18,7 +18,7 @@ const REPORTED: &str = "+14155552673";
 /// Send an INVITE from `caller` and return the final answer's status, or `None` when the call
 /// was forwarded to the next hop instead. Messages of earlier calls (a retransmission, a late
 /// timeout) are told apart by their Call-ID.
-async fn call(h: &Harness, id: &str, caller: &str) -> Option<u16> {
+pub(crate) async fn call(h: &Harness, id: &str, caller: &str) -> Option<u16> {
     let call_id = format!("{id}@console-itest");
     let inv = invite(
         "UDP",
@@ -49,7 +49,7 @@ async fn call(h: &Harness, id: &str, caller: &str) -> Option<u16> {
     }
 }
 
-async fn log_in(b: &Browser, base: &str, token: &str) {
+pub(crate) async fn log_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/console/login")).await;
     let t = b.one("#token").await;
     b.type_in(&t, token).await;
@@ -70,7 +70,7 @@ async fn log_in(b: &Browser, base: &str, token: &str) {
 
 /// The text of the first element matching `css` once it contains `want` (asked again every
 /// few milliseconds for as long as `eventually` would wait: a guard, not a measure).
-async fn wait_text(b: &Browser, css: &str, want: &str) -> String {
+pub(crate) async fn wait_text(b: &Browser, css: &str, want: &str) -> String {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         for e in b.all(css).await {
@@ -87,7 +87,7 @@ async fn wait_text(b: &Browser, css: &str, want: &str) -> String {
     }
 }
 
-async fn fill(b: &Browser, css: &str, text: &str) -> El {
+pub(crate) async fn fill(b: &Browser, css: &str, text: &str) -> El {
     let e = b.one(css).await;
     b.clear(&e).await;
     b.type_in(&e, text).await;

@@ -147,7 +147,7 @@ impl Server {
         let (stop, rx) = watch::channel(false);
         if !tls {
             let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));
-            tokio::spawn(run(udp, tcp, proxy.clone(), rx));
+            tokio::spawn(run(udp, tcp, proxy.clone(), None, rx));
             return Server {
                 addr,
                 tls_addr: None,
@@ -169,7 +169,7 @@ impl Server {
             listener: Some(listener),
             setup,
         };
-        tokio::spawn(run_tls(udp, tcp, Some(tls), proxy.clone(), rx));
+        tokio::spawn(run_tls(udp, tcp, Some(tls), proxy.clone(), None, rx));
         Server {
             addr,
             tls_addr: Some(tls_addr),

@@ -75,6 +75,7 @@ pub const NAV: &[(&str, &str, Role)] = &[
     ("check", "Check & what-if", Role::Read),
     ("lists", "Lists", Role::Read),
     ("reports", "Reports", Role::Read),
+    ("disputes", "Disputes", Role::Read),
     ("feeds", "Feeds", Role::Read),
     ("audit", "Audit", Role::Admin),
 ];

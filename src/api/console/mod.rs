@@ -1,6 +1,6 @@
 //! The web console, served under `/console` by the admin listener: what an operator sees of the
 //! agent (live verdicts, an overview, check and what-if, lists, reports, feeds, audit) and the
-//! few things they steer (entries, imports, reports).
+//! few things they steer (entries, imports, reports, disputes).
 //!
 //! Pages are HTML rendered here; htmx and its Server-Sent Events extension (vendored, see
 //! `assets/README.md`) swap the live tail in without any script of ours, so the CSP allows no
@@ -21,8 +21,10 @@
 //! | `GET /console/overview` | read | calls by action, top blocked callers, campaigns, wangiri, freshness |
 //! | `GET /console/check`, `GET /console/whatif` | read | a number's verdict; a change previewed over the recent calls |
 //! | `GET /console/lists`, `GET /console/lists/{list}` | read | lists, hit counters, entries |
-//! | `POST /console/lists/{list}/add`, `/remove`, `/import` | write | entries; an import is a dry run until confirmed |
+//! | `POST /console/lists/{list}/add`, `/remove`, `/import` | write | entries; an import (a file uploaded as `multipart/form-data`, or pasted) is a dry-run diff until confirmed |
+//! | `GET /console/imports/{id}` | write | a confirmed import's progress bar, polled by htmx until it ends |
 //! | `GET /console/reports`, `POST /console/reports/{promote,dismiss,allow}` | read, write | reported callers and the operator's decision |
+//! | `GET /console/disputes`, `POST /console/disputes/{id}/{lift,uphold}` | read, write | open disputes of blocked callers and the operator's decision (the API's own) |
 //! | `GET /console/feeds` | read | publishers and subscriptions |
 //! | `GET /console/audit` | admin | who changed what, before and after |
 //!
@@ -30,6 +32,8 @@
 //! calls and the decisions the console asks for.
 
 mod html;
+mod imports;
+mod multipart;
 mod pages;
 pub mod recent;
 mod session;
@@ -87,6 +91,8 @@ pub struct Changed {
 /// The console's state inside the API's [`State`].
 pub struct Console {
     sessions: Sessions,
+    /// List imports waiting for confirmation, and running.
+    imports: imports::Imports,
     /// Set by the app; without it the live tail, overview and what-if say there are no calls.
     pub desk: Option<Arc<dyn Desk>>,
 }
@@ -95,6 +101,7 @@ impl Console {
     pub fn new(session_ttl: Duration, max_sessions: usize) -> Console {
         Console {
             sessions: Sessions::new(session_ttl, max_sessions),
+            imports: imports::Imports::default(),
             desk: None,
         }
     }
@@ -107,6 +114,8 @@ pub(super) struct Ctx<'a> {
     pub asker: &'a Asker,
     pub query: &'a [(String, String)],
     pub form: Vec<(String, String)>,
+    /// Asked by htmx for a fragment (`HX-Request`), not by the browser for a page.
+    pub htmx: bool,
 }
 
 impl Ctx<'_> {
@@ -133,9 +142,11 @@ fn need(method: &Method, segs: &[&str]) -> Option<Role> {
     match (method, segs) {
         (&Method::GET, ["live"] | ["live", "stream"] | ["live", _]) => Some(read),
         (&Method::GET, ["overview"] | ["check"] | ["whatif"] | ["feeds"]) => Some(read),
-        (&Method::GET, ["lists"] | ["lists", _] | ["reports"]) => Some(read),
+        (&Method::GET, ["lists"] | ["lists", _] | ["reports"] | ["disputes"]) => Some(read),
         (&Method::POST, ["lists", _, "add" | "remove" | "import"]) => Some(write),
+        (&Method::GET, ["imports", _]) => Some(write),
         (&Method::POST, ["reports", "promote" | "dismiss" | "allow"]) => Some(write),
+        (&Method::POST, ["disputes", _, "lift" | "uphold"]) => Some(write),
         (&Method::GET, ["audit"]) => Some(Role::Admin),
         _ => None,
     }
@@ -157,6 +168,7 @@ pub(super) async fn route(
         ));
     }
     let method = req.method().clone();
+    let htmx = req.headers().contains_key("hx-request");
     match (&method, segs) {
         (&Method::GET, []) => return Ok(html::redirect("/console/live")),
         (&Method::GET, ["assets", name]) => {
@@ -227,11 +239,13 @@ pub(super) async fn route(
         asker,
         query,
         form,
+        htmx,
     };
     Ok(pages::answer(&cx, &method, segs).await)
 }
 
-/// The form of a POST, or `None` when the browser says it comes from another site.
+/// The form of a POST (urlencoded, or `multipart/form-data` for a file), or `None` when the
+/// browser says it comes from another site.
 async fn read_form(
     st: &State,
     req: Request<RequestBody>,
@@ -254,7 +268,17 @@ async fn read_form(
     {
         return Ok(None);
     }
+    let boundary = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(multipart::boundary);
     let body = read_body(req, st.cfg.max_import_bytes, st.cfg.body_timeout()).await?;
+    if let Some(b) = boundary {
+        return multipart::parse(&body, &b)
+            .map(Some)
+            .map_err(|e| super::http::Fail::new(StatusCode::BAD_REQUEST, e));
+    }
     let text = String::from_utf8_lossy(&body);
     Ok(Some(parse_query(&text)))
 }

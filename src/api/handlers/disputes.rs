@@ -14,7 +14,7 @@ use super::{blocking, limit, now};
 use crate::api::auth::Caller;
 use crate::api::http::{json_resp, qget, Fail, Reply};
 use crate::api::State;
-use crate::lists::store::{DisputeStatus, StoredEntry};
+use crate::lists::store::{Dispute, DisputeStatus, StoredEntry};
 use crate::screening::EntryAction;
 
 /// `GET /v1/disputes?status=open|lifted|upheld&after=ID&limit=`: oldest first.
@@ -55,6 +55,29 @@ pub(in crate::api) async fn resolve(st: &State, who: Caller, id: &str, to: Dispu
             format!("dispute {id:?}: expected a dispute id"),
         )
     })?;
+    let r = resolve_one(st, who, id, to).await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"dispute": r.dispute, "entry": r.entry, "resolution_secs": r.took}),
+    ))
+}
+
+/// A dispute once resolved: as it is now, the allow entry a lift wrote, and the seconds from
+/// opening to resolution.
+pub(in crate::api) struct Resolution {
+    pub dispute: Dispute,
+    pub entry: Option<StoredEntry>,
+    pub took: i64,
+}
+
+/// Lift or uphold dispute `id` for `who`: the one way both the API and the console resolve a
+/// dispute, so both are audited, counted and enforced alike.
+pub(in crate::api) async fn resolve_one(
+    st: &State,
+    who: Caller,
+    id: i64,
+    to: DisputeStatus,
+) -> Result<Resolution, Fail> {
     let (live, list) = (st.live.clone(), st.disputes.allow_list.clone());
     let (before, after, entry) = blocking(move || {
         let d = live
@@ -104,8 +127,9 @@ pub(in crate::api) async fn resolve(st: &State, who: Caller, id: &str, to: Dispu
         took_secs = took,
         "redress: dispute resolved"
     );
-    Ok(json_resp(
-        StatusCode::OK,
-        &json!({"dispute": after, "entry": entry, "resolution_secs": took}),
-    ))
+    Ok(Resolution {
+        dispute: after,
+        entry,
+        took,
+    })
 }

@@ -1,7 +1,9 @@
 //! Lists: every list with its entries, source, load error and hits; a store list's entries,
 //! searched by prefix and paged, each with its hits among the recent calls; and, for the write
-//! role, adding and removing entries and importing a CSV, FTC or plain file, shown first as a
-//! dry-run diff against the list and written only when confirmed.
+//! role, adding and removing entries and importing a CSV, FTC or plain file (uploaded, or
+//! pasted), shown first as a dry-run diff against the list (added, changed, removed; a refused
+//! file's bad lines as the loaders name them) and written only when confirmed, by an import
+//! job whose progress bar the page polls (`super::super::imports`).
 //!
 //! Writes go through [`crate::lists::overlay::Live`], as the API's do, so they are validated,
 //! audited and enforced the same way. Knows nothing of SQL or of the file formats' details.
@@ -9,6 +11,7 @@
 use hyper::{Response, StatusCode};
 
 use super::super::html::{csrf_field, enc, esc, when};
+use super::super::imports::{Job, Phase};
 use super::super::Ctx;
 use super::{blocking, note, shown};
 use crate::api::auth::Role;
@@ -178,11 +181,12 @@ fn write_forms(cx: &Ctx<'_>, list: &str) -> String {
          <label>Reason<input name=\"reason\"></label><label>Source<input name=\"source\"></label>\
          <label>Expires<input name=\"expires\" placeholder=\"2027-01-31\"></label>\
          <button id=\"add\" type=\"submit\">Add</button></form>\
-         <h2>Import</h2><form class=\"stack card\" method=\"post\" action=\"/console/lists/{l}/import\">{csrf}\
-         <label>Format<select name=\"format\"><option>csv</option><option>ftc</option><option>plain</option></select></label>\
-         <label>Replace the list<select name=\"replace\"><option value=\"false\">no, add to it</option><option value=\"true\">yes</option></select></label>\
-         <label>File contents<textarea name=\"text\" required></textarea></label>\
-         <button type=\"submit\">Show what would change</button></form>"
+         <h2>Import</h2><form id=\"import-form\" class=\"stack card\" method=\"post\" enctype=\"multipart/form-data\" action=\"/console/lists/{l}/import\">{csrf}\
+         <label>Format<select id=\"import-format\" name=\"format\"><option>csv</option><option>ftc</option><option>plain</option></select></label>\
+         <label>Replace the list<select id=\"import-replace\" name=\"replace\"><option value=\"false\">no, add to it</option><option value=\"true\">yes</option></select></label>\
+         <label>File<input id=\"import-file\" type=\"file\" name=\"file\" accept=\".csv,.txt,text/csv,text/plain\"></label>\
+         <label>or paste its contents<textarea name=\"text\"></textarea></label>\
+         <button id=\"import-dry-run\" type=\"submit\">Show what would change</button></form>"
     )
 }
 
@@ -255,17 +259,25 @@ pub async fn remove(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
 }
 
 /// What an import would do to a list: entries new, changed and the same, and those a replace
-/// would delete.
+/// would delete (all counted; the first [`DIFF_SHOWN`] of each kept to show).
 struct Diff {
     new: Vec<StoredEntry>,
+    new_count: usize,
     changed: Vec<(StoredEntry, StoredEntry)>,
+    changed_count: usize,
     same: usize,
-    deleted: u64,
+    removed: Vec<StoredEntry>,
+    removed_count: usize,
 }
 
-/// `POST /console/lists/{list}/import`: without `confirm`, the diff and a form to confirm it;
-/// with it, the import itself (all or nothing, audited).
+/// `POST /console/lists/{list}/import`: an uploaded file (multipart, or pasted text) is parsed
+/// by the loaders' own code and shown as a dry-run diff, staged for this operator; confirming
+/// (`confirm=yes&staged=ID`) starts an import job (all or nothing, audited) whose progress the
+/// page polls.
 pub async fn import(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
+    if cx.f("confirm") == Some("yes") {
+        return commit(cx, list).await;
+    }
     let format = cx.f("format").unwrap_or("csv").to_string();
     if !["csv", "ftc", "plain"].contains(&format.as_str()) {
         let n = note(
@@ -279,63 +291,179 @@ pub async fn import(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
         Ok(d) => d,
         Err(e) => return one_with(cx, list, note("error", &e.1)).await,
     };
-    let text = cx.f("text").unwrap_or("").to_string();
-    let entries = match import::parse_format(&text, &format, &format!("import.{format}"), &defaults)
-    {
-        Ok((e, _)) => e,
-        Err(d) => {
-            let msg = format!("Nothing was written; bad lines: {}", d.join("; "));
-            return one_with(cx, list, note("error", &msg)).await;
-        }
-    };
-    let (live, name) = (cx.st.live.clone(), list.to_string());
-    if cx.f("confirm") == Some("yes") {
-        let who = cx.caller();
-        let r = blocking(move || {
-            live.import(
-                who.who(),
-                &name,
-                entries,
-                replace,
-                now(),
-                &format!("format={format}; console"),
-            )
-            .map_err(|e| e.to_string())
-        })
-        .await;
-        let n = match r {
-            Ok(s) => note(
-                "ok",
-                &format!("Imported: {} written, {} replaced.", s.written, s.replaced),
-            ),
-            Err(e) => note("error", &e),
-        };
+    let Some(text) = cx.f("file").or_else(|| cx.f("text")) else {
+        let n = note("error", "Choose a file (or paste its contents) to import.");
         return one_with(cx, list, n).await;
-    }
-    let diff = blocking(move || diff(&live, &name, entries, replace)).await;
-    let body = match diff {
-        Ok(d) => diff_html(cx, list, &d, &text, replace),
+    };
+    // Parsing a large file takes a while: off the async threads, like the store work.
+    let (live, name, text) = (cx.st.live.clone(), list.to_string(), text.to_string());
+    let fmt = format.clone();
+    let parsed = blocking(move || {
+        let file = format!("import.{fmt}");
+        match import::parse_format(&text, &fmt, &file, &defaults) {
+            Ok((entries, _)) => {
+                let d = diff(&live, &name, &entries, replace)?;
+                Ok(Ok((d, entries)))
+            }
+            Err(bad) => Ok(Err(bad)),
+        }
+    })
+    .await;
+    let body = match parsed {
+        Ok(Err(bad)) => bad_lines(&bad),
+        Ok(Ok((d, entries))) => {
+            let staged = cx
+                .st
+                .console
+                .imports
+                .stage(&cx.who.name, list, entries, replace, &format);
+            match staged {
+                Some(id) => diff_html(cx, list, &d, &id, replace),
+                None => note("error", "the system's random source failed"),
+            }
+        }
         Err(e) => note("error", &e),
     };
     one_with(cx, list, body).await
 }
 
+/// The loaders' messages for a refused file, one bad line each (`import.csv:3: ...`).
+fn bad_lines(bad: &[String]) -> String {
+    let items: String = bad
+        .iter()
+        .map(|b| format!("<li class=\"mono\">{}</li>", esc(b)))
+        .collect();
+    format!(
+        "<div class=\"card\" id=\"import-errors\"><p class=\"error\" id=\"outcome\">Nothing was written: \
+         the file has bad lines.</p><ul>{items}</ul></div>"
+    )
+}
+
+/// `confirm=yes&staged=ID`: the staged upload becomes a job running off the async threads.
+async fn commit(cx: &Ctx<'_>, list: &str) -> Response<ResponseBody> {
+    let imports = &cx.st.console.imports;
+    let staged = cx
+        .f("staged")
+        .and_then(|id| imports.take(&cx.who.name, list, id));
+    let Some(staged) = staged else {
+        let n = note(
+            "error",
+            "This dry run has expired or was confirmed already: upload the file again.",
+        );
+        return one_with(cx, list, n).await;
+    };
+    let total = staged.entries.len() as u64;
+    let (id, job) = match imports.start(&cx.who.name, list, total) {
+        Ok(j) => j,
+        Err(e) => return one_with(cx, list, note("error", &e)).await,
+    };
+    let (live, who) = (cx.st.live.clone(), cx.caller());
+    tokio::task::spawn_blocking(move || {
+        let j = job.clone();
+        let r = live.import_with_progress(
+            who.who(),
+            &staged.list,
+            staged.entries,
+            staged.replace,
+            now(),
+            &format!("format={}; console", staged.format),
+            &mut |n| {
+                j.set_written(n);
+                if n >= j.total {
+                    j.set_phase(Phase::Enforcing);
+                }
+            },
+        );
+        job.set_phase(match r {
+            Ok(s) => Phase::Done(format!(
+                "Imported into {}: {} written, {} replaced.",
+                s.list, s.written, s.replaced
+            )),
+            Err(e) => Phase::Failed(format!("Nothing was written: {e}")),
+        });
+    });
+    let started = progress_html(&id, &cx.st.console.imports.job(&cx.who.name, &id));
+    one_with(cx, list, started).await
+}
+
+/// `GET /console/imports/{id}`: the job's progress bar; it asks again until the job ends.
+pub fn progress(cx: &Ctx<'_>, id: &str) -> Response<ResponseBody> {
+    let job = cx.st.console.imports.job(&cx.who.name, id);
+    let frag = progress_html(id, &job);
+    if cx.htmx {
+        return super::super::html::html(StatusCode::OK, frag);
+    }
+    shown(cx, "Import", "lists", Ok(frag))
+}
+
+fn progress_html(id: &str, job: &Option<std::sync::Arc<Job>>) -> String {
+    let Some(job) = job else {
+        return note(
+            "error",
+            "No such import (finished imports are kept 15 minutes).",
+        );
+    };
+    let pct = job.percent();
+    let (state, poll) = match job.phase() {
+        Phase::Writing => (
+            format!("Writing: {} of {} entries.", job.written(), job.total),
+            true,
+        ),
+        Phase::Enforcing => ("Written; compiling the list.".to_string(), true),
+        Phase::Done(m) => (m, false),
+        Phase::Failed(m) => (m, false),
+    };
+    let poll = if poll {
+        format!(
+            " hx-get=\"/console/imports/{}\" hx-trigger=\"load delay:300ms\" hx-swap=\"outerHTML\"",
+            enc(id)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<div class=\"card\" id=\"import-progress\" data-job=\"{}\"{poll}><p>Import into <strong>{}</strong></p>\
+         <progress id=\"import-bar\" max=\"100\" value=\"{pct}\">{pct}%</progress> <span id=\"import-percent\">{pct}%</span>\
+         <p id=\"import-state\">{}</p>{}</div>",
+        esc(id),
+        esc(&job.list),
+        esc(&state),
+        if poll.is_empty() {
+            format!(
+                "<p><a id=\"import-list\" href=\"/console/lists/{}\">Show the list as it is now</a></p>",
+                enc(&job.list)
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
 fn diff(
     live: &crate::lists::overlay::Live,
     list: &str,
-    entries: Vec<StoredEntry>,
+    entries: &[StoredEntry],
     replace: bool,
 ) -> Result<Diff, String> {
     let mut d = Diff {
         new: Vec::new(),
+        new_count: 0,
         changed: Vec::new(),
+        changed_count: 0,
         same: 0,
-        deleted: 0,
+        removed: Vec::new(),
+        removed_count: 0,
     };
+    let mut keys = std::collections::HashSet::new();
     for e in entries {
         let key = canonical_pattern(&e.pattern).unwrap_or_else(|_| e.pattern.clone());
         match live.store.get(list, &key).map_err(|e| e.to_string())? {
-            None => d.new.push(e),
+            None => {
+                d.new_count += 1;
+                if d.new.len() < DIFF_SHOWN {
+                    d.new.push(e.clone());
+                }
+            }
             Some(old)
                 if old.action == e.action
                     && old.category == e.category
@@ -344,57 +472,92 @@ fn diff(
             {
                 d.same += 1
             }
-            Some(old) => d.changed.push((old, e)),
+            Some(old) => {
+                d.changed_count += 1;
+                if d.changed.len() < DIFF_SHOWN {
+                    d.changed.push((old, e.clone()));
+                }
+            }
+        }
+        if replace {
+            keys.insert(key);
         }
     }
     if replace {
-        let had = live
-            .store
-            .lists()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|(n, _)| n == list)
-            .map_or(0, |(_, n)| n);
-        d.deleted = had.saturating_sub((d.same + d.changed.len()) as u64);
+        // Every entry of the list not in the file goes: read page by page (the store's cap
+        // bounds the list).
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = PageQuery {
+                prefix: None,
+                cursor: cursor.as_deref(),
+                limit: 1_000,
+            };
+            let page = live.store.page(list, &q).map_err(|e| e.to_string())?;
+            let last = page.last().map(|e| e.pattern.clone());
+            for e in page {
+                if !keys.contains(&e.pattern) {
+                    d.removed_count += 1;
+                    if d.removed.len() < DIFF_SHOWN {
+                        d.removed.push(e);
+                    }
+                }
+            }
+            match last {
+                Some(l) => cursor = Some(l),
+                None => break,
+            }
+        }
     }
     Ok(d)
 }
 
-fn diff_html(cx: &Ctx<'_>, list: &str, d: &Diff, text: &str, replace: bool) -> String {
-    let line = |sign: &str, e: &StoredEntry| {
+fn diff_html(cx: &Ctx<'_>, list: &str, d: &Diff, staged: &str, replace: bool) -> String {
+    let line = |sign: &str, class: &str, e: &StoredEntry| {
+        let what = match class {
+            "added" => "added",
+            "changed-from" => "changed, was",
+            "changed-to" => "changed, now",
+            _ => "removed",
+        };
         format!(
-            "<tr><td class=\"mono\">{sign}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td class=\"mono\">{sign}</td><td>{what}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&e.pattern),
             e.action.as_str(),
             esc(&e.category),
             esc(&e.reason)
         )
     };
-    let mut rows: Vec<String> = d.new.iter().map(|e| line("+", e)).collect();
+    let mut rows: String = d.new.iter().map(|e| line("+", "added", e)).collect();
     for (old, new) in &d.changed {
-        rows.push(line("-", old));
-        rows.push(line("+", new));
+        rows.push_str(&line("-", "changed-from", old));
+        rows.push_str(&line("+", "changed-to", new));
     }
-    let shown: String = rows.iter().take(DIFF_SHOWN).cloned().collect();
+    for e in &d.removed {
+        rows.push_str(&line("-", "removed", e));
+    }
+    let more = if d.new_count + d.changed_count + d.removed_count
+        > d.new.len() + d.changed.len() + d.removed.len()
+    {
+        format!("<p class=\"muted\">The first {DIFF_SHOWN} of each kind are shown.</p>")
+    } else {
+        String::new()
+    };
     format!(
-        "<div class=\"card\" id=\"import-diff\"><p>Dry run: <strong>{}</strong> new, <strong>{}</strong> changed, \
+        "<div class=\"card\" id=\"import-diff\"><p>Dry run: <strong id=\"diff-added\">{}</strong> added, \
+         <strong id=\"diff-changed\">{}</strong> changed, <strong id=\"diff-removed\">{}</strong> removed, \
          {} unchanged{}. Nothing has been written yet.</p>\
-         <table><tbody>{shown}</tbody></table>\
+         <table><tbody>{rows}</tbody></table>{more}\
          <form method=\"post\" action=\"/console/lists/{}/import\">{}\
-         <input type=\"hidden\" name=\"format\" value=\"{}\"><input type=\"hidden\" name=\"replace\" value=\"{replace}\">\
-         <input type=\"hidden\" name=\"confirm\" value=\"yes\"><input type=\"hidden\" name=\"text\" value=\"{}\">\
-         <button type=\"submit\">Write these changes</button></form></div>",
-        d.new.len(),
-        d.changed.len(),
+         <input type=\"hidden\" name=\"confirm\" value=\"yes\"><input type=\"hidden\" name=\"staged\" value=\"{}\">\
+         <button id=\"import-commit\" type=\"submit\">Write these changes</button></form></div>",
+        d.new_count,
+        d.changed_count,
+        d.removed_count,
         d.same,
-        if replace {
-            format!(", and {} entries of the list deleted", d.deleted)
-        } else {
-            String::new()
-        },
+        if replace { " (the list is replaced)" } else { "" },
         enc(list),
         csrf_field(&cx.who),
-        esc(cx.f("format").unwrap_or("csv")),
-        esc(text),
+        esc(staged),
     )
 }

@@ -5,6 +5,7 @@
 
 pub(super) mod audit;
 pub(super) mod check;
+pub(super) mod disputes;
 pub(super) mod feeds;
 pub(super) mod lists;
 pub(super) mod live;
@@ -32,8 +33,11 @@ pub(super) async fn answer(cx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resp
         (&Method::POST, ["lists", list, "add"]) => lists::add(cx, list).await,
         (&Method::POST, ["lists", list, "remove"]) => lists::remove(cx, list).await,
         (&Method::POST, ["lists", list, "import"]) => lists::import(cx, list).await,
+        (&Method::GET, ["imports", id]) => lists::progress(cx, id),
         (&Method::GET, ["reports"]) => reports::page(cx).await,
         (&Method::POST, ["reports", what]) => reports::decide(cx, what).await,
+        (&Method::GET, ["disputes"]) => disputes::page(cx).await,
+        (&Method::POST, ["disputes", id, what]) => disputes::resolve(cx, id, what).await,
         (&Method::GET, ["feeds"]) => feeds::page(cx).await,
         (&Method::GET, ["audit"]) => audit::page(cx).await,
         _ => html::problem(
