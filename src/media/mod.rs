@@ -251,6 +251,10 @@ impl From<SdpError> for MediaError {
 pub struct MediaStats {
     pub sessions_active: Gauge,
     pub ports_in_use: Gauge,
+    /// The limits the two above run into: `max_sessions`, and the ports of the configured
+    /// range (two per pair). Set once at start; exported so an alert can say how close.
+    pub sessions_max: Gauge,
+    pub ports_total: Gauge,
     pub sessions_started: Counter,
     /// Refused for the session cap or lack of ports.
     pub sessions_refused: Counter,
@@ -290,6 +294,18 @@ impl Collect for MediaStats {
             "UDP ports held by media sessions",
             &[],
             self.ports_in_use.get(),
+        );
+        out.gauge(
+            "scamguard_media_ports",
+            "UDP ports of the configured media range: the limit of ports in use",
+            &[],
+            self.ports_total.get(),
+        );
+        out.gauge(
+            "scamguard_media_sessions_max",
+            "Most media sessions at once (max_sessions)",
+            &[],
+            self.sessions_max.get(),
         );
         out.counter(
             "scamguard_media_sessions_started_total",
