@@ -204,6 +204,39 @@ impl SipStats {
         }
     }
 
+    /// What arrived: requests by method, malformed messages by kind and what became of them.
+    fn collect_inbound(&self, out: &mut Exposition) {
+        for (m, c) in METHODS.iter().zip(&self.requests) {
+            out.counter(
+                "sip_requests_total",
+                "SIP requests received and parsed, by method",
+                &[("method", m)],
+                c.get(),
+            );
+        }
+        for p in Problem::ALL {
+            out.counter(
+                "sip_malformed_total",
+                "Malformed SIP messages by kind",
+                &[("kind", p.as_str())],
+                self.malformed_count(p),
+            );
+        }
+        let h = "Malformed requests by outcome";
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "answered")],
+            self.malformed_answered.get(),
+        );
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "dropped")],
+            self.malformed_dropped.get(),
+        );
+    }
+
     pub fn tcp_refused(&self, why: Refusal) {
         self.tcp_refused[why as usize].inc();
     }
@@ -267,35 +300,7 @@ impl Collect for SipStats {
                 c.get(),
             );
         }
-        for (m, c) in METHODS.iter().zip(&self.requests) {
-            out.counter(
-                "sip_requests_total",
-                "SIP requests received and parsed, by method",
-                &[("method", m)],
-                c.get(),
-            );
-        }
-        for p in Problem::ALL {
-            out.counter(
-                "sip_malformed_total",
-                "Malformed SIP messages by kind",
-                &[("kind", p.as_str())],
-                self.malformed_count(p),
-            );
-        }
-        let h = "Malformed requests by outcome";
-        out.counter(
-            "sip_malformed_outcome_total",
-            h,
-            &[("outcome", "answered")],
-            self.malformed_answered.get(),
-        );
-        out.counter(
-            "sip_malformed_outcome_total",
-            h,
-            &[("outcome", "dropped")],
-            self.malformed_dropped.get(),
-        );
+        self.collect_inbound(out);
         for (i, c) in self.responses.iter().enumerate() {
             let v = c.get();
             if v > 0 {
