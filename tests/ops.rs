@@ -435,6 +435,12 @@ async fn prometheus_scrapes_the_agent_the_dashboard_reads_it_and_a_stale_feed_fi
     )
     .await;
 
+    // With feeds, fleet and media on, every collector renders: all of it must be text a
+    // Prometheus takes (it scraped it, but a duplicate series would only be dropped).
+    let text = support::http::metrics(b_api).await;
+    let problems = scamguard::metrics::problems(&text);
+    assert!(problems.is_empty(), "{problems:#?}\n{text}");
+
     // Every expression of the dashboard returns a series. Each is asked until it does: a rate
     // needs two scrapes of its counter.
     let queries = dashboard_queries(&root().join("deploy/grafana/scamguard.json"));
