@@ -16,6 +16,9 @@
 //! The SQL of signed feeds is here too (see [`feeds`](self::feeds)): the publisher's reads of
 //! this file, and the subscriber's own `feeds.db`.
 //!
+//! Every write counts itself when SQLite fails it (`scamguard_store_errors_total`): a full or
+//! failing disk shows on a dashboard and in an alert, not only in the log.
+//!
 //! Entries here are plain validated strings; this module knows nothing of how patterns are
 //! compiled or matched, nor of HTTP, files of lists or the hot path. Every call blocks: async
 //! callers run it on a blocking thread.
@@ -28,6 +31,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::EntryAction;
 
 mod disputes;
@@ -290,6 +294,28 @@ pub struct Store {
     max_entries: u64,
     max_audit: u64,
     max_reports: u64,
+    /// Writes SQLite failed (disk full, I/O error, a lock held past the busy timeout): each is
+    /// an edit, report, dispute, audit record or sweep that did not happen. Refusals of the
+    /// request itself (`Invalid`, `Full`) are the caller's answer, not the store's failure, and
+    /// are not counted.
+    errors: Counter,
+}
+
+impl Collect for Store {
+    fn collect(&self, out: &mut Exposition) {
+        out.counter(
+            "scamguard_store_errors_total",
+            "Store writes (entries, reports, disputes, audit records, sweeps) that SQLite failed",
+            &[],
+            self.errors.get(),
+        );
+        out.gauge(
+            "scamguard_store_entries",
+            "Entries in the store over all its lists",
+            &[],
+            self.total() as i64,
+        );
+    }
 }
 
 /// A list name: what operators type in URLs and file names, so keep it plain.
@@ -410,7 +436,22 @@ impl Store {
             max_entries: cfg.max_entries,
             max_audit: cfg.max_audit_records,
             max_reports: cfg.max_reports,
+            errors: Counter::default(),
         })
+    }
+
+    /// Run one write, counting it when SQLite failed it.
+    fn counted<T>(&self, write: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let r = write();
+        if matches!(r, Err(StoreError::Db(_))) {
+            self.errors.inc();
+        }
+        r
+    }
+
+    /// Writes that SQLite failed so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.get()
     }
 
     pub fn path(&self) -> &Path {
@@ -443,66 +484,68 @@ impl Store {
         entries: &[StoredEntry],
         now: i64,
     ) -> Result<Vec<Change>, StoreError> {
-        let who = who.into();
-        valid_list_name(list)?;
-        for e in entries {
-            check_entry(e)?;
-        }
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let mut changes = Vec::with_capacity(entries.len());
-        let mut added = 0i64;
-        {
-            let mut get = tx.prepare_cached(SELECT_ONE)?;
-            let mut put = tx.prepare_cached(UPSERT)?;
-            let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+        self.counted(|| {
+            let who = who.into();
+            valid_list_name(list)?;
             for e in entries {
-                let before = get
-                    .query_row(params![list, e.pattern.trim()], row_to_entry)
-                    .optional()?;
-                let created = before.as_ref().map(|b| b.created).unwrap_or(now);
-                let after = StoredEntry {
-                    list: list.to_string(),
-                    pattern: e.pattern.trim().to_string(),
-                    created,
-                    updated: now,
-                    ..e.clone()
-                };
-                put.execute(params![
-                    after.list,
-                    after.pattern,
-                    after.action.as_str(),
-                    after.category,
-                    after.reason,
-                    after.source,
-                    after.expires,
-                    after.created,
-                    after.updated
-                ])?;
-                let what = if before.is_some() { "update" } else { "add" };
-                audit.execute(params![
-                    now,
-                    who.name,
-                    what,
-                    list,
-                    after.pattern,
-                    before.as_ref().map(to_json),
-                    Some(to_json(&after)),
-                    who.source
-                ])?;
-                changes.push(match before {
-                    Some(before) => Change::Updated { before, after },
-                    None => {
-                        added += 1;
-                        Change::Added(after)
-                    }
-                });
+                check_entry(e)?;
             }
-        }
-        self.check_cap(added)?;
-        tx.commit()?;
-        self.total.fetch_add(added, Ordering::Relaxed);
-        Ok(changes)
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let mut changes = Vec::with_capacity(entries.len());
+            let mut added = 0i64;
+            {
+                let mut get = tx.prepare_cached(SELECT_ONE)?;
+                let mut put = tx.prepare_cached(UPSERT)?;
+                let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+                for e in entries {
+                    let before = get
+                        .query_row(params![list, e.pattern.trim()], row_to_entry)
+                        .optional()?;
+                    let created = before.as_ref().map(|b| b.created).unwrap_or(now);
+                    let after = StoredEntry {
+                        list: list.to_string(),
+                        pattern: e.pattern.trim().to_string(),
+                        created,
+                        updated: now,
+                        ..e.clone()
+                    };
+                    put.execute(params![
+                        after.list,
+                        after.pattern,
+                        after.action.as_str(),
+                        after.category,
+                        after.reason,
+                        after.source,
+                        after.expires,
+                        after.created,
+                        after.updated
+                    ])?;
+                    let what = if before.is_some() { "update" } else { "add" };
+                    audit.execute(params![
+                        now,
+                        who.name,
+                        what,
+                        list,
+                        after.pattern,
+                        before.as_ref().map(to_json),
+                        Some(to_json(&after)),
+                        who.source
+                    ])?;
+                    changes.push(match before {
+                        Some(before) => Change::Updated { before, after },
+                        None => {
+                            added += 1;
+                            Change::Added(after)
+                        }
+                    });
+                }
+            }
+            self.check_cap(added)?;
+            tx.commit()?;
+            self.total.fetch_add(added, Ordering::Relaxed);
+            Ok(changes)
+        })
     }
 
     fn check_cap(&self, adding: i64) -> Result<(), StoreError> {
@@ -524,32 +567,34 @@ impl Store {
         pattern: &str,
         now: i64,
     ) -> Result<Option<StoredEntry>, StoreError> {
-        let who = who.into();
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let before = tx
-            .prepare_cached(SELECT_ONE)?
-            .query_row(params![list, pattern.trim()], row_to_entry)
-            .optional()?;
-        if let Some(b) = &before {
-            tx.execute(
-                "DELETE FROM entries WHERE list = ?1 AND pattern = ?2",
-                params![list, b.pattern],
-            )?;
-            tx.prepare_cached(INSERT_AUDIT)?.execute(params![
-                now,
-                who.name,
-                "remove",
-                list,
-                b.pattern,
-                Some(to_json(b)),
-                None::<String>,
-                who.source
-            ])?;
-            tx.commit()?;
-            self.total.fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(before)
+        self.counted(|| {
+            let who = who.into();
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let before = tx
+                .prepare_cached(SELECT_ONE)?
+                .query_row(params![list, pattern.trim()], row_to_entry)
+                .optional()?;
+            if let Some(b) = &before {
+                tx.execute(
+                    "DELETE FROM entries WHERE list = ?1 AND pattern = ?2",
+                    params![list, b.pattern],
+                )?;
+                tx.prepare_cached(INSERT_AUDIT)?.execute(params![
+                    now,
+                    who.name,
+                    "remove",
+                    list,
+                    b.pattern,
+                    Some(to_json(b)),
+                    None::<String>,
+                    who.source
+                ])?;
+                tx.commit()?;
+                self.total.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(before)
+        })
     }
 
     /// Write a whole import as one transaction: either every entry is there afterwards or none.
@@ -570,105 +615,109 @@ impl Store {
     where
         I: IntoIterator<Item = StoredEntry>,
     {
-        let who = who.into();
-        valid_list_name(list)?;
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let replaced = if replace {
-            tx.execute("DELETE FROM entries WHERE list = ?1", params![list])? as u64
-        } else {
-            0
-        };
-        let mut written = 0u64;
-        {
-            let mut put = tx.prepare_cached(UPSERT)?;
-            for e in entries {
-                check_entry(&e)?;
-                put.execute(params![
-                    list,
-                    e.pattern.trim(),
-                    e.action.as_str(),
-                    e.category,
-                    e.reason,
-                    e.source,
-                    e.expires,
-                    now,
-                    now
-                ])?;
-                written += 1;
-                if written % 10_000 == 0 {
-                    progress(written);
+        self.counted(|| {
+            let who = who.into();
+            valid_list_name(list)?;
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let replaced = if replace {
+                tx.execute("DELETE FROM entries WHERE list = ?1", params![list])? as u64
+            } else {
+                0
+            };
+            let mut written = 0u64;
+            {
+                let mut put = tx.prepare_cached(UPSERT)?;
+                for e in entries {
+                    check_entry(&e)?;
+                    put.execute(params![
+                        list,
+                        e.pattern.trim(),
+                        e.action.as_str(),
+                        e.category,
+                        e.reason,
+                        e.source,
+                        e.expires,
+                        now,
+                        now
+                    ])?;
+                    written += 1;
+                    if written % 10_000 == 0 {
+                        progress(written);
+                    }
                 }
             }
-        }
-        let total: i64 = tx.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
-        if total as u64 > self.max_entries {
-            return Err(StoreError::Full(format!(
-                "{total} entries would exceed max_entries = {}",
-                self.max_entries
-            )));
-        }
-        let after = serde_json::json!({
-            "written": written, "replaced": replaced, "replace": replace, "detail": detail,
-        });
-        tx.prepare_cached(INSERT_AUDIT)?.execute(params![
-            now,
-            who.name,
-            "import",
-            list,
-            None::<String>,
-            None::<String>,
-            Some(after.to_string()),
-            who.source
-        ])?;
-        tx.commit()?;
-        self.total.store(total, Ordering::Relaxed);
-        progress(written);
-        Ok(ImportSummary {
-            list: list.to_string(),
-            written,
-            replaced,
+            let total: i64 = tx.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+            if total as u64 > self.max_entries {
+                return Err(StoreError::Full(format!(
+                    "{total} entries would exceed max_entries = {}",
+                    self.max_entries
+                )));
+            }
+            let after = serde_json::json!({
+                "written": written, "replaced": replaced, "replace": replace, "detail": detail,
+            });
+            tx.prepare_cached(INSERT_AUDIT)?.execute(params![
+                now,
+                who.name,
+                "import",
+                list,
+                None::<String>,
+                None::<String>,
+                Some(after.to_string()),
+                who.source
+            ])?;
+            tx.commit()?;
+            self.total.store(total, Ordering::Relaxed);
+            progress(written);
+            Ok(ImportSummary {
+                list: list.to_string(),
+                written,
+                replaced,
+            })
         })
     }
 
     /// Delete every entry whose expiry has passed, auditing each removal as `expire`, and trim
     /// the audit trail to its cap. Returns the removed entries (for the live overlay).
     pub fn sweep_expired(&self, now: i64) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let gone: Vec<StoredEntry> = {
-            let mut st = tx.prepare_cached(
+        self.counted(|| {
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let gone: Vec<StoredEntry> = {
+                let mut st = tx.prepare_cached(
                 "SELECT list, pattern, action, category, reason, source, expires, created, updated
                  FROM entries WHERE expires IS NOT NULL AND expires <= ?1",
             )?;
-            let rows = st.query_map(params![now], row_to_entry)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        {
-            let mut del =
-                tx.prepare_cached("DELETE FROM entries WHERE list = ?1 AND pattern = ?2")?;
-            let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
-            for e in &gone {
-                del.execute(params![e.list, e.pattern])?;
-                audit.execute(params![
-                    now,
-                    "expiry",
-                    "expire",
-                    e.list,
-                    e.pattern,
-                    Some(to_json(e)),
-                    None::<String>,
-                    None::<String>
-                ])?;
+                let rows = st.query_map(params![now], row_to_entry)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            {
+                let mut del =
+                    tx.prepare_cached("DELETE FROM entries WHERE list = ?1 AND pattern = ?2")?;
+                let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+                for e in &gone {
+                    del.execute(params![e.list, e.pattern])?;
+                    audit.execute(params![
+                        now,
+                        "expiry",
+                        "expire",
+                        e.list,
+                        e.pattern,
+                        Some(to_json(e)),
+                        None::<String>,
+                        None::<String>
+                    ])?;
+                }
             }
-        }
-        tx.execute(
-            "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
-            params![self.max_audit as i64],
-        )?;
-        tx.commit()?;
-        self.total.fetch_sub(gone.len() as i64, Ordering::Relaxed);
-        Ok(gone)
+            tx.execute(
+                "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
+                params![self.max_audit as i64],
+            )?;
+            tx.commit()?;
+            self.total.fetch_sub(gone.len() as i64, Ordering::Relaxed);
+            Ok(gone)
+        })
     }
 
     /// One page of a list in pattern order; the cursor is the last pattern of the previous page.
@@ -781,25 +830,27 @@ impl Store {
         if refused.is_empty() {
             return Ok(());
         }
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        {
-            let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
-            for (at, who, detail) in refused {
-                audit.execute(params![
-                    at,
-                    who.name,
-                    "refused",
-                    "",
-                    None::<String>,
-                    None::<String>,
-                    Some(detail.to_string()),
-                    who.source
-                ])?;
+        self.counted(|| {
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            {
+                let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+                for (at, who, detail) in refused {
+                    audit.execute(params![
+                        at,
+                        who.name,
+                        "refused",
+                        "",
+                        None::<String>,
+                        None::<String>,
+                        Some(detail.to_string()),
+                        who.source
+                    ])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 }
 
@@ -918,6 +969,38 @@ mod tests {
             created: 0,
             updated: 0,
         }
+    }
+
+    #[test]
+    fn writes_sqlite_fails_are_counted_and_refusals_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&cfg(d.path())).unwrap();
+        // Another connection makes every new entry fail inside SQLite, as a full disk would.
+        Connection::open(d.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER no_room BEFORE INSERT ON entries \
+                 BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END",
+            )
+            .unwrap();
+        let e = entry("+12025550143", EntryAction::Block);
+        let r = s.upsert("alice", "main", std::slice::from_ref(&e), 10);
+        assert!(
+            matches!(r, Err(StoreError::Db(ref m)) if m.contains("disk is full")),
+            "{r:?}"
+        );
+        assert_eq!(s.errors(), 1);
+        // The operator's own mistake is an answer, not a failure of the store.
+        let r = s.upsert("alice", "bad name", std::slice::from_ref(&e), 10);
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        assert_eq!(s.errors(), 1);
+        let text = crate::metrics::render(&[&s]);
+        assert!(
+            text.contains("scamguard_store_errors_total 1\n")
+                && text.contains("scamguard_store_entries 0\n"),
+            "{text}"
+        );
+        assert_eq!(crate::metrics::problems(&text), Vec::<String>::new());
     }
 
     #[test]

@@ -154,6 +154,8 @@ impl MediaEngine {
         let advertise = cfg.advertised();
         let prompts = PromptSet::load(&cfg)?;
         let stats = Arc::new(MediaStats::default());
+        stats.ports_total.set(2 * cfg.pairs() as i64);
+        stats.sessions_max.set(cfg.max_sessions as i64);
         let first = cfg.port_min + (cfg.port_min & 1);
         let free = (0..cfg.pairs()).map(|i| first + 2 * i as u16).collect();
         Ok(MediaEngine {

@@ -251,6 +251,10 @@ impl From<SdpError> for MediaError {
 pub struct MediaStats {
     pub sessions_active: Gauge,
     pub ports_in_use: Gauge,
+    /// The limits the two above run into: `max_sessions`, and the ports of the configured
+    /// range (two per pair). Set once at start; exported so an alert can say how close.
+    pub sessions_max: Gauge,
+    pub ports_total: Gauge,
     pub sessions_started: Counter,
     /// Refused for the session cap or lack of ports.
     pub sessions_refused: Counter,
@@ -277,20 +281,39 @@ pub struct MediaStats {
     pub dropped_other: Counter,
 }
 
+impl MediaStats {
+    /// Sessions and ports held now, and the limits they run into.
+    fn collect_levels(&self, out: &mut Exposition) {
+        for (name, help, g) in [
+            (
+                "scamguard_media_sessions",
+                "Anchored calls with a live relay",
+                &self.sessions_active,
+            ),
+            (
+                "scamguard_media_ports_in_use",
+                "UDP ports held by media sessions",
+                &self.ports_in_use,
+            ),
+            (
+                "scamguard_media_ports",
+                "UDP ports of the configured media range: the limit of ports in use",
+                &self.ports_total,
+            ),
+            (
+                "scamguard_media_sessions_max",
+                "Most media sessions at once (max_sessions)",
+                &self.sessions_max,
+            ),
+        ] {
+            out.gauge(name, help, &[], g.get());
+        }
+    }
+}
+
 impl Collect for MediaStats {
     fn collect(&self, out: &mut Exposition) {
-        out.gauge(
-            "scamguard_media_sessions",
-            "Anchored calls with a live relay",
-            &[],
-            self.sessions_active.get(),
-        );
-        out.gauge(
-            "scamguard_media_ports_in_use",
-            "UDP ports held by media sessions",
-            &[],
-            self.ports_in_use.get(),
-        );
+        self.collect_levels(out);
         out.counter(
             "scamguard_media_sessions_started_total",
             "Media sessions opened",

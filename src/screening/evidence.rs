@@ -38,6 +38,20 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// Every signal, in a fixed order: what counters of signals are indexed by.
+    pub const ALL: [Signal; 10] = [
+        Signal::Stir,
+        Signal::Velocity,
+        Signal::Wangiri,
+        Signal::Brand,
+        Signal::Dno,
+        Signal::Plausibility,
+        Signal::Gateway,
+        Signal::Neighbour,
+        Signal::Blocks,
+        Signal::Challenge,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Signal::Stir => "stir",
@@ -167,5 +181,21 @@ impl Evidence {
             Source::Signal(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters of signals are indexed by `Signal as usize`: `ALL` must be the declaration order,
+    /// every name once.
+    #[test]
+    fn all_is_every_signal_in_declaration_order() {
+        for (i, s) in Signal::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
+        let names: std::collections::HashSet<_> = Signal::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Signal::ALL.len());
     }
 }

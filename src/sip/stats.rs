@@ -10,9 +10,17 @@ use super::flood::FloodStats;
 use super::msg::Problem;
 use super::Transport;
 
+/// The methods counted by name in `sip_requests_total`; any other is `other`, so the label's
+/// values stay a fixed, small set whatever a peer sends.
+const METHODS: [&str; 9] = [
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "UPDATE", "other",
+];
+
 #[derive(Debug)]
 pub struct SipStats {
     pub rx_udp: Counter,
+    /// Parsed requests received, by [`METHODS`].
+    requests: [Counter; METHODS.len()],
     pub rx_tcp: Counter,
     pub tx_udp: Counter,
     pub tx_tcp: Counter,
@@ -33,6 +41,9 @@ pub struct SipStats {
     pub calls: Gauge,
     pub overload: Counter,
     pub hook_calls: Counter,
+    /// Out-of-dialog INVITEs received, retransmissions not counted: each should end as a
+    /// verdict, whatever becomes of it on the way (refused, parked, overloaded).
+    pub new_invites: Counter,
     pub stray_responses: Counter,
     /// ACKs of final responses we originated, absorbed by their To tag (no transaction left).
     pub acks_absorbed: Counter,
@@ -76,6 +87,7 @@ impl Default for SipStats {
     fn default() -> Self {
         SipStats {
             rx_udp: Counter::default(),
+            requests: Default::default(),
             rx_tcp: Counter::default(),
             tx_udp: Counter::default(),
             tx_tcp: Counter::default(),
@@ -91,6 +103,7 @@ impl Default for SipStats {
             calls: Gauge::default(),
             overload: Counter::default(),
             hook_calls: Counter::default(),
+            new_invites: Counter::default(),
             stray_responses: Counter::default(),
             acks_absorbed: Counter::default(),
             unknown_dialog: Counter::default(),
@@ -212,11 +225,54 @@ impl SipStats {
         }
     }
 
+    /// What arrived: requests by method, malformed messages by kind and what became of them.
+    fn collect_inbound(&self, out: &mut Exposition) {
+        for (m, c) in METHODS.iter().zip(&self.requests) {
+            out.counter(
+                "sip_requests_total",
+                "SIP requests received and parsed, by method",
+                &[("method", m)],
+                c.get(),
+            );
+        }
+        for p in Problem::ALL {
+            out.counter(
+                "sip_malformed_total",
+                "Malformed SIP messages by kind",
+                &[("kind", p.as_str())],
+                self.malformed_count(p),
+            );
+        }
+        let h = "Malformed requests by outcome";
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "answered")],
+            self.malformed_answered.get(),
+        );
+        out.counter(
+            "sip_malformed_outcome_total",
+            h,
+            &[("outcome", "dropped")],
+            self.malformed_dropped.get(),
+        );
+    }
+
     pub fn tcp_refused(&self, why: Refusal) {
         self.tcp_refused[why as usize].inc();
     }
     pub fn tcp_refused_count(&self, why: Refusal) -> u64 {
         self.tcp_refused[why as usize].get()
+    }
+
+    /// A request received and parsed (malformed ones too: what a peer sent, whatever became of
+    /// it), counted by method.
+    pub fn request(&self, method: &[u8]) {
+        let i = METHODS
+            .iter()
+            .position(|m| m.as_bytes() == method)
+            .unwrap_or(METHODS.len() - 1);
+        self.requests[i].inc();
     }
 
     pub fn malformed(&self, p: Problem) {
@@ -269,27 +325,7 @@ impl Collect for SipStats {
                 c.get(),
             );
         }
-        for p in Problem::ALL {
-            out.counter(
-                "sip_malformed_total",
-                "Malformed SIP messages by kind",
-                &[("kind", p.as_str())],
-                self.malformed_count(p),
-            );
-        }
-        let h = "Malformed requests by outcome";
-        out.counter(
-            "sip_malformed_outcome_total",
-            h,
-            &[("outcome", "answered")],
-            self.malformed_answered.get(),
-        );
-        out.counter(
-            "sip_malformed_outcome_total",
-            h,
-            &[("outcome", "dropped")],
-            self.malformed_dropped.get(),
-        );
+        self.collect_inbound(out);
         for (i, c) in self.responses.iter().enumerate() {
             let v = c.get();
             if v > 0 {
@@ -320,6 +356,12 @@ impl Collect for SipStats {
             "New calls handed to the decision hook",
             &[],
             self.hook_calls.get(),
+        );
+        out.counter(
+            "sip_new_invites_total",
+            "Out-of-dialog INVITEs received, retransmissions not counted",
+            &[],
+            self.new_invites.get(),
         );
         out.counter(
             "sip_stray_responses_total",
@@ -358,12 +400,19 @@ mod tests {
     fn renders_labelled_counters() {
         let s = SipStats::default();
         s.received(Transport::Udp);
+        s.request(b"INVITE");
+        s.request(b"PUBLISH");
+        s.request(b"invite");
         s.malformed(Problem::BadCSeq);
         s.response_sent(603);
         s.response_sent(42); // out of range: ignored, not a panic
         let text = crate::metrics::render(&[&s]);
         assert!(text.contains("sip_messages_total{dir=\"in\",transport=\"udp\"} 1\n"));
         assert!(text.contains("sip_malformed_total{kind=\"bad_cseq\"} 1\n"));
+        // Methods are case-sensitive (RFC 3261 7.1): a lower-case one is another, unknown one.
+        assert!(text.contains("sip_requests_total{method=\"INVITE\"} 1\n"));
+        assert!(text.contains("sip_requests_total{method=\"other\"} 2\n"));
+        assert!(text.contains("sip_requests_total{method=\"BYE\"} 0\n"));
         assert!(text.contains("sip_responses_sent_total{code=\"603\"} 1\n"));
         assert!(!text.contains("code=\"42\""));
     }

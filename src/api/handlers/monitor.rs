@@ -40,6 +40,7 @@ pub(in crate::api) fn metrics(st: &State) -> Response<ResponseBody> {
     st.stats.collect(&mut e);
     st.guard.collect(&mut e);
     st.live.rules.stats.collect(&mut e);
+    st.live.store.collect(&mut e);
     for c in &st.collectors {
         c.collect(&mut e);
     }

@@ -59,6 +59,9 @@ pub struct FeedStats {
     pub refused_malformed: Counter,
     pub version: Gauge,
     pub entries: Gauge,
+    /// Unix seconds of the last poll that succeeded (applied, or 304), kept across restarts;
+    /// 0 when none ever did. How an alert sees a feed going stale.
+    pub last_success: Gauge,
 }
 
 struct Slot {
@@ -159,6 +162,7 @@ impl FeedRules {
             let stats = FeedStats::default();
             stats.version.set(version as i64);
             stats.entries.set(map.len() as i64);
+            stats.last_success.set(last_success.unwrap_or(0));
             slots.push(Slot {
                 key: parse_public_key(&f.public_key).ok(),
                 index: ArcSwap::from_pointee(index),
@@ -265,6 +269,7 @@ impl FeedRules {
         st.entries = map.len() as u64;
         s.stats.version.set(b.version as i64);
         s.stats.entries.set(map.len() as i64);
+        s.stats.last_success.set(now);
         s.stats.applied.inc();
         Ok(())
     }
@@ -294,6 +299,7 @@ impl FeedRules {
             s.stats.not_modified.inc();
             let now = now_unix();
             lock(&s.status).last_success = Some(now);
+            s.stats.last_success.set(now);
             let _ = self.db.record_unchanged(name, now);
             return Ok(());
         }
@@ -443,6 +449,18 @@ impl Collect for FeedRules {
                 "Entries held from the feed",
                 &f,
                 s.stats.entries.get(),
+            );
+            out.gauge(
+                "scamguard_feed_last_success_timestamp_seconds",
+                "Unix time of the feed's last successful poll (0: never)",
+                &f,
+                s.stats.last_success.get(),
+            );
+            out.gauge(
+                "scamguard_feed_poll_interval_seconds",
+                "The feed's configured poll interval",
+                &f,
+                s.cfg.poll_interval_secs.max(1) as i64,
             );
         }
     }

@@ -140,46 +140,48 @@ impl Store {
         limits: DisputeLimits,
         now: i64,
     ) -> Result<Dispute, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let open: i64 = tx.query_row(
-            "SELECT count(*) FROM disputes WHERE status = 'open'",
-            [],
-            |r| r.get(0),
-        )?;
-        if open as u64 >= limits.max_open {
-            return Err(StoreError::Full(format!(
-                "{open} disputes are waiting for an operator; try again later"
-            )));
-        }
-        tx.execute(
-            "DELETE FROM disputes WHERE status != 'open' AND resolved < ?1",
-            params![now.saturating_sub(limits.keep_resolved_secs)],
-        )?;
-        tx.execute(
-            "INSERT INTO disputes (number, contact, statement, source, opened, status)
+        self.counted(|| {
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let open: i64 = tx.query_row(
+                "SELECT count(*) FROM disputes WHERE status = 'open'",
+                [],
+                |r| r.get(0),
+            )?;
+            if open as u64 >= limits.max_open {
+                return Err(StoreError::Full(format!(
+                    "{open} disputes are waiting for an operator; try again later"
+                )));
+            }
+            tx.execute(
+                "DELETE FROM disputes WHERE status != 'open' AND resolved < ?1",
+                params![now.saturating_sub(limits.keep_resolved_secs)],
+            )?;
+            tx.execute(
+                "INSERT INTO disputes (number, contact, statement, source, opened, status)
              VALUES (?1, ?2, ?3, ?4, ?5, 'open')",
-            params![d.number, d.contact, d.statement, source, now],
-        )?;
-        let id = tx.last_insert_rowid();
-        let dispute = Dispute {
-            id,
-            number: d.number.to_string(),
-            contact: d.contact.to_string(),
-            statement: d.statement.to_string(),
-            source: source.map(str::to_string),
-            opened: now,
-            status: DisputeStatus::Open,
-            resolved: None,
-            resolved_by: None,
-        };
-        let who = Who {
-            name: "redress-form",
-            source,
-        };
-        audit(&tx, who, "dispute-open", None, &dispute, now)?;
-        tx.commit()?;
-        Ok(dispute)
+                params![d.number, d.contact, d.statement, source, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            let dispute = Dispute {
+                id,
+                number: d.number.to_string(),
+                contact: d.contact.to_string(),
+                statement: d.statement.to_string(),
+                source: source.map(str::to_string),
+                opened: now,
+                status: DisputeStatus::Open,
+                resolved: None,
+                resolved_by: None,
+            };
+            let who = Who {
+                name: "redress-form",
+                source,
+            };
+            audit(&tx, who, "dispute-open", None, &dispute, now)?;
+            tx.commit()?;
+            Ok(dispute)
+        })
     }
 
     /// Disputes of one status (all without), oldest first, with `id > after`, at most `limit`.
@@ -218,44 +220,46 @@ impl Store {
         who: Who<'_>,
         now: i64,
     ) -> Result<(Dispute, Dispute), StoreError> {
-        if to == DisputeStatus::Open {
-            return Err(StoreError::Invalid(
-                "a dispute is resolved as lifted or upheld".into(),
-            ));
-        }
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let before = tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM disputes WHERE id = ?1"),
-                params![id],
-                row_to_dispute,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::Invalid(format!("no dispute {id}")))?;
-        if before.status != DisputeStatus::Open {
-            return Err(StoreError::Invalid(format!(
-                "dispute {id} is {} already",
-                before.status.as_str()
-            )));
-        }
-        tx.execute(
-            "UPDATE disputes SET status = ?2, resolved = ?3, resolved_by = ?4 WHERE id = ?1",
-            params![id, to.as_str(), now, who.name],
-        )?;
-        let after = Dispute {
-            status: to,
-            resolved: Some(now),
-            resolved_by: Some(who.name.to_string()),
-            ..before.clone()
-        };
-        let what = match to {
-            DisputeStatus::Lifted => "dispute-lift",
-            _ => "dispute-uphold",
-        };
-        audit(&tx, who, what, Some(&before), &after, now)?;
-        tx.commit()?;
-        Ok((before, after))
+        self.counted(|| {
+            if to == DisputeStatus::Open {
+                return Err(StoreError::Invalid(
+                    "a dispute is resolved as lifted or upheld".into(),
+                ));
+            }
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let before = tx
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM disputes WHERE id = ?1"),
+                    params![id],
+                    row_to_dispute,
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::Invalid(format!("no dispute {id}")))?;
+            if before.status != DisputeStatus::Open {
+                return Err(StoreError::Invalid(format!(
+                    "dispute {id} is {} already",
+                    before.status.as_str()
+                )));
+            }
+            tx.execute(
+                "UPDATE disputes SET status = ?2, resolved = ?3, resolved_by = ?4 WHERE id = ?1",
+                params![id, to.as_str(), now, who.name],
+            )?;
+            let after = Dispute {
+                status: to,
+                resolved: Some(now),
+                resolved_by: Some(who.name.to_string()),
+                ..before.clone()
+            };
+            let what = match to {
+                DisputeStatus::Lifted => "dispute-lift",
+                _ => "dispute-uphold",
+            };
+            audit(&tx, who, what, Some(&before), &after, now)?;
+            tx.commit()?;
+            Ok((before, after))
+        })
     }
 }
 

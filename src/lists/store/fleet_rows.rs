@@ -42,20 +42,22 @@ impl Store {
 
     /// Sets values kept for the fleet, all in one durable transaction.
     pub fn fleet_set(&self, values: &[(&str, &str)]) -> Result<(), StoreError> {
-        self.fleet_table()?;
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO fleet_state (name, value) VALUES (?1, ?2)
+        self.counted(|| {
+            self.fleet_table()?;
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO fleet_state (name, value) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            )?;
-            for (k, v) in values {
-                put.execute(params![k, v])?;
+                )?;
+                for (k, v) in values {
+                    put.execute(params![k, v])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// The changes audited after record `after` (refused requests are not changes), oldest

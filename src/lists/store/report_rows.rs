@@ -99,51 +99,53 @@ impl Store {
         reports: &[Report],
         now: i64,
     ) -> Result<(), StoreError> {
-        let who = who.into();
-        for r in reports {
-            check_report(r)?;
-        }
-        if reports.is_empty() {
-            return Ok(());
-        }
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        {
-            let mut put = tx.prepare_cached(
+        self.counted(|| {
+            let who = who.into();
+            for r in reports {
+                check_report(r)?;
+            }
+            if reports.is_empty() {
+                return Ok(());
+            }
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
                 "INSERT INTO reports (at, caller, callee, category, reporter, source, who, received)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
-            for r in reports {
-                put.execute(params![
-                    r.at,
-                    r.caller,
-                    r.callee,
-                    r.category,
-                    r.reporter,
-                    source_str(r.source),
-                    who.name,
-                    now
-                ])?;
-                audit.execute(params![
-                    now,
-                    who.name,
-                    "report",
-                    "reports",
-                    r.caller,
-                    None::<String>,
-                    serde_json::to_string(r).ok(),
-                    who.source
-                ])?;
+                let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+                for r in reports {
+                    put.execute(params![
+                        r.at,
+                        r.caller,
+                        r.callee,
+                        r.category,
+                        r.reporter,
+                        source_str(r.source),
+                        who.name,
+                        now
+                    ])?;
+                    audit.execute(params![
+                        now,
+                        who.name,
+                        "report",
+                        "reports",
+                        r.caller,
+                        None::<String>,
+                        serde_json::to_string(r).ok(),
+                        who.source
+                    ])?;
+                }
             }
-        }
-        // Row ids only grow, so the newest `max_reports` rows are the ids above this line.
-        tx.execute(
-            "DELETE FROM reports WHERE id <= (SELECT max(id) FROM reports) - ?1",
-            params![self.max_reports as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
+            // Row ids only grow, so the newest `max_reports` rows are the ids above this line.
+            tx.execute(
+                "DELETE FROM reports WHERE id <= (SELECT max(id) FROM reports) - ?1",
+                params![self.max_reports as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Visit every report made after `since` in the order stored; returns how many.
@@ -216,33 +218,37 @@ impl Store {
         caller: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let who = who.into();
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let n = tx.execute("DELETE FROM reports WHERE caller = ?1", params![caller])?;
-        tx.execute(
-            INSERT_AUDIT,
-            params![
-                now,
-                who.name,
-                "dismiss",
-                "reports",
-                caller,
-                serde_json::json!({ "reports": n }).to_string(),
-                None::<String>,
-                who.source
-            ],
-        )?;
-        tx.commit()?;
-        Ok(n as u64)
+        self.counted(|| {
+            let who = who.into();
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction()?;
+            let n = tx.execute("DELETE FROM reports WHERE caller = ?1", params![caller])?;
+            tx.execute(
+                INSERT_AUDIT,
+                params![
+                    now,
+                    who.name,
+                    "dismiss",
+                    "reports",
+                    caller,
+                    serde_json::json!({ "reports": n }).to_string(),
+                    None::<String>,
+                    who.source
+                ],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
     }
 
     /// Delete reports made at or before `before` (outside the window: they count for nothing).
     /// Returns how many went.
     pub fn sweep_reports(&self, before: i64) -> Result<u64, StoreError> {
-        let conn = lock(&self.writer);
-        let n = conn.execute("DELETE FROM reports WHERE at <= ?1", params![before])?;
-        Ok(n as u64)
+        self.counted(|| {
+            let conn = lock(&self.writer);
+            let n = conn.execute("DELETE FROM reports WHERE at <= ?1", params![before])?;
+            Ok(n as u64)
+        })
     }
 
     /// Rows in the reports table.

@@ -304,8 +304,11 @@ impl Proxy {
                 return;
             }
         };
-        if msg.is_request() && self.is_scanner(&msg) {
-            return;
+        if msg.is_request() {
+            self.stats.request(msg.method());
+            if self.is_scanner(&msg) {
+                return;
+            }
         }
         if let Some(p) = msg.problem {
             self.stats.malformed(p);
@@ -459,6 +462,9 @@ impl Proxy {
         let screened = !dialog && (method == b"INVITE" || method == b"MESSAGE");
         let initial = screened && method == b"INVITE";
         let stranded = msg.to_tag().is_some() && !dialog && self.unknown_dialog(from);
+        if initial {
+            self.stats.new_invites.inc();
+        }
         if dialog {
             self.call_touched(msg, now);
         }
