@@ -89,8 +89,9 @@ def main():
     if calls <= 0:
         print("no calls screened in the fleet run: no Redis commands per call")
         return
-    sent = {k: v for k, v in stats.items() if k in CLIENT}
-    inner = {k: v for k, v in stats.items() if k not in CLIENT}
+    # Subcommands are named "script|load", "config|resetstat": judged by their command.
+    sent = {k: v for k, v in stats.items() if k.split("|")[0] in CLIENT}
+    inner = {k: v for k, v in stats.items() if k.split("|")[0] not in CLIENT}
     print("Redis commands per call, over %d calls screened with [fleet] on:" % calls)
     print()
     print("| commands | total | per call |")

@@ -90,14 +90,19 @@ impl Replays {
         let call = stable_hash(call_id);
         let until_ms = now_ms.saturating_add(window_ms);
         let token = self.seen.key(signature);
+        // Whether this PASSporT is new here: only then is it claimed from the fleet.
+        let new = std::cell::Cell::new(false);
         let (earlier, gone) = self.seen.upsert(
             token,
             now_ms,
-            || Seen {
-                passport,
-                call,
-                elsewhere: false,
-                until_ms,
+            || {
+                new.set(true);
+                Seen {
+                    passport,
+                    call,
+                    elsewhere: false,
+                    until_ms,
+                }
             },
             |s| {
                 if s.passport != passport || s.until_ms <= now_ms {
@@ -108,6 +113,7 @@ impl Replays {
                         elsewhere: false,
                         until_ms,
                     };
+                    new.set(true);
                     return None;
                 }
                 (s.call != call).then_some(if s.elsewhere {
@@ -118,7 +124,7 @@ impl Replays {
             },
         );
         drop(gone);
-        if earlier.is_none() {
+        if new.get() {
             if let Some(p) = &self.pending {
                 let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
                 if p.len() < MAX_PENDING {
