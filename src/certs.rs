@@ -316,7 +316,7 @@ impl CertCache {
 
     /// A chain from the fleet's store, checked here like a fetched one; `None` when the store
     /// has none (or cannot be reached), or has one that does not check out.
-    async fn from_fleet(&self, url: &str) -> Option<CertState> {
+    async fn chain_of_the_fleet(&self, url: &str) -> Option<CertState> {
         let (pem, left_ms) = self.shared.get()?.get(url).await?;
         let chain = pem_chain(&pem).ok()?;
         let cert = verify_chain(&chain, &self.anchors, unix_now()).ok()?;
@@ -405,7 +405,7 @@ impl CertCache {
 
     /// Fetches `url` now and caches the result; for warming the cache and for tests.
     pub async fn fetch_now(&self, url: &str) -> CertState {
-        if let Some(state) = self.from_fleet(url).await {
+        if let Some(state) = self.chain_of_the_fleet(url).await {
             return state;
         }
         let https = self.https.as_ref().map_err(String::as_str);

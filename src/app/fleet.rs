@@ -52,6 +52,7 @@ use tokio::time::timeout;
 
 use super::clock::now_ms;
 use crate::metrics::{Collect, Counter, Exposition, Gauge};
+use crate::screening::signals::replay::Claim;
 use crate::screening::signals::shared::{
     concurrent_field, Delta, Family, Pending, Sharing, AGENT_LETTER, CONCURRENT_LETTER,
     CONCURRENT_REFRESH_MS,
@@ -662,6 +663,35 @@ impl Runner {
         }
         let mut items = self.items(deltas, signals, now);
         items.retain(|it| signals.shared_windows(it.family).is_some());
+        let claims = signals.drain_passports();
+        let cmds = self.commands(signals, &claims, &items, now);
+        let Some(con) = self.con.as_mut() else { return };
+        let sent = items.iter().filter(|i| i.delta.is_some()).count() as u64;
+        let t = Duration::from_millis(self.cfg.timeout_ms);
+        match timeout(t, con.send_all(cmds)).await {
+            Ok(Ok(values)) => self.flushed(signals, claims, items, values, now),
+            Ok(Err(e)) => {
+                self.stats.keys_dropped.add(sent);
+                self.restate_items_later(&items);
+                tracing::debug!("fleet flush failed: {e}");
+                self.failed("failed a flush");
+            }
+            Err(_) => {
+                self.stats.keys_dropped.add(sent);
+                self.restate_items_later(&items);
+                self.failed("did not answer in time");
+            }
+        }
+    }
+
+    /// A flush's commands: the heartbeat, the PASSporT claims, then one script call per key.
+    fn commands(
+        &self,
+        signals: &SignalState,
+        claims: &[Claim],
+        items: &[Item],
+        now: u64,
+    ) -> Vec<Cmd> {
         // Every flush says this agent is alive, even with nothing to send: the fleet's agents are
         // counted from it, calls in progress count only for agents alive, and a Redis that
         // stopped answering is noticed without traffic.
@@ -687,8 +717,7 @@ impl Runner {
         ];
         // Each PASSporT verified since the last flush is claimed for its freshness window; the
         // answer is the call that holds it (`GET`), this one's when it was free.
-        let claims = signals.drain_passports();
-        for c in &claims {
+        for c in claims {
             cmds.push(
                 redis::cmd("SET")
                     .arg(format!("{}{{pp:{:016x}}}", self.prefix, c.passport))
@@ -700,56 +729,52 @@ impl Runner {
                     .clone(),
             );
         }
-        for it in &items {
+        for it in items {
             if let Some(c) = self.call(signals, it, now) {
                 cmds.push(c);
             }
         }
-        let Some(con) = self.con.as_mut() else { return };
+        cmds
+    }
+
+    /// A flush Redis answered: the agents alive, the PASSporT claims held elsewhere, the states
+    /// of calls in progress taken, and the totals into the signals' tables.
+    fn flushed(
+        &mut self,
+        signals: &SignalState,
+        claims: Vec<Claim>,
+        items: Vec<Item>,
+        values: Vec<Value>,
+        now: u64,
+    ) {
         let sent = items.iter().filter(|i| i.delta.is_some()).count() as u64;
-        let t = Duration::from_millis(self.cfg.timeout_ms);
-        match timeout(t, con.send_all(cmds)).await {
-            Ok(Ok(values)) => {
-                self.failures = 0;
-                self.stats.flushes_ok.inc();
-                self.stats.keys_sent.add(sent);
-                self.stats.last_ok_ms.store(now_ms(), Ordering::Relaxed);
-                let mut values = values.into_iter().skip(3);
-                if let Some(n) = values.next() {
-                    let n = redis::from_redis_value::<i64>(&n).unwrap_or(0);
-                    self.stats.agents.set(n);
+        self.failures = 0;
+        self.stats.flushes_ok.inc();
+        self.stats.keys_sent.add(sent);
+        self.stats.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+        let mut values = values.into_iter().skip(3);
+        if let Some(n) = values.next() {
+            let n = redis::from_redis_value::<i64>(&n).unwrap_or(0);
+            self.stats.agents.set(n);
+        }
+        if let Some(a) = values.next() {
+            let a = redis::from_redis_value::<Vec<String>>(&a).unwrap_or_default();
+            self.alive = a.into_iter().collect();
+        }
+        for c in claims {
+            let held = values
+                .next()
+                .and_then(|v| redis::from_redis_value::<Option<String>>(&v).ok())
+                .flatten()
+                .and_then(|h| u64::from_str_radix(&h, 16).ok());
+            if let Some(h) = held {
+                if signals.passport_held(c, h, now) {
+                    self.stats.replays.inc();
                 }
-                if let Some(a) = values.next() {
-                    let a = redis::from_redis_value::<Vec<String>>(&a).unwrap_or_default();
-                    self.alive = a.into_iter().collect();
-                }
-                for c in claims {
-                    let held = values
-                        .next()
-                        .and_then(|v| redis::from_redis_value::<Option<String>>(&v).ok())
-                        .flatten()
-                        .and_then(|h| u64::from_str_radix(&h, 16).ok());
-                    if let Some(h) = held {
-                        if signals.passport_held(c, h, now) {
-                            self.stats.replays.inc();
-                        }
-                    }
-                }
-                self.stated_now(&items, now);
-                self.install(signals, items, values, now);
-            }
-            Ok(Err(e)) => {
-                self.stats.keys_dropped.add(sent);
-                self.restate_items_later(&items);
-                tracing::debug!("fleet flush failed: {e}");
-                self.failed("failed a flush");
-            }
-            Err(_) => {
-                self.stats.keys_dropped.add(sent);
-                self.restate_items_later(&items);
-                self.failed("did not answer in time");
             }
         }
+        self.stated_now(&items, now);
+        self.install(signals, items, values, now);
     }
 
     /// States of calls in progress that did not reach Redis: stated again at the next flush
