@@ -21,6 +21,9 @@
 #              stopped by its PID at the end); prints CPU per call on / off as a ratio (target
 #              <= 1.15), max cps both ways, and the Redis commands per call (INFO commandstats
 #              before and after the fleet run, over the calls the decision log shows screened)
+#              NB: the harness dials the service "bench" (sipp -s bench), not a number, and
+#              velocity and wangiri count only calls to a number: for the count scripts' cost
+#              the harness must dial a number (docs/fleet.md, Sizing)
 #   FLEET_RUN  [$WORK/scamguard-fleet-<stamp>]  the run folder of the fleet-on run
 #
 # The harness's smoke test fails on any wrong verdict, so a run that gets past it also shows
