@@ -6,6 +6,7 @@
 #   benches/load.sh                 # build, convert the data, run scamguard, then Kamailio
 #   DIRECT=0 PCAP=0 STEP_S=10 CONFIRM_S=15 benches/load.sh     # a quick look
 #   KAMAILIO=0 benches/load.sh      # scamguard only (compare with KAM_RUN=<an earlier run dir>)
+#   FLEET=1 benches/load.sh         # scamguard with [fleet] off, then on (issue 14), no Kamailio
 #
 # Knobs (defaults in brackets), besides the harness's own (STEP_S, CONFIRM_S, DIRECT [0 here],
 # PCAP, START_RATE, EXTRA_ARGS, N_EXACT, N_PREFIXES, N_CALLS, FORCE_GEN, SKIP_INSTALL ...):
@@ -15,6 +16,15 @@
 #              7,360 cps max), so p99s are compared at the same offered load
 #   DECISIONS  [$WORK/scamguard-decisions.jsonl]  decision log target ("stdout" or a file path)
 #   SG_UDP_WORKERS [0]  sip.udp_workers (0 = one per CPU)
+#   FLEET      [0]  1: run scamguard twice, [fleet] off then on, against one redis-server this
+#              script starts on REDIS_PORT [6390] (loopback, no persistence, its own folder, and
+#              stopped by its PID at the end); prints CPU per call on / off as a ratio (target
+#              <= 1.15), max cps both ways, and the Redis commands per call (INFO commandstats
+#              before and after the fleet run, over the calls the decision log shows screened)
+#              NB: the harness dials the service "bench" (sipp -s bench), not a number, and
+#              velocity and wangiri count only calls to a number: for the count scripts' cost
+#              the harness must dial a number (docs/fleet.md, Sizing)
+#   FLEET_RUN  [$WORK/scamguard-fleet-<stamp>]  the run folder of the fleet-on run
 #
 # The harness's smoke test fails on any wrong verdict, so a run that gets past it also shows
 # that scamguard reads this data set's callers correctly.
@@ -59,6 +69,19 @@ CFG="$(python3 "$REPO/benches/peer_lists.py" "$DATA" "$WORK/scamguard" "$DECISIO
 stamp="$(date +%Y%m%d-%H%M%S)"
 SG_RUN="${SG_RUN:-$WORK/scamguard-$stamp}"
 KAM_RUN="${KAM_RUN:-$WORK/kamailio-$stamp}"
+FLEET_RUN="${FLEET_RUN:-$WORK/scamguard-fleet-$stamp}"
+if [[ "${FLEET:-0}" == 1 ]]; then
+  KAMAILIO=0
+fi
+
+# Waits until the scamguard of config $1 has let go of port 5060 (the harness stops it by signal
+# and goes on at once; its receive threads wake every 100 ms and the decision log flushes last).
+wait_gone() {
+  for _ in $(seq 60); do
+    pgrep -f "$BIN run --config $1" >/dev/null 2>&1 || break
+    sleep 0.5
+  done
+}
 
 # ---------------------------------------------------------------- runs
 if [[ "${SCAMGUARD:-1}" == 1 ]]; then
@@ -70,13 +93,56 @@ if [[ "${SCAMGUARD:-1}" == 1 ]]; then
     PROXY_CMD="sh -c '$BIN run --config $CFG; echo scamguard exited with status \$? >&2'" \
     "$PEER_DIR/run-peer.sh" || echo "scamguard run failed (see $SG_RUN)" >&2
 fi
-if [[ "${KAMAILIO:-1}" == 1 ]]; then
-  # The harness stops scamguard by signal and goes on at once; give its receive threads (which
-  # wake every 100 ms) and the decision log's last flush time to let go of port 5060.
-  for _ in $(seq 60); do
-    pgrep -f "$BIN run --config $CFG" >/dev/null 2>&1 || break
-    sleep 0.5
+if [[ "${FLEET:-0}" == 1 ]]; then
+  wait_gone "$CFG"
+  command -v redis-server >/dev/null 2>&1 || {
+    echo "ERROR: FLEET=1 needs redis-server and redis-cli (apt-get install redis-server)" >&2
+    exit 1
+  }
+  REDIS_PORT="${REDIS_PORT:-6390}"
+  REDIS_DIR="$WORK/redis-$stamp"
+  mkdir -p "$REDIS_DIR"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" &
+  REDIS_PID=$!
+  # Only the server started here is stopped, by its PID.
+  trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+  rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+  for _ in $(seq 100); do
+    [[ "$(rcli ping 2>/dev/null)" == PONG ]] && break
+    sleep 0.1
   done
+  [[ "$(rcli ping 2>/dev/null)" == PONG ]] || { echo "ERROR: redis-server did not start" >&2; exit 1; }
+  CFG_FLEET="${CFG%.toml}-fleet.toml"
+  cp "$CFG" "$CFG_FLEET"
+  cat >> "$CFG_FLEET" <<TOML
+
+# Added by benches/load.sh (FLEET=1): the same agent, sharing its counts through Redis.
+[fleet]
+enabled = true
+url = "redis://127.0.0.1:$REDIS_PORT"
+name = "bench"
+agent_id = "bench-1"
+TOML
+  "$BIN" validate --config "$CFG_FLEET" >&2
+  echo "== scamguard with [fleet] on (run folder $FLEET_RUN; Redis on port $REDIS_PORT)" >&2
+  : > "$DECISIONS" 2>/dev/null || true
+  rcli config resetstat >/dev/null
+  rcli info commandstats > "$FLEET_RUN.commandstats-before" 2>/dev/null || true
+  RUN="$FLEET_RUN" PROXY_NAME=scamguard-fleet \
+    PROXY_CMD="sh -c '$BIN run --config $CFG_FLEET; echo scamguard exited with status \$? >&2'" \
+    "$PEER_DIR/run-peer.sh" || echo "scamguard fleet run failed (see $FLEET_RUN)" >&2
+  wait_gone "$CFG_FLEET"
+  rcli info commandstats > "$FLEET_RUN.commandstats"
+  rcli info memory | grep -E '^used_memory(_human)?:' > "$FLEET_RUN.memory" || true
+  rcli dbsize > "$FLEET_RUN.keys" || true
+  SCREENED="$(grep -c '"call_id"' "$DECISIONS" 2>/dev/null || echo 0)"
+  echo
+  python3 "$REPO/benches/fleet_compare.py" "$SG_RUN" "$FLEET_RUN" "$FLEET_RUN.commandstats" \
+    "$SCREENED" "$FLEET_RUN.memory" "$FLEET_RUN.keys" || true
+fi
+if [[ "${KAMAILIO:-1}" == 1 ]]; then
+  wait_gone "$CFG"
   echo "== kamailio (run folder $KAM_RUN)" >&2
   RUN="$KAM_RUN" PROXY_NAME=kamailio "$PEER_DIR/run-peer.sh" \
     || echo "kamailio run failed (see $KAM_RUN)" >&2

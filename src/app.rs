@@ -263,6 +263,12 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         .fleet
         .enabled
         .then(|| fleet::Shared::enable(&config.fleet, &mut engine.signals));
+    if fleet.is_some() {
+        certs.share_with(Arc::new(fleet::CertStore::new(
+            &config.fleet,
+            &config.certs,
+        )));
+    }
     // Reports inside the window are counted again before the first call is screened.
     let reports = Arc::new(
         ReportDesk::open(

@@ -11,13 +11,19 @@
 //! `anchors_dir` (the STI-PA's roots); the HTTPS server that serves it is authenticated
 //! against `https_roots` (web CAs: by default the system folder `/etc/ssl/certs`). One timeout
 //! covers connect, TLS handshake, request and body.
-//! Knows nothing of PASSporTs, SIP or verdicts; the checks themselves are the pure
+//! With a fleet, a chain fetched by one agent serves the others ([`SharedCerts`], which the app
+//! backs with the fleet's Redis): the fetcher asks the shared store before the URL and offers it
+//! what it fetched. Each agent still checks every chain against its own anchors; the shared
+//! store saves fetches, it is not trusted. Both steps are the fetcher's, so no call waits on them.
+//! Knows nothing of PASSporTs, SIP, verdicts or Redis; the checks themselves are the pure
 //! `screening::signals::certchain`.
 
 use std::collections::HashMap;
 use std::fs;
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -118,6 +124,19 @@ impl CertsConfig {
     }
 }
 
+/// A future a [`SharedCerts`] returns.
+pub type Shared<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Chains shared between the agents of a fleet, by URL. Each call bounds its own time and
+/// answers `None` (or does nothing) when the store cannot be reached: the fetcher then fetches
+/// the URL itself, as a lone agent would.
+pub trait SharedCerts: Send + Sync {
+    /// The PEM chain another agent fetched from `url`, and for how many more ms it is good.
+    fn get<'a>(&'a self, url: &'a str) -> Shared<'a, Option<(Vec<u8>, u64)>>;
+    /// Offers the PEM chain fetched from `url`, good for `ttl_ms`.
+    fn put<'a>(&'a self, url: &'a str, pem: &'a [u8], ttl_ms: u64) -> Shared<'a, ()>;
+}
+
 /// Certificate cache counters.
 #[derive(Debug, Default)]
 pub struct CertStats {
@@ -127,6 +146,8 @@ pub struct CertStats {
     pub fetch_failures: Counter,
     pub queue_full: Counter,
     pub entries: Gauge,
+    /// Chains taken from the fleet's shared store instead of fetched.
+    pub from_fleet: Counter,
 }
 
 impl Collect for CertStats {
@@ -163,6 +184,12 @@ impl Collect for CertStats {
             &[],
             self.queue_full.get(),
         );
+        out.counter(
+            "scamguard_cert_from_fleet_total",
+            "x5u chains another agent of the fleet had fetched, taken from the fleet's store instead of fetched",
+            &[],
+            self.from_fleet.get(),
+        );
         out.gauge(
             "scamguard_cert_cache_entries",
             "STIR certificate cache entries",
@@ -195,6 +222,8 @@ pub struct CertCache {
     https: Result<tokio_rustls::TlsConnector, String>,
     queue: mpsc::Sender<String>,
     stats: Arc<CertStats>,
+    /// The fleet's shared store of chains, when there is a fleet.
+    shared: OnceLock<Arc<dyn SharedCerts>>,
 }
 
 /// The background worker that fetches queued `x5u` URLs. Run it on the runtime.
@@ -252,6 +281,7 @@ impl CertCache {
             https,
             queue: tx,
             stats: Arc::new(CertStats::default()),
+            shared: OnceLock::new(),
         });
         (cache.clone(), CertFetcher { cache, rx })
     }
@@ -277,6 +307,30 @@ impl CertCache {
 
     pub fn stats(&self) -> Arc<CertStats> {
         self.stats.clone()
+    }
+
+    /// Shares fetched chains with a fleet from now on (once; later calls change nothing).
+    pub fn share_with(&self, shared: Arc<dyn SharedCerts>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// A chain from the fleet's store, checked here like a fetched one; `None` when the store
+    /// has none (or cannot be reached), or has one that does not check out.
+    async fn chain_of_the_fleet(&self, url: &str) -> Option<CertState> {
+        let (pem, left_ms) = self.shared.get()?.get(url).await?;
+        let chain = pem_chain(&pem).ok()?;
+        let cert = verify_chain(&chain, &self.anchors, unix_now()).ok()?;
+        let cert = Arc::new(cert);
+        let ttl = Duration::from_secs(self.cfg.ttl_secs).min(Duration::from_millis(left_ms));
+        self.store(
+            url,
+            Slot::Ready {
+                cert: cert.clone(),
+                until: Some(Instant::now() + ttl),
+            },
+        );
+        self.stats.from_fleet.inc();
+        Some(CertState::Ready(cert))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -351,11 +405,24 @@ impl CertCache {
 
     /// Fetches `url` now and caches the result; for warming the cache and for tests.
     pub async fn fetch_now(&self, url: &str) -> CertState {
+        if let Some(state) = self.chain_of_the_fleet(url).await {
+            return state;
+        }
         let https = self.https.as_ref().map_err(String::as_str);
+        let mut fetched = None;
         let result = fetch_chain(url, &self.cfg, https).await.and_then(|pem| {
             let chain = pem_chain(&pem).map_err(|e| e.to_string())?;
-            verify_chain(&chain, &self.anchors, unix_now()).map_err(|e| e.to_string())
+            let cert =
+                verify_chain(&chain, &self.anchors, unix_now()).map_err(|e| e.to_string())?;
+            fetched = Some(pem);
+            Ok(cert)
         });
+        // Only a chain that checked out is offered to the fleet (each agent checks it again).
+        if let (Some(shared), Some(pem)) = (self.shared.get(), &fetched) {
+            shared
+                .put(url, pem, self.cfg.ttl_secs.saturating_mul(1000))
+                .await;
+        }
         // Counted once the result is stored: `ok` (fetches minus failures) must not show a
         // fetch still in flight as a success.
         match result {

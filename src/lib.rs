@@ -13,10 +13,10 @@
 //! | [`sip`] | the wire: framing, scanning, transactions, forwarding, responses, behind one [`sip::Hook`] | lists, verdicts, media |
 //! | [`media`] | RTP: SDP rewrite, relay, announcement playback, early media, RFC 4733 digits | SIP transactions, lists, verdicts |
 //! | [`api`] | the admin HTTP server with its web console (`api::console`), and the public redress form on a listener of its own; [`api::route`] answers a request without a socket | SIP, media |
-//! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache | PASSporTs, SIP |
+//! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache, and a fleet's shared store of chains behind a trait (`certs::SharedCerts`) | PASSporTs, SIP, Redis |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
-//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log, the fleet's Redis tasks (`app::fleet`: shared counts, the list edit stream, reports) | |
+//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log, the fleet's Redis tasks (`app::fleet`: shared counts and calls in progress, PASSporT claims, the list edit stream, reports, the certificate store; standalone or Redis Cluster) | |
 //!
 //! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
 //! screening, metrics, tls`; `lists -> screening, metrics`; `certs -> screening, metrics, tls`; `sip, media

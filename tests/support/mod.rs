@@ -2,8 +2,9 @@
 //! the bound on waiting ([`WAIT`], [`eventually`]), free ports, a way to run a test alone in a
 //! process of its own ([`alone`]), one HTTP client and one `/metrics` reader ([`http`]), one
 //! `sip::Hook` for the bare proxy ([`hook`]), a party's RTP and prompt checks ([`rtp`]), and the
-//! harnesses of the whole agent ([`agent`]), of the admin API alone ([`api`]) and of STIR/SHAKEN
-//! certificates ([`stir_pki`]), and a HEP3 decoder for a test collector ([`hep`]).
+//! harnesses of the whole agent ([`agent`]), of the admin API alone ([`api`]), of STIR/SHAKEN
+//! certificates ([`stir_pki`]) and of SIPp as load ([`sipp`]), and a HEP3 decoder for a test
+//! collector ([`hep`]).
 //!
 //! The tests of one binary run in parallel threads of one process: nothing here keeps state a
 //! test could see from another, except the port ranges handed out, which are kept apart so.
@@ -16,6 +17,7 @@ pub mod hep;
 pub mod hook;
 pub mod http;
 pub mod rtp;
+pub mod sipp;
 pub mod stir_pki;
 pub mod webdriver;
 

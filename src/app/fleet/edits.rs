@@ -33,8 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{Client, FromRedisValue, Script, Value};
+use redis::{FromRedisValue, Script, Value};
 use tokio::time::timeout;
 
 use super::super::clock::now_ms;
@@ -293,8 +292,8 @@ type Fail = &'static str;
 /// The edit stream's task.
 pub struct EditRunner {
     cfg: FleetConfig,
-    client: Option<Client>,
-    con: Option<MultiplexedConnection>,
+    client: Option<super::Target>,
+    con: Option<super::Con>,
     publish: Script,
     seed: Script,
     keys: Keys,
@@ -322,7 +321,7 @@ fn unix_now() -> i64 {
 impl EditRunner {
     pub fn new(cfg: &FleetConfig, agent: String, live: Arc<Live>, stats: Arc<EditStats>) -> Self {
         EditRunner {
-            client: Client::open(cfg.url.as_str()).ok(),
+            client: cfg.target(),
             con: None,
             publish: Script::new(PUBLISH),
             seed: Script::new(SEED),
@@ -452,18 +451,12 @@ impl EditRunner {
         let cfg = desk.config().clone();
         let now = unix_now();
         let prefix = format!("sg:{}:", self.cfg.name);
-        let mut pipe = redis::pipe();
-        for r in &batch {
-            report_call(
-                &mut pipe,
-                self.report_script.get_hash(),
-                &prefix,
-                r,
-                &cfg,
-                now,
-            );
-        }
-        let values: Vec<Value> = match self.pipeline(&pipe).await {
+        let cmds = batch
+            .iter()
+            .map(|r| report_call(self.report_script.get_hash(), &prefix, r, &cfg, now))
+            .collect();
+        // One caller's keys per call, so on a cluster each goes to its own slot's master.
+        let values: Vec<Value> = match self.send_all(cmds).await {
             Ok(v) => v,
             Err(e) => {
                 relay.put_back(batch);
@@ -503,6 +496,21 @@ impl EditRunner {
         let t = self.t();
         let con = self.con.as_mut().ok_or("is not connected")?;
         match timeout(t, cmd.query_async::<T>(con)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::debug!("fleet edit stream: {e}");
+                Err("failed a command")
+            }
+            Err(_) => Err("did not answer in time"),
+        }
+    }
+
+    /// Commands on keys of many slots, each answered (see [`super::Con::send_all`]), under the
+    /// timeout.
+    async fn send_all(&mut self, cmds: Vec<redis::Cmd>) -> Result<Vec<Value>, Fail> {
+        let t = self.t();
+        let con = self.con.as_mut().ok_or("is not connected")?;
+        match timeout(t, con.send_all(cmds)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::debug!("fleet edit stream: {e}");

@@ -106,18 +106,17 @@ impl SharedReports for Relay {
     }
 }
 
-/// One report's script call.
+/// One report's script call: both keys under the caller's hash tag (one cluster slot).
 pub fn report_call(
-    pipe: &mut redis::Pipeline,
     hash: &str,
     prefix: &str,
     r: &Report,
     cfg: &ReportsConfig,
     now: i64,
-) {
+) -> redis::Cmd {
     let base = format!("{prefix}{{rp:{}}}", r.caller);
-    pipe.cmd("EVALSHA")
-        .arg(hash)
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(hash)
         .arg(2)
         .arg(format!("{base}:z"))
         .arg(format!("{base}:p"))
@@ -129,6 +128,7 @@ pub fn report_call(
         .arg(cfg.block_reporters)
         .arg(cfg.warn_ttl_secs)
         .arg(cfg.block_ttl_secs);
+    cmd
 }
 
 /// What the script answered: the promotion this agent is to write, if any, with the fleet's

@@ -22,6 +22,7 @@ pub mod certchain;
 pub mod challenge;
 pub mod origins;
 pub mod plausible;
+pub mod replay;
 pub mod report_book;
 pub mod shared;
 pub mod stir;
@@ -373,6 +374,8 @@ pub struct SignalState {
     plausible: plausible::Checker,
     /// Present when velocity and wangiri counts are shared with a fleet.
     sharing: Option<Arc<Sharing>>,
+    /// PASSporTs verified within their freshness window, to catch replays.
+    replays: replay::Replays,
 }
 
 impl SignalState {
@@ -391,6 +394,7 @@ impl SignalState {
                 &cfg.plausibility.service_callers,
             ),
             sharing: None,
+            replays: replay::Replays::new(cfg.max_calls),
             brands,
             certs,
             cfg,
@@ -405,6 +409,7 @@ impl SignalState {
         let sharing = Arc::new(Sharing::new(max_listed));
         self.velocity.share(sharing.clone());
         self.wangiri.share(sharing.clone());
+        self.replays.share();
         self.sharing = Some(sharing.clone());
         sharing
     }
@@ -432,6 +437,23 @@ impl SignalState {
         };
         self.with_slot(family, token, |s| shared::install(s, totals, &w))
             .unwrap_or(false)
+    }
+
+    /// The PASSporTs verified here since the last drain, for the fleet to claim (empty without
+    /// a fleet).
+    pub fn drain_passports(&self) -> Vec<replay::Claim> {
+        self.replays.drain_shared()
+    }
+
+    /// The fleet says a PASSporT verified here was first seen on call `holder`; whether that
+    /// was another call (a replay, one side or the other).
+    pub fn passport_held(&self, claim: replay::Claim, holder: u64, now_ms: u64) -> bool {
+        self.replays.held_elsewhere(claim, holder, now_ms)
+    }
+
+    /// This agent's calls in progress under a shared key (0 when not tracked or not shared).
+    pub fn concurrent_now(&self, family: Family, token: u64, key: &str) -> u32 {
+        self.velocity.concurrent_now(family, token, key)
     }
 
     /// The windows of a family's shared counts.
@@ -578,6 +600,7 @@ impl SignalState {
         self.velocity.sweep(now_ms);
         self.wangiri.sweep(now_ms);
         self.origins.sweep(now_ms);
+        self.replays.sweep(now_ms);
         self.reports.sweep((now_ms / 1000) as i64);
         self.blocks.sweep(now_ms);
         self.challenges.sweep(now_ms);
@@ -586,6 +609,31 @@ impl SignalState {
     /// Calls in progress tracked.
     pub fn calls_tracked(&self) -> usize {
         self.calls.len()
+    }
+}
+
+/// A verified PASSporT already verified on another call within its freshness window (either
+/// side of `iat`, so twice `max_age_secs`) becomes [`StirOutcome::Replayed`].
+fn replayed(
+    outcome: StirOutcome,
+    input: &SignalInput<'_>,
+    state: &SignalState,
+    now_ms: u64,
+) -> StirOutcome {
+    let StirOutcome::Verified { attest, x5u, .. } = &outcome else {
+        return outcome;
+    };
+    let Some(sig) = input.identity.and_then(stir::identity_signature) else {
+        return outcome;
+    };
+    let window_ms = (state.cfg.stir.max_age_secs.clamp(1, 86_400) as u64) * 2_000;
+    match state.replays.note(sig, input.call_id, now_ms, window_ms) {
+        None => outcome,
+        Some(r) => StirOutcome::Replayed {
+            attest: *attest,
+            x5u: x5u.clone(),
+            fleet: r == replay::Replay::Fleet,
+        },
     }
 }
 
@@ -617,7 +665,8 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
             verstat: input.verstat,
             from_trusted_peer: input.from_trusted_peer,
         };
-        stir::verify(&si, state.certs.as_ref(), &cfg.stir, now_unix)
+        let outcome = stir::verify(&si, state.certs.as_ref(), &cfg.stir, now_unix);
+        replayed(outcome, input, state, now_ms)
     } else {
         StirOutcome::Absent
     };
@@ -645,6 +694,7 @@ pub fn evaluate(input: &SignalInput<'_>, state: &SignalState, now_ms: u64) -> Ev
                 (cfg.stir.score_absent_signing_origin, "428".into())
             }
             StirOutcome::Absent => (cfg.stir.score_absent, "428".into()),
+            StirOutcome::Replayed { .. } => (cfg.stir.score_replayed, "replayed".into()),
         };
         if score != 0 || !matches!(stir, StirOutcome::Absent) {
             let reason = if absent_on_signing_path {

@@ -16,6 +16,12 @@
 //! the true one), outcomes and one-ring shares in the same slots as the local rings, and distinct
 //! callees as an exact set of stable callee hashes with the time each was last called.
 //!
+//! Concurrent calls are not a count that slides: each agent states its own number of calls in
+//! progress per key (the last value, not a change, so sending it twice is harmless), stamped
+//! with the second it was sent, and the others add up the states of the agents still alive
+//! ([`Windows::totals`], given who is). An agent that dies stops being alive within seconds,
+//! and its calls stop counting: nothing leaks.
+//!
 //! Pure: no sockets, clocks or tokio. Knows nothing of Redis beyond the shape of what is sent and
 //! read back (callee hashes with times, and counters named by a letter and a slot).
 
@@ -109,6 +115,27 @@ impl Counter {
 /// The letter of the agents' marks in the counters (`a:<agent id>` = the last second it wrote).
 pub const AGENT_LETTER: char = 'a';
 
+/// The letter of each agent's calls in progress (`n:<agent id>` = [`concurrent_field`]).
+pub const CONCURRENT_LETTER: char = 'n';
+
+/// An agent's state of its calls in progress as stored: the second it was sent and the count
+/// (at most 99,999) in one integer, so the shared store can forget old states by their second
+/// as it forgets old slots.
+pub fn concurrent_field(count: u32, now_ms: u64) -> u64 {
+    (now_ms / 1000) * CONCURRENT_SCALE + u64::from(count.min(99_999))
+}
+
+const CONCURRENT_SCALE: u64 = 100_000;
+
+/// A state older than this is forgotten even from an agent still alive: it restates the states
+/// that matter more often ([`CONCURRENT_REFRESH_MS`]).
+pub const CONCURRENT_KEEP_SECS: u32 = 120;
+
+/// How often an agent restates its calls in progress per key where they matter (two or more
+/// here, or fleet totals worth watching), so that a state lost (a shared store restarted empty)
+/// is put right and kept from ageing out.
+pub const CONCURRENT_REFRESH_MS: u64 = 30_000;
+
 /// A hash of a callee number that every agent computes alike (64-bit FNV-1a): the tables' own
 /// hashes are seeded per process. The shared store sees hashes, not the callees' numbers.
 pub fn callee_hash(callee: &str) -> u64 {
@@ -131,6 +158,8 @@ pub struct Pending {
     pub new_callees: u32,
     /// (counter, slot, change).
     pub counters: Vec<(Counter, u32, i32)>,
+    /// This agent's calls in progress for the key, when they changed since the last drain.
+    pub concurrent: Option<u32>,
 }
 
 /// Counters kept per key at most; more only if slots were reported far out of order.
@@ -138,7 +167,7 @@ const MAX_PENDING_COUNTERS: usize = 64;
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.callees.is_empty() && self.counters.is_empty()
+        self.callees.is_empty() && self.counters.is_empty() && self.concurrent.is_none()
     }
 
     pub fn add(&mut self, c: Counter, slot: u32, change: i32) {
@@ -202,6 +231,11 @@ pub struct Totals {
     /// One-rings and finished calls within the window (wangiri).
     pub short: u32,
     pub ended: u32,
+    /// Calls in progress on the other agents still alive (this agent's own are always local).
+    pub concurrent: u32,
+    /// This agent's own, as the shared store holds them: only to tell whether the key is worth
+    /// reading back every flush (the fleet's whole count is).
+    pub concurrent_here: u32,
     /// Agents that wrote this key within the window.
     pub agents: u32,
     /// When it was read (unix ms).
@@ -256,7 +290,8 @@ const SHARE_SLOTS: u32 = 12;
 
 impl Windows {
     /// The oldest slot of each counter that still counts at `now_ms`, and for the agents' marks
-    /// the oldest second: what the shared store may forget.
+    /// the oldest second (and for the states of calls in progress the oldest second kept): what
+    /// the shared store may forget.
     pub fn oldest(&self, now_ms: u64) -> Vec<(char, u32)> {
         let sec = (now_ms / 1000) as u32;
         let calls = first_slot_from(sec.saturating_sub(MINUTE_SECS - 1), self.calls_secs);
@@ -275,16 +310,26 @@ impl Windows {
             })
             .collect();
         out.push((AGENT_LETTER, agents));
+        out.push((CONCURRENT_LETTER, sec.saturating_sub(CONCURRENT_KEEP_SECS)));
         out
     }
 
     /// The totals from what the shared store returned: the distinct callees counted there, and
-    /// each counter field (`c:35812345`, `a:<agent>`) with its value.
-    pub fn totals(&self, callees: u32, fields: &[(String, i64)], now_ms: u64) -> Totals {
+    /// each counter field (`c:35812345`, `a:<agent>`, `n:<agent>`) with its value. Calls in
+    /// progress count for the agents `alive` says are, this one (`me`) left out.
+    pub fn totals(
+        &self,
+        callees: u32,
+        fields: &[(String, i64)],
+        now_ms: u64,
+        me: &str,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Totals {
         let oldest = self.oldest(now_ms);
         let first = |l: char| oldest.iter().find(|(c, _)| *c == l).map_or(0, |(_, s)| *s);
         let mut sums = [0i64; Counter::ALL.len()];
         let mut agents = 0;
+        let (mut concurrent, mut concurrent_here) = (0u32, 0u32);
         for (field, v) in fields {
             let Some((l, rest)) = field.split_once(':') else {
                 continue;
@@ -296,6 +341,19 @@ impl Windows {
             if l == AGENT_LETTER {
                 if *v >= i64::from(first(AGENT_LETTER)) {
                     agents += 1;
+                }
+                continue;
+            }
+            if l == CONCURRENT_LETTER {
+                let v = u64::try_from(*v).unwrap_or(0);
+                let (sec, n) = (v / CONCURRENT_SCALE, v % CONCURRENT_SCALE);
+                if sec < u64::from(first(CONCURRENT_LETTER)) {
+                    continue;
+                }
+                if rest == me {
+                    concurrent_here = n as u32;
+                } else if alive(rest) {
+                    concurrent = concurrent.saturating_add(n as u32);
                 }
                 continue;
             }
@@ -323,6 +381,8 @@ impl Windows {
             },
             short: n(Counter::Short),
             ended: n(Counter::Ended),
+            concurrent,
+            concurrent_here,
             agents,
             read_ms: now_ms,
         }
@@ -335,7 +395,8 @@ impl Windows {
 
     /// Whether totals this high keep the key read back every flush.
     fn worth_watching(&self, t: &Totals) -> bool {
-        [t.calls, t.callees, t.tally.settled(), t.short]
+        let concurrent = t.concurrent.saturating_add(t.concurrent_here);
+        [t.calls, t.callees, t.tally.settled(), t.short, concurrent]
             .into_iter()
             .any(|v| v >= self.watch_from.max(1))
     }
@@ -445,6 +506,8 @@ impl Sharing {
             },
             short: v.short.saturating_add(p.sum(Counter::Short)),
             ended: v.ended.saturating_add(p.sum(Counter::Ended)),
+            concurrent: v.concurrent,
+            concurrent_here: v.concurrent_here,
             agents: v.agents,
             read_ms: v.read_ms,
         })
@@ -521,8 +584,15 @@ mod tests {
             f("a:old", 999_900),
             f("junk", 1),
             f("zz:1", 1),
+            // Calls in progress: an agent alive, this agent (its own are local), an agent that
+            // died (no longer alive), and an agent alive whose state is too old to trust.
+            f("n:agent-1", concurrent_field(3, now) as i64),
+            f("n:me", concurrent_field(5, now) as i64),
+            f("n:dead", concurrent_field(4, now) as i64),
+            f("n:agent:2", concurrent_field(6, now - 121_000) as i64),
         ];
-        let t = w.totals(7, &fields, now);
+        let alive = |a: &str| a != "dead";
+        let t = w.totals(7, &fields, now, "me", &alive);
         assert_eq!(
             t,
             Totals {
@@ -534,6 +604,8 @@ mod tests {
                 },
                 short: 2,
                 ended: 5,
+                concurrent: 3,
+                concurrent_here: 5,
                 agents: 2,
                 read_ms: now,
             }

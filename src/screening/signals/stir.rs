@@ -73,6 +73,11 @@ pub struct StirConfig {
     /// which is what a C attestation says, so it weighs the same by default.
     pub score_absent_signing_origin: i32,
     pub score_pending: i32,
+    /// A PASSporT that verifies but was already verified on another call within its freshness
+    /// window (`signals::replay`; fleet-wide with `[fleet]`). Its attestation is not credited;
+    /// a B2BUA's route advance can present the same PASSporT on a new call, so this weighs like
+    /// a C attestation and never warns alone.
+    pub score_replayed: i32,
 }
 
 impl Default for StirConfig {
@@ -87,6 +92,7 @@ impl Default for StirConfig {
             score_absent: 0,
             score_absent_signing_origin: 20,
             score_pending: 0,
+            score_replayed: 20,
         }
     }
 }
@@ -180,6 +186,14 @@ pub enum StirOutcome {
     Failed { code: StirCode, why: String },
     /// No `Identity` and no trusted `verstat` (RFC 8224's 428 if the operator requires one).
     Absent,
+    /// The PASSporT verifies, but it was already verified on another call within its freshness
+    /// window: on this agent, or (`fleet`) on another agent of the fleet. Its attestation is
+    /// not credited; no RFC 8224 code, so no policy rejects it for this alone.
+    Replayed {
+        attest: Attest,
+        x5u: String,
+        fleet: bool,
+    },
 }
 
 impl StirOutcome {
@@ -214,6 +228,12 @@ impl fmt::Display for StirOutcome {
                 write!(f, "{} {}: {why}", code.status(), code.phrase())
             }
             StirOutcome::Absent => f.write_str("no identity"),
+            StirOutcome::Replayed { attest, fleet, .. } => write!(
+                f,
+                "replayed: this PASSporT (attestation {}) was verified on another call {} within its freshness window; its attestation is not credited",
+                attest.as_str(),
+                if *fleet { "on another agent of the fleet" } else { "here" }
+            ),
         }
     }
 }
@@ -251,6 +271,13 @@ fn fail(code: StirCode, why: impl Into<String>) -> StirOutcome {
         code,
         why: why.into(),
     }
+}
+
+/// The signature of an `Identity` value, which names the PASSporT: a signature is made once
+/// per signing (ES256 signatures are randomised), so the same one on two calls is a replay.
+pub fn identity_signature(value: &str) -> Option<&str> {
+    let token = value.trim().split(';').next()?.trim();
+    token.rsplit('.').next().filter(|s| !s.is_empty())
 }
 
 /// Splits `token;info=<url>;alg=ES256;ppt=shaken`.

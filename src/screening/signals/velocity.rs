@@ -572,6 +572,9 @@ pub struct Velocity {
     slot_secs: u32,
     /// Present when counts are shared with a fleet.
     sharing: Option<Arc<Sharing>>,
+    /// Whether the calls in progress of each kind (caller, source, prefix) are shared: only
+    /// where a concurrent level is set, since nothing else reads them.
+    share_concurrent: [bool; 3],
 }
 
 /// The keys one call was counted under, so its answer and end can be counted against the same
@@ -627,6 +630,8 @@ impl Velocity {
             observed: Observed::default(),
             slot_secs: outcomes::slot_secs(cfg.outcome_window_secs),
             sharing: None,
+            share_concurrent: [&cfg.caller, &cfg.source, &cfg.prefix]
+                .map(|t| t.concurrent.highest().is_some()),
             cfg,
         }
     }
@@ -665,8 +670,29 @@ impl Velocity {
             outcome_secs: self.slot_secs,
             share_secs: self.slot_secs,
             ttl_ms: self.keep_ms(),
-            watch_from: shared::watch_from(&[th.per_minute, th.distinct_callees]),
+            watch_from: shared::watch_from(&[th.per_minute, th.distinct_callees, th.concurrent]),
         })
+    }
+
+    /// This agent's calls in progress under a shared key, to state them again: 0 when the key
+    /// is no longer tracked here (its calls were forgotten with it) or its concurrency is not
+    /// shared.
+    pub fn concurrent_now(&self, family: Family, token: u64, key: &str) -> u32 {
+        let Some(kind) = Velocity::kind_of(family) else {
+            return 0;
+        };
+        let (table, _, n) = self.table(kind);
+        if !self.share_concurrent[n] {
+            return 0;
+        }
+        table
+            .peek(token, |c| {
+                c.fleet
+                    .as_ref()
+                    .filter(|s| &*s.key == key)
+                    .map_or(0, |_| c.concurrent)
+            })
+            .unwrap_or(0)
     }
 
     /// Runs `f` on the shared slot of a key, if the key is still tracked.
@@ -795,7 +821,11 @@ impl Velocity {
         new_callee: bool,
     ) -> Option<Totals> {
         let sharing = self.sharing.as_ref()?;
+        let concurrent = c.concurrent;
         let slot = c.fleet.get_or_insert_with(|| Box::new(Slot::new(key)));
+        if self.share_concurrent[self.table(kind).2] {
+            slot.pending.concurrent = Some(concurrent);
+        }
         let calls_slot = (now_ms / 1000) as u32 / shared::CALLS_SLOT_SECS;
         slot.pending.add(Counter::Calls, calls_slot, 1);
         if let Some(h) = callee {
@@ -813,6 +843,9 @@ impl Velocity {
             match f.measure {
                 "calls-per-minute" if from_fleet.calls => {
                     parts.push(format!("{} calls in 60 s", seen.calls));
+                }
+                "concurrent-calls" if from_fleet.concurrent => {
+                    parts.push(format!("{} calls at once", f.value));
                 }
                 "distinct-callees" if from_fleet.callees => parts.push(format!(
                     "{} distinct callees in {} s",
@@ -972,7 +1005,11 @@ impl Velocity {
         let now = self.slot(finish.map_or(0, |f| f.now_ms));
         self.each(keys, |c, shared| {
             c.concurrent = c.concurrent.saturating_sub(1);
-            let Some((o, f)) = outcome else { return };
+            let Some((o, f)) = outcome else {
+                // No outcome to count; the fleet still learns of one call fewer in progress.
+                shared(c, &[]);
+                return;
+            };
             c.last_ms = c.last_ms.max(f.now_ms);
             match (o, f.answered_ms) {
                 // Counted as talked at the answer.
@@ -1014,12 +1051,17 @@ impl Velocity {
             (KeyKind::Prefix, keys.prefix),
         ] {
             let Some(k) = k else { continue };
+            let share_concurrent = self.share_concurrent[self.table(kind).2];
             let mut shared = |c: &mut Counts, deltas: &[(Counter, u32, i32)]| {
+                let concurrent = c.concurrent;
                 let (Some(sharing), Some(slot)) = (&self.sharing, c.fleet.as_deref_mut()) else {
                     return;
                 };
                 for (counter, slot_n, change) in deltas {
                     slot.pending.add(*counter, *slot_n, *change);
+                }
+                if share_concurrent {
+                    slot.pending.concurrent = Some(concurrent);
                 }
                 sharing.touched(kind.family(), k, slot);
             };
@@ -1088,12 +1130,14 @@ impl Velocity {
 struct FromFleet {
     calls: bool,
     callees: bool,
+    concurrent: bool,
     outcomes: bool,
 }
 
 /// The local measures and outcomes with the fleet's view: per minute and distinct callees are
-/// the larger of the local count and the fleet's; the outcomes are the fleet's when it knows of
-/// more calls. Per second and concurrent calls stay local.
+/// the larger of the local count and the fleet's; concurrent calls are the local ones plus those
+/// in progress on the other agents alive; the outcomes are the fleet's when it knows of more
+/// calls. Per second stays local.
 fn with_fleet(
     mut measures: [u32; 4],
     tally: Tally,
@@ -1105,9 +1149,11 @@ fn with_fleet(
     let from = FromFleet {
         calls: s.calls > measures[1],
         callees: s.callees > measures[3],
+        concurrent: s.concurrent > 0,
         outcomes: s.tally.settled() > tally.settled(),
     };
     measures[1] = measures[1].max(s.calls);
+    measures[2] = measures[2].saturating_add(s.concurrent);
     measures[3] = measures[3].max(s.callees);
     let tally = if from.outcomes { s.tally } else { tally };
     (measures, tally, from)

@@ -823,3 +823,76 @@ per_minute = [30, 90]
         assert!(toml::from_str::<File>(text).is_err(), "{text}");
     }
 }
+
+/// With a fleet: each change of a key's calls in progress leaves this agent's count (a state,
+/// not a change) among the key's deltas, an end with no outcome included; the calls the fleet
+/// says are in progress on the other agents add to the local ones while its view is in force,
+/// and the reason says so; out of force, the agent's own count decides again.
+#[test]
+fn calls_in_progress_are_stated_to_the_fleet_and_those_of_other_agents_count() {
+    let mut v = Velocity::new(cfg());
+    let sharing = Arc::new(Sharing::new(100));
+    v.share(sharing.clone());
+    sharing.set_in_force(true, 60_000);
+    let caller = "+13125550177";
+    let token = v.caller.key(caller);
+    let drain = |v: &Velocity| {
+        v.with_slot(Family::Caller, token, |s| {
+            shared::drain(Family::Caller, token, s)
+        })
+        .flatten()
+        .map(|d| d.pending.concurrent)
+    };
+    let (k1, _) = v.call_started(&start(caller, "+16175550001"), T0);
+    let _ = v.call_started(&start(caller, "+16175550002"), T0 + 1_000);
+    assert_eq!(drain(&v), Some(Some(2)));
+    assert_eq!(v.concurrent_now(Family::Caller, token, caller), 2);
+    assert_eq!(v.concurrent_now(Family::Caller, token, "+19999999999"), 0);
+    v.call_ended(k1, None);
+    assert_eq!(drain(&v), Some(Some(1)));
+
+    let w = v.windows(Family::Caller).unwrap();
+    let totals = Totals {
+        concurrent: 2,
+        read_ms: T0 + 2_000,
+        ..Totals::default()
+    };
+    v.with_slot(Family::Caller, token, |s| shared::install(s, totals, &w));
+    // 1 here, 2 elsewhere, and this one: 4, the warn level.
+    let (_, j) = v.call_started(&start(caller, "+16175550003"), T0 + 3_000);
+    assert_eq!(
+        worst(&j, "concurrent-calls", KeyKind::Caller),
+        Some((4, Action::Warn))
+    );
+    assert!(
+        j[0].reason
+            .ends_with("; fleet: 4 calls at once across the fleet"),
+        "{}",
+        j[0].reason
+    );
+    // The fleet out of force (its Redis away): 3 calls here, below the level.
+    sharing.set_in_force(false, 60_000);
+    let (_, j) = v.call_started(&start(caller, "+16175550004"), T0 + 4_000);
+    assert_eq!(
+        worst(&j, "concurrent-calls", KeyKind::Caller),
+        None,
+        "3 here; the fleet's 2 no longer count"
+    );
+    let mut v = Velocity::new(VelocityConfig {
+        caller: Thresholds {
+            concurrent: Level::default(),
+            ..cfg().caller
+        },
+        ..cfg()
+    });
+    v.share(sharing);
+    let _ = v.call_started(&start(caller, "+16175550001"), T0);
+    let token = v.caller.key(caller);
+    let d = v
+        .with_slot(Family::Caller, token, |s| {
+            shared::drain(Family::Caller, token, s)
+        })
+        .flatten()
+        .unwrap();
+    assert_eq!(d.pending.concurrent, None, "no level, nothing stated");
+}
