@@ -69,12 +69,15 @@ pub(crate) async fn log_in(b: &Browser, base: &str, token: &str) {
 }
 
 /// The text of the first element matching `css` once it contains `want` (asked again every
-/// few milliseconds for as long as `eventually` would wait: a guard, not a measure).
+/// few milliseconds for as long as `eventually` would wait: a guard, not a measure). An element
+/// the page replaced between finding and reading it (a polled fragment) is looked up again.
 pub(crate) async fn wait_text(b: &Browser, css: &str, want: &str) -> String {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         for e in b.all(css).await {
-            let t = b.text(&e).await;
+            let Some(t) = b.text_unless_replaced(&e).await else {
+                continue;
+            };
             if t.contains(want) {
                 return t;
             }

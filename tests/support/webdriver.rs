@@ -259,6 +259,22 @@ impl Browser {
             .to_string()
     }
 
+    /// The element's text, or `None` when the page has replaced it since it was found (htmx
+    /// swaps a polled fragment whole, so an element read while it polls may be gone): the
+    /// caller finds it again. Any other error fails the test.
+    pub async fn text_unless_replaced(&self, e: &El) -> Option<String> {
+        let full = format!("/session/{}/element/{}/text", self.session, e.0);
+        let v = self
+            .raw("GET", &full, None)
+            .await
+            .unwrap_or_else(|err| panic!("WebDriver GET {full}: {err}"));
+        match v["value"]["error"].as_str() {
+            Some("stale element reference") => None,
+            Some(err) => panic!("WebDriver GET {full}: {err}: {}", v["value"]["message"]),
+            None => Some(v["value"].as_str().unwrap().to_string()),
+        }
+    }
+
     pub async fn click(&self, e: &El) {
         self.cmd("POST", &format!("/element/{}/click", e.0), Some(json!({})))
             .await;
