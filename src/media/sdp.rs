@@ -290,8 +290,11 @@ impl<'a> Sdp<'a> {
                         line: n,
                         expected: "m=<media> <port> <proto> <fmt> ...",
                     };
-                    // Split as `rewrite` does (spaces only), so the port it replaces is the
-                    // port read here.
+                    // Split as `rewrite` does (spaces only, the media first on the line), so
+                    // the port it replaces is the port read here.
+                    if v.starts_with(' ') {
+                        return Err(bad);
+                    }
                     let mut it = v.split(' ').filter(|t| !t.is_empty());
                     let media = it.next().ok_or(bad.clone())?;
                     let port_tok = it.next().ok_or(bad.clone())?;
@@ -819,6 +822,9 @@ mod tests {
         // `audio\t9170` is one token, so the port would be `RTP/AVP`.
         let tabbed = format!("{head}m=audio\t9170 RTP/AVP 0\r\n");
         assert_eq!(Sdp::parse(tabbed.as_bytes()).unwrap_err(), m_line);
+        // A space before the media: the rewrite would have put the port in place of `audio`.
+        let spaced = format!("{head}m=  audio 9170 RTP/AVP 0\r\n");
+        assert_eq!(Sdp::parse(spaced.as_bytes()).unwrap_err(), m_line);
         for body in [
             OFFER.to_string(),
             format!("{head}m=audio  9170  RTP/AVP 0\r\n"),
