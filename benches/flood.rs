@@ -16,7 +16,9 @@
 //! FLOOD_RATE=50000 FLOOD_SECS=30 AFTER_SECS=60 LEGIT_CPS=100 BAN=1 cargo bench --bench flood
 //! ```
 //!
-//! `BAN=0` runs the same flood with `[sip.flood]` off, to see what it protects against. The
+//! `BAN=0` runs the same flood with `[sip.flood]` off, to see what it protects against;
+//! `CONSOLE=0` without the console, whose history of the last 10,000 calls fills with the
+//! run's legitimate calls and is most of the memory left after the flood. The
 //! signals that count calls (velocity, wangiri, block reputation) are off: the bench repeats a
 //! handful of numbers at a rate no real caller would, and what it measures is the edge, not
 //! screening.
@@ -59,7 +61,7 @@ fn free_port() -> u16 {
 }
 
 /// The shipped config pointed at the bench's ports and a scratch directory.
-fn config(dir: &Path, sip: u16, hop: u16, api: u16, ban: bool) -> PathBuf {
+fn config(dir: &Path, sip: u16, hop: u16, api: u16, ban: bool, console: bool) -> PathBuf {
     let text = std::fs::read_to_string(root().join("config/scamguard.toml")).unwrap();
     let mut v: toml::Value = toml::from_str(&text).unwrap();
     let set = |v: &mut toml::Value, path: &[&str], value: toml::Value| {
@@ -79,6 +81,9 @@ fn config(dir: &Path, sip: u16, hop: u16, api: u16, ban: bool) -> PathBuf {
         &["sip", "flood", "enabled"],
         toml::Value::Boolean(ban),
     );
+    // The console keeps the last `recent_calls` (10,000) screened calls in memory: a bounded
+    // history that fills with the run's legitimate calls whatever the flood does.
+    set(&mut v, &["api", "console"], toml::Value::Boolean(console));
     let lists = root().join("blocklists").display().to_string();
     set(&mut v, &["lists", "dir"], s(lists));
     let data = dir.join("data").display().to_string();
@@ -416,10 +421,10 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(dir: &Path, ban: bool) -> (Agent, SocketAddr, UdpSocket) {
+fn start_agent(dir: &Path, ban: bool, console: bool) -> (Agent, SocketAddr, UdpSocket) {
     let (sip, hop, api) = (free_port(), free_port(), free_port());
     let callee_sock = UdpSocket::bind(("127.0.0.1", hop)).unwrap();
-    let cfg = config(dir, sip, hop, api, ban);
+    let cfg = config(dir, sip, hop, api, ban, console);
     let child = Command::new(env!("CARGO_BIN_EXE_scamguard"))
         .args(["run", "--config"])
         .arg(&cfg)
@@ -446,8 +451,9 @@ fn main() {
     let after = env_or("AFTER_SECS", 60);
     let cps = env_or("LEGIT_CPS", 100);
     let ban = env_or("BAN", 1) == 1;
+    let console = env_or("CONSOLE", 1) == 1;
     let dir = tempfile::tempdir().unwrap();
-    let (agent, sip, callee_sock) = start_agent(dir.path(), ban);
+    let (agent, sip, callee_sock) = start_agent(dir.path(), ban, console);
     let pid = agent.child.id();
     let stop = Arc::new(AtomicBool::new(false));
     let callee_thread = {

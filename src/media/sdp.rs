@@ -290,15 +290,16 @@ impl<'a> Sdp<'a> {
                         line: n,
                         expected: "m=<media> <port> <proto> <fmt> ...",
                     };
-                    let mut it = v.split_ascii_whitespace();
+                    // Split as `rewrite` does (spaces only, the media first on the line), so
+                    // the port it replaces is the port read here.
+                    if v.starts_with(' ') {
+                        return Err(bad);
+                    }
+                    let mut it = v.split(' ').filter(|t| !t.is_empty());
                     let media = it.next().ok_or(bad.clone())?;
                     let port_tok = it.next().ok_or(bad.clone())?;
-                    let port: u16 = port_tok
-                        .split('/')
-                        .next()
-                        .unwrap_or("")
-                        .parse()
-                        .map_err(|_| bad.clone())?;
+                    let port: u16 =
+                        uint(port_tok.split('/').next().unwrap_or("")).ok_or(bad.clone())?;
                     let proto = it.next().ok_or(bad.clone())?;
                     if media == "audio" && audio_m.is_none() {
                         audio_m = Some(i);
@@ -363,12 +364,8 @@ impl<'a> Sdp<'a> {
                                 expected: "a=rtcp:<port> [IN IP4|IP6 <address>]",
                             };
                             let mut it = val.splitn(2, ' ');
-                            let port: u16 = it
-                                .next()
-                                .unwrap_or("")
-                                .trim()
-                                .parse()
-                                .map_err(|_| bad.clone())?;
+                            let port: u16 =
+                                uint(it.next().unwrap_or("").trim()).ok_or(bad.clone())?;
                             let addr = match it.next() {
                                 Some(rest) if !rest.trim().is_empty() => {
                                     parse_c(rest, n).map_err(|_| bad.clone())?
@@ -546,6 +543,15 @@ fn direction(name: &str) -> Option<Direction> {
         "inactive" => Direction::Inactive,
         _ => return None,
     })
+}
+
+/// A port or number as SDP writes it (RFC 4566: `1*DIGIT`). `str::parse` also takes a leading
+/// `+`, which `rewrite` would leave behind the port it writes (`40002+9170`).
+fn uint<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Replace the port number of the `idx`-th space-separated token (keeping any `/count`).
@@ -796,6 +802,40 @@ mod tests {
         ];
         for (body, want) in cases {
             assert_eq!(Sdp::parse(body.as_bytes()).unwrap_err(), want, "{body:?}");
+        }
+    }
+
+    /// Found by the `sdp` fuzz target: `str::parse` took `+9170` as a port, and the rewrite
+    /// then wrote `m=audio 40002+9170 ...`, which does not parse. A port is digits only, and the
+    /// port read is the one the rewrite replaces (a tab is not a separator for either).
+    #[test]
+    fn a_port_is_digits_and_the_rewrite_replaces_it() {
+        let head = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
+        let m_line = SdpError::BadLine {
+            line: 6,
+            expected: "m=<media> <port> <proto> <fmt> ...",
+        };
+        let signed = format!("{head}m=audio +9170 RTP/AVP 0\r\n");
+        assert_eq!(Sdp::parse(signed.as_bytes()).unwrap_err(), m_line);
+        let rtcp = format!("{head}m=audio 9170 RTP/AVP 0\r\na=rtcp:+9171\r\n");
+        assert!(Sdp::parse(rtcp.as_bytes()).is_err());
+        // `audio\t9170` is one token, so the port would be `RTP/AVP`.
+        let tabbed = format!("{head}m=audio\t9170 RTP/AVP 0\r\n");
+        assert_eq!(Sdp::parse(tabbed.as_bytes()).unwrap_err(), m_line);
+        // A space before the media: the rewrite would have put the port in place of `audio`.
+        let spaced = format!("{head}m=  audio 9170 RTP/AVP 0\r\n");
+        assert_eq!(Sdp::parse(spaced.as_bytes()).unwrap_err(), m_line);
+        for body in [
+            OFFER.to_string(),
+            format!("{head}m=audio  9170  RTP/AVP 0\r\n"),
+        ] {
+            let s = Sdp::parse(body.as_bytes()).unwrap();
+            let again = s.rewrite(ip("203.0.113.5"), 30000);
+            let back = Sdp::parse(&again).unwrap();
+            assert_eq!(
+                back.audio.rtp_addr(),
+                Some("203.0.113.5:30000".parse().unwrap())
+            );
         }
     }
 

@@ -239,7 +239,9 @@ pub struct NewCall<'a> {
 }
 
 impl<'a> NewCall<'a> {
-    pub(crate) fn new(
+    /// The facts of `msg` as the proxy reads them for the hook; public so that the fuzz targets
+    /// (`fuzz/`) can reach the caller-id code without a proxy around it.
+    pub fn new(
         msg: &'a Message,
         source: SocketAddr,
         transport: Transport,
