@@ -326,23 +326,11 @@ async fn fleet_on_cluster(
     cluster: &Cluster,
     configure: impl Fn(&mut scamguard::app::config::Config),
 ) -> Fleet {
-    log_lines();
-    let tokens = tempfile::tempdir().unwrap();
-    write_tokens(&tokens.path().join("tokens"));
-    let mut f = Fleet {
-        agents: Vec::new(),
-        name: name.into(),
-        url: cluster.url(),
-        tokens,
-    };
-    for _ in 0..3 {
-        f.join(&|c: &mut scamguard::app::config::Config| {
-            c.fleet.cluster = true;
-            configure(c);
-        })
-        .await;
-    }
-    f
+    fleet_at(3, name, cluster.url(), |c| {
+        c.fleet.cluster = true;
+        configure(c);
+    })
+    .await
 }
 
 /// Three agents of fleet `name` on `redis`, each with `configure` applied to its config.
@@ -361,13 +349,23 @@ async fn fleet_of(
     redis: &Redis,
     configure: impl Fn(&mut scamguard::app::config::Config),
 ) -> Fleet {
+    fleet_at(n, name, redis.url(), configure).await
+}
+
+/// `n` agents of fleet `name` on the Redis at `url` (standalone or a cluster's seeds).
+async fn fleet_at(
+    n: usize,
+    name: &str,
+    url: String,
+    configure: impl Fn(&mut scamguard::app::config::Config),
+) -> Fleet {
     log_lines();
     let tokens = tempfile::tempdir().unwrap();
     write_tokens(&tokens.path().join("tokens"));
     let mut f = Fleet {
         agents: Vec::new(),
         name: name.into(),
-        url: redis.url(),
+        url,
         tokens,
     };
     for _ in 0..n {

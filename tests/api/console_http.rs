@@ -74,7 +74,15 @@ async fn send(st: &State, method: &str, path: &str, cookie: &str, body: &str) ->
     if method == "POST" {
         b = b.header("content-type", "application/x-www-form-urlencoded");
     }
-    let mut req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    route(
+        st,
+        b.body(Full::new(Bytes::from(body.to_string()))).unwrap(),
+    )
+    .await
+}
+
+/// `req` through the API's router from [`ADDR`], and what came back.
+async fn route(st: &State, mut req: Request<Full<Bytes>>) -> Got {
     req.extensions_mut()
         .insert(ClientAddr(ADDR.parse().unwrap()));
     let r = api::route(st, req).await;
@@ -554,7 +562,7 @@ fn multipart(boundary: &str, fields: &[(&str, &str)], file: &str) -> String {
 }
 
 async fn post_multipart(st: &State, path: &str, cookie: &str, body: String) -> Got {
-    let mut req = Request::builder()
+    let req = Request::builder()
         .method("POST")
         .uri(path)
         .header("host", "127.0.0.1")
@@ -562,18 +570,7 @@ async fn post_multipart(st: &State, path: &str, cookie: &str, body: String) -> G
         .header("content-type", "multipart/form-data; boundary=XyZ")
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    req.extensions_mut()
-        .insert(ClientAddr(ADDR.parse().unwrap()));
-    let r = api::route(st, req).await;
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text =
-        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    Got {
-        status,
-        headers,
-        text,
-    }
+    route(st, req).await
 }
 
 #[tokio::test]
