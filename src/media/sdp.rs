@@ -523,13 +523,15 @@ impl<'a> Sdp<'a> {
             }
         }
         if insert_c && lay.audio_c_insert >= lay.lines.len() {
-            let m = lay.lines[lay.audio_m];
-            let e = eol(m);
-            if e.is_empty() {
-                out.extend_from_slice(b"\r\n");
+            // The body's own last line may be unterminated (the m= line or a trailing i=), and
+            // the c= must not be glued onto it.
+            let e = eol(lay.lines[lay.audio_m]);
+            let e: &[u8] = if e.is_empty() { b"\r\n" } else { e };
+            if lay.lines.last().is_some_and(|l| l.next == l.end) {
+                out.extend_from_slice(e);
             }
             out.extend_from_slice(c_line.as_bytes());
-            out.extend_from_slice(if e.is_empty() { b"\r\n" } else { e });
+            out.extend_from_slice(e);
         }
         out
     }
@@ -687,6 +689,10 @@ mod tests {
         // IPv6 remote, no trailing line ending, non-UTF-8 session name kept
         ("v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=caf\u{e9}\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0",
          "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=caf\u{e9}\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\nm=audio 30000 RTP/AVP 8 0"),
+        // audio last, after video that shares the session c=, ending in an unterminated i=:
+        // the inserted c= starts a line of its own (found by the sdp fuzz target)
+        ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\nm=audio 4000 RTP/AVP 0\r\ni=voice",
+         "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\nm=audio 30000 RTP/AVP 0\r\ni=voice\r\nc=IN IP4 203.0.113.5\r\n"),
     ];
 
     #[test]
