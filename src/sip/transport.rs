@@ -278,9 +278,12 @@ fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Rece
             conn: None,
         };
         let data = Bytes::copy_from_slice(&buf[..n]);
+        let now = Instant::now();
         net.capture(&data, Transport::Udp, src, net.local);
-        let outs = net.proxy.handle(data, peer, Instant::now());
+        let outs = net.proxy.handle(data, peer, now);
         dispatch(net, outs);
+        let stats = net.proxy.stats();
+        stats.udp_handle.observe(now.elapsed().as_secs_f64());
     }
 }
 
@@ -291,8 +294,10 @@ async fn timer_task(net: Arc<Net>, tick: Duration, mut shutdown: watch::Receiver
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
             _ = iv.tick() => {
-                let outs = net.proxy.poll(Instant::now());
+                let now = Instant::now();
+                let outs = net.proxy.poll(now);
                 dispatch(&net, outs);
+                net.proxy.stats().timer_tick.observe(now.elapsed().as_secs_f64());
             }
         }
     }
