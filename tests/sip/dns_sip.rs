@@ -9,6 +9,7 @@
 //! The server itself is `support::dns`, shared with `tls_sip` and the interop tests.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub(crate) use crate::support::dns::{dns_config, Dns};
 use crate::support::hook::{Server, TestHook};
@@ -16,6 +17,7 @@ use crate::support::WAIT;
 use bytes::Bytes;
 use scamguard::sip::framing::Framer;
 use scamguard::sip::msg::{Hdr, Limits, Message};
+use scamguard::sip::DnsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
