@@ -183,6 +183,15 @@ impl Baresip {
             .await
     }
 
+    /// The next event of `kind` about the call `id` (baresip's call id, the SIP Call-ID):
+    /// events of an earlier call never stand in for this one's.
+    pub async fn call_event(&mut self, kind: &str, id: &str) -> Value {
+        self.wait(&format!("{kind} of call {id}"), |v| {
+            v["event"] == true && v["type"] == kind && v["id"] == id
+        })
+        .await
+    }
+
     /// Whether an event about a call with `who` (part of its peer's URI) has arrived by now
     /// and not been asked for (not waiting for one).
     pub fn has_heard_from(&mut self, who: &str) -> bool {

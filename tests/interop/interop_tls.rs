@@ -96,7 +96,9 @@ async fn real_phones_call_over_tls_through_the_agent_to_a_real_pbx() {
     );
     assert!(stats.rx_tls.get() > 0 && stats.tx_tls.get() > 0);
 
-    // Two calls: the caller hangs up the first, the callee the second.
+    // Two calls: the caller hangs up the first, the callee the second. Each call's events are
+    // told apart by its Call-ID, which both phones report.
+    let mut earlier = String::new();
     for (n, caller_ends) in [(1, true), (2, false)] {
         alice.command("dial", &bob_aor).await;
         // bob answers by himself (no CALL_INCOMING event then).
@@ -105,10 +107,15 @@ async fn real_phones_call_over_tls_through_the_agent_to_a_real_pbx() {
             answered["peeruri"].as_str().unwrap_or("").contains(CALLER),
             "call {n}: the callee sees the caller: {answered}"
         );
-        alice.event("CALL_ESTABLISHED").await;
+        let id = answered["id"].as_str().unwrap_or("").to_string();
+        assert!(
+            !id.is_empty() && id != earlier,
+            "call {n}: a new call: {answered}"
+        );
+        alice.call_event("CALL_ESTABLISHED", &id).await;
         // RTP arrived at each side: the audio flows both ways.
-        alice.event("CALL_RTPESTAB").await;
-        bob.event("CALL_RTPESTAB").await;
+        alice.call_event("CALL_RTPESTAB", &id).await;
+        bob.call_event("CALL_RTPESTAB", &id).await;
         let (ender, other) = if caller_ends {
             (&mut alice, &mut bob)
         } else {
@@ -117,13 +124,14 @@ async fn real_phones_call_over_tls_through_the_agent_to_a_real_pbx() {
         ender.command("hangup", "").await;
         // baresip's reason for a call the other side ended with a BYE (its own hangup says
         // "by user", a lost dialog 408 or 481).
-        let closed = other.event("CALL_CLOSED").await;
+        let closed = other.call_event("CALL_CLOSED", &id).await;
         assert_eq!(
             closed["param"], "Connection reset by peer",
             "call {n}: {} got {}'s BYE",
             other.name, ender.name
         );
-        ender.event("CALL_CLOSED").await;
+        ender.call_event("CALL_CLOSED", &id).await;
+        earlier = id;
     }
     // The callee's BYE came to the caller on the caller's own connection: the only stream
     // connection the agent holds is the one the caller opened (Kamailio is UDP), and no
