@@ -7,6 +7,7 @@
 #   DIRECT=0 PCAP=0 STEP_S=10 CONFIRM_S=15 benches/load.sh     # a quick look
 #   KAMAILIO=0 benches/load.sh      # scamguard only (compare with KAM_RUN=<an earlier run dir>)
 #   FLEET=1 benches/load.sh         # scamguard with [fleet] off, then on (issue 14), no Kamailio
+#   TLS=1 benches/load.sh           # the same over TLS: calls/s and CPU per call, both proxies
 #
 # Knobs (defaults in brackets), besides the harness's own (STEP_S, CONFIRM_S, DIRECT [0 here],
 # PCAP, START_RATE, EXTRA_ARGS, N_EXACT, N_PREFIXES, N_CALLS, FORCE_GEN, SKIP_INSTALL ...):
@@ -25,6 +26,14 @@
 #              velocity and wangiri count only calls to a number: for the count scripts' cost
 #              the harness must dial a number (docs/fleet.md, Sizing)
 #   FLEET_RUN  [$WORK/scamguard-fleet-<stamp>]  the run folder of the fleet-on run
+#   TLS        [0]  1: the UAC reaches the proxy over SIP over TLS on 127.0.0.1:5061 (one TLS
+#              connection, like a trunk; TLS_TRANSPORT=ln for one per call, a handshake each),
+#              the UAS stays on UDP: scamguard with tls_listen, then Kamailio with its tls module
+#              (benches/kamailio-tls.cfg, the harness's config plus a TLS listener). The UAC is a
+#              SIPp built with TLS (benches/sipp_tls.sh, cached under $WORK; SIPP_SRC = a SIPp
+#              git repository when GitHub cannot be reached), the UAS Debian's. The certificates
+#              are self-signed, made here ($WORK/tls). No pcap latency (the capture reads UDP
+#              5060): compare max cps and CPU per call, printed side by side as ratios.
 #
 # The harness's smoke test fails on any wrong verdict, so a run that gets past it also shows
 # that scamguard reads this data set's callers correctly.
@@ -70,8 +79,58 @@ stamp="$(date +%Y%m%d-%H%M%S)"
 SG_RUN="${SG_RUN:-$WORK/scamguard-$stamp}"
 KAM_RUN="${KAM_RUN:-$WORK/kamailio-$stamp}"
 FLEET_RUN="${FLEET_RUN:-$WORK/scamguard-fleet-$stamp}"
+SG_NAME=scamguard
 if [[ "${FLEET:-0}" == 1 ]]; then
   KAMAILIO=0
+fi
+
+# ---------------------------------------------------------------- TLS (TLS=1)
+if [[ "${TLS:-0}" == 1 ]]; then
+  [[ "${FLEET:-0}" != 1 ]] || { echo "ERROR: TLS=1 and FLEET=1 are separate runs" >&2; exit 1; }
+  if [[ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so && "${KAMAILIO:-1}" == 1 ]]; then
+    [[ "$(id -u)" == 0 ]] || { echo "ERROR: TLS=1 needs kamailio-tls-modules" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kamailio-tls-modules >&2
+  fi
+  SIPP_TLS="$("$REPO/benches/sipp_tls.sh" build)"
+  echo "TLS UAC: $SIPP_TLS" >&2
+  TLSDIR="$WORK/tls"
+  mkdir -p "$TLSDIR"
+  if [[ ! -s "$TLSDIR/proxy.crt" ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=127.0.0.1 \
+      -addext "subjectAltName=IP:127.0.0.1" \
+      -keyout "$TLSDIR/proxy.key" -out "$TLSDIR/proxy.crt" >/dev/null 2>&1
+  fi
+  cat > "$TLSDIR/kamailio-tls.cfg" <<TLSCFG
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = $TLSDIR/proxy.key
+certificate = $TLSDIR/proxy.crt
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+TLSCFG
+  CFG_TLS="${CFG%.toml}-tls.toml"
+  sed "/^listen = \"127.0.0.1:5060\"/a tls_listen = \"127.0.0.1:5061\"\ntls_cert = \"$TLSDIR/proxy.crt\"\ntls_key = \"$TLSDIR/proxy.key\"" \
+    "$CFG" > "$CFG_TLS"
+  grep -q '^tls_listen' "$CFG_TLS" || { echo "ERROR: no [sip] listen line in $CFG to add TLS to" >&2; exit 1; }
+  "$BIN" validate --config "$CFG_TLS" >&2
+  CFG="$CFG_TLS"
+  export TLS_PORT=5061
+  export PCAP=0
+  export EXTRA_ARGS="$EXTRA_ARGS --sipp $REPO/benches/sipp_tls.sh"
+  [[ "$SG_RUN" != "$WORK/scamguard-$stamp" ]] || SG_RUN="$WORK/scamguard-tls-$stamp"
+  [[ "$KAM_RUN" != "$WORK/kamailio-$stamp" ]] || KAM_RUN="$WORK/kamailio-tls-$stamp"
+  SG_NAME=scamguard-tls
+  KAM_SHM_MB="${KAM_SHM_MB:-4096}"
+  KAM_PKG_MB="${KAM_PKG_MB:-512}"
+  KAM_WORKERS="${KAM_WORKERS:-4}"
+  KAM_TLS_CMD="kamailio -f $REPO/benches/kamailio-tls.cfg -DD -E -m $KAM_SHM_MB -M $KAM_PKG_MB \
+-A 'DBURL=\"sqlite:///{data}/kamailio.sqlite\"' -A 'CTL_SOCK=\"unix:$WORK/kamailio_ctl\"' -A WORKERS=$KAM_WORKERS \
+-A 'TLS_CFG=\"$TLSDIR/kamailio-tls.cfg\"'"
 fi
 
 # Waits until the scamguard of config $1 has let go of port 5060 (the harness stops it by signal
@@ -89,7 +148,7 @@ if [[ "${SCAMGUARD:-1}" == 1 ]]; then
   : > "$DECISIONS" 2>/dev/null || true
   # Through sh, so that an unexpected exit is logged with its status (the harness measures the
   # whole process tree; sh itself costs nothing while it waits).
-  RUN="$SG_RUN" PROXY_NAME=scamguard \
+  RUN="$SG_RUN" PROXY_NAME="$SG_NAME" \
     PROXY_CMD="sh -c '$BIN run --config $CFG; echo scamguard exited with status \$? >&2'" \
     "$PEER_DIR/run-peer.sh" || echo "scamguard run failed (see $SG_RUN)" >&2
 fi
@@ -144,8 +203,13 @@ fi
 if [[ "${KAMAILIO:-1}" == 1 ]]; then
   wait_gone "$CFG"
   echo "== kamailio (run folder $KAM_RUN)" >&2
-  RUN="$KAM_RUN" PROXY_NAME=kamailio "$PEER_DIR/run-peer.sh" \
-    || echo "kamailio run failed (see $KAM_RUN)" >&2
+  if [[ "${TLS:-0}" == 1 ]]; then
+    RUN="$KAM_RUN" PROXY_NAME=kamailio-tls PROXY_CMD="$KAM_TLS_CMD" "$PEER_DIR/run-peer.sh" \
+      || echo "kamailio run failed (see $KAM_RUN)" >&2
+  else
+    RUN="$KAM_RUN" PROXY_NAME=kamailio "$PEER_DIR/run-peer.sh" \
+      || echo "kamailio run failed (see $KAM_RUN)" >&2
+  fi
 fi
 
 # ---------------------------------------------------------------- results

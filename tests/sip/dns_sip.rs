@@ -6,12 +6,12 @@
 //! address goes on; an answer is asked again once its TTL is over.
 //!
 //! dnsmasq must be installed (`.ci/run` installs `dnsmasq-base`): without it these tests fail.
+//! The server itself is `support::dns`, shared with `tls_sip` and the interop tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub(crate) use crate::support::dns::{dns_config, Dns};
 use crate::support::hook::{Server, TestHook};
 use crate::support::WAIT;
 use bytes::Bytes;
@@ -21,87 +21,6 @@ use scamguard::sip::DnsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::timeout;
-
-/// A dnsmasq serving `records` (its own command-line options) on a loopback port until dropped.
-pub(crate) struct Dns {
-    child: Child,
-    pub(crate) addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Dns {
-    pub(crate) fn start(records: &[String]) -> Dns {
-        let port = crate::support::free_port();
-        Dns::start_on(port, records)
-    }
-
-    fn start_on(port: u16, records: &[String]) -> Dns {
-        let dir = tempfile::tempdir().unwrap();
-        // Its own (empty) config file, so that no /etc/dnsmasq.conf is read.
-        let conf: PathBuf = dir.path().join("dnsmasq.conf");
-        std::fs::write(&conf, "").unwrap();
-        let bin = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("dnsmasq is not installed (apt-get install dnsmasq-base): these tests need it");
-        let child = Command::new(bin)
-            .arg(format!("--conf-file={}", conf.display()))
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--local=/test/",
-                "--local-ttl=1",
-                "--pid-file=",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!(
-                "--log-facility={}",
-                dir.path().join("log").display()
-            ))
-            .args(records)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("dnsmasq starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        // Ready once it holds the port.
-        let t0 = std::time::Instant::now();
-        while std::net::UdpSocket::bind(addr).is_ok() {
-            assert!(t0.elapsed() < WAIT, "dnsmasq did not bind {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dns {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-pub(crate) fn dns_config(server: SocketAddr) -> DnsConfig {
-    DnsConfig {
-        servers: vec![server],
-        timeout_ms: 500,
-        attempts: 1,
-        park_ms: 4000,
-        ..DnsConfig::default()
-    }
-}
 
 fn parse(b: &[u8]) -> Message {
     Message::parse(Bytes::copy_from_slice(b), &Limits::default(), true).unwrap()

@@ -11,10 +11,9 @@
 //! dnsmasq must be installed (`.ci/run` installs `dnsmasq-base`): without it the DNS test fails.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use scamguard::sip::conn::Refusal;
 use scamguard::sip::framing::Framer;
@@ -26,57 +25,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::timeout;
 
 use crate::support::hook::{Server, TestHook};
+use crate::support::pki::{Leaf, Pki};
 use crate::support::{eventually, WAIT};
-
-/// A test CA and the certificates it issues, as PEM files in a folder of their own.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and key on disk.
-#[derive(Clone)]
-struct Leaf {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("roots")).unwrap();
-        std::fs::write(dir.path().join("roots/ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca }
-    }
-
-    /// The folder holding only this CA's certificate (`tls_roots`, `tls_client_roots`).
-    fn roots(&self) -> PathBuf {
-        self.dir.path().join("roots")
-    }
-
-    /// A certificate for `names` (host names or IP addresses) issued by this CA.
-    fn issue(&self, file: &str, names: &[&str]) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        let leaf = Leaf {
-            cert: self.dir.path().join(format!("{file}.pem")),
-            key: self.dir.path().join(format!("{file}.key")),
-        };
-        std::fs::write(&leaf.cert, cert.pem()).unwrap();
-        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
-        leaf
-    }
-}
 
 fn certs(p: &Path) -> Vec<CertificateDer<'static>> {
     scamguard::tls::read_certs(p).unwrap()
@@ -294,7 +244,7 @@ async fn a_call_over_tls_reaches_a_tls_callee_by_name_and_bye_goes_both_ways() {
     let agent = pki.issue("agent", &["sbc.test"]);
     // The callee's certificate is for the SIP domain, not the SRV target (RFC 5922 4).
     let (uas, mut accepted) = tls_uas(&pki, &["pbx.test"]).await;
-    let dns = crate::dns_sip::Dns::start(&[
+    let dns = crate::support::dns::Dns::start(&[
         "--naptr-record=pbx.test,10,10,S,SIPS+D2T,,_sips._tcp.pbx.test".into(),
         format!(
             "--srv-host=_sips._tcp.pbx.test,uas1.test,{},10,10",
@@ -309,7 +259,7 @@ async fn a_call_over_tls_reaches_a_tls_callee_by_name_and_bye_goes_both_ways() {
         c.tls_cert = Some(agent.cert.clone());
         c.tls_key = Some(agent.key.clone());
         c.tls_roots = Some(pki.roots());
-        c.dns = crate::dns_sip::dns_config(dns.addr);
+        c.dns = crate::support::dns::dns_config(dns.addr);
     })
     .await;
     let tls_addr = server.tls_addr.unwrap();

@@ -3,8 +3,9 @@
 //! process of its own ([`alone`]), one HTTP client and one `/metrics` reader ([`http`]), one
 //! `sip::Hook` for the bare proxy ([`hook`]), a party's RTP and prompt checks ([`rtp`]), and the
 //! harnesses of the whole agent ([`agent`]), of the admin API alone ([`api`]), of STIR/SHAKEN
-//! certificates ([`stir_pki`]) and of SIPp as load ([`sipp`]), and a HEP3 decoder for a test
-//! collector ([`hep`]).
+//! certificates ([`stir_pki`]) and of SIPp as load ([`sipp`]), a HEP3 decoder for a test
+//! collector ([`hep`]), a DNS server of the test's own ([`dns`]) and a test CA for SIP over TLS
+//! ([`pki`]).
 //!
 //! The tests of one binary run in parallel threads of one process: nothing here keeps state a
 //! test could see from another, except the port ranges handed out, which are kept apart so.
@@ -13,9 +14,11 @@
 
 pub mod agent;
 pub mod api;
+pub mod dns;
 pub mod hep;
 pub mod hook;
 pub mod http;
+pub mod pki;
 pub mod rtp;
 pub mod sipp;
 pub mod stir_pki;
