@@ -5,10 +5,20 @@
 use crate::browser::{call, fill, log_in, wait_text, LISTED};
 use crate::support::agent::Harness;
 use crate::support::http::{write_tokens, WRITER};
-use crate::support::webdriver::Browser;
+use crate::support::webdriver::{Browser, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dispute_sent_on_the_form_is_lifted_in_the_console() {
+async fn a_dispute_sent_on_the_form_is_lifted_in_the_console_in_chromium() {
+    a_dispute_sent_on_the_form_is_lifted_in_the_console(Kind::Chromium).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_sent_on_the_form_is_lifted_in_the_console_in_firefox() {
+    a_dispute_sent_on_the_form_is_lifted_in_the_console(Kind::Firefox).await
+}
+
+/// The scenario, the same in each browser.
+async fn a_dispute_sent_on_the_form_is_lifted_in_the_console(kind: Kind) {
     let keys = tempfile::tempdir().unwrap();
     let tokens = keys.path().join("tokens");
     write_tokens(&tokens);
@@ -20,7 +30,7 @@ async fn a_dispute_sent_on_the_form_is_lifted_in_the_console() {
     .await;
     let base = format!("http://{}", h.agent.api_addr);
     let site = h.agent.redress_addr.expect("the redress listener");
-    let b = Browser::start().await;
+    let b = Browser::start(kind).await;
 
     assert_eq!(call(&h, "disputed1", LISTED).await, Some(603));
 

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::browser::{call, log_in, wait_text};
 use crate::support::agent::Harness;
 use crate::support::http::{request, write_tokens, WRITER};
-use crate::support::webdriver::Browser;
+use crate::support::webdriver::{Browser, Kind};
 
 /// Kept, but changed from warn to block by the import.
 const CHANGED: &str = "+14155552681";
@@ -18,7 +18,17 @@ const REMOVED: &str = "+14155552682";
 const ADDED: &str = "+14155552683";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_uploaded_file_is_diffed_then_imported_with_progress() {
+async fn an_uploaded_file_is_diffed_then_imported_with_progress_in_chromium() {
+    an_uploaded_file_is_diffed_then_imported_with_progress(Kind::Chromium).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_file_is_diffed_then_imported_with_progress_in_firefox() {
+    an_uploaded_file_is_diffed_then_imported_with_progress(Kind::Firefox).await
+}
+
+/// The scenario, the same in each browser.
+async fn an_uploaded_file_is_diffed_then_imported_with_progress(kind: Kind) {
     let keys = tempfile::tempdir().unwrap();
     let tokens = keys.path().join("tokens");
     write_tokens(&tokens);
@@ -45,7 +55,7 @@ async fn an_uploaded_file_is_diffed_then_imported_with_progress() {
     let good = keys.path().join("good.txt");
     std::fs::write(&good, format!("# imported\n{CHANGED}\n{ADDED}\n")).unwrap();
 
-    let b = Browser::start().await;
+    let b = Browser::start(kind).await;
     log_in(&b, &base, WRITER).await;
     let upload = |path: std::path::PathBuf| {
         let b = &b;
