@@ -11,7 +11,7 @@ drawn from a hash of the normalised caller, so each caller always rings the same
 subscriber's regular callers do) and a replay of the file repeats its (caller, callee) pairs.
 No callee is a caller's neighbour (all digits equal but the last four): that would add the
 neighbour-spoofing signal to calls the harness expects to pass. Rewritten only when the source
-is newer, so repeated runs are cheap.
+changed (OUT_CSV.src names the source and its time), so repeated runs are cheap.
 """
 import hashlib
 import os
@@ -31,10 +31,15 @@ def callee_for(caller, salt, taken):
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
-    src = os.path.join(sys.argv[1], "calls.csv")
+    src = os.path.abspath(os.path.join(sys.argv[1], "calls.csv"))
     dst = sys.argv[2]
-    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
-        return
+    stamp = "%s %d %d\n" % (src, os.stat(src).st_mtime_ns, os.stat(src).st_size)
+    try:
+        with open(dst + ".src") as f:
+            if f.read() == stamp and os.path.exists(dst):
+                return
+    except OSError:
+        pass
     with open(src) as f:
         lines = f.read().splitlines()
     if not lines or lines[0] not in ("SEQUENTIAL", "RANDOM", "USER"):
@@ -56,6 +61,8 @@ def main():
         for f in rows:
             o.write(";".join(f + [callee_for(f[4], 0, taken)]) + "\n")
     os.replace(dst + ".tmp", dst)
+    with open(dst + ".src", "w") as f:
+        f.write(stamp)
     sys.stderr.write("callee_calls: %d calls with a callee number -> %s\n" % (len(rows), dst))
 
 
