@@ -34,7 +34,16 @@ RATE="${RATE:-100}"
 CALLS="${CALLS:-4000}"
 WORK="${WORK:-/tmp/peer-bench}"
 DATA="${DATA:-$WORK/data}"
-PEER_DIR="${PEER_DIR:-$REPO/../shared/bench/peer}"
+# As benches/load.sh: beside the repo, or beside the worktrees' folder.
+if [[ -z "${PEER_DIR:-}" ]]; then
+  for d in "$REPO/../shared/bench/peer" "$REPO/../../shared/bench/peer"; do
+    [[ -s "$d/sipp/uas.xml" ]] && PEER_DIR="$d" && break
+  done
+fi
+[[ -s "${PEER_DIR:-}/sipp/uas.xml" ]] || {
+  echo "ERROR: peer harness not found; set PEER_DIR to the folder holding sipp/uas.xml" >&2
+  exit 1
+}
 OUT="${OUT:-$WORK/callgrind-$(date +%Y%m%d-%H%M%S)}"
 [[ -x "$BIN" ]] || { echo "ERROR: $BIN missing (cargo build --release)" >&2; exit 1; }
 [[ -s "$DATA/numbers.txt" ]] || { echo "ERROR: no data set in $DATA (run benches/load.sh once)" >&2; exit 1; }
