@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
 # Side-by-side load test: scamguard against Kamailio 5.6 doing the same job (1M exact numbers,
 # 10k prefixes, ~30% blocked, mixed caller formats, P-Asserted-Identity) on the same machine,
-# with the shared peer harness (SIPp caller and callee; ../shared/bench/peer/README.md).
+# with the shared peer harness (SIPp caller and callee; ../shared/bench/peer/README.md), and the
+# harness's no-proxy ceiling (SIPp UAC <-> SIPp UAS, PROXY=0) in the same session (issue 18).
 #
-#   benches/load.sh                 # build, convert the data, run scamguard, then Kamailio
+#   benches/load.sh                 # build, convert the data, run scamguard, Kamailio, the ceiling
 #   DIRECT=0 PCAP=0 STEP_S=10 CONFIRM_S=15 benches/load.sh     # a quick look
 #   KAMAILIO=0 benches/load.sh      # scamguard only (compare with KAM_RUN=<an earlier run dir>)
-#   FLEET=1 benches/load.sh         # scamguard with [fleet] off, then on (issue 14), no Kamailio
+#   KAMAILIO=0 CEILING=1 benches/load.sh   # scamguard and the ceiling
+#   FLEET=1 benches/load.sh         # the job that dials numbers, [fleet] off then on (issue 14)
 #   TLS=1 benches/load.sh           # the same over TLS: calls/s and CPU per call, both proxies
+#
+# What it prints: each run's one-line result; benches/peer_compare.py's table of scamguard
+# against Kamailio (ratios, issue 18's targets), with max cps as a share of the ceiling measured
+# in this session (target >= 50%); with FLEET=1, benches/fleet_compare.py's table instead.
 #
 # Knobs (defaults in brackets), besides the harness's own (STEP_S, CONFIRM_S, DIRECT [0 here],
 # PCAP, START_RATE, EXTRA_ARGS, N_EXACT, N_PREFIXES, N_CALLS, FORCE_GEN, SKIP_INSTALL ...):
 #   PEER_DIR   [../shared/bench/peer beside the repo]   WORK [/tmp/peer-bench]
 #   SKIP_BUILD [0]   KAMAILIO [1]   SCAMGUARD [1]   KAM_RUN []   SG_RUN []
+#   CEILING    [1 when scamguard and Kamailio both run, else 0]  1: also run the harness with
+#              PROXY=0 DIRECT=1 (its no-proxy ceiling: the same ramp and confirmation, SIPp UAC
+#              straight to a SIPp UAS that plays the verdicts), last, and print each proxy's
+#              max cps as a share of it
+#   CEIL_RUN   [$WORK/ceiling-<stamp>]  its run folder (give an earlier one with CEILING=0 to
+#              compare against it without running it again)
 #   LAT_RATES  [500,3000,5880]  fixed latency rates for both proxies (5880 = 0.8 x Kamailio's
 #              7,360 cps max), so p99s are compared at the same offered load
 #   DECISIONS  [$WORK/scamguard-decisions.jsonl]  decision log target ("stdout" or a file path)
 #   SG_UDP_WORKERS [0]  sip.udp_workers (0 = one per CPU)
-#   FLEET      [0]  1: run scamguard twice, [fleet] off then on, against one redis-server this
-#              script starts on REDIS_PORT [6390] (loopback, no persistence, its own folder, and
-#              stopped by its PID at the end); prints CPU per call on / off as a ratio (target
-#              <= 1.15), max cps both ways, and the Redis commands per call (INFO commandstats
-#              before and after the fleet run, over the calls the decision log shows screened)
-#              NB: the harness dials the service "bench" (sipp -s bench), not a number, and
-#              velocity and wangiri count only calls to a number: for the count scripts' cost
-#              the harness must dial a number (docs/fleet.md, Sizing)
+#   FLEET      [0]  1: no Kamailio; scamguard twice on the job that dials numbers, [fleet] off
+#              then on, against one redis-server this script starts on REDIS_PORT [6390]
+#              (loopback, no persistence, its own folder, stopped by its PID at the end).
+#              The job: the harness run unchanged but for its load UAC, which dials a callee
+#              number per call instead of the service "bench" (velocity, wangiri and
+#              concurrency count only calls to a number): benches/sipp_callee.sh, passed to
+#              the harness as its SIPp (--sipp), swaps in benches/sipp/callee/uac.xml and the
+#              harness's calls with a callee each (benches/callee_calls.py), for both runs.
+#              Every signal is on and the decision log is on; velocity and wangiri run
+#              log-only on this job (benches/peer_lists.py --numbers says why).
+#              Redis is snapshotted (benches/redis_snapshot.py) after CONFIG RESETSTAT before
+#              the fleet run and after it, keys by family included; benches/fleet_compare.py
+#              prints CPU per call on / off (target <= 1.15), max cps both ways, Redis's CPU,
+#              its commands per call over the calls the decision log shows screened, and the
+#              sizing row of docs/fleet.md (commands, CPU and memory per 1,000 cps)
 #   FLEET_RUN  [$WORK/scamguard-fleet-<stamp>]  the run folder of the fleet-on run
 #   TLS        [0]  1: the UAC reaches the proxy over SIP over TLS on 127.0.0.1:5061 (one TLS
 #              connection, like a trunk; TLS_TRANSPORT=ln for one per call, a handshake each),
@@ -62,7 +81,7 @@ mkdir -p "$WORK"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   (cd "$REPO" && cargo build --release --bin scamguard)
 fi
-BIN="$REPO/target/release/scamguard"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/scamguard"
 [[ -x "$BIN" ]] || { echo "ERROR: $BIN missing (build it or unset SKIP_BUILD)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- data (same args as run-peer.sh)
@@ -74,6 +93,16 @@ fi
 export FORCE_GEN=0   # generated above; the harness must not regenerate under us
 CFG="$(python3 "$REPO/benches/peer_lists.py" "$DATA" "$WORK/scamguard" "$DECISIONS")"
 "$BIN" validate --config "$CFG" >&2
+if [[ "${FLEET:-0}" == 1 ]]; then
+  # The job that dials numbers, for both runs (fleet off and on), so that the ratio is fair.
+  CFG="$(python3 "$REPO/benches/peer_lists.py" "$DATA" "$WORK/scamguard" "$DECISIONS" --numbers)"
+  "$BIN" validate --config "$CFG" >&2
+  export SG_CALLEE_CSV="$WORK/calls-callee.csv"
+  python3 "$REPO/benches/callee_calls.py" "$DATA" "$SG_CALLEE_CSV"
+  SG_EXTRA_ARGS="$EXTRA_ARGS --sipp $REPO/benches/sipp_callee.sh"
+else
+  SG_EXTRA_ARGS="$EXTRA_ARGS"
+fi
 
 stamp="$(date +%Y%m%d-%H%M%S)"
 SG_RUN="${SG_RUN:-$WORK/scamguard-$stamp}"
@@ -83,6 +112,15 @@ SG_NAME=scamguard
 if [[ "${FLEET:-0}" == 1 ]]; then
   KAMAILIO=0
 fi
+if [[ -z "${CEILING:-}" ]]; then
+  # The ceiling is SIPp over UDP with no proxy: a TLS run has nothing to set beside it.
+  if [[ "${SCAMGUARD:-1}" == 1 && "${KAMAILIO:-1}" == 1 && "${TLS:-0}" != 1 ]]; then
+    CEILING=1
+  else
+    CEILING=0
+  fi
+fi
+CEIL_RUN="${CEIL_RUN:-$WORK/ceiling-$stamp}"
 
 # ---------------------------------------------------------------- TLS (TLS=1)
 if [[ "${TLS:-0}" == 1 ]]; then
@@ -122,6 +160,7 @@ TLSCFG
   export TLS_PORT=5061
   export PCAP=0
   export EXTRA_ARGS="$EXTRA_ARGS --sipp $REPO/benches/sipp_tls.sh"
+  SG_EXTRA_ARGS="$EXTRA_ARGS"
   [[ "$SG_RUN" != "$WORK/scamguard-$stamp" ]] || SG_RUN="$WORK/scamguard-tls-$stamp"
   [[ "$KAM_RUN" != "$WORK/kamailio-$stamp" ]] || KAM_RUN="$WORK/kamailio-tls-$stamp"
   SG_NAME=scamguard-tls
@@ -148,7 +187,7 @@ if [[ "${SCAMGUARD:-1}" == 1 ]]; then
   : > "$DECISIONS" 2>/dev/null || true
   # Through sh, so that an unexpected exit is logged with its status (the harness measures the
   # whole process tree; sh itself costs nothing while it waits).
-  RUN="$SG_RUN" PROXY_NAME="$SG_NAME" \
+  RUN="$SG_RUN" PROXY_NAME="$SG_NAME" EXTRA_ARGS="$SG_EXTRA_ARGS" \
     PROXY_CMD="sh -c '$BIN run --config $CFG; echo scamguard exited with status \$? >&2'" \
     "$PEER_DIR/run-peer.sh" || echo "scamguard run failed (see $SG_RUN)" >&2
 fi
@@ -187,18 +226,15 @@ TOML
   echo "== scamguard with [fleet] on (run folder $FLEET_RUN; Redis on port $REDIS_PORT)" >&2
   : > "$DECISIONS" 2>/dev/null || true
   rcli config resetstat >/dev/null
-  rcli info commandstats > "$FLEET_RUN.commandstats-before" 2>/dev/null || true
-  RUN="$FLEET_RUN" PROXY_NAME=scamguard-fleet \
+  python3 "$REPO/benches/redis_snapshot.py" "$REDIS_PORT" > "$FLEET_RUN.redis-before.json"
+  RUN="$FLEET_RUN" PROXY_NAME=scamguard-fleet EXTRA_ARGS="$SG_EXTRA_ARGS" \
     PROXY_CMD="sh -c '$BIN run --config $CFG_FLEET; echo scamguard exited with status \$? >&2'" \
     "$PEER_DIR/run-peer.sh" || echo "scamguard fleet run failed (see $FLEET_RUN)" >&2
   wait_gone "$CFG_FLEET"
-  rcli info commandstats > "$FLEET_RUN.commandstats"
-  rcli info memory | grep -E '^used_memory(_human)?:' > "$FLEET_RUN.memory" || true
-  rcli dbsize > "$FLEET_RUN.keys" || true
-  SCREENED="$(grep -c '"call_id"' "$DECISIONS" 2>/dev/null || echo 0)"
+  python3 "$REPO/benches/redis_snapshot.py" "$REDIS_PORT" --keys > "$FLEET_RUN.redis-after.json"
   echo
-  python3 "$REPO/benches/fleet_compare.py" "$SG_RUN" "$FLEET_RUN" "$FLEET_RUN.commandstats" \
-    "$SCREENED" "$FLEET_RUN.memory" "$FLEET_RUN.keys" || true
+  python3 "$REPO/benches/fleet_compare.py" "$SG_RUN" "$FLEET_RUN" "$FLEET_RUN.redis-before.json" \
+    "$FLEET_RUN.redis-after.json" "$DECISIONS" || true
 fi
 if [[ "${KAMAILIO:-1}" == 1 ]]; then
   wait_gone "$CFG"
@@ -211,15 +247,33 @@ if [[ "${KAMAILIO:-1}" == 1 ]]; then
       || echo "kamailio run failed (see $KAM_RUN)" >&2
   fi
 fi
+if [[ "$CEILING" == 1 ]]; then
+  wait_gone "$CFG"
+  # The harness refuses to start while 5060 is held, and a proxy it stopped may take a moment.
+  for _ in $(seq 60); do
+    ss -Huln "sport = :5060" 2>/dev/null | grep -q . || break
+    sleep 0.5
+  done
+  # No proxy is started (PROXY=0); the command only satisfies the harness's arguments, and not
+  # naming kamailio keeps run-peer.sh from installing it for this run.
+  echo "== no-proxy ceiling (run folder $CEIL_RUN)" >&2
+  RUN="$CEIL_RUN" PROXY=0 DIRECT=1 PROXY_NAME=ceiling PROXY_CMD=none "$PEER_DIR/run-peer.sh" \
+    || echo "ceiling run failed (see $CEIL_RUN)" >&2
+fi
 
 # ---------------------------------------------------------------- results
 echo
-for r in "$SG_RUN" "$KAM_RUN"; do
-  [[ -s "$r/result.txt" ]] && cat "$r/result.txt"
+for r in "$SG_RUN" "$KAM_RUN" "$CEIL_RUN"; do
+  if [[ -s "$r/result.txt" ]]; then cat "$r/result.txt"; fi
 done
+ceil_args=()
+[[ -s "$CEIL_RUN/summary.json" ]] && ceil_args=(--ceiling "$CEIL_RUN")
 if [[ -s "$SG_RUN/summary.json" && -s "$KAM_RUN/summary.json" ]]; then
   echo
-  python3 "$REPO/benches/peer_compare.py" "$SG_RUN" "$KAM_RUN" scamguard kamailio
+  python3 "$REPO/benches/peer_compare.py" "${ceil_args[@]}" "$SG_RUN" "$KAM_RUN" scamguard kamailio
+elif [[ -s "$SG_RUN/summary.json" && ${#ceil_args[@]} -gt 0 ]]; then
+  echo
+  python3 "$REPO/benches/peer_compare.py" "${ceil_args[@]}" "$SG_RUN"
 fi
 echo
 echo "machine: $(nproc) CPUs, $(uname -sr), $(lscpu | sed -n 's/^Model name: *//p')"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert the peer harness data set into scamguard's list format and write a bench config.
 
-Usage: peer_lists.py DATA_DIR OUT_DIR LOG_TARGET
+Usage: peer_lists.py DATA_DIR OUT_DIR LOG_TARGET [--numbers]
 
   DATA_DIR/numbers.txt   one normalised number per line, digits without '+'
   DATA_DIR/prefixes.csv  lines "prefix,block|allow|warn"; the longest prefix wins
@@ -14,6 +14,9 @@ writes
                                     exact beats any prefix, the longest prefix wins)
   OUT_DIR/scamguard.toml            the bench config (DE plan, bare digits read as international,
                                     trusted 127.0.0.1 so P-Asserted-Identity is believed)
+  OUT_DIR/scamguard-numbers.toml    with --numbers, instead: the same for the job that dials
+                                    numbers (benches/sipp_callee.sh), where velocity and wangiri
+                                    count every call but run log-only (see NUMBERS below)
 
 The lists are rewritten only when the source files are newer, so repeated runs are cheap.
 """
@@ -91,7 +94,7 @@ file = "{brands}"
 # alone. So the plausibility signal is evaluated and logged on every call, its cost included,
 # but not enforced (log-only, as an operator rolls out a new rule).
 [policy]
-log_only = ["plausibility"]
+{numbers_note}log_only = [{log_only}]
 
 [log]
 decisions = {decisions}
@@ -115,16 +118,32 @@ record_route_all = true
 """
 
 
+# The job that dials numbers replays the harness's 100,000 calls (99,480 callers, up to six
+# calls each) at up to 10,000 and more calls a second, with no hold time: every answered call is
+# a hang-up and a one-ring, and at those rates a repeated caller makes 20 to 60 calls a minute.
+# Velocity would rightly warn such callers and, added to a warn prefix's score, block calls the
+# harness expects to pass; real traffic at that rate has far more callers. So velocity and
+# wangiri count every call, locally and through the fleet, and are evaluated and logged, but not
+# enforced, as plausibility above.
+NUMBERS = """# This job dials numbers (benches/sipp_callee.sh): velocity and wangiri count and evaluate every
+# call too, log-only, because the harness replays its 99,480 callers at thousands of calls a
+# second with no hold time (benches/peer_lists.py, NUMBERS).
+"""
+
+
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5) or (len(sys.argv) == 5 and sys.argv[4] != "--numbers"):
         raise SystemExit(__doc__)
     data, out, log = sys.argv[1:4]
+    numbers = len(sys.argv) == 5
     lists = convert(data, out)
     decisions = '"stdout"' if log == "stdout" else '{ file = "%s" }' % log
-    cfg = os.path.join(out, "scamguard.toml")
+    cfg = os.path.join(out, "scamguard-numbers.toml" if numbers else "scamguard.toml")
+    log_only = ["plausibility"] + (["velocity", "wangiri"] if numbers else [])
     with open(cfg, "w") as f:
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        f.write(CONFIG.format(lists=lists, decisions=decisions,
+        f.write(CONFIG.format(numbers_note=NUMBERS if numbers else "", log_only=", ".join('"%s"' % n for n in log_only),
+                              lists=lists, decisions=decisions,
                               store=os.path.join(out, "data"),
                               brands=os.path.join(repo, "config", "brands.toml"),
                               workers=int(os.environ.get("SG_UDP_WORKERS", "0"))))

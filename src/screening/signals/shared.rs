@@ -393,10 +393,14 @@ impl Windows {
         sec / self.calls_secs.max(1)
     }
 
-    /// Whether totals this high keep the key read back every flush.
+    /// Whether totals this high keep the key read back every flush: only the measures a level
+    /// is set on (calls a minute, distinct callees, calls in progress). Outcomes and one-rings
+    /// only choose which levels apply, so they never bring a key nearer one; watched on them,
+    /// every caller with five answered calls in five minutes, or two missed ones in an hour,
+    /// would be read back five times a second for as long, up to `max_watched` keys.
     fn worth_watching(&self, t: &Totals) -> bool {
         let concurrent = t.concurrent.saturating_add(t.concurrent_here);
-        [t.calls, t.callees, t.tally.settled(), t.short, concurrent]
+        [t.calls, t.callees, concurrent]
             .into_iter()
             .any(|v| v >= self.watch_from.max(1))
     }
@@ -613,6 +617,19 @@ mod tests {
         assert!(w.worth_watching(&t));
         assert!(!w.worth_watching(&Totals {
             calls: 1,
+            ..Totals::default()
+        }));
+        // Outcomes and one-rings, however many, bring a key no nearer a level.
+        assert!(!w.worth_watching(&Totals {
+            calls: 1,
+            callees: 1,
+            tally: Tally {
+                hung_up: 40,
+                unanswered: 40,
+                ..Tally::default()
+            },
+            short: 40,
+            ended: 40,
             ..Totals::default()
         }));
     }
