@@ -130,8 +130,9 @@ fn bind_sip_sockets(
     let addrs = &listen.0;
     let any_v4 = addrs.iter().any(|a| a.is_ipv4());
     let bind = |a: SocketAddr| {
-        bind_pair(a, !(a.ip().is_unspecified() && !any_v4))
-            .map_err(|e| AppError(format!("cannot listen for SIP on {a}: {e}")))
+        // Dual-stack only for a lone `[::]`.
+        let v6only = !a.ip().is_unspecified() || any_v4;
+        bind_pair(a, v6only).map_err(|e| AppError(format!("cannot listen for SIP on {a}: {e}")))
     };
     let mut last = None;
     for _ in 0..16 {

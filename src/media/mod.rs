@@ -468,6 +468,9 @@ mod tests {
             (MediaConfig { default_prompt: "../en".into(), ..base.clone() }, "media prompt name \"../en\": expected lowercase letters, digits, '-' or '_'"),
             (MediaConfig { prompts: [("+49".to_string(), "de".to_string())].into(), ..base.clone() }, "media.prompts: key \"+49\": expected a country calling code of 1-3 digits"),
             (MediaConfig { prompts_dir: "src".into(), ..base.clone() }, "expected an 8 kHz mono WAV"),
+            (MediaConfig { advertise_ip6: Some("2001:db8::1".parse().unwrap()), ..base.clone() }, "media.advertise_ip6: needs bind_ip = \"::\" (dual-stack), got bind_ip = 0.0.0.0"),
+            (MediaConfig { bind_ip: "::".parse().unwrap(), advertise_ip6: Some("192.0.2.9".parse().unwrap()), ..base.clone() }, "media.advertise_ip6: expected an IPv6 address peers can reach, got 192.0.2.9"),
+            (MediaConfig { advertise_ip: Some("2001:db8::1".parse().unwrap()), ..base.clone() }, "media.advertise_ip: 2001:db8::1 is IPv6 but bind_ip 0.0.0.0 is IPv4 (use bind_ip = \"::\")"),
         ];
         for (cfg, want) in cases {
             let got = cfg.validate();
@@ -477,6 +480,27 @@ mod tests {
             );
         }
         assert!(MediaConfig::default().validate().is_empty());
+        // Dual-stack: an address per family, either alone enough.
+        let dual = MediaConfig {
+            bind_ip: "::".parse().unwrap(),
+            advertise_ip6: Some("2001:db8::1".parse().unwrap()),
+            ..base.clone()
+        };
+        assert_eq!(dual.validate(), Vec::<String>::new());
+        assert_eq!(
+            dual.advertised_for(false),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            dual.advertised_for(true),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        let v6_only = MediaConfig {
+            advertise_ip: None,
+            ..dual
+        };
+        assert_eq!(v6_only.validate(), Vec::<String>::new());
+        assert_eq!(v6_only.advertised_for(false), None);
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl<'de> Deserialize<'de> for Listen {
         let all = one_or_many(d)?;
         let addrs = all
             .iter()
-            .map(|s| socket_addr(s))
+            .map(|s| socket_addr(s.as_str()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(serde::de::Error::custom)?;
         Ok(Listen(addrs))

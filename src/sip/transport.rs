@@ -249,27 +249,7 @@ pub async fn run_all(
         _ => (None, None),
     };
     let mut tasks = JoinSet::new();
-    let workers = if cfg.udp_workers > 0 {
-        cfg.udp_workers
-    } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    };
-    let mut threads = Vec::new();
-    for (s, (sock, local)) in net.udp.iter().enumerate() {
-        for i in 0..workers {
-            let (net2, rx) = (net.clone(), shutdown.clone());
-            let (sock, local) = (sock.try_clone()?, *local);
-            let name = match s {
-                0 => format!("sip-udp-{i}"),
-                _ => format!("sip-udp{s}-{i}"),
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || udp_worker(&net2, &sock, local, &rx))?,
-            );
-        }
-    }
+    let threads = spawn_udp_workers(&net, cfg.udp_workers, &shutdown)?;
     tasks.spawn(timer_task(
         net.clone(),
         Duration::from_millis(cfg.tick_ms.max(1)),
@@ -313,6 +293,36 @@ pub async fn run_all(
     })
     .await;
     Ok(())
+}
+
+/// The UDP receive threads: `workers` per socket (0: one per core).
+fn spawn_udp_workers(
+    net: &Arc<Net>,
+    workers: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let workers = if workers > 0 {
+        workers
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
+    let mut threads = Vec::new();
+    for (s, (sock, local)) in net.udp.iter().enumerate() {
+        for i in 0..workers {
+            let (net2, rx) = (net.clone(), shutdown.clone());
+            let (sock, local) = (sock.try_clone()?, *local);
+            let name = match s {
+                0 => format!("sip-udp-{i}"),
+                _ => format!("sip-udp{s}-{i}"),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || udp_worker(&net2, &sock, local, &rx))?,
+            );
+        }
+    }
+    Ok(threads)
 }
 
 /// The connection budgets `[sip]` asks for. The core's budget covers the next hop, the
