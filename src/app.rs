@@ -85,19 +85,79 @@ pub struct Agent {
 }
 
 /// Bind UDP and TCP on the same address. With port 0 the UDP port is chosen first and TCP
-/// follows it; if that TCP port is taken, try again with another.
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// follows it; if that TCP port is taken, try again with another. `v6only` is `IPV6_V6ONLY`
+/// for an IPv6 address.
+fn bind_pair(addr: SocketAddr, v6only: bool) -> std::io::Result<(UdpSocket, TcpListener)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = |ty, proto| -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(v6only)?;
+        }
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = sock(Type::DGRAM, Protocol::UDP)?;
+        udp.bind(&addr.into())?;
         let local = udp.local_addr()?;
-        match TcpListener::bind(local).await {
-            Ok(tcp) => return Ok((udp, tcp)),
+        let tcp = sock(Type::STREAM, Protocol::TCP)?;
+        // As tokio's TcpListener::bind: a restart is not refused for the old connections'
+        // TIME_WAIT.
+        tcp.set_reuse_address(true)?;
+        match tcp.bind(&local).and_then(|()| tcp.listen(1024)) {
+            Ok(()) => {
+                let udp = UdpSocket::from_std(std::net::UdpSocket::from(udp))?;
+                let tcp = TcpListener::from_std(std::net::TcpListener::from(tcp))?;
+                return Ok((udp, tcp));
+            }
             Err(e) if addr.port() == 0 => last = Some(e),
             Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port pair")))
+}
+
+/// UDP and TCP on every `[sip] listen` address, all on one port (with port 0: the one the
+/// first address got). A lone `[::]` is bound dual-stack (`IPV6_V6ONLY` off, whatever the
+/// system's `net.ipv6.bindv6only` says), so that one socket serves both families as the
+/// operator asked; beside an IPv4 address it is bound IPv6-only, or the two would collide on
+/// the port. A specific IPv6 address is IPv6-only either way.
+fn bind_sip_sockets(
+    listen: &crate::sip::config::Listen,
+) -> Result<Vec<(UdpSocket, TcpListener)>, AppError> {
+    let addrs = &listen.0;
+    let any_v4 = addrs.iter().any(|a| a.is_ipv4());
+    let bind = |a: SocketAddr| {
+        // Dual-stack only for a lone `[::]`.
+        let v6only = !a.ip().is_unspecified() || any_v4;
+        bind_pair(a, v6only).map_err(|e| AppError(format!("cannot listen for SIP on {a}: {e}")))
+    };
+    let mut last = None;
+    for _ in 0..16 {
+        let first = bind(listen.first())?;
+        let port = first
+            .0
+            .local_addr()
+            .map_err(|e| AppError(format!("SIP socket: {e}")))?
+            .port();
+        let mut all = vec![first];
+        let rest = addrs
+            .iter()
+            .skip(1)
+            .map(|a| bind(SocketAddr::new(a.ip(), port)));
+        match rest.collect::<Result<Vec<_>, _>>() {
+            Ok(more) => {
+                all.extend(more);
+                return Ok(all);
+            }
+            // Port 0: the port the first got is taken on another address; try another.
+            Err(e) if listen.first().port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| AppError("no free SIP port on every listen address".into())))
 }
 
 impl Agent {
@@ -315,9 +375,10 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
 
 /// The SIP side, bound but not yet served.
 struct Sip {
+    /// The first listen address's.
     addr: SocketAddr,
-    udp: UdpSocket,
-    tcp: TcpListener,
+    /// One pair per listen address.
+    socks: Vec<(UdpSocket, TcpListener)>,
     /// SIP over TLS: the listener when there is one, and the configs.
     tls: crate::sip::transport::Tls,
     tls_addr: Option<SocketAddr>,
@@ -326,13 +387,9 @@ struct Sip {
 
 /// Start, step 3: UDP and TCP on the SIP port, and the proxy in front of the hook.
 async fn bind_sip(config: &Config, hook: Arc<Screener>) -> Result<Sip, AppError> {
-    let (udp, tcp) = bind_pair(config.sip.listen).await.map_err(|e| {
-        AppError(format!(
-            "cannot listen for SIP on {}: {e}",
-            config.sip.listen
-        ))
-    })?;
-    let addr = udp
+    let socks = bind_sip_sockets(&config.sip.listen)?;
+    let addr = socks[0]
+        .0
         .local_addr()
         .map_err(|e| AppError(format!("SIP socket: {e}")))?;
     // The configs are read even without a listener: a sips: target may turn up in any call.
@@ -363,8 +420,7 @@ async fn bind_sip(config: &Config, hook: Arc<Screener>) -> Result<Sip, AppError>
     }
     Ok(Sip {
         addr,
-        udp,
-        tcp,
+        socks,
         tls: crate::sip::transport::Tls { listener, setup },
         tls_addr,
         proxy: Arc::new(proxy),
@@ -529,9 +585,7 @@ fn serve(
     let hep = screening.hep.clone();
     tasks.spawn(async move {
         let tls = Some(sip.tls);
-        if let Err(e) =
-            crate::sip::transport::run_tls(sip.udp, sip.tcp, tls, sip.proxy, hep, rx).await
-        {
+        if let Err(e) = crate::sip::transport::run_all(sip.socks, tls, sip.proxy, hep, rx).await {
             tracing::error!("SIP server stopped: {e}");
         }
     });

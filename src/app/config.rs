@@ -242,7 +242,7 @@ impl Config {
             })
         };
         if let Some(l) = &o.listen {
-            self.sip.listen = addr("listen", l)?;
+            self.sip.listen = addr("listen", l)?.into();
         }
         if let Some(n) = &o.next_hop {
             self.sip.next_hop = Some(n.parse().map_err(|e| format!("--next-hop {e}"))?);

@@ -620,6 +620,15 @@ impl Hook for Screener {
         }
     }
 
+    fn sdp_toward(&self, call: &CallRef<'_>, to: std::net::IpAddr, body: &[u8]) -> Option<Vec<u8>> {
+        let media = self.media.as_ref()?;
+        let t = call.tag::<Tagged>()?;
+        if t.announce.is_none() && !t.early {
+            return None;
+        }
+        media.toward(call.call_id, crate::media::Side::Callee, to, body)
+    }
+
     fn resumed(&self, now: Instant) -> Vec<(String, Disposition)> {
         let mut v = self.callback_resumed();
         v.extend(self.challenge_resumed(now));

@@ -7,6 +7,13 @@
 //! one parked task and one timer, and tokio spreads the tasks over the cores. A shared reactor
 //! of our own would only re-implement tokio's.
 //!
+//! IPv6: with `bind_ip = "::"` every leg's sockets are dual-stack (`IPV6_V6ONLY` off), so one
+//! socket pair per leg serves a party of either family and the port budget is the same as
+//! for one family; a v4 caller and a v6 callee are relayed across families by the same two
+//! legs. Each party is given our address in its own family (`c=IN IP4` or `c=IN IP6`): the
+//! family of its own SDP once we have seen it, before that the family of the SIP hop it is
+//! reached by ([`MediaEngine::toward`]), else that of `advertise_ip`.
+//!
 //! Knows call ids, SDP and RTP only: nothing of SIP, dialogs or blocklists.
 
 use std::collections::VecDeque;
@@ -95,7 +102,8 @@ pub struct MediaEngine {
 
 struct Inner {
     cfg: MediaConfig,
-    advertise: IpAddr,
+    /// What we write in SDP towards an IPv4 and an IPv6 party (one of them at least).
+    advertise: (Option<IpAddr>, Option<IpAddr>),
     prompts: PromptSet,
     pool: Arc<PortPool>,
     sessions: DashMap<String, Handle>,
@@ -111,6 +119,9 @@ struct Handle {
     id: u64,
     a_port: u16,
     b_port: u16,
+    /// Whether the caller (leg A) and the callee (leg B) are written to in IPv6.
+    a_v6: bool,
+    b_v6: bool,
     ctl: mpsc::Sender<Ctl>,
     task: Option<JoinHandle<()>>,
     callee: Option<AudioInfo>,
@@ -151,7 +162,7 @@ impl MediaEngine {
         if !cfg.enabled {
             return Err(MediaError::Disabled);
         }
-        let advertise = cfg.advertised();
+        let advertise = (cfg.advertised_for(false), cfg.advertised_for(true));
         let prompts = PromptSet::load(&cfg)?;
         let stats = Arc::new(MediaStats::default());
         stats.ports_total.set(2 * cfg.pairs() as i64);
@@ -276,13 +287,13 @@ impl MediaEngine {
         let Entry::Vacant(e) = inner.sessions.entry(call_id.to_string()) else {
             return Err(MediaError::Exists);
         };
+        let ip = inner.ip_for(Inner::is_v6(&parsed).unwrap_or(false));
         // Answerable before any port is taken: nothing to give back on refusal.
-        parsed
-            .answer(0, inner.advertise, 0)
-            .ok_or(MediaError::NotListening)?;
-        let h = Inner::open(&self.inner, call_id, &rt)?;
+        parsed.answer(0, ip, 0).ok_or(MediaError::NotListening)?;
+        let mut h = Inner::open(&self.inner, call_id, &rt)?;
+        h.a_v6 = ip.is_ipv6();
         let answer = parsed
-            .answer(h.id, inner.advertise, h.a_port)
+            .answer(h.id, ip, h.a_port)
             .ok_or(MediaError::NotListening)?;
         let _ = h.ctl.try_send(Ctl::Remote {
             side: Side::Caller,
@@ -300,6 +311,30 @@ impl MediaEngine {
         });
         e.insert(h);
         Ok(answer)
+    }
+
+    /// `side` is reached by SIP at `peer` (the next hop an initial INVITE goes to): until its own
+    /// SDP says otherwise, write our address to it in `peer`'s family. `sdp` is the body the
+    /// engine gave for that side; returns it rewritten when the family changed (`None`: keep
+    /// it, or unknown call, or no address of that family configured).
+    pub fn toward(&self, call_id: &str, side: Side, peer: IpAddr, sdp: &[u8]) -> Option<Vec<u8>> {
+        let inner = &self.inner;
+        let v6 = peer.to_canonical().is_ipv6();
+        let ip = match v6 {
+            true => inner.advertise.1?,
+            false => inner.advertise.0?,
+        };
+        let mut entry = inner.sessions.get_mut(call_id)?;
+        let h = &mut *entry;
+        let (cur, port) = match side {
+            Side::Caller => (&mut h.a_v6, h.a_port),
+            Side::Callee => (&mut h.b_v6, h.b_port),
+        };
+        if *cur == v6 {
+            return None;
+        }
+        *cur = v6;
+        Some(Sdp::parse(sdp).ok()?.rewrite(ip, port))
     }
 
     /// The callee answered a call whose callee hears no prompt: the session now ends after
@@ -397,6 +432,7 @@ impl Inner {
         let id = this.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
         let (a_port, b_port) = (a.port, b.port);
+        let v6 = this.advertise.0.is_none();
         this.stats.sessions_started.inc();
         this.stats.sessions_active.inc();
         let task = Task {
@@ -408,12 +444,15 @@ impl Inner {
             idle: Duration::from_secs(this.cfg.idle_timeout_secs),
             setup: Duration::from_secs(this.cfg.setup_timeout_secs),
             start_wait: Duration::from_millis(this.cfg.prompt_start_wait_ms),
+            v6: this.cfg.bind_ip.is_ipv6(),
         };
         let join = rt.spawn(task.run(a, b, rx));
         Ok(Handle {
             id,
             a_port,
             b_port,
+            a_v6: v6,
+            b_v6: v6,
             ctl: tx,
             task: Some(join),
             callee: None,
@@ -429,9 +468,20 @@ impl Inner {
         for _ in 0..16 {
             let lease = self.pool.take().ok_or(MediaError::NoPorts)?;
             let bind = |port| -> std::io::Result<UdpSocket> {
-                let s = std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port))?;
+                let at = SocketAddr::new(self.cfg.bind_ip, port);
+                let s = socket2::Socket::new(
+                    socket2::Domain::for_address(at),
+                    socket2::Type::DGRAM,
+                    Some(socket2::Protocol::UDP),
+                )?;
+                if at.is_ipv6() {
+                    // `::` serves both families (see the module's doc); a specific address
+                    // only its own.
+                    s.set_only_v6(!at.ip().is_unspecified())?;
+                }
                 s.set_nonblocking(true)?;
-                UdpSocket::from_std(s)
+                s.bind(&at.into())?;
+                UdpSocket::from_std(s.into())
             };
             if let (Ok(rtp), Ok(rtcp)) = (bind(lease.base), bind(lease.base + 1)) {
                 return Ok(Leg {
@@ -445,10 +495,30 @@ impl Inner {
         Err(MediaError::NoPorts)
     }
 
+    /// Our address in one family, or the other's when only that one is configured.
+    fn ip_for(&self, v6: bool) -> IpAddr {
+        let (v4, v6a) = self.advertise;
+        let (want, other) = if v6 { (v6a, v4) } else { (v4, v6a) };
+        want.or(other).unwrap_or(self.cfg.bind_ip)
+    }
+
+    /// Whether an SDP's audio address is IPv6 (`None`: it has none, or the null address).
+    fn is_v6(sdp: &Sdp<'_>) -> Option<bool> {
+        sdp.audio
+            .rtp_addr()
+            .map(|a| a.ip().to_canonical().is_ipv6())
+    }
+
     /// Record one side's SDP, tell the task where that side listens, and rewrite the body to
-    /// point the other side at the leg facing it.
+    /// point the other side at the leg facing it, in the other side's family.
     fn apply(&self, h: &mut Handle, from: Side, sdp: &Sdp<'_>, is_answer: bool) -> Vec<u8> {
         let audio = &sdp.audio;
+        if let Some(v6) = Self::is_v6(sdp) {
+            match from {
+                Side::Caller => h.a_v6 = v6,
+                Side::Callee => h.b_v6 = v6,
+            }
+        }
         let _ = h.ctl.try_send(Ctl::Remote {
             side: from,
             rtp: audio.rtp_addr(),
@@ -461,11 +531,11 @@ impl Inner {
             h.answer_codec = Some(audio.first_g711().map(|(c, _)| c));
         }
         // The caller sends to leg A, so its peer's SDP advertises leg A; and vice versa.
-        let port = match from {
-            Side::Caller => h.b_port,
-            Side::Callee => h.a_port,
+        let (port, v6) = match from {
+            Side::Caller => (h.b_port, h.b_v6),
+            Side::Callee => (h.a_port, h.a_v6),
         };
-        sdp.rewrite(self.advertise, port)
+        sdp.rewrite(self.ip_for(v6), port)
     }
 
     fn maybe_play(&self, h: &mut Handle) -> Result<(), MediaError> {
@@ -666,6 +736,8 @@ struct Task {
     idle: Duration,
     setup: Duration,
     start_wait: Duration,
+    /// The legs' sockets are IPv6 (dual-stack): an IPv4 party is sent to as a mapped address.
+    v6: bool,
 }
 
 enum Ev {
@@ -755,6 +827,9 @@ impl Task {
                 }
                 Ev::Pkt(_, Err(_)) => {}
                 Ev::Pkt(which, Ok((n, src))) => {
+                    // A dual-stack socket reports an IPv4 party as a mapped address; the SDP
+                    // named it as IPv4.
+                    let src = SocketAddr::new(src.ip().to_canonical(), src.port());
                     while let Ok(c) = ctl.try_recv() {
                         self.control(&mut st, c, &mut tick);
                     }
@@ -926,7 +1001,7 @@ impl Task {
                 }
             }
             if let Some(t) = target {
-                if legs[ix(to)].rtp.try_send_to(&pkt, t).is_err() {
+                if legs[ix(to)].rtp.try_send_to(&pkt, self.wire(t)).is_err() {
                     self.stats.dropped_other.inc();
                 }
             }
@@ -1024,6 +1099,16 @@ impl Task {
         }
     }
 
+    /// `to` as our sockets' family takes it.
+    fn wire(&self, to: SocketAddr) -> SocketAddr {
+        match to {
+            SocketAddr::V4(v4) if self.v6 => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            to => to,
+        }
+    }
+
     /// Non-blocking send: a full socket buffer drops the packet (late audio is useless).
     fn send(
         &self,
@@ -1032,7 +1117,7 @@ impl Task {
         to: Option<SocketAddr>,
         ok: &crate::metrics::Counter,
     ) {
-        match to.map(|t| sock.try_send_to(pkt, t)) {
+        match to.map(|t| sock.try_send_to(pkt, self.wire(t))) {
             Some(Ok(_)) => ok.inc(),
             _ => self.stats.dropped_other.inc(),
         }

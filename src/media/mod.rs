@@ -64,10 +64,16 @@ pub use sdp::SdpError;
 pub struct MediaConfig {
     /// Anchor media and play announcements for warned calls.
     pub enabled: bool,
-    /// Address the RTP sockets bind to.
+    /// Address the RTP sockets bind to. `::` binds them dual-stack: parties of both families
+    /// are served, and relayed across families.
     pub bind_ip: IpAddr,
-    /// Address written into SDP; defaults to `bind_ip` (required when that is a wildcard).
+    /// Address written into SDP (`c=`); defaults to `bind_ip` (required when that is a
+    /// wildcard). Written to parties of its family, and to the other family's when that has
+    /// no address of its own.
     pub advertise_ip: Option<IpAddr>,
+    /// IPv6 address written into SDP (`c=IN IP6`) to IPv6 parties when `advertise_ip` is
+    /// IPv4; needs `bind_ip = "::"`.
+    pub advertise_ip6: Option<IpAddr>,
     /// RTP port range, inclusive; pairs (even RTP, odd RTCP) are taken from it.
     pub port_min: u16,
     pub port_max: u16,
@@ -110,6 +116,7 @@ impl Default for MediaConfig {
             enabled: false,
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             advertise_ip: None,
+            advertise_ip6: None,
             port_min: 30000,
             port_max: 31999,
             max_sessions: 400,
@@ -131,6 +138,15 @@ impl MediaConfig {
         self.advertise_ip.unwrap_or(self.bind_ip)
     }
 
+    /// The address written to parties of a family (`v6`), when one is configured for it.
+    pub fn advertised_for(&self, v6: bool) -> Option<IpAddr> {
+        let main = Some(self.advertised()).filter(|ip| !ip.is_unspecified());
+        match v6 {
+            false => main.filter(IpAddr::is_ipv4),
+            true => main.filter(IpAddr::is_ipv6).or(self.advertise_ip6),
+        }
+    }
+
     /// Port pairs in the range.
     pub fn pairs(&self) -> usize {
         let first = self.port_min.saturating_add(self.port_min & 1) as usize;
@@ -150,11 +166,30 @@ impl MediaConfig {
         if !self.enabled {
             return p;
         }
-        if self.advertised().is_unspecified() {
+        if self.advertised_for(false).is_none() && self.advertised_for(true).is_none() {
             p.push(
                 "media.advertise_ip: expected an address peers can reach (bind_ip is a wildcard)"
                     .into(),
             );
+        }
+        if let Some(ip) = self.advertise_ip6 {
+            if !ip.is_ipv6() || ip.is_unspecified() {
+                p.push(format!(
+                    "media.advertise_ip6: expected an IPv6 address peers can reach, got {ip}"
+                ));
+            } else if self.bind_ip != IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) {
+                p.push(format!(
+                    "media.advertise_ip6: needs bind_ip = \"::\" (dual-stack), got bind_ip = {}",
+                    self.bind_ip
+                ));
+            }
+        }
+        if self.bind_ip.is_ipv4() && self.advertised().is_ipv6() {
+            p.push(format!(
+                "media.advertise_ip: {} is IPv6 but bind_ip {} is IPv4 (use bind_ip = \"::\")",
+                self.advertised(),
+                self.bind_ip
+            ));
         }
         if self.port_min == 0 || self.port_min >= self.port_max {
             p.push(format!(
@@ -433,6 +468,9 @@ mod tests {
             (MediaConfig { default_prompt: "../en".into(), ..base.clone() }, "media prompt name \"../en\": expected lowercase letters, digits, '-' or '_'"),
             (MediaConfig { prompts: [("+49".to_string(), "de".to_string())].into(), ..base.clone() }, "media.prompts: key \"+49\": expected a country calling code of 1-3 digits"),
             (MediaConfig { prompts_dir: "src".into(), ..base.clone() }, "expected an 8 kHz mono WAV"),
+            (MediaConfig { advertise_ip6: Some("2001:db8::1".parse().unwrap()), ..base.clone() }, "media.advertise_ip6: needs bind_ip = \"::\" (dual-stack), got bind_ip = 0.0.0.0"),
+            (MediaConfig { bind_ip: "::".parse().unwrap(), advertise_ip6: Some("192.0.2.9".parse().unwrap()), ..base.clone() }, "media.advertise_ip6: expected an IPv6 address peers can reach, got 192.0.2.9"),
+            (MediaConfig { advertise_ip: Some("2001:db8::1".parse().unwrap()), ..base.clone() }, "media.advertise_ip: 2001:db8::1 is IPv6 but bind_ip 0.0.0.0 is IPv4 (use bind_ip = \"::\")"),
         ];
         for (cfg, want) in cases {
             let got = cfg.validate();
@@ -442,6 +480,27 @@ mod tests {
             );
         }
         assert!(MediaConfig::default().validate().is_empty());
+        // Dual-stack: an address per family, either alone enough.
+        let dual = MediaConfig {
+            bind_ip: "::".parse().unwrap(),
+            advertise_ip6: Some("2001:db8::1".parse().unwrap()),
+            ..base.clone()
+        };
+        assert_eq!(dual.validate(), Vec::<String>::new());
+        assert_eq!(
+            dual.advertised_for(false),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            dual.advertised_for(true),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        let v6_only = MediaConfig {
+            advertise_ip: None,
+            ..dual
+        };
+        assert_eq!(v6_only.validate(), Vec::<String>::new());
+        assert_eq!(v6_only.advertised_for(false), None);
     }
 
     #[test]

@@ -19,11 +19,16 @@ use super::Transport;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
-    /// UDP and TCP listen address (both on the same port).
-    pub listen: SocketAddr,
-    /// Host written in our Via and Record-Route; default: the listen IP (must be set when
-    /// listening on an unspecified address such as 0.0.0.0).
-    pub advertise: Option<String>,
+    /// UDP and TCP listen address (both on the same port), or a list of them (such as one IPv4
+    /// and one IPv6 address). IPv6 in brackets: `[2001:db8::1]:5060`; `[::]:5060` is dual-stack
+    /// (IPv4 peers reach it too, as `IPV6_V6ONLY` is switched off).
+    pub listen: Listen,
+    /// Host written in our Via and Record-Route, or one per address family (such as
+    /// `["192.0.2.10", "2001:db8::10"]`): towards a peer of either family we write the host of
+    /// its family (a name serves both). Default: the listen IP of that family (must be set
+    /// when listening on an unspecified address such as 0.0.0.0 or `[::]`).
+    #[serde(deserialize_with = "one_or_many")]
+    pub advertise: Vec<String>,
     /// Where initial requests go (the core or PBX behind us): `IP:PORT`, or a host name that
     /// is resolved by RFC 3263 (`host` alone: NAPTR, SRV, then A/AAAA; `host:port`: A/AAAA).
     pub next_hop: Option<Hop>,
@@ -122,7 +127,7 @@ impl Default for SipConfig {
         SipConfig {
             // Loopback until the operator says otherwise: an open SIP port is an invitation to scanners.
             listen: "127.0.0.1:5060".parse().expect("literal address"),
-            advertise: None,
+            advertise: Vec::new(),
             next_hop: None,
             trusted_peers: Vec::new(),
             next_hop_transport: Transport::Udp,
@@ -241,6 +246,97 @@ impl<'de> Deserialize<'de> for Hop {
     }
 }
 
+/// `[sip] listen`: one address or several (the same port on each), as `"IP:PORT"` or a list of
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(pub Vec<SocketAddr>);
+
+impl Listen {
+    /// The first address: the one a single-address caller binds.
+    pub fn first(&self) -> SocketAddr {
+        self.0
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    /// Whether peers of the family (`v6`) can reach one of the addresses: `[::]` serves both
+    /// (we bind it dual-stack).
+    pub fn serves(&self, v6: bool) -> bool {
+        self.0.iter().any(|a| {
+            a.is_ipv6() == v6
+                || (!v6 && a.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED))
+        })
+    }
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(a: SocketAddr) -> Listen {
+        Listen(vec![a])
+    }
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        socket_addr(s).map(Listen::from)
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        let all = one_or_many(d)?;
+        let addrs = all
+            .iter()
+            .map(|s| socket_addr(s.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(serde::de::Error::custom)?;
+        Ok(Listen(addrs))
+    }
+}
+
+/// `IP:PORT`, IPv6 in brackets, with an answer that says so.
+pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!("{s:?} is not an IP:PORT address (IPv4 such as 192.0.2.1:5060, IPv6 in brackets such as [2001:db8::1]:5060)")
+    })
+}
+
+/// A string, or a list of strings.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// An IP literal, IPv6 with or without brackets.
+fn ip_of(h: &str) -> Option<std::net::IpAddr> {
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h)
+        .parse()
+        .ok()
+}
+
 /// A DNS host name (RFC 1123): dot-separated labels of letters, digits and inner hyphens, at
 /// most 63 bytes each and 253 in all, and not all digits (which would be a mistyped address).
 pub fn is_host_name(h: &str) -> bool {
@@ -292,12 +388,7 @@ impl SipConfig {
     /// Every problem serde cannot catch, each naming the setting and what was expected.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.listen.ip().is_unspecified() && self.advertise.is_none() {
-            p.push(format!(
-                "sip.advertise: required when sip.listen is {} (the host peers reach us at)",
-                self.listen
-            ));
-        }
+        self.validate_addresses(&mut p);
         if !(1024..=65535).contains(&self.max_message_size) {
             p.push(format!(
                 "sip.max_message_size: expected 1024..=65535, got {}",
@@ -339,6 +430,68 @@ impl SipConfig {
         p.extend(self.dns.validate());
         super::tls::validate(self, &mut p);
         p
+    }
+
+    /// `listen` and `advertise`: every family we listen on has a host to write in Via and
+    /// Record-Route that peers of that family can reach.
+    fn validate_addresses(&self, p: &mut Vec<String>) {
+        let l = &self.listen.0;
+        if l.is_empty() {
+            p.push("sip.listen: expected at least one IP:PORT address, got none".into());
+        }
+        for (i, a) in l.iter().enumerate() {
+            if l[..i].iter().any(|b| b.ip() == a.ip()) {
+                p.push(format!("sip.listen: {} is listed twice", a.ip()));
+            }
+            if a.port() != l[0].port() {
+                p.push(format!(
+                    "sip.listen: every address must have the same port (the one written in Via), got {} and {}",
+                    l[0], a
+                ));
+            }
+        }
+        for (i, h) in self.advertise.iter().enumerate() {
+            if ip_of(h).is_none() && !is_host_name(h) {
+                p.push(format!(
+                    "sip.advertise[{i}]: expected an IP address or a host name (IPv6 may be in brackets), got {h:?}"
+                ));
+            }
+        }
+        for (v6, family) in [(false, "IPv4"), (true, "IPv6")] {
+            if self.listen.serves(v6) && self.host_for_family(v6).is_none() {
+                p.push(format!(
+                    "sip.advertise: required with an {family} host (or a name) when sip.listen is {} (the host {family} peers reach us at)",
+                    self.listen
+                ));
+            }
+        }
+    }
+
+    /// The host we write in Via and Record-Route towards a peer of the family (`v6`): from
+    /// `advertise` an IP of that family or a name, else a listen IP of that family (IPv6 in
+    /// brackets). `None`: we have none (and do not listen in that family, once validated).
+    pub fn host_for_family(&self, v6: bool) -> Option<String> {
+        let adv = self.advertise.iter().find(|h| match ip_of(h) {
+            Some(ip) => ip.is_ipv6() == v6,
+            None => is_host_name(h),
+        });
+        if let Some(h) = adv {
+            return Some(match ip_of(h) {
+                Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                Some(ip) => ip.to_string(),
+                None => h.clone(),
+            });
+        }
+        let ip = self
+            .listen
+            .0
+            .iter()
+            .map(|a| a.ip())
+            .find(|ip| ip.is_ipv6() == v6 && !ip.is_unspecified())?;
+        Some(match ip {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        })
     }
 
     /// The connection caps, the timers that reclaim connections and calls, and the scanners'
@@ -410,6 +563,65 @@ mod tests {
         let p = bad.validate();
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("sip.advertise"), "{p:?}");
+    }
+
+    #[test]
+    fn listens_and_advertises_per_family() {
+        let c: SipConfig = toml::from_str("listen = \"[::1]:5070\"\n").unwrap();
+        assert_eq!(c.listen.0, ["[::1]:5070".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert_eq!(c.host_for_family(true).as_deref(), Some("[::1]"));
+        assert_eq!(c.host_for_family(false), None);
+        let both: SipConfig = toml::from_str(
+            "listen = [\"127.0.0.1:5070\", \"[::1]:5070\"]\nadvertise = [\"192.0.2.10\", \"2001:db8::10\"]\n",
+        )
+        .unwrap();
+        assert_eq!(both.listen.0.len(), 2);
+        assert_eq!(both.validate(), Vec::<String>::new());
+        assert_eq!(both.host_for_family(false).as_deref(), Some("192.0.2.10"));
+        assert_eq!(
+            both.host_for_family(true).as_deref(),
+            Some("[2001:db8::10]")
+        );
+        // Dual-stack: both families need a host; a name serves both.
+        let dual: SipConfig =
+            toml::from_str("listen = \"[::]:5060\"\nadvertise = \"[2001:db8::10]\"\n").unwrap();
+        let p = dual.validate();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("sip.advertise: required with an IPv4 host"),
+            "{p:?}"
+        );
+        let named: SipConfig =
+            toml::from_str("listen = \"[::]:5060\"\nadvertise = \"sbc.example.net\"\n").unwrap();
+        assert_eq!(named.validate(), Vec::<String>::new());
+        assert_eq!(
+            named.host_for_family(true).as_deref(),
+            Some("sbc.example.net")
+        );
+        // A bad address is named with what was expected.
+        let e = toml::from_str::<SipConfig>("listen = \"::1:5060\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"::1:5060\" is not an IP:PORT address"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("IPv6 in brackets"), "{e}");
+        let e = toml::from_str::<SipConfig>("listen = [\"127.0.0.1:5060\", \"[::1:5060\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("[::1:5060"), "{e}");
+        let mixed: SipConfig = toml::from_str(
+            "listen = [\"127.0.0.1:5060\", \"[::1]:5070\", \"127.0.0.1:5060\"]\nadvertise = [\"bad host!\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mixed.validate(),
+            [
+                "sip.listen: every address must have the same port (the one written in Via), got 127.0.0.1:5060 and [::1]:5070",
+                "sip.listen: 127.0.0.1 is listed twice",
+                "sip.advertise[0]: expected an IP address or a host name (IPv6 may be in brackets), got \"bad host!\"",
+            ]
+        );
     }
 
     #[test]

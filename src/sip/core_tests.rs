@@ -1178,3 +1178,81 @@ fn a_sips_request_never_leaves_in_the_clear() {
     assert!(to(&outs, HOP).is_empty(), "nothing sent in the clear");
     assert_eq!(p.stats().sips_refused.get(), 1);
 }
+
+/// Listening on an IPv4 and an IPv6 address, a v4 caller and a v6 next hop: our Via towards
+/// the hop is IPv6, and we Record-Route once per side, each in that side's family; the
+/// caller's Via gets `rport` of its v4 source. The callee's BYE, routed by the v6 Route, pops
+/// both Routes and goes back to the caller in v4.
+#[test]
+fn a_call_between_families_is_record_routed_once_per_side() {
+    let hook = deciding(staying(None, &[]));
+    let hop6 = "[2001:db8::70]:5070";
+    let cfg = SipConfig {
+        listen: super::config::Listen(vec![
+            ME.parse().unwrap(),
+            "[2001:db8::5]:5060".parse().unwrap(),
+        ]),
+        next_hop: Some(hop6.parse().unwrap()),
+        ..SipConfig::default()
+    };
+    assert_eq!(cfg.validate(), Vec::<String>::new());
+    let p = Proxy::new(
+        cfg,
+        ME.parse().unwrap(),
+        hook,
+        Arc::new(SipStats::default()),
+    );
+    let t0 = Instant::now();
+    let outs = feed(&p, &invite("c-fam", "z9hG4bKf1"), UAC, t0);
+    let fwd = to(&outs, hop6).remove(0);
+    let m = parse(&fwd);
+    let vias: Vec<&str> = m.values_str(super::msg::Hdr::Via).collect();
+    assert!(
+        vias[0].starts_with("SIP/2.0/UDP [2001:db8::5]:5060;branch=z9hG4bKsg"),
+        "{vias:?}"
+    );
+    assert_eq!(
+        vias[1],
+        "SIP/2.0/UDP client.example.com:5080;branch=z9hG4bKf1;rport=5080;received=127.0.0.1"
+    );
+    let rr: Vec<&str> = m.values_str(super::msg::Hdr::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        ["<sip:[2001:db8::5]:5060;lr>", "<sip:127.0.0.1:5060;lr>"]
+    );
+    let up = p.handle(answer(&fwd, 200, &[]), udp(hop6), t0);
+    assert_eq!(codes(&up), [200]);
+    let bye = "BYE sip:alice@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::70]:5070;branch=z9hG4bKfb\r\nRoute: <sip:[2001:db8::5]:5060;lr>, <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:+15550001111@callee.example.com>;tag=callee1\r\nTo: \"Alice\" <sip:+15552223333@client.example.com>;tag=a1\r\nCall-ID: c-fam\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    let back = to(&feed(&p, bye, hop6, t0), UAC);
+    assert_eq!(back.len(), 1, "the BYE goes back to the caller");
+    let text = String::from_utf8_lossy(&back[0].data).to_string();
+    assert!(!text.contains("Route:"), "both our Routes popped: {text}");
+    assert!(
+        text.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;branch="),
+        "a v4 Via towards the caller: {text}"
+    );
+}
+
+/// RFC 3261 18.2.1 and RFC 3581 for an IPv6 source (RFC 5118 4.5): `received` carries the
+/// address without brackets and `rport` its port; the response goes back there.
+#[test]
+fn a_v6_source_is_marked_received_without_brackets() {
+    let hook = deciding(staying(None, &[]));
+    let p = proxy(hook);
+    let t0 = Instant::now();
+    let src = "[2001:db8::99]:40000";
+    let outs = feed(&p, &invite("c-v6src", "z9hG4bKv6s"), src, t0);
+    let fwd = to(&outs, HOP).remove(0);
+    let m = parse(&fwd);
+    let vias: Vec<&str> = m.values_str(super::msg::Hdr::Via).collect();
+    assert_eq!(
+        vias[1],
+        "SIP/2.0/UDP client.example.com:5080;branch=z9hG4bKv6s;rport=40000;received=2001:db8::99"
+    );
+    let up = p.handle(answer(&fwd, 180, &[]), udp(HOP), t0);
+    assert_eq!(
+        to(&up, src).len(),
+        1,
+        "the 180 goes back to the real source"
+    );
+}

@@ -31,10 +31,13 @@ pub(super) fn ip_of(host: &str) -> Option<IpAddr> {
 
 /// Our address as peers see it.
 pub(super) struct Local {
+    /// Written towards IPv4 peers (and towards any peer when there is no `host6`).
     pub(super) host: String,
+    /// Written towards IPv6 peers, when it differs from `host`.
+    pub(super) host6: Option<String>,
     pub(super) port: u16,
-    /// `host` as an IP, or the bound IP: a peer may name us by either.
-    pub(super) ip: Option<IpAddr>,
+    /// The hosts as IPs, and the bound IPs: a peer may name us by any.
+    pub(super) ips: Vec<IpAddr>,
     /// The TLS listener's port, when there is one.
     pub(super) tls_port: Option<u16>,
 }
@@ -46,7 +49,21 @@ impl Local {
         if port != self.port && Some(port) != self.tls_port {
             return false;
         }
-        host.eq_ignore_ascii_case(&self.host) || (self.ip.is_some() && ip_of(host) == self.ip)
+        host.eq_ignore_ascii_case(&self.host)
+            || self
+                .host6
+                .as_deref()
+                .is_some_and(|h| host.eq_ignore_ascii_case(h))
+            || ip_of(host).is_some_and(|ip| self.ips.contains(&ip))
+    }
+
+    /// The host a peer at `ip` reaches us at: one of its own family (RFC 3261 18.2.1 has the
+    /// peer add `received` when our Via names another, but the Record-Route it must follow).
+    pub(super) fn host_for(&self, ip: IpAddr) -> &str {
+        match (&self.host6, ip) {
+            (Some(h), IpAddr::V6(_)) => h,
+            _ => &self.host,
+        }
     }
 
     pub(super) fn via_is_ours(&self, v: &Via<'_>) -> bool {
@@ -69,13 +86,15 @@ impl Local {
 
     /// Our Record-Route URI for the side of a call reached over `t`: `sips:` when the request
     /// was (RFC 3261 16.6 item 4 / RFC 5630), else with its transport.
-    fn record_route(&self, t: Transport, sips: bool) -> String {
+    /// The host is the one of the side's family (`ip`, the side's address).
+    fn record_route(&self, t: Transport, ip: IpAddr, sips: bool) -> String {
         let port = self.port_for(t);
+        let host = self.host_for(ip);
         match (t, sips) {
-            (Transport::Tls, true) => format!("<sips:{}:{port};lr>", self.host),
-            (Transport::Tls, false) => format!("<sip:{}:{port};transport=tls;lr>", self.host),
-            (Transport::Tcp, _) => format!("<sip:{}:{port};transport=tcp;lr>", self.host),
-            (Transport::Udp, _) => format!("<sip:{}:{port};lr>", self.host),
+            (Transport::Tls, true) => format!("<sips:{host}:{port};lr>"),
+            (Transport::Tls, false) => format!("<sip:{host}:{port};transport=tls;lr>"),
+            (Transport::Tcp, _) => format!("<sip:{host}:{port};transport=tcp;lr>"),
+            (Transport::Udp, _) => format!("<sip:{host}:{port};lr>"),
         }
     }
 }
@@ -147,12 +166,14 @@ impl Restore {
 /// Over TLS our Via carries `alias` (RFC 5923): the next hop may send its requests back on
 /// the connection we opened. When the call's two sides differ in TLS (one side TLS, the other
 /// not) we Record-Route twice (RFC 5658), one URI per side, so neither side is asked to reach
-/// us over a transport it did not use.
+/// us over a transport it did not use; likewise when they differ in address family (an IPv4
+/// caller, an IPv6 callee), so each side is given our host in its own family. Our Via names
+/// us in the family of `to`, where the request goes.
 pub(super) fn request(
     me: &Local,
     msg: &Message,
     (from, in_t): (SocketAddr, Transport),
-    out_t: Transport,
+    (to, out_t): (SocketAddr, Transport),
     branch: &str,
     fwd: &Fwd<'_>,
 ) -> Bytes {
@@ -167,7 +188,7 @@ pub(super) fn request(
         format!(
             "Via: SIP/2.0/{} {}:{};branch={branch}{alias}\r\n",
             out_t.as_str(),
-            me.host,
+            me.host_for(to.ip()),
             me.port_for(out_t)
         ),
     );
@@ -175,10 +196,11 @@ pub(super) fn request(
         let sips = msg.request_uri().is_some_and(|u| u.scheme == Scheme::Sips);
         // The top one faces the callee (its route set keeps our order), the one below the
         // caller (whose route set is reversed).
-        let out_face = me.record_route(out_t, sips);
+        let out_face = me.record_route(out_t, to.ip(), sips);
         sp.insert(msg.head_start, format!("Record-Route: {out_face}\r\n"));
-        if (in_t == Transport::Tls) != (out_t == Transport::Tls) {
-            let in_face = me.record_route(in_t, sips);
+        let families = me.host_for(from.ip()) != me.host_for(to.ip());
+        if (in_t == Transport::Tls) != (out_t == Transport::Tls) || families {
+            let in_face = me.record_route(in_t, from.ip(), sips);
             sp.insert(msg.head_start, format!("Record-Route: {in_face}\r\n"));
         }
     }

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +39,14 @@ pub trait Hook: Send + Sync + 'static {
         body: &[u8],
         now: Instant,
     ) -> Option<Vec<u8>>;
+    /// The initial offer of an anchored call (the body its disposition gave) is about to go to
+    /// the callee's side at `to`: return it rewritten for that address's family (IPv4 or
+    /// IPv6), or `None` to send it as it is. Called once per address the INVITE is sent to
+    /// first (not for a failover).
+    fn sdp_toward(&self, call: &CallRef<'_>, to: IpAddr, body: &[u8]) -> Option<Vec<u8>> {
+        let _ = (call, to, body);
+        None
+    }
     /// Calls held by [`Disposition::Hold`] whose fate is now known: each Call-ID with what to do
     /// with it (a reject, a forward or a divert; another hold is answered 500). Asked on every
     /// timer tick of the proxy ([`super::Proxy::poll`]), so it must be cheap when nothing waits.

@@ -42,7 +42,7 @@
 //! if !problems.is_empty() {
 //!     return Err(problems.join("; ").into());
 //! }
-//! let udp = tokio::net::UdpSocket::bind(cfg.listen).await?;
+//! let udp = tokio::net::UdpSocket::bind(cfg.listen.first()).await?;
 //! let tcp = tokio::net::TcpListener::bind(udp.local_addr()?).await?;
 //! let stats = Arc::new(sip::SipStats::default()); // also register it with the metrics endpoint
 //! let proxy = Arc::new(sip::Proxy::new(cfg, udp.local_addr()?, Arc::new(App), stats));

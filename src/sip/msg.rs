@@ -1034,6 +1034,52 @@ fn via_param(s: &str, i: usize) -> Result<(&str, Option<&str>, usize), ViaError>
 mod tests {
     use super::*;
 
+    /// RFC 5118 4.1 and 4.5 and 4.8: Via sent-by as an IPv6 reference, with and without a
+    /// port, `received` with and without brackets (RFC 3261's grammar has none, RFC 5118
+    /// asks for both to be read), and an IPv4-mapped reference.
+    #[test]
+    fn rfc5118_via_ipv6() {
+        for (raw, host, port, received) in [
+            (
+                "SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111",
+                "[2001:db8::9:1]",
+                None,
+                None,
+            ),
+            (
+                "SIP/2.0/UDP [2001:db8::9:1]:5060;received=[2001:db8::9:255];branch=z9hG4bKas3-111",
+                "[2001:db8::9:1]",
+                Some(5060),
+                Some("[2001:db8::9:255]"),
+            ),
+            (
+                "SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3",
+                "[2001:db8::9:1]",
+                None,
+                Some("2001:db8::9:255"),
+            ),
+            (
+                "SIP/2.0/UDP [::ffff:192.0.2.151]:5062;rport=5062;branch=z9hG4bK1",
+                "[::ffff:192.0.2.151]",
+                Some(5062),
+                None,
+            ),
+        ] {
+            let v = Via::parse(raw).unwrap_or_else(|_| panic!("{raw}"));
+            assert_eq!(
+                (v.host, v.port, v.received),
+                (host, port, received),
+                "{raw}"
+            );
+        }
+        for bad in [
+            "SIP/2.0/UDP [2001:db8::9:1;branch=z9hG4bK1",
+            "SIP/2.0/UDP [2001:db8::9:1]:;branch=z9hG4bK1",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     fn parse(s: &str) -> Message {
         Message::parse(
             Bytes::copy_from_slice(s.as_bytes()),

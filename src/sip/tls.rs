@@ -177,7 +177,7 @@ pub fn validate(cfg: &SipConfig, p: &mut Vec<String>) {
         );
     }
     if let Some(l) = cfg.tls_listen {
-        if l == cfg.listen && l.port() != 0 {
+        if cfg.listen.0.contains(&l) && l.port() != 0 {
             p.push(format!(
                 "sip.tls_listen: {l} is also sip.listen (TCP); expected another port such as 5061"
             ));
@@ -244,11 +244,11 @@ pub fn validate(cfg: &SipConfig, p: &mut Vec<String>) {
         // Peers reach us by the host we advertise (Via, Record-Route): the certificate must
         // be for it, or every peer that checks will refuse us.
         let names = chain.first().map(cert_names).unwrap_or_default();
-        if let Some(host) = cfg
+        let named = cfg
             .advertise
-            .as_deref()
-            .filter(|h| super::config::is_host_name(h) && h.parse::<std::net::IpAddr>().is_err())
-        {
+            .iter()
+            .filter(|h| super::config::is_host_name(h) && h.parse::<std::net::IpAddr>().is_err());
+        for host in named {
             if !names.iter().any(|n| name_covers(n, host)) {
                 p.push(format!(
                     "sip.tls_cert: {} is for {names:?}, not for sip.advertise {host:?}; peers that check the name will refuse the connection",
@@ -314,7 +314,7 @@ mod tests {
             tls_roots: Some(roots.path().to_path_buf()),
             tls_client_roots: Some(roots.path().to_path_buf()),
             trusted_peer_names: vec!["core.example.net".into()],
-            advertise: Some("sbc.example.net".into()),
+            advertise: vec!["sbc.example.net".into()],
             ..SipConfig::default()
         };
         assert_eq!(good.validate(), Vec::<String>::new());
@@ -323,7 +323,7 @@ mod tests {
             tls_key: Some(other_key),
             tls_roots: Some(d.path().join("nope")),
             trusted_peer_names: vec!["not a name".into()],
-            advertise: Some("elsewhere.example.net".into()),
+            advertise: vec!["elsewhere.example.net".into()],
             ..good.clone()
         };
         let p = bad.validate();

@@ -33,6 +33,12 @@
 //! capture (`sip::capture`), which only queues it. The agent's side of a message is the SIP
 //! socket's bound address (a TCP connection's too), as Kamailio reports its listening socket.
 //!
+//! IPv6: `[sip] listen` may name several addresses (UDP and TCP on each). A datagram goes out
+//! on the socket of its destination's family, or on a dual-stack `[::]` socket as an
+//! IPv4-mapped address. Every peer address is handed to the core in its canonical form
+//! (`::ffff:192.0.2.1` is 192.0.2.1), so that the same peer is one source whichever socket it
+//! reached.
+//!
 //! Knows nothing of SIP semantics: it moves bytes between sockets and the core.
 
 use std::net::SocketAddr;
@@ -65,8 +71,9 @@ pub struct Tls {
 }
 
 struct Net {
-    /// Blocking (with a read timeout so the receive threads notice shutdown).
-    udp: std::net::UdpSocket,
+    /// Blocking (with a read timeout so the receive threads notice shutdown), each with its
+    /// bound address.
+    udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     rt: Handle,
     proxy: Arc<Proxy>,
     conns: DashMap<ConnId, mpsc::Sender<Bytes>>,
@@ -79,7 +86,7 @@ struct Net {
     budgets: Arc<Budgets>,
     shutdown: watch::Receiver<bool>,
     resolver: Arc<Resolver>,
-    /// The SIP socket's address: our side of every captured message.
+    /// The first SIP socket's address: our side of every captured stream message.
     local: SocketAddr,
     capture: Option<Arc<Capture>>,
 }
@@ -90,6 +97,27 @@ impl Net {
             c.sip(data.clone(), transport, src, dst);
         }
     }
+
+    /// The UDP socket to send to `to` on, and the address to give it: one bound in `to`'s
+    /// family, else a dual-stack `[::]` one (IPv4 as a mapped address), else the first (whose
+    /// send then fails and is counted).
+    fn udp_for(&self, to: SocketAddr) -> (&(std::net::UdpSocket, SocketAddr), SocketAddr) {
+        if let Some(s) = self.udp.iter().find(|(_, l)| l.is_ipv6() == to.is_ipv6()) {
+            return (s, to);
+        }
+        match (to, self.udp.iter().find(|(_, l)| l.ip().is_unspecified())) {
+            (SocketAddr::V4(v4), Some(s)) => {
+                let mapped = SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port());
+                (s, mapped)
+            }
+            _ => (&self.udp[0], to),
+        }
+    }
+}
+
+/// `a` with an IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
@@ -125,6 +153,19 @@ async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, Socke
     }
 }
 
+/// Accept on whichever of `ls` has a connection first (never, when there are none).
+async fn accept_any(ls: &[TcpListener]) -> std::io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for l in ls {
+            if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// [`run`], with SIP over TLS too: a listener when `tls` has one, and TLS connections to
 /// targets that ask for it.
 pub async fn run_tls(
@@ -133,9 +174,14 @@ pub async fn run_tls(
     tls: Option<Tls>,
     proxy: Arc<Proxy>,
     capture: Option<Arc<Capture>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let cfg = proxy.config().clone();
+    run_all(vec![(udp, tcp)], tls, proxy, capture, shutdown).await
+}
+
+/// A UDP socket as the receive threads use it: blocking with a read timeout, and the receive
+/// buffer `[sip] udp_recv_buffer_bytes` asks for.
+fn blocking_udp(udp: UdpSocket, cfg: &super::SipConfig) -> std::io::Result<std::net::UdpSocket> {
     let udp = udp.into_std()?;
     if cfg.udp_recv_buffer_bytes > 0 {
         let sock = socket2::SockRef::from(&udp);
@@ -152,7 +198,30 @@ pub async fn run_tls(
     }
     udp.set_nonblocking(false)?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let local = udp.local_addr()?;
+    Ok(udp)
+}
+
+/// [`run_tls`] on several UDP sockets and TCP listeners (one pair per `[sip] listen` address,
+/// all on one port), at least one.
+pub async fn run_all(
+    socks: Vec<(UdpSocket, TcpListener)>,
+    tls: Option<Tls>,
+    proxy: Arc<Proxy>,
+    capture: Option<Arc<Capture>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let cfg = proxy.config().clone();
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    for (u, t) in socks {
+        let u = blocking_udp(u, &cfg)?;
+        let local = u.local_addr()?;
+        udp.push((u, local));
+        tcp.push(t);
+    }
+    let Some(&(_, local)) = udp.first() else {
+        return Err(std::io::Error::other("no SIP socket to serve"));
+    };
     let net = Arc::new(Net {
         udp,
         rt: Handle::current(),
@@ -180,21 +249,7 @@ pub async fn run_tls(
         _ => (None, None),
     };
     let mut tasks = JoinSet::new();
-    let workers = if cfg.udp_workers > 0 {
-        cfg.udp_workers
-    } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    };
-    let mut threads = Vec::new();
-    for i in 0..workers {
-        let (net, rx) = (net.clone(), shutdown.clone());
-        let sock = net.udp.try_clone()?;
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("sip-udp-{i}"))
-                .spawn(move || udp_worker(&net, &sock, &rx))?,
-        );
-    }
+    let threads = spawn_udp_workers(&net, cfg.udp_workers, &shutdown)?;
     tasks.spawn(timer_task(
         net.clone(),
         Duration::from_millis(cfg.tick_ms.max(1)),
@@ -206,7 +261,7 @@ pub async fn run_tls(
             // Finished connections leave their result in the set until taken: take them, or
             // a flood of short connections grows it without bound.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            acc = tcp.accept() => match acc {
+            acc = accept_any(&tcp) => match acc.map(|(s, p)| (s, canonical(p))) {
                 Ok((stream, peer)) => match net.budgets.take(peer.ip()) {
                     Ok(slot) => {
                         tasks.spawn(serve_conn(net.clone(), stream, peer, slot, shutdown.clone()));
@@ -218,7 +273,7 @@ pub async fn run_tls(
                 // moment rather than spin on it.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
-            acc = accept_on(tls_listener.as_ref()) => match (acc, &acceptor) {
+            acc = accept_on(tls_listener.as_ref()) => match (acc.map(|(s, p)| (s, canonical(p))), &acceptor) {
                 (Ok((stream, peer)), Some(acceptor)) => match net.budgets.take(peer.ip()) {
                     Ok(slot) => {
                         let conn = serve_tls(net.clone(), acceptor.clone(), stream, peer, slot);
@@ -240,6 +295,36 @@ pub async fn run_tls(
     Ok(())
 }
 
+/// The UDP receive threads: `workers` per socket (0: one per core).
+fn spawn_udp_workers(
+    net: &Arc<Net>,
+    workers: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let workers = if workers > 0 {
+        workers
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
+    let mut threads = Vec::new();
+    for (s, (sock, local)) in net.udp.iter().enumerate() {
+        for i in 0..workers {
+            let (net2, rx) = (net.clone(), shutdown.clone());
+            let (sock, local) = (sock.try_clone()?, *local);
+            let name = match s {
+                0 => format!("sip-udp-{i}"),
+                _ => format!("sip-udp{s}-{i}"),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || udp_worker(&net2, &sock, local, &rx))?,
+            );
+        }
+    }
+    Ok(threads)
+}
+
 /// The connection budgets `[sip]` asks for. The core's budget covers the next hop, the
 /// allowed targets and the trusted peers, by address, whichever side connects.
 fn caps(cfg: &super::SipConfig) -> Caps {
@@ -258,7 +343,12 @@ fn caps(cfg: &super::SipConfig) -> Caps {
     }
 }
 
-fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Receiver<bool>) {
+fn udp_worker(
+    net: &Arc<Net>,
+    sock: &std::net::UdpSocket,
+    local: SocketAddr,
+    shutdown: &watch::Receiver<bool>,
+) {
     // The hook runs on this plain thread and may start work on the runtime (media sessions,
     // report writes): give it the runtime's context, as the async receive loop had.
     let _rt = net.rt.enter();
@@ -268,7 +358,7 @@ fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Rece
             return;
         }
         let (n, src) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
+            Ok((n, src)) => (n, canonical(src)),
             // Timeouts (to look at `shutdown`) and ICMP errors of earlier sends.
             Err(_) => continue,
         };
@@ -279,7 +369,7 @@ fn udp_worker(net: &Arc<Net>, sock: &std::net::UdpSocket, shutdown: &watch::Rece
         };
         let data = Bytes::copy_from_slice(&buf[..n]);
         let now = Instant::now();
-        net.capture(&data, Transport::Udp, src, net.local);
+        net.capture(&data, Transport::Udp, src, local);
         let outs = net.proxy.handle(data, peer, now);
         dispatch(net, outs);
         let stats = net.proxy.stats();
@@ -324,14 +414,16 @@ fn dispatch(net: &Arc<Net>, outs: Vec<Output>) {
         });
     }
     for o in outs {
-        net.capture(&o.data, o.to.transport, net.local, o.to.addr);
         match o.to.transport {
             Transport::Udp => {
-                if net.udp.send_to(&o.data, o.to.addr).is_err() {
+                let ((sock, local), to) = net.udp_for(o.to.addr);
+                net.capture(&o.data, o.to.transport, *local, o.to.addr);
+                if sock.send_to(&o.data, to).is_err() {
                     net.proxy.stats().send_errors.inc();
                 }
             }
             t @ (Transport::Tcp | Transport::Tls) => {
+                net.capture(&o.data, o.to.transport, net.local, o.to.addr);
                 let id =
                     o.to.conn
                         .filter(|id| net.conns.contains_key(id))

@@ -458,6 +458,44 @@ pub fn quote_display(name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// RFC 5118 (IPv6 torture tests), the URI cases: a reference keeps its brackets as the
+    /// host, a port after them is the port and one inside them is part of the address; a
+    /// bare IPv6 address is no host (4.2) and never read as host and port.
+    #[test]
+    fn rfc5118_ipv6_references() {
+        for (raw, host, port) in [
+            ("sip:[2001:db8::10]", "[2001:db8::10]", None),
+            ("sip:user@[2001:db8::20]", "[2001:db8::20]", None),
+            // 4.3: port ambiguous, read as an address.
+            ("sip:[2001:db8::10:5070]", "[2001:db8::10:5070]", None),
+            // 4.4: unambiguous.
+            ("sip:[2001:db8::10]:5070", "[2001:db8::10]", Some(5070)),
+            // 4.8 and 4.9: IPv4-mapped and the uncompressed form.
+            ("sip:[::ffff:192.0.2.151]", "[::ffff:192.0.2.151]", None),
+            (
+                "sip:[2001:db8:0:0:0:0:0:1]:5060;lr",
+                "[2001:db8:0:0:0:0:0:1]",
+                Some(5060),
+            ),
+            ("sips:[::1]:5061", "[::1]", Some(5061)),
+        ] {
+            let u = Uri::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+            assert_eq!((u.host, u.port), (host, port), "{raw}");
+        }
+        // 4.2: no brackets. Whatever it is read as, it is not 2001:db8::10.
+        if let Ok(u) = Uri::parse("sip:2001:db8::10") {
+            assert_ne!(u.host, "2001:db8::10");
+            assert_ne!(u.host, "[2001:db8::10]");
+        }
+        for bad in [
+            "sip:[2001:db8::10",
+            "sip:[2001:db8::10]:",
+            "sip:[2001:db8::10]x",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     // A table of cases, one per URI form: splitting it would only scatter the table.
     #[allow(clippy::too_many_lines)]
     #[test]

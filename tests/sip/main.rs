@@ -20,6 +20,7 @@ mod edge_conn;
 mod edge_sip;
 mod flood_sip;
 mod hep_sip;
+mod ipv6_sip;
 mod sip_corpus;
 mod sip_proxy;
 mod sip_sipp;

@@ -143,7 +143,7 @@ impl Server {
         let addr = udp.local_addr().unwrap();
         let mut cfg = SipConfig::default();
         configure(&mut cfg);
-        cfg.listen = addr;
+        cfg.listen = addr.into();
         let (stop, rx) = watch::channel(false);
         if !tls {
             let proxy = Arc::new(Proxy::new(cfg, addr, hook, Arc::new(SipStats::default())));

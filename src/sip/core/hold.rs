@@ -36,7 +36,8 @@ impl Proxy {
         // The To tag any final answer of ours on this transaction carries too: one early dialog.
         let to_tag = self.tag_for(key);
         let mut extra = headers.to_vec();
-        extra.push(format!("Contact: <sip:{}:{}>", self.me.host, self.me.port));
+        let host = self.me.host_for(from.addr.ip());
+        extra.push(format!("Contact: <sip:{host}:{}>", self.me.port));
         extra.push("Content-Type: application/sdp".into());
         let data = build_response_with_body(msg, code, phrase, &extra, Some(&to_tag), sdp);
         self.stats.response_sent(code);

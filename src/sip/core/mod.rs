@@ -177,14 +177,26 @@ impl Proxy {
         hook: Arc<dyn Hook>,
         stats: Arc<SipStats>,
     ) -> Proxy {
-        let host = match &cfg.advertise {
-            Some(h) => h.clone(),
-            None => match local.ip() {
-                IpAddr::V4(v4) => v4.to_string(),
-                IpAddr::V6(v6) => format!("[{v6}]"),
-            },
+        let bound = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let ip = ip_of(&host).or(Some(local.ip()).filter(|i| !i.is_unspecified()));
+        // The bound family first: a caller that passes only the address it bound (not the
+        // whole `listen` list) still gets its own host.
+        let (v4, v6) = (cfg.host_for_family(false), cfg.host_for_family(true));
+        let (host, host6) = match (v4, v6) {
+            (Some(h4), Some(h6)) if h4 != h6 => (h4, Some(h6)),
+            (Some(h), _) | (None, Some(h)) => (h, None),
+            (None, None) => (bound(local.ip()), None),
+        };
+        let ips = [Some(&host), host6.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|h| ip_of(h))
+            .chain(cfg.listen.0.iter().map(|a| a.ip()))
+            .chain(Some(local.ip()))
+            .filter(|i| !i.is_unspecified())
+            .collect();
         // A hop written as a name has no fixed address to reserve for; its traffic shares the
         // budgets of everyone else (list it in trusted_peers by address to reserve for it).
         let core = (cfg.next_hop.iter().chain(&cfg.allowed_targets))
@@ -198,8 +210,9 @@ impl Proxy {
             cfg,
             me: Local {
                 host,
+                host6,
                 port: local.port(),
-                ip,
+                ips,
                 tls_port: None,
             },
             hook,
@@ -752,12 +765,22 @@ impl Proxy {
             };
             fwd.body = self.rewrite(call_id, dir, kind, msg.body_bytes(), now);
         }
+        if anchor && initial {
+            let call = CallRef {
+                call_id,
+                tag: tag.as_ref(),
+            };
+            let body = fwd.body.as_deref();
+            if let Some(b) = body.and_then(|b| self.hook.sdp_toward(&call, dest.addr.ip(), b)) {
+                fwd.body = Some(b);
+            }
+        }
         let branch = self.branch_for(msg, from);
         let data = forward::request(
             &self.me,
             msg,
             (from.addr, from.transport),
-            dest.transport,
+            (dest.addr, dest.transport),
             &branch,
             &fwd,
         );
@@ -851,7 +874,7 @@ impl Proxy {
             &self.me,
             msg,
             (from.addr, from.transport),
-            dest.transport,
+            (dest.addr, dest.transport),
             &branch,
             fwd,
         );

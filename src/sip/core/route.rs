@@ -345,4 +345,48 @@ mod tests {
         let hop = hop_name(Some(&"pbx.example.net".parse().unwrap()), Transport::Tls).unwrap();
         assert!(hop.secure && hop.transport.is_none());
     }
+
+    /// IPv6 targets and the way back: a bracketed reference is an address (RFC 5118 4.4), and
+    /// `received` and `rport` of an IPv6 source (bracketed or not) lead back to it.
+    #[test]
+    fn ipv6_targets_and_the_way_back() {
+        for (uri, addr) in [
+            ("sip:a@[2001:db8::7]:5070", "[2001:db8::7]:5070"),
+            ("sip:[::1];transport=udp", "[::1]:5060"),
+            ("sip:a@[2001:db8::10:5070]", "[2001:db8::10:5070]:5060"),
+        ] {
+            let u = Uri::parse(uri).unwrap();
+            let want: SocketAddr = addr.parse().unwrap();
+            match uri_target(&u) {
+                Some(Target::Addr(p)) => assert_eq!(p.addr, want, "{uri}"),
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        let from: SocketAddr = "[2001:db8::99]:40000".parse().unwrap();
+        for (via, back) in [
+            // The source differs from sent-by: the source, and its port for rport.
+            (
+                "SIP/2.0/UDP [2001:db8::9]:5062;rport;branch=z9hG4bK1",
+                "[2001:db8::99]:40000",
+            ),
+            (
+                "SIP/2.0/UDP [2001:db8::99]:5062;branch=z9hG4bK1",
+                "[2001:db8::99]:5062",
+            ),
+        ] {
+            let v = Via::parse(via).unwrap();
+            assert_eq!(
+                back_of(&v, Some(from)),
+                Some(back.parse().unwrap()),
+                "{via}"
+            );
+        }
+        for via in [
+            "SIP/2.0/UDP [2001:db8::9]:5062;received=2001:db8::99;rport=40000;branch=z9hG4bK1",
+            "SIP/2.0/UDP [2001:db8::9]:5062;received=[2001:db8::99];rport=40000;branch=z9hG4bK1",
+        ] {
+            let v = Via::parse(via).unwrap();
+            assert_eq!(back_of(&v, None), Some(from), "{via}");
+        }
+    }
 }
