@@ -475,7 +475,8 @@ async fn destinations_are_redacted_after_the_retention_and_inbound_lines_stay() 
         if let Some(l) = line_of(&all, "ret-in") {
             inbound = l.to_string();
         }
-        async move { out.is_some_and(|l| l.contains(&format!("\"callee\":\"{BLOCKED}\""))) }
+        let both = !inbound.is_empty();
+        async move { both && out.is_some_and(|l| l.contains(&format!("\"callee\":\"{BLOCKED}\""))) }
     })
     .await;
     assert!(!inbound.is_empty());
