@@ -123,14 +123,14 @@ impl Recent {
         // would be counted only as rows fill it), so the ring's cost shows from the start.
         let buf = vec![0xa5u8; bytes].into_boxed_slice();
         let mut slots = VecDeque::with_capacity(cap);
-        slots.extend(std::iter::repeat_n(
-            Slot {
+        slots.extend(
+            std::iter::repeat(Slot {
                 seq: u64::MAX,
                 at: usize::MAX,
                 len: 0,
-            },
-            cap,
-        ));
+            })
+            .take(cap),
+        );
         slots.clear();
         Recent {
             cap,
