@@ -253,14 +253,16 @@ fn every_config_problem_is_printed_at_once() {
 
 #[test]
 fn validate_names_a_bad_destination_retention() {
+    // A section that is off is not checked.
+    const ON: &str = "[callback]\nenabled = true\npeers = [\"192.0.2.1\"]\n";
     for bad in ["30", "30x", "0d", "1.5d"] {
         let (_dir, config) = setup(
             "retention",
-            &format!("[callback]\ndestination_retention = \"{bad}\"\n"),
+            &format!("{ON}destination_retention = \"{bad}\"\n"),
         );
         let o = run(&["validate", "--config", &config]);
         assert_eq!(o.status.code(), Some(1), "{bad}: {}", stdout(&o));
-        let err = stderr(&o);
+        let err = stdout(&o);
         assert!(
             err.starts_with(&format!(
                 "{config}: callback.destination_retention \"{bad}\": expected a whole number of \
@@ -272,7 +274,7 @@ fn validate_names_a_bad_destination_retention() {
     }
     let (_dir, config) = setup(
         "retention-ok",
-        "[callback]\ndestination_retention = \"12h\"\n",
+        &format!("{ON}destination_retention = \"12h\"\n"),
     );
     let o = run(&["validate", "--config", &config]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
