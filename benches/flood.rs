@@ -17,8 +17,8 @@
 //! ```
 //!
 //! `BAN=0` runs the same flood with `[sip.flood]` off, to see what it protects against;
-//! `CONSOLE=0` without the console, whose history of the last 10,000 calls fills with the
-//! run's legitimate calls and is most of the memory left after the flood. The
+//! `CONSOLE=0` without the console, whose history of the last 10,000 calls is taken whole at
+//! start (it is in the baseline, and the same after the flood). The
 //! signals that count calls (velocity, wangiri, block reputation) are off: the bench repeats a
 //! handful of numbers at a rate no real caller would, and what it measures is the edge, not
 //! screening.

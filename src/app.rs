@@ -22,6 +22,7 @@ mod feeds;
 pub mod fleet;
 pub mod health;
 mod held;
+mod retention;
 mod screener;
 
 use std::net::SocketAddr;
@@ -307,8 +308,12 @@ fn build_screening(config: &Config, rules: &Rules) -> Result<(Screening, CertFet
         Ok(None) => None,
         Err(e) => return Err(AppError(format!("hep: {}: {e}", config.hep.collector))),
     };
-    let (log, log_writer) = DecisionLog::start(&config.log.decisions, hep.clone())
-        .map_err(|e| AppError(format!("decision log: {e}")))?;
+    let (log, log_writer) = DecisionLog::start(
+        &config.log.decisions,
+        hep.clone(),
+        config.callback.retention(),
+    )
+    .map_err(|e| AppError(format!("decision log: {e}")))?;
     let media = if config.media.enabled {
         let engine =
             MediaEngine::new(config.media.clone()).map_err(|e| AppError(format!("media: {e}")))?;

@@ -16,7 +16,7 @@
 //! | [`certs`] | STIR certificates: x5u fetch with a timeout, trust anchors, cache, and a fleet's shared store of chains behind a trait (`certs::SharedCerts`) | PASSporTs, SIP, Redis |
 //! | [`tls`] | PEM files and folders into rustls server and client configs (`ring`) | HTTP, STIR, SIP |
 //! | [`metrics`] | counters and their Prometheus rendering | everything else |
-//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log, the fleet's Redis tasks (`app::fleet`: shared counts and calls in progress, PASSporT claims, the list edit stream, reports, the certificate store; standalone or Redis Cluster) | |
+//! | [`app`] | wiring: the config, start and stop, the engine builder, the `Hook` adapter, verdict to SIP answer (calls held for an early prompt: callback warnings, challenges), the decision log (and how long it keeps outbound destinations, `app::retention`), the fleet's Redis tasks (`app::fleet`: shared counts and calls in progress, PASSporT claims, the list edit stream, reports, the certificate store; standalone or Redis Cluster) | |
 //!
 //! Arrows: `main -> app -> sip, media, api, lists, screening, certs, metrics, tls`; `api -> lists,
 //! screening, metrics, tls`; `lists -> screening, metrics`; `certs -> screening, metrics, tls`; `sip, media

@@ -121,6 +121,9 @@ pub struct ApiConfig {
     pub recent_calls: usize,
 }
 
+/// Most calls the console's history may hold: 512 MB of memory.
+const MAX_RECENT_CALLS: usize = 1_000_000;
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -193,6 +196,14 @@ impl ApiConfig {
             if v == 0 {
                 p.push(format!("api.{k} is 0; expected a positive number"));
             }
+        }
+        // The console's ring takes `recent_calls` × 512 bytes at start (api::console::Recent).
+        if self.recent_calls > MAX_RECENT_CALLS {
+            p.push(format!(
+                "api.recent_calls is {}; expected at most {MAX_RECENT_CALLS} (the console keeps \
+                 512 bytes a call in memory from the start)",
+                self.recent_calls
+            ));
         }
         p
     }

@@ -71,6 +71,9 @@ pub struct CallbackConfig {
     pub hash_destinations: bool,
     /// The hash key (at least 16 bytes); empty: a random key per start.
     pub hash_key_file: String,
+    /// How long the decision log file keeps a destination (`"30d"`, `"12h"`, `"45s"`) before
+    /// it is redacted ([`super::retention`]); empty: as long as the file is kept.
+    pub destination_retention: String,
 }
 
 impl Default for CallbackConfig {
@@ -87,6 +90,7 @@ impl Default for CallbackConfig {
             redirect_to: String::new(),
             hash_destinations: true,
             hash_key_file: String::new(),
+            destination_retention: "30d".into(),
         }
     }
 }
@@ -162,7 +166,17 @@ impl CallbackConfig {
         if self.hash_destinations && !self.hash_key_file.is_empty() {
             p.extend(read_key(&self.hash_key_file).err());
         }
+        if let Err(e) = super::retention::parse_retention(&self.destination_retention) {
+            p.push(format!("callback.destination_retention {e}"));
+        }
         p
+    }
+
+    /// How long the decision log keeps a destination: `None` with the section off (no line
+    /// has one) or no limit set.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        let r = super::retention::parse_retention(&self.destination_retention);
+        self.enabled.then_some(r.ok().flatten()).flatten()
     }
 
     /// What the section asks of others: its tenants defined in `[policy]`, and with media on,

@@ -10,16 +10,22 @@
 //! record keyed by the call's Call-ID, so Homer shows the decision beside the call's flow: the
 //! line is made once, off the SIP path, and the capture only queues it.
 //!
+//! With `[callback] destination_retention` and a log file, the writer also cuts the file into
+//! periods and a thread of its own redacts outbound destinations once they are older than the
+//! retention ([`super::retention`]).
+//!
 //! Knows nothing of SIP messages or how decisions are made.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::config::LogTarget;
+use super::retention::{period_for, period_start, rotated_name, Sweeper};
 use crate::metrics::{Collect, Counter, Exposition};
 use crate::screening::{Action, Reason};
 use crate::sip::Capture;
@@ -61,6 +67,8 @@ pub struct LogStats {
     pub written: Counter,
     pub dropped: Counter,
     pub write_errors: Counter,
+    /// Outbound lines whose destination was redacted for its age.
+    pub redacted: Counter,
 }
 
 impl Collect for LogStats {
@@ -83,6 +91,12 @@ impl Collect for LogStats {
             &[],
             self.write_errors.get(),
         );
+        out.counter(
+            "scamguard_decision_log_redacted_total",
+            "Outbound decision log lines whose destination was redacted (callback.destination_retention).",
+            &[],
+            self.redacted.get(),
+        );
     }
 }
 
@@ -98,29 +112,53 @@ const QUEUE: usize = 65_536;
 
 impl DecisionLog {
     /// Open the target and start the writer thread. The thread ends when every `DecisionLog`
-    /// clone is dropped, after writing what was queued.
+    /// clone is dropped, after writing what was queued. With a `retention` of outbound
+    /// destinations and a file, the file is cut into periods and a second thread redacts them.
     pub fn start(
         target: &LogTarget,
         hep: Option<Arc<Capture>>,
+        retention: Option<Duration>,
     ) -> std::io::Result<(DecisionLog, std::thread::JoinHandle<()>)> {
-        let out: Box<dyn Write + Send> = match target {
-            LogTarget::Stdout => Box::new(std::io::stdout()),
-            LogTarget::File(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-                    })?,
-            ),
+        let stats = Arc::new(LogStats::default());
+        let (out, rotate): (Box<dyn Write + Send>, _) = match target {
+            LogTarget::Stdout => {
+                if retention.is_some() {
+                    tracing::warn!(
+                        "callback.destination_retention: the decision log goes to stdout, so \
+                         whatever keeps stdout keeps the destinations; log to a file to bound them"
+                    );
+                }
+                (Box::new(std::io::stdout()), None)
+            }
+            LogTarget::File(path) => {
+                let rotate = match retention {
+                    Some(r) => Some(Rotate::start(path, r)?),
+                    None => None,
+                };
+                (Box::new(open(path)?), rotate)
+            }
+        };
+        let stop = match (&rotate, retention, target) {
+            (Some(_), Some(r), LogTarget::File(path)) => {
+                let (tx, rx) = sync_channel::<()>(0);
+                let sweeper = Sweeper::new(path.clone(), r);
+                let s = stats.clone();
+                std::thread::Builder::new()
+                    .name("decision-log-retention".into())
+                    .spawn(move || sweeper.run(&rx, &s.redacted))?;
+                Some(tx)
+            }
+            _ => None,
         };
         let (tx, rx) = sync_channel(QUEUE);
-        let stats = Arc::new(LogStats::default());
         let s = stats.clone();
         let handle = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || writer(rx, out, &s, hep.as_deref()))?;
+            .spawn(move || {
+                writer(rx, Sink { out, rotate }, &s, hep.as_deref());
+                // The retention thread ends with the writer.
+                drop(stop);
+            })?;
         Ok((DecisionLog { tx, stats }, handle))
     }
 
@@ -139,13 +177,87 @@ impl DecisionLog {
 /// call, which at thousands of calls a second is more than the line itself costs.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn writer(
-    rx: Receiver<Record>,
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Where the writer appends.
+struct Sink {
     out: Box<dyn Write + Send>,
-    stats: &LogStats,
-    hep: Option<&Capture>,
-) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    rotate: Option<Rotate>,
+}
+
+/// The periods of a log file whose outbound destinations have a retention: at each period's
+/// end the file is renamed for it and a new one opened, so the file being written never holds
+/// a line older than the retention.
+struct Rotate {
+    path: PathBuf,
+    period: Duration,
+    /// When the current period ends.
+    ends: SystemTime,
+    /// Anything in the file yet (an empty period leaves no file behind).
+    written: bool,
+}
+
+impl Rotate {
+    /// The periods from now; a file left from an earlier period is renamed for it first.
+    fn start(path: &Path, retention: Duration) -> std::io::Result<Rotate> {
+        let period = period_for(retention);
+        let now = SystemTime::now();
+        let current = period_start(now, period);
+        let mut written = false;
+        if let Ok(m) = std::fs::metadata(path) {
+            let last = m.modified().unwrap_or(now);
+            if m.len() > 0 && last < current {
+                let to = rotated_name(path, period_start(last, period), period);
+                std::fs::rename(path, &to).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{} to {}: {e}", path.display(), to.display()),
+                    )
+                })?;
+            } else {
+                written = m.len() > 0;
+            }
+        }
+        Ok(Rotate {
+            path: path.to_path_buf(),
+            period,
+            ends: current + period,
+            written,
+        })
+    }
+
+    /// At a period's end: rename the file for the period and open a new one. A failure is
+    /// counted and the old file kept, so no line is lost.
+    fn roll(&mut self, out: &mut Box<dyn Write + Send>, stats: &LogStats) {
+        let now = SystemTime::now();
+        if now < self.ends {
+            return;
+        }
+        if self.written {
+            let to = rotated_name(&self.path, self.ends - self.period, self.period);
+            match std::fs::rename(&self.path, &to).and_then(|()| open(&self.path)) {
+                Ok(f) => {
+                    *out = Box::new(f);
+                    self.written = false;
+                }
+                Err(e) => {
+                    stats.write_errors.inc();
+                    tracing::warn!("decision log {}: not rotated: {e}", self.path.display());
+                }
+            }
+        }
+        self.ends = period_start(now, self.period) + self.period;
+    }
+}
+
+fn writer(rx: Receiver<Record>, mut sink: Sink, stats: &LogStats, hep: Option<&Capture>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, sink.out);
     let mut line = Vec::with_capacity(1024);
     loop {
         // Drain what is queued, then flush once: one write per drain, not per line.
@@ -177,6 +289,14 @@ fn writer(
         if gone {
             break;
         }
+        if let Some(r) = &mut sink.rotate {
+            r.written |= wrote;
+            if SystemTime::now() >= r.ends {
+                // Flushed above: the new file starts with the next line.
+                let _ = out.flush();
+                r.roll(out.get_mut(), stats);
+            }
+        }
         std::thread::sleep(DRAIN_EVERY);
     }
     let _ = out.flush();
@@ -190,7 +310,7 @@ mod tests {
     fn writes_one_json_line_per_record_to_a_file() {
         let path = std::env::temp_dir().join(format!("sg-declog-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let (log, handle) = DecisionLog::start(&LogTarget::File(path.clone()), None).unwrap();
+        let (log, handle) = DecisionLog::start(&LogTarget::File(path.clone()), None, None).unwrap();
         for i in 0..3 {
             log.write(Record {
                 time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_500_000),

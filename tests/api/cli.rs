@@ -252,6 +252,35 @@ fn every_config_problem_is_printed_at_once() {
 }
 
 #[test]
+fn validate_names_a_bad_destination_retention() {
+    // A section that is off is not checked.
+    const ON: &str = "[callback]\nenabled = true\npeers = [\"192.0.2.1\"]\n";
+    for bad in ["30", "30x", "0d", "1.5d"] {
+        let (_dir, config) = setup(
+            "retention",
+            &format!("{ON}destination_retention = \"{bad}\"\n"),
+        );
+        let o = run(&["validate", "--config", &config]);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stdout(&o));
+        let err = stdout(&o);
+        assert!(
+            err.starts_with(&format!(
+                "{config}: callback.destination_retention \"{bad}\": expected a whole number of \
+                 seconds, minutes, hours or days, such as \"30d\""
+            )),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (_dir, config) = setup(
+        "retention-ok",
+        &format!("{ON}destination_retention = \"12h\"\n"),
+    );
+    let o = run(&["validate", "--config", &config]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
 fn validate_shipped_config() {
     let o = run(&["validate", "--config", "config/scamguard.toml"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));

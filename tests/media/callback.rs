@@ -411,3 +411,127 @@ async fn other_destinations_and_other_callers_are_not_held() {
         assert!(l.get("outbound").is_none(), "{l}");
     }
 }
+
+/// Every line of every file beside the log named after it (the agent's periods, logrotate's
+/// copies), by file name.
+fn log_files(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.starts_with("decisions.jsonl")
+                .then(|| Some((name.clone(), std::fs::read_to_string(dir.join(&name)).ok()?)))
+                .flatten()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The line of `call_id`, as written, in `text`.
+fn line_of<'a>(text: &'a str, call_id: &str) -> Option<&'a str> {
+    let key = format!("\"call_id\":\"{call_id}\"");
+    text.lines().find(|l| l.contains(&key))
+}
+
+/// Issue 17's retention, with `destination_retention = "3s"`: a protected subscriber's
+/// destination is in the decision log at first (unhashed here, so that its absence shows), then
+/// in no file beside it, the agent's own periods and a copy as logrotate's `copytruncate` makes
+/// one alike, while an inbound call's line stays byte for byte. The console's history holds the
+/// inbound call and never the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_are_redacted_after_the_retention_and_inbound_lines_stay() {
+    let h = Harness::start_with(&[], |c| {
+        c.callback.enabled = true;
+        c.callback.peers = vec!["127.0.0.1".parse().unwrap()];
+        c.callback.subscriber_prefixes = vec!["+1415".into()];
+        c.callback.hash_destinations = false;
+        c.callback.destination_retention = "3s".into();
+    })
+    .await;
+    let (_rtp, _) = dial(&h, "ret-out", BLOCKED).await;
+    assert_eq!(recv_final(&h.up).await.status(), Some(603));
+    // An inbound call of a listed caller, from a caller that is no protected subscriber.
+    let inv = invite(
+        "UDP",
+        h.sip(),
+        h.up_port(),
+        "ret-in",
+        "z9hG4bKretin",
+        "<sip:+12025550143@127.0.0.1>;tag=x",
+        "+12025550100",
+        "",
+        "",
+    );
+    h.send_up(&inv).await;
+    assert_eq!(recv_final(&h.up).await.status(), Some(603));
+
+    let dir = h.dir.path().to_path_buf();
+    let mut inbound = String::new();
+    eventually("both calls logged, the destination as dialled", || {
+        let files = log_files(&dir);
+        let all: String = files.iter().map(|(_, t)| t.as_str()).collect();
+        let out = line_of(&all, "ret-out").map(str::to_string);
+        if let Some(l) = line_of(&all, "ret-in") {
+            inbound = l.to_string();
+        }
+        let both = !inbound.is_empty();
+        async move { both && out.is_some_and(|l| l.contains(&format!("\"callee\":\"{BLOCKED}\""))) }
+    })
+    .await;
+    assert!(!inbound.is_empty());
+    // A logrotate copy of whichever file holds the destination now.
+    let (_, text) = log_files(&dir)
+        .into_iter()
+        .find(|(_, t)| t.contains(BLOCKED))
+        .expect("a file names the destination");
+    std::fs::write(dir.join("decisions.jsonl.1"), &text).unwrap();
+
+    eventually("the destination gone from every file", || {
+        let files = log_files(&dir);
+        let gone = files.iter().all(|(_, t)| !t.contains(BLOCKED));
+        async move { gone }
+    })
+    .await;
+    let files = log_files(&dir);
+    assert!(
+        files.len() >= 3,
+        "the live file, a period of the agent's and the copy: {files:?}"
+    );
+    for name in ["decisions.jsonl.1", "the agent's period"] {
+        let text = match name {
+            "decisions.jsonl.1" => &files.iter().find(|(n, _)| n == name).unwrap().1,
+            _ => {
+                &files
+                    .iter()
+                    .find(|(n, t)| n != "decisions.jsonl.1" && t.contains("ret-out"))
+                    .expect("a period of the agent's holds the outbound line")
+                    .1
+            }
+        };
+        let out: serde_json::Value =
+            serde_json::from_str(line_of(text, "ret-out").unwrap()).unwrap();
+        assert_eq!(out["callee"], "redacted", "{name}: {out}");
+        assert_eq!(out["reasons"][0]["entry"], "redacted", "{name}: {out}");
+        assert_eq!(
+            out["caller"], SUBSCRIBER,
+            "{name}: only the destination goes"
+        );
+        assert_eq!(out["reasons"][0]["category"], "callback-tech-support");
+        assert_eq!(out["action"], "block");
+        assert_eq!(line_of(text, "ret-in"), Some(inbound.as_str()), "{name}");
+    }
+    // Counted once each file is replaced: the period's line and the copy's.
+    let api = h.agent.api_addr;
+    eventually("both redactions counted", || async move {
+        metric(&metrics(api).await, "scamguard_decision_log_redacted_total") == 2
+    })
+    .await;
+    let recent = h.agent.screener.recent.as_ref().expect("the console is on");
+    let rows = recent.newest_first();
+    assert!(rows.iter().any(|r| r.call_id == "ret-in"));
+    assert!(rows
+        .iter()
+        .all(|r| r.callee != BLOCKED && r.facts.callee_raw != BLOCKED && r.call_id != "ret-out"));
+    h.stop().await;
+}
