@@ -95,11 +95,36 @@ impl Harness {
     }
 }
 
+/// Every line of the decision log at `path`, its rotated files first (`<file>.2026-12-05...`,
+/// whose names sort by time): with `[callback]` on the agent rotates at UTC midnight, and a test
+/// running across it must still see every call.
 pub fn decisions(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+    let prefix = format!(
+        "{}.",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let mut files: Vec<_> = path
+        .parent()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    files.sort();
+    files.push(path.to_path_buf());
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
