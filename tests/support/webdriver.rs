@@ -146,11 +146,41 @@ pub struct Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let child = match &mut self.backend {
-            Backend::Chromedriver { driver, .. } => driver,
+            Backend::Chromedriver {
+                driver,
+                addr,
+                session,
+            } => {
+                // Killing chromedriver leaves its Chromium running, parented to init, after the
+                // test: ending the session first makes chromedriver quit the browser.
+                if !session.is_empty() {
+                    end_session(*addr, session);
+                }
+                driver
+            }
+            // Firefox's content processes end with the parent process.
             Backend::Marionette { firefox, .. } => firefox,
         };
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// `DELETE /session/{id}`, blocking (a drop cannot await), waiting at most a few seconds for
+/// chromedriver's answer, which it sends once the browser has quit.
+fn end_session(addr: SocketAddr, session: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    let req = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(req.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
     }
 }
 
