@@ -27,6 +27,9 @@ import os
 import re
 import sys
 
+# The same cells as the side-by-side table (this folder is on the path when run as a script).
+from peer_compare import fmt, ratio
+
 # Commands of this script's own tooling (benches/load.sh, redis_snapshot.py), not the agent's.
 TOOLING = {"info", "dbsize", "config|resetstat", "scan", "memory|usage", "pttl", "ping"}
 SCRIPTS = {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"}
@@ -38,21 +41,6 @@ def load(run):
             return json.load(f)
     except OSError:
         return {}
-
-
-def ratio(a, b):
-    try:
-        return "%.2f" % (float(a) / float(b))
-    except (TypeError, ValueError, ZeroDivisionError):
-        return "-"
-
-
-def fmt(v, nd=1):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return ("%." + str(nd) + "f") % v
-    return str(v)
 
 
 def steps(s):

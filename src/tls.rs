@@ -68,20 +68,25 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => format!(
-                "{}: this key does not match the certificate in {}",
-                key.display(),
-                cert.display()
-            ),
-            other => format!(
-                "{} / {}: unusable certificate or key: {other}",
-                cert.display(),
-                key.display()
-            ),
-        })?;
+        .map_err(|e| cert_key_error(cert, key, e))?;
     cfg.alpn_protocols = vec![HTTP1.to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// What rustls refusing a certificate and key pair means to the operator, naming both files.
+pub fn cert_key_error(cert: &Path, key: &Path, e: rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{}: this key does not match the certificate in {}",
+            key.display(),
+            cert.display()
+        ),
+        other => format!(
+            "{} / {}: unusable certificate or key: {other}",
+            cert.display(),
+            key.display()
+        ),
+    }
 }
 
 /// Every CA certificate in the `*.pem`/`*.crt` files of `dir`. Files that hold no certificate

@@ -559,15 +559,10 @@ async fn send_invite(
     send_invite_with(h, id, caller, callee, "").await
 }
 
-/// As [`send_invite`], with `extra` header lines.
-async fn send_invite_with(
-    h: &Harness,
-    id: &str,
-    caller: &str,
-    callee: &str,
-    extra: &str,
-) -> (String, Result<Msg, u16>) {
-    let inv = invite(
+/// The INVITE `caller` sends agent `h` for `callee` (with `extra` headers), `id` its Call-ID,
+/// branch and From tag.
+fn caller_invite(h: &Harness, id: &str, caller: &str, callee: &str, extra: &str) -> String {
+    invite(
         "UDP",
         h.sip(),
         h.up_port(),
@@ -577,7 +572,18 @@ async fn send_invite_with(
         callee,
         extra,
         "",
-    );
+    )
+}
+
+/// As [`send_invite`], with `extra` header lines.
+async fn send_invite_with(
+    h: &Harness,
+    id: &str,
+    caller: &str,
+    callee: &str,
+    extra: &str,
+) -> (String, Result<Msg, u16>) {
+    let inv = caller_invite(h, id, caller, callee, extra);
     h.send_up(&inv).await;
     let f = tokio::select! {
         r = recv_final(&h.up) => {
@@ -757,17 +763,7 @@ struct Through;
 
 impl AsyncCall for Through {
     async fn place(&self, h: &Harness, id: &str, caller: &str, callee: &str) -> String {
-        let inv = invite(
-            "UDP",
-            h.sip(),
-            h.up_port(),
-            id,
-            &format!("z9hG4bK{id}"),
-            &format!("<sip:{caller}@127.0.0.1>;tag={id}"),
-            callee,
-            "",
-            "",
-        );
+        let inv = caller_invite(h, id, caller, callee, "");
         h.send_up(&inv).await;
         let r = recv_final(&h.up).await;
         h.send_up(&ack_for(h.up_port(), &inv, &r)).await;
@@ -977,17 +973,7 @@ impl Held {
 /// and the call to end later.
 async fn hold(f: &Fleet, i: usize, id: &str, caller: &str, callee: &str) -> (String, Option<Held>) {
     let h = &f.agents[i];
-    let inv = invite(
-        "UDP",
-        h.sip(),
-        h.up_port(),
-        id,
-        &format!("z9hG4bK{id}"),
-        &format!("<sip:{caller}@127.0.0.1>;tag={id}"),
-        callee,
-        "",
-        "",
-    );
+    let inv = caller_invite(h, id, caller, callee, "");
     h.send_up(&inv).await;
     loop {
         tokio::select! {

@@ -105,7 +105,7 @@ pub fn load(cfg: &SipConfig) -> Result<TlsSetup, String> {
             let key_der = crate::tls::read_key(key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
-                .map_err(|e| mismatch(cert, key, e))?
+                .map_err(|e| crate::tls::cert_key_error(cert, key, e))?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -113,21 +113,6 @@ pub fn load(cfg: &SipConfig) -> Result<TlsSetup, String> {
         server,
         client: Arc::new(client),
     })
-}
-
-fn mismatch(cert: &Path, key: &Path, e: rustls::Error) -> String {
-    match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "{}: this key does not match the certificate in {}",
-            key.display(),
-            cert.display()
-        ),
-        other => format!(
-            "{} / {}: unusable certificate or key: {other}",
-            cert.display(),
-            key.display()
-        ),
-    }
 }
 
 fn server_config(cfg: &SipConfig, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
@@ -156,7 +141,7 @@ fn server_config(cfg: &SipConfig, cert: &Path, key: &Path) -> Result<Arc<ServerC
     };
     let c = builder
         .with_single_cert(chain, key_der)
-        .map_err(|e| mismatch(cert, key, e))?;
+        .map_err(|e| crate::tls::cert_key_error(cert, key, e))?;
     Ok(Arc::new(c))
 }
 
@@ -236,7 +221,7 @@ pub fn validate(cfg: &SipConfig, p: &mut Vec<String>) {
             .and_then(|b| {
                 b.with_root_certificates(RootCertStore::empty())
                     .with_client_auth_cert(chain.clone(), k)
-                    .map_err(|e| mismatch(cert, key, e))
+                    .map_err(|e| crate::tls::cert_key_error(cert, key, e))
             });
         if let Err(e) = matched {
             p.push(format!("sip.tls_key: {e}"));
